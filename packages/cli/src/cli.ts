@@ -1,0 +1,78 @@
+import { LiverestoreError } from '@liverestore/format';
+import { type Command, type CommandIo, parseCommandArgs } from './command.js';
+import { backupCommand } from './commands/backup.js';
+import { demoCommand } from './commands/demo.js';
+import { keyCommand } from './commands/key.js';
+import { snapshotsCommand } from './commands/snapshots.js';
+import { verifyCommand } from './commands/verify.js';
+import { UsageError } from './errors.js';
+
+/** Every sub-command, in the order `--help` lists them. */
+export const COMMANDS: readonly Command[] = [
+  demoCommand,
+  backupCommand,
+  snapshotsCommand,
+  verifyCommand,
+  keyCommand,
+] as Command[];
+
+const VERSION = '0.1.0';
+
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `liverestore ${VERSION}: restore VMs live from deduplicated chunk backups (Proxmox Backup Server format)
+
+Usage: liverestore COMMAND [options]
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Run "liverestore COMMAND --help" for the options of a command.
+Errors are printed as "liverestore: CODE: message"; docs/errors.md lists every code.`;
+}
+
+/** Exit statuses: 0 ok, 1 the work failed (e.g. verify found bad chunks), 2 usage error. */
+export async function run(argv: string[], io: CommandIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    io.stdout.write(`${topic?.help ?? overview()}\n`);
+    return 0;
+  }
+  if (name === '--version' || name === '-V') {
+    io.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  try {
+    if (command === undefined)
+      throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
+    const args = parseCommandArgs(command, rest);
+    if (args.values.help === true) {
+      io.stdout.write(`${command.help}\n`);
+      return 0;
+    }
+    return await command.run(args, io);
+  } catch (err) {
+    return report(err, io);
+  }
+}
+
+function report(err: unknown, io: CommandIo): number {
+  if (err instanceof LiverestoreError) {
+    io.stderr.write(`liverestore: ${err.code}: ${err.message}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+  if (err instanceof RangeError || err instanceof TypeError) {
+    // Option values checked by the library (e.g. a chunk size that is not a power of two).
+    io.stderr.write(`liverestore: ERR_LR_INVALID_ARGUMENT: ${err.message}\n`);
+    return 2;
+  }
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    // A system error (EACCES, ENOSPC, …) that no layer translated: still no stack trace.
+    io.stderr.write(`liverestore: ERR_LR_SYSTEM: ${(err as Error).message}\n`);
+    return 1;
+  }
+  throw err;
+}

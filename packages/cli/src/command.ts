@@ -1,0 +1,84 @@
+import { readFile } from 'node:fs/promises';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { type CryptConfig, decodeKeyFile, LiverestoreError } from '@liverestore/format';
+import { UsageError } from './errors.js';
+
+/** What a command may write to: stdout for results, stderr for progress and diagnostics. */
+export interface CommandIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** One `liverestore` sub-command. */
+export interface Command<O extends Options = Options> {
+  readonly name: string;
+  /** One line for the command list. */
+  readonly summary: string;
+  /** Full `--help` text. */
+  readonly help: string;
+  readonly options: O;
+  /** Returns the exit status. */
+  run(args: ParsedArgs<O>, io: CommandIo): Promise<number>;
+}
+
+/** The values and positionals parseArgs returns for a command's options. */
+export type ParsedArgs<O extends Options> = ReturnType<
+  typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>
+>;
+
+/** Options every command understands. */
+export const COMMON_OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  json: { type: 'boolean' },
+} as const satisfies Options;
+
+/** Parses argv for a command; parseArgs' own errors become a {@link UsageError} naming the command. */
+export function parseCommandArgs<O extends Options>(command: Command<O>, argv: string[]): ParsedArgs<O> {
+  try {
+    return parseArgs({ args: argv, options: command.options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${command.name}: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** Typed helper so each command keeps its option types. */
+export function defineCommand<O extends Options>(command: Command<O>): Command<O> {
+  return command;
+}
+
+/** The value of a required option, or a usage error. */
+export function required(value: string | undefined, option: string, command: string): string {
+  if (value === undefined || value === '')
+    throw new UsageError(`${command}: ${option} is required (see liverestore ${command} --help)`);
+  return value;
+}
+
+/** Loads a PBS key file, with an error that names the file. */
+export async function loadKeyFile(path: string | undefined): Promise<CryptConfig | undefined> {
+  if (path === undefined) return undefined;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new LiverestoreError(
+      'ERR_LR_KEYFILE_UNREADABLE',
+      `cannot read key file ${path} (${(cause as { code?: string }).code ?? 'error'})`,
+      {
+        cause,
+      },
+    );
+  }
+  try {
+    return decodeKeyFile(text);
+  } catch (err) {
+    if (err instanceof Error) err.message = `${path}: ${err.message}`;
+    throw err;
+  }
+}
+
+/** Writes one JSON document to stdout (the `--json` contract: one object per command). */
+export function printJson(io: CommandIo, value: unknown): void {
+  io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}

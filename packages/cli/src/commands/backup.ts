@@ -1,0 +1,102 @@
+import { backup, Datastore, parseSnapshotSpec } from '@liverestore/datastore';
+import { type Compression, canEncodeZstd } from '@liverestore/format';
+import { COMMON_OPTIONS, defineCommand, loadKeyFile, printJson, required } from '../command.js';
+import { UsageError } from '../errors.js';
+import { Progress } from '../progress.js';
+import { formatBytes, formatRate, parseBytes } from '../units.js';
+
+const COMPRESSIONS: readonly Compression[] = ['deflate', 'zstd', 'none'];
+
+export const backupCommand = defineCommand({
+  name: 'backup',
+  summary: 'back up disk images and files into a new snapshot',
+  help: `Usage: liverestore backup --store DIR --snapshot TYPE/ID ARCHIVE=PATH [ARCHIVE=PATH ...] [options]
+
+Backs up raw disk images, block devices and other files into a new snapshot
+TYPE/ID/<now> of the datastore DIR (created if missing), in the Proxmox Backup Server
+format. Chunks already in the store are reused, so a second backup of a barely
+changed image writes only the changed chunks.
+
+Archive names follow PBS:
+  drive-scsi0.img=PATH   fixed-index disk image, stored as drive-scsi0.img.fidx
+  drive-scsi0=PATH       the same (no extension means .img)
+  notes.txt=PATH         any other extension: dynamic index (content-defined
+                         chunks), stored as notes.txt.didx
+
+Options:
+  --store DIR          datastore directory (required)
+  --snapshot TYPE/ID   backup group, e.g. vm/100 (TYPE is vm, ct or host) (required)
+  --compress ALGO      deflate (default), zstd or none. zstd needs Node.js >= 22.15
+                       (node:zlib has no zstd encoder before that; this is ${process.version}:
+                       zstd ${canEncodeZstd() ? 'available' : 'NOT available'}). Chunks that do not
+                       shrink are stored uncompressed, as PBS does.
+  --chunk-size SIZE    fixed-index chunk size, power of two 64KiB..4MiB (default 4MiB)
+  --keyfile FILE       encrypt with this PBS key file (see: liverestore key create)
+  --json               print the result as JSON
+  -h, --help           show this help
+
+Prints the new snapshot (e.g. vm/100/2026-11-26T10:00:00Z) and counts: bytes read,
+chunks new and reused, bytes written.`,
+  options: {
+    ...COMMON_OPTIONS,
+    store: { type: 'string' },
+    snapshot: { type: 'string' },
+    compress: { type: 'string' },
+    'chunk-size': { type: 'string' },
+    keyfile: { type: 'string' },
+  },
+  async run(args, io) {
+    const { values, positionals } = args;
+    const storeDir = required(values.store, '--store', 'backup');
+    const spec = parseSnapshotSpec(required(values.snapshot, '--snapshot', 'backup'));
+    if (spec.time !== undefined)
+      throw new UsageError('backup: --snapshot takes TYPE/ID; the time is chosen by the backup');
+    const compress = (values.compress ?? 'deflate') as Compression;
+    if (!COMPRESSIONS.includes(compress)) {
+      throw new UsageError(
+        `backup: --compress must be one of ${COMPRESSIONS.join(', ')}, got "${values.compress}"`,
+      );
+    }
+    const chunkSizeBytes =
+      values['chunk-size'] === undefined ? undefined : parseBytes(values['chunk-size'], '--chunk-size');
+    if (positionals.length === 0) throw new UsageError('backup: name at least one ARCHIVE=PATH');
+    const inputs = positionals.map((arg) => {
+      const eq = arg.indexOf('=');
+      if (eq <= 0 || eq === arg.length - 1) throw new UsageError(`backup: "${arg}" is not ARCHIVE=PATH`);
+      return { name: arg.slice(0, eq), path: arg.slice(eq + 1) };
+    });
+    const crypt = await loadKeyFile(values.keyfile);
+    const store = await Datastore.create(storeDir);
+    let progress: Progress | undefined;
+    const result = await backup(store, {
+      type: spec.type,
+      id: spec.id,
+      inputs,
+      compress,
+      crypt,
+      ...(chunkSizeBytes === undefined ? {} : { chunkSizeBytes }),
+      onProgress: (p) => {
+        progress ??= new Progress('backup', p.totalBytes, {
+          quiet: values.json === true && io.stderr.isTTY !== true,
+        });
+        progress.update(p.totalBytesDone);
+      },
+    });
+    progress?.finish();
+    if (values.json === true) {
+      printJson(io, result);
+      return 0;
+    }
+    io.stdout.write(`${result.snapshot}\n`);
+    for (const a of result.archives) {
+      io.stdout.write(
+        `  ${a.filename}: ${formatBytes(a.sizeBytes)}, ${a.chunks} chunks (${a.chunksNew} new, ${a.chunksReused} reused, ${a.zeroChunks} zero)\n`,
+      );
+    }
+    io.stdout.write(
+      `read ${formatBytes(result.bytesRead)} in ${result.seconds.toFixed(1)} s (${formatRate(result.bytesRead, result.seconds)}); ` +
+        `chunks: ${result.chunksNew} new, ${result.chunksReused} reused; wrote ${formatBytes(result.bytesWritten)}\n`,
+    );
+    return 0;
+  },
+});

@@ -1,0 +1,51 @@
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/** Prefix of every temporary file or directory the datastore writes; readers skip these names. */
+export const TEMP_PREFIX = '.tmp-';
+
+/** A name beside `path` that no other writer will pick. */
+export function tempPathFor(path: string): string {
+  return join(
+    dirname(path),
+    `${TEMP_PREFIX}${basename(path)}-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+}
+
+/** fsyncs a directory so that a rename inside it survives a crash. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `data` to `path` so that after a crash the file is either absent/old or complete:
+ * write a temporary file beside it, fsync it, rename it into place.
+ * `syncDir` also fsyncs the directory (callers writing many files do that once themselves).
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array,
+  options: { syncDir?: boolean } = {},
+): Promise<void> {
+  const temp = tempPathFor(path);
+  try {
+    const handle = await open(temp, 'wx', 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+  if (options.syncDir === true) await fsyncDir(dirname(path));
+}

@@ -1,0 +1,231 @@
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  BACKUP_TYPES,
+  type ChunkIndex,
+  type CryptConfig,
+  checkIndexAgainstManifest,
+  decodeManifest,
+  isHexDigest,
+  MANIFEST_BLOB_NAME,
+  type Manifest,
+  manifestFile,
+  readIndex,
+  toHex,
+} from '@liverestore/format';
+import { type ArchiveName, archiveOfFilename, resolveArchiveName } from './archive-name.js';
+import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
+import { DatastoreError } from './errors.js';
+import {
+  formatBackupTime,
+  formatSnapshot,
+  parseBackupTime,
+  type SnapshotRef,
+  type SnapshotSpec,
+} from './snapshot-ref.js';
+
+/** Folder of the chunk store inside a datastore. */
+export const CHUNKS_DIR = '.chunks';
+
+/** One archive of a snapshot, as listed. */
+export interface ArchiveInfo extends ArchiveName {
+  /** Image or file size in bytes, from the manifest. */
+  readonly sizeBytes: number;
+  readonly cryptMode: string;
+}
+
+/** A snapshot with what its manifest says. */
+export interface SnapshotInfo {
+  readonly ref: SnapshotRef;
+  /** `vm/100/2026-11-26T10:00:00Z`. */
+  readonly path: string;
+  readonly archives: readonly ArchiveInfo[];
+  /** The key fingerprint recorded in the manifest, for encrypted snapshots. */
+  readonly keyFingerprint?: string;
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: string }).code === 'ENOENT';
+}
+
+/**
+ * A PBS-layout datastore on a local file system:
+ * `.chunks/<4 hex>/<64 hex>` for chunk blobs, `<type>/<id>/<time>/` for snapshots.
+ * Every write is atomic (temp + fsync + rename), so a crash leaves no torn file.
+ */
+export class Datastore {
+  private constructor(readonly dir: string) {}
+
+  /** Opens an existing datastore; fails with `ERR_LR_STORE_NOT_FOUND` if `dir` has no `.chunks`. */
+  static async open(dir: string): Promise<Datastore> {
+    try {
+      const info = await stat(join(dir, CHUNKS_DIR));
+      if (!info.isDirectory()) throw new Error('not a directory');
+    } catch (cause) {
+      throw new DatastoreError('ERR_LR_STORE_NOT_FOUND', `no datastore at ${dir} (missing ${CHUNKS_DIR}/)`, {
+        cause,
+      });
+    }
+    return new Datastore(dir);
+  }
+
+  /** Opens the datastore at `dir`, creating it (and `.chunks/`) if needed. */
+  static async create(dir: string): Promise<Datastore> {
+    await mkdir(join(dir, CHUNKS_DIR), { recursive: true });
+    return new Datastore(dir);
+  }
+
+  /** Path of a chunk file: `.chunks/abcd/abcd…`. */
+  chunkPath(digest: Uint8Array | string): string {
+    const hex = typeof digest === 'string' ? digest : toHex(digest);
+    if (!isHexDigest(hex)) throw new DatastoreError('ERR_LR_DIGEST_INVALID', `invalid chunk digest "${hex}"`);
+    return join(this.dir, CHUNKS_DIR, hex.slice(0, 4), hex);
+  }
+
+  /** True when the chunk is present (what makes dedup skip compression and writing). */
+  async hasChunk(digest: Uint8Array | string): Promise<boolean> {
+    try {
+      await stat(this.chunkPath(digest));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Stores a chunk blob under its digest unless it is there already. Returns true when
+   * it wrote. The caller guarantees `blob` decodes to data with that digest.
+   */
+  async insertChunk(digest: Uint8Array | string, blob: Uint8Array): Promise<boolean> {
+    const path = this.chunkPath(digest);
+    if (await this.hasChunk(digest)) return false;
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFileAtomic(path, blob);
+    return true;
+  }
+
+  /** The raw blob of a chunk; `ERR_LR_CHUNK_MISSING` when the store does not have it. */
+  async readChunk(digest: Uint8Array | string, signal?: AbortSignal): Promise<Buffer> {
+    const path = this.chunkPath(digest);
+    try {
+      return await readFile(path, signal === undefined ? {} : { signal });
+    } catch (err) {
+      if (isNotFound(err)) {
+        throw new DatastoreError(
+          'ERR_LR_CHUNK_MISSING',
+          `chunk ${typeof digest === 'string' ? digest : toHex(digest)} is missing from the datastore`,
+          {
+            cause: err,
+          },
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Directory of a snapshot. */
+  snapshotDir(ref: SnapshotRef): string {
+    return join(this.dir, ref.type, ref.id, formatBackupTime(ref.time));
+  }
+
+  /** Directory of a backup group (`vm/100`). */
+  groupDir(type: string, id: string): string {
+    return join(this.dir, type, id);
+  }
+
+  /** Times of the complete snapshots of a group, oldest first (temp dirs of unfinished backups are skipped). */
+  async snapshotTimes(type: string, id: string): Promise<number[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.groupDir(type, id));
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+    const times: number[] = [];
+    for (const name of names) {
+      if (name.startsWith(TEMP_PREFIX)) continue;
+      const time = parseBackupTime(name);
+      if (time !== undefined) times.push(time);
+    }
+    return times.sort((a, b) => a - b);
+  }
+
+  /** Every complete snapshot, sorted by type, id and time. */
+  async listSnapshotRefs(): Promise<SnapshotRef[]> {
+    const refs: SnapshotRef[] = [];
+    for (const type of BACKUP_TYPES) {
+      let ids: string[];
+      try {
+        ids = await readdir(join(this.dir, type));
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw err;
+      }
+      for (const id of ids.sort()) {
+        for (const time of await this.snapshotTimes(type, id)) refs.push({ type, id, time });
+      }
+    }
+    return refs;
+  }
+
+  /** Resolves `vm/100` to its latest snapshot, and checks that a full reference exists. */
+  async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
+    const times = await this.snapshotTimes(spec.type, spec.id);
+    const time = spec.time ?? times.at(-1);
+    if (time === undefined || !times.includes(time)) {
+      const what =
+        spec.time === undefined ? `${spec.type}/${spec.id}` : formatSnapshot({ ...spec, time: spec.time });
+      throw new DatastoreError('ERR_LR_SNAPSHOT_NOT_FOUND', `no snapshot ${what} in ${this.dir}`);
+    }
+    return { type: spec.type, id: spec.id, time };
+  }
+
+  /** Reads and checks a snapshot's manifest (its signature too when a key is given). */
+  async readManifest(ref: SnapshotRef, crypt?: CryptConfig): Promise<Manifest> {
+    const path = join(this.snapshotDir(ref), MANIFEST_BLOB_NAME);
+    let raw: Buffer;
+    try {
+      raw = await readFile(path);
+    } catch (cause) {
+      if (isNotFound(cause)) {
+        throw new DatastoreError(
+          'ERR_LR_SNAPSHOT_NOT_FOUND',
+          `snapshot ${formatSnapshot(ref)} has no manifest`,
+          { cause },
+        );
+      }
+      throw cause;
+    }
+    return decodeManifest(raw, { crypt });
+  }
+
+  /** A snapshot's archives as its manifest lists them. */
+  async snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
+    const manifest = await this.readManifest(ref);
+    const archives: ArchiveInfo[] = [];
+    for (const file of manifest.files) {
+      const archive = archiveOfFilename(file.filename);
+      if (archive !== undefined)
+        archives.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
+    }
+    const fingerprint = manifest.unprotected['key-fingerprint'];
+    return {
+      ref,
+      path: formatSnapshot(ref),
+      archives,
+      ...(typeof fingerprint === 'string' ? { keyFingerprint: fingerprint } : {}),
+    };
+  }
+
+  /** Reads an archive's index, checked against the manifest (size and index_csum). */
+  async readArchiveIndex(ref: SnapshotRef, archive: string, manifest?: Manifest): Promise<ChunkIndex> {
+    const name = resolveArchiveName(archive);
+    const m = manifest ?? (await this.readManifest(ref));
+    const entry = manifestFile(m, name.filename);
+    const index = readIndex(await readFile(join(this.snapshotDir(ref), name.filename)));
+    checkIndexAgainstManifest(entry, index);
+    return index;
+  }
+}

@@ -1,0 +1,182 @@
+import {
+  blobKind,
+  type ChunkIndex,
+  type CryptConfig,
+  decodeChunk,
+  LiverestoreError,
+  toHex,
+  verifyBlobCrc,
+} from '@liverestore/format';
+import { archiveOfFilename } from './archive-name.js';
+import type { Datastore } from './datastore.js';
+import { formatSnapshot, type SnapshotRef } from './snapshot-ref.js';
+
+/** A chunk that failed verification and every archive that needs it. */
+export interface BadChunk {
+  readonly digest: string;
+  readonly code: string;
+  readonly message: string;
+  /** `vm/100/…/drive-scsi0.img` for every archive using the chunk. */
+  readonly archives: readonly string[];
+}
+
+/** A file of a snapshot that could not be checked at all (bad manifest, bad index). */
+export interface BadFile {
+  readonly snapshot: string;
+  readonly filename: string;
+  readonly code: string;
+  readonly message: string;
+}
+
+/** Result of {@link verifySnapshots}. */
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly snapshots: readonly string[];
+  readonly archives: number;
+  /** Distinct chunks checked. */
+  readonly chunks: number;
+  /** Plaintext bytes decoded and hashed. */
+  readonly bytes: number;
+  readonly badChunks: readonly BadChunk[];
+  readonly badFiles: readonly BadFile[];
+  /** Encrypted chunks that could only be CRC-checked because no key was given. */
+  readonly crcOnlyChunks: number;
+}
+
+/** Progress of a running verify, after every chunk. */
+export interface VerifyProgress {
+  readonly chunksDone: number;
+  readonly chunksTotal: number;
+}
+
+function codeOf(err: unknown): string {
+  return err instanceof LiverestoreError ? err.code : ((err as { code?: string }).code ?? 'ERR_LR_UNKNOWN');
+}
+
+interface ChunkUse {
+  readonly archives: Set<string>;
+  /** Every plaintext length an index expects for this digest. */
+  readonly lengths: Set<number>;
+}
+
+/**
+ * Decodes every chunk the snapshots use, checks every digest and chunk length, and
+ * reports each bad chunk with the archives it breaks. Each distinct chunk is read once,
+ * however many archives and snapshots share it.
+ */
+export async function verifySnapshots(
+  store: Datastore,
+  refs: readonly SnapshotRef[],
+  options: {
+    crypt?: CryptConfig | undefined;
+    onProgress?: (p: VerifyProgress) => void;
+    concurrency?: number;
+  } = {},
+): Promise<VerifyReport> {
+  const uses = new Map<string, ChunkUse>();
+  const badFiles: BadFile[] = [];
+  let archives = 0;
+  let encrypted = false;
+  for (const ref of refs) {
+    const snapshot = formatSnapshot(ref);
+    let manifest: Awaited<ReturnType<Datastore['readManifest']>>;
+    try {
+      manifest = await store.readManifest(ref, options.crypt);
+    } catch (err) {
+      badFiles.push({
+        snapshot,
+        filename: 'index.json.blob',
+        code: codeOf(err),
+        message: (err as Error).message,
+      });
+      continue;
+    }
+    for (const file of manifest.files) {
+      const archive = archiveOfFilename(file.filename);
+      if (archive === undefined) continue;
+      archives++;
+      if (file.cryptMode === 'encrypt') encrypted = true;
+      let index: ChunkIndex;
+      try {
+        index = await store.readArchiveIndex(ref, archive.name, manifest);
+      } catch (err) {
+        badFiles.push({
+          snapshot,
+          filename: file.filename,
+          code: codeOf(err),
+          message: (err as Error).message,
+        });
+        continue;
+      }
+      for (let i = 0; i < index.chunkCount; i++) {
+        const hex = toHex(index.digestAt(i));
+        let use = uses.get(hex);
+        if (use === undefined) {
+          use = { archives: new Set(), lengths: new Set() };
+          uses.set(hex, use);
+        }
+        use.archives.add(`${snapshot}/${archive.name}`);
+        use.lengths.add(index.chunkEnd(i) - index.chunkStart(i));
+      }
+    }
+  }
+
+  const badChunks: BadChunk[] = [];
+  let bytes = 0;
+  let crcOnlyChunks = 0;
+  let done = 0;
+  const digests = [...uses.keys()];
+  const check = async (hex: string): Promise<void> => {
+    const use = uses.get(hex)!;
+    try {
+      const blob = await store.readChunk(hex);
+      if (encrypted && options.crypt === undefined && isEncryptedBlob(blob)) {
+        // Without the key only the CRC can be checked; say so instead of pretending.
+        verifyBlobCrc(blob);
+        crcOnlyChunks++;
+      } else {
+        const plain = decodeChunk(blob, Buffer.from(hex, 'hex'), { crypt: options.crypt });
+        if (use.lengths.size !== 1 || !use.lengths.has(plain.byteLength)) {
+          throw new LiverestoreError(
+            'ERR_LR_CHUNK_LENGTH_MISMATCH',
+            `chunk ${hex} holds ${plain.byteLength} bytes, the index expects ${[...use.lengths].join(' or ')}`,
+          );
+        }
+        bytes += plain.byteLength;
+      }
+    } catch (err) {
+      badChunks.push({
+        digest: hex,
+        code: codeOf(err),
+        message: (err as Error).message,
+        archives: [...use.archives].sort(),
+      });
+    }
+    done++;
+    options.onProgress?.({ chunksDone: done, chunksTotal: digests.length });
+  };
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, options.concurrency ?? 4) }, async () => {
+    while (next < digests.length) await check(digests[next++]!);
+  });
+  await Promise.all(workers);
+  badChunks.sort((a, b) => (a.digest < b.digest ? -1 : 1));
+  return {
+    ok: badChunks.length === 0 && badFiles.length === 0,
+    snapshots: refs.map(formatSnapshot),
+    archives,
+    chunks: digests.length,
+    bytes,
+    badChunks,
+    badFiles,
+    crcOnlyChunks,
+  };
+}
+
+function isEncryptedBlob(blob: Uint8Array): boolean {
+  try {
+    return blobKind(blob).encrypted;
+  } catch {
+    return false;
+  }
+}
