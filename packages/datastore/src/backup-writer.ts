@@ -22,6 +22,7 @@ import {
 import { type ArchiveName, resolveArchiveName } from './archive-name.js';
 import { fsyncDir, TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import type { Datastore } from './datastore.js';
+import { type ChunkEncoder, createChunkEncoder } from './encode-pool.js';
 import { BackupSourceError, DatastoreError } from './errors.js';
 import { openImageSource, readFully } from './image-source.js';
 import { formatBackupTime, formatSnapshot, isBackupId, type SnapshotRef } from './snapshot-ref.js';
@@ -56,6 +57,8 @@ export interface BackupOptions {
   readonly crypt?: CryptConfig | undefined;
   /** Snapshot time in seconds; default now, moved past the group's latest snapshot if needed. */
   readonly backupTime?: number;
+  /** Worker threads compressing chunks; default the machine's parallelism, 0 = inline. */
+  readonly encodeThreads?: number;
   readonly onProgress?: (progress: BackupProgress) => void;
   readonly signal?: AbortSignal;
 }
@@ -88,14 +91,14 @@ export interface BackupResult {
   readonly seconds: number;
 }
 
-/** How many chunk writes may be in flight while the next chunk is read and compressed. */
-const WRITES_IN_FLIGHT = 8;
+/** Chunks being encoded or written beyond the encoder's parallelism (keeps the disk busy too). */
+const EXTRA_IN_FLIGHT = 4;
 
 /** Shared state of one backup run: dedup set, counters, bounded write queue. */
 class ChunkSink {
   readonly #known = new Set<string>();
   readonly #zeroDigests = new Map<number, Buffer>();
-  readonly #writes = new Set<Promise<void>>();
+  readonly #jobs = new Set<Promise<void>>();
   #failure: unknown;
   chunksNew = 0;
   chunksReused = 0;
@@ -103,7 +106,7 @@ class ChunkSink {
 
   constructor(
     readonly store: Datastore,
-    readonly compress: Compression,
+    readonly encoder: ChunkEncoder,
     readonly crypt: CryptConfig | undefined,
   ) {}
 
@@ -117,7 +120,10 @@ class ChunkSink {
     return digest;
   }
 
-  /** Stores one chunk unless known; returns its digest and whether it was new. */
+  /**
+   * Stores one chunk unless known; returns its digest and whether it was new. A new
+   * chunk's memory is handed to the encoder: the caller must not reuse `data`.
+   */
   async add(data: Buffer, isZero: boolean): Promise<{ digest: Buffer; isNew: boolean }> {
     if (this.#failure !== undefined) throw this.#failure;
     const digest = isZero ? this.zeroDigest(data.byteLength) : chunkDigest(data, this.crypt);
@@ -128,24 +134,25 @@ class ChunkSink {
       return { digest, isNew: false };
     }
     this.#known.add(hex);
-    const blob = encodeBlob(data, { compress: this.compress, crypt: this.crypt });
     this.chunksNew++;
-    this.bytesWritten += blob.byteLength;
-    const write = this.store.insertChunk(hex, blob).then(
-      () => undefined,
-      (err: unknown) => {
+    const job = this.encoder
+      .encode(data)
+      .then(async (blob) => {
+        this.bytesWritten += blob.byteLength;
+        await this.store.insertChunk(hex, blob);
+      })
+      .catch((err: unknown) => {
         this.#failure ??= err;
-      },
-    );
-    this.#writes.add(write);
-    void write.finally(() => this.#writes.delete(write));
-    if (this.#writes.size >= WRITES_IN_FLIGHT) await Promise.race(this.#writes);
+      });
+    this.#jobs.add(job);
+    void job.finally(() => this.#jobs.delete(job));
+    if (this.#jobs.size >= this.encoder.parallelism + EXTRA_IN_FLIGHT) await Promise.race(this.#jobs);
     return { digest, isNew: true };
   }
 
-  /** Waits for every chunk write; throws the first write error. */
+  /** Waits for every chunk write; throws the first encode or write error. */
   async flush(): Promise<void> {
-    await Promise.all(this.#writes);
+    await Promise.all(this.#jobs);
     if (this.#failure !== undefined) throw this.#failure;
   }
 }
@@ -206,7 +213,12 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
   );
   await mkdir(tempDir);
 
-  const sink = new ChunkSink(store, compress, options.crypt);
+  const encoder = createChunkEncoder({
+    compress,
+    crypt: options.crypt,
+    ...(options.encodeThreads === undefined ? {} : { threads: options.encodeThreads }),
+  });
+  const sink = new ChunkSink(store, encoder, options.crypt);
   const totalBytes = runs.reduce((sum, r) => sum + r.sizeBytes, 0);
   let totalBytesDone = 0;
   const results: ArchiveBackupResult[] = [];
@@ -259,6 +271,8 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     await sink.flush().catch(() => undefined);
     await rm(tempDir, { recursive: true, force: true });
     throw err;
+  } finally {
+    await encoder.close();
   }
   return {
     ref,
@@ -293,15 +307,15 @@ async function backupFixed(
     }
     const count = Math.ceil(run.sizeBytes / chunkSizeBytes);
     const digests = Buffer.alloc(count * DIGEST_BYTES);
-    const buffer = Buffer.allocUnsafe(chunkSizeBytes);
     const zeros = Buffer.alloc(chunkSizeBytes);
     let zeroChunks = 0;
     for (let i = 0; i < count; i++) {
       signal?.throwIfAborted();
       const start = i * chunkSizeBytes;
       const length = Math.min(chunkSizeBytes, run.sizeBytes - start);
-      await readFully(source, buffer, length, start, run.path);
-      const data = buffer.subarray(0, length);
+      // A fresh buffer per chunk: a new chunk's memory moves to the encoder thread.
+      const data = Buffer.allocUnsafeSlow(length);
+      await readFully(source, data, length, start, run.path);
       const isZero = isAllZero(data, zeros);
       if (isZero) zeroChunks++;
       const { digest } = await sink.add(data, isZero);

@@ -8,6 +8,13 @@ export const IV_BYTES = 16;
 /** AES-GCM authentication tag length in bytes. */
 export const TAG_BYTES = 16;
 
+const FINGERPRINT_INPUT = createHash('sha256').update('Proxmox Backup Encryption Key Fingerprint').digest();
+
+/** Colon-separated lower-case hex, the way PBS prints fingerprints. */
+export function formatFingerprint(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
 /**
  * The secret material of an encrypted backup, derived as PBS derives it.
  *
@@ -38,6 +45,14 @@ export class CryptConfig {
   /** The raw 32-byte key, for writing a key file. */
   exportKey(): Buffer {
     return Buffer.from(this.#encKey);
+  }
+
+  /**
+   * PBS key fingerprint: `SHA-256(SHA-256("Proxmox Backup Encryption Key Fingerprint") || idKey)`,
+   * as colon-separated hex. Recorded in manifests so a wrong key is named, not just refused.
+   */
+  fingerprint(): string {
+    return formatFingerprint(this.computeDigest(FINGERPRINT_INPUT));
   }
 
   /** Digest of a chunk in an encrypted backup: `SHA-256(plaintext || idKey)`. */

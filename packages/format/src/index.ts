@@ -7,6 +7,7 @@ export * from './dynamic-index.js';
 export * from './errors.js';
 export * from './fixed-index.js';
 export * from './hex.js';
+export * from './key-file.js';
 export * from './magic.js';
 export * from './manifest.js';
 export * from './read-index.js';

@@ -147,7 +147,7 @@ export function decodeManifest(
     files,
     unprotected: isObject(json.unprotected) ? json.unprotected : {},
   };
-  if (json.signature !== undefined) {
+  if (json.signature !== undefined && json.signature !== null) {
     manifest.signature = field(json, 'signature', isString, 'a string');
   }
   if (options.crypt !== undefined) {
