@@ -21,7 +21,7 @@ export const MAGIC = {
   /** liverestore: raw DEFLATE (RFC 1951) compressed blob. */
   deflateBlob: fromString('liverestore deflate compressed blob v1'),
   /** liverestore: raw DEFLATE compressed, then encrypted blob. */
-  encryptedDeflateBlob: fromString('liverestore encrypted deflate compressed blob v1'),
+  encryptedDeflateBlob: fromString('liverestore deflate compressed encrypted blob v1'),
   /** PBS: fixed-size chunk index (`.fidx`). */
   fixedIndex: Buffer.from([47, 127, 65, 237, 145, 253, 15, 205]),
   /** PBS: dynamic-size chunk index (`.didx`). */
@@ -31,5 +31,5 @@ export const MAGIC = {
 /** The strings our own magics are hashed from, for docs/formats.md and tests. */
 export const MAGIC_SOURCE_STRINGS = {
   deflateBlob: 'liverestore deflate compressed blob v1',
-  encryptedDeflateBlob: 'liverestore encrypted deflate compressed blob v1',
+  encryptedDeflateBlob: 'liverestore deflate compressed encrypted blob v1',
 } as const;

@@ -1,5 +1,5 @@
 import { backup, Datastore, parseSnapshotSpec } from '@liverestore/datastore';
-import { type Compression, canEncodeZstd } from '@liverestore/format';
+import type { Compression } from '@liverestore/format';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, printJson, required } from '../command.js';
 import { UsageError } from '../errors.js';
 import { Progress } from '../progress.js';
@@ -27,9 +27,8 @@ Options:
   --store DIR          datastore directory (required)
   --snapshot TYPE/ID   backup group, e.g. vm/100 (TYPE is vm, ct or host) (required)
   --compress ALGO      deflate (default), zstd or none. zstd needs Node.js >= 22.15
-                       (node:zlib has no zstd encoder before that; this is ${process.version}:
-                       zstd ${canEncodeZstd() ? 'available' : 'NOT available'}). Chunks that do not
-                       shrink are stored uncompressed, as PBS does.
+                       (older node:zlib has no zstd encoder; reading zstd always works).
+                       Chunks that do not shrink are stored uncompressed, as PBS does.
   --chunk-size SIZE    fixed-index chunk size, power of two 64KiB..4MiB (default 4MiB)
   --keyfile FILE       encrypt with this PBS key file (see: liverestore key create)
   --json               print the result as JSON
