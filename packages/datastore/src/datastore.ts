@@ -182,6 +182,26 @@ export class Datastore {
     return { type: spec.type, id: spec.id, time };
   }
 
+  /**
+   * A raw file of a snapshot directory (index or manifest); `ERR_LR_SNAPSHOT_FILE_NOT_FOUND`
+   * when absent. The name must be a plain file name: nothing outside the snapshot is reachable.
+   */
+  async readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Buffer> {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(filename)) {
+      throw new DatastoreError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `invalid snapshot file name "${filename}"`);
+    }
+    try {
+      return await readFile(join(this.snapshotDir(ref), filename));
+    } catch (cause) {
+      if (isNotFound(cause)) {
+        throw new DatastoreError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `snapshot ${formatSnapshot(ref)} has no file ${filename}`, {
+          cause,
+        });
+      }
+      throw cause;
+    }
+  }
+
   /** Reads and checks a snapshot's manifest (its signature too when a key is given). */
   async readManifest(ref: SnapshotRef, crypt?: CryptConfig): Promise<Manifest> {
     const path = join(this.snapshotDir(ref), MANIFEST_BLOB_NAME);
@@ -224,7 +244,7 @@ export class Datastore {
     const name = resolveArchiveName(archive);
     const m = manifest ?? (await this.readManifest(ref));
     const entry = manifestFile(m, name.filename);
-    const index = readIndex(await readFile(join(this.snapshotDir(ref), name.filename)));
+    const index = readIndex(await this.readSnapshotFile(ref, name.filename));
     checkIndexAgainstManifest(entry, index);
     return index;
   }

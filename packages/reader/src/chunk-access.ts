@@ -1,0 +1,34 @@
+import type { ChunkCache } from './chunk-cache.js';
+import type { ChunkSource } from './chunk-source.js';
+import type { Lease, SlotTable } from './slot-table.js';
+
+/**
+ * What a reader needs from the cache for one archive: leases on chunks by digest and
+ * length, readahead hints, and the shared memory to copy from. Bound to the archive's
+ * source and key, so a reader never handles either; implemented in this thread by
+ * {@link localChunkAccess} and in other threads over comlink (remote.ts).
+ */
+export interface ChunkAccess {
+  readonly table: SlotTable;
+  readonly capacityBytes: number;
+  acquire(digestHex: string, length: number, signal?: AbortSignal): Promise<Lease>;
+  release(lease: Lease): void;
+  prefetch(digestHex: string, length: number): void;
+}
+
+/** Chunk access for a reader living on the cache's own thread. */
+export function localChunkAccess(
+  cache: ChunkCache,
+  source: ChunkSource,
+  key: Uint8Array | undefined,
+): ChunkAccess {
+  return {
+    table: cache.table,
+    capacityBytes: cache.capacityBytes,
+    acquire: (digestHex, length, signal) => cache.acquire({ digestHex, length, source, key }, signal),
+    release: (lease) => cache.release(lease),
+    prefetch: (digestHex, length) => {
+      cache.prefetch({ digestHex, length, source, key });
+    },
+  };
+}

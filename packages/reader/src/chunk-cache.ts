@@ -1,0 +1,471 @@
+import { availableParallelism } from 'node:os';
+import { LRUCache } from 'lru-cache';
+import type { ChunkSource } from './chunk-source.js';
+import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
+import { abortError, fromErrorRecord, ReaderError } from './errors.js';
+import {
+  DEFAULT_PAGE_BYTES,
+  type Generation,
+  kGenerationField,
+  kLengthField,
+  kPageCountField,
+  kReleaseSeqField,
+  kStateField,
+  type Lease,
+  type SharedCacheMemory,
+  type SlotIndex,
+  SlotState,
+  SlotTable,
+} from './slot-table.js';
+
+/** Default cache budget: what PBS's live restore uses (64 chunks of 4 MiB). */
+export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
+
+/** Options of {@link ChunkCache}. */
+export interface ChunkCacheOptions {
+  /** Memory for decoded chunks, fixed for the cache's life whatever is opened. Default 256 MiB. */
+  cacheBytes?: number;
+  /** Decode threads; default the machine's parallelism; 0 decodes on this thread. */
+  workers?: number;
+  /** Arena page size, a power of two ≥ 4 KiB; default 64 KiB (the smallest PBS chunk). */
+  pageBytes?: number;
+}
+
+/** One chunk as a reader asks for it. */
+export interface ChunkRequest {
+  readonly digestHex: string;
+  /** Plaintext length the index expects. */
+  readonly length: number;
+  readonly source: ChunkSource;
+  /** Raw key of an encrypted archive. */
+  readonly key?: Uint8Array | undefined;
+}
+
+/** Counters of {@link ChunkCache.stats}. */
+export interface ChunkCacheStats {
+  /** Requests served from a ready slot. */
+  hits: number;
+  /** Requests that started a fetch. */
+  misses: number;
+  /** Requests that joined a fetch already in flight (one fetch, one decode, many readers). */
+  dedupJoins: number;
+  /** Loads started by readahead. */
+  prefetches: number;
+  /** Plaintext bytes decoded into the cache. */
+  bytesDecoded: number;
+  /** Ready chunks dropped to make room. */
+  evictions: number;
+  /** Loads that failed (fetch or decode); never cached. */
+  failures: number;
+  /** Allocations that had to wait because every slot was pinned or loading. */
+  memoryWaits: number;
+  /** Loads in flight now. */
+  inFlight: number;
+  /** Ready chunks now. */
+  cachedChunks: number;
+  /** Bytes of pages holding ready or loading chunks now. */
+  usedBytes: number;
+  /** The fixed budget. */
+  capacityBytes: number;
+}
+
+interface Waiter {
+  resolve(lease: Lease): void;
+  reject(err: unknown): void;
+}
+
+interface Load {
+  readonly waiters: Set<Waiter>;
+}
+
+interface AllocWaiter {
+  readonly pageCount: number;
+  resolve(slot: SlotIndex): void;
+  reject(err: unknown): void;
+}
+
+function checkPositiveInteger(value: number, name: string): void {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
+}
+
+/**
+ * The shared chunk cache: a coordinator actor over a fixed SharedArrayBuffer arena.
+ *
+ * It is the only writer of cache bookkeeping (LRU map digest → slot, in-flight map
+ * digest → load, free lists, slot states), so it needs no locks: everything runs on the
+ * thread that created it. Readers in this thread call it directly; readers in other
+ * threads reach it through {@link createCachePort}. Either way a reader gets a pinned
+ * {@link Lease} and copies out of shared memory itself.
+ *
+ * - Concurrent requests for one chunk share one fetch and one decode.
+ * - A failed fetch or decode is never cached; every waiter gets the error.
+ * - Aborting one waiter never cancels a load others wait for.
+ * - Memory never exceeds `cacheBytes`; when every slot is pinned or loading, requests
+ *   wait (FIFO) for a release. A single-chunk cache still serves any number of readers,
+ *   because readers never hold a pin while they wait for another chunk.
+ */
+export class ChunkCache {
+  readonly table: SlotTable;
+  readonly memory: SharedCacheMemory;
+  readonly #decoder: ChunkDecoder;
+  readonly #lru: LRUCache<string, SlotIndex>;
+  readonly #loads = new Map<string, Load>();
+  readonly #freePages: number[] = [];
+  readonly #freeSlots: SlotIndex[] = [];
+  readonly #pageLists: (Int32Array | undefined)[];
+  readonly #allocWaiters: AllocWaiter[] = [];
+  readonly #closing = new AbortController();
+  #waitingForRelease = false;
+  #closed = false;
+  readonly #stats = {
+    hits: 0,
+    misses: 0,
+    dedupJoins: 0,
+    prefetches: 0,
+    bytesDecoded: 0,
+    evictions: 0,
+    failures: 0,
+    memoryWaits: 0,
+  };
+
+  constructor(options: ChunkCacheOptions = {}) {
+    const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
+    checkPositiveInteger(pageBytes, 'pageBytes');
+    if (pageBytes < 4096 || (pageBytes & (pageBytes - 1)) !== 0)
+      throw new RangeError('pageBytes must be a power of two ≥ 4096');
+    const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+    checkPositiveInteger(cacheBytes, 'cacheBytes');
+    const pageCount = Math.floor(cacheBytes / pageBytes);
+    if (pageCount < 1) throw new RangeError(`cacheBytes must be at least one page (${pageBytes} bytes)`);
+    const workers = options.workers ?? availableParallelism();
+    if (!Number.isInteger(workers) || workers < 0)
+      throw new RangeError('workers must be a non-negative integer');
+
+    this.memory = SlotTable.allocate(pageCount, pageBytes);
+    this.table = new SlotTable(this.memory);
+    for (let page = pageCount - 1; page >= 0; page--) this.#freePages.push(page);
+    for (let slot = this.table.slotCount - 1; slot >= 0; slot--) this.#freeSlots.push(slot as SlotIndex);
+    this.#pageLists = new Array(this.table.slotCount);
+    this.#lru = new LRUCache<string, SlotIndex>({ max: this.table.slotCount });
+    this.#decoder = workers === 0 ? inlineDecoder(this.table) : poolDecoder(this.memory, workers);
+  }
+
+  /** The decoder, for diagnostics and fault tests (its piscina pool when workers > 0). */
+  get decoder(): ChunkDecoder {
+    return this.#decoder;
+  }
+
+  /** Budget in bytes (a whole number of pages). */
+  get capacityBytes(): number {
+    return this.table.pageCount * this.table.pageBytes;
+  }
+
+  /**
+   * A pinned lease on the chunk, fetched and decoded if needed. Call {@link release}
+   * (or `table.unpin`) exactly once after copying. Rejects with the load's error, or
+   * with the abort reason when `signal` fires first.
+   */
+  acquire(request: ChunkRequest, signal?: AbortSignal): Promise<Lease> {
+    if (this.#closed) return Promise.reject(closedError());
+    if (signal?.aborted === true) return Promise.reject(abortError(signal));
+    const hex = request.digestHex;
+    const slot = this.#lru.get(hex);
+    if (slot !== undefined) {
+      this.#stats.hits++;
+      this.table.pin(slot);
+      return Promise.resolve(this.#leaseOf(slot));
+    }
+    let load = this.#loads.get(hex);
+    if (load === undefined) {
+      this.#stats.misses++;
+      load = this.#startLoad(request, undefined);
+    } else {
+      this.#stats.dedupJoins++;
+    }
+    const joined = load;
+    return new Promise<Lease>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (joined.waiters.delete(waiter)) reject(abortError(signal));
+      };
+      const waiter: Waiter = {
+        resolve: (lease) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(lease);
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      joined.waiters.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Drops the pin of a lease. */
+  release(lease: Lease): void {
+    this.table.unpin(lease);
+  }
+
+  /**
+   * Starts loading a chunk nobody waits for yet (readahead). Never waits and never
+   * competes with waiting requests: returns false when the chunk is cached or loading,
+   * or when memory would have to be waited for.
+   */
+  prefetch(request: ChunkRequest): boolean {
+    if (this.#closed || this.#lru.has(request.digestHex) || this.#loads.has(request.digestHex)) return false;
+    if (this.#allocWaiters.length > 0) return false;
+    const slot = this.#tryAllocate(this.#pagesFor(request.length));
+    if (slot === undefined) return false;
+    this.#stats.prefetches++;
+    this.#startLoad(request, slot);
+    return true;
+  }
+
+  /** True when the chunk is ready in the cache (does not touch LRU order). */
+  has(digestHex: string): boolean {
+    return this.#lru.has(digestHex);
+  }
+
+  stats(): ChunkCacheStats {
+    const usedPages = this.table.pageCount - this.#freePages.length;
+    return {
+      ...this.#stats,
+      inFlight: this.#loads.size,
+      cachedChunks: this.#lru.size,
+      usedBytes: usedPages * this.table.pageBytes,
+      capacityBytes: this.capacityBytes,
+    };
+  }
+
+  /** Rejects waiting requests, stops the decode pool. Open leases stay readable until released. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closing.abort(closedError());
+    for (const waiter of this.#allocWaiters.splice(0)) waiter.reject(closedError());
+    Atomics.notify(this.table.header, kReleaseSeqField);
+    await this.#decoder.close();
+  }
+
+  /**
+   * Walks every structure and throws if one invariant does not hold: each slot is free,
+   * loading or ready exactly once; every page belongs to exactly one used slot or the
+   * free list; shared fields agree with the bookkeeping; pins are never negative.
+   * For tests (cheap enough to call after every step of a model test).
+   */
+  checkInvariants(): void {
+    const fail = (what: string): never => {
+      throw new Error(`cache invariant violated: ${what}`);
+    };
+    const slotOwner = new Map<number, string>();
+    for (const slot of this.#freeSlots) {
+      if (slotOwner.has(slot)) fail(`slot ${slot} twice on the free list`);
+      slotOwner.set(slot, 'free');
+      if (this.table.field(slot, kStateField) !== SlotState.free) fail(`free slot ${slot} not in state free`);
+      if (this.table.pins(slot) !== 0) fail(`free slot ${slot} is pinned`);
+    }
+    for (const [hex, slot] of this.#lru.entries()) {
+      if (slotOwner.has(slot)) fail(`slot ${slot} is ready (${hex}) and ${slotOwner.get(slot)}`);
+      slotOwner.set(slot, hex);
+      if (this.table.field(slot, kStateField) !== SlotState.ready)
+        fail(`cached slot ${slot} not in state ready`);
+    }
+    let loadingSlots = 0;
+    for (let slot = 0; slot < this.table.slotCount; slot++) {
+      if (this.table.pins(slot as SlotIndex) < 0) fail(`slot ${slot} has negative pins`);
+      if (this.table.field(slot as SlotIndex, kStateField) === SlotState.loading) {
+        if (slotOwner.has(slot)) fail(`loading slot ${slot} is also ${slotOwner.get(slot)}`);
+        loadingSlots++;
+        slotOwner.set(slot, 'loading');
+      }
+    }
+    if (slotOwner.size !== this.table.slotCount)
+      fail(`${this.table.slotCount - slotOwner.size} slots are lost`);
+    if (loadingSlots > this.#loads.size) fail(`${loadingSlots} loading slots for ${this.#loads.size} loads`);
+    const pageOwner = new Int32Array(this.table.pageCount).fill(-1);
+    for (const page of this.#freePages) {
+      if (pageOwner[page] !== -1) fail(`page ${page} twice on the free list`);
+      pageOwner[page] = this.table.slotCount;
+    }
+    for (let slot = 0; slot < this.table.slotCount; slot++) {
+      const pages = this.#pageLists[slot];
+      const state = this.table.field(slot as SlotIndex, kStateField);
+      if ((pages === undefined) !== (state === SlotState.free))
+        fail(`slot ${slot} page list does not match its state`);
+      if (pages === undefined) continue;
+      if (pages.length !== this.table.field(slot as SlotIndex, kPageCountField))
+        fail(`slot ${slot} page count`);
+      if (pages.length * this.table.pageBytes < this.table.field(slot as SlotIndex, kLengthField))
+        fail(`slot ${slot} too small`);
+      for (const page of pages) {
+        if (pageOwner[page] !== -1) fail(`page ${page} owned twice`);
+        pageOwner[page] = slot;
+      }
+    }
+    if (pageOwner.includes(-1)) fail('a page is neither free nor owned');
+  }
+
+  #pagesFor(length: number): number {
+    return Math.max(1, Math.ceil(length / this.table.pageBytes));
+  }
+
+  #leaseOf(slot: SlotIndex): Lease {
+    return {
+      slot,
+      generation: this.table.field(slot, kGenerationField) as Generation,
+      length: this.table.field(slot, kLengthField),
+      pages: this.#pageLists[slot]!,
+    };
+  }
+
+  #startLoad(request: ChunkRequest, preallocated: SlotIndex | undefined): Load {
+    const load: Load = { waiters: new Set() };
+    this.#loads.set(request.digestHex, load);
+    void this.#runLoad(request, load, preallocated);
+    return load;
+  }
+
+  async #runLoad(request: ChunkRequest, load: Load, preallocated: SlotIndex | undefined): Promise<void> {
+    const hex = request.digestHex;
+    let slot: SlotIndex | undefined = preallocated;
+    try {
+      const pageCount = this.#pagesFor(request.length);
+      if (pageCount > this.table.pageCount) {
+        throw new ReaderError(
+          'ERR_LR_CHUNK_TOO_LARGE_FOR_CACHE',
+          `chunk ${hex} needs ${request.length} bytes but the cache holds only ${this.capacityBytes}`,
+        );
+      }
+      slot ??= await this.#allocate(pageCount);
+      this.table.setField(slot, kLengthField, request.length);
+      const blob = await request.source.fetchChunk(hex, this.#closing.signal);
+      const result = await this.#decoder.decode({
+        blob,
+        digestHex: hex,
+        length: request.length,
+        pages: this.#pageLists[slot]!,
+        ...(request.key === undefined ? {} : { key: request.key }),
+      });
+      if (!result.ok) throw fromErrorRecord(result.error);
+      if (this.#closed) throw closedError();
+      this.table.setField(slot, kStateField, SlotState.ready);
+      this.#loads.delete(hex);
+      this.#lru.set(hex, slot);
+      this.#stats.bytesDecoded += request.length;
+      for (const waiter of load.waiters) {
+        this.table.pin(slot);
+        waiter.resolve(this.#leaseOf(slot));
+      }
+    } catch (err) {
+      this.#loads.delete(hex);
+      if (slot !== undefined) this.#freeSlot(slot);
+      this.#stats.failures++;
+      for (const waiter of load.waiters) waiter.reject(err);
+    }
+    // A load that ended may have left an unpinned slot (no waiters) or freed pages.
+    this.#pump();
+  }
+
+  #allocate(pageCount: number): Promise<SlotIndex> {
+    if (this.#allocWaiters.length === 0) {
+      const slot = this.#tryAllocate(pageCount);
+      if (slot !== undefined) return Promise.resolve(slot);
+    }
+    if (this.#closed) return Promise.reject(closedError());
+    this.#stats.memoryWaits++;
+    return new Promise<SlotIndex>((resolve, reject) => {
+      this.#allocWaiters.push({ pageCount, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Takes a free slot and pages, evicting least recently used unpinned chunks as needed. */
+  #tryAllocate(pageCount: number): SlotIndex | undefined {
+    if (this.#freePages.length < pageCount || this.#freeSlots.length === 0) this.#evict(pageCount);
+    if (this.#freePages.length < pageCount || this.#freeSlots.length === 0) return undefined;
+    const slot = this.#freeSlots.pop()!;
+    const pages = Int32Array.from(this.#freePages.splice(this.#freePages.length - pageCount, pageCount));
+    this.#pageLists[slot] = pages;
+    this.table.setField(slot, kGenerationField, (this.table.field(slot, kGenerationField) + 1) | 0);
+    this.table.setField(slot, kPageCountField, pageCount);
+    this.table.setField(slot, kLengthField, 0);
+    this.table.setField(slot, kStateField, SlotState.loading);
+    return slot;
+  }
+
+  #evict(pageCount: number): void {
+    let freePages = this.#freePages.length;
+    let freeSlots = this.#freeSlots.length;
+    const victims: string[] = [];
+    for (const hex of this.#lru.rkeys()) {
+      if (freePages >= pageCount && freeSlots > 0) break;
+      const slot = this.#lru.peek(hex)!;
+      if (this.table.pins(slot) !== 0) continue;
+      victims.push(hex);
+      freePages += this.#pageLists[slot]!.length;
+      freeSlots++;
+    }
+    if (freePages < pageCount || freeSlots === 0) return; // evicting would not be enough: keep the data
+    for (const hex of victims) {
+      const slot = this.#lru.peek(hex)!;
+      this.#lru.delete(hex);
+      this.#freeSlot(slot);
+      this.#stats.evictions++;
+    }
+  }
+
+  #freeSlot(slot: SlotIndex): void {
+    const pages = this.#pageLists[slot]!;
+    this.#pageLists[slot] = undefined;
+    for (let i = pages.length - 1; i >= 0; i--) this.#freePages.push(pages[i]!);
+    this.table.setField(slot, kStateField, SlotState.free);
+    this.table.setField(slot, kLengthField, 0);
+    this.table.setField(slot, kPageCountField, 0);
+    this.#freeSlots.push(slot);
+  }
+
+  /** Serves waiting allocations in order; arms a wait for the next unpin if the head cannot be served. */
+  #pump(): void {
+    while (this.#allocWaiters.length > 0 && !this.#closed) {
+      const seq = Atomics.load(this.table.header, kReleaseSeqField);
+      const head = this.#allocWaiters[0]!;
+      const slot = this.#tryAllocate(head.pageCount);
+      if (slot === undefined) {
+        this.#waitForRelease(seq);
+        return;
+      }
+      this.#allocWaiters.shift();
+      head.resolve(slot);
+    }
+  }
+
+  #waitForRelease(seq: number): void {
+    if (this.#waitingForRelease) return;
+    const result = waitAsync(this.table.header, kReleaseSeqField, seq);
+    if (!result.async) {
+      queueMicrotask(() => this.#pump());
+      return;
+    }
+    this.#waitingForRelease = true;
+    void result.value.then(() => {
+      this.#waitingForRelease = false;
+      this.#pump();
+    });
+  }
+}
+
+/** `Atomics.waitAsync` (ES2024; in Node.js since 16) without raising the project's lib to ES2024. */
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      array: Int32Array,
+      index: number,
+      value: number,
+    ): { async: false; value: string } | { async: true; value: Promise<string> };
+  }
+).waitAsync;
+
+function closedError(): ReaderError {
+  return new ReaderError('ERR_LR_CACHE_CLOSED', 'the chunk cache is closed');
+}

@@ -1,0 +1,50 @@
+import { Datastore, type SnapshotRef } from '@liverestore/datastore';
+
+/**
+ * Where raw chunk blobs and snapshot files come from: a local datastore now, an HTTP
+ * server later. A source may be asked for many chunks at once and should fetch them
+ * in parallel; retrying is its business (it knows what a transient failure looks like),
+ * the cache never retries on its own. Blobs are untrusted: the decode pool checks them.
+ */
+export interface ChunkSource {
+  /** Short description for logs and errors: a path or a URL. */
+  readonly name: string;
+  /** The raw blob of a chunk. Must honour `signal`. */
+  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array>;
+  /** Snapshots this source offers. */
+  listSnapshots(): Promise<SnapshotRef[]>;
+  /** Resolves a group (`time` absent) to its latest snapshot, or checks a full reference. */
+  resolveSnapshot(spec: { type: SnapshotRef['type']; id: string; time?: number }): Promise<SnapshotRef>;
+  /** A file of a snapshot directory (`index.json.blob`, `drive-scsi0.img.fidx`), raw. */
+  readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array>;
+  close?(): Promise<void>;
+}
+
+/** A datastore on the local file system as a chunk source. */
+export class LocalChunkSource implements ChunkSource {
+  private constructor(readonly store: Datastore) {}
+
+  get name(): string {
+    return this.store.dir;
+  }
+
+  static async open(dir: string): Promise<LocalChunkSource> {
+    return new LocalChunkSource(await Datastore.open(dir));
+  }
+
+  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.store.readChunk(digestHex, signal);
+  }
+
+  listSnapshots(): Promise<SnapshotRef[]> {
+    return this.store.listSnapshotRefs();
+  }
+
+  resolveSnapshot(spec: { type: SnapshotRef['type']; id: string; time?: number }): Promise<SnapshotRef> {
+    return this.store.resolveSnapshot(spec);
+  }
+
+  readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array> {
+    return this.store.readSnapshotFile(ref, filename);
+  }
+}

@@ -1,0 +1,69 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { type DecodeResult, type DecodeTask, decodeInto } from './decode-worker.js';
+import { ReaderError } from './errors.js';
+import type { SharedCacheMemory, SlotTable } from './slot-table.js';
+
+/** Verifies and decodes chunks into cache slots. */
+export interface ChunkDecoder {
+  /** Resolves when the plaintext is in the pages, or with the reason it is not. */
+  decode(task: DecodeTask): Promise<DecodeResult>;
+  /** Decoding threads (0 for inline). */
+  readonly threads: number;
+  close(): Promise<void>;
+}
+
+/** Decodes on the calling thread: for `workers: 0` (tests, tiny caches). */
+export function inlineDecoder(table: SlotTable): ChunkDecoder {
+  return {
+    threads: 0,
+    decode: async (task) => decodeInto(table, task),
+    close: async () => undefined,
+  };
+}
+
+/**
+ * A piscina pool that decodes into the shared arena. A worker that dies (crash,
+ * terminate, out of memory) is replaced by piscina; the task it held fails with
+ * `ERR_LR_DECODE_WORKER_DIED` instead of hanging.
+ */
+export function poolDecoder(
+  memory: SharedCacheMemory,
+  threads = availableParallelism(),
+): ChunkDecoder & { readonly pool: Piscina } {
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new RangeError('workers must be a positive integer (or 0 for inline)');
+  const pool = new Piscina({
+    filename: new URL('./decode-worker.js', import.meta.url).href,
+    name: 'decode',
+    minThreads: threads,
+    maxThreads: threads,
+    idleTimeout: 30_000,
+    workerData: { memory },
+  });
+  return {
+    pool,
+    threads,
+    async decode(task) {
+      // Move the blob when it owns its ArrayBuffer; copy a view into shared memory (Buffer pool).
+      const { blob } = task;
+      const owned =
+        blob.byteOffset === 0 &&
+        blob.byteLength === blob.buffer.byteLength &&
+        !(blob.buffer instanceof SharedArrayBuffer);
+      const moved = owned ? task : { ...task, blob: new Uint8Array(blob) };
+      try {
+        return (await pool.run(moved, { transferList: [moved.blob.buffer as ArrayBuffer] })) as DecodeResult;
+      } catch (cause) {
+        throw new ReaderError(
+          'ERR_LR_DECODE_WORKER_DIED',
+          `decode worker failed while decoding chunk ${task.digestHex}`,
+          {
+            cause,
+          },
+        );
+      }
+    },
+    close: () => pool.destroy(),
+  };
+}

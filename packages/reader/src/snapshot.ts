@@ -1,0 +1,137 @@
+import {
+  type ArchiveInfo,
+  archiveOfFilename,
+  formatSnapshot,
+  parseSnapshotSpec,
+  resolveArchiveName,
+  type SnapshotRef,
+} from '@liverestore/datastore';
+import {
+  type ChunkIndex,
+  type CryptConfig,
+  checkIndexAgainstManifest,
+  decodeManifest,
+  MANIFEST_BLOB_NAME,
+  type Manifest,
+  manifestFile,
+  readIndex,
+} from '@liverestore/format';
+import { type ArchiveReaderOptions, CachedChunkReader } from './cached-chunk-reader.js';
+import { localChunkAccess } from './chunk-access.js';
+import type { ChunkCache } from './chunk-cache.js';
+import { type ChunkSource, LocalChunkSource } from './chunk-source.js';
+import { ReaderError } from './errors.js';
+
+/** Opens the source a user names: a datastore directory (an HTTP URL from the remote-source issue on). */
+export async function openChunkSource(source: string): Promise<ChunkSource> {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {
+    throw new ReaderError(
+      'ERR_LR_SOURCE_UNSUPPORTED',
+      `unsupported source "${source}": give a datastore directory`,
+    );
+  }
+  return LocalChunkSource.open(source);
+}
+
+/** Options of {@link openSnapshot}. */
+export interface OpenSnapshotOptions {
+  /** A datastore directory, or an opened {@link ChunkSource} (kept open on close). */
+  source: string | ChunkSource;
+  /** `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the group's latest snapshot. */
+  snapshot: string | SnapshotRef;
+  /** The shared cache; any number of snapshots may share one. */
+  cache: ChunkCache;
+  /** Key of an encrypted snapshot; also checks the manifest signature. */
+  crypt?: CryptConfig | undefined;
+}
+
+/** An opened snapshot: its manifest, archives and readers, all over one shared cache. */
+export class Snapshot {
+  readonly #ownsSource: boolean;
+  #closed = false;
+
+  constructor(
+    readonly source: ChunkSource,
+    readonly ref: SnapshotRef,
+    readonly manifest: Manifest,
+    readonly cache: ChunkCache,
+    readonly crypt: CryptConfig | undefined,
+    ownsSource: boolean,
+  ) {
+    this.#ownsSource = ownsSource;
+  }
+
+  /** `vm/100/2026-11-26T10:00:00Z`. */
+  get path(): string {
+    return formatSnapshot(this.ref);
+  }
+
+  /** The index archives of the snapshot, as the manifest lists them. */
+  get archives(): ArchiveInfo[] {
+    const out: ArchiveInfo[] = [];
+    for (const file of this.manifest.files) {
+      const archive = archiveOfFilename(file.filename);
+      if (archive !== undefined) out.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
+    }
+    return out;
+  }
+
+  /** Reads and checks an archive's index (against the manifest: size and checksum). */
+  async readIndex(archive: string): Promise<{ name: string; index: ChunkIndex; raw: Uint8Array }> {
+    this.#checkOpen();
+    const name = resolveArchiveName(archive);
+    const entry = manifestFile(this.manifest, name.filename);
+    if (entry.cryptMode === 'encrypt' && this.crypt === undefined) {
+      throw new ReaderError(
+        'ERR_LR_KEY_REQUIRED',
+        `archive ${name.name} of ${this.path} is encrypted: a key file is needed`,
+      );
+    }
+    const raw = await this.source.readSnapshotFile(this.ref, name.filename);
+    const index = readIndex(raw);
+    checkIndexAgainstManifest(entry, index);
+    return { name: name.name, index, raw };
+  }
+
+  /** A {@link CachedChunkReader} for an archive (`drive-scsi0.img`, with or without `.fidx`). */
+  async openArchive(archive: string, options: ArchiveReaderOptions = {}): Promise<CachedChunkReader> {
+    const { name, index } = await this.readIndex(archive);
+    const key = this.crypt?.exportKey();
+    return new CachedChunkReader(
+      name,
+      index,
+      localChunkAccess(this.cache, this.source, key),
+      this.crypt,
+      options,
+    );
+  }
+
+  /** Closes the source if this snapshot opened it. Readers must not be used afterwards. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#ownsSource) await this.source.close?.();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ReaderError('ERR_LR_SNAPSHOT_CLOSED', `snapshot ${this.path} is closed`);
+  }
+}
+
+/** Opens a snapshot of a source for reading through a shared cache. */
+export async function openSnapshot(options: OpenSnapshotOptions): Promise<Snapshot> {
+  const owns = typeof options.source === 'string';
+  const source = typeof options.source === 'string' ? await openChunkSource(options.source) : options.source;
+  try {
+    const spec =
+      typeof options.snapshot === 'string' ? parseSnapshotSpec(options.snapshot) : options.snapshot;
+    const ref = await source.resolveSnapshot(spec);
+    const manifest = decodeManifest(await source.readSnapshotFile(ref, MANIFEST_BLOB_NAME), {
+      crypt: options.crypt,
+    });
+    return new Snapshot(source, ref, manifest, options.cache, options.crypt, owns);
+  } catch (err) {
+    if (owns) await source.close?.();
+    throw err;
+  }
+}
