@@ -174,15 +174,64 @@ function tooLarge(maxBytes: number): IntegrityError {
 }
 
 function inflate(payload: Buffer, maxBytes: number): Buffer {
+  let out: Buffer;
   try {
-    return zlib.inflateRawSync(payload, { maxOutputLength: Math.max(maxBytes, 1) });
+    out = zlib.inflateRawSync(payload, { maxOutputLength: Math.max(maxBytes, 1) });
   } catch (cause) {
     if ((cause as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(maxBytes);
     throw new IntegrityError('ERR_LR_DECOMPRESS_FAILED', 'DEFLATE payload is corrupt', { cause });
   }
+  if (out.byteLength > maxBytes) throw tooLarge(maxBytes);
+  return out;
+}
+
+/**
+ * Largest window any frame of a zstd payload declares. fzstd allocates that window up
+ * front (up to ~2 GiB) before it yields a byte, so it is bounded like the output.
+ * Reads frame and block headers only; malformed input is left to the decoder.
+ */
+function zstdMaxWindowBytes(p: Uint8Array): number {
+  const u32 = (at: number) => (p[at]! | (p[at + 1]! << 8) | (p[at + 2]! << 16) | (p[at + 3]! << 24)) >>> 0;
+  let max = 0;
+  let at = 0;
+  while (at + 8 <= p.length) {
+    const magic = u32(at);
+    if ((magic & 0xfffffff0) === 0x184d2a50) {
+      at += 8 + u32(at + 4); // skippable frame
+      continue;
+    }
+    if (magic !== 0xfd2fb528) break;
+    const fhd = p[at + 4]!;
+    const singleSegment = (fhd & 0x20) !== 0;
+    const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fhd >> 6]!;
+    let pos = at + 5;
+    let window = 0;
+    if (!singleSegment) {
+      const wd = p[pos++]!;
+      const base = 2 ** (10 + (wd >> 3));
+      window = base + (base / 8) * (wd & 7);
+    }
+    pos += [0, 1, 2, 4][fhd & 3]!; // dictionary id
+    if (singleSegment) {
+      let fcs = 0;
+      for (let i = fcsBytes - 1; i >= 0; i--) fcs = fcs * 256 + (p[pos + i] ?? 0);
+      window = fcsBytes === 2 ? fcs + 256 : fcs;
+    }
+    pos += fcsBytes;
+    max = Math.max(max, window);
+    for (;;) {
+      if (pos + 3 > p.length) return max;
+      const h = p[pos]! | (p[pos + 1]! << 8) | (p[pos + 2]! << 16);
+      pos += 3 + (((h >> 1) & 3) === 1 ? 1 : h >>> 3); // an RLE block stores one byte
+      if (h & 1) break;
+    }
+    at = pos + (fhd & 4 ? 4 : 0); // content checksum
+  }
+  return max;
 }
 
 function unzstd(payload: Buffer, maxBytes: number): Buffer {
+  if (zstdMaxWindowBytes(payload) > Math.max(2 * maxBytes, 128 * 1024)) throw tooLarge(maxBytes);
   const parts: Uint8Array[] = [];
   let total = 0;
   const stream = new ZstdDecompress((part) => {
@@ -205,6 +254,8 @@ function unzstd(payload: Buffer, maxBytes: number): Buffer {
  */
 export function decodeBlob(blob: Uint8Array, options: DecodeBlobOptions = {}): Buffer {
   const maxBytes = options.maxBytes ?? MAX_BLOB_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
+    throw new RangeError('maxBytes must be a non-negative integer');
   const kind = verifyBlobCrc(blob);
   const buf = toBuffer(blob);
   let payload: Buffer;

@@ -4,5 +4,7 @@ export * from './chunk-cache.js';
 export * from './chunk-source.js';
 export * from './errors.js';
 export * from './readahead.js';
+export * from './remote.js';
+export * from './restore.js';
 export * from './slot-table.js';
 export * from './snapshot.js';
