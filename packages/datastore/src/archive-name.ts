@@ -20,7 +20,14 @@ export function resolveArchiveName(input: string): ArchiveName {
   let name = input;
   if (name.endsWith('.fidx')) name = name.slice(0, -'.fidx'.length);
   else if (name.endsWith('.didx')) name = name.slice(0, -'.didx'.length);
-  if (!NAME.test(name) || name.length > 200 || name.endsWith('.blob') || name === 'index.json') {
+  if (
+    !NAME.test(name) ||
+    name.length > 200 ||
+    name.endsWith('.blob') ||
+    name.endsWith('.fidx') ||
+    name.endsWith('.didx') ||
+    name === 'index.json'
+  ) {
     throw new DatastoreError(
       'ERR_LR_ARCHIVE_NAME_INVALID',
       `invalid archive name "${input}": use letters, digits, '.', '_', '-' (e.g. drive-scsi0.img, notes.txt)`,

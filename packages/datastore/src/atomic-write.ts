@@ -23,6 +23,16 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** fsyncs several directories, a few at a time (after many files were renamed into them). */
+export async function fsyncDirs(dirs: Iterable<string>, parallel = 16): Promise<void> {
+  const queue = [...dirs];
+  await Promise.all(
+    Array.from({ length: Math.min(parallel, queue.length) }, async () => {
+      for (let dir = queue.pop(); dir !== undefined; dir = queue.pop()) await fsyncDir(dir);
+    }),
+  );
+}
+
 /**
  * Writes `data` to `path` so that after a crash the file is either absent/old or complete:
  * write a temporary file beside it, fsync it, rename it into place.

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  BACKUP_TYPES,
   type BackupType,
   Chunker,
   type Compression,
@@ -20,7 +21,7 @@ import {
   writeFixedIndex,
 } from '@liverestore/format';
 import { type ArchiveName, resolveArchiveName } from './archive-name.js';
-import { fsyncDir, TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
+import { fsyncDir, fsyncDirs, TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import type { Datastore } from './datastore.js';
 import { type ChunkEncoder, createChunkEncoder } from './encode-pool.js';
 import { BackupSourceError, DatastoreError } from './errors.js';
@@ -57,7 +58,7 @@ export interface BackupOptions {
   readonly crypt?: CryptConfig | undefined;
   /** Snapshot time in seconds; default now, moved past the group's latest snapshot if needed. */
   readonly backupTime?: number;
-  /** Worker threads compressing chunks; default the machine's parallelism, 0 = inline. */
+  /** Worker threads compressing chunks; default the machine's parallelism (inline below 16 MiB of input); 0 = inline. */
   readonly encodeThreads?: number;
   readonly onProgress?: (progress: BackupProgress) => void;
   readonly signal?: AbortSignal;
@@ -91,6 +92,9 @@ export interface BackupResult {
   readonly seconds: number;
 }
 
+/** Below this much input a backup encodes on the main thread (default of `encodeThreads`). */
+const SMALL_BACKUP_BYTES = 16 * 1024 * 1024;
+
 /** Chunks being encoded or written beyond the encoder's parallelism (keeps the disk busy too). */
 const EXTRA_IN_FLIGHT = 4;
 
@@ -99,6 +103,8 @@ class ChunkSink {
   readonly #known = new Set<string>();
   readonly #zeroDigests = new Map<number, Buffer>();
   readonly #jobs = new Set<Promise<void>>();
+  /** Directories whose entries new chunks changed: fsynced once, before the index names them. */
+  readonly #dirtyDirs = new Set<string>();
   #failure: unknown;
   chunksNew = 0;
   chunksReused = 0;
@@ -139,7 +145,7 @@ class ChunkSink {
       .encode(data)
       .then(async (blob) => {
         this.bytesWritten += blob.byteLength;
-        await this.store.insertChunk(hex, blob);
+        await this.store.insertChunk(hex, blob, this.#dirtyDirs);
       })
       .catch((err: unknown) => {
         this.#failure ??= err;
@@ -150,10 +156,12 @@ class ChunkSink {
     return { digest, isNew: true };
   }
 
-  /** Waits for every chunk write; throws the first encode or write error. */
+  /** Waits for every chunk write and makes the new chunks durable; throws the first error. */
   async flush(): Promise<void> {
     await Promise.all(this.#jobs);
     if (this.#failure !== undefined) throw this.#failure;
+    await fsyncDirs(this.#dirtyDirs);
+    this.#dirtyDirs.clear();
   }
 }
 
@@ -177,6 +185,18 @@ interface ArchiveRun {
  */
 export async function backup(store: Datastore, options: BackupOptions): Promise<BackupResult> {
   const started = performance.now();
+  if (!BACKUP_TYPES.includes(options.type)) {
+    throw new DatastoreError(
+      'ERR_LR_SNAPSHOT_INVALID',
+      `backup type must be one of ${BACKUP_TYPES.join(', ')}, got "${options.type}"`,
+    );
+  }
+  if (
+    options.backupTime !== undefined &&
+    (!Number.isSafeInteger(options.backupTime) || options.backupTime < 0)
+  ) {
+    throw new RangeError('backupTime must be a non-negative integer (seconds since the epoch)');
+  }
   if (!isBackupId(options.id)) {
     throw new DatastoreError('ERR_LR_SNAPSHOT_INVALID', `"${options.id}" is not a valid backup id`);
   }
@@ -213,13 +233,15 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
   );
   await mkdir(tempDir);
 
+  // Starting worker threads costs ~100 ms: not worth it for a few chunks.
+  const totalBytes = runs.reduce((sum, r) => sum + r.sizeBytes, 0);
+  const encodeThreads = options.encodeThreads ?? (totalBytes < SMALL_BACKUP_BYTES ? 0 : undefined);
   const encoder = createChunkEncoder({
     compress,
     crypt: options.crypt,
-    ...(options.encodeThreads === undefined ? {} : { threads: options.encodeThreads }),
+    ...(encodeThreads === undefined ? {} : { threads: encodeThreads }),
   });
   const sink = new ChunkSink(store, encoder, options.crypt);
-  const totalBytes = runs.reduce((sum, r) => sum + r.sizeBytes, 0);
   let totalBytesDone = 0;
   const results: ArchiveBackupResult[] = [];
   const files: ManifestFile[] = [];

@@ -1,5 +1,5 @@
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   BACKUP_TYPES,
   type ChunkIndex,
@@ -19,6 +19,7 @@ import { DatastoreError } from './errors.js';
 import {
   formatBackupTime,
   formatSnapshot,
+  isBackupId,
   parseBackupTime,
   type SnapshotRef,
   type SnapshotSpec,
@@ -45,7 +46,20 @@ export interface SnapshotInfo {
 }
 
 function isNotFound(err: unknown): boolean {
-  return (err as { code?: string }).code === 'ENOENT';
+  const code = (err as { code?: string }).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** Names of the directories in `dir` (none when `dir` is missing or not a directory). */
+async function subdirectories(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true }))
+      .filter((e) => e.isDirectory() && !e.name.startsWith(TEMP_PREFIX))
+      .map((e) => e.name);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
 }
 
 /**
@@ -95,13 +109,17 @@ export class Datastore {
 
   /**
    * Stores a chunk blob under its digest unless it is there already. Returns true when
-   * it wrote. The caller guarantees `blob` decodes to data with that digest.
+   * it wrote. The caller guarantees `blob` decodes to data with that digest. The chunk
+   * file itself is fsynced; the directories whose entries changed are added to `dirty`,
+   * for the caller to fsync once (see {@link fsyncDirs}) before anything names the chunk.
    */
-  async insertChunk(digest: Uint8Array | string, blob: Uint8Array): Promise<boolean> {
+  async insertChunk(digest: Uint8Array | string, blob: Uint8Array, dirty?: Set<string>): Promise<boolean> {
     const path = this.chunkPath(digest);
     if (await this.hasChunk(digest)) return false;
-    await mkdir(join(path, '..'), { recursive: true });
+    const dir = dirname(path);
+    if ((await mkdir(dir, { recursive: true })) !== undefined) dirty?.add(join(this.dir, CHUNKS_DIR));
     await writeFileAtomic(path, blob);
+    dirty?.add(dir);
     return true;
   }
 
@@ -136,34 +154,21 @@ export class Datastore {
 
   /** Times of the complete snapshots of a group, oldest first (temp dirs of unfinished backups are skipped). */
   async snapshotTimes(type: string, id: string): Promise<number[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.groupDir(type, id));
-    } catch (err) {
-      if (isNotFound(err)) return [];
-      throw err;
-    }
+    if (!isBackupId(id)) return [];
     const times: number[] = [];
-    for (const name of names) {
-      if (name.startsWith(TEMP_PREFIX)) continue;
+    for (const name of await subdirectories(this.groupDir(type, id))) {
       const time = parseBackupTime(name);
       if (time !== undefined) times.push(time);
     }
     return times.sort((a, b) => a - b);
   }
 
-  /** Every complete snapshot, sorted by type, id and time. */
+  /** Every complete snapshot, sorted by type, id and time. Stray files and folders are skipped. */
   async listSnapshotRefs(): Promise<SnapshotRef[]> {
     const refs: SnapshotRef[] = [];
     for (const type of BACKUP_TYPES) {
-      let ids: string[];
-      try {
-        ids = await readdir(join(this.dir, type));
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw err;
-      }
-      for (const id of ids.sort()) {
+      const ids = (await subdirectories(join(this.dir, type))).filter(isBackupId).sort();
+      for (const id of ids) {
         for (const time of await this.snapshotTimes(type, id)) refs.push({ type, id, time });
       }
     }
@@ -194,9 +199,13 @@ export class Datastore {
       return await readFile(join(this.snapshotDir(ref), filename));
     } catch (cause) {
       if (isNotFound(cause)) {
-        throw new DatastoreError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `snapshot ${formatSnapshot(ref)} has no file ${filename}`, {
-          cause,
-        });
+        throw new DatastoreError(
+          'ERR_LR_SNAPSHOT_FILE_NOT_FOUND',
+          `snapshot ${formatSnapshot(ref)} has no file ${filename}`,
+          {
+            cause,
+          },
+        );
       }
       throw cause;
     }

@@ -48,7 +48,11 @@ export function createChunkEncoder(options: {
       // one (Buffer pool, stream buffer) must be copied, or the sharer would be detached.
       const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
       const chunk = owned ? data : new Uint8Array(data);
-      const task: EncodeTask = { data: chunk, compress: options.compress, ...(key === undefined ? {} : { key }) };
+      const task: EncodeTask = {
+        data: chunk,
+        compress: options.compress,
+        ...(key === undefined ? {} : { key }),
+      };
       const blob = (await pool.run(task, { transferList: [chunk.buffer as ArrayBuffer] })) as Uint8Array;
       return Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
     },

@@ -1,5 +1,4 @@
 import {
-  blobKind,
   type ChunkIndex,
   type CryptConfig,
   decodeChunk,
@@ -57,6 +56,8 @@ interface ChunkUse {
   readonly archives: Set<string>;
   /** Every plaintext length an index expects for this digest. */
   readonly lengths: Set<number>;
+  /** Used by an encrypted archive: its digest is keyed, its blob encrypted. */
+  encrypted: boolean;
 }
 
 /**
@@ -76,7 +77,6 @@ export async function verifySnapshots(
   const uses = new Map<string, ChunkUse>();
   const badFiles: BadFile[] = [];
   let archives = 0;
-  let encrypted = false;
   for (const ref of refs) {
     const snapshot = formatSnapshot(ref);
     let manifest: Awaited<ReturnType<Datastore['readManifest']>>;
@@ -95,7 +95,6 @@ export async function verifySnapshots(
       const archive = archiveOfFilename(file.filename);
       if (archive === undefined) continue;
       archives++;
-      if (file.cryptMode === 'encrypt') encrypted = true;
       let index: ChunkIndex;
       try {
         index = await store.readArchiveIndex(ref, archive.name, manifest);
@@ -112,10 +111,11 @@ export async function verifySnapshots(
         const hex = toHex(index.digestAt(i));
         let use = uses.get(hex);
         if (use === undefined) {
-          use = { archives: new Set(), lengths: new Set() };
+          use = { archives: new Set(), lengths: new Set(), encrypted: false };
           uses.set(hex, use);
         }
         use.archives.add(`${snapshot}/${archive.name}`);
+        if (file.cryptMode === 'encrypt') use.encrypted = true;
         use.lengths.add(index.chunkEnd(i) - index.chunkStart(i));
       }
     }
@@ -130,12 +130,13 @@ export async function verifySnapshots(
     const use = uses.get(hex)!;
     try {
       const blob = await store.readChunk(hex);
-      if (encrypted && options.crypt === undefined && isEncryptedBlob(blob)) {
-        // Without the key only the CRC can be checked; say so instead of pretending.
+      if (use.encrypted && options.crypt === undefined) {
+        // Without the key only the CRC can be checked (the digest is keyed); say so instead of pretending.
         verifyBlobCrc(blob);
         crcOnlyChunks++;
       } else {
-        const plain = decodeChunk(blob, Buffer.from(hex, 'hex'), { crypt: options.crypt });
+        const crypt = use.encrypted ? options.crypt : undefined;
+        const plain = decodeChunk(blob, Buffer.from(hex, 'hex'), { crypt });
         if (use.lengths.size !== 1 || !use.lengths.has(plain.byteLength)) {
           throw new LiverestoreError(
             'ERR_LR_CHUNK_LENGTH_MISMATCH',
@@ -171,12 +172,4 @@ export async function verifySnapshots(
     badFiles,
     crcOnlyChunks,
   };
-}
-
-function isEncryptedBlob(blob: Uint8Array): boolean {
-  try {
-    return blobKind(blob).encrypted;
-  } catch {
-    return false;
-  }
 }
