@@ -3,6 +3,7 @@ import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { demoCommand } from './commands/demo.js';
 import { keyCommand } from './commands/key.js';
+import { restoreCommand } from './commands/restore.js';
 import { snapshotsCommand } from './commands/snapshots.js';
 import { verifyCommand } from './commands/verify.js';
 import { UsageError } from './errors.js';
@@ -13,6 +14,7 @@ export const COMMANDS: readonly Command[] = [
   backupCommand,
   snapshotsCommand,
   verifyCommand,
+  restoreCommand,
   keyCommand,
 ] as Command[];
 

@@ -53,6 +53,9 @@ test('README links only to docs that exist', async (t) => {
 test('docs/cli.md carries the --help text of every command verbatim', async (t) => {
   const text = await readFile(join(ROOT, 'docs/cli.md'), 'utf8');
   for (const command of COMMANDS) {
-    t.true(text.includes(command.help), `docs/cli.md is out of date for "${command.name}": paste its --help`);
+    t.true(
+      text.includes(command.help),
+      `docs/cli.md is out of date for "${command.name}": run pnpm docs:cli`,
+    );
   }
 });

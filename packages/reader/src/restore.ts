@@ -4,6 +4,26 @@ import { basename, dirname, join } from 'node:path';
 import type { CachedChunkReader } from './cached-chunk-reader.js';
 import { ReaderError } from './errors.js';
 
+/** Granularity of holes inside a chunk: zero runs this long and aligned are not written. */
+const HOLE_BYTES = 64 * 1024;
+const ZEROS = Buffer.alloc(HOLE_BYTES);
+
+/**
+ * The [from, to) ranges of `data` that are not all-zero 64 KiB blocks, merged. A restored
+ * file is then as sparse as the backed-up one was, not only at whole-chunk granularity.
+ */
+export function dataExtents(data: Buffer): Array<readonly [number, number]> {
+  const extents: Array<[number, number]> = [];
+  for (let at = 0; at < data.byteLength; at += HOLE_BYTES) {
+    const end = Math.min(at + HOLE_BYTES, data.byteLength);
+    if (data.subarray(at, end).equals(ZEROS.subarray(0, end - at))) continue;
+    const last = extents.at(-1);
+    if (last !== undefined && last[1] === at) last[1] = end;
+    else extents.push([at, end]);
+  }
+  return extents;
+}
+
 /** Progress of {@link restoreArchive}, after every chunk. */
 export interface RestoreProgress {
   readonly bytesDone: number;
@@ -22,7 +42,7 @@ export interface RestoreOptions {
 export interface RestoreResult {
   readonly path: string;
   readonly sizeBytes: number;
-  /** Bytes fetched and written (zero chunks are neither). */
+  /** Bytes written (all-zero chunks and all-zero 64 KiB blocks are left as holes). */
   readonly bytesWritten: number;
   /** Chunks left as holes because they are all zero. */
   readonly zeroChunks: number;
@@ -84,17 +104,14 @@ export async function restoreArchive(
         } else {
           const buffer = Buffer.allocUnsafe(length);
           await reader.readAt(buffer, start, options.signal);
-          let written = 0;
-          while (written < length) {
-            const { bytesWritten: n } = await handle.write(
-              buffer,
-              written,
-              length - written,
-              start + written,
-            );
-            written += n;
+          for (const [from, to] of isDevice ? [[0, length] as const] : dataExtents(buffer)) {
+            let written = from;
+            while (written < to) {
+              const { bytesWritten: n } = await handle.write(buffer, written, to - written, start + written);
+              written += n;
+            }
+            bytesWritten += to - from;
           }
-          bytesWritten += length;
         }
         bytesDone += length;
         options.onProgress?.({ bytesDone, bytesTotal: reader.size });
