@@ -37,7 +37,11 @@ Errors are printed as "liverestore: CODE: message"; docs/errors.md lists every c
 export async function run(argv: string[], io: CommandIo): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    const topic =
+      name === 'help' && rest[0] !== undefined ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    if (name === 'help' && rest[0] !== undefined && topic === undefined) {
+      return report(new UsageError(`help: unknown command "${rest[0]}"`), io);
+    }
     io.stdout.write(`${topic?.help ?? overview()}\n`);
     return 0;
   }
@@ -65,8 +69,9 @@ function report(err: unknown, io: CommandIo): number {
     io.stderr.write(`liverestore: ${err.code}: ${err.message}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
-  if (err instanceof RangeError || err instanceof TypeError) {
-    // Option values checked by the library (e.g. a chunk size that is not a power of two).
+  if (err instanceof RangeError) {
+    // Option values checked by the library (e.g. a cache size of 0); a TypeError is a bug
+    // and falls through to the internal-error report with its stack.
     io.stderr.write(`liverestore: ERR_LR_INVALID_ARGUMENT: ${err.message}\n`);
     return 2;
   }

@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type CryptConfig, decodeKeyFile, LiverestoreError } from '@liverestore/format';
 import { UsageError } from './errors.js';
+import { Progress } from './progress.js';
 
 /** What a command may write to: stdout for results, stderr for progress and diagnostics. */
 export interface CommandIo {
@@ -76,6 +78,24 @@ export async function loadKeyFile(path: string | undefined): Promise<CryptConfig
     if (err instanceof Error) err.message = `${path}: ${err.message}`;
     throw err;
   }
+}
+
+/**
+ * Progress for a command: on the command's stderr; silent under `--json` unless stderr is
+ * a terminal (a person watching still sees the bar, a script gets clean output).
+ */
+export function commandProgress(
+  io: CommandIo,
+  label: string,
+  total: number,
+  json: boolean | undefined,
+  unit: 'bytes' | 'items' = 'bytes',
+): Progress {
+  return new Progress(label, total, {
+    unit,
+    out: io.stderr as Writable,
+    quiet: json === true && io.stderr.isTTY !== true,
+  });
 }
 
 /** Writes one JSON document to stdout (the `--json` contract: one object per command). */

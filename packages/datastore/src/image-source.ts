@@ -1,4 +1,4 @@
-import { type FileHandle, open, readFile } from 'node:fs/promises';
+import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { BackupSourceError } from './errors.js';
 
 /** An opened backup input: a regular file or a block device, with its size. */
@@ -30,6 +30,26 @@ async function blockDeviceSize(rdev: number, path: string): Promise<number> {
 
 /** Opens a backup input for reading; fails with `ERR_LR_SOURCE_UNREADABLE` naming the path and reason. */
 export async function openImageSource(path: string): Promise<ImageSource> {
+  // Check the kind before opening: opening a FIFO blocks until a writer appears, and a
+  // character device or /proc file reports size 0 and would back up as an empty image.
+  let kind: Awaited<ReturnType<typeof stat>>;
+  try {
+    kind = await stat(path);
+  } catch (cause) {
+    const reason = (cause as { code?: string }).code ?? 'error';
+    throw new BackupSourceError('ERR_LR_SOURCE_UNREADABLE', `cannot open ${path} for reading (${reason})`, {
+      cause,
+    });
+  }
+  if (kind.isDirectory()) {
+    throw new BackupSourceError(
+      'ERR_LR_SOURCE_UNREADABLE',
+      `${path} is a directory, not a file or block device`,
+    );
+  }
+  if (!kind.isFile() && !kind.isBlockDevice()) {
+    throw new BackupSourceError('ERR_LR_SOURCE_UNREADABLE', `${path} is not a regular file or block device`);
+  }
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');

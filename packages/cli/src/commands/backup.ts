@@ -1,8 +1,15 @@
 import { backup, Datastore, parseSnapshotSpec } from '@liverestore/datastore';
-import type { Compression } from '@liverestore/format';
-import { COMMON_OPTIONS, defineCommand, loadKeyFile, printJson, required } from '../command.js';
+import { type Compression, checkFixedChunkSize } from '@liverestore/format';
+import {
+  COMMON_OPTIONS,
+  commandProgress,
+  defineCommand,
+  loadKeyFile,
+  printJson,
+  required,
+} from '../command.js';
 import { UsageError } from '../errors.js';
-import { Progress } from '../progress.js';
+import type { Progress } from '../progress.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 const COMPRESSIONS: readonly Compression[] = ['deflate', 'zstd', 'none'];
@@ -58,6 +65,13 @@ chunks new and reused, bytes written.`,
     }
     const chunkSizeBytes =
       values['chunk-size'] === undefined ? undefined : parseBytes(values['chunk-size'], '--chunk-size');
+    if (chunkSizeBytes !== undefined) {
+      try {
+        checkFixedChunkSize(chunkSizeBytes, '--chunk-size');
+      } catch (err) {
+        throw new UsageError(`backup: ${(err as Error).message}`);
+      }
+    }
     if (positionals.length === 0) throw new UsageError('backup: name at least one ARCHIVE=PATH');
     const inputs = positionals.map((arg) => {
       const eq = arg.indexOf('=');
@@ -75,9 +89,7 @@ chunks new and reused, bytes written.`,
       crypt,
       ...(chunkSizeBytes === undefined ? {} : { chunkSizeBytes }),
       onProgress: (p) => {
-        progress ??= new Progress('backup', p.totalBytes, {
-          quiet: values.json === true && io.stderr.isTTY !== true,
-        });
+        progress ??= commandProgress(io, 'backup', p.totalBytes, values.json);
         progress.update(p.totalBytesDone);
       },
     });

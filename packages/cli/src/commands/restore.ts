@@ -7,9 +7,15 @@ import {
   type RestoreResult,
   restoreArchive,
 } from '@liverestore/reader';
-import { COMMON_OPTIONS, defineCommand, loadKeyFile, printJson, required } from '../command.js';
+import {
+  COMMON_OPTIONS,
+  commandProgress,
+  defineCommand,
+  loadKeyFile,
+  printJson,
+  required,
+} from '../command.js';
 import { UsageError } from '../errors.js';
-import { Progress } from '../progress.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 export const restoreCommand = defineCommand({
@@ -78,9 +84,7 @@ Options:
         for (const name of names) {
           const reader = await snap.openArchive(name);
           const out = values.all === true ? join(values['out-dir']!, reader.name) : values.out!;
-          const progress = new Progress(`restore ${reader.name}`, reader.size, {
-            quiet: values.json === true && io.stderr.isTTY !== true,
-          });
+          const progress = commandProgress(io, `restore ${reader.name}`, reader.size, values.json);
           const result = await restoreArchive(reader, out, {
             concurrency: 2 * Math.max(1, cache.decoder.threads) + 2,
             onProgress: (p) => progress.update(p.bytesDone),

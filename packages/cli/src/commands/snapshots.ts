@@ -1,4 +1,5 @@
-import { Datastore } from '@liverestore/datastore';
+import { Datastore, formatSnapshot, type SnapshotInfo } from '@liverestore/datastore';
+import { LiverestoreError } from '@liverestore/format';
 import { COMMON_OPTIONS, defineCommand, printJson, required } from '../command.js';
 import { formatBytes } from '../units.js';
 
@@ -8,7 +9,9 @@ export const snapshotsCommand = defineCommand({
   help: `Usage: liverestore snapshots --store DIR [--json]
 
 Lists every complete snapshot (TYPE/ID/TIME) with its archives and their sizes,
-oldest first within each group. Unfinished backups are never listed.
+oldest first within each group. Unfinished backups are never listed. A snapshot whose
+manifest cannot be read is reported on stderr (with --json: as an entry with "error")
+and the exit status is 1; the other snapshots are still listed.
 
 Options:
   --store DIR   datastore directory (required)
@@ -17,12 +20,23 @@ Options:
   options: { ...COMMON_OPTIONS, store: { type: 'string' } },
   async run({ values }, io) {
     const store = await Datastore.open(required(values.store, '--store', 'snapshots'));
-    const infos = [];
-    for (const ref of await store.listSnapshotRefs()) infos.push(await store.snapshotInfo(ref));
+    const refs = await store.listSnapshotRefs();
+    const infos: SnapshotInfo[] = [];
+    const broken: { snapshot: string; code: string; message: string }[] = [];
+    for (const ref of refs) {
+      try {
+        infos.push(await store.snapshotInfo(ref));
+      } catch (err) {
+        // One unreadable manifest must not hide the other snapshots.
+        if (!(err instanceof LiverestoreError)) throw err;
+        broken.push({ snapshot: formatSnapshot(ref), code: err.code, message: err.message });
+      }
+    }
+    for (const b of broken) io.stderr.write(`liverestore: ${b.code}: snapshot ${b.snapshot}: ${b.message}\n`);
+    const status = broken.length === 0 ? 0 : 1;
     if (values.json === true) {
-      printJson(
-        io,
-        infos.map((s) => ({
+      printJson(io, [
+        ...infos.map((s) => ({
           snapshot: s.path,
           type: s.ref.type,
           id: s.ref.id,
@@ -36,15 +50,16 @@ Options:
           })),
           ...(s.keyFingerprint === undefined ? {} : { keyFingerprint: s.keyFingerprint }),
         })),
-      );
-      return 0;
+        ...broken.map((b) => ({ snapshot: b.snapshot, error: { code: b.code, message: b.message } })),
+      ]);
+      return status;
     }
-    if (infos.length === 0) io.stdout.write('no snapshots\n');
+    if (refs.length === 0) io.stdout.write('no snapshots\n');
     for (const s of infos) {
       io.stdout.write(`${s.path}${s.keyFingerprint === undefined ? '' : ' (encrypted)'}\n`);
       for (const a of s.archives)
         io.stdout.write(`  ${a.name.padEnd(24)} ${formatBytes(a.sizeBytes).padStart(10)}  ${a.kind}\n`);
     }
-    return 0;
+    return status;
   },
 });

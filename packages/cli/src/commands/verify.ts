@@ -1,7 +1,14 @@
 import { Datastore, parseSnapshotSpec, type SnapshotRef, verifySnapshots } from '@liverestore/datastore';
-import { COMMON_OPTIONS, defineCommand, loadKeyFile, printJson, required } from '../command.js';
+import {
+  COMMON_OPTIONS,
+  commandProgress,
+  defineCommand,
+  loadKeyFile,
+  printJson,
+  required,
+} from '../command.js';
 import { UsageError } from '../errors.js';
-import { Progress } from '../progress.js';
+import type { Progress } from '../progress.js';
 import { formatBytes } from '../units.js';
 
 export const verifyCommand = defineCommand({
@@ -24,8 +31,9 @@ Options:
   -h, --help        show this help`,
   options: { ...COMMON_OPTIONS, store: { type: 'string' }, keyfile: { type: 'string' } },
   async run({ values, positionals }, io) {
-    const store = await Datastore.open(required(values.store, '--store', 'verify'));
+    const storeDir = required(values.store, '--store', 'verify');
     if (positionals.length > 1) throw new UsageError('verify: give at most one SNAPSHOT');
+    const store = await Datastore.open(storeDir);
     const refs: SnapshotRef[] =
       positionals[0] === undefined
         ? await store.listSnapshotRefs()
@@ -35,10 +43,7 @@ Options:
     const report = await verifySnapshots(store, refs, {
       crypt,
       onProgress: (p) => {
-        progress ??= new Progress('verify', p.chunksTotal, {
-          unit: 'items',
-          quiet: values.json === true && io.stderr.isTTY !== true,
-        });
+        progress ??= commandProgress(io, 'verify', p.chunksTotal, values.json, 'items');
         progress.update(p.chunksDone);
       },
     });
