@@ -54,9 +54,11 @@ export class CachedChunkReader {
     const requested = options.readaheadChunks ?? DEFAULT_READAHEAD_CHUNKS;
     if (!Number.isInteger(requested) || requested < 0)
       throw new RangeError('readaheadChunks must be a non-negative integer');
+    // Fixed indexes: the first chunk is the largest; dynamic ones need a scan.
+    const scanned = index.kind === 'fixed' ? Math.min(1, index.chunkCount) : index.chunkCount;
     let largestChunk = 1;
-    if (index.kind === 'fixed') largestChunk = index.chunkCount === 0 ? 1 : index.chunkEnd(0) - index.chunkStart(0);
-    else for (let i = 0; i < index.chunkCount; i++) largestChunk = Math.max(largestChunk, index.chunkEnd(i) - index.chunkStart(i));
+    for (let i = 0; i < scanned; i++)
+      largestChunk = Math.max(largestChunk, index.chunkEnd(i) - index.chunkStart(i));
     const cap = Math.floor((access.capacityBytes * MAX_READAHEAD_CACHE_FRACTION) / Math.max(1, largestChunk));
     this.#readahead = new ReadaheadTracker(Math.min(requested, cap));
   }
