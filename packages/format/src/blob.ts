@@ -173,10 +173,16 @@ function tooLarge(maxBytes: number): IntegrityError {
   return new IntegrityError('ERR_LR_BLOB_TOO_LARGE', `decoded blob exceeds the limit of ${maxBytes} bytes`);
 }
 
+/** Output buffer size handed to zlib when inflating (the whole chunk for chunks up to 4 MiB). */
+const INFLATE_CHUNK_BYTES = 4 * 1024 * 1024;
+
 function inflate(payload: Buffer, maxBytes: number): Buffer {
   let out: Buffer;
   try {
-    out = zlib.inflateRawSync(payload, { maxOutputLength: Math.max(maxBytes, 1) });
+    // A large output chunk size saves zlib's repeated buffer growth: ~40% faster on 4 MiB
+    // chunks (benchmarks/codecs). With an exact expected length it allocates just once.
+    const chunkSize = Math.max(64, Math.min(maxBytes, INFLATE_CHUNK_BYTES));
+    out = zlib.inflateRawSync(payload, { maxOutputLength: Math.max(maxBytes, 1), chunkSize });
   } catch (cause) {
     if ((cause as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(maxBytes);
     throw new IntegrityError('ERR_LR_DECOMPRESS_FAILED', 'DEFLATE payload is corrupt', { cause });
