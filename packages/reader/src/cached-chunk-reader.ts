@@ -135,6 +135,9 @@ export class CachedChunkReader {
       throw new RangeError('start must be a non-negative integer');
     if (!Number.isSafeInteger(pieceBytes) || pieceBytes <= 0)
       throw new RangeError('highWaterMark must be a positive integer');
+    if (options.end !== undefined && (!Number.isSafeInteger(options.end) || options.end < -1)) {
+      throw new RangeError('end must be an integer ≥ -1 (inclusive, as in fs.createReadStream)');
+    }
     let position = start;
     const controller = new AbortController();
     const stream: Readable = new Readable({

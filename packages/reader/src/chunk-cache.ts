@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { LiverestoreError } from '@liverestore/format';
 import { LRUCache } from 'lru-cache';
 import type { ChunkSource } from './chunk-source.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
@@ -76,6 +77,8 @@ interface Waiter {
 
 interface Load {
   readonly waiters: Set<Waiter>;
+  /** Plaintext length the index expects; every joiner must expect the same. */
+  readonly length: number;
 }
 
 interface AllocWaiter {
@@ -171,19 +174,24 @@ export class ChunkCache {
     const hex = request.digestHex;
     const slot = this.#lru.get(hex);
     if (slot !== undefined) {
+      const length = this.table.field(slot, kLengthField);
+      if (length !== request.length) return Promise.reject(lengthMismatch(hex, length, request.length));
       this.#stats.hits++;
       this.table.pin(slot);
       return Promise.resolve(this.#leaseOf(slot));
     }
     let load = this.#loads.get(hex);
+    const isNew = load === undefined;
     if (load === undefined) {
       this.#stats.misses++;
-      load = this.#startLoad(request, undefined);
+      load = this.#newLoad(request);
+    } else if (load.length !== request.length) {
+      return Promise.reject(lengthMismatch(hex, load.length, request.length));
     } else {
       this.#stats.dedupJoins++;
     }
     const joined = load;
-    return new Promise<Lease>((resolve, reject) => {
+    const leased = new Promise<Lease>((resolve, reject) => {
       const onAbort = (): void => {
         if (joined.waiters.delete(waiter)) reject(abortError(signal));
       };
@@ -200,6 +208,9 @@ export class ChunkCache {
       joined.waiters.add(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+    // Start only once the waiter is registered: a load may end before its first await.
+    if (isNew) void this.#runLoad(request, joined, undefined);
+    return leased;
   }
 
   /** Drops the pin of a lease. */
@@ -218,7 +229,7 @@ export class ChunkCache {
     const slot = this.#tryAllocate(this.#pagesFor(request.length));
     if (slot === undefined) return false;
     this.#stats.prefetches++;
-    this.#startLoad(request, slot);
+    void this.#runLoad(request, this.#newLoad(request), slot);
     return true;
   }
 
@@ -319,10 +330,9 @@ export class ChunkCache {
     };
   }
 
-  #startLoad(request: ChunkRequest, preallocated: SlotIndex | undefined): Load {
-    const load: Load = { waiters: new Set() };
+  #newLoad(request: ChunkRequest): Load {
+    const load: Load = { waiters: new Set(), length: request.length };
     this.#loads.set(request.digestHex, load);
-    void this.#runLoad(request, load, preallocated);
     return load;
   }
 
@@ -361,7 +371,9 @@ export class ChunkCache {
       this.#loads.delete(hex);
       if (slot !== undefined) this.#freeSlot(slot);
       this.#stats.failures++;
-      for (const waiter of load.waiters) waiter.reject(err);
+      // A load cut short by close() fails because of the close, whatever broke first.
+      const reason = this.#closed ? closedError() : err;
+      for (const waiter of load.waiters) waiter.reject(reason);
     }
     // A load that ended may have left an unpinned slot (no waiters) or freed pages.
     this.#pump();
@@ -465,6 +477,13 @@ const waitAsync = (
     ): { async: false; value: string } | { async: true; value: Promise<string> };
   }
 ).waitAsync;
+
+function lengthMismatch(hex: string, actual: number, expected: number): LiverestoreError {
+  return new LiverestoreError(
+    'ERR_LR_CHUNK_LENGTH_MISMATCH',
+    `chunk ${hex} holds ${actual} bytes, the index expects ${expected}`,
+  );
+}
 
 function closedError(): ReaderError {
   return new ReaderError('ERR_LR_CACHE_CLOSED', 'the chunk cache is closed');

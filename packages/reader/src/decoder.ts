@@ -45,13 +45,9 @@ export function poolDecoder(
     pool,
     threads,
     async decode(task) {
-      // Move the blob when it owns its ArrayBuffer; copy a view into shared memory (Buffer pool).
-      const { blob } = task;
-      const owned =
-        blob.byteOffset === 0 &&
-        blob.byteLength === blob.buffer.byteLength &&
-        !(blob.buffer instanceof SharedArrayBuffer);
-      const moved = owned ? task : { ...task, blob: new Uint8Array(blob) };
+      // Always hand the worker a copy (≈0.3 ms per 4 MiB): a source may keep its blobs, and
+      // a view into a shared ArrayBuffer (Buffer pool) must never be transferred.
+      const moved = { ...task, blob: new Uint8Array(task.blob) };
       try {
         return (await pool.run(moved, { transferList: [moved.blob.buffer as ArrayBuffer] })) as DecodeResult;
       } catch (cause) {

@@ -3,8 +3,8 @@ import { type ChunkIndex, CryptConfig, readIndex } from '@liverestore/format';
 import { type Endpoint, expose, type Remote, transferHandlers, wrap } from 'comlink';
 import { type ArchiveReaderOptions, CachedChunkReader } from './cached-chunk-reader.js';
 import type { ChunkAccess } from './chunk-access.js';
-import { abortError, fromErrorRecord, toErrorRecord } from './errors.js';
-import { type Lease, type SharedCacheMemory, SlotTable } from './slot-table.js';
+import { abortError, fromErrorRecord, ReaderError, toErrorRecord } from './errors.js';
+import { type Lease, type SharedCacheMemory, type SlotIndex, SlotTable } from './slot-table.js';
 import type { Snapshot } from './snapshot.js';
 
 /*
@@ -51,6 +51,8 @@ export interface RemoteArchiveHandle {
   readonly memory: SharedCacheMemory;
   readonly capacityBytes: number;
   readonly port: MessagePort;
+  /** Per-slot count of pins the remote side holds (see exportArchive). */
+  readonly held: SharedArrayBuffer;
 }
 
 /**
@@ -61,14 +63,34 @@ export async function exportArchive(snapshot: Snapshot, archive: string): Promis
   const { name, raw } = await snapshot.readIndex(archive);
   const key = snapshot.crypt?.exportKey();
   const { cache, source } = snapshot;
+  // Pins this export handed out and not yet dropped, per slot (shared: the remote side
+  // decrements as it unpins). If the remote thread dies holding leases, its port closes
+  // and we drop what it still held, so one dead reader cannot wedge the cache.
+  const held = new Int32Array(new SharedArrayBuffer(cache.table.slotCount * 4));
+  let portClosed = false;
   const endpoint: RemoteChunkEndpoint = {
-    acquire: (digestHex, length) => cache.acquire({ digestHex, length, source, key }),
+    acquire: async (digestHex, length) => {
+      const lease = await cache.acquire({ digestHex, length, source, key });
+      if (portClosed) {
+        // The reader died while its chunk loaded: nobody will ever unpin this lease.
+        cache.release(lease);
+        throw new ReaderError('ERR_LR_ABORTED', 'the remote reader is gone');
+      }
+      Atomics.add(held, lease.slot, 1);
+      return lease;
+    },
     prefetch: (digestHex, length) => {
       cache.prefetch({ digestHex, length, source, key });
     },
   };
   const { port1, port2 } = new MessageChannel();
   expose(endpoint, asEndpoint(port1));
+  port1.once('close', () => {
+    portClosed = true;
+    for (let slot = 0; slot < held.length; slot++) {
+      for (let n = Atomics.exchange(held, slot, 0); n > 0; n--) cache.table.unpinSlot(slot as SlotIndex);
+    }
+  });
   return {
     name,
     index: raw,
@@ -76,6 +98,7 @@ export async function exportArchive(snapshot: Snapshot, archive: string): Promis
     memory: cache.memory,
     capacityBytes: cache.capacityBytes,
     port: port2,
+    held: held.buffer as SharedArrayBuffer,
   };
 }
 
@@ -85,6 +108,11 @@ export function openRemoteArchive(
   options: ArchiveReaderOptions = {},
 ): CachedChunkReader {
   const table = new SlotTable(handle.memory);
+  const held = new Int32Array(handle.held);
+  const unpin = (lease: Lease): void => {
+    Atomics.sub(held, lease.slot, 1);
+    table.unpin(lease);
+  };
   const remote: Remote<RemoteChunkEndpoint> = wrap<RemoteChunkEndpoint>(asEndpoint(handle.port));
   const access: ChunkAccess = {
     table,
@@ -110,7 +138,7 @@ export function openRemoteArchive(
         pending.then(
           (lease) => {
             signal.removeEventListener('abort', onAbort);
-            if (settled) table.unpin(lease);
+            if (settled) unpin(lease);
             else resolve(lease);
           },
           (err: unknown) => {
@@ -120,7 +148,7 @@ export function openRemoteArchive(
         );
       });
     },
-    release: (lease) => table.unpin(lease),
+    release: unpin,
     prefetch: (digestHex, length) => {
       void remote.prefetch(digestHex, length);
     },

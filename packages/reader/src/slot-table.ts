@@ -109,8 +109,13 @@ export class SlotTable {
 
   /** Drops one pin and wakes a coordinator that may be waiting for memory. */
   unpin(lease: Lease): void {
-    const before = Atomics.sub(this.slots, lease.slot * SLOT_FIELDS + kPinsField, 1);
-    if (before <= 0) throw new Error(`slot ${lease.slot} unpinned more often than pinned`);
+    this.unpinSlot(lease.slot);
+  }
+
+  /** {@link unpin} by slot, for the coordinator cleaning up after a reader that died. */
+  unpinSlot(slot: SlotIndex): void {
+    const before = Atomics.sub(this.slots, slot * SLOT_FIELDS + kPinsField, 1);
+    if (before <= 0) throw new Error(`slot ${slot} unpinned more often than pinned`);
     Atomics.add(this.header, kReleaseSeqField, 1);
     Atomics.notify(this.header, kReleaseSeqField);
   }
