@@ -24,6 +24,9 @@ export function dataExtents(data: Buffer): Array<readonly [number, number]> {
   return extents;
 }
 
+/** Writeback is started (fdatasync in the background) after every this many bytes written. */
+const SYNC_EVERY_BYTES = 256 * 1024 * 1024;
+
 /** Progress of {@link restoreArchive}, after every chunk. */
 export interface RestoreProgress {
   readonly bytesDone: number;
@@ -90,6 +93,8 @@ export async function restoreArchive(
   let bytesDone = 0;
   let bytesWritten = 0;
   let zeroChunks = 0;
+  let syncedAt = 0;
+  let pendingSync: Promise<void> | undefined;
   try {
     if (!isDevice) await handle.truncate(reader.size);
     let next = 0;
@@ -112,14 +117,23 @@ export async function restoreArchive(
             }
             bytesWritten += to - from;
           }
+          // Start writeback while decoding goes on, so the final fsync finds little left.
+          if (bytesWritten - syncedAt >= SYNC_EVERY_BYTES && pendingSync === undefined) {
+            syncedAt = bytesWritten;
+            pendingSync = handle.datasync().finally(() => {
+              pendingSync = undefined;
+            });
+          }
         }
         bytesDone += length;
         options.onProgress?.({ bytesDone, bytesTotal: reader.size });
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, index.chunkCount)) }, worker));
+    await pendingSync;
     await handle.sync();
   } catch (err) {
+    await pendingSync?.catch(() => undefined);
     await handle.close();
     if (!isDevice) await rm(target, { force: true });
     throw err;

@@ -1,0 +1,16 @@
+/**
+ * Worker of the decode-limit case of `pnpm bench restore`: the full decode path of one
+ * chunk (CRC-32, decompress, SHA-256 check) and nothing else — no fetch, no cache, no copy
+ * into shared memory. The restore is compared against this.
+ */
+import { decodeChunk } from '@liverestore/format';
+
+export interface DecodeLimitTask {
+  readonly blob: Uint8Array;
+  readonly digestHex: string;
+  readonly length: number;
+}
+
+export function decodeOne(task: DecodeLimitTask): number {
+  return decodeChunk(task.blob, Buffer.from(task.digestHex, 'hex'), { maxBytes: task.length }).byteLength;
+}

@@ -1,0 +1,11 @@
+/**
+ * Errors of the benchmark CLI. Only usage mistakes get their own class: the CLI
+ * prints them with the benchmark's `--help` hint and exits with status 2, while any
+ * other error is a failure of the code being measured and keeps its stack.
+ */
+
+/** A bad command line: unknown benchmark or option, or a malformed option value. */
+export class UsageError extends Error {
+  readonly code = 'ERR_LR_BENCH_USAGE';
+  override readonly name = 'UsageError';
+}

@@ -1,0 +1,12 @@
+/**
+ * The benchmarks `pnpm bench` knows, in the order `--help` lists them. To add one
+ * (live-restore, restore, nbd): write src/<name>.ts exporting a `Benchmark` and
+ * add it here.
+ */
+
+import { backupBenchmark } from './backup.js';
+import type { Benchmark } from './benchmark.js';
+import { codecsBenchmark } from './codecs.js';
+import { restoreBenchmark } from './restore.js';
+
+export const BENCHMARKS: readonly Benchmark[] = [codecsBenchmark, backupBenchmark, restoreBenchmark];

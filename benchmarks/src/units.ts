@@ -1,0 +1,112 @@
+/**
+ * Parsing and printing of sizes, durations and rates.
+ *
+ * Throughput is quoted in decimal MB/s (10^6 bytes per second), as disk and network
+ * speeds are; sizes of chunks and images in binary units (MiB, GiB), as they are chosen.
+ */
+
+import { UsageError } from './errors.js';
+
+const SIZE_UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1000,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1000 ** 4,
+  tib: 1024 ** 4,
+};
+
+/** Parses `2GiB`, `512M`, `1.5g`, `4194304` (bare letters are binary units, as in qemu-img). */
+export function parseBytes(text: string, option: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
+  const unit = match === null ? undefined : SIZE_UNITS[match[2]!.toLowerCase()];
+  if (match === null || unit === undefined) {
+    throw new UsageError(`${option} must be a size like 2GiB, 512M or 1048576, got "${text}"`);
+  }
+  const value = Number(match[1]) * unit;
+  if (!Number.isSafeInteger(value)) {
+    throw new UsageError(`${option} must be a whole number of bytes, got "${text}"`);
+  }
+  return value;
+}
+
+/** Parses a positive integer option (`--samples 5`). */
+export function parsePositiveInt(text: string, option: string): number {
+  const value = /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(`${option} must be a positive integer, got "${text}"`);
+  }
+  return value;
+}
+
+/** Parses a non-negative integer option (`--seed 0`). */
+export function parseNonNegativeInt(text: string, option: string): number {
+  const value = /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new UsageError(`${option} must be a non-negative integer, got "${text}"`);
+  }
+  return value;
+}
+
+/** Parses a comma-separated list (`--mix text,random`), trimming and dropping empty items. */
+export function parseList(text: string): string[] {
+  return text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+/** `1.5 GiB`, for sizes that were chosen in binary units. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  if (unit === 0) return `${bytes} B`;
+  const digits = value >= 100 || Number.isInteger(value) ? 0 : 1;
+  return `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+/** A number with thousands separators and a sensible number of decimals for a table. */
+export function formatNumber(value: number): string {
+  if (!Number.isFinite(value)) return 'n/a';
+  const abs = Math.abs(value);
+  const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : 2;
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** Decimal MB/s of `bytes` processed in `seconds`. */
+export function mbPerSecond(bytes: number, seconds: number): number {
+  return bytes / 1e6 / seconds;
+}
+
+/** `812.4 MB/s`, `37,412 MB/s`. */
+export function formatRate(mbps: number): string {
+  return `${formatNumber(mbps)} MB/s`;
+}
+
+/** `4.21 ms`, `17.3 s`, `820 µs`: three significant figures in the nearest unit. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return 'n/a';
+  const abs = Math.abs(seconds);
+  if (abs >= 1) return `${formatNumber(seconds)} s`;
+  if (abs >= 1e-3) return `${formatNumber(seconds * 1e3)} ms`;
+  return `${formatNumber(seconds * 1e6)} µs`;
+}
+
+/** `±1.23 %`, or `n/a` when there were too few samples for an interval. */
+export function formatPercent(percent: number, sign = ''): string {
+  if (!Number.isFinite(percent)) return 'n/a';
+  return `${sign}${formatNumber(percent)} %`;
+}
