@@ -86,3 +86,15 @@ export class CryptConfig {
     }
   }
 }
+
+let lastKey: { hex: string; crypt: CryptConfig } | undefined;
+
+/**
+ * The CryptConfig of a raw key, remembered for the last key used. Worker threads receive
+ * keys as bytes with every task; deriving the id key (PBKDF2) per chunk would be waste.
+ */
+export function cryptConfigForKey(key: Uint8Array): CryptConfig {
+  const hex = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
+  if (lastKey?.hex !== hex) lastKey = { hex, crypt: new CryptConfig(key) };
+  return lastKey.crypt;
+}

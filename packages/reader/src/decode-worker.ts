@@ -1,4 +1,4 @@
-import { CryptConfig, decodeChunk, LiverestoreError } from '@liverestore/format';
+import { cryptConfigForKey, decodeChunk, LiverestoreError } from '@liverestore/format';
 import { workerData } from 'piscina';
 import { type ErrorRecord, toErrorRecord } from './errors.js';
 import { type SharedCacheMemory, SlotTable } from './slot-table.js';
@@ -17,14 +17,6 @@ export interface DecodeTask {
 /** Errors travel as records: structured clone would drop `code`. */
 export type DecodeResult = { readonly ok: true } | { readonly ok: false; readonly error: ErrorRecord };
 
-let cachedCrypt: { hex: string; crypt: CryptConfig } | undefined;
-
-function cryptFor(key: Uint8Array): CryptConfig {
-  const hex = Buffer.from(key).toString('hex');
-  if (cachedCrypt?.hex !== hex) cachedCrypt = { hex, crypt: new CryptConfig(key) };
-  return cachedCrypt.crypt;
-}
-
 /**
  * CRC-32, decrypt, decompress (bounded by the expected length), SHA-256 check, then the
  * plaintext goes straight into the slot's pages. Nothing is written unless the digest matched.
@@ -32,7 +24,7 @@ function cryptFor(key: Uint8Array): CryptConfig {
 export function decodeInto(table: SlotTable, task: DecodeTask): DecodeResult {
   try {
     const plain = decodeChunk(task.blob, Buffer.from(task.digestHex, 'hex'), {
-      crypt: task.key === undefined ? undefined : cryptFor(task.key),
+      crypt: task.key === undefined ? undefined : cryptConfigForKey(task.key),
       maxBytes: task.length,
     });
     if (plain.byteLength !== task.length) {
