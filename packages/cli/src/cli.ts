@@ -4,6 +4,7 @@ import { backupCommand } from './commands/backup.js';
 import { demoCommand } from './commands/demo.js';
 import { keyCommand } from './commands/key.js';
 import { restoreCommand } from './commands/restore.js';
+import { serveCommand } from './commands/serve.js';
 import { snapshotsCommand } from './commands/snapshots.js';
 import { verifyCommand } from './commands/verify.js';
 import { UsageError } from './errors.js';
@@ -15,6 +16,7 @@ export const COMMANDS: readonly Command[] = [
   snapshotsCommand,
   verifyCommand,
   restoreCommand,
+  serveCommand,
   keyCommand,
 ] as Command[];
 

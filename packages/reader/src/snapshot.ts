@@ -21,13 +21,18 @@ import { localChunkAccess } from './chunk-access.js';
 import type { ChunkCache } from './chunk-cache.js';
 import { type ChunkSource, LocalChunkSource } from './chunk-source.js';
 import { ReaderError } from './errors.js';
+import { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
 
-/** Opens the source a user names: a datastore directory (an HTTP URL from the remote-source issue on). */
-export async function openChunkSource(source: string): Promise<ChunkSource> {
+/** Opens the source a user names: a datastore directory or the http(s):// URL of a liverestore server. */
+export async function openChunkSource(
+  source: string,
+  http: HttpChunkSourceOptions = {},
+): Promise<ChunkSource> {
+  if (isSourceUrl(source)) return HttpChunkSource.open(source, http);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {
     throw new ReaderError(
       'ERR_LR_SOURCE_UNSUPPORTED',
-      `unsupported source "${source}": give a datastore directory`,
+      `unsupported source "${source}": give a datastore directory or an http(s):// URL`,
     );
   }
   return LocalChunkSource.open(source);
@@ -35,8 +40,10 @@ export async function openChunkSource(source: string): Promise<ChunkSource> {
 
 /** Options of {@link openSnapshot}. */
 export interface OpenSnapshotOptions {
-  /** A datastore directory, or an opened {@link ChunkSource} (kept open on close). */
+  /** A datastore directory or http(s):// URL, or an opened {@link ChunkSource} (kept open on close). */
   source: string | ChunkSource;
+  /** Options of an http(s):// source (token, timeouts, TLS). */
+  http?: HttpChunkSourceOptions | undefined;
   /** `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the group's latest snapshot. */
   snapshot: string | SnapshotRef;
   /** The shared cache; any number of snapshots may share one. */
@@ -121,7 +128,10 @@ export class Snapshot {
 /** Opens a snapshot of a source for reading through a shared cache. */
 export async function openSnapshot(options: OpenSnapshotOptions): Promise<Snapshot> {
   const owns = typeof options.source === 'string';
-  const source = typeof options.source === 'string' ? await openChunkSource(options.source) : options.source;
+  const source =
+    typeof options.source === 'string'
+      ? await openChunkSource(options.source, options.http ?? {})
+      : options.source;
   try {
     const spec =
       typeof options.snapshot === 'string' ? parseSnapshotSpec(options.snapshot) : options.snapshot;

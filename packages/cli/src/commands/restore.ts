@@ -16,13 +16,14 @@ import {
   required,
 } from '../command.js';
 import { UsageError } from '../errors.js';
+import { loadTokenFile } from '../token.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 export const restoreCommand = defineCommand({
   name: 'restore',
   summary: 'restore archives of a snapshot to local files (parallel fetch and decode)',
-  help: `Usage: liverestore restore --from DIR SNAPSHOT ARCHIVE --out FILE [options]
-       liverestore restore --from DIR SNAPSHOT --all --out-dir DIR [options]
+  help: `Usage: liverestore restore --from DIR|URL SNAPSHOT ARCHIVE --out FILE [options]
+       liverestore restore --from DIR|URL SNAPSHOT --all --out-dir DIR [options]
 
 Restores one archive (e.g. drive-scsi0.img, with or without .fidx) of SNAPSHOT
 (TYPE/ID/TIME, or TYPE/ID for the latest) to FILE, or every archive with --all into
@@ -33,7 +34,10 @@ complete, so FILE is either the whole image or untouched. A block device as FILE
 written in place.
 
 Options:
-  --from DIR          datastore directory (required)
+  --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
+                      server (required)
+  --token-file FILE   bearer token for an http(s) --from (a file, so the token
+                      does not show in ps)
   --out FILE          output file (one archive)
   --all               restore every archive of the snapshot
   --out-dir DIR       output directory (with --all; created if missing)
@@ -51,6 +55,7 @@ Options:
     'cache-size': { type: 'string' },
     workers: { type: 'string' },
     keyfile: { type: 'string' },
+    'token-file': { type: 'string' },
   },
   async run({ values, positionals }, io) {
     const from = required(values.from, '--from', 'restore');
@@ -76,7 +81,14 @@ Options:
       ...(workers === undefined ? {} : { workers }),
     });
     try {
-      const snap = await openSnapshot({ source: from, snapshot: snapshotArg, cache, crypt });
+      const token = await loadTokenFile(values['token-file'], from, 'restore');
+      const snap = await openSnapshot({
+        source: from,
+        snapshot: snapshotArg,
+        cache,
+        crypt,
+        http: token === undefined ? {} : { token },
+      });
       try {
         const names = values.all === true ? snap.archives.map((a) => a.name) : [archiveArg!];
         if (values.all === true) await mkdir(values['out-dir']!, { recursive: true });

@@ -1,0 +1,115 @@
+import { readFile } from 'node:fs/promises';
+import { LiverestoreError } from '@liverestore/format';
+import { ChunkCache } from '@liverestore/reader';
+import { startChunkServer } from '@liverestore/server';
+import { COMMON_OPTIONS, defineCommand, required } from '../command.js';
+import { UsageError } from '../errors.js';
+import { parseBytes } from '../units.js';
+
+/** Parses `HOST:PORT`, `[v6]:PORT` or `:PORT` (host 127.0.0.1). */
+export function parseListen(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = match === null ? Number.NaN : Number(match[3]);
+  if (match === null || port > 65535) {
+    throw new UsageError(`serve: --listen must be HOST:PORT (e.g. 127.0.0.1:8007), got "${text}"`);
+  }
+  return { host: match[1] ?? (match[2] === '' ? '127.0.0.1' : match[2]!), port };
+}
+
+async function readOptionFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (cause) {
+    throw new LiverestoreError(
+      'ERR_LR_SERVE_FILE_UNREADABLE',
+      `cannot read ${what} ${path} (${(cause as { code?: string }).code ?? 'error'})`,
+      {
+        cause,
+      },
+    );
+  }
+}
+
+export const serveCommand = defineCommand({
+  name: 'serve',
+  summary: 'serve a datastore read-only over HTTP (chunks, indexes, images with Range)',
+  help: `Usage: liverestore serve --store DIR [--listen 127.0.0.1:8007] [--token-file F]
+                         [--tls-cert F --tls-key F] [--cache-size SIZE]
+
+Serves the datastore DIR read-only over HTTP (HTTPS with --tls-cert/--tls-key):
+  GET /snapshots                          snapshots and their archives (JSON)
+  GET /snapshots/TYPE/ID/TIME/FILE        a raw index or manifest file
+  GET /chunks/DIGEST                      a raw chunk blob
+  GET /snapshots/TYPE/ID/TIME/NAME.img    the reconstructed disk image, with Range,
+                                          HEAD and an ETag (curl, qemu-img, nbdkit)
+  GET /metrics                            Prometheus metrics (no token needed)
+With --token-file every other request needs "Authorization: Bearer TOKEN". Access
+logs go to stderr as JSON lines. Listens on 127.0.0.1 unless told otherwise. Stops
+gracefully on SIGINT/SIGTERM (finishes responses in progress).
+
+Options:
+  --store DIR          datastore directory (required)
+  --listen HOST:PORT   address to listen on (default 127.0.0.1:8007; port 0 picks one)
+  --token-file FILE    file holding the bearer token clients must send
+  --tls-cert FILE      PEM certificate (with --tls-key)
+  --tls-key FILE       PEM private key (with --tls-cert)
+  --cache-size SIZE    chunk cache for image downloads (default 256MiB)
+  -h, --help           show this help
+
+Prints the URL it listens on, then serves until stopped.`,
+  options: {
+    ...COMMON_OPTIONS,
+    store: { type: 'string' },
+    listen: { type: 'string' },
+    'token-file': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'cache-size': { type: 'string' },
+  },
+  async run({ values }, io) {
+    const store = required(values.store, '--store', 'serve');
+    const listen = parseListen(values.listen ?? '127.0.0.1:8007');
+    if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
+      throw new UsageError('serve: give both --tls-cert and --tls-key, or neither');
+    }
+    let token: string | undefined;
+    if (values['token-file'] !== undefined) {
+      token = (await readOptionFile(values['token-file'], 'token file')).toString('utf8').trim();
+      if (token === '') throw new UsageError(`serve: token file ${values['token-file']} is empty`);
+    }
+    const tls =
+      values['tls-cert'] === undefined
+        ? undefined
+        : {
+            cert: await readOptionFile(values['tls-cert'], 'certificate'),
+            key: await readOptionFile(values['tls-key']!, 'private key'),
+          };
+    const cache =
+      values['cache-size'] === undefined
+        ? undefined
+        : new ChunkCache({ cacheBytes: parseBytes(values['cache-size'], '--cache-size') });
+    try {
+      const server = await startChunkServer({
+        store,
+        listen,
+        ...(token === undefined ? {} : { token }),
+        ...(tls === undefined ? {} : { tls }),
+        ...(cache === undefined ? {} : { cache }),
+      });
+      io.stdout.write(`${server.url}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          resolve();
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      });
+      await server.close();
+      return 0;
+    } finally {
+      await cache?.close();
+    }
+  },
+});

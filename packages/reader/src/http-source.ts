@@ -1,0 +1,589 @@
+import { formatBackupTime, formatSnapshot, isBackupId, type SnapshotRef } from '@liverestore/datastore';
+import {
+  BACKUP_TYPES,
+  type BackupType,
+  isHexDigest,
+  LiverestoreError,
+  MAX_BLOB_BYTES,
+} from '@liverestore/format';
+import { Pool } from 'undici';
+import type { ChunkSource } from './chunk-source.js';
+import { abortError, ReaderError } from './errors.js';
+
+/*
+ * A liverestore HTTP server as a chunk source. The paths are the server's public interface:
+ *
+ *   GET /snapshots                          JSON [{ snapshot, type, id, time, archives }]
+ *   GET /snapshots/{type}/{id}/{time}/{file} raw snapshot file (index, index.json.blob)
+ *   GET /chunks/{64 hex}                     raw chunk blob
+ *
+ * Errors come back as JSON `{ error: { code, message } }`. Every request goes through one
+ * keep-alive pool; each attempt has a deadline covering headers and body; connection
+ * failures, timeouts and 5xx are retried with exponential backoff and full jitter, 4xx
+ * never. Bodies are bounded and copied into a fresh array the caller owns. The server is
+ * not trusted: blobs are checked by the decode pool, listings are validated here.
+ */
+
+/** Default per-attempt deadline (headers and body). */
+export const DEFAULT_HTTP_TIMEOUT_MS = 30_000;
+/** Default retries after the first attempt. */
+export const DEFAULT_HTTP_RETRIES = 4;
+/** Default keep-alive pool size: as many fetches in flight as a restore issues. */
+export const DEFAULT_HTTP_CONNECTIONS = 16;
+/** First backoff step: the n-th retry sleeps a random time in [0, min(cap, base·2ⁿ⁻¹)) (full jitter). */
+export const HTTP_BACKOFF_BASE_MS = 100;
+/** Longest backoff sleep: a restarting server is polled at least this often. */
+export const HTTP_BACKOFF_CAP_MS = 2_000;
+/** Largest chunk blob accepted: the largest blob payload plus a generous header allowance. */
+export const MAX_HTTP_CHUNK_BYTES = MAX_BLOB_BYTES + 4096;
+/** Largest snapshot listing accepted. */
+export const MAX_HTTP_LISTING_BYTES = 64 * 1024 * 1024;
+/** Largest snapshot file accepted (a fixed index of a 32 TiB disk in 4 MiB chunks is 256 MiB). */
+export const MAX_HTTP_SNAPSHOT_FILE_BYTES = 512 * 1024 * 1024;
+/** Largest error body read (the JSON error object); anything longer is cut off. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+/** Options of {@link HttpChunkSource.open}. */
+export interface HttpChunkSourceOptions {
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string | undefined;
+  /** Deadline of one attempt, headers and body together. Default 30 000. */
+  timeoutMs?: number | undefined;
+  /** Attempts after the first for transient failures. Default 4. */
+  retries?: number | undefined;
+  /** Keep-alive connections to the server. Default 16. */
+  connections?: number | undefined;
+  /** TLS settings of an https:// URL. */
+  tls?: { rejectUnauthorized?: boolean | undefined; ca?: Buffer | undefined } | undefined;
+}
+
+/** True when `text` names an HTTP(S) source rather than a datastore directory. */
+export function isSourceUrl(text: string): boolean {
+  return /^https?:\/\//i.test(text);
+}
+
+/** Network failures worth another attempt: the server may be restarting or the path flapping. */
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ERR_LR_SOURCE_TIMEOUT',
+  'ERR_LR_SOURCE_HTTP_5XX',
+]);
+
+function isRetryable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && (RETRYABLE_CODES.has(code) || code.startsWith('HPE_'))) return true;
+  // Errors without a code but with a network cause (AggregateError of a dual-stack connect).
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  if (cause !== undefined && cause !== err) return isRetryable(cause);
+  const errors = (err as { errors?: unknown } | undefined)?.errors;
+  return Array.isArray(errors) && errors.some(isRetryable);
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+}
+
+function checkNonNegativeInteger(value: number, name: string): void {
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new RangeError(`${name} must be a non-negative integer`);
+}
+
+/**
+ * Abort callbacks by signal, with one real listener per signal: a restore has dozens of
+ * fetches in flight on the same caller signal (and every request links to the source's
+ * close signal), which would otherwise pile up listeners and trigger Node's leak warning.
+ */
+const abortCallbacks = new WeakMap<AbortSignal, Set<() => void>>();
+
+/** Calls `fn` once when `signal` aborts; returns the function that unregisters it. */
+function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  let callbacks = abortCallbacks.get(signal);
+  if (callbacks === undefined) {
+    const created = new Set<() => void>();
+    callbacks = created;
+    abortCallbacks.set(signal, created);
+    signal.addEventListener(
+      'abort',
+      () => {
+        const pending = [...created];
+        created.clear();
+        for (const callback of pending) callback();
+      },
+      { once: true },
+    );
+  }
+  const registered = callbacks;
+  registered.add(fn);
+  return () => registered.delete(fn);
+}
+
+/** Sleeps `ms`, or rejects as soon as `signal` fires. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const unregister = onAbort(signal, () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    });
+    const timer = setTimeout(() => {
+      unregister();
+      resolve();
+    }, ms);
+  });
+}
+
+/** What a request expects back, for error codes and bounds. */
+interface RequestKind {
+  /** Code of a 404 whose body names none (or an unusable one). */
+  readonly notFoundCode: string;
+  readonly maxBytes: number;
+  /** For messages: `chunk 0123…`, `the snapshot list`. */
+  readonly what: string;
+}
+
+/**
+ * A liverestore HTTP chunk server as a {@link ChunkSource}. Many fetches may be in flight
+ * at once over a keep-alive pool; transient failures are retried here (the cache never
+ * retries), so a server restart during a live restore costs a pause, not the restore.
+ */
+export class HttpChunkSource implements ChunkSource {
+  /** The base URL, without credentials: what logs and errors show. */
+  readonly name: string;
+  readonly #pool: Pool;
+  /** Path prefix of the server (`''` or `/some/prefix`), without a trailing slash. */
+  readonly #prefix: string;
+  readonly #authorization: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  /** Fires on close: every attempt and backoff sleep stops. */
+  readonly #closing = new AbortController();
+  /** Requests on the wire at most: one per pooled connection. */
+  readonly #slots: Semaphore;
+  #closed = false;
+
+  private constructor(base: URL, options: HttpChunkSourceOptions) {
+    this.#prefix = base.pathname.replace(/\/+$/, '');
+    this.name = `${base.origin}${this.#prefix}`;
+    this.#authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS;
+    this.#retries = options.retries ?? DEFAULT_HTTP_RETRIES;
+    const connections = options.connections ?? DEFAULT_HTTP_CONNECTIONS;
+    this.#slots = new Semaphore(connections);
+    const tls = options.tls;
+    this.#pool = new Pool(base.origin, {
+      connections,
+      pipelining: 1,
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#timeoutMs,
+      connectTimeout: this.#timeoutMs,
+      ...(tls === undefined
+        ? {}
+        : {
+            connect: {
+              ...(tls.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: tls.rejectUnauthorized }),
+              ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+            },
+          }),
+    });
+  }
+
+  /**
+   * Prepares a source for `url` (`http://host:port` or `https://host/prefix`). No request
+   * is made yet: the first listing or fetch connects, so open itself cannot fail on the network.
+   */
+  static async open(url: string, options: HttpChunkSourceOptions = {}): Promise<HttpChunkSource> {
+    if (!isSourceUrl(url)) throw new TypeError(`url must start with http:// or https://, got "${url}"`);
+    let base: URL;
+    try {
+      base = new URL(url);
+    } catch {
+      throw new TypeError(`url is not a valid URL: "${url}"`);
+    }
+    if (base.username !== '' || base.password !== '')
+      throw new TypeError('url must not carry credentials: pass token instead');
+    if (base.search !== '' || base.hash !== '') throw new TypeError('url must not have a query or fragment');
+    if (options.timeoutMs !== undefined) {
+      checkNonNegativeInteger(options.timeoutMs, 'timeoutMs');
+      if (options.timeoutMs === 0) throw new RangeError('timeoutMs must be a positive integer');
+    }
+    if (options.retries !== undefined) checkNonNegativeInteger(options.retries, 'retries');
+    if (options.connections !== undefined) {
+      checkNonNegativeInteger(options.connections, 'connections');
+      if (options.connections === 0) throw new RangeError('connections must be a positive integer');
+    }
+    if (options.token !== undefined && (options.token === '' || /[\r\n]/.test(options.token)))
+      throw new TypeError('token must be a non-empty string without line breaks');
+    return new HttpChunkSource(base, options);
+  }
+
+  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!isHexDigest(digestHex)) {
+      return Promise.reject(new ReaderError('ERR_LR_DIGEST_INVALID', `invalid chunk digest "${digestHex}"`));
+    }
+    return this.#get(
+      `/chunks/${digestHex}`,
+      { notFoundCode: 'ERR_LR_CHUNK_MISSING', maxBytes: MAX_HTTP_CHUNK_BYTES, what: `chunk ${digestHex}` },
+      signal,
+    );
+  }
+
+  async listSnapshots(signal?: AbortSignal): Promise<SnapshotRef[]> {
+    const body = await this.#get(
+      '/snapshots',
+      {
+        notFoundCode: 'ERR_LR_SOURCE_BAD_RESPONSE',
+        maxBytes: MAX_HTTP_LISTING_BYTES,
+        what: 'the snapshot list',
+      },
+      signal,
+    );
+    return parseListing(body, this.name);
+  }
+
+  async resolveSnapshot(spec: {
+    type: SnapshotRef['type'];
+    id: string;
+    time?: number;
+  }): Promise<SnapshotRef> {
+    const times = (await this.listSnapshots())
+      .filter((ref) => ref.type === spec.type && ref.id === spec.id)
+      .map((ref) => ref.time);
+    const time = spec.time ?? (times.length === 0 ? undefined : Math.max(...times));
+    if (time === undefined || !times.includes(time)) {
+      const what =
+        spec.time === undefined ? `${spec.type}/${spec.id}` : formatSnapshot({ ...spec, time: spec.time });
+      throw new ReaderError('ERR_LR_SNAPSHOT_NOT_FOUND', `no snapshot ${what} at ${this.name}`);
+    }
+    return { type: spec.type, id: spec.id, time };
+  }
+
+  readSnapshotFile(ref: SnapshotRef, filename: string, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(filename)) {
+      return Promise.reject(
+        new ReaderError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `invalid snapshot file name "${filename}"`),
+      );
+    }
+    const path = [ref.type, ref.id, formatBackupTime(ref.time), filename].map(encodeURIComponent).join('/');
+    return this.#get(
+      `/snapshots/${path}`,
+      {
+        notFoundCode: 'ERR_LR_SNAPSHOT_FILE_NOT_FOUND',
+        maxBytes: MAX_HTTP_SNAPSHOT_FILE_BYTES,
+        what: `file ${filename} of snapshot ${formatSnapshot(ref)}`,
+      },
+      signal,
+    );
+  }
+
+  /** Stops every request in flight and closes the pool's sockets. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closing.abort(closedError(this.name));
+    await this.#pool.destroy();
+  }
+
+  /** GET with retries: the body, or the first permanent error, or ERR_LR_SOURCE_UNAVAILABLE. */
+  async #get(path: string, kind: RequestKind, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const url = `${this.name}${path}`;
+    const attempts = this.#retries + 1;
+    // One signal for the caller and for close(), so a wait, a sleep or a request stops on either.
+    const stop = linkedController([signal, this.#closing.signal]);
+    let last: unknown;
+    try {
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        try {
+          await this.#slots.acquire(stop.signal);
+        } catch {
+          throw this.#stopError(signal);
+        }
+        try {
+          return await this.#attempt(this.#prefix + path, url, kind, stop.signal);
+        } catch (err) {
+          if (stop.signal.aborted) throw this.#stopError(signal);
+          if (err instanceof LiverestoreError && !isRetryable(err)) throw err;
+          if (!isRetryable(err)) {
+            // Not transient and not ours (a TLS failure, a malformed answer): fail now, with a code.
+            throw new ReaderError(
+              'ERR_LR_SOURCE_UNAVAILABLE',
+              `${kind.what} from ${this.name}: GET ${url} failed (not retried) with ${describe(err)}`,
+              { cause: err },
+            );
+          }
+          last = err;
+        } finally {
+          this.#slots.release();
+        }
+        if (attempt < attempts) {
+          const ceiling = Math.min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2 ** (attempt - 1));
+          try {
+            await sleep(Math.random() * ceiling, stop.signal);
+          } catch {
+            throw this.#stopError(signal);
+          }
+        }
+      }
+    } finally {
+      stop.dispose();
+    }
+    throw new ReaderError(
+      'ERR_LR_SOURCE_UNAVAILABLE',
+      `${kind.what} from ${this.name}: ${attempts} attempt${attempts === 1 ? '' : 's'} failed, the last with ${describe(last)}`,
+      { cause: last },
+    );
+  }
+
+  #stopError(signal: AbortSignal | undefined): Error {
+    return signal?.aborted === true ? abortError(signal) : closedError(this.name);
+  }
+
+  /**
+   * One request with its own deadline over headers and body. It runs only once a
+   * connection is free (see #slots), so time queued behind other fetches never counts.
+   */
+  async #attempt(path: string, url: string, kind: RequestKind, stop: AbortSignal): Promise<Uint8Array> {
+    const deadline = linkedController([stop]);
+    const timer = setTimeout(
+      () =>
+        deadline.abort(
+          new ReaderError(
+            'ERR_LR_SOURCE_TIMEOUT',
+            `GET ${url} got no complete answer within ${this.#timeoutMs} ms`,
+          ),
+        ),
+      this.#timeoutMs,
+    );
+    const requestSignal = deadline.signal;
+    try {
+      const response = await this.#pool.request({
+        method: 'GET',
+        path,
+        signal: requestSignal,
+        headers: {
+          accept: '*/*',
+          ...(this.#authorization === undefined ? {} : { authorization: this.#authorization }),
+        },
+      });
+      const { statusCode, body } = response;
+      if (statusCode >= 200 && statusCode < 300) {
+        const length = Number(response.headers['content-length']);
+        if (Number.isFinite(length) && length > kind.maxBytes) {
+          body.destroy();
+          throw tooLarge(kind, url, length);
+        }
+        return await readBounded(body, kind.maxBytes, () => tooLarge(kind, url, undefined));
+      }
+      const text = await readErrorBody(body);
+      if (statusCode >= 500) {
+        throw new ReaderError(
+          'ERR_LR_SOURCE_HTTP_5XX',
+          `HTTP ${statusCode} from GET ${url}${serverDetail(text)}`,
+        );
+      }
+      if (statusCode === 401 || statusCode === 403) {
+        throw new ReaderError(
+          'ERR_LR_UNAUTHORIZED',
+          `${this.name} refused ${kind.what} (HTTP ${statusCode}): ${this.#authorization === undefined ? 'a token is required' : 'the token was not accepted'}`,
+        );
+      }
+      const served = serverError(text);
+      const code = served?.code ?? (statusCode === 404 ? kind.notFoundCode : 'ERR_LR_SOURCE_REQUEST_REFUSED');
+      throw new ReaderError(
+        code,
+        `${kind.what} from ${this.name}: ${served?.message ?? `HTTP ${statusCode}`} (HTTP ${statusCode})`,
+      );
+    } catch (err) {
+      // The deadline fired: report the timeout, not undici's generic abort.
+      if (deadline.signal.aborted && !stop.aborted) throw deadline.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      deadline.dispose();
+    }
+  }
+}
+
+/** An AbortController that also aborts (with the same reason) when any of `parents` does. */
+function linkedController(parents: readonly (AbortSignal | undefined)[]): {
+  readonly signal: AbortSignal;
+  abort(reason: unknown): void;
+  dispose(): void;
+} {
+  const controller = new AbortController();
+  const unlink: (() => void)[] = [];
+  for (const parent of parents) {
+    if (parent === undefined) continue;
+    if (parent.aborted) {
+      controller.abort(parent.reason);
+      break;
+    }
+    unlink.push(onAbort(parent, () => controller.abort(parent.reason)));
+  }
+  return {
+    signal: controller.signal,
+    abort: (reason) => controller.abort(reason),
+    // Long-lived parents (the source's close signal) must not collect a listener per request.
+    dispose: () => {
+      for (const fn of unlink.splice(0)) fn();
+    },
+  };
+}
+
+/** A FIFO counting semaphore whose waits can be aborted. */
+class Semaphore {
+  #free: number;
+  readonly #waiters: { resolve(): void }[] = [];
+
+  constructor(permits: number) {
+    this.#free = permits;
+  }
+
+  acquire(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.#free > 0 && this.#waiters.length === 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter = {
+        resolve: () => {
+          unregister();
+          resolve();
+        },
+      };
+      const unregister = onAbort(signal, () => {
+        const at = this.#waiters.indexOf(waiter);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        reject(signal.reason);
+      });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next === undefined) this.#free++;
+    else next.resolve();
+  }
+}
+
+function closedError(name: string): ReaderError {
+  return new ReaderError('ERR_LR_SOURCE_CLOSED', `the HTTP source ${name} is closed`);
+}
+
+function tooLarge(kind: RequestKind, url: string, length: number | undefined): ReaderError {
+  return new ReaderError(
+    'ERR_LR_SOURCE_RESPONSE_TOO_LARGE',
+    `GET ${url}: ${kind.what} is ${length === undefined ? 'larger than' : `${length} bytes, over`} the limit of ${kind.maxBytes} bytes`,
+  );
+}
+
+/** Collects a body into one fresh array, failing as soon as it passes `maxBytes`. */
+async function readBounded(
+  body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown },
+  maxBytes: number,
+  onTooLarge: () => Error,
+): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const part of body) {
+    total += part.byteLength;
+    if (total > maxBytes) {
+      const err = onTooLarge();
+      body.destroy(err);
+      throw err;
+    }
+    parts.push(part);
+  }
+  // A fresh array, never a view into a pooled Buffer: the caller may transfer it.
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+/** The first bytes of an error body as text; the rest is discarded. */
+async function readErrorBody(
+  body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown },
+): Promise<string> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const part of body) {
+    parts.push(part);
+    total += part.byteLength;
+    if (total >= MAX_ERROR_BODY_BYTES) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(parts).subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8');
+}
+
+/** `{ error: { code, message } }` of the server, if the body is that and the code looks like ours. */
+function serverError(text: string): { code: string | undefined; message: string | undefined } | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const error = (parsed as { error?: unknown } | null)?.error;
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return {
+    code: typeof code === 'string' && /^ERR_LR_[A-Z0-9_]{1,64}$/.test(code) ? code : undefined,
+    message: typeof message === 'string' ? message.slice(0, 1000) : undefined,
+  };
+}
+
+function serverDetail(text: string): string {
+  const served = serverError(text);
+  if (served === undefined) return '';
+  return `: ${[served.code, served.message].filter((s) => s !== undefined).join(': ')}`;
+}
+
+/** Validates the server's listing; a malformed one is an error, not a partial answer. */
+function parseListing(body: Uint8Array, name: string): SnapshotRef[] {
+  const bad = (why: string): ReaderError =>
+    new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', `the snapshot list of ${name} is malformed: ${why}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch {
+    throw bad('not JSON');
+  }
+  if (!Array.isArray(parsed)) throw bad('not an array');
+  const refs: SnapshotRef[] = [];
+  for (const [i, entry] of parsed.entries()) {
+    const { type, id, time } = (entry ?? {}) as { type?: unknown; id?: unknown; time?: unknown };
+    if (typeof type !== 'string' || !BACKUP_TYPES.includes(type as BackupType))
+      throw bad(`entry ${i} has no valid type`);
+    if (typeof id !== 'string' || !isBackupId(id)) throw bad(`entry ${i} has no valid id`);
+    if (typeof time !== 'number' || !Number.isSafeInteger(time) || time < 0)
+      throw bad(`entry ${i} has no valid time`);
+    refs.push({ type: type as BackupType, id, time });
+  }
+  const order = (r: SnapshotRef): string => `${BACKUP_TYPES.indexOf(r.type)}/${r.id}`;
+  return refs.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : a.time - b.time));
+}

@@ -1,0 +1,390 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { formatSnapshot } from '@liverestore/datastore';
+import { LiverestoreError, toHex } from '@liverestore/format';
+import { ChunkCache, DEFAULT_CACHE_BYTES } from '@liverestore/reader';
+import { destination, type Logger, pino } from 'pino';
+import { ArchivePool } from './archive-pool.js';
+import { type ConfinedFile, ConfinedStore } from './confined-store.js';
+import { describeError, ServerError } from './errors.js';
+import { ServerMetrics } from './metrics.js';
+import { parseRange, RangeNotSatisfiableError } from './range.js';
+import { parseRoute, pathOf, type Route, type RouteLabel } from './routes.js';
+
+/** Where the server listens by default: loopback only, the PBS API port. */
+export const DEFAULT_LISTEN: Readonly<{ host: string; port: number }> = Object.freeze({
+  host: '127.0.0.1',
+  port: 8007,
+});
+/** Requests in progress beyond which the server answers 503. */
+export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64;
+/** Time a client gets to send its request headers. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+/** Time a client gets to send its whole request (GET/HEAD have no body to wait for). */
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** Idle time after which a kept-alive connection is closed. */
+export const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** A socket with no progress for this long (a client that stopped reading) is destroyed. */
+export const SOCKET_IDLE_TIMEOUT_MS = 60_000;
+/** How long close() waits for responses in progress before cutting their connections. */
+export const CLOSE_GRACE_MS = 5_000;
+
+/** Options of {@link startChunkServer}. */
+export interface ChunkServerOptions {
+  /** Datastore directory. */
+  store: string;
+  /** Default 127.0.0.1:8007; port 0 picks a free port. */
+  listen?: { host: string; port: number };
+  /** When set, every request except `/metrics` needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Serve HTTPS with this PEM certificate and key. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** A shared cache (left open on close); default: the server's own, 256 MiB. */
+  cache?: ChunkCache;
+  /** Access log and errors; default: pino to stderr. */
+  logger?: Logger;
+  /** Requests in progress beyond which the server answers 503; default 64. */
+  maxConcurrentRequests?: number;
+}
+
+/** A running server. */
+export interface ChunkServer {
+  /** `http://127.0.0.1:8007` (no trailing slash). */
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting, waits (bounded) for responses in progress, closes the cache it owns. */
+  close(): Promise<void>;
+}
+
+/** What one request did, for the access log and the metrics. */
+interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly startMs: number;
+  route: RouteLabel;
+  code: string | undefined;
+  bytes: number;
+}
+
+const ALLOW = 'GET, HEAD';
+const JSON_TYPE = 'application/json; charset=utf-8';
+const OCTETS = 'application/octet-stream';
+
+function checkOptions(options: ChunkServerOptions): void {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (typeof options.store !== 'string' || options.store === '')
+    throw new TypeError('store must be a non-empty string');
+  const listen = options.listen;
+  if (listen !== undefined) {
+    if (typeof listen.host !== 'string' || listen.host === '')
+      throw new TypeError('listen.host must be a non-empty string');
+    if (!Number.isInteger(listen.port) || listen.port < 0 || listen.port > 65535)
+      throw new RangeError('listen.port must be an integer from 0 to 65535');
+  }
+  if (options.token !== undefined && (typeof options.token !== 'string' || options.token === ''))
+    throw new TypeError('token must be a non-empty string');
+  const max = options.maxConcurrentRequests;
+  if (max !== undefined && (!Number.isSafeInteger(max) || max < 1))
+    throw new RangeError('maxConcurrentRequests must be a positive integer');
+}
+
+/**
+ * Serves a datastore read-only over HTTP(S): the snapshot list, raw index and manifest
+ * files, chunk blobs by digest, and the reconstructed image of every fixed-index archive
+ * with Range support, all reads of images going through one shared chunk cache.
+ */
+export async function startChunkServer(options: ChunkServerOptions): Promise<ChunkServer> {
+  checkOptions(options);
+  const source = await ConfinedStore.open(options.store);
+  const listen = options.listen ?? DEFAULT_LISTEN;
+  const maxActive = options.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS;
+  const logger = options.logger ?? pino({ name: 'liverestore-server' }, destination(2));
+  const ownsCache = options.cache === undefined;
+  const cache = options.cache ?? new ChunkCache({ cacheBytes: DEFAULT_CACHE_BYTES });
+  const pool = new ArchivePool(source, cache);
+  const metrics = new ServerMetrics(cache);
+  const expectedAuth =
+    options.token === undefined ? undefined : createHash('sha256').update(`Bearer ${options.token}`).digest();
+  const storeDir = source.store.dir;
+
+  let active = 0; // counted against maxActive (everything but /metrics)
+  let inFlight = 0; // every request, for close()
+  let closing = false;
+  let drained: (() => void) | undefined;
+
+  function authorized(req: IncomingMessage): boolean {
+    if (expectedAuth === undefined) return true;
+    const given = req.headers.authorization;
+    if (given === undefined) return false;
+    // Hash both sides: equal lengths for timingSafeEqual, and no length leak.
+    return timingSafeEqual(createHash('sha256').update(given).digest(), expectedAuth);
+  }
+
+  function finish(ex: Exchange, counted: boolean): void {
+    if (counted) active--;
+    inFlight--;
+    if (inFlight === 0) drained?.();
+    const ms = performance.now() - ex.startMs;
+    const status = ex.res.statusCode;
+    const aborted = !ex.res.writableFinished;
+    metrics.observe(ex.route, status, ex.bytes, ms / 1000, ex.code);
+    logger.info(
+      {
+        method: ex.req.method,
+        path: (ex.req.url ?? '').slice(0, 256),
+        status,
+        bytes: ex.bytes,
+        ms: Math.round(ms * 10) / 10,
+        remote: ex.req.socket.remoteAddress,
+        ...(ex.code === undefined ? {} : { code: ex.code }),
+        ...(aborted ? { aborted: true } : {}),
+      },
+      'request',
+    );
+  }
+
+  function sendJson(ex: Exchange, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    const text = Buffer.from(JSON.stringify(body));
+    ex.res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': text.length, ...headers });
+    if (ex.req.method === 'HEAD') {
+      ex.res.end();
+      return;
+    }
+    ex.bytes += text.length;
+    ex.res.end(text);
+  }
+
+  function sendError(ex: Exchange, err: unknown): void {
+    const { status, code, message } = describeError(err, storeDir);
+    ex.code = code;
+    if (status >= 500 && !(err instanceof ServerError)) logger.error({ err, code }, 'request failed');
+    if (ex.res.headersSent) {
+      // Mid-body: the only honest signal left is a cut connection.
+      ex.res.destroy();
+      return;
+    }
+    const headers: Record<string, string> = { 'x-content-type-options': 'nosniff' };
+    if (status === 401) headers['www-authenticate'] = 'Bearer';
+    if (status === 405) headers.allow = ALLOW;
+    if (status === 503) headers['retry-after'] = '1';
+    if (err instanceof RangeNotSatisfiableError) headers['content-range'] = `bytes */${err.sizeBytes}`;
+    sendJson(ex, status, { error: { code, message } }, headers);
+  }
+
+  /** Pipes a body with backpressure; a client that goes away destroys `body` (and its pending reads). */
+  async function sendStream(ex: Exchange, body: Readable): Promise<void> {
+    body.on('data', (piece: Buffer) => {
+      ex.bytes += piece.length;
+    });
+    try {
+      await pipeline(body, ex.res);
+    } catch (err) {
+      // The client went away: the pipeline cut the body (and aborted its reads); not a server error.
+      const aborted = !(err instanceof LiverestoreError) || err.code === 'ERR_LR_ABORTED';
+      if (ex.res.destroyed && aborted) return;
+      sendError(ex, err);
+    }
+  }
+
+  async function sendFile(ex: Exchange, file: ConfinedFile): Promise<void> {
+    ex.res.writeHead(200, { 'content-type': OCTETS, 'content-length': file.sizeBytes });
+    if (ex.req.method === 'HEAD' || file.sizeBytes === 0) {
+      await file.handle.close();
+      ex.res.end();
+      return;
+    }
+    await sendStream(ex, file.handle.createReadStream({ autoClose: true, end: file.sizeBytes - 1 }));
+  }
+
+  async function listSnapshots(ex: Exchange): Promise<void> {
+    const out: unknown[] = [];
+    for (const ref of await source.store.listSnapshotRefs()) {
+      try {
+        const s = await source.store.snapshotInfo(ref);
+        out.push({
+          snapshot: s.path,
+          type: s.ref.type,
+          id: s.ref.id,
+          time: s.ref.time,
+          archives: s.archives.map((a) => ({
+            name: a.name,
+            filename: a.filename,
+            kind: a.kind,
+            sizeBytes: a.sizeBytes,
+            cryptMode: a.cryptMode,
+          })),
+          ...(s.keyFingerprint === undefined ? {} : { keyFingerprint: s.keyFingerprint }),
+        });
+      } catch (err) {
+        // One unreadable manifest must not hide the other snapshots (as `snapshots --json`).
+        if (!(err instanceof LiverestoreError)) throw err;
+        const { code, message } = describeError(err, storeDir);
+        out.push({ snapshot: formatSnapshot(ref), error: { code, message } });
+      }
+    }
+    sendJson(ex, 200, out);
+  }
+
+  async function sendImage(ex: Exchange, route: Extract<Route, { kind: 'image' }>): Promise<void> {
+    const reader = await pool.reader(route.ref, route.archive);
+    const size = reader.size;
+    const etag = `"${toHex(reader.index.indexCsum)}"`;
+    const { req, res } = ex;
+    if (etagMatches(req.headers['if-none-match'], etag)) {
+      res.writeHead(304, { etag, 'accept-ranges': 'bytes' });
+      res.end();
+      return;
+    }
+    const ifRange = req.headers['if-range'];
+    const range = ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, size) : undefined;
+    const start = range?.start ?? 0;
+    const end = range?.end ?? size - 1;
+    const headers: Record<string, string | number> = {
+      'content-type': OCTETS,
+      'content-length': end - start + 1,
+      'accept-ranges': 'bytes',
+      etag,
+    };
+    if (range !== undefined) headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    res.writeHead(range === undefined ? 200 : 206, headers);
+    if (req.method === 'HEAD' || end < start) {
+      res.end();
+      return;
+    }
+    // Send the status now: a client learns it at once even when the first chunk is slow to load.
+    res.flushHeaders();
+    await sendStream(ex, reader.createReadStream({ start, end }));
+  }
+
+  async function serve(ex: Exchange, path: string): Promise<void> {
+    const { req } = ex;
+    if (path !== '/metrics' && !authorized(req))
+      throw new ServerError('ERR_LR_HTTP_UNAUTHORIZED', 'a valid bearer token is required');
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      throw new ServerError('ERR_LR_HTTP_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed`);
+    const route = parseRoute(path);
+    ex.route = route.kind;
+    switch (route.kind) {
+      case 'metrics': {
+        const text = Buffer.from(await metrics.registry.metrics());
+        ex.res.writeHead(200, {
+          'content-type': metrics.registry.contentType,
+          'content-length': text.length,
+        });
+        if (req.method === 'HEAD') ex.res.end();
+        else {
+          ex.bytes += text.length;
+          ex.res.end(text);
+        }
+        return;
+      }
+      case 'snapshots':
+        return listSnapshots(ex);
+      case 'chunk':
+        return sendFile(ex, await source.openChunk(route.digestHex));
+      case 'snapshot-file':
+        return sendFile(ex, await source.openSnapshotFile(route.ref, route.filename));
+      case 'image':
+        return sendImage(ex, route);
+    }
+  }
+
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const ex: Exchange = {
+      req,
+      res,
+      startMs: performance.now(),
+      route: 'unknown',
+      code: undefined,
+      bytes: 0,
+    };
+    const path = pathOf(req.url);
+    const counted = path !== '/metrics';
+    inFlight++;
+    res.once('close', () => finish(ex, counted));
+    if (counted) active++;
+    if (closing) {
+      res.setHeader('connection', 'close');
+      sendError(ex, new ServerError('ERR_LR_HTTP_CLOSING', 'the server is shutting down'));
+      return;
+    }
+    if (counted && active > maxActive) {
+      sendError(ex, new ServerError('ERR_LR_HTTP_BUSY', 'too many requests in progress; retry shortly'));
+      return;
+    }
+    serve(ex, path).catch((err: unknown) => sendError(ex, err));
+  }
+
+  const server: Server =
+    options.tls === undefined
+      ? createHttpServer(onRequest)
+      : (createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, onRequest) as unknown as Server);
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.setTimeout(SOCKET_IDLE_TIMEOUT_MS);
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listen.port, listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    if (ownsCache) await cache.close();
+    throw err;
+  }
+  server.on('error', (err) => logger.error({ err }, 'server error'));
+  const address = server.address() as AddressInfo;
+  const host = address.address.includes(':') ? `[${address.address}]` : address.address;
+  const url = `${options.tls === undefined ? 'http' : 'https'}://${host}:${address.port}`;
+  logger.info({ url, store: storeDir }, 'listening');
+
+  let closed: Promise<void> | undefined;
+  async function close(): Promise<void> {
+    closing = true;
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    if (inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        drained = resolve;
+        timer = setTimeout(resolve, CLOSE_GRACE_MS);
+      });
+      clearTimeout(timer);
+    }
+    server.closeAllConnections();
+    await stopped;
+    await pool.close();
+    if (ownsCache) await cache.close();
+  }
+
+  return {
+    url,
+    port: address.port,
+    close() {
+      closed ??= close();
+      return closed;
+    },
+  };
+}
+
+/** True when an If-None-Match header names `etag` (weak comparison, as RFC 9110 asks for it) or is `*`. */
+function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((tag) => {
+    const t = tag.trim();
+    return t === '*' || t === etag || t === `W/${etag}`;
+  });
+}
