@@ -58,7 +58,7 @@ Options:
 
 Prints the URL it listens on, then serves until stopped.`,
   options: {
-    ...COMMON_OPTIONS,
+    help: COMMON_OPTIONS.help,
     store: { type: 'string' },
     listen: { type: 'string' },
     'token-file': { type: 'string' },
