@@ -5,10 +5,12 @@
  * latency through the cache at queue depth 1 and 16.
  */
 
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { backup, Datastore } from '@liverestore/datastore';
 import { toHex } from '@liverestore/format';
 import { ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
@@ -67,6 +69,23 @@ function* offsets(seed: number, count: number, range: number): Generator<number>
   }
 }
 
+/** Starts `liverestore serve` on an ephemeral loopback port in a child process. */
+async function startServeProcess(storeDir: string): Promise<{ url: string; stop(): void }> {
+  const bin = fileURLToPath(new URL('../../../packages/cli/bin/liverestore.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'serve', '--store', storeDir, '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      if (out.includes('\n')) resolve(out.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`liverestore serve exited with ${code}`)));
+  });
+  return { url, stop: () => child.kill('SIGTERM') };
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
@@ -75,6 +94,7 @@ const RESTORE_COLUMNS: readonly DetailColumn[] = [
   { key: 'dataRateMBps', label: 'non-zero MB/s', format: 'decimal' },
   { key: 'ofDecodeLimit', label: 'of decode limit', format: 'text' },
   { key: 'eventLoopUtilization', label: 'coordinator busy', format: 'text' },
+  { key: 'vsLocal', label: 'speed vs local restore', format: 'text' },
 ];
 
 const LATENCY_COLUMNS: readonly DetailColumn[] = [
@@ -130,6 +150,9 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
       minThreads: s.workers,
       maxThreads: s.workers,
     });
+    // `liverestore serve` in its own process, as a backup server would be.
+    const server = await startServeProcess(storeDir);
+    const httpSamples: number[] = [];
     const decodeSamples: number[] = [];
     const restoreSamples: number[] = [];
     const readSamples: number[] = [];
@@ -190,9 +213,25 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
         await snap.close();
         await cache.close();
         await rm(out);
+
+        context.progress(`round ${round}/${s.samples}: cold full restore over loopback HTTP …`);
+        const httpCache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
+        const httpSnap = await openSnapshot({
+          source: server.url,
+          snapshot: result.snapshot,
+          cache: httpCache,
+        });
+        const httpReader = await httpSnap.openArchive('drive-scsi0');
+        const t2 = performance.now();
+        await restoreArchive(httpReader, out, { concurrency: 2 * s.workers + 2 });
+        httpSamples.push((performance.now() - t2) / 1000);
+        await httpSnap.close();
+        await httpCache.close();
+        await rm(out);
       }
     } finally {
       await pool.destroy();
+      server.stop();
     }
 
     context.progress(
@@ -260,6 +299,17 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
         eventLoopUtilization: `${formatNumber(100 * (elu.reduce((a, b) => a + b, 0) / elu.length))} %`,
       },
     );
+    const httpCase = measuredCase(
+      'cold full restore over loopback HTTP (liverestore serve)',
+      s.sizeBytes,
+      httpSamples,
+      {
+        dataRateMBps: mbPerSecond(dataBytes, meanOf(httpSamples)),
+        ofDecodeLimit: `${formatNumber((100 * mbPerSecond(dataBytes, meanOf(httpSamples))) / decodeRate)} %`,
+        eventLoopUtilization: '',
+        vsLocal: `${(meanOf(restoreSamples) / meanOf(httpSamples)).toFixed(2)}`,
+      },
+    );
     return {
       benchmark: 'restore',
       title: `Read path: restore of a ${formatBytes(s.sizeBytes)} synthetic VM disk, decode limit, warm 4 KiB reads`,
@@ -280,12 +330,13 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
         {
           title: 'Cold full restore vs the decode limit of the same chunks',
           meanLabel: 'mean / run',
-          cases: [decodeCase, readCase, restoreCase],
+          cases: [decodeCase, readCase, restoreCase, httpCase],
           columns: RESTORE_COLUMNS,
           notes: [
             `Image: ${formatBytes(s.sizeBytes)}, ${formatBytes(dataBytes)} in non-zero chunks (${tasks.size} distinct); zero chunks are holes the restore neither fetches nor writes.`,
             `The decode limit decodes every distinct non-zero chunk once (CRC-32, inflate, SHA-256) on a piscina pool of ${s.workers} threads with all chunks queued, blobs already in memory: ${formatRate(decodeRate)} of plaintext.`,
             'The restore row\'s throughput counts image bytes; "non-zero MB/s" counts only the bytes of non-zero chunks, which is what compares with the decode limit.',
+            'The HTTP row restores the same image from `liverestore serve` (its own process, loopback, default options: keep-alive pool of 16 connections, no token); "speed vs local restore" is the local restore time divided by this one (goal ≥ 0.8).',
             'The "no output" row reads every non-zero chunk through a fresh cache with the same concurrency and discards it: the read path alone. The restore row adds writing the image (page cache, background fdatasync every 256 MiB, final fsync) on the same two cores.',
             '"coordinator busy" is the event-loop utilisation of the main thread (fetching, cache bookkeeping, copying, writing) during the restore.',
           ],
