@@ -4,18 +4,14 @@ import {
   BACKUP_TYPES,
   type ChunkIndex,
   type CryptConfig,
-  checkIndexAgainstManifest,
-  decodeManifest,
   isHexDigest,
-  MANIFEST_BLOB_NAME,
   type Manifest,
-  manifestFile,
-  readIndex,
   toHex,
 } from '@liverestore/format';
-import { type ArchiveName, archiveOfFilename, resolveArchiveName } from './archive-name.js';
+import type { ArchiveName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { DatastoreError } from './errors.js';
+import { readSnapshotArchiveIndex, readSnapshotInfo, readSnapshotManifest } from './snapshot-files.js';
 import {
   formatBackupTime,
   formatSnapshot,
@@ -212,49 +208,17 @@ export class Datastore {
   }
 
   /** Reads and checks a snapshot's manifest (its signature too when a key is given). */
-  async readManifest(ref: SnapshotRef, crypt?: CryptConfig): Promise<Manifest> {
-    const path = join(this.snapshotDir(ref), MANIFEST_BLOB_NAME);
-    let raw: Buffer;
-    try {
-      raw = await readFile(path);
-    } catch (cause) {
-      if (isNotFound(cause)) {
-        throw new DatastoreError(
-          'ERR_LR_SNAPSHOT_NOT_FOUND',
-          `snapshot ${formatSnapshot(ref)} has no manifest`,
-          { cause },
-        );
-      }
-      throw cause;
-    }
-    return decodeManifest(raw, { crypt });
+  readManifest(ref: SnapshotRef, crypt?: CryptConfig): Promise<Manifest> {
+    return readSnapshotManifest(this, ref, crypt);
   }
 
   /** A snapshot's archives as its manifest lists them. */
-  async snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
-    const manifest = await this.readManifest(ref);
-    const archives: ArchiveInfo[] = [];
-    for (const file of manifest.files) {
-      const archive = archiveOfFilename(file.filename);
-      if (archive !== undefined)
-        archives.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
-    }
-    const fingerprint = manifest.unprotected['key-fingerprint'];
-    return {
-      ref,
-      path: formatSnapshot(ref),
-      archives,
-      ...(typeof fingerprint === 'string' ? { keyFingerprint: fingerprint } : {}),
-    };
+  snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
+    return readSnapshotInfo(this, ref);
   }
 
   /** Reads an archive's index, checked against the manifest (size and index_csum). */
   async readArchiveIndex(ref: SnapshotRef, archive: string, manifest?: Manifest): Promise<ChunkIndex> {
-    const name = resolveArchiveName(archive);
-    const m = manifest ?? (await this.readManifest(ref));
-    const entry = manifestFile(m, name.filename);
-    const index = readIndex(await this.readSnapshotFile(ref, name.filename));
-    checkIndexAgainstManifest(entry, index);
-    return index;
+    return readSnapshotArchiveIndex(this, ref, archive, manifest ?? (await this.readManifest(ref)));
   }
 }

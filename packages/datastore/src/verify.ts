@@ -3,11 +3,12 @@ import {
   type CryptConfig,
   decodeChunk,
   LiverestoreError,
+  type Manifest,
   toHex,
   verifyBlobCrc,
 } from '@liverestore/format';
 import { archiveOfFilename } from './archive-name.js';
-import type { Datastore } from './datastore.js';
+import { readSnapshotArchiveIndex, readSnapshotManifest, type SnapshotFiles } from './snapshot-files.js';
 import { formatSnapshot, type SnapshotRef } from './snapshot-ref.js';
 
 /** A chunk that failed verification and every archive that needs it. */
@@ -63,26 +64,35 @@ interface ChunkUse {
 /**
  * Decodes every chunk the snapshots use, checks every digest and chunk length, and
  * reports each bad chunk with the archives it breaks. Each distinct chunk is read once,
- * however many archives and snapshots share it.
+ * however many archives and snapshots share it. Works over any {@link SnapshotFiles}: a
+ * local `Datastore` or a remote source; nothing read through it is trusted.
  */
 export async function verifySnapshots(
-  store: Datastore,
+  store: SnapshotFiles,
   refs: readonly SnapshotRef[],
   options: {
     crypt?: CryptConfig | undefined;
     onProgress?: (p: VerifyProgress) => void;
     concurrency?: number;
+    /**
+     * Errors that stop the verify (it rejects with the first) instead of being reported
+     * against a file or chunk: a remote source that is unreachable or refuses the token
+     * says nothing about the chunks. Default: none (every error is reported).
+     */
+    stopOn?: (err: unknown) => boolean;
   } = {},
 ): Promise<VerifyReport> {
+  const stopOn = options.stopOn ?? (() => false);
   const uses = new Map<string, ChunkUse>();
   const badFiles: BadFile[] = [];
   let archives = 0;
   for (const ref of refs) {
     const snapshot = formatSnapshot(ref);
-    let manifest: Awaited<ReturnType<Datastore['readManifest']>>;
+    let manifest: Manifest;
     try {
-      manifest = await store.readManifest(ref, options.crypt);
+      manifest = await readSnapshotManifest(store, ref, options.crypt);
     } catch (err) {
+      if (stopOn(err)) throw err;
       badFiles.push({
         snapshot,
         filename: 'index.json.blob',
@@ -97,8 +107,9 @@ export async function verifySnapshots(
       archives++;
       let index: ChunkIndex;
       try {
-        index = await store.readArchiveIndex(ref, archive.name, manifest);
+        index = await readSnapshotArchiveIndex(store, ref, archive.name, manifest);
       } catch (err) {
+        if (stopOn(err)) throw err;
         badFiles.push({
           snapshot,
           filename: file.filename,
@@ -125,6 +136,7 @@ export async function verifySnapshots(
   let bytes = 0;
   let crcOnlyChunks = 0;
   let done = 0;
+  let stopped: { err: unknown } | undefined;
   const digests = [...uses.keys()];
   const check = async (hex: string): Promise<void> => {
     const use = uses.get(hex)!;
@@ -146,6 +158,10 @@ export async function verifySnapshots(
         bytes += plain.byteLength;
       }
     } catch (err) {
+      if (stopOn(err)) {
+        stopped ??= { err };
+        return;
+      }
       badChunks.push({
         digest: hex,
         code: codeOf(err),
@@ -158,9 +174,10 @@ export async function verifySnapshots(
   };
   let next = 0;
   const workers = Array.from({ length: Math.max(1, options.concurrency ?? 4) }, async () => {
-    while (next < digests.length) await check(digests[next++]!);
+    while (stopped === undefined && next < digests.length) await check(digests[next++]!);
   });
   await Promise.all(workers);
+  if (stopped !== undefined) throw stopped.err;
   badChunks.sort((a, b) => (a.digest < b.digest ? -1 : 1));
   return {
     ok: badChunks.length === 0 && badFiles.length === 0,

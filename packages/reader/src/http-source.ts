@@ -1,4 +1,10 @@
-import { formatBackupTime, formatSnapshot, isBackupId, type SnapshotRef } from '@liverestore/datastore';
+import {
+  formatBackupTime,
+  formatSnapshot,
+  isBackupId,
+  parseSnapshotSpec,
+  type SnapshotRef,
+} from '@liverestore/datastore';
 import {
   BACKUP_TYPES,
   type BackupType,
@@ -19,7 +25,7 @@ import { abortError, ReaderError } from './errors.js';
  *
  * Errors come back as JSON `{ error: { code, message } }`. Every request goes through one
  * keep-alive pool; each attempt has a deadline covering headers and body; connection
- * failures, timeouts and 5xx are retried with exponential backoff and full jitter, 4xx
+ * failures, timeouts and 5xx are retried with exponential backoff and equal jitter, 4xx
  * never. Bodies are bounded and copied into a fresh array the caller owns. The server is
  * not trusted: blobs are checked by the decode pool, listings are validated here.
  */
@@ -27,10 +33,10 @@ import { abortError, ReaderError } from './errors.js';
 /** Default per-attempt deadline (headers and body). */
 export const DEFAULT_HTTP_TIMEOUT_MS = 30_000;
 /** Default retries after the first attempt. */
-export const DEFAULT_HTTP_RETRIES = 4;
+export const DEFAULT_HTTP_RETRIES = 8;
 /** Default keep-alive pool size: as many fetches in flight as a restore issues. */
 export const DEFAULT_HTTP_CONNECTIONS = 16;
-/** First backoff step: the n-th retry sleeps a random time in [0, min(cap, base·2ⁿ⁻¹)) (full jitter). */
+/** First backoff step: the n-th retry sleeps a random time in [c/2, c) with c = min(cap, base·2ⁿ⁻¹) (equal jitter). */
 export const HTTP_BACKOFF_BASE_MS = 100;
 /** Longest backoff sleep: a restarting server is polled at least this often. */
 export const HTTP_BACKOFF_CAP_MS = 2_000;
@@ -335,7 +341,9 @@ export class HttpChunkSource implements ChunkSource {
         if (attempt < attempts) {
           const ceiling = Math.min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2 ** (attempt - 1));
           try {
-            await sleep(Math.random() * ceiling, stop.signal);
+            // "Equal jitter": at least half the ceiling, so the waits of one request add up to
+            // a real outage budget (≈ 8 s with 8 retries) while clients still spread out.
+            await sleep(ceiling / 2 + (Math.random() * ceiling) / 2, stop.signal);
           } catch {
             throw this.#stopError(signal);
           }
@@ -576,7 +584,27 @@ function parseListing(body: Uint8Array, name: string): SnapshotRef[] {
   if (!Array.isArray(parsed)) throw bad('not an array');
   const refs: SnapshotRef[] = [];
   for (const [i, entry] of parsed.entries()) {
-    const { type, id, time } = (entry ?? {}) as { type?: unknown; id?: unknown; time?: unknown };
+    const fields = (entry ?? {}) as {
+      type?: unknown;
+      id?: unknown;
+      time?: unknown;
+      snapshot?: unknown;
+      error?: unknown;
+    };
+    if (fields.error !== undefined && typeof fields.snapshot === 'string') {
+      // A snapshot whose manifest the server cannot read is listed by path only; keep it,
+      // so the caller reports it (reading its manifest fails the same way) and lists the rest.
+      let spec: ReturnType<typeof parseSnapshotSpec>;
+      try {
+        spec = parseSnapshotSpec(fields.snapshot);
+      } catch {
+        throw bad(`entry ${i} names no valid snapshot`);
+      }
+      if (spec.time === undefined) throw bad(`entry ${i} names no snapshot time`);
+      refs.push({ type: spec.type, id: spec.id, time: spec.time });
+      continue;
+    }
+    const { type, id, time } = fields;
     if (typeof type !== 'string' || !BACKUP_TYPES.includes(type as BackupType))
       throw bad(`entry ${i} has no valid type`);
     if (typeof id !== 'string' || !isBackupId(id)) throw bad(`entry ${i} has no valid id`);

@@ -125,8 +125,16 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     if (expectedAuth === undefined) return true;
     const given = req.headers.authorization;
     if (given === undefined) return false;
+    // QEMU's curl driver can only send Basic auth: accept any user name with the token as
+    // password, i.e. "Basic base64(user:token)", compared the same way.
+    let presented = given;
+    if (/^basic /i.test(given)) {
+      const decoded = Buffer.from(given.slice(6).trim(), 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      presented = colon < 0 ? '' : `Bearer ${decoded.slice(colon + 1)}`;
+    }
     // Hash both sides: equal lengths for timingSafeEqual, and no length leak.
-    return timingSafeEqual(createHash('sha256').update(given).digest(), expectedAuth);
+    return timingSafeEqual(createHash('sha256').update(presented).digest(), expectedAuth);
   }
 
   function finish(ex: Exchange, counted: boolean): void {

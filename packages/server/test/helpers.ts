@@ -32,13 +32,16 @@ export interface Fixture {
   cleanup(): Promise<void>;
 }
 
-/** A datastore with one snapshot vm/100: two disk images (1 MiB chunks) and a small text archive. */
-export async function makeFixture(): Promise<Fixture> {
+/**
+ * A datastore with one snapshot vm/100: two disk images (1 MiB chunks) and a small text archive.
+ * `sizes` overrides the two drives' sizes (default {@link DRIVE_SIZES}).
+ */
+export async function makeFixture(sizes: readonly number[] = DRIVE_SIZES): Promise<Fixture> {
   const work = await tempDir('lr-server-');
   try {
     const storeDir = join(work.path, 'store');
     const store = await Datastore.create(storeDir);
-    const drives = vmImageSet(42, { drives: 2, sizeBytes: DRIVE_SIZES });
+    const drives = vmImageSet(42, { drives: sizes.length, sizeBytes: [...sizes] });
     const inputs: { name: string; path: string }[] = [];
     for (const drive of drives) {
       const path = join(work.path, `${drive.name}.raw`);

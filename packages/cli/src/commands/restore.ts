@@ -16,7 +16,7 @@ import {
   required,
 } from '../command.js';
 import { UsageError } from '../errors.js';
-import { loadTokenFile } from '../token.js';
+import { loadTokenFile } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 export const restoreCommand = defineCommand({

@@ -1,12 +1,13 @@
-import { Datastore, formatSnapshot, type SnapshotInfo } from '@liverestore/datastore';
+import { formatSnapshot, readSnapshotInfo, type SnapshotInfo } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
-import { COMMON_OPTIONS, defineCommand, printJson, required } from '../command.js';
+import { COMMON_OPTIONS, defineCommand, printJson } from '../command.js';
+import { isSourceFailure, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
 import { formatBytes } from '../units.js';
 
 export const snapshotsCommand = defineCommand({
   name: 'snapshots',
   summary: 'list the snapshots of a datastore and their archives',
-  help: `Usage: liverestore snapshots --store DIR [--json]
+  help: `Usage: liverestore snapshots --from DIR|URL [--token-file FILE] [--json]
 
 Lists every complete snapshot (TYPE/ID/TIME) with its archives and their sizes,
 oldest first within each group. Unfinished backups are never listed. A snapshot whose
@@ -14,52 +15,60 @@ manifest cannot be read is reported on stderr (with --json: as an entry with "er
 and the exit status is 1; the other snapshots are still listed.
 
 Options:
-  --store DIR   datastore directory (required)
-  --json        print a JSON array
-  -h, --help    show this help`,
-  options: { ...COMMON_OPTIONS, store: { type: 'string' } },
+  --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
+                      server (required, or --store)
+  --token-file FILE   bearer token for an http(s) --from
+  --store DIR         datastore directory (same as --from DIR)
+  --json              print a JSON array
+  -h, --help          show this help`,
+  options: { ...COMMON_OPTIONS, ...STORE_SOURCE_OPTIONS },
   async run({ values }, io) {
-    const store = await Datastore.open(required(values.store, '--store', 'snapshots'));
-    const refs = await store.listSnapshotRefs();
-    const infos: SnapshotInfo[] = [];
-    const broken: { snapshot: string; code: string; message: string }[] = [];
-    for (const ref of refs) {
-      try {
-        infos.push(await store.snapshotInfo(ref));
-      } catch (err) {
-        // One unreadable manifest must not hide the other snapshots.
-        if (!(err instanceof LiverestoreError)) throw err;
-        broken.push({ snapshot: formatSnapshot(ref), code: err.code, message: err.message });
+    const source = await openStoreSource(values, 'snapshots');
+    try {
+      const refs = await source.listSnapshots();
+      const infos: SnapshotInfo[] = [];
+      const broken: { snapshot: string; code: string; message: string }[] = [];
+      for (const ref of refs) {
+        try {
+          infos.push(await readSnapshotInfo(source, ref));
+        } catch (err) {
+          // One unreadable manifest must not hide the other snapshots; an unreachable source is no one snapshot's fault.
+          if (!(err instanceof LiverestoreError) || isSourceFailure(err)) throw err;
+          broken.push({ snapshot: formatSnapshot(ref), code: err.code, message: err.message });
+        }
       }
-    }
-    for (const b of broken) io.stderr.write(`liverestore: ${b.code}: snapshot ${b.snapshot}: ${b.message}\n`);
-    const status = broken.length === 0 ? 0 : 1;
-    if (values.json === true) {
-      printJson(io, [
-        ...infos.map((s) => ({
-          snapshot: s.path,
-          type: s.ref.type,
-          id: s.ref.id,
-          time: s.ref.time,
-          archives: s.archives.map((a) => ({
-            name: a.name,
-            filename: a.filename,
-            kind: a.kind,
-            sizeBytes: a.sizeBytes,
-            cryptMode: a.cryptMode,
+      for (const b of broken)
+        io.stderr.write(`liverestore: ${b.code}: snapshot ${b.snapshot}: ${b.message}\n`);
+      const status = broken.length === 0 ? 0 : 1;
+      if (values.json === true) {
+        printJson(io, [
+          ...infos.map((s) => ({
+            snapshot: s.path,
+            type: s.ref.type,
+            id: s.ref.id,
+            time: s.ref.time,
+            archives: s.archives.map((a) => ({
+              name: a.name,
+              filename: a.filename,
+              kind: a.kind,
+              sizeBytes: a.sizeBytes,
+              cryptMode: a.cryptMode,
+            })),
+            ...(s.keyFingerprint === undefined ? {} : { keyFingerprint: s.keyFingerprint }),
           })),
-          ...(s.keyFingerprint === undefined ? {} : { keyFingerprint: s.keyFingerprint }),
-        })),
-        ...broken.map((b) => ({ snapshot: b.snapshot, error: { code: b.code, message: b.message } })),
-      ]);
+          ...broken.map((b) => ({ snapshot: b.snapshot, error: { code: b.code, message: b.message } })),
+        ]);
+        return status;
+      }
+      if (refs.length === 0) io.stdout.write('no snapshots\n');
+      for (const s of infos) {
+        io.stdout.write(`${s.path}${s.keyFingerprint === undefined ? '' : ' (encrypted)'}\n`);
+        for (const a of s.archives)
+          io.stdout.write(`  ${a.name.padEnd(24)} ${formatBytes(a.sizeBytes).padStart(10)}  ${a.kind}\n`);
+      }
       return status;
+    } finally {
+      await source.close?.();
     }
-    if (refs.length === 0) io.stdout.write('no snapshots\n');
-    for (const s of infos) {
-      io.stdout.write(`${s.path}${s.keyFingerprint === undefined ? '' : ' (encrypted)'}\n`);
-      for (const a of s.archives)
-        io.stdout.write(`  ${a.name.padEnd(24)} ${formatBytes(a.sizeBytes).padStart(10)}  ${a.kind}\n`);
-    }
-    return status;
   },
 });

@@ -1,0 +1,97 @@
+import {
+  type ChunkIndex,
+  type CryptConfig,
+  checkIndexAgainstManifest,
+  decodeManifest,
+  LiverestoreError,
+  MANIFEST_BLOB_NAME,
+  type Manifest,
+  manifestFile,
+  readIndex,
+} from '@liverestore/format';
+import { archiveOfFilename, resolveArchiveName } from './archive-name.js';
+import type { ArchiveInfo, SnapshotInfo } from './datastore.js';
+import { DatastoreError } from './errors.js';
+import { formatSnapshot, type SnapshotRef } from './snapshot-ref.js';
+
+/**
+ * The raw files of a snapshot store, wherever they live: a local {@link Datastore}
+ * satisfies it as it is, a reader `ChunkSource` (an HTTP server, say) through
+ * `{ readSnapshotFile: (ref, f) => source.readSnapshotFile(ref, f), readChunk: (hex) => source.fetchChunk(hex) }`.
+ * Everything read through it is untrusted and checked by the caller.
+ */
+export interface SnapshotFiles {
+  /** A raw file of a snapshot directory (`index.json.blob`, `drive-scsi0.img.fidx`). */
+  readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array>;
+  /** The raw blob of a chunk, by its 64-hex-digit digest. */
+  readChunk(digestHex: string): Promise<Uint8Array>;
+}
+
+/**
+ * Reads and checks a snapshot's manifest through `files` (its signature too when a key is
+ * given). A missing manifest is `ERR_LR_SNAPSHOT_NOT_FOUND`: a snapshot directory without
+ * one is not a snapshot.
+ */
+export async function readSnapshotManifest(
+  files: Pick<SnapshotFiles, 'readSnapshotFile'>,
+  ref: SnapshotRef,
+  crypt?: CryptConfig,
+): Promise<Manifest> {
+  let raw: Uint8Array;
+  try {
+    raw = await files.readSnapshotFile(ref, MANIFEST_BLOB_NAME);
+  } catch (cause) {
+    if (cause instanceof LiverestoreError && cause.code === 'ERR_LR_SNAPSHOT_FILE_NOT_FOUND') {
+      throw new DatastoreError(
+        'ERR_LR_SNAPSHOT_NOT_FOUND',
+        `snapshot ${formatSnapshot(ref)} has no manifest`,
+        {
+          cause,
+        },
+      );
+    }
+    throw cause;
+  }
+  return decodeManifest(raw, { crypt });
+}
+
+/**
+ * Reads an archive's index (`drive-scsi0.img`, with or without `.fidx`) through `files`,
+ * checked against the manifest (size and index_csum).
+ */
+export async function readSnapshotArchiveIndex(
+  files: Pick<SnapshotFiles, 'readSnapshotFile'>,
+  ref: SnapshotRef,
+  archive: string,
+  manifest: Manifest,
+): Promise<ChunkIndex> {
+  const name = resolveArchiveName(archive);
+  const entry = manifestFile(manifest, name.filename);
+  const index = readIndex(await files.readSnapshotFile(ref, name.filename));
+  checkIndexAgainstManifest(entry, index);
+  return index;
+}
+
+/** A snapshot's archives as its manifest (read through `files`) lists them. */
+export async function readSnapshotInfo(
+  files: Pick<SnapshotFiles, 'readSnapshotFile'>,
+  ref: SnapshotRef,
+): Promise<SnapshotInfo> {
+  return snapshotInfoOfManifest(ref, await readSnapshotManifest(files, ref));
+}
+
+/** What {@link readSnapshotInfo} says about an already decoded manifest. */
+export function snapshotInfoOfManifest(ref: SnapshotRef, manifest: Manifest): SnapshotInfo {
+  const archives: ArchiveInfo[] = [];
+  for (const file of manifest.files) {
+    const archive = archiveOfFilename(file.filename);
+    if (archive !== undefined) archives.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
+  }
+  const fingerprint = manifest.unprotected['key-fingerprint'];
+  return {
+    ref,
+    path: formatSnapshot(ref),
+    archives,
+    ...(typeof fingerprint === 'string' ? { keyFingerprint: fingerprint } : {}),
+  };
+}
