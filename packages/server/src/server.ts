@@ -25,8 +25,13 @@ export const DEFAULT_LISTEN: Readonly<{ host: string; port: number }> = Object.f
   host: '127.0.0.1',
   port: 8007,
 });
-/** Requests in progress beyond which the server answers 503. */
-export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64;
+/**
+ * Bytes an image response reads ahead of a slow client: with the socket's own buffers this
+ * is what one stalled download costs, so 256 of them stay well under 256 MiB.
+ */
+export const IMAGE_STREAM_PIECE_BYTES = 256 * 1024;
+/** Requests in progress beyond which the server answers 503 (see IMAGE_STREAM_PIECE_BYTES). */
+export const DEFAULT_MAX_CONCURRENT_REQUESTS = 256;
 /** Time a client gets to send its request headers. */
 export const HEADERS_TIMEOUT_MS = 10_000;
 /** Time a client gets to send its whole request (GET/HEAD have no body to wait for). */
@@ -52,7 +57,7 @@ export interface ChunkServerOptions {
   cache?: ChunkCache;
   /** Access log and errors; default: pino to stderr. */
   logger?: Logger;
-  /** Requests in progress beyond which the server answers 503; default 64. */
+  /** Requests in progress beyond which the server answers 503; default 256. */
   maxConcurrentRequests?: number;
 }
 
@@ -270,7 +275,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     }
     // Send the status now: a client learns it at once even when the first chunk is slow to load.
     res.flushHeaders();
-    await sendStream(ex, reader.createReadStream({ start, end }));
+    await sendStream(ex, reader.createReadStream({ start, end, highWaterMark: IMAGE_STREAM_PIECE_BYTES }));
   }
 
   async function serve(ex: Exchange, path: string): Promise<void> {
