@@ -95,3 +95,31 @@ export function snapshotInfoOfManifest(ref: SnapshotRef, manifest: Manifest): Sn
     ...(typeof fingerprint === 'string' ? { keyFingerprint: fingerprint } : {}),
   };
 }
+
+/** One snapshot as `GET /snapshots` and `liverestore snapshots --json` list it (a public shape). */
+export interface SnapshotListingJson {
+  snapshot: string;
+  type: string;
+  id: string;
+  time: number;
+  archives: { name: string; filename: string; kind: string; sizeBytes: number; cryptMode: string }[];
+  keyFingerprint?: string;
+}
+
+/** The listing entry of a snapshot: one function, so the CLI and the HTTP server agree byte for byte. */
+export function snapshotListingJson(info: SnapshotInfo): SnapshotListingJson {
+  return {
+    snapshot: info.path,
+    type: info.ref.type,
+    id: info.ref.id,
+    time: info.ref.time,
+    archives: info.archives.map((a) => ({
+      name: a.name,
+      filename: a.filename,
+      kind: a.kind,
+      sizeBytes: a.sizeBytes,
+      cryptMode: a.cryptMode,
+    })),
+    ...(info.keyFingerprint === undefined ? {} : { keyFingerprint: info.keyFingerprint }),
+  };
+}

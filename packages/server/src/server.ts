@@ -9,7 +9,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { formatSnapshot } from '@liverestore/datastore';
+import { formatSnapshot, snapshotListingJson } from '@liverestore/datastore';
 import { LiverestoreError, toHex } from '@liverestore/format';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '@liverestore/reader';
 import { destination, type Logger, pino } from 'pino';
@@ -223,20 +223,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     for (const ref of await source.store.listSnapshotRefs()) {
       try {
         const s = await source.store.snapshotInfo(ref);
-        out.push({
-          snapshot: s.path,
-          type: s.ref.type,
-          id: s.ref.id,
-          time: s.ref.time,
-          archives: s.archives.map((a) => ({
-            name: a.name,
-            filename: a.filename,
-            kind: a.kind,
-            sizeBytes: a.sizeBytes,
-            cryptMode: a.cryptMode,
-          })),
-          ...(s.keyFingerprint === undefined ? {} : { keyFingerprint: s.keyFingerprint }),
-        });
+        out.push(snapshotListingJson(s));
       } catch (err) {
         // One unreadable manifest must not hide the other snapshots (as `snapshots --json`).
         if (!(err instanceof LiverestoreError)) throw err;

@@ -1,4 +1,9 @@
-import { formatSnapshot, readSnapshotInfo, type SnapshotInfo } from '@liverestore/datastore';
+import {
+  formatSnapshot,
+  readSnapshotInfo,
+  type SnapshotInfo,
+  snapshotListingJson,
+} from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
 import { COMMON_OPTIONS, defineCommand, printJson } from '../command.js';
 import { isSourceFailure, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
@@ -42,20 +47,7 @@ Options:
       const status = broken.length === 0 ? 0 : 1;
       if (values.json === true) {
         printJson(io, [
-          ...infos.map((s) => ({
-            snapshot: s.path,
-            type: s.ref.type,
-            id: s.ref.id,
-            time: s.ref.time,
-            archives: s.archives.map((a) => ({
-              name: a.name,
-              filename: a.filename,
-              kind: a.kind,
-              sizeBytes: a.sizeBytes,
-              cryptMode: a.cryptMode,
-            })),
-            ...(s.keyFingerprint === undefined ? {} : { keyFingerprint: s.keyFingerprint }),
-          })),
+          ...infos.map(snapshotListingJson),
           ...broken.map((b) => ({ snapshot: b.snapshot, error: { code: b.code, message: b.message } })),
         ]);
         return status;
