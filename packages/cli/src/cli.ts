@@ -3,6 +3,7 @@ import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { demoCommand } from './commands/demo.js';
 import { keyCommand } from './commands/key.js';
+import { nbdCommand } from './commands/nbd.js';
 import { restoreCommand } from './commands/restore.js';
 import { serveCommand } from './commands/serve.js';
 import { snapshotsCommand } from './commands/snapshots.js';
@@ -17,6 +18,7 @@ export const COMMANDS: readonly Command[] = [
   verifyCommand,
   restoreCommand,
   serveCommand,
+  nbdCommand,
   keyCommand,
 ] as Command[];
 

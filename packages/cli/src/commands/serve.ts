@@ -7,11 +7,11 @@ import { UsageError } from '../errors.js';
 import { parseBytes } from '../units.js';
 
 /** Parses `HOST:PORT`, `[v6]:PORT` or `:PORT` (host 127.0.0.1). */
-export function parseListen(text: string): { host: string; port: number } {
+export function parseListen(text: string, command = 'serve'): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
   const port = match === null ? Number.NaN : Number(match[3]);
   if (match === null || port > 65535) {
-    throw new UsageError(`serve: --listen must be HOST:PORT (e.g. 127.0.0.1:8007), got "${text}"`);
+    throw new UsageError(`${command}: --listen must be HOST:PORT (e.g. 127.0.0.1:8007), got "${text}"`);
   }
   return { host: match[1] ?? (match[2] === '' ? '127.0.0.1' : match[2]!), port };
 }

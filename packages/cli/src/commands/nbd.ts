@@ -1,0 +1,106 @@
+import { type NbdListen, startNbdServer } from '@liverestore/nbd';
+import { ChunkCache, openSnapshot } from '@liverestore/reader';
+import { COMMON_OPTIONS, defineCommand, loadKeyFile } from '../command.js';
+import { UsageError } from '../errors.js';
+import { loadTokenFile } from '../source.js';
+import { parseBytes } from '../units.js';
+import { parseListen } from './serve.js';
+
+function nonNegativeInteger(text: string | undefined, option: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0)
+    throw new UsageError(`nbd: ${option} must be a non-negative integer, got "${text}"`);
+  return value;
+}
+
+export const nbdCommand = defineCommand({
+  name: 'nbd',
+  summary: 'export every drive of a snapshot read-only over NBD (QEMU, nbdcopy, qemu-img)',
+  help: `Usage: liverestore nbd --from DIR|URL SNAPSHOT [--listen 127.0.0.1:10809 | --socket PATH]
+                       [--cache-size SIZE] [--workers N] [--readahead N]
+                       [--keyfile F] [--token-file F]
+
+Serves every disk image (fixed-index archive) of SNAPSHOT (TYPE/ID/TIME, or TYPE/ID
+for the latest) as a read-only NBD export named like the archive, e.g.
+nbd://127.0.0.1:10809/drive-scsi0.img; the default export is the first drive. All
+exports and connections share one chunk cache of a fixed size. Zero chunks are
+reported as holes (base:allocation). Stops gracefully on SIGINT/SIGTERM.
+
+Options:
+  --from DIR|URL       datastore directory, or http(s):// URL of liverestore serve (required)
+  --listen HOST:PORT   TCP address (default 127.0.0.1:10809; port 0 picks one)
+  --socket PATH        listen on a Unix socket instead (must not exist)
+  --cache-size SIZE    chunk cache (default 256MiB)
+  --workers N          decode threads (default: CPU count)
+  --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
+  --keyfile FILE       PBS key file of an encrypted snapshot
+  --token-file FILE    bearer token for an http(s) --from
+  -h, --help           show this help
+
+Prints the address and the exports, then serves until stopped.`,
+  options: {
+    help: COMMON_OPTIONS.help,
+    from: { type: 'string' },
+    listen: { type: 'string' },
+    socket: { type: 'string' },
+    'cache-size': { type: 'string' },
+    workers: { type: 'string' },
+    readahead: { type: 'string' },
+    keyfile: { type: 'string' },
+    'token-file': { type: 'string' },
+  },
+  async run({ values, positionals }, io) {
+    if (values.from === undefined)
+      throw new UsageError('nbd: --from DIR|URL is required (see liverestore nbd --help)');
+    const [snapshotArg, ...extra] = positionals;
+    if (snapshotArg === undefined) throw new UsageError('nbd: SNAPSHOT is required (e.g. vm/100)');
+    if (extra.length > 0) throw new UsageError(`nbd: unexpected argument "${extra[0]}"`);
+    if (values.listen !== undefined && values.socket !== undefined) {
+      throw new UsageError('nbd: give either --listen or --socket, not both');
+    }
+    const listen: NbdListen =
+      values.socket !== undefined
+        ? { socket: values.socket }
+        : parseListen(values.listen ?? '127.0.0.1:10809', 'nbd');
+    const cacheBytes =
+      values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
+    const workers = nonNegativeInteger(values.workers, '--workers');
+    const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
+    const crypt = await loadKeyFile(values.keyfile);
+    const token = await loadTokenFile(values['token-file'], values.from, 'nbd');
+    const cache = new ChunkCache({
+      ...(cacheBytes === undefined ? {} : { cacheBytes }),
+      ...(workers === undefined ? {} : { workers }),
+    });
+    try {
+      const snapshot = await openSnapshot({
+        source: values.from,
+        snapshot: snapshotArg,
+        cache,
+        crypt,
+        http: token === undefined ? {} : { token },
+      });
+      try {
+        const server = await startNbdServer({ snapshot, listen, readaheadChunks });
+        io.stdout.write(`${server.address}\n`);
+        for (const name of server.exports) io.stdout.write(`  export ${name}\n`);
+        await new Promise<void>((resolve) => {
+          const stop = (): void => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            resolve();
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+        await server.close();
+        return 0;
+      } finally {
+        await snapshot.close();
+      }
+    } finally {
+      await cache.close();
+    }
+  },
+});

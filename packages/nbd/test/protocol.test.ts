@@ -1,0 +1,225 @@
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { imageBytes } from '@liverestore/testkit';
+import anyTest, { type TestFn } from 'ava';
+import * as P from '../src/protocol.js';
+import {
+  DRIVE_SIZES,
+  type Fixture,
+  MiB,
+  MiniClient,
+  makeFixture,
+  prng,
+  serve,
+  WireReader,
+  zeroChunks,
+} from './helpers.js';
+
+const test = anyTest as TestFn<{ fixture: Fixture }>;
+
+test.before(async (t) => {
+  t.context.fixture = await makeFixture();
+});
+test.after.always(async (t) => {
+  await t.context.fixture?.cleanup();
+});
+
+test('handshake, OPT_LIST, OPT_GO, concurrent reads, EINVAL, EPERM, FLUSH, DISC', async (t) => {
+  const f = t.context.fixture;
+  const { server } = await serve(t, f);
+  t.deepEqual(server.exports, ['drive-scsi0.img', 'drive-scsi1.img']);
+  const c = await MiniClient.connect(server.port!);
+  const hflags = await c.greet();
+  t.is(hflags, P.NBD_FLAG_FIXED_NEWSTYLE | P.NBD_FLAG_NO_ZEROES);
+  t.deepEqual(await c.list(), ['drive-scsi0.img', 'drive-scsi1.img']);
+  const unknown = await c.option(P.NBD_OPT_GO, MiniClient.goData('nope'));
+  t.is(unknown[0]!.type, P.NBD_REP_ERR_UNKNOWN);
+  const unsup = await c.option(99);
+  t.is(unsup[0]!.type, P.NBD_REP_ERR_UNSUP);
+  const meta = await c.option(P.NBD_OPT_LIST_META_CONTEXT, Buffer.alloc(8));
+  t.is(meta[0]!.type, P.NBD_REP_ERR_INVALID, 'meta contexts need structured replies first');
+  const info = await c.go('drive-scsi1.img');
+  t.is(info.size, BigInt(DRIVE_SIZES[1]!));
+  t.is(
+    info.flags,
+    P.NBD_FLAG_HAS_FLAGS | P.NBD_FLAG_READ_ONLY | P.NBD_FLAG_SEND_FLUSH | P.NBD_FLAG_CAN_MULTI_CONN,
+  );
+  t.deepEqual(info.blockSize, [1, 4096, 32 * MiB]);
+  const spec = f.drives[1]!.spec;
+  const rnd = prng(5);
+  const reads = Array.from({ length: 64 }, () => {
+    const length = 1 + Math.floor(rnd() * 3 * MiB);
+    const offset = Math.floor(rnd() * (spec.sizeBytes - length));
+    return { offset, length };
+  });
+  reads.push({ offset: spec.sizeBytes - 4096, length: 4096 }, { offset: 0, length: spec.sizeBytes });
+  const replies = await Promise.all(reads.map((r) => c.request(P.NBD_CMD_READ, r.offset, r.length)));
+  reads.forEach((r, k) => {
+    t.is(replies[k]!.error, 0);
+    t.true(replies[k]!.data.equals(imageBytes(spec, r.offset, r.length)), `read ${r.offset}+${r.length}`);
+  });
+  t.is((await c.request(P.NBD_CMD_READ, spec.sizeBytes - 10, 11)).error, P.NBD_EINVAL);
+  t.is((await c.request(P.NBD_CMD_READ, 0, 32 * MiB + 1)).error, P.NBD_EOVERFLOW);
+  t.is((await c.request(P.NBD_CMD_WRITE, 0, 4096, Buffer.alloc(4096, 1))).error, P.NBD_EPERM);
+  t.is((await c.request(P.NBD_CMD_TRIM, 0, 4096)).error, P.NBD_EPERM);
+  t.is((await c.request(P.NBD_CMD_FLUSH, 0, 0)).error, 0);
+  t.is((await c.request(77, 0, 0)).error, P.NBD_EINVAL);
+  t.is((await c.request(P.NBD_CMD_BLOCK_STATUS, 0, 4096)).error, P.NBD_EINVAL, 'no meta context');
+  // Still in sync after the refused write payload:
+  const after = await c.request(P.NBD_CMD_READ, 1000, 5000);
+  t.true(after.data.equals(imageBytes(spec, 1000, 5000)));
+  await c.disconnect();
+});
+
+test('structured replies and base:allocation block status', async (t) => {
+  const f = t.context.fixture;
+  const { server } = await serve(t, f);
+  const spec = f.drives[0]!.spec;
+  const zeros = zeroChunks(spec);
+  t.true(zeros.length > 0, 'the fixture has zero chunks');
+  const c = await MiniClient.connect(server.port!);
+  await c.greet();
+  t.is((await c.option(P.NBD_OPT_STRUCTURED_REPLY))[0]!.type, P.NBD_REP_ACK);
+  const q = Buffer.from(P.BASE_ALLOCATION);
+  const name = Buffer.from('drive-scsi0.img');
+  const metaData = Buffer.alloc(4 + name.length + 4 + 4 + q.length);
+  metaData.writeUInt32BE(name.length, 0);
+  name.copy(metaData, 4);
+  metaData.writeUInt32BE(1, 4 + name.length);
+  metaData.writeUInt32BE(q.length, 8 + name.length);
+  q.copy(metaData, 12 + name.length);
+  const set = await c.option(P.NBD_OPT_SET_META_CONTEXT, metaData);
+  t.is(set[0]!.type, P.NBD_REP_META_CONTEXT);
+  t.is(set[0]!.data.readUInt32BE(0), P.BASE_ALLOCATION_ID);
+  t.is(set[1]!.type, P.NBD_REP_ACK);
+  await c.go('drive-scsi0.img');
+  const r = await c.request(P.NBD_CMD_READ, 123, 2 * MiB);
+  t.is(r.chunks[0]!.type, P.NBD_REPLY_TYPE_OFFSET_DATA);
+  t.true(r.data.equals(imageBytes(spec, 123, 2 * MiB)));
+  const bad = await c.request(P.NBD_CMD_READ, spec.sizeBytes, 1);
+  t.is(bad.error, P.NBD_EINVAL);
+  t.is(bad.chunks[0]!.type, P.NBD_REPLY_TYPE_ERROR);
+  const bs = await c.request(P.NBD_CMD_BLOCK_STATUS, 0, spec.sizeBytes);
+  t.is(bs.chunks.length, 1);
+  const payload = bs.chunks[0]!.payload;
+  t.is(payload.readUInt32BE(0), P.BASE_ALLOCATION_ID);
+  const holes = new Set<number>();
+  let pos = 0;
+  for (let k = 4; k < payload.length; k += 8) {
+    const len = payload.readUInt32BE(k);
+    const state = payload.readUInt32BE(k + 4);
+    if (state === 3) for (let i = pos / MiB; i < (pos + len) / MiB; i++) holes.add(Math.floor(i));
+    pos += len;
+  }
+  t.is(pos, spec.sizeBytes);
+  t.deepEqual(
+    [...holes].sort((a, b) => a - b),
+    zeros,
+  );
+  await c.disconnect();
+});
+
+test('garbage, truncated and oversized handshakes close the connection; the next client works', async (t) => {
+  const f = t.context.fixture;
+  const { server } = await serve(t, f);
+  const port = server.port!;
+  const attempts: ((c: MiniClient) => Promise<void>)[] = [
+    async (c) => {
+      c.socket.write(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+    },
+    async (c) => {
+      await c.greet();
+      c.socket.write(Buffer.from('garbage-garbage-garbage'));
+    },
+    async (c) => {
+      await c.greet();
+      const h = Buffer.alloc(16);
+      h.writeBigUInt64BE(0x49484156454f5054n, 0);
+      h.writeUInt32BE(P.NBD_OPT_GO, 8);
+      h.writeUInt32BE(1 << 20, 12); // oversized
+      c.socket.write(h);
+    },
+    async (c) => {
+      await c.greet();
+      const h = Buffer.alloc(16);
+      h.writeBigUInt64BE(0x49484156454f5054n, 0);
+      h.writeUInt32BE(P.NBD_OPT_GO, 8);
+      h.writeUInt32BE(100, 12);
+      c.socket.write(Buffer.concat([h, Buffer.alloc(10)]));
+      c.socket.end(); // truncated
+    },
+    async (c) => {
+      await c.greet();
+      await c.go('');
+      c.socket.write(Buffer.alloc(28, 0xee)); // bad request magic
+    },
+  ];
+  for (const attempt of attempts) {
+    const c = await MiniClient.connect(port);
+    await attempt(c);
+    await c.wire.closedByPeer();
+    t.pass();
+  }
+  const good = await MiniClient.connect(port);
+  await good.greet();
+  const info = await good.go('');
+  t.is(info.size, BigInt(DRIVE_SIZES[0]!));
+  const r = await good.request(P.NBD_CMD_READ, 5 * MiB, 4096);
+  t.true(r.data.equals(imageBytes(f.drives[0]!.spec, 5 * MiB, 4096)));
+  await good.disconnect();
+});
+
+test('NBD_OPT_EXPORT_NAME, Unix socket, and close() with a connected client', async (t) => {
+  const f = t.context.fixture;
+  const path = join(f.dir, 'nbd.sock');
+  const { server } = await serve(t, f, { listen: { socket: path } });
+  t.is(server.address, path);
+  t.is(server.port, undefined);
+  const c = await MiniClient.connect(path);
+  await c.greet();
+  c.sendOption(P.NBD_OPT_EXPORT_NAME, Buffer.from('drive-scsi1.img'));
+  const reply = await c.wire.read(10);
+  t.is(reply.readBigUInt64BE(0), BigInt(DRIVE_SIZES[1]!));
+  await server.close();
+  await c.wire.closedByPeer();
+  t.pass();
+});
+
+test('a client that never reads does not make the server buffer without bound', async (t) => {
+  const f = t.context.fixture;
+  const { server } = await serve(t, f, { maxQueuedBytes: 8 * MiB });
+  const c = await MiniClient.connect(server.port!);
+  await c.greet();
+  await c.go('');
+  c.socket.pause();
+  // 200 reads of 1 MiB requested; the client reads nothing.
+  const h = Buffer.alloc(28);
+  h.writeUInt32BE(P.NBD_REQUEST_MAGIC, 0);
+  h.writeUInt32BE(MiB, 24);
+  for (let k = 0; k < 200; k++) c.socket.write(h);
+  await new Promise((r) => setTimeout(r, 1500));
+  const stats = server.stats();
+  t.log(stats);
+  // Bounded: the limit plus at most one request admitted before the limit was seen.
+  t.true(stats.queuedBytes <= 9 * MiB);
+  t.true(stats.queuedBytes >= 4 * MiB, 'the server did answer until the limit');
+  // Another client is served meanwhile.
+  const other = await MiniClient.connect(server.port!);
+  await other.greet();
+  await other.go('drive-scsi1.img');
+  const r = await other.request(P.NBD_CMD_READ, 0, 4096);
+  t.true(r.data.equals(imageBytes(f.drives[1]!.spec, 0, 4096)));
+  await other.disconnect();
+  c.socket.destroy();
+});
+
+test('a raw socket that sends nothing is closed on server close', async (t) => {
+  const f = t.context.fixture;
+  const { server } = await serve(t, f);
+  const s = connect({ host: '127.0.0.1', port: server.port! });
+  const w = new WireReader(s);
+  await w.read(18);
+  await server.close();
+  await w.closedByPeer();
+  t.pass();
+});
