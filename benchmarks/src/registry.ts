@@ -7,6 +7,12 @@
 import { backupBenchmark } from './backup.js';
 import type { Benchmark } from './benchmark.js';
 import { codecsBenchmark } from './codecs.js';
+import { nbdBenchmark } from './nbd.js';
 import { restoreBenchmark } from './restore.js';
 
-export const BENCHMARKS: readonly Benchmark[] = [codecsBenchmark, backupBenchmark, restoreBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [
+  codecsBenchmark,
+  backupBenchmark,
+  restoreBenchmark,
+  nbdBenchmark,
+];
