@@ -134,6 +134,9 @@ function u32(value: number): Buffer {
   return b;
 }
 
+/** Replies up to this size are copied into one buffer and written with one call. */
+const COALESCE_REPLY_BYTES = 64 * 1024;
+
 /** One client connection: handshake, then transmission with many requests in flight. */
 class Connection {
   readonly #socket: Socket;
@@ -224,8 +227,19 @@ class Connection {
     await this.#transmission();
   }
 
+  /**
+   * Writes reply bytes. A small reply (header + data up to 64 KiB: the 4 KiB guest reads)
+   * goes out as one buffer, so it costs one socket write instead of one per part; larger
+   * replies are written part by part rather than copied.
+   */
   #send(...parts: Buffer[]): void {
     if (this.#socket.destroyed) return;
+    let total = 0;
+    for (const p of parts) total += p.byteLength;
+    if (parts.length > 1 && total <= COALESCE_REPLY_BYTES) {
+      this.#socket.write(Buffer.concat(parts, total));
+      return;
+    }
     for (const p of parts) this.#socket.write(p);
   }
 
