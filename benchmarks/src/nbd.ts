@@ -10,11 +10,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { backup, Datastore } from '@liverestore/datastore';
 import { vmImageSet, writeImageFile } from '@liverestore/testkit';
 import type { BenchContext, Benchmark } from './benchmark.js';
 import { UsageError } from './errors.js';
+import { startLiverestoreProcess } from './liverestore-process.js';
 import { machineInfo } from './machine.js';
 import { type BenchResult, type CaseResult, type DetailColumn, measuredCase } from './result.js';
 import { formatBytes, formatNumber, parseBytes, parsePositiveInt } from './units.js';
@@ -75,46 +75,19 @@ function waitExit(child: ChildProcess, what: string): Promise<never> {
   });
 }
 
-/** `liverestore nbd` on an ephemeral loopback port; resolves with its `HOST:PORT`. */
+/** `liverestore nbd` on an ephemeral loopback port. */
 async function startLiverestore(storeDir: string, cacheBytes: number): Promise<Server> {
-  const bin = fileURLToPath(new URL('../../../packages/cli/bin/liverestore.js', import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [
-      bin,
-      'nbd',
-      '--from',
-      storeDir,
-      'vm/100',
-      '--listen',
-      '127.0.0.1:0',
-      '--cache-size',
-      `${Math.floor(cacheBytes / 1024 ** 2)}MiB`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  try {
-    const address = await Promise.race([
-      new Promise<string>((resolve) => {
-        let out = '';
-        child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-          out += text;
-          const nl = out.indexOf('\n');
-          if (nl >= 0) resolve(out.slice(0, nl).trim());
-        });
-      }),
-      waitExit(child, 'liverestore nbd'),
-    ]);
-    child.stdout!.resume();
-    return {
-      name: 'liverestore nbd',
-      uri: `nbd://${address}/drive-scsi0.img`,
-      stop: () => child.kill('SIGTERM'),
-    };
-  } catch (error) {
-    child.kill('SIGTERM');
-    throw error;
-  }
+  const { address, stop } = await startLiverestoreProcess([
+    'nbd',
+    '--from',
+    storeDir,
+    'vm/100',
+    '--listen',
+    '127.0.0.1:0',
+    '--cache-size',
+    `${Math.floor(cacheBytes / 1024 ** 2)}MiB`,
+  ]);
+  return { name: 'liverestore nbd', uri: `nbd://${address}/drive-scsi0.img`, stop };
 }
 
 function freePort(): Promise<number> {

@@ -5,12 +5,10 @@
  * latency through the cache at queue depth 1 and 16.
  */
 
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { backup, Datastore } from '@liverestore/datastore';
 import { toHex } from '@liverestore/format';
 import { ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
@@ -19,6 +17,7 @@ import { Piscina } from 'piscina';
 import type { BenchContext, Benchmark } from './benchmark.js';
 import type { DecodeLimitTask } from './decode-limit-worker.js';
 import { UsageError } from './errors.js';
+import { startLiverestoreProcess } from './liverestore-process.js';
 import { machineInfo } from './machine.js';
 import { type BenchResult, type CaseResult, type DetailColumn, measuredCase } from './result.js';
 import { formatBytes, formatNumber, formatRate, mbPerSecond, parseBytes, parsePositiveInt } from './units.js';
@@ -67,23 +66,6 @@ function* offsets(seed: number, count: number, range: number): Generator<number>
     x ^= x << 5;
     yield Math.floor(((x >>> 0) / 2 ** 32) * Math.floor((range - READ_BYTES) / READ_BYTES)) * READ_BYTES;
   }
-}
-
-/** Starts `liverestore serve` on an ephemeral loopback port in a child process. */
-async function startServeProcess(storeDir: string): Promise<{ url: string; stop(): void }> {
-  const bin = fileURLToPath(new URL('../../../packages/cli/bin/liverestore.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, 'serve', '--store', storeDir, '--listen', '127.0.0.1:0'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      out += text;
-      if (out.includes('\n')) resolve(out.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`liverestore serve exited with ${code}`)));
-  });
-  return { url, stop: () => child.kill('SIGTERM') };
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -151,7 +133,7 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
       maxThreads: s.workers,
     });
     // `liverestore serve` in its own process, as a backup server would be.
-    const server = await startServeProcess(storeDir);
+    const server = await startLiverestoreProcess(['serve', '--store', storeDir, '--listen', '127.0.0.1:0']);
     const httpSamples: number[] = [];
     const decodeSamples: number[] = [];
     const restoreSamples: number[] = [];
@@ -217,7 +199,7 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
         context.progress(`round ${round}/${s.samples}: cold full restore over loopback HTTP …`);
         const httpCache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
         const httpSnap = await openSnapshot({
-          source: server.url,
+          source: server.address,
           snapshot: result.snapshot,
           cache: httpCache,
         });

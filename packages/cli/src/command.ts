@@ -98,6 +98,19 @@ export function commandProgress(
   });
 }
 
+/** Resolves on the first SIGINT or SIGTERM: how the long-running commands (serve, nbd) stop gracefully. */
+export function stopSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
 /** Writes one JSON document to stdout (the `--json` contract: one object per command). */
 export function printJson(io: CommandIo, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

@@ -1,6 +1,6 @@
 import { type NbdListen, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
-import { COMMON_OPTIONS, defineCommand, loadKeyFile } from '../command.js';
+import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
 import { loadTokenFile } from '../source.js';
 import { parseBytes } from '../units.js';
@@ -85,15 +85,7 @@ Prints the address and the exports, then serves until stopped.`,
         const server = await startNbdServer({ snapshot, listen, readaheadChunks });
         io.stdout.write(`${server.address}\n`);
         for (const name of server.exports) io.stdout.write(`  export ${name}\n`);
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
+        await stopSignal();
         await server.close();
         return 0;
       } finally {

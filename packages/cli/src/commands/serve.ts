@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { LiverestoreError } from '@liverestore/format';
 import { ChunkCache } from '@liverestore/reader';
 import { startChunkServer } from '@liverestore/server';
-import { COMMON_OPTIONS, defineCommand, required } from '../command.js';
+import { COMMON_OPTIONS, defineCommand, required, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
 import { parseBytes } from '../units.js';
 
@@ -97,15 +97,7 @@ Prints the URL it listens on, then serves until stopped.`,
         ...(cache === undefined ? {} : { cache }),
       });
       io.stdout.write(`${server.url}\n`);
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await stopSignal();
       await server.close();
       return 0;
     } finally {
