@@ -116,6 +116,45 @@ export class CachedChunkReader {
     return end - offset;
   }
 
+  /**
+   * {@link readAt} without waiting: fills `buffer` (the range must lie within the image)
+   * and returns true when every chunk it touches is cached or all-zero; returns false as
+   * soon as one is not (the buffer is then partly filled; call readAt). Readers in other
+   * threads always return false. This is the hot path of warm NBD reads: no promise, no
+   * allocation per chunk.
+   */
+  tryReadAtSync(buffer: Uint8Array, offset: number): boolean {
+    const tryAcquire = this.#access.tryAcquire;
+    const end = offset + buffer.byteLength;
+    if (tryAcquire === undefined || !Number.isSafeInteger(offset) || offset < 0 || end > this.size)
+      return false;
+    if (end === offset) return true;
+    const index = this.index;
+    const first = index.chunkIndexAt(offset);
+    const last = index.chunkIndexAt(end - 1);
+    for (let i = first; i <= last; i++) {
+      const chunkStart = index.chunkStart(i);
+      const chunkEnd = index.chunkEnd(i);
+      const from = Math.max(offset, chunkStart);
+      const to = Math.min(end, chunkEnd);
+      const target = from - offset;
+      if (this.isZeroChunk(i)) {
+        buffer.fill(0, target, target + (to - from));
+        continue;
+      }
+      const lease = tryAcquire(this.#hex[i]!, chunkEnd - chunkStart);
+      if (lease === undefined) return false;
+      try {
+        this.#access.table.copyOut(lease, from - chunkStart, buffer, target, to - from);
+      } finally {
+        this.#access.release(lease);
+      }
+    }
+    const ahead = this.#readahead.observe(offset, end, last);
+    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
+    return true;
+  }
+
   #prefetch(from: number, to: number): void {
     for (let i = from; i <= to; i++) {
       if (!this.isZeroChunk(i))

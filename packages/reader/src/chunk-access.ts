@@ -12,6 +12,8 @@ export interface ChunkAccess {
   readonly table: SlotTable;
   readonly capacityBytes: number;
   acquire(digestHex: string, length: number, signal?: AbortSignal): Promise<Lease>;
+  /** A lease without waiting when the chunk is cached; only on the cache's own thread. */
+  tryAcquire?(digestHex: string, length: number): Lease | undefined;
   release(lease: Lease): void;
   prefetch(digestHex: string, length: number): void;
 }
@@ -26,6 +28,7 @@ export function localChunkAccess(
     table: cache.table,
     capacityBytes: cache.capacityBytes,
     acquire: (digestHex, length, signal) => cache.acquire({ digestHex, length, source, key }, signal),
+    tryAcquire: (digestHex, length) => cache.tryAcquire(digestHex, length),
     release: (lease) => cache.release(lease),
     prefetch: (digestHex, length) => {
       cache.prefetch({ digestHex, length, source, key });

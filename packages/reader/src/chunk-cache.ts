@@ -168,6 +168,20 @@ export class ChunkCache {
    * (or `table.unpin`) exactly once after copying. Rejects with the load's error, or
    * with the abort reason when `signal` fires first.
    */
+  /**
+   * The synchronous hit path of {@link acquire}: a pinned lease when the chunk is cached
+   * (counted as a hit, LRU order updated), undefined otherwise (nothing counted: the
+   * caller falls back to `acquire`). Lets a reader answer a cached read without a promise.
+   */
+  tryAcquire(digestHex: string, length: number): Lease | undefined {
+    if (this.#closed) return undefined;
+    const slot = this.#lru.get(digestHex);
+    if (slot === undefined || this.table.field(slot, kLengthField) !== length) return undefined;
+    this.#stats.hits++;
+    this.table.pin(slot);
+    return this.#leaseOf(slot);
+  }
+
   acquire(request: ChunkRequest, signal?: AbortSignal): Promise<Lease> {
     if (this.#closed) return Promise.reject(closedError());
     if (signal?.aborted === true) return Promise.reject(abortError(signal));

@@ -453,3 +453,31 @@ test('an empty image and an empty file read as empty and restore to empty files'
     t.is((await stat(target)).size, 0);
   }
 });
+
+test('tryReadAtSync serves cached and zero chunks at once, and nothing else', async (t) => {
+  const { reader, source, cache } = await open(t, { readaheadChunks: 0 });
+  const firstData = Array.from({ length: reader.index.chunkCount }, (_, i) => i).find(
+    (i) => !reader.isZeroChunk(i),
+  )!;
+  const zeroChunk = Array.from({ length: reader.index.chunkCount }, (_, i) => i).find((i) =>
+    reader.isZeroChunk(i),
+  )!;
+  const start = reader.index.chunkStart(firstData);
+  const buffer = Buffer.alloc(4096, 7);
+  t.false(reader.tryReadAtSync(buffer, start + 100), 'not cached yet: no waiting, no fetch');
+  t.is(source.fetchCount, 0);
+  t.is(cache.stats().misses, 0, 'a failed sync attempt does not count as a miss');
+  await reader.readAt(Buffer.alloc(1), start);
+  const hits = cache.stats().hits;
+  t.true(reader.tryReadAtSync(buffer, start + 100));
+  t.true(buffer.equals(imageBytes(SPEC, start + 100, 4096)));
+  t.is(cache.stats().hits, hits + 1);
+  // Zero chunks need no cache; a range past the end is refused rather than shortened.
+  const zeros = Buffer.alloc(1000, 9);
+  t.true(reader.tryReadAtSync(zeros, reader.index.chunkStart(zeroChunk)));
+  t.true(zeros.every((b) => b === 0));
+  t.false(reader.tryReadAtSync(Buffer.alloc(2), reader.size - 1));
+  t.true(reader.tryReadAtSync(Buffer.alloc(0), reader.size));
+  cache.checkInvariants();
+  t.is(source.fetchCount, 1);
+});
