@@ -1,0 +1,86 @@
+import type { ArchiveReaderOptions, CachedChunkReader, Snapshot } from '@liverestore/reader';
+
+/** One run of the `base:allocation` context: `length` bytes that are all holes/zero or not. */
+export interface AllocationExtent {
+  length: number;
+  /** No storage allocated (NBD_STATE_HOLE). */
+  hole: boolean;
+  /** Reads return zeroes (NBD_STATE_ZERO). */
+  zero: boolean;
+}
+
+/**
+ * What the NBD server exports: a device of `size` bytes. Read-only exports refuse every
+ * write with EPERM; writable ones implement the write methods. The server checks ranges
+ * (within `size`, at most 32 MiB) before calling; an error thrown with `errno`
+ * (e.g. `ENOSPC`) is sent to the client as that NBD error, anything else as EIO.
+ */
+export interface NbdExport {
+  readonly name: string;
+  readonly size: number;
+  /** Fills `buffer` with the bytes at `offset` (the range lies within the export). */
+  read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void>;
+  /**
+   * Optional fast path: fills `buffer` without waiting and returns true when every byte
+   * is at hand (e.g. cached); returns false (buffer contents unspecified) otherwise.
+   */
+  tryReadSync?(buffer: Buffer, offset: number): boolean;
+  /** Allocation extents covering [offset, offset + length), merged, at most `maxExtents`. */
+  blockStatus(offset: number, length: number, maxExtents: number): AllocationExtent[];
+  /** Present on writable exports: stores `data` at `offset`; durable on return when `fua`. */
+  readonly writer?: NbdWriter;
+}
+
+/** The write side of a writable export (NBD_CMD_WRITE, WRITE_ZEROES, TRIM, FLUSH). */
+export interface NbdWriter {
+  write(data: Buffer, offset: number, fua: boolean): Promise<void>;
+  /** Makes the range read as zeroes; may deallocate unless `noHole`. */
+  writeZeroes(offset: number, length: number, fua: boolean, noHole: boolean): Promise<void>;
+  /** A hint that the range is unused; after it the range may read as anything (we keep it defined). */
+  trim(offset: number, length: number, fua: boolean): Promise<void>;
+  /** Every write completed (replied to) before this call is durable when it resolves. */
+  flush(): Promise<void>;
+}
+
+/** A read-only export of one archive read through the shared cache. */
+export function readerExport(reader: CachedChunkReader): NbdExport {
+  const index = reader.index;
+  return {
+    name: reader.name,
+    size: reader.size,
+    async read(buffer, offset, signal) {
+      await reader.readAt(buffer, offset, signal);
+    },
+    tryReadSync: (buffer, offset) => reader.tryReadAtSync(buffer, offset),
+    blockStatus(offset, length, maxExtents) {
+      const end = offset + length;
+      const extents: AllocationExtent[] = [];
+      for (let i = index.chunkIndexAt(offset); i < index.chunkCount; i++) {
+        const from = Math.max(offset, index.chunkStart(i));
+        if (from >= end) break;
+        const to = Math.min(end, index.chunkEnd(i));
+        const zero = reader.isZeroChunk(i);
+        const last = extents[extents.length - 1];
+        if (last !== undefined && last.zero === zero) last.length += to - from;
+        else {
+          if (extents.length >= maxExtents) break;
+          extents.push({ length: to - from, hole: zero, zero });
+        }
+      }
+      return extents;
+    },
+  };
+}
+
+/** Read-only exports of every disk image (fixed-index archive) of a snapshot, in order. */
+export async function snapshotExports(
+  snapshot: Snapshot,
+  options: ArchiveReaderOptions = {},
+): Promise<NbdExport[]> {
+  const exports: NbdExport[] = [];
+  for (const archive of snapshot.archives) {
+    if (archive.kind !== 'fixed') continue;
+    exports.push(readerExport(await snapshot.openArchive(archive.name, options)));
+  }
+  return exports;
+}
