@@ -1,3 +1,4 @@
+export * from './client.js';
 export * from './errors.js';
 export * from './export.js';
 export * from './protocol.js';
