@@ -1,0 +1,431 @@
+import { EventEmitter } from 'node:events';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SnapshotRef } from '@liverestore/datastore';
+import type { CryptConfig } from '@liverestore/format';
+import {
+  ChunkCache,
+  type ChunkCacheStats,
+  type ChunkSource,
+  type HttpChunkSourceOptions,
+  openSnapshot,
+  type Snapshot,
+} from '@liverestore/reader';
+import { runCopyJob } from './copy-job.js';
+import { LiveError, systemCode } from './errors.js';
+import { LiveDrive, type LiveDriveStats } from './live-drive.js';
+import { GuestPriority, TokenBucket } from './sched.js';
+
+/** Options of {@link liveRestore}. */
+export interface LiveRestoreOptions {
+  /** A datastore directory or http(s):// URL, or an opened source (left open). */
+  source: string | ChunkSource;
+  http?: HttpChunkSourceOptions | undefined;
+  /** `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the latest (a resume must name the same one). */
+  snapshot: string | SnapshotRef;
+  crypt?: CryptConfig | undefined;
+  /** Where the targets (`<archive name>`) and their maps (`<archive name>.map`) live; created if missing. */
+  targetDir: string;
+  /** A shared cache (left open); default: one of `cacheBytes` with `workers`, closed when the backup is no longer needed. */
+  cache?: ChunkCache | undefined;
+  cacheBytes?: number | undefined;
+  workers?: number | undefined;
+  /** Readahead of the guest readers, in chunks (the copy readers use 4). */
+  readaheadChunks?: number | undefined;
+  /** Backup bytes per second the background copy may fetch (guest requests are not limited). */
+  rateLimitBytesPerSecond?: number | undefined;
+  /** Regions in flight per drive in the background copy. Default 2. */
+  copyConcurrency?: number | undefined;
+  /** The maps are persisted (fdatasync, then map) at least this often while regions become local. Default 2000. */
+  persistIntervalMs?: number | undefined;
+  /** `progress` events this often. Default 1000. */
+  progressIntervalMs?: number | undefined;
+  /** false: open the targets but do not start the background copy (call startCopy()). */
+  startCopy?: boolean | undefined;
+}
+
+/** Progress of one drive. */
+export interface DriveProgress {
+  readonly name: string;
+  readonly target: string;
+  readonly sizeBytes: number;
+  readonly bytesLocal: number;
+  readonly regionsLocal: number;
+  readonly regionCount: number;
+  readonly complete: boolean;
+  readonly bytesCopied: number;
+  readonly bytesFilledForGuest: number;
+  readonly bytesWrittenByGuest: number;
+}
+
+/** What a `progress` event carries. */
+export interface LiveRestoreProgress {
+  readonly snapshot: string;
+  readonly elapsedSeconds: number;
+  readonly bytesTotal: number;
+  readonly bytesLocal: number;
+  /** Bytes becoming local per second over the last few seconds. */
+  readonly bytesPerSecond: number;
+  /** Seconds until every drive is local at that rate; undefined when unknown. */
+  readonly etaSeconds: number | undefined;
+  /** Share of cache requests served without a fetch (hits and shared fetches), 0…1. */
+  readonly cacheHitRate: number;
+  readonly complete: boolean;
+  readonly drives: readonly DriveProgress[];
+}
+
+/** What `done` resolves with. */
+export interface LiveRestoreSummary {
+  readonly snapshot: string;
+  readonly targetDir: string;
+  readonly seconds: number;
+  /** Regions that were local when the restore (re)started. */
+  readonly bytesLocalAtStart: number;
+  readonly drives: readonly LiveDriveStats[];
+  readonly cache: ChunkCacheStats;
+}
+
+interface Events {
+  progress: [LiveRestoreProgress];
+  done: [LiveRestoreSummary];
+  /** A non-fatal problem (a copy-on-read store or a periodic persist failed; it is retried). */
+  warning: [Error];
+}
+
+const LOCK_FILE = '.liverestore.lock';
+
+/** Takes `DIR/.liverestore.lock` (our pid); a lock of a live process is ERR_LR_LIVE_TARGET_BUSY. */
+async function lockTargetDir(dir: string): Promise<string> {
+  const path = join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, 'wx', 0o644);
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return path;
+    } catch (err) {
+      if (systemCode(err) !== 'EEXIST') {
+        throw new LiveError(
+          'ERR_LR_LIVE_TARGET_IO',
+          `cannot create ${path} (${systemCode(err) ?? 'error'})`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
+      throw new LiveError(
+        'ERR_LR_LIVE_TARGET_BUSY',
+        `${dir} is in use by another live restore (pid ${pid}); stop it first`,
+      );
+    }
+    await rm(path, { force: true }); // left by a process that is gone (crash, kill -9)
+  }
+  throw new LiveError('ERR_LR_LIVE_TARGET_BUSY', `cannot lock ${dir}`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return systemCode(err) === 'EPERM';
+  }
+}
+
+/**
+ * A running writable live restore: one {@link LiveDrive} per disk image of the snapshot
+ * (serve them with `startNbdServer({ exports: restore.drives })`), a background copy job
+ * per drive, periodic persistence of the maps, progress events.
+ */
+export class LiveRestore extends EventEmitter<Events> {
+  /** Resolves when every region of every drive is local and persisted (the backup is closed then). */
+  readonly done: Promise<LiveRestoreSummary>;
+  readonly #snapshot: Snapshot;
+  readonly #cache: ChunkCache;
+  readonly #ownsCache: boolean;
+  readonly #lockPath: string;
+  readonly #abort = new AbortController();
+  readonly #started = performance.now();
+  readonly #bytesLocalAtStart: number;
+  readonly #options: LiveRestoreOptions;
+  readonly #priority: GuestPriority;
+  readonly #bucket: TokenBucket | undefined;
+  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #samples: { at: number; bytes: number }[] = [];
+  #resolveDone!: (summary: LiveRestoreSummary) => void;
+  #rejectDone!: (err: unknown) => void;
+  #copy: Promise<void> | undefined;
+  #complete = false;
+  #backupClosed = false;
+  #closed: Promise<void> | undefined;
+  #finalCacheStats: ChunkCacheStats | undefined;
+
+  /** @internal use {@link liveRestore} */
+  constructor(
+    readonly drives: readonly LiveDrive[],
+    snapshot: Snapshot,
+    cache: ChunkCache,
+    ownsCache: boolean,
+    lockPath: string,
+    priority: GuestPriority,
+    options: LiveRestoreOptions,
+  ) {
+    super();
+    this.#snapshot = snapshot;
+    this.#cache = cache;
+    this.#ownsCache = ownsCache;
+    this.#lockPath = lockPath;
+    this.#priority = priority;
+    this.#options = options;
+    this.#bucket =
+      options.rateLimitBytesPerSecond === undefined
+        ? undefined
+        : new TokenBucket(
+            options.rateLimitBytesPerSecond,
+            Math.max(drives[0]?.regionBytes ?? 0, options.rateLimitBytesPerSecond / 4),
+          );
+    this.#bytesLocalAtStart = drives.reduce((sum, d) => sum + d.bytesLocal, 0);
+    this.done = new Promise<LiveRestoreSummary>((resolve, reject) => {
+      this.#resolveDone = resolve;
+      this.#rejectDone = reject;
+    });
+    this.done.catch(() => undefined); // a caller that never awaits it must not crash the process
+    for (const drive of drives) {
+      drive.onStoreError = (err) => this.emit('warning', err);
+    }
+    const persistMs = options.persistIntervalMs ?? 2000;
+    const progressMs = options.progressIntervalMs ?? 1000;
+    this.#timers.push(setInterval(() => this.#persistDirty(), persistMs));
+    this.#timers.push(setInterval(() => this.emit('progress', this.progress()), progressMs));
+    for (const t of this.#timers) t.unref();
+    this.#sample();
+    if (options.startCopy !== false) this.startCopy();
+  }
+
+  /** `vm/100/2026-11-26T10:00:00Z`. */
+  get snapshot(): string {
+    return this.#snapshot.path;
+  }
+
+  get targetDir(): string {
+    return this.#options.targetDir;
+  }
+
+  /** True once every region of every drive is local and persisted. */
+  get complete(): boolean {
+    return this.#complete;
+  }
+
+  /** Starts the background copy (done by {@link liveRestore} unless `startCopy: false`). */
+  startCopy(): void {
+    if (this.#copy !== undefined || this.#closed !== undefined) return;
+    const signal = this.#abort.signal;
+    this.#copy = Promise.all(
+      this.drives.map((drive) =>
+        runCopyJob(drive, {
+          concurrency: this.#options.copyConcurrency,
+          bucket: this.#bucket,
+          priority: this.#priority,
+          signal,
+        }),
+      ),
+    ).then(
+      () => this.#finish(),
+      (err: unknown) => {
+        if (signal.aborted) return;
+        void this.#persistDirty();
+        this.#rejectDone(err);
+      },
+    );
+  }
+
+  async #finish(): Promise<void> {
+    try {
+      for (const drive of this.drives) await drive.persist();
+      this.#complete = true;
+      for (const drive of this.drives) drive.detachBackup();
+      await this.#closeBackup();
+      const summary = this.#summary();
+      this.#resolveDone(summary);
+      this.emit('progress', this.progress());
+      this.emit('done', summary);
+    } catch (err) {
+      this.#rejectDone(err);
+    }
+  }
+
+  /** Closes the snapshot's source and (when ours) the cache: the backup is never read again. */
+  async #closeBackup(): Promise<void> {
+    if (this.#backupClosed) return;
+    this.#backupClosed = true;
+    this.#finalCacheStats = this.#cache.stats();
+    await this.#snapshot.close();
+    if (this.#ownsCache) await this.#cache.close();
+  }
+
+  #persistDirty(): Promise<void> {
+    return Promise.all(
+      this.drives.map((d) =>
+        d.dirty ? d.persist().catch((err: unknown) => void this.emit('warning', err as Error)) : undefined,
+      ),
+    ).then(() => undefined);
+  }
+
+  #sample(): { at: number; bytes: number }[] {
+    const at = performance.now();
+    const bytes = this.drives.reduce((sum, d) => sum + d.bytesLocal, 0);
+    this.#samples.push({ at, bytes });
+    while (this.#samples.length > 2 && at - this.#samples[0]!.at > 5000) this.#samples.shift();
+    return this.#samples;
+  }
+
+  /** A progress report now. */
+  progress(): LiveRestoreProgress {
+    const samples = this.#sample();
+    const first = samples[0]!;
+    const last = samples[samples.length - 1]!;
+    const seconds = (last.at - first.at) / 1000;
+    const rate = seconds > 0.2 ? (last.bytes - first.bytes) / seconds : 0;
+    const bytesTotal = this.drives.reduce((sum, d) => sum + d.size, 0);
+    const bytesLocal = last.bytes;
+    const stats = this.cacheStats();
+    const served = stats.hits + stats.dedupJoins;
+    const requests = served + stats.misses;
+    return {
+      snapshot: this.snapshot,
+      elapsedSeconds: (performance.now() - this.#started) / 1000,
+      bytesTotal,
+      bytesLocal,
+      bytesPerSecond: rate,
+      etaSeconds: bytesLocal >= bytesTotal ? 0 : rate > 0 ? (bytesTotal - bytesLocal) / rate : undefined,
+      cacheHitRate: requests === 0 ? 0 : served / requests,
+      complete: this.#complete,
+      drives: this.drives.map((d) => {
+        const s = d.stats();
+        return {
+          name: d.name,
+          target: d.targetPath,
+          sizeBytes: d.size,
+          bytesLocal: s.bytesLocal,
+          regionsLocal: s.regionsLocal,
+          regionCount: s.regionCount,
+          complete: s.complete,
+          bytesCopied: s.bytesCopied,
+          bytesFilledForGuest: s.bytesFilledForGuest,
+          bytesWrittenByGuest: s.bytesWrittenByGuest,
+        };
+      }),
+    };
+  }
+
+  /** Counters of the shared cache (frozen once the backup is closed). */
+  cacheStats(): ChunkCacheStats {
+    return this.#finalCacheStats ?? this.#cache.stats();
+  }
+
+  #summary(): LiveRestoreSummary {
+    return {
+      snapshot: this.snapshot,
+      targetDir: this.targetDir,
+      seconds: (performance.now() - this.#started) / 1000,
+      bytesLocalAtStart: this.#bytesLocalAtStart,
+      drives: this.drives.map((d) => d.stats()),
+      cache: this.cacheStats(),
+    };
+  }
+
+  /**
+   * Stops the copy (in-flight regions finish), persists every map, closes the targets and
+   * the backup. Close the NBD server first: requests after this fail. `done` rejects
+   * with ERR_LR_LIVE_CLOSED if the restore was not complete; the same target dir resumes.
+   */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      for (const t of this.#timers) clearInterval(t);
+      this.#abort.abort(new LiveError('ERR_LR_LIVE_CLOSED', 'the live restore was closed'));
+      await this.#copy;
+      const errors: unknown[] = [];
+      for (const drive of this.drives) await drive.close().catch((err: unknown) => errors.push(err));
+      if (!this.#complete) {
+        this.#rejectDone(
+          new LiveError('ERR_LR_LIVE_CLOSED', 'the live restore was closed before every region was local'),
+        );
+      }
+      await this.#closeBackup().catch((err: unknown) => errors.push(err));
+      await rm(this.#lockPath, { force: true });
+      if (errors.length > 0) throw errors[0];
+    })();
+    return this.#closed;
+  }
+}
+
+/**
+ * Starts a writable live restore of every disk image (fixed-index archive) of a snapshot
+ * into `targetDir`, or resumes the one found there: opens the snapshot over one shared
+ * cache, creates or checks each target and map, and starts the background copy.
+ */
+export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRestore> {
+  const ownsCache = options.cache === undefined;
+  const cache =
+    options.cache ??
+    new ChunkCache({
+      ...(options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes }),
+      ...(options.workers === undefined ? {} : { workers: options.workers }),
+    });
+  let snapshot: Snapshot | undefined;
+  let lockPath: string | undefined;
+  const drives: LiveDrive[] = [];
+  try {
+    snapshot = await openSnapshot({
+      source: options.source,
+      snapshot: options.snapshot,
+      cache,
+      crypt: options.crypt,
+      http: options.http,
+    });
+    const archives = snapshot.archives.filter((a) => a.kind === 'fixed');
+    if (archives.length === 0) {
+      throw new LiveError(
+        'ERR_LR_LIVE_NOT_A_DISK',
+        `snapshot ${snapshot.path} has no disk image (.fidx) to restore`,
+      );
+    }
+    try {
+      await mkdir(options.targetDir, { recursive: true });
+    } catch (err) {
+      throw new LiveError(
+        'ERR_LR_LIVE_TARGET_IO',
+        `cannot create ${options.targetDir} (${systemCode(err) ?? 'error'})`,
+        { cause: err },
+      );
+    }
+    lockPath = await lockTargetDir(options.targetDir);
+    const priority = new GuestPriority();
+    for (const archive of archives) {
+      const reader = await snapshot.openArchive(
+        archive.name,
+        options.readaheadChunks === undefined ? {} : { readaheadChunks: options.readaheadChunks },
+      );
+      const copyReader = await snapshot.openArchive(archive.name, { readaheadChunks: 4 });
+      drives.push(
+        await LiveDrive.open({
+          reader,
+          copyReader,
+          targetDir: options.targetDir,
+          snapshot: snapshot.path,
+          priority,
+        }),
+      );
+    }
+    return new LiveRestore(drives, snapshot, cache, ownsCache, lockPath, priority, options);
+  } catch (err) {
+    for (const drive of drives) await drive.close().catch(() => undefined);
+    if (lockPath !== undefined) await rm(lockPath, { force: true });
+    await snapshot?.close();
+    if (ownsCache) await cache.close();
+    throw err;
+  }
+}

@@ -1,0 +1,128 @@
+/*
+ * Test helpers for @liverestore/live: a small datastore made by the real backup writer
+ * from testkit images (1 MiB chunks, sizes not multiples of the chunk size, zero chunks
+ * included), and a byte model of what each drive must read as (source + guest writes).
+ */
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { backup, Datastore } from '@liverestore/datastore';
+import { ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
+import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import type { ExecutionContext } from 'ava';
+import { GuestPriority, LiveDrive } from '../src/index.js';
+
+export const MiB = 1024 * 1024;
+export const CHUNK_BYTES = MiB;
+export const DRIVE_SIZES = [12 * MiB + 512 * 3, 6 * MiB + 512 * 7];
+
+export interface Fixture {
+  readonly storeDir: string;
+  /** The snapshot backed up (full reference). */
+  readonly snapshot: string;
+  /** A second snapshot of the same VM with other content. */
+  readonly otherSnapshot: string;
+  readonly dir: string;
+  readonly drives: readonly { readonly name: string; readonly spec: ImageSpec; readonly path: string }[];
+  cleanup(): Promise<void>;
+}
+
+export async function makeFixture(seed = 11, sizes: readonly number[] = DRIVE_SIZES): Promise<Fixture> {
+  const work = await tempDir('lr-live-');
+  const storeDir = join(work.path, 'store');
+  const store = await Datastore.create(storeDir);
+  const drives = vmImageSet(seed, { drives: sizes.length, sizeBytes: [...sizes] }).map((d) => ({
+    ...d,
+    path: join(work.path, `${d.name}.raw`),
+  }));
+  for (const d of drives) await writeImageFile(d.spec, d.path);
+  const first = await backup(store, {
+    type: 'vm',
+    id: '100',
+    backupTime: 1_790_000_000,
+    inputs: drives.map((d) => ({ name: d.name, path: d.path })),
+    chunkSizeBytes: CHUNK_BYTES,
+    encodeThreads: 0,
+  });
+  const others = vmImageSet(seed + 1, { drives: sizes.length, sizeBytes: [...sizes] });
+  const otherPaths: { name: string; path: string }[] = [];
+  for (const d of others) {
+    const path = join(work.path, `other-${d.name}.raw`);
+    await writeImageFile(d.spec, path);
+    otherPaths.push({ name: d.name, path });
+  }
+  const second = await backup(store, {
+    type: 'vm',
+    id: '100',
+    backupTime: 1_790_000_600,
+    inputs: otherPaths,
+    chunkSizeBytes: CHUNK_BYTES,
+    encodeThreads: 0,
+  });
+  return {
+    storeDir,
+    snapshot: first.snapshot,
+    otherSnapshot: second.snapshot,
+    dir: work.path,
+    drives,
+    cleanup: () => work.cleanup(),
+  };
+}
+
+/** The source image of a drive as one buffer (tests use small images). */
+export function sourceImage(spec: ImageSpec): Buffer {
+  return imageBytes(spec, 0, spec.sizeBytes);
+}
+
+/** A cache and an opened snapshot, closed on teardown. */
+export async function openFixtureSnapshot(
+  t: ExecutionContext,
+  f: Fixture,
+  snapshot = f.snapshot,
+): Promise<{ snapshot: Snapshot; cache: ChunkCache }> {
+  const cache = new ChunkCache({ cacheBytes: 8 * MiB, workers: 0 });
+  const snap = await openSnapshot({ source: f.storeDir, snapshot, cache });
+  t.teardown(async () => {
+    await snap.close();
+    await cache.close();
+  });
+  return { snapshot: snap, cache };
+}
+
+/** Opens (creates or resumes) the LiveDrive of archive `name` in `targetDir`. */
+export async function openDrive(
+  snapshot: Snapshot,
+  name: string,
+  targetDir: string,
+  priority = new GuestPriority(),
+): Promise<LiveDrive> {
+  return LiveDrive.open({
+    reader: await snapshot.openArchive(name),
+    copyReader: await snapshot.openArchive(name, { readaheadChunks: 2 }),
+    targetDir,
+    snapshot: snapshot.path,
+    priority,
+  });
+}
+
+export async function readTarget(path: string): Promise<Buffer> {
+  return readFile(path);
+}
+
+/** A deterministic PRNG (mulberry32). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Index of the first differing byte, or -1. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
