@@ -1,6 +1,7 @@
 import { type FileHandle, mkdir, open, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { toHex } from '@liverestore/format';
+import type { AllocationExtent, NbdExport, NbdWriter } from '@liverestore/nbd';
 import { type CachedChunkReader, dataExtents } from '@liverestore/reader';
 import {
   ALLOC_MAP_SUFFIX,
@@ -14,13 +15,6 @@ import {
 } from './alloc-map.js';
 import { LiveError, systemCode, targetIoError } from './errors.js';
 import { GuestPriority, RegionLocks } from './sched.js';
-
-/** One run of `base:allocation` (the shape @liverestore/nbd's NbdExport.blockStatus returns). */
-export interface LiveExtent {
-  length: number;
-  hole: boolean;
-  zero: boolean;
-}
 
 /** Counters of one drive. */
 export interface LiveDriveStats {
@@ -113,7 +107,7 @@ async function pwriteZeroes(handle: FileHandle, length: number, position: number
  *   fdatasync'ed after the region became local in memory ({@link persist}: snapshot the
  *   bitmap, fdatasync, write the map atomically). FLUSH (and FUA) = persist.
  */
-export class LiveDrive {
+export class LiveDrive implements NbdExport {
   readonly name: string;
   readonly size: number;
   readonly targetPath: string;
@@ -121,12 +115,8 @@ export class LiveDrive {
   readonly identity: MapIdentity;
   readonly regionBytes: number;
   readonly regionCount: number;
-  readonly writer: {
-    write(data: Buffer, offset: number, fua: boolean): Promise<void>;
-    writeZeroes(offset: number, length: number, fua: boolean, noHole: boolean): Promise<void>;
-    trim(offset: number, length: number, fua: boolean): Promise<void>;
-    flush(): Promise<void>;
-  };
+  /** The NBD write side; its errors carry the POSIX `code` NBD reports (ENOSPC, EIO, …). */
+  readonly writer: NbdWriter;
   readonly #reader: CachedChunkReader;
   readonly #copyReader: CachedChunkReader;
   readonly #handle: FileHandle;
@@ -189,10 +179,10 @@ export class LiveDrive {
     this.#pristine = new Uint8Array(this.regionCount).fill(fresh ? 1 : 0);
     this.#knownZero = new Uint8Array(this.regionCount);
     this.writer = {
-      write: (data, offset, fua) => this.#write(data, offset, fua),
-      writeZeroes: (offset, length, fua) => this.#zero(offset, length, fua),
-      trim: (offset, length, fua) => this.#zero(offset, length, fua),
-      flush: () => this.persist(),
+      write: (data, offset, fua) => forNbd(this.#write(data, offset, fua)),
+      writeZeroes: (offset, length, fua) => forNbd(this.#zero(offset, length, fua)),
+      trim: (offset, length, fua) => forNbd(this.#zero(offset, length, fua)),
+      flush: () => forNbd(this.persist()),
     };
   }
 
@@ -472,7 +462,11 @@ export class LiveDrive {
   // ---- NbdExport ----------------------------------------------------------------------
 
   /** Fills `buffer` with the bytes at `offset` (within the image). */
-  async read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
+  read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
+    return forNbd(this.#readImpl(buffer, offset, signal));
+  }
+
+  async #readImpl(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
     this.#checkOpen();
     if (buffer.length === 0) return;
     this.#stats.guestReads++;
@@ -548,8 +542,8 @@ export class LiveDrive {
   }
 
   /** Allocation: regions not local whose chunk is all-zero, and known-zero local ones, are holes. */
-  blockStatus(offset: number, length: number, maxExtents: number): LiveExtent[] {
-    const extents: LiveExtent[] = [];
+  blockStatus(offset: number, length: number, maxExtents: number): AllocationExtent[] {
+    const extents: AllocationExtent[] = [];
     const end = offset + length;
     for (let i = Math.floor(offset / this.regionBytes); i < this.regionCount; i++) {
       const from = Math.max(offset, this.regionStart(i));
@@ -700,6 +694,22 @@ export class LiveDrive {
     } finally {
       await this.#handle.close();
     }
+  }
+}
+
+/**
+ * The NBD server reports an error's `code` when it is a POSIX one (ENOSPC → NBD_ENOSPC)
+ * and EIO otherwise: a LiveError that knows its POSIX error is re-thrown with that code
+ * (the LiveError, with its ERR_LR_ code, as `cause`).
+ */
+async function forNbd(work: Promise<void>): Promise<void> {
+  try {
+    await work;
+  } catch (err) {
+    if (err instanceof LiveError && err.errno !== undefined) {
+      throw Object.assign(new Error(`${err.code}: ${err.message}`, { cause: err }), { code: err.errno });
+    }
+    throw err;
   }
 }
 

@@ -3,6 +3,7 @@ import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SnapshotRef } from '@liverestore/datastore';
 import type { CryptConfig } from '@liverestore/format';
+import { type NbdListen, type NbdServer, startNbdServer } from '@liverestore/nbd';
 import {
   ChunkCache,
   type ChunkCacheStats,
@@ -42,6 +43,12 @@ export interface LiveRestoreOptions {
   progressIntervalMs?: number | undefined;
   /** false: open the targets but do not start the background copy (call startCopy()). */
   startCopy?: boolean | undefined;
+  /**
+   * Where the NBD server listens (one writable export per drive, named like the archive):
+   * default 127.0.0.1:10809 (port 0 picks one), `{ socket }` for a Unix socket, or false
+   * for no server (serve `restore.drives` yourself, or use the drives directly).
+   */
+  listen?: NbdListen | false | undefined;
 }
 
 /** Progress of one drive. */
@@ -166,6 +173,8 @@ export class LiveRestore extends EventEmitter<Events> {
   /** @internal use {@link liveRestore} */
   constructor(
     readonly drives: readonly LiveDrive[],
+    /** The NBD server of the drives (absent with `listen: false`). */
+    readonly server: NbdServer | undefined,
     snapshot: Snapshot,
     cache: ChunkCache,
     ownsCache: boolean,
@@ -212,6 +221,16 @@ export class LiveRestore extends EventEmitter<Events> {
 
   get targetDir(): string {
     return this.#options.targetDir;
+  }
+
+  /** `127.0.0.1:10809` or the socket path; undefined without a server. */
+  get address(): string | undefined {
+    return this.server?.address;
+  }
+
+  /** NBD clients connected now. */
+  clients(): number {
+    return this.server?.stats().connections ?? 0;
   }
 
   /** True once every region of every drive is local and persisted. */
@@ -338,16 +357,17 @@ export class LiveRestore extends EventEmitter<Events> {
   }
 
   /**
-   * Stops the copy (in-flight regions finish), persists every map, closes the targets and
-   * the backup. Close the NBD server first: requests after this fail. `done` rejects
+   * Closes the NBD server (in-flight requests finish, bounded), stops the copy (in-flight
+   * regions finish), persists every map, closes the targets and the backup. `done` rejects
    * with ERR_LR_LIVE_CLOSED if the restore was not complete; the same target dir resumes.
    */
   close(): Promise<void> {
     this.#closed ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
+      const errors: unknown[] = [];
+      await this.server?.close().catch((err: unknown) => errors.push(err));
       this.#abort.abort(new LiveError('ERR_LR_LIVE_CLOSED', 'the live restore was closed'));
       await this.#copy;
-      const errors: unknown[] = [];
       for (const drive of this.drives) await drive.close().catch((err: unknown) => errors.push(err));
       if (!this.#complete) {
         this.#rejectDone(
@@ -420,7 +440,14 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
         }),
       );
     }
-    return new LiveRestore(drives, snapshot, cache, ownsCache, lockPath, priority, options);
+    const server =
+      options.listen === false
+        ? undefined
+        : await startNbdServer({
+            exports: drives,
+            listen: options.listen ?? { host: '127.0.0.1', port: 10809 },
+          });
+    return new LiveRestore(drives, server, snapshot, cache, ownsCache, lockPath, priority, options);
   } catch (err) {
     for (const drive of drives) await drive.close().catch(() => undefined);
     if (lockPath !== undefined) await rm(lockPath, { force: true });
