@@ -27,7 +27,7 @@ const SNAPSHOT_LINE = /^vm\/100\/(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)$/;
 
 /** What each command's --help must mention: written out here, not taken from the code under test. */
 const HELP_MENTIONS: Record<string, readonly string[]> = {
-  demo: ['--size', '--seed', '--keep', '--json', '--help', '-h'],
+  demo: ['--size', '--seed', '--rate-limit', '--keep', '--json', '--help', '-h'],
   backup: [
     '--store',
     '--snapshot',
@@ -170,6 +170,7 @@ const usageCases: [string, (store: string) => string[], RegExp][] = [
   ['key without action', (s) => ['key', '--keyfile', join(s, 'k')], /create.*show/],
   ['key with unknown action', (s) => ['key', 'delete', '--keyfile', join(s, 'k')], /"delete"/],
   ['demo with a bad --size', () => ['demo', '--size', 'huge'], /--size/],
+  ['demo with a bad --rate-limit', () => ['demo', '--rate-limit', 'fast'], /--rate-limit/],
 ];
 
 for (const [title, argv, message] of usageCases) {
@@ -385,21 +386,40 @@ test('verify SNAPSHOT: TYPE/ID is the latest, TYPE/ID/TIME that one, none means 
   t.false(text.stdout.includes('BAD'));
 });
 
-test('demo --size 1MiB --json runs the whole pipeline and verifies', async (t) => {
+test('demo --size 1MiB --json: live restore with a guest writing, targets equal backup + writes', async (t) => {
   const out = await runIn(['demo', '--size', '1MiB', '--json']);
   t.is(out.code, 0, out.stderr);
   const json = JSON.parse(out.stdout) as {
+    ok: boolean;
     kept: boolean;
     workDir: string;
-    first: BackupJson;
-    second: BackupJson;
+    backup: BackupJson;
     verify: { ok: boolean; snapshots: string[] };
+    nbd: string;
+    guest: { reads: number; readsChecked: number; writes: number; flushes: number };
+    targets: { name: string; writes: number; identical: boolean }[];
+    liveRestore: { drives: unknown[] };
   };
+  t.true(json.ok);
   t.true(json.verify.ok);
   t.false(json.kept);
-  t.deepEqual(json.verify.snapshots, [json.first.snapshot, json.second.snapshot]);
-  t.true(json.second.chunksReused > 0);
-  t.is(json.second.bytesRead, 2 * MiB);
+  t.deepEqual(json.verify.snapshots, [json.backup.snapshot]);
+  t.regex(json.nbd, /^127\.0\.0\.1:\d+$/);
+  t.true(json.guest.reads > 0);
+  t.is(json.guest.readsChecked, json.guest.reads);
+  t.true(json.guest.writes > 0 && json.guest.flushes > 0);
+  t.deepEqual(
+    json.targets.map((d) => [d.name, d.identical]),
+    [
+      ['drive-scsi0.img', true],
+      ['drive-scsi1.img', true],
+    ],
+  );
+  t.is(
+    json.targets.reduce((s, d) => s + d.writes, 0),
+    json.guest.writes,
+  );
+  t.is(json.liveRestore.drives.length, 2);
   await t.throwsAsync(access(json.workDir), undefined, 'the temporary datastore is removed');
 });
 
@@ -427,9 +447,7 @@ test('backup into a new group of an existing store, and of other types', async (
   t.deepEqual(list.map((s) => s.type).sort(), ['ct', 'host', 'vm']);
 });
 
-test('demo --size too small for its 16 changed blocks is a usage error before any work', async (t) => {
-  // Today the first backup runs, then mutate() throws a RangeError that surfaces as
-  // "ERR_LR_INVALID_ARGUMENT: mutation: changes × changeBytes must not exceed sizeBytes".
+test('demo --size below 1MiB is a usage error before any work', async (t) => {
   const out = await runIn(['demo', '--size', '32KiB', '--json']);
   const line = assertCliError(t, out, 'ERR_LR_USAGE', 2);
   t.regex(line, /--size/);

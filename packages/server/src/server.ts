@@ -55,8 +55,10 @@ export interface ChunkServerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** A shared cache (left open on close); default: the server's own, 256 MiB. */
   cache?: ChunkCache;
-  /** Access log and errors; default: pino to stderr. */
+  /** Access log and errors; default: pino to stderr at `logLevel`. */
   logger?: Logger;
+  /** Level of the default logger: 'info' (default, one line per request), 'warn', 'error', 'silent'. */
+  logLevel?: 'info' | 'warn' | 'error' | 'silent';
   /** Requests in progress beyond which the server answers 503; default 256. */
   maxConcurrentRequests?: number;
 }
@@ -112,7 +114,8 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
   const source = await ConfinedStore.open(options.store);
   const listen = options.listen ?? DEFAULT_LISTEN;
   const maxActive = options.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS;
-  const logger = options.logger ?? pino({ name: 'liverestore-server' }, destination(2));
+  const logger =
+    options.logger ?? pino({ name: 'liverestore-server', level: options.logLevel ?? 'info' }, destination(2));
   const ownsCache = options.cache === undefined;
   const cache = options.cache ?? new ChunkCache({ cacheBytes: DEFAULT_CACHE_BYTES });
   const pool = new ArchivePool(source, cache);
