@@ -1,6 +1,8 @@
 /**
  * Runs a long-lived `liverestore` command (serve, nbd) in its own process, as a server
  * would run in production, and waits for the address it prints on its first stdout line.
+ * {@link startNodeProcess} does the same for any Node script of this package (the
+ * network-conditions proxy, the old-design NBD server of `bench live-restore`).
  */
 
 import { spawn } from 'node:child_process';
@@ -8,36 +10,82 @@ import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../../../packages/cli/bin/liverestore.js', import.meta.url));
 
-/** A running liverestore server process. */
+/** A running server process. */
 export interface LiverestoreProcess {
   /** The first line it printed: a URL (serve) or HOST:PORT (nbd). */
   readonly address: string;
+  /** Its process id (for /proc/PID/status: peak RSS). */
+  readonly pid: number;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<void>;
   stop(): void;
 }
 
-/** Starts `liverestore ARGS…`; rejects if it exits before printing its address. */
-export async function startLiverestoreProcess(args: readonly string[]): Promise<LiverestoreProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Options of {@link startNodeProcess}. */
+export interface ProcessOptions {
+  /** Filter of the child's stderr lines (e.g. drop per-request logs); default: all pass through. */
+  readonly keepStderrLine?: (line: string) => boolean;
+}
+
+/** Drops the info-level JSON log lines of `liverestore serve` (one per request). */
+export function notInfoLog(line: string): boolean {
+  return !line.startsWith('{"level":30,');
+}
+
+/**
+ * Starts `node [nodeArgs…] SCRIPT ARGS…`; resolves with the first line it prints on
+ * stdout, rejects if it exits before printing one.
+ */
+export async function startNodeProcess(
+  script: string,
+  args: readonly string[],
+  what: string,
+  nodeArgs: readonly string[] = [],
+  options: ProcessOptions = {},
+): Promise<LiverestoreProcess> {
+  const keep = options.keepStderrLine;
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+    stdio: ['ignore', 'pipe', keep === undefined ? 'inherit' : 'pipe'],
+  });
+  if (keep !== undefined) {
+    let partial = '';
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      const lines = (partial + text).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (keep(line)) process.stderr.write(`${line}\n`);
+    });
+  }
   const stop = (): void => {
     child.kill('SIGTERM');
   };
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
   try {
     const address = await new Promise<string>((resolve, reject) => {
       let out = '';
-      child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      child.stdout!.setEncoding('utf8').on('data', (text: string) => {
         out += text;
         const nl = out.indexOf('\n');
         if (nl >= 0) resolve(out.slice(0, nl).trim());
       });
-      child.once('error', (error) => reject(new Error(`liverestore ${args[0]}: ${error.message}`)));
-      child.once('exit', (code, signal) =>
-        reject(new Error(`liverestore ${args[0]} exited (${code ?? signal})`)),
-      );
+      child.once('error', (error) => reject(new Error(`${what}: ${error.message}`)));
+      child.once('exit', (code, signal) => reject(new Error(`${what} exited (${code ?? signal})`)));
     });
-    child.stdout.resume();
-    return { address, stop };
+    child.stdout!.resume();
+    return { address, pid: child.pid!, exited, stop };
   } catch (error) {
     stop();
     throw error;
   }
+}
+
+/** Starts `liverestore ARGS…`; rejects if it exits before printing its address. */
+export function startLiverestoreProcess(
+  args: readonly string[],
+  nodeArgs: readonly string[] = [],
+  options: ProcessOptions = {},
+): Promise<LiverestoreProcess> {
+  return startNodeProcess(BIN, args, `liverestore ${args[0]}`, nodeArgs, options);
 }

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { type PngOutcome, writePng } from './png.js';
 import { markdownReport } from './report.js';
 import type { BenchResult } from './result.js';
+import { seriesPlot } from './series-plot.js';
 import { svgPlot } from './svg-plot.js';
 
 /**
@@ -33,7 +34,7 @@ export async function writeResultFiles(result: BenchResult, outDir: string): Pro
   const files = { json: `${base}.json`, markdown: `${base}.md`, svg: `${base}.svg`, png: `${base}.png` };
   await writeFile(files.json, `${JSON.stringify(result, null, 2)}\n`);
   await writeFile(files.markdown, markdownReport(result));
-  await writeFile(files.svg, svgPlot(result));
+  await writeFile(files.svg, result.plot === undefined ? svgPlot(result) : seriesPlot(result, result.plot));
   // A PNG left from an earlier run would show numbers that are not in the new SVG.
   await rm(files.png, { force: true });
   const png = await writePng(files.svg, files.png);

@@ -7,6 +7,7 @@
 import { backupBenchmark } from './backup.js';
 import type { Benchmark } from './benchmark.js';
 import { codecsBenchmark } from './codecs.js';
+import { liveRestoreBenchmark } from './live-restore.js';
 import { nbdBenchmark } from './nbd.js';
 import { restoreBenchmark } from './restore.js';
 
@@ -15,4 +16,5 @@ export const BENCHMARKS: readonly Benchmark[] = [
   backupBenchmark,
   restoreBenchmark,
   nbdBenchmark,
+  liveRestoreBenchmark,
 ];

@@ -5,17 +5,15 @@
  * latency through the cache at queue depth 1 and 16.
  */
 
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { backup, Datastore } from '@liverestore/datastore';
-import { toHex } from '@liverestore/format';
 import { ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
 import { vmImageSet, writeImageFile } from '@liverestore/testkit';
-import { Piscina } from 'piscina';
 import type { BenchContext, Benchmark } from './benchmark.js';
-import type { DecodeLimitTask } from './decode-limit-worker.js';
+import { collectRestoreChunks, decodeLimitPool, timeDecodeLimit } from './decode-limit.js';
 import { UsageError } from './errors.js';
 import { startLiverestoreProcess } from './liverestore-process.js';
 import { machineInfo } from './machine.js';
@@ -110,28 +108,10 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
     await rm(imagePath);
 
     // The chunks a restore decodes: every distinct non-zero chunk of the image.
-    const setupCache = new ChunkCache({ cacheBytes: 16 * 1024 ** 2, workers: 0 });
-    const snapshot = await openSnapshot({ source: storeDir, snapshot: result.snapshot, cache: setupCache });
-    const probe = await snapshot.openArchive('drive-scsi0');
-    const tasks = new Map<string, { length: number; blob: Uint8Array }>();
-    let dataBytes = 0;
-    for (let i = 0; i < probe.index.chunkCount; i++) {
-      if (probe.isZeroChunk(i)) continue;
-      const length = probe.index.chunkEnd(i) - probe.index.chunkStart(i);
-      dataBytes += length;
-      const hex = toHex(probe.index.digestAt(i));
-      if (!tasks.has(hex)) tasks.set(hex, { length, blob: await readFile(store.chunkPath(hex)) });
-    }
-    await snapshot.close();
-    await setupCache.close();
-    const distinctBytes = [...tasks.values()].reduce((sum, t) => sum + t.length, 0);
+    const chunks = await collectRestoreChunks(storeDir, result.snapshot, ['drive-scsi0']);
+    const { tasks, dataBytes, distinctBytes } = chunks;
 
-    const pool = new Piscina({
-      filename: new URL('./decode-limit-worker.js', import.meta.url).href,
-      name: 'decodeOne',
-      minThreads: s.workers,
-      maxThreads: s.workers,
-    });
+    const pool = decodeLimitPool(s.workers);
     // `liverestore serve` in its own process, as a backup server would be.
     const server = await startLiverestoreProcess(['serve', '--store', storeDir, '--listen', '127.0.0.1:0']);
     const httpSamples: number[] = [];
@@ -144,18 +124,7 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
         context.progress(
           `round ${round}/${s.samples}: decode limit (${tasks.size} chunks on ${s.workers} threads) …`,
         );
-        const copies = [...tasks].map(
-          ([digestHex, t]): DecodeLimitTask => ({
-            digestHex,
-            length: t.length,
-            blob: new Uint8Array(t.blob),
-          }),
-        );
-        const t0 = performance.now();
-        await Promise.all(
-          copies.map((task) => pool.run(task, { transferList: [task.blob.buffer as ArrayBuffer] })),
-        );
-        decodeSamples.push((performance.now() - t0) / 1000);
+        decodeSamples.push(await timeDecodeLimit(pool, chunks));
 
         context.progress(`round ${round}/${s.samples}: cold full read through the cache (no output) …`);
         {

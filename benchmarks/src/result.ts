@@ -57,6 +57,24 @@ export interface Section {
   readonly notes?: readonly string[];
 }
 
+/** One series of a {@link SeriesPlot}: a value per iteration. */
+export interface PlotSeries {
+  readonly name: string;
+  readonly values: readonly number[];
+}
+
+/**
+ * A line plot of a value per iteration (seconds per live restore, series A and B, as in
+ * PBS's picture); when a result has one, its SVG is this plot instead of the bar chart.
+ */
+export interface SeriesPlot {
+  readonly xLabel: string;
+  readonly yLabel: string;
+  readonly series: readonly PlotSeries[];
+  /** A line under the title: the settings that produced the numbers. */
+  readonly subtitle?: string;
+}
+
 /** Everything one run of one benchmark produced. */
 export interface BenchResult {
   readonly benchmark: string;
@@ -70,6 +88,10 @@ export interface BenchResult {
   /** Tables printed after the timing tables. */
   readonly tables?: readonly PlainTable[];
   readonly notes?: readonly string[];
+  /** Benchmark-specific raw records (e.g. every iteration's measurements), kept in the JSON. */
+  readonly raw?: Readonly<Record<string, unknown>>;
+  /** Draw this plot instead of the throughput bar chart. */
+  readonly plot?: SeriesPlot;
   /** Wall time of the whole run, setup included. */
   readonly durationSeconds: number;
 }

@@ -27,7 +27,7 @@ const SECTION_GAP = 14;
 const TOP = 74;
 const AXIS_HEIGHT = 36;
 const LOG_SCALE_SPREAD = 50;
-const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#b07aa1', '#9c755f'] as const;
+export const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#b07aa1', '#9c755f'] as const;
 
 /** Escapes text for an SVG text node or attribute. */
 export function escapeXml(text: string): string {
@@ -46,7 +46,8 @@ interface Scale {
   x(value: number): number;
 }
 
-function niceStep(max: number): number {
+/** A round step for about five grid lines up to `max`. */
+export function niceStep(max: number): number {
   const raw = max / 5;
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * magnitude >= raw) return m * magnitude;
@@ -79,11 +80,13 @@ export function chooseScale(values: readonly number[]): Scale {
   return { log: false, ticks, x: (v) => (Math.max(v, 0) / top) * PLOT_WIDTH };
 }
 
-function tickLabel(value: number): string {
+/** An axis tick label: integers with separators, others with sensible decimals. */
+export function tickLabel(value: number): string {
   return Number.isInteger(value) ? value.toLocaleString('en-US') : formatNumber(value);
 }
 
-function text(x: number, y: number, content: string, attrs = ''): string {
+/** An SVG text element with escaped content. */
+export function text(x: number, y: number, content: string, attrs = ''): string {
   return `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}"${attrs === '' ? '' : ` ${attrs}`}>${escapeXml(content)}</text>`;
 }
 

@@ -110,3 +110,43 @@ export function formatPercent(percent: number, sign = ''): string {
   if (!Number.isFinite(percent)) return 'n/a';
   return `${sign}${formatNumber(percent)} %`;
 }
+
+const DURATION_UNITS: Readonly<Record<string, number>> = { us: 0.001, µs: 0.001, ms: 1, s: 1000 };
+
+/** Parses a latency like `1ms`, `500us`, `0.25ms`, `0` into milliseconds. */
+export function parseMilliseconds(text: string, option: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(us|µs|ms|s)?$/i.exec(text.trim());
+  if (match === null) throw new UsageError(`${option} must be a duration like 1ms or 500us, got "${text}"`);
+  const unit =
+    match[2] === undefined
+      ? Number(match[1]) === 0
+        ? 1
+        : undefined
+      : DURATION_UNITS[match[2].toLowerCase()];
+  if (unit === undefined) throw new UsageError(`${option} needs a unit (ms, us or s), got "${text}"`);
+  return Number(match[1]) * unit;
+}
+
+const BIT_RATE_UNITS: Readonly<Record<string, number>> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9 };
+
+/** Parses a bandwidth like `1Gbit`, `100Mbit`, `2.5gbit` (bits per second); `0` or `unlimited` = no cap. */
+export function parseBitsPerSecond(text: string, option: string): number {
+  if (/^(0|unlimited|off)$/i.test(text.trim())) return 0;
+  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?bit)(?:\/s)?$/i.exec(text.trim());
+  if (match === null)
+    throw new UsageError(`${option} must be a rate like 1Gbit, 100Mbit or unlimited, got "${text}"`);
+  return Number(match[1]) * BIT_RATE_UNITS[match[2]!.toLowerCase()]!;
+}
+
+/** `1 Gbit/s`, `100 Mbit/s`, `unlimited`. */
+export function formatBitRate(bitsPerSecond: number): string {
+  if (bitsPerSecond <= 0) return 'unlimited';
+  for (const [unit, scale] of [
+    ['Gbit/s', 1e9],
+    ['Mbit/s', 1e6],
+    ['kbit/s', 1e3],
+  ] as const) {
+    if (bitsPerSecond >= scale) return `${formatNumber(bitsPerSecond / scale).replace(/\.0+$/, '')} ${unit}`;
+  }
+  return `${bitsPerSecond} bit/s`;
+}

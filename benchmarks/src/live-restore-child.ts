@@ -1,0 +1,48 @@
+/**
+ * One iteration of `bench live-restore --mode api`, in a fresh process so that every
+ * iteration starts cold and its peak RSS is its own: opens A's or B's readers on the
+ * source URL, runs the workload in-process, prints one JSON line (IterationOutput).
+ *
+ *   node live-restore-child.js '<ChildConfig as JSON>'
+ */
+
+import { type CacheSettings, openNewSystem, openOldSystem, zeroDigests } from './live-systems.js';
+import { bootTrace, ChunkRefCounter, runWorkload, type WorkloadResult } from './live-workload.js';
+import { peakRssBytes } from './proc-stats.js';
+
+/** What the parent passes. */
+export interface ChildConfig {
+  readonly system: 'A' | 'B';
+  readonly url: string;
+  readonly snapshot: string;
+  readonly drives: readonly string[];
+  readonly cache: CacheSettings;
+  readonly seed: number;
+  readonly guestReads: number;
+}
+
+/** What the child prints. */
+export interface ChildOutput {
+  readonly workload: WorkloadResult;
+  readonly peakRssBytes: number | null;
+  readonly stats: Record<string, number>;
+}
+
+const config = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
+const system =
+  config.system === 'A'
+    ? await openOldSystem(config.url, config.snapshot, config.drives)
+    : await openNewSystem(config.url, config.snapshot, config.drives, config.cache);
+try {
+  const traces = system.drives.map((d, i) => bootTrace(config.seed, i, d.size, config.guestReads));
+  const counters = system.drives.map((d) => new ChunkRefCounter(d.index, zeroDigests(d.index)));
+  const workload = await runWorkload(system.drives, traces, counters);
+  const out: ChildOutput = {
+    workload,
+    peakRssBytes: (await peakRssBytes('self')) ?? null,
+    stats: system.stats(),
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+} finally {
+  await system.close();
+}

@@ -1,0 +1,101 @@
+/**
+ * The two systems `bench live-restore` compares, opened on the same `liverestore serve`
+ * (through the same network-conditions proxy): A, the old PBS read path (old-reader.ts),
+ * and B, liverestore's shared cache and cached readers. Used in-process by the API mode
+ * (live-restore-child.ts) and by A's NBD server (old-nbd-child.ts).
+ */
+
+import { parseSnapshotSpec } from '@liverestore/datastore';
+import { type ChunkIndex, chunkDigest, toHex } from '@liverestore/format';
+import { ChunkCache, HttpChunkSource, openSnapshot } from '@liverestore/reader';
+import type { DriveTarget } from './live-workload.js';
+import { OldDriveReader } from './old-reader.js';
+
+/** Opened drives of one system and how to close them. */
+export interface OpenedSystem {
+  readonly drives: readonly (DriveTarget & { readonly index: ChunkIndex; readonly name: string })[];
+  /** Counters to report (cache stats for B, fetch counts for A). */
+  stats(): Record<string, number>;
+  close(): Promise<void>;
+}
+
+/** Settings of B's cache and readers. */
+export interface CacheSettings {
+  readonly cacheBytes: number;
+  readonly workers: number;
+  readonly readaheadChunks: number;
+}
+
+/** A: one old-design reader per drive over the product's HTTP client. */
+export async function openOldSystem(
+  url: string,
+  snapshot: string,
+  names: readonly string[],
+): Promise<OpenedSystem> {
+  const source = await HttpChunkSource.open(url);
+  try {
+    const ref = await source.resolveSnapshot(parseSnapshotSpec(snapshot));
+    const drives: OldDriveReader[] = [];
+    for (const name of names) drives.push(await OldDriveReader.open(source, ref, name));
+    return {
+      drives,
+      stats: () => ({
+        fetches: drives.reduce((n, d) => n + d.stats.fetches, 0),
+        hits: drives.reduce((n, d) => n + d.stats.hits, 0),
+      }),
+      close: () => source.close(),
+    };
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
+}
+
+/** B: liverestore's shared ChunkCache with a CachedChunkReader per drive. */
+export async function openNewSystem(
+  url: string,
+  snapshot: string,
+  names: readonly string[],
+  settings: CacheSettings,
+): Promise<OpenedSystem> {
+  const cache = new ChunkCache({ cacheBytes: settings.cacheBytes, workers: settings.workers });
+  try {
+    const snap = await openSnapshot({ source: url, snapshot, cache });
+    const drives = [];
+    for (const name of names) {
+      const reader = await snap.openArchive(name, { readaheadChunks: settings.readaheadChunks });
+      drives.push({
+        name: reader.name,
+        index: reader.index,
+        size: reader.size,
+        read: async (buffer: Uint8Array, offset: number) => {
+          await reader.readAt(buffer, offset);
+        },
+      });
+    }
+    return {
+      drives,
+      stats: () => {
+        const s = cache.stats();
+        return { hits: s.hits, misses: s.misses, dedupJoins: s.dedupJoins, prefetches: s.prefetches };
+      },
+      close: async () => {
+        await snap.close();
+        await cache.close();
+      },
+    };
+  } catch (error) {
+    await cache.close();
+    throw error;
+  }
+}
+
+/** Digests of the all-zero chunk at the chunk lengths of a fixed index (first and last chunk). */
+export function zeroDigests(index: ChunkIndex): Set<string> {
+  const out = new Set<string>();
+  if (index.chunkCount === 0) return out;
+  for (const i of [0, index.chunkCount - 1]) {
+    out.add(toHex(chunkDigest(new Uint8Array(index.chunkEnd(i) - index.chunkStart(i)))));
+  }
+  return out;
+}

@@ -1,0 +1,48 @@
+/**
+ * Numbers read from outside a process: its peak resident set (Linux /proc), and the
+ * chunk counters of a `liverestore serve` (its Prometheus /metrics), so A and B are
+ * measured the same way whatever runs inside them.
+ */
+
+import { readFile } from 'node:fs/promises';
+
+/**
+ * Peak resident set size of process `pid` in bytes (VmHWM: the high-water mark since
+ * it started), or undefined where /proc is missing.
+ */
+export async function peakRssBytes(pid: number | 'self'): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
+    return match === null ? undefined : Number(match[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Chunk requests a `liverestore serve` has answered so far, and their body bytes. */
+export interface ServeChunkCounters {
+  readonly requests: number;
+  readonly bytes: number;
+}
+
+/** Sums the `route="chunk"` series of the server's request and sent-bytes counters. */
+export function parseChunkCounters(metrics: string): ServeChunkCounters {
+  let requests = 0;
+  let bytes = 0;
+  for (const line of metrics.split('\n')) {
+    if (!line.includes('route="chunk"')) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (!Number.isFinite(value)) continue;
+    if (line.startsWith('liverestore_http_requests_total{')) requests += value;
+    else if (line.startsWith('liverestore_http_sent_bytes_total{')) bytes += value;
+  }
+  return { requests, bytes };
+}
+
+/** Reads the chunk counters of the server at `baseUrl` (directly, not through the proxy). */
+export async function serveChunkCounters(baseUrl: string): Promise<ServeChunkCounters> {
+  const response = await fetch(new URL('/metrics', baseUrl));
+  if (!response.ok) throw new Error(`GET /metrics: HTTP ${response.status}`);
+  return parseChunkCounters(await response.text());
+}

@@ -1,0 +1,97 @@
+/**
+ * A dependency-free SVG line plot of values per iteration, in the style of PBS's
+ * live-restore picture: iteration on x, seconds on y, one line with markers per series,
+ * a dashed line at each series' median, the medians in the legend.
+ */
+
+import { machineLine } from './machine.js';
+import type { BenchResult, SeriesPlot } from './result.js';
+import { escapeXml, niceStep, PALETTE, text, tickLabel } from './svg-plot.js';
+import { formatNumber } from './units.js';
+
+const WIDTH = 760;
+const HEIGHT = 440;
+const LEFT = 70;
+const RIGHT = 24;
+const TOP = 96;
+const BOTTOM = 56;
+/** Series colours: A in the palette's red, B in its blue, then the rest. */
+const COLORS = [PALETTE[3], PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[4]] as const;
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Renders `plot` of `result` as a standalone SVG document. */
+export function seriesPlot(result: BenchResult, plot: SeriesPlot): string {
+  const all = plot.series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
+  const count = Math.max(1, ...plot.series.map((s) => s.values.length));
+  const step = niceStep(Math.max(...all, 1e-9));
+  const top = Math.ceil(Math.max(...all, 1e-9) / step) * step;
+  const plotW = WIDTH - LEFT - RIGHT;
+  const plotH = HEIGHT - TOP - BOTTOM;
+  const x = (i: number): number => LEFT + (count === 1 ? plotW / 2 : (i / (count - 1)) * plotW);
+  const y = (v: number): number => TOP + plotH - (v / top) * plotH;
+  const body: string[] = [];
+  for (let t = 0; t <= top * 1.0001; t += step) {
+    body.push(
+      `<line x1="${LEFT}" y1="${y(t).toFixed(1)}" x2="${LEFT + plotW}" y2="${y(t).toFixed(1)}" class="grid"/>`,
+      text(LEFT - 6, y(t) + 4, tickLabel(t), 'class="tick" text-anchor="end"'),
+    );
+  }
+  const xStep = Math.max(1, Math.ceil(count / 20));
+  for (let i = 0; i < count; i += xStep) {
+    body.push(text(x(i), TOP + plotH + 16, String(i + 1), 'class="tick" text-anchor="middle"'));
+  }
+  body.push(
+    `<line x1="${LEFT}" y1="${TOP + plotH}" x2="${LEFT + plotW}" y2="${TOP + plotH}" class="axis"/>`,
+    `<line x1="${LEFT}" y1="${TOP}" x2="${LEFT}" y2="${TOP + plotH}" class="axis"/>`,
+  );
+  plot.series.forEach((series, si) => {
+    const color = COLORS[si % COLORS.length]!;
+    const points = series.values
+      .map((v, i) => (Number.isFinite(v) ? `${x(i).toFixed(1)},${y(v).toFixed(1)}` : ''))
+      .filter((p) => p !== '');
+    if (points.length > 1) {
+      body.push(`<polyline points="${points.join(' ')}" fill="none" stroke="${color}" stroke-width="1.5"/>`);
+    }
+    for (const p of points) {
+      const [px, py] = p.split(',');
+      body.push(`<circle cx="${px}" cy="${py}" r="3.5" fill="${color}"/>`);
+    }
+    const finite = series.values.filter((v) => Number.isFinite(v));
+    if (finite.length > 0) {
+      const m = median(finite);
+      body.push(
+        `<line x1="${LEFT}" y1="${y(m).toFixed(1)}" x2="${LEFT + plotW}" y2="${y(m).toFixed(1)}" stroke="${color}" stroke-dasharray="5,4" stroke-width="1"/>`,
+      );
+      const ly = TOP - 26 + si * 16;
+      body.push(
+        `<rect x="${LEFT + plotW - 250}" y="${ly - 9}" width="10" height="10" fill="${color}"/>`,
+        text(
+          LEFT + plotW - 234,
+          ly,
+          `${series.name}: median ${formatNumber(m)} ${plot.yLabel.startsWith('seconds') ? 's' : ''}`.trim(),
+        ),
+      );
+    }
+  });
+  return [
+    `<?xml version="1.0" encoding="UTF-8"?>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}">`,
+    `<style>text{font-family:Helvetica,Arial,sans-serif;font-size:12px;fill:#222}` +
+      `.title{font-size:16px;font-weight:bold}.machine{font-size:11px;fill:#555}` +
+      `.tick{font-size:10px;fill:#666}.grid{stroke:#e4e4e4;stroke-width:1}.axis{stroke:#888;stroke-width:1}</style>`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    text(12, 22, result.title, 'class="title"'),
+    text(12, 40, machineLine(result.machine), 'class="machine"'),
+    ...(plot.subtitle === undefined ? [] : [text(12, 55, plot.subtitle, 'class="machine"')]),
+    ...body,
+    text(LEFT + plotW / 2, HEIGHT - 14, plot.xLabel, 'class="tick" text-anchor="middle"'),
+    `<text x="16" y="${TOP + plotH / 2}" class="tick" text-anchor="middle" transform="rotate(-90 16 ${TOP + plotH / 2})">${escapeXml(plot.yLabel)}</text>`,
+    `</svg>`,
+    '',
+  ].join('\n');
+}
