@@ -3,6 +3,7 @@ import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { demoCommand } from './commands/demo.js';
 import { keyCommand } from './commands/key.js';
+import { liveRestoreCommand } from './commands/live-restore.js';
 import { nbdCommand } from './commands/nbd.js';
 import { restoreCommand } from './commands/restore.js';
 import { serveCommand } from './commands/serve.js';
@@ -19,6 +20,7 @@ export const COMMANDS: readonly Command[] = [
   restoreCommand,
   serveCommand,
   nbdCommand,
+  liveRestoreCommand,
   keyCommand,
 ] as Command[];
 

@@ -115,6 +115,8 @@ export class LiveDrive implements NbdExport {
   readonly identity: MapIdentity;
   readonly regionBytes: number;
   readonly regionCount: number;
+  /** True when an existing target and map were resumed (false: created by this open). */
+  readonly resumed: boolean;
   /** The NBD write side; its errors carry the POSIX `code` NBD reports (ENOSPC, EIO, …). */
   readonly writer: NbdWriter;
   readonly #reader: CachedChunkReader;
@@ -176,6 +178,7 @@ export class LiveDrive implements NbdExport {
     this.#bitmap = bitmap;
     this.#generation = generation;
     this.#priority = priority;
+    this.resumed = !fresh;
     this.#pristine = new Uint8Array(this.regionCount).fill(fresh ? 1 : 0);
     this.#knownZero = new Uint8Array(this.regionCount);
     this.writer = {

@@ -37,7 +37,7 @@ export interface LiveRestoreOptions {
   rateLimitBytesPerSecond?: number | undefined;
   /** Regions in flight per drive in the background copy. Default 2. */
   copyConcurrency?: number | undefined;
-  /** The maps are persisted (fdatasync, then map) at least this often while regions become local. Default 2000. */
+  /** The maps are persisted (fdatasync, then map) at least this often while regions become local. Default 1000. */
   persistIntervalMs?: number | undefined;
   /** `progress` events this often. Default 1000. */
   progressIntervalMs?: number | undefined;
@@ -205,7 +205,7 @@ export class LiveRestore extends EventEmitter<Events> {
     for (const drive of drives) {
       drive.onStoreError = (err) => this.emit('warning', err);
     }
-    const persistMs = options.persistIntervalMs ?? 2000;
+    const persistMs = options.persistIntervalMs ?? 1000;
     const progressMs = options.progressIntervalMs ?? 1000;
     this.#timers.push(setInterval(() => this.#persistDirty(), persistMs));
     this.#timers.push(setInterval(() => this.emit('progress', this.progress()), progressMs));
@@ -231,6 +231,11 @@ export class LiveRestore extends EventEmitter<Events> {
   /** NBD clients connected now. */
   clients(): number {
     return this.server?.stats().connections ?? 0;
+  }
+
+  /** True when existing targets were resumed (not created by this run). */
+  get resumed(): boolean {
+    return this.drives.some((d) => d.resumed);
   }
 
   /** True once every region of every drive is local and persisted. */

@@ -1,0 +1,255 @@
+import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@liverestore/live';
+import type { NbdListen } from '@liverestore/nbd';
+import {
+  COMMON_OPTIONS,
+  type CommandIo,
+  defineCommand,
+  loadKeyFile,
+  required,
+  stopSignal,
+} from '../command.js';
+import { UsageError } from '../errors.js';
+import { loadTokenFile } from '../source.js';
+import { formatBytes, formatRate, parseBytes } from '../units.js';
+import { parseListen } from './serve.js';
+
+function nonNegativeInteger(text: string | undefined, option: string): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0)
+    throw new UsageError(`live-restore: ${option} must be a non-negative integer, got "${text}"`);
+  return value;
+}
+
+/** `200MB/s`, `50MiB/s`, `1g` (per second implied) → bytes per second. */
+export function parseRate(text: string): number {
+  const value = parseBytes(text.replace(/\/s$/i, ''), '--rate-limit');
+  if (value <= 0) throw new UsageError(`live-restore: --rate-limit must be more than 0, got "${text}"`);
+  return value;
+}
+
+function percent(done: number, total: number): string {
+  return `${total === 0 ? 100 : Math.floor((100 * done) / total)}%`;
+}
+
+/** One line of progress: total, rate, ETA, cache hit rate, then each drive. */
+export function progressLine(p: LiveRestoreProgress): string {
+  const eta = p.complete || p.etaSeconds === undefined ? '' : ` ETA ${Math.max(0, Math.ceil(p.etaSeconds))}s`;
+  const drives = p.drives.map((d) => `${d.name} ${percent(d.bytesLocal, d.sizeBytes)}`).join(', ');
+  return (
+    `${formatBytes(p.bytesLocal)}/${formatBytes(p.bytesTotal)} local (${percent(p.bytesLocal, p.bytesTotal)}) ` +
+    `${formatRate(p.bytesPerSecond, 1)}${eta}, cache hits ${(100 * p.cacheHitRate).toFixed(0)}% | ${drives}`
+  );
+}
+
+/** Progress on stderr: a redrawn bar on a terminal, a line every 5 s otherwise; JSON lines on stdout with --json. */
+function progressReporter(
+  io: CommandIo,
+  json: boolean,
+): { update(p: LiveRestoreProgress): void; end(): void } {
+  const tty = io.stderr.isTTY === true;
+  let last = 0;
+  let drawn = false;
+  return {
+    update(p) {
+      if (json) {
+        io.stdout.write(`${JSON.stringify({ event: 'progress', ...p })}\n`);
+        return;
+      }
+      const now = performance.now();
+      if (!tty) {
+        if (now - last < 5000 && !p.complete) return;
+        last = now;
+        io.stderr.write(`live-restore ${progressLine(p)}\n`);
+        return;
+      }
+      const columns = (io.stderr as { columns?: number }).columns ?? 100;
+      const width = 20;
+      const filled = Math.round((p.bytesTotal === 0 ? 1 : p.bytesLocal / p.bytesTotal) * width);
+      const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${progressLine(p)}`;
+      io.stderr.write(`\r\x1b[2K${line.slice(0, Math.max(20, columns - 1))}`);
+      drawn = true;
+    },
+    end() {
+      if (drawn) io.stderr.write('\n');
+      drawn = false;
+    },
+  };
+}
+
+/** Resolves when the restore is complete and no NBD client is connected (polled). */
+async function completeAndIdle(restore: LiveRestore): Promise<void> {
+  await restore.done;
+  while (restore.clients() > 0) await new Promise((r) => setTimeout(r, 200));
+}
+
+export const liveRestoreCommand = defineCommand({
+  name: 'live-restore',
+  summary: 'restore every drive to local files while serving them writable over NBD (crash-safe, resumable)',
+  help: `Usage: liverestore live-restore --from DIR|URL SNAPSHOT --target-dir DIR
+                       [--listen 127.0.0.1:10809 | --socket PATH] [--rate-limit RATE]
+                       [--cache-size SIZE] [--workers N] [--readahead N]
+                       [--exit-when-done] [--json] [--keyfile F] [--token-file F]
+
+Restores every disk image (fixed-index archive) of SNAPSHOT (TYPE/ID/TIME, or TYPE/ID
+for the latest) into DIR/<archive name> (a sparse raw file of the image size, e.g.
+DIR/drive-scsi0.img) and serves each as a writable NBD export named like the archive,
+so a VM can run on it at once:
+  qemu-system-x86_64 -drive file=nbd://127.0.0.1:10809/drive-scsi0.img,format=raw ...
+Reads of regions not yet local come from the backup (through one shared chunk cache)
+and are stored in the target; writes go to the target. A background copy fills the
+rest in order, yielding to the guest, within --rate-limit. DIR/<archive>.map records
+which regions are local; FLUSH (and FUA) make every acknowledged write durable (data
+fdatasync'ed before the map records it). Once every drive is local the backup is
+closed and never read again; the exports keep serving the local files.
+
+Crash-safe: after a crash or kill -9, run the same command with the same --target-dir
+to resume: flushed writes are kept and nothing is copied twice. A target dir of another
+snapshot, a target of the wrong size or a damaged map is refused.
+
+Options:
+  --from DIR|URL       datastore directory, or http(s):// URL of liverestore serve (required)
+  --target-dir DIR     where the target files and maps live (required; created if missing)
+  --listen HOST:PORT   TCP address (default 127.0.0.1:10809; port 0 picks one)
+  --socket PATH        listen on a Unix socket instead (must not exist)
+  --rate-limit RATE    backup bytes per second for the background copy, e.g. 200MB/s
+                       (guest reads are never limited)
+  --cache-size SIZE    chunk cache (default 256MiB)
+  --workers N          decode threads (default: CPU count)
+  --readahead N        chunks to load ahead of a sequential guest reader (default 8)
+  --exit-when-done     exit once every drive is local and no NBD client is connected
+  --json               progress and the end as JSON lines on stdout
+  --keyfile FILE       PBS key file of an encrypted snapshot
+  --token-file FILE    bearer token for an http(s) --from
+  -h, --help           show this help
+
+Prints the NBD address on the first line of stdout, then one line per export; progress
+goes to stderr (a bar on a terminal, a line every 5 s otherwise). Stops gracefully on
+SIGINT/SIGTERM (maps persisted; run again to resume).`,
+  options: {
+    ...COMMON_OPTIONS,
+    from: { type: 'string' },
+    'target-dir': { type: 'string' },
+    listen: { type: 'string' },
+    socket: { type: 'string' },
+    'rate-limit': { type: 'string' },
+    'cache-size': { type: 'string' },
+    workers: { type: 'string' },
+    readahead: { type: 'string' },
+    'exit-when-done': { type: 'boolean' },
+    keyfile: { type: 'string' },
+    'token-file': { type: 'string' },
+  },
+  async run({ values, positionals }, io) {
+    const from = required(values.from, '--from DIR|URL', 'live-restore');
+    const targetDir = required(values['target-dir'], '--target-dir', 'live-restore');
+    const [snapshotArg, ...extra] = positionals;
+    if (snapshotArg === undefined) throw new UsageError('live-restore: SNAPSHOT is required (e.g. vm/100)');
+    if (extra.length > 0) throw new UsageError(`live-restore: unexpected argument "${extra[0]}"`);
+    if (values.listen !== undefined && values.socket !== undefined) {
+      throw new UsageError('live-restore: give either --listen or --socket, not both');
+    }
+    const listen: NbdListen =
+      values.socket !== undefined
+        ? { socket: values.socket }
+        : parseListen(values.listen ?? '127.0.0.1:10809', 'live-restore');
+    const cacheBytes =
+      values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
+    const workers = nonNegativeInteger(values.workers, '--workers');
+    const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
+    const rate = values['rate-limit'] === undefined ? undefined : parseRate(values['rate-limit']);
+    const json = values.json === true;
+    const crypt = await loadKeyFile(values.keyfile);
+    const token = await loadTokenFile(values['token-file'], from, 'live-restore');
+    const stop = stopSignal();
+    const restore = await liveRestore({
+      source: from,
+      http: token === undefined ? {} : { token },
+      snapshot: snapshotArg,
+      crypt,
+      targetDir,
+      listen,
+      cacheBytes,
+      workers,
+      readaheadChunks,
+      rateLimitBytesPerSecond: rate,
+      progressIntervalMs: json ? 1000 : io.stderr.isTTY === true ? 200 : 1000,
+    });
+    const reporter = progressReporter(io, json);
+    let closed = false;
+    try {
+      io.stdout.write(`${restore.address}\n`);
+      const start = restore.progress();
+      if (json) {
+        io.stdout.write(
+          `${JSON.stringify({
+            event: 'started',
+            address: restore.address,
+            resumed: restore.resumed,
+            snapshot: restore.snapshot,
+            targetDir,
+            exports: restore.drives.map((d) => ({ name: d.name, target: d.targetPath, sizeBytes: d.size })),
+            bytesLocal: start.bytesLocal,
+            bytesTotal: start.bytesTotal,
+          })}\n`,
+        );
+      } else {
+        for (const d of restore.drives) io.stdout.write(`  export ${d.name} -> ${d.targetPath}\n`);
+        if (restore.resumed) {
+          io.stderr.write(
+            `live-restore: resuming ${restore.snapshot}: ${formatBytes(start.bytesLocal)} of ${formatBytes(start.bytesTotal)} already local\n`,
+          );
+        }
+      }
+      restore.on('progress', (p) => reporter.update(p));
+      restore.on('warning', (err) => {
+        reporter.end();
+        const code = (err as { code?: unknown }).code;
+        io.stderr.write(
+          `liverestore: warning: ${typeof code === 'string' ? `${code}: ` : ''}${err.message}\n`,
+        );
+      });
+      void restore.done.then(
+        (summary) => {
+          reporter.end();
+          if (json) io.stdout.write(`${JSON.stringify({ event: 'done', ...summary })}\n`);
+          else {
+            io.stdout.write(
+              `all drives local after ${summary.seconds.toFixed(1)} s: the backup is no longer read` +
+                `${values['exit-when-done'] === true ? '' : ' (still serving; stop with Ctrl-C)'}\n`,
+            );
+          }
+        },
+        () => undefined,
+      );
+      // Ends on a signal, on a copy failure (rethrown below), or when complete and idle.
+      const failed = restore.done.then(
+        () => new Promise<never>(() => undefined),
+        (err: unknown) => err,
+      );
+      const outcome = await Promise.race([
+        stop.then(() => 'signal' as const),
+        failed.then((err) => ({ err })),
+        ...(values['exit-when-done'] === true ? [completeAndIdle(restore).then(() => 'done' as const)] : []),
+      ]);
+      reporter.end();
+      closed = true;
+      await restore.close();
+      if (typeof outcome === 'object') throw outcome.err;
+      const end = restore.progress();
+      if (json) {
+        io.stdout.write(
+          `${JSON.stringify({ event: 'exit', reason: outcome, complete: end.complete, bytesLocal: end.bytesLocal, bytesTotal: end.bytesTotal })}\n`,
+        );
+      } else if (!end.complete) {
+        io.stderr.write(
+          `live-restore: stopped with ${formatBytes(end.bytesLocal)} of ${formatBytes(end.bytesTotal)} local; ` +
+            'run the same command to resume\n',
+        );
+      }
+      return 0;
+    } finally {
+      if (!closed) await restore.close();
+    }
+  },
+});
