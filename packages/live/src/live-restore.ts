@@ -31,10 +31,12 @@ export interface LiveRestoreOptions {
   cache?: ChunkCache | undefined;
   cacheBytes?: number | undefined;
   workers?: number | undefined;
-  /** Readahead of the guest readers, in chunks (the copy readers use 4). */
+  /** Readahead of the guest readers, in chunks (default 8). */
   readaheadChunks?: number | undefined;
   /** Backup bytes per second the background copy may fetch (guest requests are not limited). */
   rateLimitBytesPerSecond?: number | undefined;
+  /** Readahead of the background copy's readers, in chunks. Default 2. */
+  copyReadaheadChunks?: number | undefined;
   /** Regions in flight per drive in the background copy. Default 2. */
   copyConcurrency?: number | undefined;
   /** The maps are persisted (fdatasync, then map) at least this often while regions become local. Default 1000. */
@@ -270,6 +272,8 @@ export class LiveRestore extends EventEmitter<Events> {
     try {
       for (const drive of this.drives) await drive.persist();
       this.#complete = true;
+      // Every region is local: no map changes and no progress from now on.
+      for (const t of this.#timers) clearInterval(t);
       for (const drive of this.drives) drive.detachBackup();
       await this.#closeBackup();
       const summary = this.#summary();
@@ -434,7 +438,9 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
         archive.name,
         options.readaheadChunks === undefined ? {} : { readaheadChunks: options.readaheadChunks },
       );
-      const copyReader = await snapshot.openArchive(archive.name, { readaheadChunks: 4 });
+      const copyReader = await snapshot.openArchive(archive.name, {
+        readaheadChunks: options.copyReadaheadChunks ?? 2,
+      });
       drives.push(
         await LiveDrive.open({
           reader,

@@ -4,7 +4,7 @@
  * the target files equal the source images with exactly those writes applied.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -135,4 +135,66 @@ test('qemu-io writes and reads, nbdcopy and qemu-img convert during the copy; fi
   );
   await restore.close();
   t.is(firstDifference(await readFile(d1!.targetPath), models[1]!), -1);
+});
+
+test('qemu-storage-daemon uses a writable export directly (no overlay): its writes land in the target', async (t) => {
+  for (const tool of ['qemu-storage-daemon', 'qemu-io', 'nbdcopy']) if (!(await have(t, tool))) return;
+  const { f } = t.context;
+  const targetDir = join(f.dir, 'target-qsd');
+  const restore = await liveRestore({
+    source: f.storeDir,
+    snapshot: f.snapshot,
+    targetDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    cacheBytes: 16 * MiB,
+    workers: 1,
+    rateLimitBytesPerSecond: 6_000_000,
+  });
+  t.teardown(() => restore.close());
+  const [host, port] = restore.address!.split(':') as [string, string];
+  const drive = restore.drives[0]!;
+  const socket = join(f.dir, 'qsd.sock');
+  const qsd = spawn(
+    'qemu-storage-daemon',
+    [
+      '--blockdev',
+      `driver=nbd,node-name=d0,server.type=inet,server.host=${host},server.port=${port},export=${drive.name}`,
+      '--nbd-server',
+      `addr.type=unix,addr.path=${socket}`,
+      '--export',
+      'type=nbd,id=e0,node-name=d0,name=disk,writable=on',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let qsdErr = '';
+  qsd.stderr.setEncoding('utf8').on('data', (s: string) => {
+    qsdErr += s;
+  });
+  const qsdExited = new Promise<void>((resolve) => qsd.once('exit', () => resolve()));
+  t.teardown(async () => {
+    qsd.kill('SIGTERM');
+    await qsdExited;
+  });
+  const url = `nbd+unix:///disk?socket=${socket}`;
+  for (let i = 0; i < 100; i++) {
+    if (
+      await run('qemu-io', ['-f', 'raw', '-r', '-c', 'read 0 512', url], STEP).then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const model = sourceImage(f.drives[0]!.spec);
+  await run('qemu-io', ['-f', 'raw', '-c', `write -P 0x66 ${3 * MiB + 4096} ${2 * MiB}`, url], STEP);
+  model.fill(0x66, 3 * MiB + 4096, 5 * MiB + 4096);
+  t.false(restore.complete, 'written during the copy');
+  const copy = join(f.dir, 'qsd.raw');
+  await run('nbdcopy', [url, copy], STEP);
+  t.is(firstDifference(await readFile(copy), model), -1, `through qemu-storage-daemon (${qsdErr})`);
+  qsd.kill('SIGTERM');
+  await qsdExited;
+  await restore.done;
+  t.is(firstDifference(await readFile(drive.targetPath), model), -1, 'target = source + the daemon’s writes');
 });
