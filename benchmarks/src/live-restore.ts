@@ -220,6 +220,19 @@ async function backupVm(
   }
 }
 
+/** Distinct non-zero chunks of some drives' indexes. */
+function distinctDataChunks(drives: BackedUpVm['drives']): number {
+  const seen = new Set<string>();
+  for (const { index } of drives) {
+    const zero = zeroDigests(index);
+    for (let i = 0; i < index.chunkCount; i++) {
+      const hex = Buffer.from(index.digestAt(i)).toString('hex');
+      if (!zero.has(hex)) seen.add(hex);
+    }
+  }
+  return seen.size;
+}
+
 /** Reads every chunk file once, so no iteration pays for a cold page cache. */
 async function warmPageCache(dir: string): Promise<void> {
   const entries = await readdir(join(dir, '.chunks'), { recursive: true, withFileTypes: true });
@@ -240,6 +253,8 @@ interface Iteration {
   readonly guestMaxMs: number;
   readonly chunkRefs: number;
   readonly chunkFetches: number;
+  /** Distinct non-zero chunks of the drives: the fewest fetches a full copy can need. */
+  readonly minFetches: number;
   readonly fetchedBytes: number;
   /** 1 − fetches / references: the share of chunk references that cost no fetch. */
   readonly hitRate: number;
@@ -384,6 +399,7 @@ async function runIteration(
     guestMaxMs: sorted.at(-1) ?? Number.NaN,
     chunkRefs: workload.chunkRefs,
     chunkFetches: fetches,
+    minFetches: distinctDataChunks(vm.drives.slice(0, drives)),
     fetchedBytes: after.bytes - before.bytes,
     hitRate: workload.chunkRefs === 0 ? Number.NaN : 1 - fetches / workload.chunkRefs,
     peakRssBytes: rss ?? null,
@@ -520,7 +536,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
         const r = await runIteration(env, system, vm, s.drives, it);
         runs.push(r);
         context.progress(
-          `  ${formatNumber(r.seconds)} s, guest p50 ${ms(r.guestP50Ms)} p99 ${ms(r.guestP99Ms)}, hit rate ${pct(r.hitRate)}, ${r.chunkFetches} fetches, peak RSS ${rssText(r.peakRssBytes)}`,
+          `  ${formatNumber(r.seconds)} s, guest p50 ${ms(r.guestP50Ms)} p99 ${ms(r.guestP99Ms)}, hit rate ${pct(r.hitRate)}, ${r.chunkFetches} fetches (${r.minFetches} distinct data chunks), peak RSS ${rssText(r.peakRssBytes)}`,
         );
       }
     }
@@ -617,6 +633,8 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
         'B guest p99',
         'A hit rate',
         'B hit rate',
+        'A fetches',
+        'B fetches',
         'A peak RSS',
         'B peak RSS',
       ],
@@ -631,6 +649,8 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
           ms(rb.guestP99Ms),
           pct(ra.hitRate),
           pct(rb.hitRate),
+          `${ra.chunkFetches} (${formatNumber(ra.fetchedBytes / 1e6)} MB)`,
+          `${rb.chunkFetches} (${formatNumber(rb.fetchedBytes / 1e6)} MB)`,
           rssText(ra.peakRssBytes),
           rssText(rb.peakRssBytes),
         ];

@@ -25,6 +25,9 @@ export const GUEST_MAX_READ = 256 * 1024;
 export const HOT_SPOTS = 8;
 export const HOT_SHARE = 0.8;
 export const MEAN_THINK_MS = 5;
+/** A hot spot covers this fraction of the disk (1/128). */
+export const HOT_SPOT_FRACTION = 128;
+const MIB_BLOCKS = (1024 * 1024) / 4096;
 
 /** A drive as the workload sees it. */
 export interface DriveTarget {
@@ -62,15 +65,20 @@ export function defaultGuestReads(sizeBytes: number): number {
 
 /**
  * The boot-like trace of one drive. Each burst reads a run of 1–16 nearby blocks, like
- * a file being loaded: 80% of bursts start in one of 8 hot spots (OS directories; the
- * first hot spot is picked most, Zipf-like), the rest anywhere on the disk. Read sizes
+ * a file being loaded: 80% of bursts start in one of 8 hot spots (OS directories, each
+ * 1/128 of the disk, 1–64 MiB; the first is picked most, Zipf-like), the rest anywhere
+ * on the disk. Read sizes
  * are 4 KiB × 2^k (k uniform in 0…6), 4 KiB aligned; within a burst each read starts
  * 0–64 KiB after the previous one ends. Think time is exponential, mean 5 ms.
  */
 export function bootTrace(seed: number, drive: number, sizeBytes: number, reads: number): GuestBurst[] {
   const rand = prng((seed * 7919 + drive * 104_729 + 1) >>> 0);
   const blocks = Math.floor(sizeBytes / GUEST_MIN_READ);
-  const spotBlocks = Math.max(16, Math.min(Math.floor((16 * 1024 * 1024) / GUEST_MIN_READ), blocks >> 4));
+  // Each hot spot is 1/128 of the disk (1 MiB … 64 MiB): 8 of them hold ~6% of it.
+  const spotBlocks = Math.min(
+    blocks,
+    Math.max(MIB_BLOCKS, Math.min(64 * MIB_BLOCKS, Math.floor(blocks / HOT_SPOT_FRACTION))),
+  );
   const spots = Array.from({ length: HOT_SPOTS }, () =>
     Math.floor(rand() * Math.max(1, blocks - spotBlocks)),
   );

@@ -4,17 +4,19 @@
  * with a token bucket and adds half the round-trip time as latency.
  *
  * Each direction is one {@link Link} shared by all connections (one wire to the backup
- * server, as in a data centre): a piece of data leaves the sender's side once the
- * bucket has tokens for it, and is delivered `rtt / 2` later. Departure times grow
- * monotonically on a link, so one FIFO per link keeps the byte order of every
- * connection. Data is delayed by scheduling, never by sleeping: a 1 ms ticker (running
- * while connections are open) delivers everything that is due, so the delay of one
- * piece is quantised to the tick; pieces are delivered at the first tick no earlier
- * than half a tick before they are due, which keeps the *mean* delay at the configured
- * value (the benchmark measures and reports the real round trip through the proxy).
+ * server). The wire sends one slice (≤ 16 KiB) at a time at the capped rate, taking
+ * slices from the connections with data waiting in round robin — per-flow fair
+ * queueing, as Linux's default qdisc (fq_codel) does, so one busy connection does not
+ * queue every other one behind megabytes of its data. A slice arrives `rtt / 2` after
+ * it has been sent. Slices leave the wire in order, so one delay line per link keeps
+ * the byte order of every connection. Data is delayed by scheduling, never by sleeping:
+ * a 1 ms ticker (running while connections are open) sends and delivers what is due,
+ * so single delays are quantised to the tick; a slice is delivered at the first tick no
+ * earlier than half a tick before it is due, which keeps the *mean* delay at the
+ * configured value (the benchmark measures and reports the real round trip).
  *
- * Flow control stays end to end: a connection whose queued bytes in one direction pass
- * {@link HIGH_WATER} pauses its sender until they drop under {@link LOW_WATER}.
+ * Flow control stays end to end: a connection whose bytes in flight in one direction
+ * pass {@link HIGH_WATER} pauses its sender until they drop under {@link LOW_WATER}.
  */
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
@@ -31,9 +33,11 @@ export interface LinkConditions {
 }
 
 const TICK_MS = 1;
-const HIGH_WATER = 4 * 1024 * 1024;
-const LOW_WATER = 1024 * 1024;
+const HIGH_WATER = 2 * 1024 * 1024;
+const LOW_WATER = 512 * 1024;
 const DEFAULT_BURST_BYTES = 64 * 1024;
+/** Largest slice the wire sends from one connection before serving the next. */
+const SLICE_BYTES = 16 * 1024;
 
 interface Piece {
   readonly due: number;
@@ -42,16 +46,19 @@ interface Piece {
   readonly data: Buffer | null;
 }
 
-/** One direction of the wire: token bucket plus a fixed delay, shared by all connections. */
+/** One direction of the wire: token bucket, round robin over connections, fixed delay. */
 class Link {
   readonly #delayMs: number;
   readonly #bytesPerMs: number;
   readonly #burstMs: number;
-  /** Virtual time at which the bucket is empty again (tokens owed until then). */
-  #nextFree = 0;
-  readonly queue: Piece[] = [];
+  /** Virtual time at which the wire has sent everything handed to it (tokens owed until then). */
+  #busyUntil = 0;
+  /** Connections with data not yet sent, served in round robin. */
+  readonly #active: Pipe[] = [];
+  #next = 0;
+  /** Sent slices waiting out the delay, in order of arrival time. */
+  readonly #line: Piece[] = [];
   #head = 0;
-  bytes = 0;
 
   constructor(conditions: LinkConditions) {
     this.#delayMs = conditions.rttMs / 2;
@@ -60,36 +67,57 @@ class Link {
       this.#bytesPerMs > 0 ? (conditions.burstBytes ?? DEFAULT_BURST_BYTES) / this.#bytesPerMs : 0;
   }
 
-  /** When `length` bytes sent now arrive at the other end. */
-  schedule(length: number, now: number): number {
-    let departs = now;
-    if (this.#bytesPerMs > 0) {
-      this.#nextFree = Math.max(now - this.#burstMs, this.#nextFree) + length / this.#bytesPerMs;
-      departs = Math.max(now, this.#nextFree);
+  /** `pipe` has new data (or its end) waiting: take it into the round robin. */
+  wake(pipe: Pipe, now: number): void {
+    // An idle wire has collected tokens, up to the bucket size. A busy one keeps its
+    // virtual clock even when a tick comes late (a busy machine), so no capacity is lost.
+    if (this.#active.length === 0) this.#busyUntil = Math.max(this.#busyUntil, now - this.#burstMs);
+    if (!pipe.active) {
+      pipe.active = true;
+      this.#active.push(pipe);
     }
-    return departs + this.#delayMs;
+    this.run(now, 0);
   }
 
-  push(piece: Piece, now: number): void {
-    if (this.#head === this.queue.length && piece.due <= now) {
-      piece.pipe.deliver(piece.data);
-      return;
+  /**
+   * Sends what the wire can have sent by `now`, then delivers what has arrived by
+   * `now + slack` (half a tick on ticks, none when called on new data).
+   */
+  run(now: number, slack: number): void {
+    if (this.#active.length > 0) {
+      if (this.#bytesPerMs === 0) {
+        for (const pipe of this.#active) {
+          for (let data = pipe.takeSlice(Number.MAX_SAFE_INTEGER); data !== undefined; ) {
+            this.#line.push({ due: now + this.#delayMs, pipe, data });
+            data = pipe.takeSlice(Number.MAX_SAFE_INTEGER);
+          }
+          pipe.active = false;
+        }
+        this.#active.length = 0;
+      } else {
+        while (this.#active.length > 0 && this.#busyUntil <= now) {
+          if (this.#next >= this.#active.length) this.#next = 0;
+          const pipe = this.#active[this.#next]!;
+          const data = pipe.takeSlice(SLICE_BYTES);
+          if (data === undefined) {
+            pipe.active = false;
+            this.#active.splice(this.#next, 1);
+            continue;
+          }
+          this.#busyUntil += (data?.length ?? 0) / this.#bytesPerMs;
+          this.#line.push({ due: Math.max(now, this.#busyUntil) + this.#delayMs, pipe, data });
+          this.#next++;
+        }
+      }
     }
-    this.queue.push(piece);
-    if (piece.data !== null) this.bytes += piece.data.length;
-  }
-
-  /** Delivers every piece due by `now` (+ half a tick, see the module comment). */
-  deliver(now: number): void {
-    const q = this.queue;
-    while (this.#head < q.length && q[this.#head]!.due <= now + TICK_MS / 2) {
-      const piece = q[this.#head]!;
-      q[this.#head++] = undefined as unknown as Piece;
-      if (piece.data !== null) this.bytes -= piece.data.length;
+    const line = this.#line;
+    while (this.#head < line.length && line[this.#head]!.due <= now + slack) {
+      const piece = line[this.#head]!;
+      line[this.#head++] = undefined as unknown as Piece;
       piece.pipe.deliver(piece.data);
     }
-    if (this.#head > 1024 && this.#head * 2 > q.length) {
-      q.splice(0, this.#head);
+    if (this.#head > 1024 && this.#head * 2 > line.length) {
+      line.splice(0, this.#head);
       this.#head = 0;
     }
   }
@@ -97,7 +125,12 @@ class Link {
 
 /** One direction of one connection: from `source` to `target` over `link`. */
 class Pipe {
+  /** Bytes received from the source and not yet written to the target. */
   queued = 0;
+  /** In the link's round robin. */
+  active = false;
+  /** Data not yet sent on the wire; null marks the source's end. */
+  readonly #waiting: (Buffer | null)[] = [];
 
   constructor(
     readonly source: Socket,
@@ -105,16 +138,28 @@ class Pipe {
     readonly link: Link,
   ) {
     source.on('data', (data: Buffer) => {
-      const now = performance.now();
       this.queued += data.length;
-      this.link.push({ due: this.link.schedule(data.length, now), pipe: this, data }, now);
+      this.#waiting.push(data);
+      this.link.wake(this, performance.now());
       if (this.queued + this.target.writableLength > HIGH_WATER) this.source.pause();
     });
     source.on('end', () => {
-      const now = performance.now();
-      this.link.push({ due: this.link.schedule(0, now), pipe: this, data: null }, now);
+      this.#waiting.push(null);
+      this.link.wake(this, performance.now());
     });
     target.on('drain', () => this.#maybeResume());
+  }
+
+  /** The next slice to send (at most `max` bytes), null for the end, undefined when nothing waits. */
+  takeSlice(max: number): Buffer | null | undefined {
+    if (this.#waiting.length === 0) return undefined;
+    const head = this.#waiting[0]!;
+    if (head === null || head.length <= max) {
+      this.#waiting.shift();
+      return head;
+    }
+    this.#waiting[0] = head.subarray(max);
+    return head.subarray(0, max);
   }
 
   deliver(data: Buffer | null): void {
@@ -159,8 +204,8 @@ export async function startShapedProxy(options: {
   let ticker: NodeJS.Timeout | undefined;
   const tick = (): void => {
     const now = performance.now();
-    up.deliver(now);
-    down.deliver(now);
+    up.run(now, TICK_MS / 2);
+    down.run(now, TICK_MS / 2);
   };
   const server: Server = createServer((client) => {
     const upstream = tcpConnect(options.upstream);

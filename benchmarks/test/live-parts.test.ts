@@ -1,0 +1,222 @@
+/*
+ * The parts of `bench live-restore` that must be right for its numbers to mean
+ * anything: the shaping proxy (bytes intact and in order, bandwidth cap and latency
+ * hold), the NBD client (against @liverestore/nbd's real server, many requests in
+ * flight, simple and structured replies), and A's old-design reader (right bytes, one
+ * fetch at a time per drive, only the current chunk kept).
+ */
+
+import { randomBytes } from 'node:crypto';
+import { createServer, connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { backup, Datastore } from '@liverestore/datastore';
+import { type NbdExport, startNbdServer } from '@liverestore/nbd';
+import { LocalChunkSource } from '@liverestore/reader';
+import { imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import test from 'ava';
+import { bootTrace, GUEST_MAX_READ, GUEST_MIN_READ, GUEST_QUEUE_DEPTH } from '../src/live-workload.js';
+import { NbdClient } from '../src/nbd-client.js';
+import { measureRoundTrips, startEchoServer, startShapedProxy } from '../src/net-proxy.js';
+import { mostUsedChunks, OldDriveReader } from '../src/old-reader.js';
+
+test('proxy: concurrent connections get their bytes back intact and in order', async (t) => {
+  const echo = await startEchoServer();
+  const proxy = await startShapedProxy({
+    upstream: { host: '127.0.0.1', port: echo.port },
+    conditions: { rttMs: 2, bitsPerSecond: 400e6 },
+  });
+  t.teardown(async () => {
+    await proxy.close();
+    await echo.close();
+  });
+  await Promise.all(
+    [1, 2, 3].map(async (n) => {
+      const data = randomBytes(n * 1024 * 1024 + 17);
+      const socket = tcpConnect({ host: '127.0.0.1', port: proxy.port });
+      const got: Buffer[] = [];
+      let length = 0;
+      await new Promise<void>((resolve, reject) => {
+        socket.on('error', reject);
+        socket.on('data', (d: Buffer) => {
+          got.push(d);
+          length += d.length;
+          if (length >= data.length) resolve();
+        });
+        // Many small writes, so pieces of all connections interleave on the shaped links.
+        for (let at = 0; at < data.length; at += 5000) socket.write(data.subarray(at, at + 5000));
+      });
+      socket.destroy();
+      t.true(Buffer.concat(got).equals(data), `connection ${n}`);
+    }),
+  );
+});
+
+test('proxy: the bandwidth cap and the added latency hold (lower bounds only)', async (t) => {
+  let received = 0;
+  let done: () => void = () => {};
+  const finished = new Promise<void>((r) => {
+    done = r;
+  });
+  const total = 3 * 1024 * 1024;
+  const sink = createServer((s) => {
+    s.on('data', (d: Buffer) => {
+      received += d.length;
+      if (received >= total) done();
+    });
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
+  const proxy = await startShapedProxy({
+    upstream: { host: '127.0.0.1', port: (sink.address() as { port: number }).port },
+    conditions: { rttMs: 0, bitsPerSecond: 100e6 },
+  });
+  t.teardown(async () => {
+    await proxy.close();
+    await new Promise<void>((r) => sink.close(() => r()));
+  });
+  const socket = tcpConnect({ host: '127.0.0.1', port: proxy.port });
+  const t0 = performance.now();
+  socket.write(Buffer.alloc(total, 1));
+  await finished;
+  const seconds = (performance.now() - t0) / 1000;
+  socket.destroy();
+  // 100 Mbit/s = 12.5 MB/s: 3 MiB minus the 64 KiB burst cannot take less than 0.246 s.
+  t.true(seconds >= (total - 64 * 1024) / 12.5e6 - 0.002, `${seconds} s`);
+
+  const echo = await startEchoServer();
+  const slow = await startShapedProxy({
+    upstream: { host: '127.0.0.1', port: echo.port },
+    conditions: { rttMs: 10, bitsPerSecond: 0 },
+  });
+  const rtts = await measureRoundTrips(slow.port, 20);
+  await slow.close();
+  await echo.close();
+  // Delivered at the first 1 ms tick no earlier than half a tick before due.
+  t.true(Math.min(...rtts) >= 9, `round trips ${Math.min(...rtts)}…${Math.max(...rtts)} ms`);
+});
+
+/** A read-only in-memory export: a real NbdExport for @liverestore/nbd's server. */
+function memoryExport(name: string, data: Buffer): NbdExport {
+  return {
+    name,
+    size: data.length,
+    async read(buffer, offset) {
+      // Answer out of order: later requests may finish first.
+      await new Promise((r) => setTimeout(r, (offset / 4096) % 3));
+      data.copy(buffer, 0, offset, offset + buffer.length);
+    },
+    blockStatus: (_offset, length) => [{ length, hole: false, zero: false }],
+  };
+}
+
+for (const structured of [true, false]) {
+  test(`NBD client: ${structured ? 'structured' : 'simple'} replies, 64 reads in flight, against @liverestore/nbd`, async (t) => {
+    const data = randomBytes(8 * 1024 * 1024 + 4096);
+    const server = await startNbdServer({
+      exports: [memoryExport('disk.img', data), memoryExport('other.img', Buffer.alloc(4096, 7))],
+      listen: { host: '127.0.0.1', port: 0 },
+    });
+    t.teardown(() => server.close());
+    const client = await NbdClient.connect({
+      port: server.port!,
+      exportName: 'disk.img',
+      structuredReplies: structured,
+    });
+    t.is(client.size, data.length);
+    t.is(client.structured, structured);
+    const reads = Array.from({ length: 64 }, (_, i) => ({
+      offset: ((i * 7919) % 2000) * 4096,
+      length: 4096 * (1 + (i % 33)),
+    }));
+    const buffers = reads.map((r) => Buffer.alloc(r.length));
+    await Promise.all(reads.map((r, i) => client.read(buffers[i]!, r.offset)));
+    reads.forEach((r, i) => {
+      t.true(buffers[i]!.equals(data.subarray(r.offset, r.offset + r.length)), `read ${i}`);
+    });
+    const big = Buffer.alloc(2 * 1024 * 1024 + 512);
+    await client.read(big, 4096);
+    t.true(big.equals(data.subarray(4096, 4096 + big.length)), 'a read larger than a socket buffer');
+    await t.throwsAsync(client.read(Buffer.alloc(8192), data.length - 4096), { instanceOf: RangeError });
+    await client.close();
+    await t.throwsAsync(NbdClient.connect({ port: server.port!, exportName: 'missing.img' }), {
+      message: /refused export "missing.img"/,
+    });
+  });
+}
+
+test('old-design reader: right bytes, one fetch at a time per drive, current chunk only', async (t) => {
+  const work = await tempDir('lr-bench-old-');
+  t.teardown(() => work.cleanup());
+  const store = await Datastore.create(join(work.path, 'store'));
+  const [drive] = vmImageSet(3, { drives: 1, sizeBytes: 9 * 1024 * 1024 + 8192 });
+  const path = join(work.path, 'd.raw');
+  await writeImageFile(drive!.spec, path);
+  const result = await backup(store, {
+    type: 'vm',
+    id: '1',
+    inputs: [{ name: 'drive-scsi0', path }],
+    chunkSizeBytes: 1024 * 1024,
+    encodeThreads: 0,
+  });
+  const local = await LocalChunkSource.open(store.dir);
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const source = {
+    name: local.name,
+    listSnapshots: () => local.listSnapshots(),
+    resolveSnapshot: (spec: Parameters<typeof local.resolveSnapshot>[0]) => local.resolveSnapshot(spec),
+    readSnapshotFile: (ref: Parameters<typeof local.readSnapshotFile>[0], f: string) =>
+      local.readSnapshotFile(ref, f),
+    async fetchChunk(hex: string) {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        await new Promise((r) => setTimeout(r, 2));
+        return await local.fetchChunk(hex);
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+  const reader = await OldDriveReader.open(source, result.ref, 'drive-scsi0');
+  t.is(reader.name, 'drive-scsi0.img');
+  const ranges = Array.from({ length: 40 }, (_, i) => ({
+    offset: ((i * 104_729) % 2200) * 4096,
+    length: 4096 * (1 + ((i * 13) % 64)),
+  })).filter((r) => r.offset + r.length <= reader.size);
+  ranges.push(
+    { offset: 1024 * 1024 - 4096, length: 3 * 1024 * 1024 },
+    { offset: reader.size - 8192, length: 8192 },
+  );
+  const buffers = ranges.map((r) => Buffer.alloc(r.length));
+  await Promise.all(ranges.map((r, i) => reader.read(buffers[i]!, r.offset)));
+  ranges.forEach((r, i) => {
+    t.true(buffers[i]!.equals(imageBytes(drive!.spec, r.offset, r.length)), `range ${i}`);
+  });
+  t.is(maxInFlight, 1, 'reads of a drive are serialised and the chunks of a read fetched one after another');
+  const most = mostUsedChunks(reader.index);
+  t.true(reader.heldBytes <= (1 + most.size) * 1024 * 1024, 'holds its current chunk and the most-used ones');
+  const fetches = reader.stats.fetches;
+  const again = Buffer.alloc(4096);
+  await reader.read(again, reader.size - 4096);
+  t.is(reader.stats.fetches, fetches, 'a read in the current chunk fetches nothing');
+  await reader.read(again, 0);
+  await reader.read(again, reader.size - 4096);
+  t.is(reader.stats.fetches, fetches + 2, 'the chunk before is gone once another was read');
+});
+
+test('boot trace: deterministic, 4–256 KiB reads inside the disk, bursts of at most 16', (t) => {
+  const size = 512 * 1024 * 1024;
+  const a = bootTrace(1, 0, size, 500);
+  t.deepEqual(a, bootTrace(1, 0, size, 500));
+  t.notDeepEqual(a, bootTrace(1, 1, size, 500));
+  const reads = a.flatMap((b) => b.reads);
+  t.is(reads.length, 500);
+  for (const b of a) t.true(b.reads.length >= 1 && b.reads.length <= GUEST_QUEUE_DEPTH && b.thinkMs >= 0);
+  for (const r of reads) {
+    t.true(r.length >= GUEST_MIN_READ && r.length <= GUEST_MAX_READ && r.offset % 4096 === 0);
+    t.true(r.offset + r.length <= size);
+  }
+  // Hot spots: far fewer distinct 4 MiB chunks than reads.
+  t.true(new Set(reads.map((r) => Math.floor(r.offset / (4 * 1024 * 1024)))).size < reads.length / 3);
+});

@@ -1,0 +1,177 @@
+/*
+ * Smoke test of `bench live-restore`: one tiny iteration per mode, run as a user runs it
+ * (through `liverestore bench`, a real `liverestore serve`, the shaping proxy, NBD
+ * servers in their own processes), then the files it wrote are checked for shape.
+ * No timing assertions: the numbers only have to be there and make sense.
+ */
+
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { tempDir } from '@liverestore/testkit';
+import test, { type ExecutionContext } from 'ava';
+
+const CLI = fileURLToPath(new URL('../../../packages/cli/bin/liverestore.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+function run(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const TINY = [
+  '--size',
+  '12MiB',
+  '--drives',
+  '2',
+  '--iterations',
+  '1',
+  '--cache-size',
+  '16MiB',
+  '--guest-reads',
+  '24',
+];
+
+interface Iteration {
+  system: string;
+  seconds: number;
+  guestP50Ms: number;
+  guestP99Ms: number;
+  guestReads: number;
+  hitRate: number;
+  chunkFetches: number;
+  minFetches: number;
+  chunkRefs: number;
+  peakRssBytes: number | null;
+  drives: number;
+}
+
+async function checkOutput(t: ExecutionContext, dir: string, stdout: string, stderr: string, mode: string) {
+  const json = JSON.parse(await readFile(`${dir}/live-restore.json`, 'utf8'));
+  t.deepEqual(JSON.parse(stdout), json, '--json prints what live-restore.json holds');
+  t.is(json.benchmark, 'live-restore');
+  t.is(json.settings.mode, mode);
+  t.is(json.settings.drives, 2);
+  t.is(json.settings.rttMs, 1);
+  t.is(json.settings.bitsPerSecond, 1e9);
+  const [ab] = json.sections;
+  t.deepEqual(
+    ab.cases.map((c: { name: string }) => c.name),
+    ['A: old PBS read path', 'B: liverestore'],
+  );
+  for (const c of ab.cases) {
+    t.is(c.secondsPerOp.length, 1);
+    t.true(c.secondsPerOp[0] > 0);
+  }
+  const iterations = json.raw.iterations as Iteration[];
+  t.deepEqual(
+    iterations.map((r) => r.system),
+    ['A', 'B'],
+    'A and B alternate',
+  );
+  for (const r of iterations) {
+    t.true(r.seconds > 0);
+    t.true(r.guestReads > 0 && r.guestReads <= 48);
+    t.true(r.guestP50Ms > 0 && r.guestP99Ms >= r.guestP50Ms, `${r.system}: guest latencies`);
+    t.true(r.chunkRefs > 0);
+    // Every distinct data chunk is fetched at least once: a copy job reads the whole disk.
+    t.true(r.chunkFetches >= r.minFetches && r.minFetches > 0, `${r.system}: fetches ${r.chunkFetches}`);
+    t.true(r.hitRate <= 1);
+    t.true(
+      typeof r.peakRssBytes === 'number' && r.peakRssBytes > 10 * 1024 * 1024,
+      'peak RSS read from /proc',
+    );
+  }
+  t.true(Number.isFinite(json.raw.ratioMedian) && json.raw.ratioMedian > 0);
+  t.true(json.raw.roundTripMs.p50 > 0);
+  t.deepEqual(
+    json.plot.series.map((s: { name: string; values: number[] }) => [s.name, s.values.length]),
+    [
+      ['A: old PBS read path', 1],
+      ['B: liverestore', 1],
+    ],
+  );
+  const md = await readFile(`${dir}/live-restore.md`, 'utf8');
+  t.regex(md, /Median ratio A\/B/);
+  t.regex(md, /\| iteration \| +A s \| +B s \|/);
+  const svg = await readFile(`${dir}/live-restore.svg`, 'utf8');
+  t.true(svg.startsWith('<?xml') && svg.trimEnd().endsWith('</svg>'));
+  t.is((svg.match(/<circle /g) ?? []).length, 2, 'one marker per series and iteration');
+  t.regex(svg, /seconds per live restore/);
+  if (/wrote .*live-restore\.png/.test(stderr)) {
+    const png = await readFile(`${dir}/live-restore.png`);
+    t.true(png.subarray(0, 8).equals(PNG_SIGNATURE), 'PNG signature');
+  } else {
+    t.regex(stderr, /no PNG written \(/, 'says why there is no PNG');
+  }
+  return json;
+}
+
+test('liverestore bench live-restore: one tiny NBD iteration writes well-formed JSON, Markdown, SVG and PNG', async (t) => {
+  const out = await tempDir('lr-bench-live-');
+  t.teardown(() => out.cleanup());
+  const r = await run([CLI, 'bench', 'live-restore', ...TINY, '--json', '--out', out.path]);
+  t.is(r.code, 0, r.stderr);
+  await checkOutput(t, out.path, r.stdout, r.stderr, 'nbd');
+});
+
+test('bench live-restore --mode api with the scaling run and the cold restore', async (t) => {
+  const out = await tempDir('lr-bench-live-');
+  t.teardown(() => out.cleanup());
+  const r = await run([
+    MAIN,
+    'live-restore',
+    ...TINY,
+    '--mode',
+    'api',
+    '--scaling',
+    '--scaling-drives',
+    '1,2',
+    '--scaling-size',
+    '8MiB',
+    '--json',
+    '--out',
+    out.path,
+  ]);
+  t.is(r.code, 0, r.stderr);
+  const json = await checkOutput(t, out.path, r.stdout, r.stderr, 'api');
+  const scaling = json.raw.scaling as Iteration[];
+  t.deepEqual(
+    scaling.map((s) => [s.system, s.drives]),
+    [
+      ['B', 1],
+      ['B', 2],
+    ],
+  );
+  for (const s of scaling) t.true(typeof s.peakRssBytes === 'number' && s.seconds > 0);
+  const cold = json.sections[1];
+  t.regex(cold.title, /Cold full restore/);
+  t.is(cold.cases.length, 3);
+  t.regex(cold.cases[0].name, /^decode limit/);
+  for (const c of cold.cases) t.true(c.throughputMBps > 0);
+});
+
+test('bench live-restore rejects bad options with status 2', async (t) => {
+  for (const bad of [
+    ['--mode', 'carrier-pigeon'],
+    ['--rtt', 'fast'],
+    ['--bandwidth', '3 furlongs'],
+    ['--mix', 'nope'],
+  ]) {
+    const r = await run([MAIN, 'live-restore', ...bad]);
+    t.is(r.code, 2, bad.join(' '));
+    t.regex(r.stderr, /see pnpm bench live-restore --help/);
+  }
+});
