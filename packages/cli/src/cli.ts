@@ -1,6 +1,7 @@
 import { LiverestoreError } from '@liverestore/format';
 import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
+import { benchCommand } from './commands/bench.js';
 import { demoCommand } from './commands/demo.js';
 import { keyCommand } from './commands/key.js';
 import { liveRestoreCommand } from './commands/live-restore.js';
@@ -22,6 +23,7 @@ export const COMMANDS: readonly Command[] = [
   nbdCommand,
   liveRestoreCommand,
   keyCommand,
+  benchCommand,
 ] as Command[];
 
 const VERSION = '0.1.0';
@@ -59,7 +61,10 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   try {
     if (command === undefined)
       throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
-    const args = parseCommandArgs(command, rest);
+    const args =
+      command.rawArgs === true
+        ? ({ values: {}, positionals: rest } as unknown as ReturnType<typeof parseCommandArgs>)
+        : parseCommandArgs(command, rest);
     if (args.values.help === true) {
       io.stdout.write(`${command.help}\n`);
       return 0;

@@ -21,6 +21,11 @@ export interface Command<O extends Options = Options> {
   /** Full `--help` text. */
   readonly help: string;
   readonly options: O;
+  /**
+   * The command takes its arguments unparsed (all in `positionals`, `--help` included):
+   * `bench` hands them on to another program that has its own options.
+   */
+  readonly rawArgs?: boolean;
   /** Returns the exit status. */
   run(args: ParsedArgs<O>, io: CommandIo): Promise<number>;
 }
