@@ -1,4 +1,4 @@
-import { type FileHandle, mkdir, open, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { toHex } from '@liverestore/format';
 import type { AllocationExtent, NbdExport, NbdWriter } from '@liverestore/nbd';
@@ -244,14 +244,22 @@ export class LiveDrive implements NbdExport {
       if (!existing.isFile()) {
         throw new LiveError('ERR_LR_LIVE_TARGET_SIZE', `${targetPath} is not a regular file`);
       }
-      if (existing.size !== reader.size) {
+      bitmap = new RegionBitmap(identity.regionCount, map.bits);
+      if (existing.size !== reader.size && bitmap.count === 0) {
+        // Nothing recorded local, so nothing flushed can be lost: a crash while the target
+        // was being created (before its size was set) is repaired by setting it now.
+        try {
+          await truncate(targetPath, reader.size);
+        } catch (err) {
+          throw targetIoError(err, targetPath, 'resizing');
+        }
+      } else if (existing.size !== reader.size) {
         throw new LiveError(
           'ERR_LR_LIVE_TARGET_SIZE',
           `${targetPath} is ${existing.size} bytes, but ${reader.name} of ${options.snapshot} is ${reader.size}: ` +
             'the target was truncated or replaced; remove the target directory and start over',
         );
       }
-      bitmap = new RegionBitmap(identity.regionCount, map.bits);
       try {
         handle = await open(targetPath, 'r+');
       } catch (err) {

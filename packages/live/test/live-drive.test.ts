@@ -1,7 +1,7 @@
 import { cp, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import anyTest, { type TestFn } from 'ava';
-import { GuestPriority, readMapFile, runCopyJob } from '../src/index.js';
+import { encodeMap, GuestPriority, readMapFile, runCopyJob, writeMapFile } from '../src/index.js';
 import {
   CHUNK_BYTES,
   type Fixture,
@@ -256,6 +256,21 @@ test('bad targets: other snapshot, wrong size, corrupt map, target without map, 
   err = await t.throwsAsync(openDrive(snapshot, name, noMap));
   t.is((err as { code?: string }).code, 'ERR_LR_LIVE_TARGET_EXISTS');
 
+  // A crash while the target was being created: a map with nothing local and a target
+  // without its size yet. That is repaired (nothing flushed can be lost), not refused.
+  const halfCreated = targetDir(f);
+  await cp(dir, halfCreated, { recursive: true });
+  await writeMapFile(
+    join(halfCreated, `${file}.map`),
+    encodeMap(made.identity, new Uint8Array(Math.ceil(made.regionCount / 8)), 1),
+  );
+  await truncate(join(halfCreated, file), 0);
+  const repaired = await openDrive(snapshot, name, halfCreated);
+  t.is(repaired.regionsLocal, 0);
+  await runCopyJob(repaired);
+  await repaired.close();
+  t.is(firstDifference(await readTarget(repaired.targetPath), sourceImage(f.drives[0]!.spec)), -1);
+
   const noTarget = targetDir(f);
   await cp(dir, noTarget, { recursive: true });
   await rm(join(noTarget, file));
@@ -300,4 +315,60 @@ test('blockStatus: holes for zero regions, data elsewhere; zeroing a whole prist
   const [after] = drive.blockStatus(dataRegion * CHUNK_BYTES, CHUNK_BYTES, 10);
   t.false(after!.zero);
   await drive.close();
+});
+
+test('after a restart, a zero region not recorded local is checked and zeroed (it may hold an interrupted write)', async (t) => {
+  const { f } = t.context;
+  const { snapshot } = await openFixtureSnapshot(t, f);
+  const dir = targetDir(f);
+  const d = f.drives[0]!;
+  const src = sourceImage(d.spec);
+  const first = await openDrive(snapshot, d.name, dir);
+  let zeroRegion = 0;
+  while (!src.subarray(zeroRegion * CHUNK_BYTES, (zeroRegion + 1) * CHUNK_BYTES).every((b) => b === 0))
+    zeroRegion++;
+  t.true(first.isLocal(zeroRegion));
+  await first.close();
+  // What a crash leaves after a write that was never flushed: bytes in the region, and a
+  // map that does not record the region.
+  const { open: openFile } = await import('node:fs/promises');
+  const handle = await openFile(first.targetPath, 'r+');
+  await handle.write(Buffer.alloc(70_000, 0xee), 0, 70_000, zeroRegion * CHUNK_BYTES + 12_345);
+  await handle.close();
+  const map = (await readMapFile(first.mapPath))!;
+  const bits = Uint8Array.from(map.bits);
+  bits[zeroRegion >> 3]! &= ~(1 << (zeroRegion & 7));
+  await writeMapFile(first.mapPath, encodeMap(map.identity, bits, map.generation + 1));
+  const resumed = await openDrive(snapshot, d.name, dir);
+  t.true(resumed.resumed);
+  t.false(resumed.isLocal(zeroRegion));
+  await runCopyJob(resumed);
+  await resumed.close();
+  t.is(firstDifference(await readTarget(resumed.targetPath), src), -1, 'the stale bytes were zeroed');
+});
+
+test('a copy queued behind a guest write on the same region never overwrites the guest data', async (t) => {
+  const { f } = t.context;
+  const { snapshot } = await openFixtureSnapshot(t, f);
+  const d = f.drives[0]!;
+  const src = sourceImage(d.spec);
+  const drive = await openDrive(snapshot, d.name, targetDir(f));
+  const model = Buffer.from(src);
+  let races = 0;
+  for (let i = 0; i < drive.regionCount; i++) {
+    if (drive.isLocal(i)) continue;
+    // The write takes the region's lock first (it must fill the region), the copy queues
+    // behind it and finds the region local when its turn comes.
+    const offset = i * CHUNK_BYTES + 4096 * (1 + (i % 7));
+    const data = Buffer.alloc(8192, 0xa0 + (i % 16));
+    data.copy(model, offset);
+    const write = drive.writer.write(data, offset, false);
+    const copy = drive.copyRegion(i);
+    const [, fetched] = await Promise.all([write, copy]);
+    t.is(fetched, 0, `region ${i}: the copy found it local`);
+    races++;
+  }
+  t.true(races > 3);
+  await drive.close();
+  t.is(firstDifference(await readTarget(drive.targetPath), model), -1);
 });
