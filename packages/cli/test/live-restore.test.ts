@@ -4,11 +4,12 @@
  * directories refused with their codes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cp, readFile, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { imageBytes, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
-import { assertCliError, BIN, cli, exec, MiB, testDir } from './helpers.js';
+import { parseRate, progressLine } from '../src/commands/live-restore.js';
+import { assertCliError, BIN, cli, exec, lines, MiB, testDir } from './helpers.js';
 import { requireTool } from './tools.js';
 
 /** A started `liverestore live-restore`: its address, output so far, and how it ended. */
@@ -360,4 +361,76 @@ test('live-restore: another snapshot, a wrong-size target, a damaged map are ref
     { timeoutMs: 30_000 },
   );
   t.is(ok.code, 0, ok.stderr);
+});
+
+test('live-restore: a full target file system stops the copy with ERR_LR_LIVE_NO_SPACE (exit 1)', async (t) => {
+  const dir = await testDir(t);
+  const { store } = await backedUpVm(dir, [8 * MiB, 4 * MiB]);
+  const target = join(dir, 'small');
+  await mkdir(target);
+  if (process.getuid?.() !== 0) {
+    t.log('SKIPPED: mounting a small tmpfs needs root; the ENOSPC path is not exercised here');
+    t.pass();
+    return;
+  }
+  const mount = await exec('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', target]);
+  if (mount.code !== 0) {
+    t.log(`SKIPPED: cannot mount a tmpfs (${mount.stderr.trim()}); the ENOSPC path is not exercised here`);
+    t.pass();
+    return;
+  }
+  t.teardown(async () => {
+    await exec('umount', ['-l', target]);
+  });
+  const out = await cli(
+    [
+      'live-restore',
+      '--from',
+      store,
+      'vm/100',
+      '--target-dir',
+      target,
+      '--listen',
+      '127.0.0.1:0',
+      '--exit-when-done',
+    ],
+    { timeoutMs: 60_000 },
+  );
+  t.is(out.code, 1, out.stderr);
+  const last = lines(out.stderr).at(-1) ?? '';
+  t.regex(last, /^liverestore: ERR_LR_LIVE_NO_SPACE: no space left on the device of /);
+  t.false(/^\s+at /m.test(out.stderr), 'no stack trace');
+});
+
+test('live-restore: --rate-limit units and the progress line', (t) => {
+  t.is(parseRate('200MB/s'), 200_000_000);
+  t.is(parseRate('50MiB/s'), 50 * MiB);
+  t.is(parseRate('1g'), 1024 ** 3);
+  t.throws(() => parseRate('0MB/s'), { message: /more than 0/ });
+  t.throws(() => parseRate('fast'));
+  const line = progressLine({
+    snapshot: 'vm/100/2026-11-26T10:00:00Z',
+    elapsedSeconds: 3,
+    bytesTotal: 8 * MiB,
+    bytesLocal: 2 * MiB,
+    bytesPerSecond: 1_500_000,
+    etaSeconds: 4.2,
+    cacheHitRate: 0.5,
+    complete: false,
+    drives: [
+      {
+        name: 'drive-scsi0.img',
+        target: 't/drive-scsi0.img',
+        sizeBytes: 4 * MiB,
+        bytesLocal: 2 * MiB,
+        regionsLocal: 2,
+        regionCount: 4,
+        complete: false,
+        bytesCopied: 0,
+        bytesFilledForGuest: 0,
+        bytesWrittenByGuest: 0,
+      },
+    ],
+  });
+  t.is(line, '2.0 MiB/8.0 MiB local (25%) 1.5 MB/s ETA 5s, cache hits 50% | drive-scsi0.img 50%');
 });

@@ -234,8 +234,14 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       ]);
       reporter.end();
       closed = true;
-      await restore.close();
+      let closeError: unknown;
+      await restore.close().catch((err: unknown) => {
+        closeError = err;
+      });
+      // The copy's failure is the cause; a close failing after it (e.g. the final map on a
+      // full disk) is a consequence.
       if (typeof outcome === 'object') throw outcome.err;
+      if (closeError !== undefined) throw closeError;
       const end = restore.progress();
       if (json) {
         io.stdout.write(
