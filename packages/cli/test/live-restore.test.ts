@@ -233,6 +233,12 @@ test('live-restore: SIGKILL during copy, during writes and right after a flush; 
     const complete = /all drives local/.test(live.stdout());
     if (moment !== moments.at(-1)) t.false(complete, 'killed before the copy was complete');
   }
+  // SIGTERM: a graceful stop (maps persisted, exit 0), resumable.
+  const stopped = await startLive([...args, '--rate-limit', '4MB/s']);
+  await sleep(300);
+  stopped.child.kill('SIGTERM');
+  t.is(await stopped.exited, 0, stopped.stderr());
+  t.regex(stopped.stderr(), /run the same command to resume/);
   // The last run finishes the copy.
   const last = await startLive([...args, '--exit-when-done']);
   t.is(await last.exited, 0, last.stderr());
@@ -433,4 +439,38 @@ test('live-restore: --rate-limit units and the progress line', (t) => {
     ],
   });
   t.is(line, '2.0 MiB/8.0 MiB local (25%) 1.5 MB/s ETA 5s, cache hits 50% | drive-scsi0.img 50%');
+});
+
+test('live-restore: an encrypted snapshot with --keyfile; without it ERR_LR_KEY_REQUIRED', async (t) => {
+  const dir = await testDir(t);
+  const key = join(dir, 'key.json');
+  t.is((await cli(['key', 'create', '--keyfile', key])).code, 0);
+  const set = vmImageSet(5, { drives: 2, sizeBytes: [3 * MiB + 512, 2 * MiB] });
+  const args: string[] = [];
+  for (const d of set) {
+    const path = join(dir, `${d.name}.raw`);
+    await writeImageFile(d.spec, path);
+    args.push(`${d.name}=${path}`);
+  }
+  const store = join(dir, 'store');
+  const backup = await cli(['backup', '--store', store, '--snapshot', 'vm/100', '--keyfile', key, ...args]);
+  t.is(backup.code, 0, backup.stderr);
+  const target = join(dir, 'target');
+  const common = [
+    'live-restore',
+    '--from',
+    store,
+    'vm/100',
+    '--target-dir',
+    target,
+    '--listen',
+    '127.0.0.1:0',
+  ];
+  assertCliError(t, await cli(common, { timeoutMs: 30_000 }), 'ERR_LR_KEY_REQUIRED');
+  const out = await cli([...common, '--keyfile', key, '--exit-when-done'], { timeoutMs: 30_000 });
+  t.is(out.code, 0, out.stderr);
+  for (const [i, d] of set.entries()) {
+    const actual = await readFile(join(target, NAMES[i]!));
+    t.is(firstDifference(actual, imageBytes(d.spec, 0, d.spec.sizeBytes)), -1, NAMES[i]);
+  }
 });
