@@ -14,7 +14,7 @@ import {
   writeMapFile,
 } from './alloc-map.js';
 import { LiveError, systemCode, targetIoError } from './errors.js';
-import { GuestPriority, RegionLocks } from './sched.js';
+import { GuestPriority, RegionLocks, Semaphore } from './sched.js';
 
 /** Counters of one drive. */
 export interface LiveDriveStats {
@@ -53,6 +53,11 @@ export interface LiveDriveOptions {
   readonly snapshot: string;
   /** Shared by the drives of a restore: the copy yields to guest fills. */
   readonly priority?: GuestPriority | undefined;
+  /**
+   * Guest fills (copy-on-read, fill before a partial write) holding a region buffer at
+   * once; shared by the drives of a restore. Default: 32 per drive.
+   */
+  readonly fillSlots?: Semaphore | undefined;
 }
 
 const ZERO_BLOCK = Buffer.alloc(4 * 1024 * 1024);
@@ -125,6 +130,7 @@ export class LiveDrive implements NbdExport {
   readonly #bitmap: RegionBitmap;
   readonly #locks = new RegionLocks();
   readonly #priority: GuestPriority;
+  readonly #fillSlots: Semaphore;
   /**
    * Regions of the target we know to be holes: the target was created by this process and
    * nothing was written to the region yet. Only they may skip zero blocks when filled;
@@ -164,6 +170,7 @@ export class LiveDrive implements NbdExport {
     generation: number,
     fresh: boolean,
     priority: GuestPriority,
+    fillSlots: Semaphore,
   ) {
     this.name = reader.name;
     this.size = reader.size;
@@ -178,6 +185,7 @@ export class LiveDrive implements NbdExport {
     this.#bitmap = bitmap;
     this.#generation = generation;
     this.#priority = priority;
+    this.#fillSlots = fillSlots;
     this.resumed = !fresh;
     this.#pristine = new Uint8Array(this.regionCount).fill(fresh ? 1 : 0);
     this.#knownZero = new Uint8Array(this.regionCount);
@@ -300,6 +308,7 @@ export class LiveDrive implements NbdExport {
       map?.generation ?? 0,
       fresh,
       options.priority ?? new GuestPriority(),
+      options.fillSlots ?? new Semaphore(32),
     );
     if (fresh) {
       // A new sparse target reads as zeroes: its all-zero regions are restored already.
@@ -522,6 +531,7 @@ export class LiveDrive implements NbdExport {
   async #readRemote(i: number, dest: Buffer, position: number, signal: AbortSignal): Promise<void> {
     this.#priority.enter();
     let release: (() => void) | undefined;
+    let slot: (() => void) | undefined;
     try {
       release = await this.#locks.acquire(i);
       if (this.isLocal(i)) {
@@ -530,13 +540,16 @@ export class LiveDrive implements NbdExport {
         await this.#readLocal(dest, position);
         return;
       }
+      slot = await this.#fillSlots.acquire();
       const data = await this.#fetchRegion(this.#reader, i, signal);
       data.copy(dest, 0, position - this.regionStart(i), position - this.regionStart(i) + dest.length);
       if (!this.#reader.isZeroChunk(i)) this.#stats.bytesFilledForGuest += data.length;
-      // The reply need not wait for the store; the lock is held until it is done, so a
-      // write to this region waits for it and then applies on top.
+      // The reply need not wait for the store; the lock (and the buffer's slot) is held
+      // until it is done, so a write to this region waits for it and then applies on top.
       const held = release;
+      const heldSlot = slot;
       release = undefined;
+      slot = undefined;
       void this.#storeRegion(i, data)
         .then(
           () => this.#markLocal(i),
@@ -545,8 +558,12 @@ export class LiveDrive implements NbdExport {
             this.onStoreError?.(targetIoError(err, this.targetPath, 'storing'), this);
           },
         )
-        .finally(held);
+        .finally(() => {
+          heldSlot();
+          held();
+        });
     } finally {
+      slot?.();
       release?.();
       this.#priority.leave();
     }
@@ -632,11 +649,16 @@ export class LiveDrive implements NbdExport {
       } else {
         // Region-grain tracking: fill the region from the backup, put the guest's bytes
         // on top, write it once.
-        const region = await this.#fetchRegion(this.#reader, i);
-        if (!this.#reader.isZeroChunk(i)) this.#stats.bytesFilledForGuest += region.length;
-        if (data === undefined) region.fill(0, from - start, to - start);
-        else data.copy(region, from - start);
-        await this.#storeRegion(i, region);
+        const slot = await this.#fillSlots.acquire();
+        try {
+          const region = await this.#fetchRegion(this.#reader, i);
+          if (!this.#reader.isZeroChunk(i)) this.#stats.bytesFilledForGuest += region.length;
+          if (data === undefined) region.fill(0, from - start, to - start);
+          else data.copy(region, from - start);
+          await this.#storeRegion(i, region);
+        } finally {
+          slot();
+        }
       }
       this.#markLocal(i);
     } finally {

@@ -15,7 +15,7 @@ import {
 import { runCopyJob } from './copy-job.js';
 import { LiveError, systemCode } from './errors.js';
 import { LiveDrive, type LiveDriveStats } from './live-drive.js';
-import { GuestPriority, TokenBucket } from './sched.js';
+import { GuestPriority, Semaphore, TokenBucket } from './sched.js';
 
 /** Options of {@link liveRestore}. */
 export interface LiveRestoreOptions {
@@ -433,6 +433,8 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
     }
     lockPath = await lockTargetDir(options.targetDir);
     const priority = new GuestPriority();
+    // Region buffers of guest fills in flight, for all drives: 32 × 4 MiB = 128 MiB at most.
+    const fillSlots = new Semaphore(32);
     for (const archive of archives) {
       const reader = await snapshot.openArchive(
         archive.name,
@@ -448,6 +450,7 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
           targetDir: options.targetDir,
           snapshot: snapshot.path,
           priority,
+          fillSlots,
         }),
       );
     }
