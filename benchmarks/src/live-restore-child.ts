@@ -25,6 +25,10 @@ export interface ChildConfig {
 export interface ChildOutput {
   readonly workload: WorkloadResult;
   readonly peakRssBytes: number | null;
+  /** CPU seconds of this process (all threads) during the workload. */
+  readonly cpuSeconds: number;
+  /** CPU seconds of this process (all threads) since it started. */
+  readonly cpuTotalSeconds: number;
   readonly stats: Record<string, number>;
 }
 
@@ -36,9 +40,13 @@ const system =
 try {
   const traces = system.drives.map((d, i) => bootTrace(config.seed, i, d.size, config.guestReads));
   const counters = system.drives.map((d) => new ChunkRefCounter(d.index, zeroDigests(d.index)));
+  const cpu0 = process.cpuUsage();
   const workload = await runWorkload(system.drives, traces, counters);
+  const cpu = process.cpuUsage(cpu0);
   const out: ChildOutput = {
     workload,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    cpuTotalSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     peakRssBytes: (await peakRssBytes('self')) ?? null,
     stats: system.stats(),
   };

@@ -46,10 +46,10 @@ import {
   startLiverestoreProcess,
   startNodeProcess,
 } from './liverestore-process.js';
-import { machineInfo } from './machine.js';
+import { machineBusySeconds, machineInfo } from './machine.js';
 import { NbdClient } from './nbd-client.js';
 import { measureRoundTrips, startEchoServer } from './net-proxy.js';
-import { peakRssBytes, serveChunkCounters } from './proc-stats.js';
+import { peakRssBytes, processCpuSeconds, serveChunkCounters } from './proc-stats.js';
 import {
   type BenchResult,
   type CaseResult,
@@ -107,8 +107,8 @@ interface Settings {
   readonly dir: string;
 }
 
-const DEFAULTS = { iterations: 5, size: '512MiB', drives: 2, scalingSize: '256MiB' } as const;
-const QUICK = { iterations: 2, size: '128MiB' } as const;
+const DEFAULTS = { iterations: 8, size: '512MiB', drives: 2, scalingSize: '256MiB' } as const;
+const QUICK = { iterations: 3, size: '256MiB' } as const;
 
 function readSettings(context: BenchContext): Settings {
   const o = context.options;
@@ -259,11 +259,59 @@ interface Iteration {
   /** 1 − fetches / references: the share of chunk references that cost no fetch. */
   readonly hitRate: number;
   readonly peakRssBytes: number | null;
+  /**
+   * CPU seconds from start to end of the iteration (process start-up excluded for the
+   * reader): the reading process (NBD server or API child, all threads), liverestore
+   * serve, the proxy, the NBD clients (this process), and every other process on the
+   * machine (the machine's busy time minus ours; other work on a shared machine).
+   */
+  readonly cpuSeconds: Readonly<Record<'reader' | 'serve' | 'proxy' | 'client' | 'others', number>>;
   readonly stats?: Record<string, number>;
+}
+
+interface CpuSnapshot {
+  readonly serve: number | undefined;
+  readonly proxy: number | undefined;
+  readonly self: number;
+  readonly machine: number | undefined;
+}
+
+/**
+ * CPU seconds per component between two snapshots; `readerTotal` is what the reading
+ * process used in the window (all of it for an API child, start-up included).
+ */
+function cpuShares(
+  before: CpuSnapshot,
+  after: CpuSnapshot,
+  reader: number,
+  readerTotal: number,
+  clientHere: boolean,
+): Iteration['cpuSeconds'] {
+  const delta = (k: keyof CpuSnapshot): number => (after[k] ?? Number.NaN) - (before[k] ?? Number.NaN);
+  const ours = readerTotal + delta('serve') + delta('proxy') + delta('self');
+  return {
+    reader,
+    serve: delta('serve'),
+    proxy: delta('proxy'),
+    client: clientHere ? delta('self') : 0,
+    others: delta('machine') - ours,
+  };
+}
+
+async function cpuSnapshot(env: Environment): Promise<CpuSnapshot> {
+  const self = process.cpuUsage();
+  return {
+    serve: await processCpuSeconds(env.servePid),
+    proxy: await processCpuSeconds(env.proxyPid),
+    self: (self.user + self.system) / 1e6,
+    machine: machineBusySeconds(),
+  };
 }
 
 interface Environment {
   readonly s: Settings;
+  readonly servePid: number;
+  readonly proxyPid: number;
   readonly serveUrl: string;
   readonly sourceUrl: string;
   readonly context: BenchContext;
@@ -277,7 +325,11 @@ async function runNbdIteration(
   system: System,
   vm: BackedUpVm,
   drives: number,
-): Promise<{ workload: WorkloadResult; peakRssBytes: number | undefined }> {
+): Promise<{
+  workload: WorkloadResult;
+  peakRssBytes: number | undefined;
+  cpu: Iteration['cpuSeconds'];
+}> {
   const { s } = env;
   const names = vm.drives.slice(0, drives).map((d) => d.name);
   const profile = s.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', s.profileDir];
@@ -314,9 +366,14 @@ async function runNbdIteration(
     const counters = vm.drives
       .slice(0, drives)
       .map((d) => new ChunkRefCounter(d.index, zeroDigests(d.index)));
+    const cpu0 = await processCpuSeconds(server.pid);
+    const before = await cpuSnapshot(env);
     const workload = await runWorkload(clients, traces, counters);
+    const after = await cpuSnapshot(env);
+    const cpu1 = await processCpuSeconds(server.pid);
     const rss = await peakRssBytes(server.pid);
-    return { workload, peakRssBytes: rss };
+    const reader = cpu0 === undefined || cpu1 === undefined ? Number.NaN : cpu1 - cpu0;
+    return { workload, peakRssBytes: rss, cpu: cpuShares(before, after, reader, reader, true) };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
     server.stop();
@@ -374,11 +431,14 @@ async function runIteration(
   const before = await serveChunkCounters(env.serveUrl);
   let workload: WorkloadResult;
   let rss: number | undefined;
+  let cpu: Iteration['cpuSeconds'];
   let stats: Record<string, number> | undefined;
   if (env.s.mode === 'nbd') {
-    ({ workload, peakRssBytes: rss } = await runNbdIteration(env, system, vm, drives));
+    ({ workload, peakRssBytes: rss, cpu } = await runNbdIteration(env, system, vm, drives));
   } else {
+    const cpuBefore = await cpuSnapshot(env);
     const out = await runApiIteration(env, system, vm, drives);
+    cpu = cpuShares(cpuBefore, await cpuSnapshot(env), out.cpuSeconds, out.cpuTotalSeconds, false);
     workload = out.workload;
     rss = out.peakRssBytes ?? undefined;
     stats = out.stats;
@@ -403,6 +463,7 @@ async function runIteration(
     fetchedBytes: after.bytes - before.bytes,
     hitRate: workload.chunkRefs === 0 ? Number.NaN : 1 - fetches / workload.chunkRefs,
     peakRssBytes: rss ?? null,
+    cpuSeconds: cpu,
     ...(stats === undefined ? {} : { stats }),
   };
 }
@@ -523,7 +584,14 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
     const shaping = [String(s.rttMs), String(s.bitsPerSecond)];
     const proxy = await startNodeProcess(proxyScript, [serveHost, ...shaping], 'network proxy');
     processes.push(proxy);
-    const env: Environment = { s, serveUrl: serve.address, sourceUrl: `http://${proxy.address}`, context };
+    const env: Environment = {
+      s,
+      servePid: serve.pid,
+      proxyPid: proxy.pid,
+      serveUrl: serve.address,
+      sourceUrl: `http://${proxy.address}`,
+      context,
+    };
     context.progress(
       `measuring the round trip through a proxy with the same settings (${s.rttMs} ms configured) …`,
     );
@@ -656,7 +724,26 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
         ];
       }),
     };
-    const tables: PlainTable[] = [iterationTable];
+    const cpuRow = (system: System, rs: readonly Iteration[]): string[] => {
+      const m = (k: keyof Iteration['cpuSeconds']): string =>
+        formatNumber(median(rs.map((r) => r.cpuSeconds[k])));
+      return [
+        SYSTEM_NAMES[system],
+        formatNumber(median(rs.map((r) => r.seconds))),
+        m('reader'),
+        m('serve'),
+        m('proxy'),
+        m('client'),
+        m('others'),
+      ];
+    };
+    const cpuTable: PlainTable = {
+      title:
+        'CPU seconds per iteration (median): the reading process, liverestore serve, the proxy, the NBD clients, and everything else on the machine',
+      columns: ['system', 'wall s', 'reader', 'serve', 'proxy', 'clients', 'other processes'],
+      rows: [cpuRow('A', a), cpuRow('B', b)],
+    };
+    const tables: PlainTable[] = [iterationTable, cpuTable];
     const notes: string[] = [];
     const ratioLine = `Median ratio A/B (paired per iteration): ${formatNumber(ratioStats.median)}× (range ${formatNumber(ratioStats.min)}–${formatNumber(ratioStats.max)}×, ${ratios.length} pairs); goal ≥ 2.0×: ${ratioStats.median >= 2 ? 'met' : 'missed'}.`;
     notes.push(
@@ -690,7 +777,9 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
           ms(r.guestP50Ms),
           ms(r.guestP99Ms),
           pct(r.hitRate),
-          String(r.chunkFetches),
+          `${r.chunkFetches} (${r.minFetches} distinct)`,
+          formatNumber(r.cpuSeconds.reader),
+          formatNumber(r.cpuSeconds.others),
           rssText(r.peakRssBytes),
         ]),
       });
@@ -793,7 +882,7 @@ in-process in a fresh child per iteration.
 Reports time per iteration, guest-read p50/p99, cache hit rate, peak RSS, the median
 A/B ratio and a plot. --scaling adds B at 1, 2, 4, 8 drives with the same cache and a
 cold full restore next to the decode limit. Defaults take about 5 minutes on 2 cores;
---quick (2 iterations of 2 × 128 MiB) about 1 minute.`,
+--quick (3 iterations of 2 × 256 MiB) under a minute.`,
   defaultSamples: DEFAULTS.iterations,
   options: [
     {

@@ -46,3 +46,23 @@ export async function serveChunkCounters(baseUrl: string): Promise<ServeChunkCou
   if (!response.ok) throw new Error(`GET /metrics: HTTP ${response.status}`);
   return parseChunkCounters(await response.text());
 }
+
+/** Linux reports /proc/PID/stat times in USER_HZ ticks, 100 per second on every architecture. */
+const USER_HZ = 100;
+
+/**
+ * CPU seconds (user + system, all threads) process `pid` has used so far, or undefined
+ * where /proc is missing or the process is gone.
+ */
+export async function processCpuSeconds(pid: number | 'self'): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / USER_HZ : undefined;
+  } catch {
+    return undefined;
+  }
+}
