@@ -768,6 +768,8 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
           'guest p99',
           'hit rate',
           'chunk fetches',
+          'reader CPU s',
+          'other processes CPU s',
           'peak RSS',
         ],
         rows: scalingRuns.map((r) => [

@@ -161,6 +161,10 @@ test('bench live-restore --mode api with the scaling run and the cold restore', 
   t.is(cold.cases.length, 3);
   t.regex(cold.cases[0].name, /^decode limit/);
   for (const c of cold.cases) t.true(c.throughputMBps > 0);
+  const md = await readFile(`${out.path}/live-restore.md`, 'utf8');
+  t.regex(md, /\*\*Scaling: B with 1…2 drives/);
+  t.regex(md, /\*\*CPU seconds per iteration/);
+  t.regex(md, /Peak RSS of B from 1 to 2 drives/);
 });
 
 test('bench live-restore rejects bad options with status 2', async (t) => {
