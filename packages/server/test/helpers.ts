@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache } from '@liverestore/reader';
 import { type ImageSpec, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+
+export { prng } from '@liverestore/testkit';
+
 import type { ExecutionContext } from 'ava';
 import { pino } from 'pino';
 import { type ChunkServer, type ChunkServerOptions, startChunkServer } from '../src/index.js';
@@ -141,17 +144,6 @@ export async function get(
 /** The `error` object of a JSON error body. */
 export function errorOf(body: Buffer): { code: string; message: string } {
   return (JSON.parse(body.toString('utf8')) as { error: { code: string; message: string } }).error;
-}
-
-/** A deterministic PRNG (mulberry32) for reproducible random ranges. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Whether a tool test should be skipped (false) or must run (throws) when `tool` is missing. */

@@ -15,7 +15,7 @@ export {
 } from './image-spec.js';
 export { type ImageRegion, imageRegions, REPEAT_CYCLE_BLOCKS } from './layout.js';
 export { type ByteRange, changedRanges, DEFAULT_CHANGE_BYTES, type MutateOptions, mutate } from './mutate.js';
-export { randomBytes } from './prng.js';
+export { prng, randomBytes } from './prng.js';
 export { type WriteImageFileOptions, type WriteImageFileResult, writeImageFile } from './sparse-file.js';
 export {
   createImageStream,

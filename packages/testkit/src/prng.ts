@@ -130,3 +130,18 @@ export function randomBytes(seed: number, lengthBytes: number): Buffer {
   fillRandomWords(rng, out);
   return out.subarray(0, lengthBytes);
 }
+
+/**
+ * A tiny seeded generator of floats in [0, 1) (mulberry32) for test traces, fuzzers and
+ * the demo's guest: the same seed replays the same sequence.
+ */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}

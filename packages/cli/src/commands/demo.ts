@@ -6,7 +6,7 @@ import { backup, Datastore, verifySnapshots } from '@liverestore/datastore';
 import { type LiveRestoreSummary, liveRestore } from '@liverestore/live';
 import { NbdClient } from '@liverestore/nbd';
 import { startChunkServer } from '@liverestore/server';
-import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import { type ImageSpec, imageBytes, prng, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import { COMMON_OPTIONS, commandProgress, defineCommand, printJson, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
@@ -46,17 +46,6 @@ function expectedBytes(
     if (from < to) w.data.copy(out, from - offset, from - w.offset, to - w.offset);
   }
   return out;
-}
-
-/** A deterministic PRNG (mulberry32): the guest's trace depends only on --seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
