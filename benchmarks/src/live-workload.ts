@@ -13,6 +13,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { ChunkIndex } from '@liverestore/format';
+import { prng } from '@liverestore/testkit';
 
 /** Copy-job request size (QEMU block-stream). */
 export const COPY_REQUEST_BYTES = 512 * 1024;
@@ -45,17 +46,6 @@ export interface GuestRead {
 export interface GuestBurst {
   readonly reads: readonly GuestRead[];
   readonly thinkMs: number;
-}
-
-/** mulberry32: a small deterministic PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Default guest reads per drive: one per 2 MiB of disk (about 3.5% of its bytes). */

@@ -9,7 +9,9 @@ import type { BenchResult, SeriesPlot } from './result.js';
 import { escapeXml, niceStep, PALETTE, text, tickLabel } from './svg-plot.js';
 import { formatNumber } from './units.js';
 
-const WIDTH = 760;
+const MIN_WIDTH = 760;
+/** Rough advance of one character of the 16 px bold title. */
+const TITLE_CHAR_WIDTH = 9;
 const HEIGHT = 440;
 const LEFT = 70;
 const RIGHT = 24;
@@ -26,11 +28,12 @@ function median(values: readonly number[]): number {
 
 /** Renders `plot` of `result` as a standalone SVG document. */
 export function seriesPlot(result: BenchResult, plot: SeriesPlot): string {
+  const width = Math.max(MIN_WIDTH, Math.ceil(result.title.length * TITLE_CHAR_WIDTH) + 24);
   const all = plot.series.flatMap((s) => s.values.filter((v) => Number.isFinite(v)));
   const count = Math.max(1, ...plot.series.map((s) => s.values.length));
   const step = niceStep(Math.max(...all, 1e-9));
   const top = Math.ceil(Math.max(...all, 1e-9) / step) * step;
-  const plotW = WIDTH - LEFT - RIGHT;
+  const plotW = width - LEFT - RIGHT;
   const plotH = HEIGHT - TOP - BOTTOM;
   const x = (i: number): number => LEFT + (count === 1 ? plotW / 2 : (i / (count - 1)) * plotW);
   const y = (v: number): number => TOP + plotH - (v / top) * plotH;
@@ -80,7 +83,7 @@ export function seriesPlot(result: BenchResult, plot: SeriesPlot): string {
   });
   return [
     `<?xml version="1.0" encoding="UTF-8"?>`,
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${HEIGHT}" viewBox="0 0 ${width} ${HEIGHT}">`,
     `<style>text{font-family:Helvetica,Arial,sans-serif;font-size:12px;fill:#222}` +
       `.title{font-size:16px;font-weight:bold}.machine{font-size:11px;fill:#555}` +
       `.tick{font-size:10px;fill:#666}.grid{stroke:#e4e4e4;stroke-width:1}.axis{stroke:#888;stroke-width:1}</style>`,
