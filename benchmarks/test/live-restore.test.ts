@@ -6,7 +6,8 @@
  */
 
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
@@ -178,4 +179,22 @@ test('bench live-restore rejects bad options with status 2', async (t) => {
     t.is(r.code, 2, bad.join(' '));
     t.regex(r.stderr, /see pnpm bench live-restore --help/);
   }
+});
+
+test('liverestore bench without a built benchmarks package: ERR_LR_BENCH_NOT_BUILT, status 1', async (t) => {
+  // A copy of the CLI outside the workspace: the benchmarks are not next to it.
+  const dir = await tempDir('lr-bench-cli-');
+  t.teardown(() => dir.cleanup());
+  const cliRoot = fileURLToPath(new URL('../../../packages/cli/', import.meta.url));
+  const copy = join(dir.path, 'packages', 'cli');
+  await mkdir(copy, { recursive: true });
+  for (const entry of ['dist', 'bin', 'package.json'])
+    await cp(join(cliRoot, entry), join(copy, entry), { recursive: true });
+  await symlink(join(cliRoot, 'node_modules'), join(copy, 'node_modules'));
+  const r = await run([join(copy, 'bin', 'liverestore.js'), 'bench', 'live-restore', '--quick']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^liverestore: ERR_LR_BENCH_NOT_BUILT: .*benchmarks\/dist\/src\/main\.js/);
+  const help = await run([join(copy, 'bin', 'liverestore.js'), 'bench', '--help']);
+  t.is(help.code, 0, 'its own --help needs no benchmarks');
+  t.regex(help.stdout, /^Usage: liverestore bench NAME/);
 });
