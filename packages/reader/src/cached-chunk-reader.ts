@@ -1,12 +1,11 @@
 import { Readable } from 'node:stream';
 import { type ChunkIndex, type CryptConfig, chunkDigest, toHex } from '@liverestore/format';
 import type { ChunkAccess } from './chunk-access.js';
+import { MAX_READAHEAD_CACHE_FRACTION } from './chunk-cache.js';
 import { ReadaheadTracker } from './readahead.js';
 
 /** Default readahead window: chunks kept loading ahead of a sequential stream. */
 export const DEFAULT_READAHEAD_CHUNKS = 8;
-/** Readahead never claims more than this share of the cache. */
-export const MAX_READAHEAD_CACHE_FRACTION = 0.25;
 
 /** Options of a {@link CachedChunkReader}. */
 export interface ArchiveReaderOptions {
@@ -87,7 +86,7 @@ export class CachedChunkReader {
     const index = this.index;
     const first = index.chunkIndexAt(offset);
     const last = index.chunkIndexAt(end - 1);
-    const ahead = this.#readahead.observe(offset, end, last);
+    const ahead = this.#readahead.observe(offset, end, first, last);
     const copies: Promise<void>[] = [];
     for (let i = first; i <= last; i++) {
       const chunkStart = index.chunkStart(i);
@@ -150,7 +149,7 @@ export class CachedChunkReader {
         this.#access.release(lease);
       }
     }
-    const ahead = this.#readahead.observe(offset, end, last);
+    const ahead = this.#readahead.observe(offset, end, first, last);
     if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
     return true;
   }

@@ -21,6 +21,12 @@ import {
 
 /** Default cache budget: what PBS's live restore uses (64 chunks of 4 MiB). */
 export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
+/**
+ * Readahead never holds more than this share of the cache: one reader's window is capped
+ * by it, and so are all prefetched chunks not read yet (loading or ready) together, however
+ * many readers prefetch. The rest of the cache is for chunks someone asked for.
+ */
+export const MAX_READAHEAD_CACHE_FRACTION = 0.25;
 
 /** Options of {@link ChunkCache}. */
 export interface ChunkCacheOptions {
@@ -52,6 +58,8 @@ export interface ChunkCacheStats {
   dedupJoins: number;
   /** Loads started by readahead. */
   prefetches: number;
+  /** Prefetched chunks evicted before anyone read them (readahead that was wasted). */
+  prefetchesUnused: number;
   /** Plaintext bytes decoded into the cache. */
   bytesDecoded: number;
   /** Ready chunks dropped to make room. */
@@ -117,6 +125,9 @@ export class ChunkCache {
   readonly #freeSlots: SlotIndex[] = [];
   readonly #pageLists: (Int32Array | undefined)[];
   readonly #allocWaiters: AllocWaiter[] = [];
+  /** Prefetched chunks (loading or ready) nobody has read yet, with the bytes they hold. */
+  readonly #unread = new Map<string, number>();
+  #unreadBytes = 0;
   readonly #closing = new AbortController();
   #waitingForRelease = false;
   #closed = false;
@@ -125,6 +136,7 @@ export class ChunkCache {
     misses: 0,
     dedupJoins: 0,
     prefetches: 0,
+    prefetchesUnused: 0,
     bytesDecoded: 0,
     evictions: 0,
     failures: 0,
@@ -178,6 +190,7 @@ export class ChunkCache {
     const slot = this.#lru.get(digestHex);
     if (slot === undefined || this.table.field(slot, kLengthField) !== length) return undefined;
     this.#stats.hits++;
+    this.#markRead(digestHex);
     this.table.pin(slot);
     return this.#leaseOf(slot);
   }
@@ -191,6 +204,7 @@ export class ChunkCache {
       const length = this.table.field(slot, kLengthField);
       if (length !== request.length) return Promise.reject(lengthMismatch(hex, length, request.length));
       this.#stats.hits++;
+      this.#markRead(hex);
       this.table.pin(slot);
       return Promise.resolve(this.#leaseOf(slot));
     }
@@ -203,6 +217,7 @@ export class ChunkCache {
       return Promise.reject(lengthMismatch(hex, load.length, request.length));
     } else {
       this.#stats.dedupJoins++;
+      this.#markRead(hex);
     }
     const joined = load;
     const leased = new Promise<Lease>((resolve, reject) => {
@@ -235,15 +250,31 @@ export class ChunkCache {
   /**
    * Starts loading a chunk nobody waits for yet (readahead). Never waits and never
    * competes with waiting requests: returns false when the chunk is cached or loading,
-   * or when memory would have to be waited for.
+   * when memory would have to be waited for, or when prefetched chunks not read yet
+   * already hold {@link MAX_READAHEAD_CACHE_FRACTION} of the cache (all readers together).
    */
   prefetch(request: ChunkRequest): boolean {
-    if (this.#closed || this.#lru.has(request.digestHex) || this.#loads.has(request.digestHex)) return false;
+    const hex = request.digestHex;
+    if (this.#closed || this.#lru.has(hex) || this.#loads.has(hex)) return false;
     if (this.#allocWaiters.length > 0) return false;
-    const slot = this.#tryAllocate(this.#pagesFor(request.length));
+    const pageCount = this.#pagesFor(request.length);
+    const bytes = pageCount * this.table.pageBytes;
+    if (this.#unreadBytes + bytes > this.capacityBytes * MAX_READAHEAD_CACHE_FRACTION) return false;
+    const slot = this.#tryAllocate(pageCount);
     if (slot === undefined) return false;
     this.#stats.prefetches++;
+    this.#unread.set(hex, bytes);
+    this.#unreadBytes += bytes;
     void this.#runLoad(request, this.#newLoad(request), slot);
+    return true;
+  }
+
+  /** A prefetched chunk was asked for: it no longer counts against the readahead budget. */
+  #markRead(hex: string): boolean {
+    const bytes = this.#unread.get(hex);
+    if (bytes === undefined) return false;
+    this.#unread.delete(hex);
+    this.#unreadBytes -= bytes;
     return true;
   }
 
@@ -383,6 +414,7 @@ export class ChunkCache {
       }
     } catch (err) {
       this.#loads.delete(hex);
+      this.#markRead(hex);
       if (slot !== undefined) this.#freeSlot(slot);
       this.#stats.failures++;
       // A load cut short by close() fails because of the close, whatever broke first.
@@ -438,6 +470,7 @@ export class ChunkCache {
       this.#lru.delete(hex);
       this.#freeSlot(slot);
       this.#stats.evictions++;
+      if (this.#markRead(hex)) this.#stats.prefetchesUnused++;
     }
   }
 

@@ -77,6 +77,7 @@ interface RunTotals {
   aborts: number;
   dedupJoins: number;
   prefetches: number;
+  prefetchesUnused: number;
   evictions: number;
 }
 
@@ -323,6 +324,7 @@ async function runScenario(scenario: Scenario, totals: RunTotals): Promise<void>
     totals.failures += model.stats.failures;
     totals.dedupJoins += model.stats.dedupJoins;
     totals.prefetches += model.stats.prefetches;
+    totals.prefetchesUnused += model.stats.prefetchesUnused;
     totals.evictions += model.stats.evictions;
   } finally {
     await cache.close();
@@ -388,6 +390,7 @@ function emptyTotals(): RunTotals {
     aborts: 0,
     dedupJoins: 0,
     prefetches: 0,
+    prefetchesUnused: 0,
     evictions: 0,
   };
 }
@@ -480,5 +483,34 @@ test('a hit makes a chunk most recently used; eviction takes the least recently 
   );
   cache.release(pinned);
   t.like(cache.stats(), { hits: 2, misses: 5, evictions: 2 });
+  cache.checkInvariants();
+});
+
+test('readahead holds at most a quarter of the cache, across all readers; unread prefetches evicted are counted', async (t) => {
+  const source = new MemorySource();
+  const hexes = Array.from({ length: 40 }, (_, k) => source.add(randomBytes(900 + k, PAGE)));
+  const cache = new ChunkCache({ cacheBytes: 16 * PAGE, pageBytes: PAGE, workers: 0 });
+  t.teardown(() => cache.close());
+  const request = (k: number) => ({ digestHex: hexes[k]!, length: PAGE, source });
+  // Two "readers" prefetching: 4 pages (a quarter of 16) may be unread at once, whoever asks.
+  const started = [0, 1, 2, 3, 4, 5].map((k) => cache.prefetch(request(k)));
+  t.deepEqual(started, [true, true, true, true, false, false]);
+  await withTimeout(
+    (async () => {
+      while (cache.stats().inFlight > 0) await new Promise((r) => setTimeout(r, 1));
+    })(),
+    5000,
+    'prefetches to finish',
+  );
+  t.false(cache.prefetch(request(6)), 'ready but unread prefetches still count');
+  // Reading one frees its share of the budget.
+  cache.release(await cache.acquire(request(0)));
+  t.true(cache.prefetch(request(6)));
+  // Demand loads fill the cache; the oldest unread prefetches are evicted and counted.
+  for (let k = 10; k < 30; k++) cache.release(await cache.acquire(request(k)));
+  const stats = cache.stats();
+  t.is(stats.prefetches, 5);
+  t.is(stats.prefetchesUnused, 4, 'prefetches 1, 2, 3 and 6 were never read');
+  t.true(cache.prefetch(request(7)), 'evicted unread prefetches no longer hold the budget');
   cache.checkInvariants();
 });

@@ -52,6 +52,8 @@ export class CacheModel {
   readonly #failNext = new Set<number>();
   readonly #delayNext = new Set<number>();
   readonly keeps = new Map<number, boolean>();
+  /** Prefetched chunks (loading or ready) not asked for yet, with their pages: at most a quarter of the cache. */
+  readonly unread = new Map<number, number>();
   completedAfterMemoryWait = 0;
   /** Requests for chunks larger than the cache (counted in neither misses nor failures). */
   tooLarge = 0;
@@ -60,6 +62,7 @@ export class CacheModel {
     misses: 0,
     dedupJoins: 0,
     prefetches: 0,
+    prefetchesUnused: 0,
     bytesDecoded: 0,
     evictions: 0,
     failures: 0,
@@ -96,6 +99,7 @@ export class CacheModel {
       const entry = this.ready.splice(at, 1)[0]!;
       this.ready.push(entry);
       this.stats.hits++;
+      this.unread.delete(k);
       this.#grant(id, entry);
       this.#pump();
       return;
@@ -103,6 +107,7 @@ export class CacheModel {
     const load = this.loads.get(k);
     if (load !== undefined) {
       this.stats.dedupJoins++;
+      this.unread.delete(k);
       load.waiters.push(id);
       this.outcomes.set(id, { state: 'pending' });
       return;
@@ -132,7 +137,10 @@ export class CacheModel {
   prefetch(k: number): boolean {
     if (this.isCached(k) || this.loads.has(k) || this.queue.length > 0) return false;
     const pages = this.pagesOf(k);
+    const unreadPages = [...this.unread.values()].reduce((a, b) => a + b, 0);
+    if (unreadPages + pages > this.capacity * 0.25) return false;
     if (!this.#tryAllocate(pages)) return false;
+    this.unread.set(k, pages);
     this.stats.prefetches++;
     this.loads.set(k, { k, pages, waiters: [], waitedForMemory: false });
     this.#issueFetch(k);
@@ -160,6 +168,7 @@ export class CacheModel {
     const load = this.loads.get(fetch!.k)!;
     this.loads.delete(load.k);
     if (error !== undefined) {
+      this.unread.delete(load.k);
       this.free += load.pages;
       this.stats.failures++;
       for (const id of load.waiters) this.outcomes.set(id, { state: 'rejected', error });
@@ -201,7 +210,10 @@ export class CacheModel {
         room += entry.pages;
       }
       if (room < pages) return false;
-      for (const victim of victims) this.ready.splice(this.ready.indexOf(victim), 1);
+      for (const victim of victims) {
+        this.ready.splice(this.ready.indexOf(victim), 1);
+        if (this.unread.delete(victim.k)) this.stats.prefetchesUnused++;
+      }
       this.stats.evictions += victims.length;
       this.free = room;
     }
