@@ -395,13 +395,16 @@ export class ChunkCache {
       slot ??= await this.#allocate(pageCount);
       this.table.setField(slot, kLengthField, request.length);
       const blob = await request.source.fetchChunk(hex, this.#closing.signal);
-      const result = await this.#decoder.decode({
-        blob,
-        digestHex: hex,
-        length: request.length,
-        pages: this.#pageLists[slot]!,
-        ...(request.key === undefined ? {} : { key: request.key }),
-      });
+      const result = await this.#decoder.decode(
+        {
+          blob,
+          digestHex: hex,
+          length: request.length,
+          pages: this.#pageLists[slot]!,
+          ...(request.key === undefined ? {} : { key: request.key }),
+        },
+        request.source.blobsAreTransferable === true,
+      );
       if (!result.ok) throw fromErrorRecord(result.error);
       if (this.#closed) throw closedError();
       this.table.setField(slot, kStateField, SlotState.ready);

@@ -11,6 +11,11 @@ export interface ChunkSource {
   readonly name: string;
   /** The raw blob of a chunk. Must honour `signal`. */
   fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * True when every blob `fetchChunk` returns is the caller's alone (the source keeps no
+   * reference): the decode pool may then take its memory instead of copying it.
+   */
+  readonly blobsAreTransferable?: boolean;
   /** Snapshots this source offers. */
   listSnapshots(): Promise<SnapshotRef[]>;
   /** Resolves a group (`time` absent) to its latest snapshot, or checks a full reference. */

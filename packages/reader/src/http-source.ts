@@ -173,6 +173,8 @@ interface RequestKind {
 export class HttpChunkSource implements ChunkSource {
   /** The base URL, without credentials: what logs and errors show. */
   readonly name: string;
+  /** Every chunk body is read into a fresh array that only the caller holds. */
+  readonly blobsAreTransferable = true;
   readonly #pool: Pool;
   /** Path prefix of the server (`''` or `/some/prefix`), without a trailing slash. */
   readonly #prefix: string;

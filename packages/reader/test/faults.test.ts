@@ -411,6 +411,35 @@ test('the decode pool does not take away a blob its source still owns', async (t
   t.is(second, 'ok', 'the same chunk fetched again from the same source decodes');
 });
 
+test('a source whose blobs are transferable hands them to the pool without a copy', async (t) => {
+  // Each fetch returns a fresh copy and promises not to keep it: the pool may take it.
+  const keeping = new KeepingSource();
+  const given: Uint8Array[] = [];
+  const source: ChunkSource = {
+    name: 'fresh copies',
+    blobsAreTransferable: true,
+    fetchChunk: async (hex) => {
+      const blob = new Uint8Array(keeping.blobs.get(hex)!);
+      given.push(blob);
+      return blob;
+    },
+    listSnapshots: keeping.listSnapshots,
+    resolveSnapshot: keeping.resolveSnapshot,
+    readSnapshotFile: keeping.readSnapshotFile,
+  };
+  const data = randomBytes(5, 64 * KiB);
+  const hex = keeping.add(data);
+  const cache = new ChunkCache({ cacheBytes: 64 * KiB, workers: 1 });
+  t.teardown(() => cache.close());
+  const lease = await cache.acquire({ digestHex: hex, length: data.byteLength, source });
+  const out = new Uint8Array(data.byteLength);
+  cache.table.copyOut(lease, 0, out, 0, out.length);
+  cache.release(lease);
+  t.deepEqual(Buffer.from(out), Buffer.from(data));
+  t.is(given.length, 1);
+  t.is(given[0]!.byteLength, 0, 'the blob was transferred to the worker (detached here), not copied');
+});
+
 test('a request whose length disagrees with its digest fails the same whether the chunk is cached or not', async (t) => {
   // Same digest, other length: only a corrupt or hostile index asks for that. Uncached, the
   // decode catches it (the plaintext has another length); cached, it must not be served.
