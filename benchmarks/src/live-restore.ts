@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { backup, Datastore } from '@liverestore/datastore';
 import type { ChunkIndex } from '@liverestore/format';
+import { NbdClient } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
 import {
   type ContentMix,
@@ -47,7 +48,6 @@ import {
   startNodeProcess,
 } from './liverestore-process.js';
 import { machineBusySeconds, machineInfo } from './machine.js';
-import { NbdClient } from './nbd-client.js';
 import { measureRoundTrips, startEchoServer } from './net-proxy.js';
 import { peakRssBytes, processCpuSeconds, serveChunkCounters } from './proc-stats.js';
 import {

@@ -1,9 +1,8 @@
 /*
  * The parts of `bench live-restore` that must be right for its numbers to mean
  * anything: the shaping proxy (bytes intact and in order, bandwidth cap and latency
- * hold), the NBD client (against @liverestore/nbd's real server, many requests in
- * flight, simple and structured replies), and A's old-design reader (right bytes, one
- * fetch at a time per drive, only the current chunk kept).
+ * hold) and A's old-design reader (right bytes, one fetch at a time per drive, only the
+ * current chunk kept). The NBD client is @liverestore/nbd's, tested there.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -11,12 +10,10 @@ import { createServer, connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { backup, Datastore } from '@liverestore/datastore';
-import { type NbdExport, startNbdServer } from '@liverestore/nbd';
 import { LocalChunkSource } from '@liverestore/reader';
 import { imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import test from 'ava';
 import { bootTrace, GUEST_MAX_READ, GUEST_MIN_READ, GUEST_QUEUE_DEPTH } from '../src/live-workload.js';
-import { NbdClient } from '../src/nbd-client.js';
 import { measureRoundTrips, startEchoServer, startShapedProxy } from '../src/net-proxy.js';
 import { mostUsedChunks, OldDriveReader } from '../src/old-reader.js';
 
@@ -94,55 +91,6 @@ test('proxy: the bandwidth cap and the added latency hold (lower bounds only)', 
   // Delivered at the first 1 ms tick no earlier than half a tick before due.
   t.true(Math.min(...rtts) >= 9, `round trips ${Math.min(...rtts)}…${Math.max(...rtts)} ms`);
 });
-
-/** A read-only in-memory export: a real NbdExport for @liverestore/nbd's server. */
-function memoryExport(name: string, data: Buffer): NbdExport {
-  return {
-    name,
-    size: data.length,
-    async read(buffer, offset) {
-      // Answer out of order: later requests may finish first.
-      await new Promise((r) => setTimeout(r, (offset / 4096) % 3));
-      data.copy(buffer, 0, offset, offset + buffer.length);
-    },
-    blockStatus: (_offset, length) => [{ length, hole: false, zero: false }],
-  };
-}
-
-for (const structured of [true, false]) {
-  test(`NBD client: ${structured ? 'structured' : 'simple'} replies, 64 reads in flight, against @liverestore/nbd`, async (t) => {
-    const data = randomBytes(8 * 1024 * 1024 + 4096);
-    const server = await startNbdServer({
-      exports: [memoryExport('disk.img', data), memoryExport('other.img', Buffer.alloc(4096, 7))],
-      listen: { host: '127.0.0.1', port: 0 },
-    });
-    t.teardown(() => server.close());
-    const client = await NbdClient.connect({
-      port: server.port!,
-      exportName: 'disk.img',
-      structuredReplies: structured,
-    });
-    t.is(client.size, data.length);
-    t.is(client.structured, structured);
-    const reads = Array.from({ length: 64 }, (_, i) => ({
-      offset: ((i * 7919) % 2000) * 4096,
-      length: 4096 * (1 + (i % 33)),
-    }));
-    const buffers = reads.map((r) => Buffer.alloc(r.length));
-    await Promise.all(reads.map((r, i) => client.read(buffers[i]!, r.offset)));
-    reads.forEach((r, i) => {
-      t.true(buffers[i]!.equals(data.subarray(r.offset, r.offset + r.length)), `read ${i}`);
-    });
-    const big = Buffer.alloc(2 * 1024 * 1024 + 512);
-    await client.read(big, 4096);
-    t.true(big.equals(data.subarray(4096, 4096 + big.length)), 'a read larger than a socket buffer');
-    await t.throwsAsync(client.read(Buffer.alloc(8192), data.length - 4096), { instanceOf: RangeError });
-    await client.close();
-    await t.throwsAsync(NbdClient.connect({ port: server.port!, exportName: 'missing.img' }), {
-      message: /refused export "missing.img"/,
-    });
-  });
-}
 
 test('old-design reader: right bytes, one fetch at a time per drive, current chunk only', async (t) => {
   const work = await tempDir('lr-bench-old-');

@@ -44,6 +44,9 @@ test('reads of a snapshot export, in flight together, equal the source; errors a
     });
     await Promise.all(reads.map((r) => client.read(r.buffer, r.offset)));
     for (const r of reads) t.true(r.buffer.equals(imageBytes(spec, r.offset, r.buffer.length)));
+    const big = Buffer.alloc(5 * MiB + 512);
+    await client.read(big, 4096);
+    t.true(big.equals(imageBytes(spec, 4096, big.length)), 'a read much larger than a socket buffer');
     await t.throwsAsync(client.write(Buffer.alloc(512), 0), {
       code: 'ERR_LR_NBD_REQUEST_FAILED',
       message: /EPERM/,
