@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
 import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+
+export { prng } from '@liverestore/testkit';
+
 import type { ExecutionContext } from 'ava';
 import { GuestPriority, LiveDrive } from '../src/index.js';
 
@@ -107,17 +110,6 @@ export async function openDrive(
 
 export async function readTarget(path: string): Promise<Buffer> {
   return readFile(path);
-}
-
-/** A deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Index of the first differing byte, or -1. */
