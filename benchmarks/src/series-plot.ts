@@ -6,6 +6,7 @@
 
 import { machineLine } from './machine.js';
 import type { BenchResult, SeriesPlot } from './result.js';
+import { summarize } from './stats.js';
 import { escapeXml, niceStep, PALETTE, text, tickLabel } from './svg-plot.js';
 import { formatNumber } from './units.js';
 
@@ -19,12 +20,6 @@ const TOP = 96;
 const BOTTOM = 56;
 /** Series colours: A in the palette's red, B in its blue, then the rest. */
 const COLORS = [PALETTE[3], PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[4]] as const;
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /** Renders `plot` of `result` as a standalone SVG document. */
 export function seriesPlot(result: BenchResult, plot: SeriesPlot): string {
@@ -66,7 +61,7 @@ export function seriesPlot(result: BenchResult, plot: SeriesPlot): string {
     }
     const finite = series.values.filter((v) => Number.isFinite(v));
     if (finite.length > 0) {
-      const m = median(finite);
+      const m = summarize(finite).median;
       body.push(
         `<line x1="${LEFT}" y1="${y(m).toFixed(1)}" x2="${LEFT + plotW}" y2="${y(m).toFixed(1)}" stroke="${color}" stroke-dasharray="5,4" stroke-width="1"/>`,
       );
