@@ -605,13 +605,17 @@ class Connection {
     await this.#drainInFlight();
   }
 
-  #simpleReply(handle: Buffer, error: number, data?: Buffer): void {
+  #simpleHeader(handle: Buffer, error: number): Buffer {
     const h = Buffer.allocUnsafe(P.SIMPLE_REPLY_BYTES);
     h.writeUInt32BE(P.NBD_SIMPLE_REPLY_MAGIC, 0);
     h.writeUInt32BE(error, 4);
     handle.copy(h, 8);
-    if (data === undefined) this.#send(h);
-    else this.#send(h, data);
+    return h;
+  }
+
+  /** A simple reply without data (write-like commands, and errors without structured replies). */
+  #simpleReply(handle: Buffer, error: number): void {
+    this.#send(this.#simpleHeader(handle, error));
   }
 
   #structuredHeader(handle: Buffer, flags: number, type: number, length: number): Buffer {
@@ -665,11 +669,7 @@ class Connection {
         off,
       ];
     } else {
-      const h = Buffer.allocUnsafe(P.SIMPLE_REPLY_BYTES);
-      h.writeUInt32BE(P.NBD_SIMPLE_REPLY_MAGIC, 0);
-      h.writeUInt32BE(0, 4);
-      handle.copy(h, 8);
-      head = [h];
+      head = [this.#simpleHeader(handle, 0)];
     }
     if (this.#socket.destroyed) return; // the buffer is left to the garbage collector
     if (buffer.length + 32 <= COALESCE_REPLY_BYTES) {

@@ -189,8 +189,13 @@ export class ChunkCache {
     if (this.#closed) return undefined;
     const slot = this.#lru.get(digestHex);
     if (slot === undefined || this.table.field(slot, kLengthField) !== length) return undefined;
+    return this.#hit(digestHex, slot);
+  }
+
+  /** A request served from a ready slot: counted, no longer unread readahead, pinned. */
+  #hit(hex: string, slot: SlotIndex): Lease {
     this.#stats.hits++;
-    this.#markRead(digestHex);
+    this.#markRead(hex);
     this.table.pin(slot);
     return this.#leaseOf(slot);
   }
@@ -203,10 +208,7 @@ export class ChunkCache {
     if (slot !== undefined) {
       const length = this.table.field(slot, kLengthField);
       if (length !== request.length) return Promise.reject(lengthMismatch(hex, length, request.length));
-      this.#stats.hits++;
-      this.#markRead(hex);
-      this.table.pin(slot);
-      return Promise.resolve(this.#leaseOf(slot));
+      return Promise.resolve(this.#hit(hex, slot));
     }
     let load = this.#loads.get(hex);
     const isNew = load === undefined;
