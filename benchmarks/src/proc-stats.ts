@@ -20,22 +20,22 @@ export async function peakRssBytes(pid: number | 'self'): Promise<number | undef
   }
 }
 
-/** Chunk requests a `liverestore serve` has answered so far, and their body bytes. */
+/** Chunk blobs a `liverestore serve` has been asked for so far (not pieces), and the body bytes sent. */
 export interface ServeChunkCounters {
   readonly requests: number;
   readonly bytes: number;
 }
 
-/** Sums the `route="chunk"` series of the server's request and sent-bytes counters. */
+/** Reads the server's chunk-fetch counter and the `route="chunk"` series of its sent-bytes counter. */
 export function parseChunkCounters(metrics: string): ServeChunkCounters {
   let requests = 0;
   let bytes = 0;
   for (const line of metrics.split('\n')) {
-    if (!line.includes('route="chunk"')) continue;
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
     if (!Number.isFinite(value)) continue;
-    if (line.startsWith('liverestore_http_requests_total{')) requests += value;
-    else if (line.startsWith('liverestore_http_sent_bytes_total{')) bytes += value;
+    if (line.startsWith('liverestore_http_chunk_fetches_total ')) requests += value;
+    else if (line.startsWith('liverestore_http_sent_bytes_total{') && line.includes('route="chunk"'))
+      bytes += value;
   }
   return { requests, bytes };
 }

@@ -28,6 +28,7 @@ export class ServerMetrics {
   readonly #bytes: Counter<'route'>;
   readonly #latency: Histogram<'route'>;
   readonly #errors: Counter<'code'>;
+  readonly #chunkFetches: Counter;
 
   constructor(cache: ChunkCache) {
     const registers = [this.registry];
@@ -56,6 +57,11 @@ export class ServerMetrics {
       labelNames: ['code'],
       registers,
     });
+    this.#chunkFetches = new Counter({
+      name: 'liverestore_http_chunk_fetches_total',
+      help: 'Chunk blobs asked for: whole, or from byte 0 (the first piece of a ranged fetch)',
+      registers,
+    });
     for (const key of CACHE_GAUGES) {
       new Gauge({
         name: `liverestore_cache_${snakeCase(key)}`,
@@ -66,6 +72,11 @@ export class ServerMetrics {
         },
       });
     }
+  }
+
+  /** Counts a chunk blob being asked for (not each piece of it). */
+  chunkFetch(): void {
+    this.#chunkFetches.inc();
   }
 
   /** Records one finished (or abandoned) response. */

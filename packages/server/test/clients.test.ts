@@ -145,12 +145,16 @@ test.serial('qemu-img convert reads the image over http:// byte for byte', async
     timeout: 15_000,
   });
   t.is((JSON.parse(oddInfo) as { 'virtual-size': number })['virtual-size'], Math.ceil(SIZE1 / 512) * 512);
-  // - it needs `Accept-Ranges: bytes` on HEAD: raw files (.fidx) do not send it and are refused;
+  // - it needs `Accept-Ranges: bytes` on HEAD, which raw snapshot files (.fidx) send too;
   const fidx = `${server.url}/snapshots/${f.snapshot}/drive-scsi0.img.fidx`;
-  const refused = await run('qemu-img', ['info', '-f', 'raw', fidx], { timeout: 15_000 }).catch(
-    (err: unknown) => err,
+  const fidxBytes = Number((await fetch(fidx, { method: 'HEAD' })).headers.get('content-length'));
+  const { stdout: fidxInfo } = await run('qemu-img', ['info', '--output=json', '-f', 'raw', fidx], {
+    timeout: 15_000,
+  });
+  t.is(
+    (JSON.parse(fidxInfo) as { 'virtual-size': number })['virtual-size'],
+    Math.ceil(fidxBytes / 512) * 512,
   );
-  t.regex(String((refused as { stderr?: unknown }).stderr), /range/i);
   // - it cannot send `Authorization: Bearer` (only Basic auth and cookies): with a plain URL a token server is 401…
   const guarded = await serve(t, f, { token: 'qemu-token' });
   const denied = await run(
@@ -249,12 +253,12 @@ test.serial('the real CLI restores over HTTP across a server restart', async (t)
   const dir = await tempDir('lr-restart-cli-');
   t.teardown(() => dir.cleanup());
   const out = join(dir.path, 'restored.raw');
-  // Count the chunk answers of the first server through its access log: the CLI's progress.
+  // Count the chunk answers (whole blobs or pieces) of the first server through its access log: the CLI's progress.
   let chunksServed = 0;
   let onChunk: (() => void) | undefined;
   const log = {
     write(line: string): void {
-      if (line.includes('"path":"/chunks/') && line.includes('"status":200')) {
+      if (line.includes('"path":"/chunks/') && /"status":20[06]/.test(line)) {
         chunksServed++;
         onChunk?.();
       }

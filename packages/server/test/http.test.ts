@@ -107,6 +107,41 @@ test('GET /chunks/{digest} serves the chunk file; bad digests are 400, missing 4
   t.is(errorOf(missing.body).code, 'ERR_LR_CHUNK_MISSING');
 });
 
+test("chunk and snapshot files answer Range (resumable fetches); a chunk's ETag is its digest", async (t) => {
+  const f = t.context.fixture;
+  const server = await serve(t, f);
+  const index = readIndex(await readFile(join(f.storeDir, f.snapshot, 'drive-scsi1.img.fidx')));
+  const hex = toHex(index.digestAt(0));
+  const file = await readFile(join(f.storeDir, '.chunks', hex.slice(0, 4), hex));
+  const url = `${server.url}/chunks/${hex}`;
+  const whole = await get(url);
+  t.is(whole.headers.get('accept-ranges'), 'bytes');
+  t.is(whole.headers.get('etag'), `"${hex}"`);
+  const from = Math.floor(file.length / 3);
+  const rest = await get(url, { range: `bytes=${from}-` });
+  t.is(rest.status, 206);
+  t.is(rest.headers.get('content-range'), `bytes ${from}-${file.length - 1}/${file.length}`);
+  t.true(rest.body.equals(file.subarray(from)));
+  const middle = await get(url, { range: 'bytes=10-19', 'if-range': `"${hex}"` });
+  t.is(middle.status, 206);
+  t.true(middle.body.equals(file.subarray(10, 20)));
+  const stale = await get(url, { range: 'bytes=10-19', 'if-range': '"something-else"' });
+  t.is(stale.status, 200, 'If-Range that does not match gives the whole file');
+  t.true(stale.body.equals(file));
+  const past = await get(url, { range: `bytes=${file.length}-` });
+  t.is(past.status, 416);
+  t.is(past.headers.get('content-range'), `bytes */${file.length}`);
+  t.is(errorOf(past.body).code, 'ERR_LR_HTTP_RANGE_NOT_SATISFIABLE');
+  const garbage = await get(url, { range: 'bytes=x-y' });
+  t.is(garbage.status, 400);
+  t.is(errorOf(garbage.body).code, 'ERR_LR_HTTP_BAD_RANGE');
+  const fidx = await get(`${server.url}/snapshots/${f.snapshot}/drive-scsi1.img.fidx`, {
+    range: 'bytes=0-3',
+  });
+  t.is(fidx.status, 206);
+  t.is(fidx.body.length, 4);
+});
+
 test('GET of an image returns the whole source image with ETag and Accept-Ranges', async (t) => {
   const f = t.context.fixture;
   const server = await serve(t, f);

@@ -1,3 +1,6 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readIndex, toHex } from '@liverestore/format';
 import { ChunkCache } from '@liverestore/reader';
 import anyTest, { type TestFn } from 'ava';
 import { type Fixture, get, MiB, makeFixture, serve } from './helpers.js';
@@ -41,6 +44,8 @@ test('/metrics counts requests, bytes, latency and errors, and reads the cache s
   t.is(sample(text, 'liverestore_http_request_duration_seconds_count', '{route="image"}'), 2);
   t.is(sample(text, 'liverestore_http_errors_total', '{code="ERR_LR_CHUNK_MISSING"}'), 1);
   t.is(sample(text, 'liverestore_http_errors_total', '{code="ERR_LR_DIGEST_INVALID"}'), 1);
+  // A 404 is no fetch of a blob; the chunk counter below counts blobs, not ranged pieces.
+  t.is(sample(text, 'liverestore_http_chunk_fetches_total'), 0);
   const stats = cache.stats();
   t.true(stats.misses > 0);
   t.true(stats.hits > 0, 'the second range hit the cache');
@@ -65,4 +70,18 @@ test('two servers in one process keep separate registries', async (t) => {
   await get(`${a.url}/snapshots`);
   const text = (await get(`${b.url}/metrics`)).body.toString();
   t.is(sample(text, 'liverestore_http_requests_total', '{route="snapshots",status="200"}'), undefined);
+});
+
+test('liverestore_http_chunk_fetches_total counts blobs asked for, not the pieces of a resumed fetch', async (t) => {
+  const f = t.context.fixture;
+  const server = await serve(t, f);
+  const index = readIndex(await readFile(join(f.storeDir, f.snapshot, 'drive-scsi0.img.fidx')));
+  const url = `${server.url}/chunks/${toHex(index.digestAt(0))}`;
+  await get(url);
+  await get(url, { range: 'bytes=0-' });
+  await get(url, { range: 'bytes=100-' }); // the rest of a cut fetch
+  await get(url, {}, 'HEAD');
+  const text = (await get(`${server.url}/metrics`)).body.toString();
+  t.is(sample(text, 'liverestore_http_chunk_fetches_total'), 2);
+  t.is(sample(text, 'liverestore_http_requests_total', '{route="chunk",status="206"}'), 2);
 });
