@@ -87,6 +87,7 @@ export class CachedChunkReader {
     const first = index.chunkIndexAt(offset);
     const last = index.chunkIndexAt(end - 1);
     const ahead = this.#readahead.observe(offset, end, first, last);
+    const background = this.#readahead.sequential;
     const copies: Promise<void>[] = [];
     for (let i = first; i <= last; i++) {
       const chunkStart = index.chunkStart(i);
@@ -99,7 +100,7 @@ export class CachedChunkReader {
         continue;
       }
       copies.push(
-        this.#access.acquire(this.#hex[i]!, chunkEnd - chunkStart, signal).then((lease) => {
+        this.#access.acquire(this.#hex[i]!, chunkEnd - chunkStart, signal, background).then((lease) => {
           try {
             this.#access.table.copyOut(lease, from - chunkStart, buffer, target, to - from);
           } finally {

@@ -11,7 +11,8 @@ import type { Lease, SlotTable } from './slot-table.js';
 export interface ChunkAccess {
   readonly table: SlotTable;
   readonly capacityBytes: number;
-  acquire(digestHex: string, length: number, signal?: AbortSignal): Promise<Lease>;
+  /** `background`: the read belongs to a sequential stream (see ChunkRequest.background). */
+  acquire(digestHex: string, length: number, signal?: AbortSignal, background?: boolean): Promise<Lease>;
   /** A lease without waiting when the chunk is cached; only on the cache's own thread. */
   tryAcquire?(digestHex: string, length: number): Lease | undefined;
   release(lease: Lease): void;
@@ -27,7 +28,8 @@ export function localChunkAccess(
   return {
     table: cache.table,
     capacityBytes: cache.capacityBytes,
-    acquire: (digestHex, length, signal) => cache.acquire({ digestHex, length, source, key }, signal),
+    acquire: (digestHex, length, signal, background) =>
+      cache.acquire({ digestHex, length, source, key, background }, signal),
     tryAcquire: (digestHex, length) => cache.tryAcquire(digestHex, length),
     release: (lease) => cache.release(lease),
     prefetch: (digestHex, length) => {

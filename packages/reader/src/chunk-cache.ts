@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { LiverestoreError } from '@liverestore/format';
 import { LRUCache } from 'lru-cache';
-import type { ChunkSource } from './chunk-source.js';
+import type { ChunkSource, FetchHints } from './chunk-source.js';
+import type { DecodeResult, DecodeTask } from './decode-worker.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
 import { abortError, fromErrorRecord, ReaderError } from './errors.js';
 import {
@@ -46,6 +47,11 @@ export interface ChunkRequest {
   readonly source: ChunkSource;
   /** Raw key of an encrypted archive. */
   readonly key?: Uint8Array | undefined;
+  /**
+   * The read belongs to a sequential stream (a copy job, a restore): it wants throughput,
+   * not latency, and gives way to urgent loads (see {@link FetchHints}). Default false.
+   */
+  readonly background?: boolean | undefined;
 }
 
 /** Counters of {@link ChunkCache.stats}. */
@@ -83,10 +89,22 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
-interface Load {
+/** A chunk being fetched and decoded; its `urgent` flag is the live hint its fetch reads. */
+interface Load extends FetchHints {
   readonly waiters: Set<Waiter>;
   /** Plaintext length the index expects; every joiner must expect the same. */
   readonly length: number;
+  /** A reader outside any sequential stream waits for it; raised when one joins, never lowered. */
+  urgent: boolean;
+}
+
+/** A decode waiting for a thread. */
+interface DecodeJob {
+  readonly load: Load;
+  readonly task: DecodeTask;
+  readonly takeBlob: boolean;
+  resolve(result: DecodeResult): void;
+  reject(err: unknown): void;
 }
 
 interface AllocWaiter {
@@ -112,7 +130,10 @@ function checkPositiveInteger(value: number, name: string): void {
  * - A failed fetch or decode is never cached; every waiter gets the error.
  * - Aborting one waiter never cancels a load others wait for.
  * - Memory never exceeds `cacheBytes`; when every slot is pinned or loading, requests
- *   wait (FIFO) for a release. A single-chunk cache still serves any number of readers,
+ *   wait (FIFO) for a release.
+ * - Loads a reader outside any sequential stream waits for (a guest's random read) are
+ *   urgent: their fetch goes first on the source's link ({@link FetchHints}) and their
+ *   decode goes first here, where decodes wait for a free thread rather than in the pool. A single-chunk cache still serves any number of readers,
  *   because readers never hold a pin while they wait for another chunk.
  */
 export class ChunkCache {
@@ -129,6 +150,10 @@ export class ChunkCache {
   readonly #unread = new Map<string, number>();
   #unreadBytes = 0;
   readonly #closing = new AbortController();
+  /** Decodes handed to the decoder and not finished: at most one per thread. */
+  #decoding = 0;
+  /** Decodes waiting for a thread, in arrival order; urgent loads go first. */
+  readonly #decodeQueue: DecodeJob[] = [];
   #waitingForRelease = false;
   #closed = false;
   readonly #stats = {
@@ -214,12 +239,13 @@ export class ChunkCache {
     const isNew = load === undefined;
     if (load === undefined) {
       this.#stats.misses++;
-      load = this.#newLoad(request);
+      load = this.#newLoad(request, request.background !== true);
     } else if (load.length !== request.length) {
       return Promise.reject(lengthMismatch(hex, load.length, request.length));
     } else {
       this.#stats.dedupJoins++;
       this.#markRead(hex);
+      if (request.background !== true) load.urgent = true;
     }
     const joined = load;
     const leased = new Promise<Lease>((resolve, reject) => {
@@ -267,7 +293,7 @@ export class ChunkCache {
     this.#stats.prefetches++;
     this.#unread.set(hex, bytes);
     this.#unreadBytes += bytes;
-    void this.#runLoad(request, this.#newLoad(request), slot);
+    void this.#runLoad(request, this.#newLoad(request, false), slot);
     return true;
   }
 
@@ -302,6 +328,7 @@ export class ChunkCache {
     this.#closed = true;
     this.#closing.abort(closedError());
     for (const waiter of this.#allocWaiters.splice(0)) waiter.reject(closedError());
+    for (const job of this.#decodeQueue.splice(0)) job.reject(closedError());
     Atomics.notify(this.table.header, kReleaseSeqField);
     await this.#decoder.close();
   }
@@ -377,8 +404,8 @@ export class ChunkCache {
     };
   }
 
-  #newLoad(request: ChunkRequest): Load {
-    const load: Load = { waiters: new Set(), length: request.length };
+  #newLoad(request: ChunkRequest, urgent: boolean): Load {
+    const load: Load = { waiters: new Set(), length: request.length, urgent };
     this.#loads.set(request.digestHex, load);
     return load;
   }
@@ -396,8 +423,9 @@ export class ChunkCache {
       }
       slot ??= await this.#allocate(pageCount);
       this.table.setField(slot, kLengthField, request.length);
-      const blob = await request.source.fetchChunk(hex, this.#closing.signal);
-      const result = await this.#decoder.decode(
+      const blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+      const result = await this.#decode(
+        load,
         {
           blob,
           digestHex: hex,
@@ -428,6 +456,32 @@ export class ChunkCache {
     }
     // A load that ended may have left an unpinned slot (no waiters) or freed pages.
     this.#pump();
+  }
+
+  /** Queues a decode; it starts when a thread is free, urgent loads first. */
+  #decode(load: Load, task: DecodeTask, takeBlob: boolean): Promise<DecodeResult> {
+    if (this.#closed) return Promise.reject(closedError());
+    return new Promise<DecodeResult>((resolve, reject) => {
+      this.#decodeQueue.push({ load, task, takeBlob, resolve, reject });
+      this.#startDecodes();
+    });
+  }
+
+  #startDecodes(): void {
+    const threads = Math.max(1, this.#decoder.threads);
+    while (this.#decoding < threads && this.#decodeQueue.length > 0) {
+      const urgent = this.#decodeQueue.findIndex((job) => job.load.urgent);
+      // The first urgent job, else the oldest (findIndex gives -1 when none is urgent).
+      const job = this.#decodeQueue.splice(Math.max(urgent, 0), 1)[0]!;
+      this.#decoding++;
+      this.#decoder
+        .decode(job.task, job.takeBlob)
+        .then(job.resolve, job.reject)
+        .finally(() => {
+          this.#decoding--;
+          this.#startDecodes();
+        });
+    }
   }
 
   #allocate(pageCount: number): Promise<SlotIndex> {

@@ -9,8 +9,13 @@ import { Datastore, type SnapshotRef } from '@liverestore/datastore';
 export interface ChunkSource {
   /** Short description for logs and errors: a path or a URL. */
   readonly name: string;
-  /** The raw blob of a chunk. Must honour `signal`. */
-  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * The raw blob of a chunk. Must honour `signal`. `hints.urgent` says whether a reader
+   * waits for it now (read it each time it matters: the cache raises it when a waiting
+   * reader joins a readahead load); without hints a fetch is urgent. A source whose
+   * bandwidth is scarce serves urgent fetches first.
+   */
+  fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array>;
   /**
    * True when every blob `fetchChunk` returns is the caller's alone (the source keeps no
    * reference): the decode pool may then take its memory instead of copying it.
@@ -23,6 +28,18 @@ export interface ChunkSource {
   /** A file of a snapshot directory (`index.json.blob`, `drive-scsi0.img.fidx`), raw. */
   readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array>;
   close?(): Promise<void>;
+}
+
+/**
+ * How much a fetch matters, as a live view: the cache owns it and may raise `urgent`
+ * while the fetch runs.
+ * - urgent: a reader waits for this chunk and its read is not part of a sequential
+ *   stream (a guest's random read);
+ * - not urgent (background): readahead, and the reads of sequential streams (a copy
+ *   job, a restore), which want throughput rather than latency.
+ */
+export interface FetchHints {
+  readonly urgent: boolean;
 }
 
 /** A datastore on the local file system as a chunk source. */

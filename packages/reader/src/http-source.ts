@@ -13,7 +13,7 @@ import {
   MAX_BLOB_BYTES,
 } from '@liverestore/format';
 import { Pool } from 'undici';
-import type { ChunkSource } from './chunk-source.js';
+import type { ChunkSource, FetchHints } from './chunk-source.js';
 import { abortError, ReaderError } from './errors.js';
 
 /*
@@ -28,6 +28,14 @@ import { abortError, ReaderError } from './errors.js';
  * failures, timeouts and 5xx are retried with exponential backoff and equal jitter, 4xx
  * never. Bodies are bounded and copied into a fresh array the caller owns. The server is
  * not trusted: blobs are checked by the decode pool, listings are validated here.
+ *
+ * Urgent fetches go first on the link (see FetchHints). An urgent fetch is one GET. A
+ * background fetch runs in one of a few lanes (so the blobs it holds do not grow with the
+ * number of readers) and yields: it starts only while no urgent fetch is in flight, and
+ * when one starts, background requests on the wire are cut and later resumed with
+ * `Range` from the first byte not yet received. An urgent fetch thus has the link to
+ * itself after about one round trip, instead of sharing it with megabytes of readahead.
+ * A background fetch that becomes urgent gets its rest in one urgent GET.
  */
 
 /** Default per-attempt deadline (headers and body). */
@@ -36,6 +44,8 @@ export const DEFAULT_HTTP_TIMEOUT_MS = 30_000;
 export const DEFAULT_HTTP_RETRIES = 8;
 /** Default keep-alive pool size: as many fetches in flight as a restore issues. */
 export const DEFAULT_HTTP_CONNECTIONS = 16;
+/** Default background fetches in flight at once (lanes). */
+export const DEFAULT_HTTP_BACKGROUND_FETCHES = 4;
 /** First backoff step: the n-th retry sleeps a random time in [c/2, c) with c = min(cap, base·2ⁿ⁻¹) (equal jitter). */
 export const HTTP_BACKOFF_BASE_MS = 100;
 /** Longest backoff sleep: a restarting server is polled at least this often. */
@@ -59,6 +69,8 @@ export interface HttpChunkSourceOptions {
   retries?: number | undefined;
   /** Keep-alive connections to the server. Default 16. */
   connections?: number | undefined;
+  /** Background (readahead, sequential) fetches in flight at once. Default 4. */
+  backgroundFetches?: number | undefined;
   /** TLS settings of an https:// URL. */
   tls?: { rejectUnauthorized?: boolean | undefined; ca?: Buffer | undefined } | undefined;
 }
@@ -185,6 +197,14 @@ export class HttpChunkSource implements ChunkSource {
   readonly #closing = new AbortController();
   /** Requests on the wire at most: one per pooled connection. */
   readonly #slots: Semaphore;
+  /** Background fetches in flight at most. */
+  readonly #lanes: Semaphore;
+  /** Urgent fetches started and not finished: while any is, background fetches wait. */
+  #urgentFetches = 0;
+  /** Background fetches waiting for the urgent fetches to end. */
+  readonly #linkWaiters = new Set<() => void>();
+  /** Background requests on the wire: aborted (and resumed later) when an urgent fetch starts. */
+  readonly #yielding = new Set<AbortController>();
   #closed = false;
 
   private constructor(base: URL, options: HttpChunkSourceOptions) {
@@ -195,6 +215,7 @@ export class HttpChunkSource implements ChunkSource {
     this.#retries = options.retries ?? DEFAULT_HTTP_RETRIES;
     const connections = options.connections ?? DEFAULT_HTTP_CONNECTIONS;
     this.#slots = new Semaphore(connections);
+    this.#lanes = new Semaphore(options.backgroundFetches ?? DEFAULT_HTTP_BACKGROUND_FETCHES);
     const tls = options.tls;
     this.#pool = new Pool(base.origin, {
       connections,
@@ -237,24 +258,107 @@ export class HttpChunkSource implements ChunkSource {
       checkNonNegativeInteger(options.connections, 'connections');
       if (options.connections === 0) throw new RangeError('connections must be a positive integer');
     }
+    if (options.backgroundFetches !== undefined) {
+      checkNonNegativeInteger(options.backgroundFetches, 'backgroundFetches');
+      if (options.backgroundFetches === 0)
+        throw new RangeError('backgroundFetches must be a positive integer');
+    }
     if (options.token !== undefined && (options.token === '' || /[\r\n]/.test(options.token)))
       throw new TypeError('token must be a non-empty string without line breaks');
     return new HttpChunkSource(base, options);
   }
 
-  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+  fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array> {
     if (!isHexDigest(digestHex)) {
       return Promise.reject(new ReaderError('ERR_LR_DIGEST_INVALID', `invalid chunk digest "${digestHex}"`));
     }
-    return this.#get(
-      `/chunks/${digestHex}`,
-      { notFoundCode: 'ERR_LR_CHUNK_MISSING', maxBytes: MAX_HTTP_CHUNK_BYTES, what: `chunk ${digestHex}` },
-      signal,
-    );
+    const path = `/chunks/${digestHex}`;
+    const kind = {
+      notFoundCode: 'ERR_LR_CHUNK_MISSING',
+      maxBytes: MAX_HTTP_CHUNK_BYTES,
+      what: `chunk ${digestHex}`,
+    };
+    if (hints === undefined || hints.urgent) return this.#whole(path, kind, signal);
+    return this.#background(path, kind, signal, hints);
+  }
+
+  /** One GET (of the rest of `piece` when given) that background fetches make way for. */
+  async #urgent(
+    path: string,
+    kind: RequestKind,
+    signal: AbortSignal | undefined,
+    piece: Piece | undefined,
+  ): Promise<Uint8Array | undefined> {
+    if (this.#urgentFetches++ === 0) {
+      for (const request of this.#yielding) request.abort();
+    }
+    try {
+      return await this.#get(path, kind, signal, piece, undefined);
+    } finally {
+      if (--this.#urgentFetches === 0) {
+        for (const wake of [...this.#linkWaiters]) wake();
+      }
+    }
+  }
+
+  /** A blob fetched in a lane, only while no urgent fetch is in flight, resumed where it was cut. */
+  async #background(
+    path: string,
+    kind: RequestKind,
+    signal: AbortSignal | undefined,
+    hints: FetchHints,
+  ): Promise<Uint8Array> {
+    const stop = linkedController([signal, this.#closing.signal]);
+    try {
+      await this.#lanes.acquire(stop.signal).catch(() => {
+        throw this.#stopError(signal);
+      });
+      try {
+        const piece: Piece = { start: 0, blob: undefined };
+        for (;;) {
+          if (piece.blob !== undefined && piece.start === piece.blob.byteLength) return piece.blob;
+          if (hints.urgent) return (await this.#urgent(path, kind, signal, piece)) ?? piece.blob!;
+          await this.#linkIdle(stop.signal).catch(() => {
+            throw this.#stopError(signal);
+          });
+          const yieldTo = new AbortController();
+          this.#yielding.add(yieldTo);
+          try {
+            return (await this.#get(path, kind, signal, piece, yieldTo.signal)) ?? piece.blob!;
+          } catch (err) {
+            if (err !== YIELDED) throw err;
+          } finally {
+            this.#yielding.delete(yieldTo);
+          }
+        }
+      } finally {
+        this.#lanes.release();
+      }
+    } finally {
+      stop.dispose();
+    }
+  }
+
+  /** Resolves once no urgent fetch is in flight. */
+  #linkIdle(signal: AbortSignal): Promise<void> {
+    if (this.#urgentFetches === 0) return Promise.resolve();
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const wake = (): void => {
+        this.#linkWaiters.delete(wake);
+        unregister();
+        resolve();
+      };
+      const unregister = onAbort(signal, () => {
+        this.#linkWaiters.delete(wake);
+        reject(signal.reason);
+      });
+      this.#linkWaiters.add(wake);
+    });
   }
 
   async listSnapshots(signal?: AbortSignal): Promise<SnapshotRef[]> {
-    const body = await this.#get(
+    const body = await this.#whole(
       '/snapshots',
       {
         notFoundCode: 'ERR_LR_SOURCE_BAD_RESPONSE',
@@ -290,7 +394,7 @@ export class HttpChunkSource implements ChunkSource {
       );
     }
     const path = [ref.type, ref.id, formatBackupTime(ref.time), filename].map(encodeURIComponent).join('/');
-    return this.#get(
+    return this.#whole(
       `/snapshots/${path}`,
       {
         notFoundCode: 'ERR_LR_SNAPSHOT_FILE_NOT_FOUND',
@@ -309,24 +413,40 @@ export class HttpChunkSource implements ChunkSource {
     await this.#pool.destroy();
   }
 
-  /** GET with retries: the body, or the first permanent error, or ERR_LR_SOURCE_UNAVAILABLE. */
-  async #get(path: string, kind: RequestKind, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  /** A whole body, urgently (a reader waits for it). */
+  async #whole(path: string, kind: RequestKind, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    return (await this.#urgent(path, kind, signal, undefined))!;
+  }
+
+  /**
+   * GET with retries: the body, or the first permanent error, or ERR_LR_SOURCE_UNAVAILABLE.
+   * With `piece`, asks for the rest of the blob from `piece.start` and writes it into
+   * `piece.blob` (returning undefined), unless the server answers with the whole body
+   * (returned). When `yieldTo` fires, stops and throws {@link YIELDED}.
+   */
+  async #get(
+    path: string,
+    kind: RequestKind,
+    signal: AbortSignal | undefined,
+    piece: Piece | undefined,
+    yieldTo: AbortSignal | undefined,
+  ): Promise<Uint8Array | undefined> {
     const url = `${this.name}${path}`;
     const attempts = this.#retries + 1;
     // One signal for the caller and for close(), so a wait, a sleep or a request stops on either.
-    const stop = linkedController([signal, this.#closing.signal]);
+    const stop = linkedController([signal, this.#closing.signal, yieldTo]);
     let last: unknown;
     try {
       for (let attempt = 1; attempt <= attempts; attempt++) {
         try {
           await this.#slots.acquire(stop.signal);
         } catch {
-          throw this.#stopError(signal);
+          throw this.#stopError(signal, yieldTo);
         }
         try {
-          return await this.#attempt(this.#prefix + path, url, kind, stop.signal);
+          return await this.#attempt(this.#prefix + path, url, kind, stop.signal, piece);
         } catch (err) {
-          if (stop.signal.aborted) throw this.#stopError(signal);
+          if (stop.signal.aborted) throw this.#stopError(signal, yieldTo);
           if (err instanceof LiverestoreError && !isRetryable(err)) throw err;
           if (!isRetryable(err)) {
             // Not transient and not ours (a TLS failure, a malformed answer): fail now, with a code.
@@ -347,7 +467,7 @@ export class HttpChunkSource implements ChunkSource {
             // a real outage budget (≈ 8 s with 8 retries) while clients still spread out.
             await sleep(ceiling / 2 + (Math.random() * ceiling) / 2, stop.signal);
           } catch {
-            throw this.#stopError(signal);
+            throw this.#stopError(signal, yieldTo);
           }
         }
       }
@@ -361,15 +481,24 @@ export class HttpChunkSource implements ChunkSource {
     );
   }
 
-  #stopError(signal: AbortSignal | undefined): Error {
-    return signal?.aborted === true ? abortError(signal) : closedError(this.name);
+  /** Why a request stopped early: the caller's abort, the source's close, or making way. */
+  #stopError(signal: AbortSignal | undefined, yieldTo?: AbortSignal): Error {
+    if (signal?.aborted === true) return abortError(signal);
+    if (this.#closed || yieldTo?.aborted !== true) return closedError(this.name);
+    return YIELDED;
   }
 
   /**
    * One request with its own deadline over headers and body. It runs only once a
    * connection is free (see #slots), so time queued behind other fetches never counts.
    */
-  async #attempt(path: string, url: string, kind: RequestKind, stop: AbortSignal): Promise<Uint8Array> {
+  async #attempt(
+    path: string,
+    url: string,
+    kind: RequestKind,
+    stop: AbortSignal,
+    piece: Piece | undefined,
+  ): Promise<Uint8Array | undefined> {
     const deadline = linkedController([stop]);
     const timer = setTimeout(
       () =>
@@ -390,10 +519,15 @@ export class HttpChunkSource implements ChunkSource {
         headers: {
           accept: '*/*',
           ...(this.#authorization === undefined ? {} : { authorization: this.#authorization }),
+          ...(piece === undefined ? {} : { range: `bytes=${piece.start}-` }),
         },
       });
       const { statusCode, body } = response;
-      if (statusCode >= 200 && statusCode < 300) {
+      if (statusCode === 206 && piece !== undefined) {
+        await readPiece(response, piece, kind, url);
+        return undefined;
+      }
+      if (statusCode >= 200 && statusCode < 300 && statusCode !== 206) {
         const length = Number(response.headers['content-length']);
         if (Number.isFinite(length) && length > kind.maxBytes) {
           body.destroy();
@@ -504,6 +638,55 @@ function tooLarge(kind: RequestKind, url: string, length: number | undefined): R
     'ERR_LR_SOURCE_RESPONSE_TOO_LARGE',
     `GET ${url}: ${kind.what} is ${length === undefined ? 'larger than' : `${length} bytes, over`} the limit of ${kind.maxBytes} bytes`,
   );
+}
+
+/** A background fetch stopped to make way for an urgent one (internal; never reaches a caller). */
+const YIELDED = new Error('the request made way for an urgent fetch');
+
+/** A blob fetched with `Range` and possibly resumed: what has arrived so far. */
+interface Piece {
+  /** First byte not received yet: where the next request starts. */
+  start: number;
+  /** The whole blob, allocated once the first answer names its size. */
+  blob: Uint8Array | undefined;
+}
+
+/**
+ * Checks a 206 answer to `Range: bytes=START-` (`Content-Range: bytes START-LAST/TOTAL`
+ * up to the end of the blob, the same TOTAL every time) and copies its body into the
+ * blob, advancing `piece.start` as bytes arrive, so a cut answer is resumed, not refetched.
+ */
+async function readPiece(
+  response: {
+    headers: Record<string, string | string[] | undefined>;
+    body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown };
+  },
+  piece: Piece,
+  kind: RequestKind,
+  url: string,
+): Promise<void> {
+  const { body } = response;
+  const header = response.headers['content-range'];
+  const match = typeof header === 'string' ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header) : null;
+  const [first, last, total] = (match?.slice(1) ?? []).map(Number);
+  const bad = (why: string): ReaderError => {
+    const err = new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', `GET ${url}: ${kind.what}: ${why}`);
+    body.destroy(err);
+    return err;
+  };
+  if (first !== piece.start || total === undefined || !Number.isSafeInteger(total) || last !== total - 1)
+    throw bad(`the answer to "Range: bytes=${piece.start}-" has Content-Range "${String(header)}"`);
+  if (total > kind.maxBytes) throw bad(`${total} bytes, over the limit of ${kind.maxBytes} bytes`);
+  if (piece.blob !== undefined && piece.blob.byteLength !== total)
+    throw bad('its size changed between requests');
+  const blob = piece.blob ?? new Uint8Array(total);
+  piece.blob = blob;
+  for await (const part of body) {
+    if (piece.start + part.byteLength > total) throw bad('the body is longer than its Content-Range');
+    blob.set(part, piece.start);
+    piece.start += part.byteLength;
+  }
+  if (piece.start !== total) throw bad('the body is shorter than its Content-Range');
 }
 
 /** Collects a body into one fresh array, failing as soon as it passes `maxBytes`. */

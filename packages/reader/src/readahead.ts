@@ -8,6 +8,9 @@
  * reads inside one chunk prefetch nothing (a full window there would fetch 32 MiB for a
  * few KiB), while a copy job reading the disk in order reaches the full window after
  * `window` chunks.
+ *
+ * Streams are tracked even with readahead off: whether a read continues one tells the
+ * cache whether it wants throughput (a sequential stream) or latency (a random read).
  */
 
 /** How many concurrent sequential streams one reader tracks. */
@@ -27,6 +30,8 @@ interface Stream {
 export class ReadaheadTracker {
   readonly #streams: Stream[] = [];
   #clock = 0;
+  /** Whether the last observed read continued a tracked stream. */
+  sequential = false;
 
   /** @param windowChunks most chunks to keep loading ahead of a sequential stream (0 = off). */
   constructor(readonly windowChunks: number) {}
@@ -34,7 +39,8 @@ export class ReadaheadTracker {
   /**
    * Records a read of [start, end) touching chunks `firstChunk` … `lastChunk`; returns the
    * chunk range to prefetch (`from` ≤ `to`), or undefined (a random read, a stream still
-   * inside its first chunk, or a window already loading).
+   * inside its first chunk, a window already loading, or readahead off). Sets
+   * {@link sequential}.
    */
   observe(
     start: number,
@@ -42,9 +48,9 @@ export class ReadaheadTracker {
     firstChunk: number,
     lastChunk: number,
   ): { from: number; to: number } | undefined {
-    if (this.windowChunks <= 0) return undefined;
     this.#clock++;
     let stream = this.#streams.find((s) => s.next === start);
+    this.sequential = stream !== undefined;
     if (stream === undefined) {
       stream = { next: end, firstChunk, prefetchedThrough: lastChunk, lastUse: this.#clock };
       if (this.#streams.length < TRACKED_STREAMS) this.#streams.push(stream);
@@ -56,6 +62,7 @@ export class ReadaheadTracker {
     }
     stream.next = end;
     stream.lastUse = this.#clock;
+    if (this.windowChunks <= 0) return undefined;
     const ahead = Math.min(this.windowChunks, lastChunk - stream.firstChunk);
     const from = Math.max(stream.prefetchedThrough + 1, lastChunk + 1);
     const to = lastChunk + ahead;

@@ -37,7 +37,7 @@ function asEndpoint(port: MessagePort): Endpoint {
 
 /** The calls a remote reader makes to the coordinator (bound to one archive's source and key). */
 export interface RemoteChunkEndpoint {
-  acquire(digestHex: string, length: number): Promise<Lease>;
+  acquire(digestHex: string, length: number, background: boolean): Promise<Lease>;
   prefetch(digestHex: string, length: number): void;
 }
 
@@ -69,8 +69,8 @@ export async function exportArchive(snapshot: Snapshot, archive: string): Promis
   const held = new Int32Array(new SharedArrayBuffer(cache.table.slotCount * 4));
   let portClosed = false;
   const endpoint: RemoteChunkEndpoint = {
-    acquire: async (digestHex, length) => {
-      const lease = await cache.acquire({ digestHex, length, source, key });
+    acquire: async (digestHex, length, background) => {
+      const lease = await cache.acquire({ digestHex, length, source, key, background });
       if (portClosed) {
         // The reader died while its chunk loaded: nobody will ever unpin this lease.
         cache.release(lease);
@@ -117,8 +117,8 @@ export function openRemoteArchive(
   const access: ChunkAccess = {
     table,
     capacityBytes: handle.capacityBytes,
-    acquire: (digestHex, length, signal) => {
-      const pending = remote.acquire(digestHex, length) as Promise<Lease>;
+    acquire: (digestHex, length, signal, background = false) => {
+      const pending = remote.acquire(digestHex, length, background) as Promise<Lease>;
       if (signal === undefined) return pending;
       if (signal.aborted) {
         void pending.then(

@@ -10,7 +10,7 @@ import { backup, Datastore, type SnapshotRef } from '@liverestore/datastore';
 import { type CryptConfig, encodeChunk, toHex } from '@liverestore/format';
 import { type ImageSpec, tempDir, writeImageFile } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
-import { type ChunkSource, exportArchive, type Snapshot } from '../src/index.js';
+import { type ChunkSource, exportArchive, type FetchHints, type Snapshot } from '../src/index.js';
 import type { RemoteReaderData, RemoteReaderReport } from './fixtures/remote-reader.js';
 
 export { between, prng } from './fixtures/random.js';
@@ -90,6 +90,8 @@ export class MemorySource implements ChunkSource {
   readonly name = 'memory';
   readonly blobs = new Map<string, Uint8Array>();
   readonly fetches = new Map<string, number>();
+  /** The hints of the last fetch of each digest (a live view the cache may raise). */
+  readonly hints = new Map<string, FetchHints | undefined>();
   readonly pending: PendingFetch[] = [];
   /** Hold every fetch until the test completes it (a model test serialises loads this way). */
   holdAll = false;
@@ -118,8 +120,9 @@ export class MemorySource implements ChunkSource {
     this.#delayNext.add(hex);
   }
 
-  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+  fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array> {
     this.fetches.set(digestHex, (this.fetches.get(digestHex) ?? 0) + 1);
+    this.hints.set(digestHex, hints);
     if (signal?.aborted === true) return Promise.reject(signal.reason);
     const blob = this.blobs.get(digestHex);
     const error = this.#failNext.delete(digestHex)
@@ -171,6 +174,8 @@ export class MemorySource implements ChunkSource {
  */
 export class CountingSource implements ChunkSource {
   readonly fetches = new Map<string, number>();
+  /** Each fetch in order, with whether it was urgent when it started. */
+  readonly log: { readonly digestHex: string; readonly urgent: boolean }[] = [];
   fetchCount = 0;
   #gate: Promise<void> | undefined;
   #open: (() => void) | undefined;
@@ -197,8 +202,9 @@ export class CountingSource implements ChunkSource {
     this.#open = undefined;
   }
 
-  async fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+  async fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array> {
     this.fetchCount++;
+    this.log.push({ digestHex, urgent: hints?.urgent ?? true });
     this.fetches.set(digestHex, (this.fetches.get(digestHex) ?? 0) + 1);
     const gate = this.#gate;
     if (gate !== undefined) {

@@ -455,3 +455,66 @@ test('a malformed or oversized snapshot list is an error, not a partial answer',
   f.server.behaviour.listingBody = `[${' '.repeat(64 * MiB)}]`;
   await t.throwsAsync(source.listSnapshots(), { code: 'ERR_LR_SOURCE_RESPONSE_TOO_LARGE' });
 });
+
+/** Polls `condition` every 5 ms for up to 5 s. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !condition(); i++) await sleep(5);
+  if (!condition()) throw new Error('condition not reached within 5 s');
+}
+
+test('a background fetch makes way for an urgent one and resumes with Range where it was cut', async (t) => {
+  const f = await setup(t);
+  f.server.behaviour.ranges = true;
+  f.server.behaviour.bodyPieceDelayMs = 10;
+  const source = await f.open();
+  const [slow, urgent] = await dataChunks(f);
+  const events = f.server.counters.events;
+  const background = source.fetchChunk(slow!, undefined, { urgent: false });
+  // Part of the background blob has arrived: now a reader waits for another chunk.
+  await until(() => events.includes(`start /chunks/${slow} bytes=0-`));
+  await sleep(35);
+  const first = await source.fetchChunk(urgent!);
+  const blob = await background;
+  t.deepEqual(Buffer.from(first), Buffer.from(await f.store.readChunk(urgent!)));
+  t.deepEqual(
+    Buffer.from(blob),
+    Buffer.from(await f.store.readChunk(slow!)),
+    'the resumed blob is whole and exact',
+  );
+  const slowStarts = events.filter((e) => e.startsWith(`start /chunks/${slow}`));
+  t.is(slowStarts.length, 2, `one cut and one resumed request: ${slowStarts.join(', ')}`);
+  const resumedAt = Number(/bytes=(\d+)-$/.exec(slowStarts[1]!)?.[1]);
+  t.true(resumedAt > 0, 'the second request starts after the bytes already received');
+  // The background request was cut before the urgent answer, and resumed only after it.
+  const at = (e: string): number => events.indexOf(e);
+  t.true(at(`end /chunks/${slow}`) < at(`end /chunks/${urgent}`));
+  t.true(at(`end /chunks/${urgent}`) < at(slowStarts[1]!));
+});
+
+test('background fetches use at most backgroundFetches requests; a server without Range support still works', async (t) => {
+  const f = await setup(t);
+  f.server.behaviour.bodyPieceDelayMs = 2;
+  const source = await f.open({ backgroundFetches: 2 });
+  const chunks = await dataChunks(f);
+  const blobs = await Promise.all(chunks.map((hex) => source.fetchChunk(hex, undefined, { urgent: false })));
+  for (const [i, hex] of chunks.entries())
+    t.deepEqual(Buffer.from(blobs[i]!), Buffer.from(await f.store.readChunk(hex)));
+  t.is(f.server.counters.maxActive, Math.min(2, chunks.length));
+  t.true(f.server.counters.events.every((e) => !e.startsWith('start') || e.endsWith('bytes=0-')));
+  await t.throwsAsync(HttpChunkSource.open(f.server.url, { backgroundFetches: 0 }), {
+    instanceOf: RangeError,
+  });
+});
+
+test('a 206 whose Content-Range does not match the request is ERR_LR_SOURCE_BAD_RESPONSE, not retried', async (t) => {
+  const f = await setup(t);
+  f.server.behaviour.ranges = true;
+  f.server.behaviour.badContentRange = true;
+  const source = await f.open();
+  const [hex] = await dataChunks(f);
+  await t.throwsAsync(source.fetchChunk(hex!, undefined, { urgent: false }), {
+    code: 'ERR_LR_SOURCE_BAD_RESPONSE',
+    message: /Content-Range/,
+  });
+  t.is(f.server.requestsFor(`/chunks/${hex}`), 1);
+});

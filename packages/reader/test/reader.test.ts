@@ -22,8 +22,10 @@ import {
   chunkPath,
   collect,
   KiB,
+  MemorySource,
   MiB,
   prng,
+  sleep,
   testDir,
   withTimeout,
 } from './helpers.js';
@@ -480,4 +482,69 @@ test('tryReadAtSync serves cached and zero chunks at once, and nothing else', as
   t.true(reader.tryReadAtSync(Buffer.alloc(0), reader.size));
   cache.checkInvariants();
   t.is(source.fetchCount, 1);
+});
+
+test('reads continuing a sequential stream fetch in the background; others are urgent (readahead on or off)', async (t) => {
+  for (const readaheadChunks of [0, 2]) {
+    const { reader, source } = await open(t, {
+      spec: { sizeBytes: 16 * CHUNK, seed: 5, mix: { random: 1 } },
+      readaheadChunks,
+    });
+    const buffer = Buffer.alloc(CHUNK);
+    await reader.readAt(buffer, 0); // a new stream: someone waits, nothing to go on
+    await reader.readAt(buffer, CHUNK); // continues it
+    await reader.readAt(buffer, 2 * CHUNK);
+    await reader.readAt(buffer, 11 * CHUNK); // a random read
+    const urgency = (i: number): boolean | undefined => {
+      const hex = toHex(reader.index.digestAt(i));
+      return source.log.find((f) => f.digestHex === hex)?.urgent;
+    };
+    t.true(urgency(0), `readahead ${readaheadChunks}: the first read`);
+    t.false(urgency(1), `readahead ${readaheadChunks}: the second read of the stream`);
+    t.false(urgency(2));
+    t.true(urgency(11), `readahead ${readaheadChunks}: a random read`);
+    // Readahead loads are background too.
+    if (readaheadChunks > 0) t.true(source.log.filter((f) => !f.urgent).length > 2);
+  }
+});
+
+test('an urgent reader joining a background load raises its fetch hint, and decodes go urgent first', async (t) => {
+  const source = new MemorySource();
+  const data = (seed: number): Uint8Array => imageBytes({ sizeBytes: MiB, seed, mix: { random: 1 } }, 0, MiB);
+  const [a, b, c, d] = [1, 2, 3, 4].map((seed) => source.add(data(seed), undefined, 'none'));
+  const cache = new ChunkCache({ cacheBytes: 8 * MiB, workers: 1 });
+  t.teardown(() => cache.close());
+  const request = (digestHex: string, background: boolean) => ({
+    digestHex,
+    length: MiB,
+    source,
+    background,
+  });
+
+  source.holdAll = true;
+  const joined = [cache.acquire(request(a!, true))];
+  await sleep(1); // the fetch starts once the slot is allocated
+  t.false(source.hints.get(a!)?.urgent, 'a sequential read starts a background fetch');
+  joined.push(cache.acquire(request(a!, false)));
+  t.true(source.hints.get(a!)?.urgent, 'a waiting random read makes it urgent');
+  for (const p of [...source.pending]) p.complete();
+  for (const lease of await Promise.all(joined)) cache.release(lease);
+
+  // One decode thread, busy with b (readahead) when c (background) and d (urgent) arrive:
+  // d is decoded before c although it arrived last.
+  t.true(cache.prefetch(request(b!, true)));
+  await sleep(1);
+  t.false(source.hints.get(b!)?.urgent, 'readahead is background');
+  const order: string[] = [];
+  const track = async (hex: string, background: boolean): Promise<void> => {
+    const lease = await cache.acquire(request(hex, background));
+    order.push(hex);
+    cache.release(lease);
+  };
+  const loads = [track(c!, true), track(d!, false)];
+  await sleep(1);
+  for (const p of [...source.pending]) p.complete(); // b, c, d in that order
+  await Promise.all(loads);
+  t.deepEqual(order, [d, c]);
+  t.true(cache.has(b!));
 });
