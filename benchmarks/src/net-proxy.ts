@@ -163,7 +163,13 @@ class Pipe {
   }
 
   deliver(data: Buffer | null): void {
-    if (this.target.destroyed) return;
+    if (this.target.destroyed) {
+      // The receiver is gone: a real one answers the next segment with a reset, and the
+      // sender stops. Whatever this connection still had queued never takes the wire.
+      this.#waiting.length = 0;
+      this.source.destroy();
+      return;
+    }
     if (data === null) {
       this.target.end();
       return;
