@@ -217,21 +217,18 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
   }
 
   /**
-   * A file of the store, with Range support: chunk blobs and snapshot files never change
-   * once written (content-addressed or written once, atomically), so a client may fetch
-   * one in pieces. `etag` (a chunk's digest) lets a client validate with If-Range.
+   * Writes the status and headers of a body of `size` bytes as Range and If-Range ask
+   * (206 with Content-Range, or 200) and returns the inclusive byte range to send. Throws
+   * the 400/416 of a bad Range before anything is written.
    */
-  async function sendFile(ex: Exchange, file: ConfinedFile, etag?: string): Promise<void> {
+  function writeBodyHead(
+    ex: Exchange,
+    size: number,
+    etag: string | undefined,
+  ): { start: number; end: number } {
     const { req, res } = ex;
-    const size = file.sizeBytes;
-    let range: ReturnType<typeof parseRange>;
-    try {
-      const ifRange = req.headers['if-range'];
-      range = ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, size) : undefined;
-    } catch (err) {
-      await file.handle.close();
-      throw err;
-    }
+    const ifRange = req.headers['if-range'];
+    const range = ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, size) : undefined;
     const start = range?.start ?? 0;
     const end = range?.end ?? size - 1;
     const headers: Record<string, string | number> = {
@@ -242,6 +239,24 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     };
     if (range !== undefined) headers['content-range'] = `bytes ${start}-${end}/${size}`;
     res.writeHead(range === undefined ? 200 : 206, headers);
+    return { start, end };
+  }
+
+  /**
+   * A file of the store, with Range support: chunk blobs and snapshot files never change
+   * once written (content-addressed or written once, atomically), so a client may fetch
+   * one in pieces. `etag` (a chunk's digest) lets a client validate with If-Range.
+   */
+  async function sendFile(ex: Exchange, file: ConfinedFile, etag?: string): Promise<void> {
+    const { req, res } = ex;
+    let start: number;
+    let end: number;
+    try {
+      ({ start, end } = writeBodyHead(ex, file.sizeBytes, etag));
+    } catch (err) {
+      await file.handle.close();
+      throw err;
+    }
     if (ex.route === 'chunk' && req.method === 'GET' && start === 0) metrics.chunkFetch();
     if (req.method === 'HEAD' || end < start) {
       await file.handle.close();
@@ -280,18 +295,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       res.end();
       return;
     }
-    const ifRange = req.headers['if-range'];
-    const range = ifRange === undefined || ifRange === etag ? parseRange(req.headers.range, size) : undefined;
-    const start = range?.start ?? 0;
-    const end = range?.end ?? size - 1;
-    const headers: Record<string, string | number> = {
-      'content-type': OCTETS,
-      'content-length': end - start + 1,
-      'accept-ranges': 'bytes',
-      etag,
-    };
-    if (range !== undefined) headers['content-range'] = `bytes ${start}-${end}/${size}`;
-    res.writeHead(range === undefined ? 200 : 206, headers);
+    const { start, end } = writeBodyHead(ex, size, etag);
     if (req.method === 'HEAD' || end < start) {
       res.end();
       return;
