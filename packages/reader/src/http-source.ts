@@ -533,7 +533,9 @@ export class HttpChunkSource implements ChunkSource {
           body.destroy();
           throw tooLarge(kind, url, length);
         }
-        return await readBounded(body, kind.maxBytes, () => tooLarge(kind, url, undefined));
+        return await readBounded(body, Number.isSafeInteger(length) ? length : undefined, kind.maxBytes, () =>
+          tooLarge(kind, url, undefined),
+        );
       }
       const text = await readErrorBody(body);
       if (statusCode >= 500) {
@@ -689,12 +691,37 @@ async function readPiece(
   if (piece.start !== total) throw bad('the body is shorter than its Content-Range');
 }
 
-/** Collects a body into one fresh array, failing as soon as it passes `maxBytes`. */
+/**
+ * Collects a body into one fresh array, failing as soon as it passes `maxBytes`. With a
+ * Content-Length (`expected`, already checked against `maxBytes`) the parts go straight
+ * into an array of that size: one copy and one blob in memory instead of two.
+ */
 async function readBounded(
   body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown },
+  expected: number | undefined,
   maxBytes: number,
   onTooLarge: () => Error,
 ): Promise<Uint8Array> {
+  if (expected !== undefined) {
+    const out = new Uint8Array(expected);
+    let at = 0;
+    for await (const part of body) {
+      if (at + part.byteLength > expected) {
+        // undici checks Content-Length too; never write past the array either way.
+        const err = new ReaderError(
+          'ERR_LR_SOURCE_BAD_RESPONSE',
+          'the body is longer than its Content-Length',
+        );
+        body.destroy(err);
+        throw err;
+      }
+      out.set(part, at);
+      at += part.byteLength;
+    }
+    if (at !== expected)
+      throw new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', 'the body is shorter than its Content-Length');
+    return out;
+  }
   const parts: Uint8Array[] = [];
   let total = 0;
   for await (const part of body) {
