@@ -152,6 +152,8 @@ export class ChunkCache {
   readonly #closing = new AbortController();
   /** Decodes handed to the decoder and not finished: at most one per thread. */
   #decoding = 0;
+  /** close() waiting for the decodes on threads to finish. */
+  readonly #decodesDone: (() => void)[] = [];
   /** Decodes waiting for a thread, in arrival order; urgent loads go first. */
   readonly #decodeQueue: DecodeJob[] = [];
   #waitingForRelease = false;
@@ -322,7 +324,10 @@ export class ChunkCache {
     };
   }
 
-  /** Rejects waiting requests, stops the decode pool. Open leases stay readable until released. */
+  /**
+   * Rejects waiting requests and queued decodes, lets decodes already on a thread finish,
+   * stops the decode pool. Open leases stay readable until released.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -330,6 +335,9 @@ export class ChunkCache {
     for (const waiter of this.#allocWaiters.splice(0)) waiter.reject(closedError());
     for (const job of this.#decodeQueue.splice(0)) job.reject(closedError());
     Atomics.notify(this.table.header, kReleaseSeqField);
+    // Decodes already on a thread take milliseconds: let them answer before the pool
+    // stops (piscina reports an answer to a task it no longer knows as an 'error' event).
+    if (this.#decoding > 0) await new Promise<void>((resolve) => this.#decodesDone.push(resolve));
     await this.#decoder.close();
   }
 
@@ -478,7 +486,7 @@ export class ChunkCache {
         .decode(job.task, job.takeBlob)
         .then(job.resolve, job.reject)
         .finally(() => {
-          this.#decoding--;
+          if (--this.#decoding === 0) for (const done of this.#decodesDone.splice(0)) done();
           this.#startDecodes();
         });
     }
