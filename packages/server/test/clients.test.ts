@@ -126,7 +126,10 @@ test.serial('qemu-img convert reads the image over http:// byte for byte', async
     if (/Unknown protocol|unknown protocol|curl/i.test(stderr) && /protocol|driver|module/i.test(stderr)) {
       if (toolMissing(t, 'qemu-img http:// driver (qemu-block-extra)')) return;
     }
-    throw new Error(`qemu-img convert failed: ${stderr}`);
+    const { signal, killed, code } = err as { signal?: unknown; killed?: unknown; code?: unknown };
+    throw new Error(
+      `qemu-img convert failed (code ${String(code)}, signal ${String(signal)}, killed ${String(killed)}): ${stderr}`,
+    );
   }
   t.log(`qemu-img convert of ${SIZE0} bytes took ${Math.round(performance.now() - started)} ms`);
   t.is((await stat(out)).size, SIZE0);
