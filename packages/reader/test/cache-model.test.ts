@@ -353,7 +353,8 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
     weight: 3,
     arbitrary: fc.record({ t: fc.constant('resolve' as const), i: fc.nat(7), ok: fc.boolean() }),
   },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('abort' as const), i: fc.nat(7) }) },
+  // Weight 4: at 3, a thousand random runs held 97–131 aborts, too close to the 100 the tests require.
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('abort' as const), i: fc.nat(7) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('prefetch' as const), k: chunkIndex }) },
 );
 
