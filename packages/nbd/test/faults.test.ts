@@ -94,8 +94,17 @@ test.serial('close() lets in-flight reads finish', async (t) => {
   await c.greet();
   await c.go('');
   const spec = f.drives[0]!.spec;
-  const pending = Array.from({ length: 8 }, (_, k) => c.request(P.NBD_CMD_READ, k * 2 * MiB, 2 * MiB));
-  await new Promise((r) => setTimeout(r, 5));
+  let answered = 0;
+  const pending = Array.from({ length: 8 }, (_, k) =>
+    c.request(P.NBD_CMD_READ, k * 2 * MiB, 2 * MiB).then((r) => {
+      answered++;
+      return r;
+    }),
+  );
+  // Close once the server has every request (in flight or answered): a request still in
+  // the socket when close() stops reading is not in flight, and a loaded machine can take
+  // longer than any fixed pause to deliver eight.
+  while (server.stats().inFlight + answered < pending.length) await new Promise((r) => setTimeout(r, 1));
   const closing = server.close();
   const replies = await Promise.all(pending);
   replies.forEach((r, k) => {
