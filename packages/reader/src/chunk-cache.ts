@@ -130,11 +130,11 @@ function checkPositiveInteger(value: number, name: string): void {
  * - A failed fetch or decode is never cached; every waiter gets the error.
  * - Aborting one waiter never cancels a load others wait for.
  * - Memory never exceeds `cacheBytes`; when every slot is pinned or loading, requests
- *   wait (FIFO) for a release.
+ *   wait (FIFO) for a release. A single-chunk cache still serves any number of readers,
+ *   because readers never hold a pin while they wait for another chunk.
  * - Loads a reader outside any sequential stream waits for (a guest's random read) are
  *   urgent: their fetch goes first on the source's link ({@link FetchHints}) and their
- *   decode goes first here, where decodes wait for a free thread rather than in the pool. A single-chunk cache still serves any number of readers,
- *   because readers never hold a pin while they wait for another chunk.
+ *   decode goes first here, where decodes wait for a free thread rather than in the pool.
  */
 export class ChunkCache {
   readonly table: SlotTable;
