@@ -116,6 +116,10 @@ function describe(err: unknown): string {
   return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
 }
 
+function checkPositiveInteger(value: number, name: string): void {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
+}
+
 function checkNonNegativeInteger(value: number, name: string): void {
   if (!Number.isSafeInteger(value) || value < 0)
     throw new RangeError(`${name} must be a non-negative integer`);
@@ -249,20 +253,11 @@ export class HttpChunkSource implements ChunkSource {
     if (base.username !== '' || base.password !== '')
       throw new TypeError('url must not carry credentials: pass token instead');
     if (base.search !== '' || base.hash !== '') throw new TypeError('url must not have a query or fragment');
-    if (options.timeoutMs !== undefined) {
-      checkNonNegativeInteger(options.timeoutMs, 'timeoutMs');
-      if (options.timeoutMs === 0) throw new RangeError('timeoutMs must be a positive integer');
-    }
+    if (options.timeoutMs !== undefined) checkPositiveInteger(options.timeoutMs, 'timeoutMs');
     if (options.retries !== undefined) checkNonNegativeInteger(options.retries, 'retries');
-    if (options.connections !== undefined) {
-      checkNonNegativeInteger(options.connections, 'connections');
-      if (options.connections === 0) throw new RangeError('connections must be a positive integer');
-    }
-    if (options.backgroundFetches !== undefined) {
-      checkNonNegativeInteger(options.backgroundFetches, 'backgroundFetches');
-      if (options.backgroundFetches === 0)
-        throw new RangeError('backgroundFetches must be a positive integer');
-    }
+    if (options.connections !== undefined) checkPositiveInteger(options.connections, 'connections');
+    if (options.backgroundFetches !== undefined)
+      checkPositiveInteger(options.backgroundFetches, 'backgroundFetches');
     if (options.token !== undefined && (options.token === '' || /[\r\n]/.test(options.token)))
       throw new TypeError('token must be a non-empty string without line breaks');
     return new HttpChunkSource(base, options);
@@ -533,9 +528,13 @@ export class HttpChunkSource implements ChunkSource {
           body.destroy();
           throw tooLarge(kind, url, length);
         }
-        return await readBounded(body, Number.isSafeInteger(length) ? length : undefined, kind.maxBytes, () =>
-          tooLarge(kind, url, undefined),
-        );
+        if (Number.isSafeInteger(length) && length >= 0) {
+          // One array of the announced size, filled as parts arrive: one copy, one blob in memory.
+          const blob = new Uint8Array(length);
+          await fillBody(body, blob, { start: 0 }, 'Content-Length', kind, url);
+          return blob;
+        }
+        return await readBounded(body, kind.maxBytes, () => tooLarge(kind, url, undefined));
       }
       const text = await readErrorBody(body);
       if (statusCode >= 500) {
@@ -671,57 +670,58 @@ async function readPiece(
   const header = response.headers['content-range'];
   const match = typeof header === 'string' ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header) : null;
   const [first, last, total] = (match?.slice(1) ?? []).map(Number);
-  const bad = (why: string): ReaderError => {
-    const err = new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', `GET ${url}: ${kind.what}: ${why}`);
-    body.destroy(err);
-    return err;
-  };
+  const bad = (why: string): ReaderError => badBody(body, kind, url, why);
   if (first !== piece.start || total === undefined || !Number.isSafeInteger(total) || last !== total - 1)
     throw bad(`the answer to "Range: bytes=${piece.start}-" has Content-Range "${String(header)}"`);
   if (total > kind.maxBytes) throw bad(`${total} bytes, over the limit of ${kind.maxBytes} bytes`);
   if (piece.blob !== undefined && piece.blob.byteLength !== total)
     throw bad('its size changed between requests');
-  const blob = piece.blob ?? new Uint8Array(total);
-  piece.blob = blob;
-  for await (const part of body) {
-    if (piece.start + part.byteLength > total) throw bad('the body is longer than its Content-Range');
-    blob.set(part, piece.start);
-    piece.start += part.byteLength;
-  }
-  if (piece.start !== total) throw bad('the body is shorter than its Content-Range');
+  piece.blob ??= new Uint8Array(total);
+  await fillBody(body, piece.blob, piece, 'Content-Range', kind, url);
 }
 
 /**
- * Collects a body into one fresh array, failing as soon as it passes `maxBytes`. With a
- * Content-Length (`expected`, already checked against `maxBytes`) the parts go straight
- * into an array of that size: one copy and one blob in memory instead of two.
+ * Copies a body into `blob` from `cursor.start` to the blob's end, advancing the cursor as
+ * bytes arrive (a cut answer leaves it where the next request resumes); a body that does
+ * not end exactly there fails with ERR_LR_SOURCE_BAD_RESPONSE, naming `header`.
  */
+async function fillBody(
+  body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown },
+  blob: Uint8Array,
+  cursor: { start: number },
+  header: 'Content-Length' | 'Content-Range',
+  kind: RequestKind,
+  url: string,
+): Promise<void> {
+  for await (const part of body) {
+    // undici checks Content-Length too; never write past the array either way.
+    if (cursor.start + part.byteLength > blob.byteLength)
+      throw badBody(body, kind, url, `the body is longer than its ${header}`);
+    blob.set(part, cursor.start);
+    cursor.start += part.byteLength;
+  }
+  if (cursor.start !== blob.byteLength)
+    throw badBody(body, kind, url, `the body is shorter than its ${header}`);
+}
+
+/** ERR_LR_SOURCE_BAD_RESPONSE for an answer that is not what was asked for; the body is dropped. */
+function badBody(
+  body: { destroy(err?: Error): unknown },
+  kind: RequestKind,
+  url: string,
+  why: string,
+): ReaderError {
+  const err = new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', `GET ${url}: ${kind.what}: ${why}`);
+  body.destroy(err);
+  return err;
+}
+
+/** Collects a body without a Content-Length into one fresh array, failing as soon as it passes `maxBytes`. */
 async function readBounded(
   body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown },
-  expected: number | undefined,
   maxBytes: number,
   onTooLarge: () => Error,
 ): Promise<Uint8Array> {
-  if (expected !== undefined) {
-    const out = new Uint8Array(expected);
-    let at = 0;
-    for await (const part of body) {
-      if (at + part.byteLength > expected) {
-        // undici checks Content-Length too; never write past the array either way.
-        const err = new ReaderError(
-          'ERR_LR_SOURCE_BAD_RESPONSE',
-          'the body is longer than its Content-Length',
-        );
-        body.destroy(err);
-        throw err;
-      }
-      out.set(part, at);
-      at += part.byteLength;
-    }
-    if (at !== expected)
-      throw new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', 'the body is shorter than its Content-Length');
-    return out;
-  }
   const parts: Uint8Array[] = [];
   let total = 0;
   for await (const part of body) {
