@@ -156,6 +156,8 @@ export class ChunkCache {
   readonly #decodesDone: (() => void)[] = [];
   /** Decodes waiting for a thread, in arrival order; urgent loads go first. */
   readonly #decodeQueue: DecodeJob[] = [];
+  /** Loads whose blob is on its way from the source. */
+  readonly #fetching = new Set<Load>();
   #waitingForRelease = false;
   #closed = false;
   readonly #stats = {
@@ -431,7 +433,18 @@ export class ChunkCache {
       }
       slot ??= await this.#allocate(pageCount);
       this.table.setField(slot, kLengthField, request.length);
-      const blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+      this.#fetching.add(load);
+      let blob: Uint8Array;
+      try {
+        blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+      } catch (err) {
+        this.#fetching.delete(load);
+        // Background decodes held for this fetch may start now (see #startDecodes).
+        if (load.urgent) this.#startDecodes();
+        throw err;
+      }
+      // A blob that came is queued (urgent first) before anything held for it is started.
+      this.#fetching.delete(load);
       const result = await this.#decode(
         load,
         {
@@ -475,10 +488,18 @@ export class ChunkCache {
     });
   }
 
+  /**
+   * Hands queued decodes to free threads: urgent ones first, and background ones only
+   * while no urgent blob is on its way. A guest's miss then finds a thread free and the
+   * cores idle when its blob arrives, instead of waiting for the decodes started while
+   * it was on the wire; the background work waits about one blob's transfer time, during
+   * which the source holds background fetches back too.
+   */
   #startDecodes(): void {
     const threads = Math.max(1, this.#decoder.threads);
     while (this.#decoding < threads && this.#decodeQueue.length > 0) {
       const urgent = this.#decodeQueue.findIndex((job) => job.load.urgent);
+      if (urgent < 0 && this.#urgentFetching()) break;
       // The first urgent job, else the oldest (findIndex gives -1 when none is urgent).
       const job = this.#decodeQueue.splice(Math.max(urgent, 0), 1)[0]!;
       this.#decoding++;
@@ -490,6 +511,11 @@ export class ChunkCache {
           this.#startDecodes();
         });
     }
+  }
+
+  #urgentFetching(): boolean {
+    for (const load of this.#fetching) if (load.urgent) return true;
+    return false;
   }
 
   #allocate(pageCount: number): Promise<SlotIndex> {

@@ -548,3 +548,48 @@ test('an urgent reader joining a background load raises its fetch hint, and deco
   t.deepEqual(order, [d, c]);
   t.true(cache.has(b!));
 });
+
+test('background decodes wait while an urgent blob is on its way; an urgent fetch that fails lets them go', async (t) => {
+  const source = new MemorySource();
+  const data = (seed: number): Uint8Array => imageBytes({ sizeBytes: MiB, seed, mix: { random: 1 } }, 0, MiB);
+  const [b, u, v] = [5, 6, 7].map((seed) => source.add(data(seed), undefined, 'none'));
+  const cache = new ChunkCache({ cacheBytes: 8 * MiB, workers: 1 });
+  t.teardown(() => cache.close());
+  const request = (digestHex: string, background: boolean) => ({
+    digestHex,
+    length: MiB,
+    source,
+    background,
+  });
+  const pendingOf = (hex: string) => source.pending.find((p) => p.digestHex === hex)!;
+  const order: string[] = [];
+  const track = async (hex: string, background: boolean): Promise<void> => {
+    const lease = await cache.acquire(request(hex, background));
+    order.push(hex);
+    cache.release(lease);
+  };
+
+  cache.release(await cache.acquire(request(source.add(data(9), undefined, 'none'), false))); // the thread is up
+  source.holdAll = true;
+  const loads = [track(b!, true), track(u!, false)];
+  await sleep(1);
+  pendingOf(b!).complete(); // the background blob arrives while the urgent one is on its way
+  await sleep(100); // far longer than decoding 1 MiB takes
+  t.false(cache.has(b!), 'its decode waits although the thread is free');
+  pendingOf(u!).complete();
+  await Promise.all(loads);
+  t.deepEqual(order, [u, b], 'the urgent chunk is decoded first');
+
+  source.failNext(v!);
+  const w = source.add(data(8), undefined, 'none');
+  const background = track(w, true);
+  const failing = cache.acquire(request(v!, false));
+  await sleep(1);
+  pendingOf(w).complete();
+  await sleep(20);
+  t.false(cache.has(w));
+  pendingOf(v!).complete();
+  await t.throwsAsync(failing, { code: 'ERR_TEST_FETCH_FAILED' });
+  await background;
+  t.true(cache.has(w), 'the held decode ran once no urgent fetch was left');
+});
