@@ -21,6 +21,8 @@ export interface RestoreChunks {
   readonly dataBytes: number;
   /** Bytes of the distinct non-zero chunks: what the decode limit decodes. */
   readonly distinctBytes: number;
+  /** Bytes of their blobs: what a restore fetches at least. */
+  readonly blobBytes: number;
 }
 
 /** Reads every distinct non-zero chunk blob of `archives` of `snapshot` in the datastore `storeDir`. */
@@ -53,7 +55,8 @@ export async function collectRestoreChunks(
     await cache.close();
   }
   const distinctBytes = [...tasks.values()].reduce((sum, t) => sum + t.length, 0);
-  return { tasks, dataBytes, distinctBytes };
+  const blobBytes = [...tasks.values()].reduce((sum, t) => sum + t.blob.byteLength, 0);
+  return { tasks, dataBytes, distinctBytes, blobBytes };
 }
 
 /** A pool of `workers` threads running the decode-limit worker. */
@@ -66,8 +69,14 @@ export function decodeLimitPool(workers: number): Piscina {
   });
 }
 
-/** Seconds to decode every chunk of `chunks` once on `pool` (blobs copied and transferred first). */
-export async function timeDecodeLimit(pool: Piscina, chunks: RestoreChunks): Promise<number> {
+/**
+ * Seconds to decode every chunk of `chunks` once on `pool` (blobs copied and transferred
+ * first), and the CPU seconds this process (all threads) used meanwhile.
+ */
+export async function timeDecodeLimit(
+  pool: Piscina,
+  chunks: RestoreChunks,
+): Promise<{ seconds: number; cpuSeconds: number }> {
   const copies = [...chunks.tasks].map(
     ([digestHex, t]): DecodeLimitTask => ({
       digestHex,
@@ -75,9 +84,12 @@ export async function timeDecodeLimit(pool: Piscina, chunks: RestoreChunks): Pro
       blob: new Uint8Array(t.blob),
     }),
   );
+  const cpu = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
     copies.map((task) => pool.run(task, { transferList: [task.blob.buffer as ArrayBuffer] })),
   );
-  return (performance.now() - t0) / 1000;
+  const seconds = (performance.now() - t0) / 1000;
+  const used = process.cpuUsage(cpu);
+  return { seconds, cpuSeconds: (used.user + used.system) / 1e6 };
 }

@@ -124,7 +124,7 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
         context.progress(
           `round ${round}/${s.samples}: decode limit (${tasks.size} chunks on ${s.workers} threads) …`,
         );
-        decodeSamples.push(await timeDecodeLimit(pool, chunks));
+        decodeSamples.push((await timeDecodeLimit(pool, chunks)).seconds);
 
         context.progress(`round ${round}/${s.samples}: cold full read through the cache (no output) …`);
         {
