@@ -928,7 +928,7 @@ in-process in a fresh child per iteration.
 
 Reports time per iteration, guest-read p50/p99, cache hit rate, peak RSS, the median
 A/B ratio and a plot. --scaling adds B at 1, 2, 4, 8 drives with the same cache and a
-cold full restore next to the decode limit. Defaults take 3.5 minutes on a quiet
+cold full restore next to the decode limit. Defaults take about 4 minutes on a quiet
 2-core machine (more under load); --quick (3 iterations of 2 × 256 MiB) under a minute.`,
   defaultSamples: DEFAULTS.iterations,
   options: [
