@@ -271,6 +271,8 @@ export class ChunkCache {
     });
     // Start only once the waiter is registered: a load may end before its first await.
     if (isNew) void this.#runLoad(request, joined, undefined);
+    // A fetched background load held for an urgent fetch may have just become urgent.
+    else if (joined.urgent) this.#startDecodes();
     return leased;
   }
 

@@ -164,7 +164,10 @@ test('a restore over HTTP gives the exact image, with many fetches in flight, an
     f.server.counters.maxActive > 1,
     `concurrent requests on the server: ${f.server.counters.maxActive}`,
   );
-  t.true(f.server.sockets.size > 1, `keep-alive connections: ${f.server.sockets.size}`);
+  // Several connections, kept alive for more requests (counted, not looked at now:
+  // an idle keep-alive connection may already have been closed on a loaded machine).
+  const { connections, requests } = f.server.counters;
+  t.true(connections > 1 && connections < requests, `${connections} connections for ${requests} requests`);
 
   // readAt over a chunk boundary, and a fetched blob is a fresh array of its own.
   const buffer = Buffer.alloc(CHUNK);
@@ -222,7 +225,10 @@ test('503 twice then OK succeeds after three attempts; always 503 fails naming t
   t.regex(err.message, /3 attempts/);
   t.regex(err.message, /503/);
   t.is(f.server.requestsFor(`/chunks/${hex}`), 6);
-  t.true(Date.now() - started < 2000);
+  // Two backoffs of < 100 and < 200 ms: loose enough for a loaded CI machine (2 s was not),
+  // tight enough to catch waits from the default retry budget (≈ 8 s) or a hang.
+  const elapsed = Date.now() - started;
+  t.true(elapsed < 6000, `${elapsed} ms`);
 });
 
 test('reset connections are retried', async (t) => {

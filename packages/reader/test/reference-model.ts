@@ -27,6 +27,8 @@ export interface ModelLoad {
   readonly waiters: number[];
   /** Waited for memory at some point (to count waits that later completed). */
   waitedForMemory: boolean;
+  /** An acquire waits for it (prefetches are background until one joins). */
+  urgent: boolean;
 }
 
 export interface ModelFetch {
@@ -57,6 +59,8 @@ export class CacheModel {
   completedAfterMemoryWait = 0;
   /** Requests for chunks larger than the cache (counted in neither misses nor failures). */
   tooLarge = 0;
+  /** Background loads fetched while an urgent fetch was in flight: decoded once none is, in order. */
+  readonly heldDecodes: ModelLoad[] = [];
   readonly stats = {
     hits: 0,
     misses: 0,
@@ -109,7 +113,14 @@ export class CacheModel {
       this.stats.dedupJoins++;
       this.unread.delete(k);
       load.waiters.push(id);
+      load.urgent = true;
       this.outcomes.set(id, { state: 'pending' });
+      // A fetched background load held back for an urgent fetch is urgent now: decoded at once.
+      const at = this.heldDecodes.indexOf(load);
+      if (at >= 0) {
+        this.heldDecodes.splice(at, 1);
+        this.#decoded(load);
+      }
       return;
     }
     const pages = this.pagesOf(k);
@@ -121,7 +132,7 @@ export class CacheModel {
       return;
     }
     this.stats.misses++;
-    const created: ModelLoad = { k, pages, waiters: [id], waitedForMemory: false };
+    const created: ModelLoad = { k, pages, waiters: [id], waitedForMemory: false, urgent: true };
     this.loads.set(k, created);
     this.outcomes.set(id, { state: 'pending' });
     if (this.queue.length === 0 && this.#tryAllocate(pages)) {
@@ -142,7 +153,7 @@ export class CacheModel {
     if (!this.#tryAllocate(pages)) return false;
     this.unread.set(k, pages);
     this.stats.prefetches++;
-    this.loads.set(k, { k, pages, waiters: [], waitedForMemory: false });
+    this.loads.set(k, { k, pages, waiters: [], waitedForMemory: false, urgent: false });
     this.#issueFetch(k);
     return true;
   }
@@ -162,19 +173,36 @@ export class CacheModel {
     this.outcomes.set(id, { state: 'rejected', error: reason });
   }
 
-  /** The fetch at `index` of {@link fetches} ends: with `error`, or with the blob. */
+  /**
+   * The fetch at `index` of {@link fetches} ends: with `error`, or with the blob. A
+   * background blob that arrives while an urgent fetch is in flight waits to be decoded
+   * until none is; an urgent one is decoded at once, before any that waited.
+   */
   completeFetch(index: number, error: Error | undefined): void {
     const [fetch] = this.fetches.splice(index, 1);
     const load = this.loads.get(fetch!.k)!;
-    this.loads.delete(load.k);
     if (error !== undefined) {
+      this.loads.delete(load.k);
       this.unread.delete(load.k);
       this.free += load.pages;
       this.stats.failures++;
       for (const id of load.waiters) this.outcomes.set(id, { state: 'rejected', error });
       this.#pump();
-      return;
+    } else if (!load.urgent && this.#urgentFetching()) {
+      this.heldDecodes.push(load);
+    } else {
+      this.#decoded(load);
     }
+    while (this.heldDecodes.length > 0 && !this.#urgentFetching()) this.#decoded(this.heldDecodes.shift()!);
+  }
+
+  #urgentFetching(): boolean {
+    return this.fetches.some((f) => this.loads.get(f.k)?.urgent === true);
+  }
+
+  /** A load's plaintext is in the cache: its waiters get leases. */
+  #decoded(load: ModelLoad): void {
+    this.loads.delete(load.k);
     this.stats.bytesDecoded += this.lengths[load.k]!;
     const entry: ModelReady = { k: load.k, pages: load.pages, pins: 0 };
     this.ready.push(entry);
