@@ -508,10 +508,15 @@ test('reads continuing a sequential stream fetch in the background; others are u
   }
 });
 
-test('an urgent reader joining a background load raises its fetch hint, and decodes go urgent first', async (t) => {
+/**
+ * What the urgency tests share: a MemorySource of 1 MiB incompressible chunks, a cache
+ * with one decode thread, and `track`, which acquires a chunk and records the order in
+ * which the leases arrive.
+ */
+function urgencySetup(t: ExecutionContext) {
   const source = new MemorySource();
-  const data = (seed: number): Uint8Array => imageBytes({ sizeBytes: MiB, seed, mix: { random: 1 } }, 0, MiB);
-  const [a, b, c, d] = [1, 2, 3, 4].map((seed) => source.add(data(seed), undefined, 'none'));
+  const add = (seed: number): string =>
+    source.add(imageBytes({ sizeBytes: MiB, seed, mix: { random: 1 } }, 0, MiB), undefined, 'none');
   const cache = new ChunkCache({ cacheBytes: 8 * MiB, workers: 1 });
   t.teardown(() => cache.close());
   const request = (digestHex: string, background: boolean) => ({
@@ -520,6 +525,18 @@ test('an urgent reader joining a background load raises its fetch hint, and deco
     source,
     background,
   });
+  const order: string[] = [];
+  const track = async (hex: string, background: boolean): Promise<void> => {
+    const lease = await cache.acquire(request(hex, background));
+    order.push(hex);
+    cache.release(lease);
+  };
+  return { source, add, cache, request, order, track };
+}
+
+test('an urgent reader joining a background load raises its fetch hint, and decodes go urgent first', async (t) => {
+  const { source, add, cache, request, order, track } = urgencySetup(t);
+  const [a, b, c, d] = [1, 2, 3, 4].map(add);
 
   source.holdAll = true;
   const joined = [cache.acquire(request(a!, true))];
@@ -535,12 +552,6 @@ test('an urgent reader joining a background load raises its fetch hint, and deco
   t.true(cache.prefetch(request(b!, true)));
   await sleep(1);
   t.false(source.hints.get(b!)?.urgent, 'readahead is background');
-  const order: string[] = [];
-  const track = async (hex: string, background: boolean): Promise<void> => {
-    const lease = await cache.acquire(request(hex, background));
-    order.push(hex);
-    cache.release(lease);
-  };
   const loads = [track(c!, true), track(d!, false)];
   await sleep(1);
   for (const p of [...source.pending]) p.complete(); // b, c, d in that order
@@ -550,26 +561,11 @@ test('an urgent reader joining a background load raises its fetch hint, and deco
 });
 
 test('background decodes wait while an urgent blob is on its way; an urgent fetch that fails lets them go', async (t) => {
-  const source = new MemorySource();
-  const data = (seed: number): Uint8Array => imageBytes({ sizeBytes: MiB, seed, mix: { random: 1 } }, 0, MiB);
-  const [b, u, v] = [5, 6, 7].map((seed) => source.add(data(seed), undefined, 'none'));
-  const cache = new ChunkCache({ cacheBytes: 8 * MiB, workers: 1 });
-  t.teardown(() => cache.close());
-  const request = (digestHex: string, background: boolean) => ({
-    digestHex,
-    length: MiB,
-    source,
-    background,
-  });
+  const { source, add, cache, request, order, track } = urgencySetup(t);
+  const [b, u, v] = [5, 6, 7].map(add);
   const pendingOf = (hex: string) => source.pending.find((p) => p.digestHex === hex)!;
-  const order: string[] = [];
-  const track = async (hex: string, background: boolean): Promise<void> => {
-    const lease = await cache.acquire(request(hex, background));
-    order.push(hex);
-    cache.release(lease);
-  };
 
-  cache.release(await cache.acquire(request(source.add(data(9), undefined, 'none'), false))); // the thread is up
+  cache.release(await cache.acquire(request(add(9), false))); // the thread is up
   source.holdAll = true;
   const loads = [track(b!, true), track(u!, false)];
   await sleep(1);
@@ -581,7 +577,7 @@ test('background decodes wait while an urgent blob is on its way; an urgent fetc
   t.deepEqual(order, [u, b], 'the urgent chunk is decoded first');
 
   source.failNext(v!);
-  const w = source.add(data(8), undefined, 'none');
+  const w = add(8);
   const background = track(w, true);
   const failing = cache.acquire(request(v!, false));
   await sleep(1);
