@@ -322,7 +322,10 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
           throw err;
         }
         await writing;
-        if (res.destroyed) break;
+        if (res.destroyed) {
+          pieces.give(piece);
+          break;
+        }
         at += n;
         ex.bytes += n;
         const flushed = res.write(piece.subarray(0, n), (err) => {
