@@ -731,7 +731,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
         notes: [
           `${formatBytes(chunks.dataBytes)} in non-zero chunks (${chunks.tasks.size} distinct, ${formatBytes(chunks.distinctBytes)}; ${formatBytes(chunks.blobBytes)} of blobs); the decode limit decodes each distinct chunk once on a pool of ${s.workers} threads with the blobs in memory (${formatRate(limit)}), as \`bench restore\` does.`,
           `The restores run restoreArchive on all drives at once through one fresh ChunkCache (${formatBytes(s.cacheBytes)}, ${s.workers} workers), writing to scratch files, in the benchmark process; "non-zero MB/s" counts the bytes of non-zero chunks, which is what compares with the decode limit.`,
-          `"fetch only" and "write only" are the other two parts of a restore, measured alone: every distinct blob fetched once as a background fetch (${2 * s.workers + 2} at a time, through HttpChunkSource's lanes) and dropped; the non-zero bytes written in 4 MiB pieces to one file in the scratch directory and fsynced. "CPU s" (median) is this process, all threads, plus \`serve\`.`,
+          `"fetch only" and "write only" are the other two parts of a restore, measured alone: every distinct blob fetched once as a background fetch (${2 * s.workers + 2} at a time, through HttpChunkSource's lanes) and dropped; the non-zero bytes written in 4 MiB pieces to one file in the scratch directory as restoreArchive writes (writeback started every 256 MiB, fsync at the end). "CPU s" (median) is this process, all threads, plus \`serve\`.`,
         ],
       };
     }

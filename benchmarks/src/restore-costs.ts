@@ -8,7 +8,7 @@
 
 import { open, rm } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { HttpChunkSource } from '@liverestore/reader';
+import { HttpChunkSource, RESTORE_SYNC_EVERY_BYTES } from '@liverestore/reader';
 import type { RestoreChunks } from './decode-limit.js';
 import { processCpuSeconds } from './proc-stats.js';
 
@@ -55,18 +55,30 @@ export async function fetchEveryBlob(url: string, chunks: RestoreChunks, concurr
 const WRITE_PIECE_BYTES = 4 * 1024 * 1024;
 
 /**
- * Writes `bytes` bytes to a new file at `path` in chunk-sized pieces, fsyncs and removes
- * it: the sink part of a restore of that much data into the same directory.
+ * Writes `bytes` bytes to a new file at `path` in chunk-sized pieces, as `restoreArchive`
+ * writes (writeback started every {@link RESTORE_SYNC_EVERY_BYTES}, fsync at the end), and
+ * removes it: the sink part of a restore of that much data into the same directory.
  */
 export async function writeBytes(path: string, bytes: number): Promise<void> {
   const piece = Buffer.alloc(WRITE_PIECE_BYTES, 0xa5);
   const handle = await open(path, 'wx');
+  let synced = 0;
+  let pendingSync: Promise<void> | undefined;
   try {
     for (let at = 0; at < bytes; at += piece.length) {
-      await handle.write(piece, 0, Math.min(piece.length, bytes - at), at);
+      const n = Math.min(piece.length, bytes - at);
+      await handle.write(piece, 0, n, at);
+      if (at + n - synced >= RESTORE_SYNC_EVERY_BYTES && pendingSync === undefined) {
+        synced = at + n;
+        pendingSync = handle.datasync().finally(() => {
+          pendingSync = undefined;
+        });
+      }
     }
+    await pendingSync;
     await handle.sync();
   } finally {
+    await pendingSync?.catch(() => undefined);
     await handle.close();
     await rm(path, { force: true });
   }

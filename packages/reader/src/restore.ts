@@ -25,7 +25,7 @@ export function dataExtents(data: Buffer): Array<readonly [number, number]> {
 }
 
 /** Writeback is started (fdatasync in the background) after every this many bytes written. */
-const SYNC_EVERY_BYTES = 256 * 1024 * 1024;
+export const RESTORE_SYNC_EVERY_BYTES = 256 * 1024 * 1024;
 
 /** Progress of {@link restoreArchive}, after every chunk. */
 export interface RestoreProgress {
@@ -122,7 +122,7 @@ export async function restoreArchive(
             bytesWritten += to - from;
           }
           // Start writeback while decoding goes on, so the final fsync finds little left.
-          if (bytesWritten - syncedAt >= SYNC_EVERY_BYTES && pendingSync === undefined) {
+          if (bytesWritten - syncedAt >= RESTORE_SYNC_EVERY_BYTES && pendingSync === undefined) {
             syncedAt = bytesWritten;
             pendingSync = handle.datasync().finally(() => {
               pendingSync = undefined;
