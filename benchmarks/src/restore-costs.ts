@@ -8,7 +8,7 @@
 
 import { open, rm } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { HttpChunkSource, RESTORE_SYNC_EVERY_BYTES } from '@liverestore/reader';
+import { HttpChunkSource, Writeback } from '@liverestore/reader';
 import type { RestoreChunks } from './decode-limit.js';
 import { processCpuSeconds } from './proc-stats.js';
 
@@ -56,29 +56,22 @@ const WRITE_PIECE_BYTES = 4 * 1024 * 1024;
 
 /**
  * Writes `bytes` bytes to a new file at `path` in chunk-sized pieces, as `restoreArchive`
- * writes (writeback started every {@link RESTORE_SYNC_EVERY_BYTES}, fsync at the end), and
+ * writes (its {@link Writeback}: writeback started every 256 MiB, fsync at the end), and
  * removes it: the sink part of a restore of that much data into the same directory.
  */
 export async function writeBytes(path: string, bytes: number): Promise<void> {
   const piece = Buffer.alloc(WRITE_PIECE_BYTES, 0xa5);
   const handle = await open(path, 'wx');
-  let synced = 0;
-  let pendingSync: Promise<void> | undefined;
+  const writeback = new Writeback(handle);
   try {
     for (let at = 0; at < bytes; at += piece.length) {
       const n = Math.min(piece.length, bytes - at);
       await handle.write(piece, 0, n, at);
-      if (at + n - synced >= RESTORE_SYNC_EVERY_BYTES && pendingSync === undefined) {
-        synced = at + n;
-        pendingSync = handle.datasync().finally(() => {
-          pendingSync = undefined;
-        });
-      }
+      writeback.written(at + n);
     }
-    await pendingSync;
-    await handle.sync();
+    await writeback.sync();
   } finally {
-    await pendingSync?.catch(() => undefined);
+    await writeback.settle();
     await handle.close();
     await rm(path, { force: true });
   }

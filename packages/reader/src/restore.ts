@@ -27,6 +27,41 @@ export function dataExtents(data: Buffer): Array<readonly [number, number]> {
 /** Writeback is started (fdatasync in the background) after every this many bytes written. */
 export const RESTORE_SYNC_EVERY_BYTES = 256 * 1024 * 1024;
 
+/**
+ * Starts writeback of a file being written (fdatasync in the background, one at a time)
+ * after every `everyBytes` written, so the final fsync finds little left: how
+ * {@link restoreArchive} writes.
+ */
+export class Writeback {
+  #syncedAt = 0;
+  #pending: Promise<void> | undefined;
+
+  constructor(
+    readonly handle: FileHandle,
+    readonly everyBytes = RESTORE_SYNC_EVERY_BYTES,
+  ) {}
+
+  /** Call after each write with the bytes written so far. */
+  written(total: number): void {
+    if (total - this.#syncedAt < this.everyBytes || this.#pending !== undefined) return;
+    this.#syncedAt = total;
+    this.#pending = this.handle.datasync().finally(() => {
+      this.#pending = undefined;
+    });
+  }
+
+  /** Waits for the writeback in progress, then fsyncs: the file is durable. */
+  async sync(): Promise<void> {
+    await this.#pending;
+    await this.handle.sync();
+  }
+
+  /** Waits for the writeback in progress, ignoring its failure (before closing after an error). */
+  async settle(): Promise<void> {
+    await this.#pending?.catch(() => undefined);
+  }
+}
+
 /** Progress of {@link restoreArchive}, after every chunk. */
 export interface RestoreProgress {
   readonly bytesDone: number;
@@ -93,8 +128,7 @@ export async function restoreArchive(
   let bytesDone = 0;
   let bytesWritten = 0;
   let zeroChunks = 0;
-  let syncedAt = 0;
-  let pendingSync: Promise<void> | undefined;
+  const writeback = new Writeback(handle);
   try {
     if (!isDevice) await handle.truncate(reader.size);
     let next = 0;
@@ -122,22 +156,16 @@ export async function restoreArchive(
             bytesWritten += to - from;
           }
           // Start writeback while decoding goes on, so the final fsync finds little left.
-          if (bytesWritten - syncedAt >= RESTORE_SYNC_EVERY_BYTES && pendingSync === undefined) {
-            syncedAt = bytesWritten;
-            pendingSync = handle.datasync().finally(() => {
-              pendingSync = undefined;
-            });
-          }
+          writeback.written(bytesWritten);
         }
         bytesDone += length;
         options.onProgress?.({ bytesDone, bytesTotal: reader.size });
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, index.chunkCount)) }, worker));
-    await pendingSync;
-    await handle.sync();
+    await writeback.sync();
   } catch (err) {
-    await pendingSync?.catch(() => undefined);
+    await writeback.settle();
     await handle.close();
     if (!isDevice) await rm(target, { force: true });
     throw err;
