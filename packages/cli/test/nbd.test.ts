@@ -1,8 +1,20 @@
 import { spawn } from 'node:child_process';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type ChunkServerOptions, startChunkServer } from '@liverestore/server';
 import test from 'ava';
 import { assertCliError, BIN, cli, exec, sha256File, testDir, vmArgs, writeVm } from './helpers.js';
 import { requireTool } from './tools.js';
+
+/** The server's access log, silenced. */
+const silentLogger = {
+  info: () => {},
+  error: () => {},
+  warn: () => {},
+  debug: () => {},
+  trace: () => {},
+  fatal: () => {},
+} as unknown as NonNullable<ChunkServerOptions['logger']>;
 
 /** Starts `liverestore nbd` on an ephemeral port; resolves with its address and a stop function. */
 async function startNbd(
@@ -65,4 +77,66 @@ test('nbd: bad options are usage errors', async (t) => {
     2,
   );
   assertCliError(t, await cli(['nbd', '--from', '.', 'vm/1', '--readahead', '-1']), 'ERR_LR_USAGE', 2);
+});
+
+test('nbd --from URL: with a cache smaller than the disk, a second full read fetches nothing (spill file), and leaves nothing behind', async (t) => {
+  if (!requireTool(t, 'qemu-img')) return;
+  const dir = await testDir(t);
+  const vm = await writeVm(dir, { sizes: [24 * 1024 * 1024, 512 * 1024] });
+  const store = join(dir, 'store');
+  t.is((await cli(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);
+  const server = await startChunkServer({
+    store,
+    listen: { host: '127.0.0.1', port: 0 },
+    logger: silentLogger,
+  });
+  t.teardown(() => server.close());
+  const chunkFetches = async (): Promise<number> => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    return Number(/^liverestore_http_chunk_fetches_total (\d+)/m.exec(text)![1]);
+  };
+  const spillDir = join(dir, 'spill');
+  await mkdir(spillDir);
+  // 8 MiB of cache for a 24 MiB disk of 4 MiB chunks: the first pass evicts what it read.
+  const nbd = await startNbd([
+    '--from',
+    server.url,
+    '--cache-size',
+    '8MiB',
+    '--spill-dir',
+    spillDir,
+    'vm/100',
+  ]);
+  t.teardown(() => nbd.stop());
+  const fetched: number[] = [];
+  for (const pass of [1, 2]) {
+    const out = join(dir, `pass${pass}.raw`);
+    const convert = await exec('qemu-img', [
+      'convert',
+      '-f',
+      'raw',
+      '-O',
+      'raw',
+      `nbd://${nbd.address}/drive-scsi0.img`,
+      out,
+    ]);
+    t.is(convert.code, 0, convert.stderr);
+    t.is(await sha256File(out), vm.sha256['drive-scsi0.img']!, `pass ${pass} reads the image`);
+    fetched.push(await chunkFetches());
+  }
+  t.true(fetched[0]! > 2, 'the first pass fetched the chunks');
+  t.is(fetched[1], fetched[0], 'the second pass fetched nothing');
+  t.deepEqual(await readdir(spillDir), [], 'the spill file is never visible in the directory');
+  t.is(await nbd.stop(), 0);
+});
+
+test('nbd: bad spill options are clear errors', async (t) => {
+  assertCliError(t, await cli(['nbd', '--from', '.', 'vm/1', '--spill-size', 'lots']), 'ERR_LR_USAGE', 2);
+  assertCliError(t, await cli(['nbd', '--from', '.', 'vm/1', '--spill-size', '1k']), 'ERR_LR_USAGE', 2);
+  assertCliError(
+    t,
+    await cli(['nbd', '--from', '.', 'vm/1', '--spill-dir', '/nonexistent/dir']),
+    'ERR_LR_SPILL_DIR',
+    1,
+  );
 });

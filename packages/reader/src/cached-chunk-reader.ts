@@ -100,13 +100,16 @@ export class CachedChunkReader {
         continue;
       }
       copies.push(
-        this.#access.acquire(this.#hex[i]!, chunkEnd - chunkStart, signal, background).then((lease) => {
-          try {
-            this.#access.table.copyOut(lease, from - chunkStart, buffer, target, to - from);
-          } finally {
-            this.#access.release(lease);
-          }
-        }),
+        this.#copyChunk(
+          this.#hex[i]!,
+          chunkEnd - chunkStart,
+          from - chunkStart,
+          buffer,
+          target,
+          to - from,
+          signal,
+          background,
+        ),
       );
     }
     if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
@@ -114,6 +117,27 @@ export class CachedChunkReader {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     return end - offset;
+  }
+
+  /** Copies `count` bytes at `chunkOffset` of one chunk: from the spill file when it is there, else through a lease. */
+  async #copyChunk(
+    hex: string,
+    length: number,
+    chunkOffset: number,
+    buffer: Uint8Array,
+    targetOffset: number,
+    count: number,
+    signal: AbortSignal | undefined,
+    background: boolean,
+  ): Promise<void> {
+    const access = this.#access;
+    if ((await access.readSpilled?.(hex, length, chunkOffset, buffer, targetOffset, count)) === true) return;
+    const lease = await access.acquire(hex, length, signal, background);
+    try {
+      access.table.copyOut(lease, chunkOffset, buffer, targetOffset, count);
+    } finally {
+      access.release(lease);
+    }
   }
 
   /**

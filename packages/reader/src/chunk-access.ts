@@ -17,6 +17,18 @@ export interface ChunkAccess {
   tryAcquire?(digestHex: string, length: number): Lease | undefined;
   release(lease: Lease): void;
   prefetch(digestHex: string, length: number): void;
+  /**
+   * Copies part of a chunk that left memory straight from the cache's spill file; false
+   * when it is not there (then acquire it). Only on the cache's own thread.
+   */
+  readSpilled?(
+    digestHex: string,
+    length: number,
+    chunkOffset: number,
+    target: Uint8Array,
+    targetOffset: number,
+    count: number,
+  ): Promise<boolean>;
 }
 
 /** Chunk access for a reader living on the cache's own thread. */
@@ -35,5 +47,7 @@ export function localChunkAccess(
     prefetch: (digestHex, length) => {
       cache.prefetch({ digestHex, length, source, key });
     },
+    readSpilled: (digestHex, length, chunkOffset, target, targetOffset, count) =>
+      cache.readSpilled(digestHex, length, chunkOffset, target, targetOffset, count),
   };
 }

@@ -19,6 +19,7 @@ import {
   SlotState,
   SlotTable,
 } from './slot-table.js';
+import type { SpillStats, SpillStore } from './spill-store.js';
 
 /** Default cache budget: what PBS's live restore uses (64 chunks of 4 MiB). */
 export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
@@ -37,7 +38,21 @@ export interface ChunkCacheOptions {
   workers?: number;
   /** Arena page size, a power of two ≥ 4 KiB; default 64 KiB (the smallest PBS chunk). */
   pageBytes?: number;
+  /**
+   * Where decoded chunks go when they leave memory (see {@link SpillStore}); its page size
+   * must equal `pageBytes`. The cache owns it from here on and closes it. Without one, an
+   * evicted chunk read again is fetched and decoded again.
+   */
+  spill?: SpillStore | undefined;
 }
+
+/**
+ * The spill writer keeps this share of the cache's least recently used chunks written to
+ * the spill file ahead of need, so an eviction finds clean chunks and never waits for a write.
+ */
+export const SPILL_AHEAD_CACHE_FRACTION = 0.25;
+/** Spill writes the writer keeps in flight ahead of need (evictions that must wait add theirs). */
+const SPILL_AHEAD_WRITES = 2;
 
 /** One chunk as a reader asks for it. */
 export interface ChunkRequest {
@@ -74,6 +89,12 @@ export interface ChunkCacheStats {
   failures: number;
   /** Allocations that had to wait because every slot was pinned or loading. */
   memoryWaits: number;
+  /** Reads answered from the spill file straight into the reader's buffer. */
+  spillReads: number;
+  /** Loads served from the spill file instead of a fetch and decode. */
+  spillLoads: number;
+  /** The spill file's own counters; undefined without one. */
+  spill: SpillStats | undefined;
   /** Loads in flight now. */
   inFlight: number;
   /** Ready chunks now. */
@@ -160,8 +181,15 @@ export class ChunkCache {
   readonly #fetching = new Set<Load>();
   #waitingForRelease = false;
   #closed = false;
+  readonly #spill: SpillStore | undefined;
+  /** Ready chunks being written to the spill file (each holds a pin of the cache's own). */
+  readonly #spilling = new Set<string>();
+  /** Ready chunks the spill file refused (full of chunks being read, a full disk): evictable as they are. */
+  readonly #unspillable = new Set<string>();
   readonly #stats = {
     hits: 0,
+    spillReads: 0,
+    spillLoads: 0,
     misses: 0,
     dedupJoins: 0,
     prefetches: 0,
@@ -192,6 +220,11 @@ export class ChunkCache {
     this.#pageLists = new Array(this.table.slotCount);
     this.#lru = new LRUCache<string, SlotIndex>({ max: this.table.slotCount });
     this.#decoder = workers === 0 ? inlineDecoder(this.table) : poolDecoder(this.memory, workers);
+    if (options.spill !== undefined && options.spill.pageBytes !== pageBytes)
+      throw new RangeError(
+        `the spill store's pageBytes (${options.spill.pageBytes}) must equal the cache's (${pageBytes})`,
+      );
+    this.#spill = options.spill;
   }
 
   /** The decoder, for diagnostics and fault tests (its piscina pool when workers > 0). */
@@ -242,7 +275,8 @@ export class ChunkCache {
     let load = this.#loads.get(hex);
     const isNew = load === undefined;
     if (load === undefined) {
-      this.#stats.misses++;
+      if (this.#spill?.lengthOf(hex) === request.length) this.#stats.spillLoads++;
+      else this.#stats.misses++;
       load = this.#newLoad(request, request.background !== true);
     } else if (load.length !== request.length) {
       return Promise.reject(lengthMismatch(hex, load.length, request.length));
@@ -290,6 +324,8 @@ export class ChunkCache {
   prefetch(request: ChunkRequest): boolean {
     const hex = request.digestHex;
     if (this.#closed || this.#lru.has(hex) || this.#loads.has(hex)) return false;
+    // A spilled chunk is a pread away: loading it ahead would only take memory.
+    if (this.#spill?.has(hex) === true) return false;
     if (this.#allocWaiters.length > 0) return false;
     const pageCount = this.#pagesFor(request.length);
     const bytes = pageCount * this.table.pageBytes;
@@ -317,10 +353,33 @@ export class ChunkCache {
     return this.#lru.has(digestHex);
   }
 
+  /**
+   * Reads `count` bytes at `chunkOffset` of a chunk straight from the spill file into
+   * `target`, when the chunk is there and not in memory (memory is cheaper still).
+   * Resolves false otherwise: the caller then acquires the chunk. This is how a chunk
+   * evicted from memory is read again for the cost of a pread of the bytes asked for.
+   */
+  async readSpilled(
+    digestHex: string,
+    length: number,
+    chunkOffset: number,
+    target: Uint8Array,
+    targetOffset: number,
+    count: number,
+  ): Promise<boolean> {
+    const spill = this.#spill;
+    if (spill === undefined || this.#closed || this.#lru.has(digestHex)) return false;
+    if (spill.lengthOf(digestHex) !== length) return false;
+    if (!(await spill.read(digestHex, chunkOffset, target, targetOffset, count))) return false;
+    this.#stats.spillReads++;
+    return true;
+  }
+
   stats(): ChunkCacheStats {
     const usedPages = this.table.pageCount - this.#freePages.length;
     return {
       ...this.#stats,
+      spill: this.#spill?.stats(),
       inFlight: this.#loads.size,
       cachedChunks: this.#lru.size,
       usedBytes: usedPages * this.table.pageBytes,
@@ -343,6 +402,7 @@ export class ChunkCache {
     // stops (piscina reports an answer to a task it no longer knows as an 'error' event).
     if (this.#decoding > 0) await new Promise<void>((resolve) => this.#decodesDone.push(resolve));
     await this.#decoder.close();
+    await this.#spill?.close();
   }
 
   /**
@@ -435,39 +495,8 @@ export class ChunkCache {
       }
       slot ??= await this.#allocate(pageCount);
       this.table.setField(slot, kLengthField, request.length);
-      this.#fetching.add(load);
-      let blob: Uint8Array;
-      try {
-        blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
-      } catch (err) {
-        this.#fetching.delete(load);
-        // Background decodes held for this fetch may start now (see #startDecodes).
-        if (load.urgent) this.#startDecodes();
-        throw err;
-      }
-      // A blob that came is queued (urgent first) before anything held for it is started.
-      this.#fetching.delete(load);
-      const result = await this.#decode(
-        load,
-        {
-          blob,
-          digestHex: hex,
-          length: request.length,
-          pages: this.#pageLists[slot]!,
-          ...(request.key === undefined ? {} : { key: request.key }),
-        },
-        request.source.blobsAreTransferable === true,
-      );
-      if (!result.ok) throw fromErrorRecord(result.error);
-      if (this.#closed) throw closedError();
-      this.table.setField(slot, kStateField, SlotState.ready);
-      this.#loads.delete(hex);
-      this.#lru.set(hex, slot);
-      this.#stats.bytesDecoded += request.length;
-      for (const waiter of load.waiters) {
-        this.table.pin(slot);
-        waiter.resolve(this.#leaseOf(slot));
-      }
+      if (await this.#loadFromSpill(hex, request.length, slot)) this.#ready(hex, slot, load);
+      else await this.#fetchAndDecode(request, load, slot);
     } catch (err) {
       this.#loads.delete(hex);
       this.#markRead(hex);
@@ -479,6 +508,104 @@ export class ChunkCache {
     }
     // A load that ended may have left an unpinned slot (no waiters) or freed pages.
     this.#pump();
+  }
+
+  /** Fetches the chunk's blob from its source and decodes it into the loading slot. */
+  async #fetchAndDecode(request: ChunkRequest, load: Load, slot: SlotIndex): Promise<void> {
+    const hex = request.digestHex;
+    this.#fetching.add(load);
+    let blob: Uint8Array;
+    try {
+      blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+    } catch (err) {
+      this.#fetching.delete(load);
+      // Background decodes held for this fetch may start now (see #startDecodes).
+      if (load.urgent) this.#startDecodes();
+      throw err;
+    }
+    // A blob that came is queued (urgent first) before anything held for it is started.
+    this.#fetching.delete(load);
+    const result = await this.#decode(
+      load,
+      {
+        blob,
+        digestHex: hex,
+        length: request.length,
+        pages: this.#pageLists[slot]!,
+        ...(request.key === undefined ? {} : { key: request.key }),
+      },
+      request.source.blobsAreTransferable === true,
+    );
+    if (!result.ok) throw fromErrorRecord(result.error);
+    this.#stats.bytesDecoded += request.length;
+    this.#ready(hex, slot, load);
+  }
+
+  /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */
+  #ready(hex: string, slot: SlotIndex, load: Load): void {
+    if (this.#closed) throw closedError();
+    this.table.setField(slot, kStateField, SlotState.ready);
+    this.#loads.delete(hex);
+    this.#lru.set(hex, slot);
+    for (const waiter of load.waiters) {
+      this.table.pin(slot);
+      waiter.resolve(this.#leaseOf(slot));
+    }
+    this.#spillAhead();
+  }
+
+  /** Fills a loading slot from the spill file; false when the chunk is not there (any more). */
+  async #loadFromSpill(hex: string, length: number, slot: SlotIndex): Promise<boolean> {
+    const spill = this.#spill;
+    if (spill === undefined || spill.lengthOf(hex) !== length) return false;
+    const pages = this.#pageLists[slot]!;
+    const pageBytes = this.table.pageBytes;
+    const reads: Promise<boolean>[] = [];
+    for (let i = 0; i < pages.length; i++) {
+      const count = Math.min(pageBytes, length - i * pageBytes);
+      reads.push(spill.read(hex, i * pageBytes, this.table.arena, pages[i]! * pageBytes, count));
+    }
+    return (await Promise.all(reads)).every(Boolean);
+  }
+
+  /**
+   * Keeps the least recently used {@link SPILL_AHEAD_CACHE_FRACTION} of the cache written
+   * to the spill file, a few writes at a time, so evictions find chunks they can drop.
+   */
+  #spillAhead(): void {
+    if (this.#spill === undefined || this.#closed) return;
+    const limit = this.capacityBytes * SPILL_AHEAD_CACHE_FRACTION;
+    // With that much memory still free no eviction is near: writing now could be wasted.
+    if (this.#freePages.length * this.table.pageBytes >= limit) return;
+    let bytes = 0;
+    for (const hex of this.#lru.rkeys()) {
+      if (this.#spilling.size >= SPILL_AHEAD_WRITES || bytes >= limit) return;
+      const slot = this.#lru.peek(hex)!;
+      bytes += this.#pageLists[slot]!.length * this.table.pageBytes;
+      if (!this.#evictable(hex)) this.#startSpill(hex, slot);
+    }
+  }
+
+  /** True when dropping the chunk from memory loses no decode work. */
+  #evictable(hex: string): boolean {
+    return this.#spill === undefined || this.#unspillable.has(hex) || this.#spill.has(hex);
+  }
+
+  /** Writes a ready chunk to the spill file, holding a pin so it stays put meanwhile. */
+  #startSpill(hex: string, slot: SlotIndex): void {
+    const spill = this.#spill;
+    if (spill === undefined || this.#spilling.has(hex) || spill.holdsOrWrites(hex)) return;
+    this.#spilling.add(hex);
+    this.table.pin(slot);
+    void spill
+      .put(hex, this.table.field(slot, kLengthField), this.table.arena, this.#pageLists[slot]!)
+      .then((stored) => {
+        if (!stored) this.#unspillable.add(hex);
+        this.#spilling.delete(hex);
+        // The unpin wakes an allocation waiting for this chunk to become evictable.
+        this.table.unpinSlot(slot);
+        this.#spillAhead();
+      });
   }
 
   /** Queues a decode; it starts when a thread is free, urgent loads first. */
@@ -547,6 +674,11 @@ export class ChunkCache {
     return slot;
   }
 
+  /**
+   * Frees least recently used unpinned chunks until `pageCount` pages and a slot are free.
+   * A chunk not yet in the spill file is written there first: it is skipped now, and the
+   * end of its write (an unpin) wakes the allocation that waits for it.
+   */
   #evict(pageCount: number): void {
     let freePages = this.#freePages.length;
     let freeSlots = this.#freeSlots.length;
@@ -555,6 +687,10 @@ export class ChunkCache {
       if (freePages >= pageCount && freeSlots > 0) break;
       const slot = this.#lru.peek(hex)!;
       if (this.table.pins(slot) !== 0) continue;
+      if (!this.#evictable(hex)) {
+        this.#startSpill(hex, slot);
+        continue;
+      }
       victims.push(hex);
       freePages += this.#pageLists[slot]!.length;
       freeSlots++;
@@ -563,6 +699,7 @@ export class ChunkCache {
     for (const hex of victims) {
       const slot = this.#lru.peek(hex)!;
       this.#lru.delete(hex);
+      this.#unspillable.delete(hex);
       this.#freeSlot(slot);
       this.#stats.evictions++;
       if (this.#markRead(hex)) this.#stats.prefetchesUnused++;

@@ -9,3 +9,4 @@ export * from './remote.js';
 export * from './restore.js';
 export * from './slot-table.js';
 export * from './snapshot.js';
+export * from './spill-store.js';

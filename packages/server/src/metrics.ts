@@ -2,8 +2,13 @@ import type { ChunkCache, ChunkCacheStats } from '@liverestore/reader';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RouteLabel } from './routes.js';
 
+/** The numeric counters of {@link ChunkCacheStats} (the spill file's own stats are an object). */
+type NumericCacheStat = {
+  [K in keyof ChunkCacheStats]: ChunkCacheStats[K] extends number ? K : never;
+}[keyof ChunkCacheStats];
+
 /** Cache statistics exported as gauges, read from `cache.stats()` at scrape time. */
-const CACHE_GAUGES: readonly (keyof ChunkCacheStats)[] = [
+const CACHE_GAUGES: readonly NumericCacheStat[] = [
   'hits',
   'misses',
   'dedupJoins',

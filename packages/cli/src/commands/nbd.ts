@@ -3,6 +3,7 @@ import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
 import { loadTokenFile } from '../source.js';
+import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
 import { parseBytes } from '../units.js';
 import { parseListen } from './serve.js';
 
@@ -18,13 +19,15 @@ export const nbdCommand = defineCommand({
   name: 'nbd',
   summary: 'export every drive of a snapshot read-only over NBD (QEMU, nbdcopy, qemu-img)',
   help: `Usage: liverestore nbd --from DIR|URL SNAPSHOT [--listen 127.0.0.1:10809 | --socket PATH]
-                       [--cache-size SIZE] [--workers N] [--readahead N]
-                       [--keyfile F] [--token-file F]
+                       [--cache-size SIZE] [--spill-dir DIR] [--spill-size SIZE]
+                       [--workers N] [--readahead N] [--keyfile F] [--token-file F]
 
 Serves every disk image (fixed-index archive) of SNAPSHOT (TYPE/ID/TIME, or TYPE/ID
 for the latest) as a read-only NBD export named like the archive, e.g.
 nbd://127.0.0.1:10809/drive-scsi0.img; the default export is the first drive. All
-exports and connections share one chunk cache of a fixed size. Zero chunks are
+exports and connections share one chunk cache of a fixed size; a chunk that
+leaves it goes to a local spill file and is read back from there, never fetched
+and decoded again. Zero chunks are
 reported as holes (base:allocation). Stops gracefully on SIGINT/SIGTERM.
 
 Options:
@@ -32,6 +35,7 @@ Options:
   --listen HOST:PORT   TCP address (default 127.0.0.1:10809; port 0 picks one)
   --socket PATH        listen on a Unix socket instead (must not exist)
   --cache-size SIZE    chunk cache (default 256MiB)
+${SPILL_HELP}
   --workers N          decode threads (default: CPU count)
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
   --keyfile FILE       PBS key file of an encrypted snapshot
@@ -45,6 +49,7 @@ Prints the address and the exports, then serves until stopped.`,
     listen: { type: 'string' },
     socket: { type: 'string' },
     'cache-size': { type: 'string' },
+    ...SPILL_OPTIONS,
     workers: { type: 'string' },
     readahead: { type: 'string' },
     keyfile: { type: 'string' },
@@ -72,6 +77,7 @@ Prints the address and the exports, then serves until stopped.`,
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
       ...(workers === undefined ? {} : { workers }),
+      spill: spillFromOptions(values, 'nbd'),
     });
     try {
       const snapshot = await openSnapshot({

@@ -1,0 +1,268 @@
+/*
+ * The spill tier: SpillStore on its own (bytes, LRU eviction that spares chunks being
+ * read, a full disk) and ChunkCache with a spill file (a chunk evicted from memory is read
+ * again without a second fetch and decode, whatever the order of reads).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from '@liverestore/testkit';
+import test from 'ava';
+import fc from 'fast-check';
+import { ChunkCache, SpillStore } from '../src/index.js';
+import { MemorySource, testDir } from './helpers.js';
+
+const PAGE = 4096;
+
+/** Arena pages holding `data` (one page per PAGE bytes, in a scrambled order), as the cache lays a chunk out. */
+function arenaWith(data: Uint8Array, pageCount: number): { arena: Uint8Array; pages: Int32Array } {
+  const arena = new Uint8Array(pageCount * PAGE);
+  const needed = Math.max(1, Math.ceil(data.byteLength / PAGE));
+  const pages = Int32Array.from({ length: needed }, (_, i) => (i * 7 + 3) % pageCount);
+  for (let i = 0; i < needed; i++) arena.set(data.subarray(i * PAGE, (i + 1) * PAGE), pages[i]! * PAGE);
+  return { arena, pages };
+}
+
+async function readBack(
+  spill: SpillStore,
+  hex: string,
+  offset: number,
+  count: number,
+): Promise<Buffer | undefined> {
+  const out = Buffer.alloc(count);
+  return (await spill.read(hex, offset, out, 0, count)) ? out : undefined;
+}
+
+test('a spilled chunk reads back byte for byte, at any offset, and leaves no file behind', async (t) => {
+  const dir = await testDir(t);
+  const spill = SpillStore.create({ dir, capacityBytes: 64 * PAGE, pageBytes: PAGE });
+  t.teardown(() => spill.close());
+  t.deepEqual(await readdir(dir), [], 'the spill file is unlinked as soon as it is open');
+  const data = randomBytes(1, 10 * PAGE + 123);
+  const { arena, pages } = arenaWith(data, 16);
+  t.true(await spill.put('aa', data.byteLength, arena, pages));
+  t.true(spill.has('aa'));
+  t.false(await spill.put('aa', data.byteLength, arena, pages), 'a chunk is written once');
+  for (const [offset, count] of [
+    [0, data.byteLength],
+    [PAGE - 5, 10],
+    [3 * PAGE, 2 * PAGE],
+    [data.byteLength - 7, 7],
+  ] as const) {
+    t.deepEqual(
+      await readBack(spill, 'aa', offset, count),
+      Buffer.from(data.subarray(offset, offset + count)),
+    );
+  }
+  t.is(await readBack(spill, 'bb', 0, 1), undefined, 'a chunk never spilled is not there');
+  await t.throwsAsync(readBack(spill, 'aa', data.byteLength - 1, 2), { instanceOf: RangeError });
+  spill.checkInvariants();
+});
+
+test('a full spill file drops the least recently read chunks, never one being read', async (t) => {
+  const spill = SpillStore.create({ dir: await testDir(t), capacityBytes: 4 * PAGE, pageBytes: PAGE });
+  t.teardown(() => spill.close());
+  const chunk = (seed: number) => randomBytes(seed, 2 * PAGE);
+  const put = (hex: string, seed: number) => {
+    const { arena, pages } = arenaWith(chunk(seed), 4);
+    return spill.put(hex, 2 * PAGE, arena, pages);
+  };
+  t.true(await put('a', 1));
+  t.true(await put('b', 2));
+  await readBack(spill, 'a', 0, 1); // a is now the most recently read
+  t.true(await put('c', 3));
+  t.deepEqual(
+    ['a', 'b', 'c'].map((hex) => spill.has(hex)),
+    [true, false, true],
+  );
+  // While a read of c is in flight, c cannot be dropped; a can.
+  const reading = readBack(spill, 'c', 0, 2 * PAGE);
+  t.true(await put('d', 4));
+  t.deepEqual(await reading, Buffer.from(chunk(3)));
+  t.deepEqual(
+    ['a', 'c', 'd'].map((hex) => spill.has(hex)),
+    [false, true, true],
+  );
+  t.is(spill.stats().evictions, 2);
+  spill.checkInvariants();
+});
+
+test('a chunk larger than the spill file is not spilled, and nothing is lost', async (t) => {
+  const spill = SpillStore.create({ dir: await testDir(t), capacityBytes: 2 * PAGE, pageBytes: PAGE });
+  t.teardown(() => spill.close());
+  const { arena, pages } = arenaWith(randomBytes(5, 3 * PAGE), 4);
+  t.false(await spill.put('big', 3 * PAGE, arena, pages));
+  t.false(spill.has('big'));
+  spill.checkInvariants();
+});
+
+test('a spill directory that cannot hold a file fails with ERR_LR_SPILL_DIR', (t) => {
+  t.throws(() => SpillStore.create({ dir: '/nonexistent/spill', pageBytes: PAGE }), {
+    code: 'ERR_LR_SPILL_DIR',
+  });
+  t.throws(() => SpillStore.create({ dir: '/tmp', capacityBytes: 100, pageBytes: PAGE }), {
+    instanceOf: RangeError,
+  });
+});
+
+/** Mounts a tmpfs of `bytes` for the test (tests run as root in CI); undefined where mounting is not allowed. */
+async function smallDisk(t: import('ava').ExecutionContext, bytes: number): Promise<string | undefined> {
+  const dir = join(await testDir(t), 'small');
+  await mkdir(dir);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  t.teardown(() => execFileSync('umount', ['-l', dir], { stdio: 'ignore' }));
+  return dir;
+}
+
+test('a full disk under the spill file only stops spilling: the chunk stays readable from memory', async (t) => {
+  const dir = await smallDisk(t, 8 * PAGE);
+  if (dir === undefined) {
+    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1') t.fail('cannot mount a tmpfs (CI runs as root)');
+    else t.pass('cannot mount a tmpfs here (not root)');
+    return;
+  }
+  const spill = SpillStore.create({ dir, capacityBytes: 64 * PAGE, pageBytes: PAGE });
+  t.teardown(() => spill.close());
+  const { arena, pages } = arenaWith(randomBytes(6, 6 * PAGE), 8);
+  t.true(await spill.put('fits', 6 * PAGE, arena, pages));
+  t.false(await spill.put('too-much', 6 * PAGE, arena, pages), 'ENOSPC is a chunk not spilled, not an error');
+  t.is(spill.stats().writeFailures, 1);
+  t.false(spill.has('too-much'));
+  t.deepEqual(await readBack(spill, 'fits', 0, 6 * PAGE), Buffer.from(randomBytes(6, 6 * PAGE)));
+  spill.checkInvariants();
+});
+
+// ------------------------------------------------------------------ ChunkCache + spill
+
+interface CacheWithSpill {
+  readonly cache: ChunkCache;
+  readonly source: MemorySource;
+  readonly chunks: readonly { hex: string; data: Uint8Array }[];
+}
+
+async function cacheWithSpill(
+  t: import('ava').ExecutionContext,
+  cachePages: number,
+  spillPages: number,
+  chunkPages: readonly number[],
+): Promise<CacheWithSpill> {
+  const spill = SpillStore.create({
+    dir: await testDir(t),
+    capacityBytes: spillPages * PAGE,
+    pageBytes: PAGE,
+  });
+  const cache = new ChunkCache({ cacheBytes: cachePages * PAGE, pageBytes: PAGE, workers: 0, spill });
+  t.teardown(() => cache.close());
+  const source = new MemorySource();
+  const chunks = chunkPages.map((pages, i) => {
+    const data = randomBytes(100 + i, pages * PAGE - (i % 3) * 100);
+    return { hex: source.add(data), data };
+  });
+  return { cache, source, chunks };
+}
+
+/** Reads `count` bytes at `offset` of chunk `c` the way CachedChunkReader does: the spill file first, else a lease. */
+async function readThrough(
+  { cache, source, chunks }: CacheWithSpill,
+  c: number,
+  offset: number,
+  count: number,
+): Promise<Buffer> {
+  const { hex, data } = chunks[c]!;
+  const out = Buffer.alloc(count);
+  if (await cache.readSpilled(hex, data.byteLength, offset, out, 0, count)) return out;
+  const lease = await cache.acquire({ digestHex: hex, length: data.byteLength, source });
+  try {
+    cache.table.copyOut(lease, offset, out, 0, count);
+  } finally {
+    cache.release(lease);
+  }
+  return out;
+}
+
+test('a chunk evicted from memory comes back from the spill file: each chunk is fetched once', async (t) => {
+  // 8 chunks of 4 pages through a cache of 8 pages: without the spill every pass refetches.
+  const env = await cacheWithSpill(t, 8, 64, [4, 4, 4, 4, 4, 4, 4, 4]);
+  for (let pass = 0; pass < 3; pass++) {
+    for (let c = 0; c < env.chunks.length; c++) {
+      const { data } = env.chunks[c]!;
+      t.deepEqual(await readThrough(env, c, 0, data.byteLength), Buffer.from(data));
+    }
+  }
+  for (const { hex } of env.chunks) t.is(env.source.fetches.get(hex), 1, `chunk ${hex} fetched once`);
+  const stats = env.cache.stats();
+  t.is(stats.misses, 8);
+  t.true(stats.spillReads > 0);
+  t.true(stats.evictions > 0);
+  env.cache.checkInvariants();
+});
+
+test('acquire of a spilled chunk loads it from the spill file, not from the source', async (t) => {
+  const env = await cacheWithSpill(t, 4, 64, [4, 4, 4]);
+  for (let c = 0; c < 3; c++) await readThrough(env, c, 0, 1);
+  const { hex, data } = env.chunks[0]!;
+  const lease = await env.cache.acquire({ digestHex: hex, length: data.byteLength, source: env.source });
+  const out = Buffer.alloc(data.byteLength);
+  env.cache.table.copyOut(lease, 0, out, 0, out.length);
+  env.cache.release(lease);
+  t.deepEqual(out, Buffer.from(data));
+  t.is(env.source.fetches.get(hex), 1);
+  t.is(env.cache.stats().spillLoads, 1);
+  env.cache.checkInvariants();
+});
+
+test('random reads through a cache with a spill file: right bytes, no chunk fetched twice while the spill holds it', async (t) => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        cachePages: fc.integer({ min: 4, max: 12 }),
+        spillPages: fc.integer({ min: 4, max: 48 }),
+        chunkPages: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 2, maxLength: 8 }),
+        reads: fc.array(fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.boolean()), {
+          minLength: 1,
+          maxLength: 40,
+        }),
+      }),
+      async ({ cachePages, spillPages, chunkPages, reads }) => {
+        const env = await cacheWithSpill(t, cachePages, spillPages, chunkPages);
+        const spillHoldsAll = spillPages >= chunkPages.reduce((a, b) => a + b, 0);
+        const batch: Promise<void>[] = [];
+        for (const [c0, o0, n0, concurrent] of reads) {
+          const c = c0 % env.chunks.length;
+          const { data } = env.chunks[c]!;
+          const offset = o0 % data.byteLength;
+          const count = 1 + (n0 % (data.byteLength - offset));
+          const read = readThrough(env, c, offset, count).then((got) => {
+            if (!got.equals(data.subarray(offset, offset + count)))
+              throw new Error(`wrong bytes of chunk ${c}`);
+          });
+          batch.push(read);
+          if (!concurrent) await Promise.all(batch.splice(0));
+          env.cache.checkInvariants();
+        }
+        await Promise.all(batch);
+        env.cache.checkInvariants();
+        if (spillHoldsAll) {
+          for (const { hex } of env.chunks) {
+            if ((env.source.fetches.get(hex) ?? 0) > 1) throw new Error(`chunk ${hex} fetched twice`);
+          }
+        }
+        await env.cache.close();
+      },
+    ),
+    { numRuns: 60 },
+  );
+  t.pass();
+});
+
+test('the spill store must use the cache page size', async (t) => {
+  const spill = SpillStore.create({ dir: await testDir(t), pageBytes: 8192, capacityBytes: 8192 * 4 });
+  t.teardown(() => spill.close());
+  t.throws(() => new ChunkCache({ cacheBytes: 16 * PAGE, pageBytes: PAGE, workers: 0, spill }), {
+    instanceOf: RangeError,
+  });
+});
