@@ -169,7 +169,8 @@ export class SpillStore {
         const expected = views.reduce((n, view) => n + view.byteLength, 0);
         const { bytesWritten } = await writevAsync(this.#fd, views, pages[run.firstIndex]! * this.pageBytes);
         // A regular file writes short only when the disk is full: treat it as the error it is.
-        if (bytesWritten !== expected) throw new Error(`short write to the spill file (${bytesWritten} of ${expected})`);
+        if (bytesWritten !== expected)
+          throw new Error(`short write to the spill file (${bytesWritten} of ${expected})`);
       }
     } catch {
       this.#stats.writeFailures++;
