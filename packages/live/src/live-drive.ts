@@ -98,9 +98,9 @@ async function pwriteZeroes(handle: FileHandle, length: number, position: number
  * Regions are the archive's fixed chunks (normally 4 MiB). A region is *local* once the
  * target file holds its content: the backup's bytes, with any guest writes on top.
  * - A read of local regions is a pread of the target.
- * - A read of a region not local fetches the whole region from the backup (shared
- *   cache), answers from it, and stores it in the target (copy-on-read); the region
- *   becomes local when the store completed.
+ * - A read of a region not local is answered from the backup (shared cache) without the
+ *   region's lock; the whole region is then stored in the target in the background
+ *   (copy-on-read, once per region); the region becomes local when the store completed.
  * - A write to a region not local first fills it from the backup (region-grain tracking),
  *   applies the guest's bytes to the same buffer and writes the result once; a write
  *   covering a whole region needs no fetch.
@@ -131,6 +131,8 @@ export class LiveDrive implements NbdExport {
   readonly #locks = new RegionLocks();
   readonly #priority: GuestPriority;
   readonly #fillSlots: Semaphore;
+  /** Regions whose copy-on-read store is queued or running (each is stored once). */
+  readonly #storesAfterRead = new Set<number>();
   /**
    * Regions of the target we know to be holes: the target was created by this process and
    * nothing was written to the region yet. Only they may skip zero blocks when filled;
@@ -527,46 +529,49 @@ export class LiveDrive implements NbdExport {
     }
   }
 
-  /** Copy-on-read of one region: answers from the fetched region, stores it in the background. */
+  /**
+   * A read of part of a region not local: answered from the backup through the shared
+   * cache, without the region's lock, so it never waits behind the copy or another fill
+   * of that region (a write overlapping it is concurrent, and NBD leaves the order of
+   * concurrent overlapping requests open). The region is then stored in the target in
+   * the background (copy-on-read), so the next read of it is local.
+   */
   async #readRemote(i: number, dest: Buffer, position: number, signal: AbortSignal): Promise<void> {
+    if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
     this.#priority.enter();
-    let release: (() => void) | undefined;
-    let slot: (() => void) | undefined;
     try {
-      release = await this.#locks.acquire(i);
-      if (this.isLocal(i)) {
-        release();
-        release = undefined;
-        await this.#readLocal(dest, position);
-        return;
-      }
-      slot = await this.#fillSlots.acquire();
-      const data = await this.#fetchRegion(this.#reader, i, signal);
-      data.copy(dest, 0, position - this.regionStart(i), position - this.regionStart(i) + dest.length);
-      if (!this.#reader.isZeroChunk(i)) this.#stats.bytesFilledForGuest += data.length;
-      // The reply need not wait for the store; the lock (and the buffer's slot) is held
-      // until it is done, so a write to this region waits for it and then applies on top.
-      const held = release;
-      const heldSlot = slot;
-      release = undefined;
-      slot = undefined;
-      void this.#storeRegion(i, data)
-        .then(
-          () => this.#markLocal(i),
-          (err: unknown) => {
-            this.#stats.storeFailures++;
-            this.onStoreError?.(targetIoError(err, this.targetPath, 'storing'), this);
-          },
-        )
-        .finally(() => {
-          heldSlot();
-          held();
-        });
+      if (this.#reader.isZeroChunk(i)) dest.fill(0);
+      else await this.#reader.readAt(dest, position, signal);
     } finally {
-      slot?.();
-      release?.();
       this.#priority.leave();
     }
+    this.#storeAfterRead(i);
+  }
+
+  /** Copy-on-read: stores region `i` in the target once, in the background, under its lock. */
+  #storeAfterRead(i: number): void {
+    if (this.isLocal(i) || this.#reader.isZeroChunk(i) || this.#storesAfterRead.has(i)) return;
+    this.#storesAfterRead.add(i);
+    const store = async (): Promise<void> => {
+      const slot = await this.#fillSlots.acquire();
+      const release = await this.#locks.acquire(i);
+      try {
+        if (this.isLocal(i) || this.#closed) return;
+        const data = await this.#fetchRegion(this.#reader, i);
+        this.#stats.bytesFilledForGuest += data.length;
+        await this.#storeRegion(i, data);
+        this.#markLocal(i);
+      } finally {
+        release();
+        slot();
+      }
+    };
+    void store()
+      .catch((err: unknown) => {
+        this.#stats.storeFailures++;
+        this.onStoreError?.(targetIoError(err, this.targetPath, 'storing'), this);
+      })
+      .finally(() => this.#storesAfterRead.delete(i));
   }
 
   /** Allocation: regions not local whose chunk is all-zero, and known-zero local ones, are holes. */

@@ -415,3 +415,43 @@ test('many concurrent reads and writes of regions not local, with one fill slot:
   await drive.close();
   t.is(firstDifference(await readTarget(drive.targetPath), model), -1);
 });
+
+test('a guest read of a region not local never waits for the region lock (a fill in flight holds it)', async (t) => {
+  const { f } = t.context;
+  const { snapshot } = await openFixtureSnapshot(t, f);
+  const d = f.drives[0]!;
+  const model = Buffer.from(sourceImage(d.spec));
+  const fillSlots = new Semaphore(1);
+  const drive = await LiveDrive.open({
+    reader: await snapshot.openArchive(d.name),
+    targetDir: targetDir(f),
+    snapshot: snapshot.path,
+    fillSlots,
+  });
+  const i = [...Array(drive.regionCount).keys()].find((r) => !drive.isLocal(r))!;
+  // The test takes the only fill slot: a partial write to region i takes the region's lock,
+  // then waits for a slot, and holds the lock until the test lets it go.
+  const releaseSlot = await fillSlots.acquire();
+  const data = Buffer.alloc(512, 0x5a);
+  const writeAt = i * CHUNK_BYTES + 4096;
+  data.copy(model, writeAt);
+  let written = false;
+  const write = drive.writer.write(data, writeAt, false).then(() => {
+    written = true;
+  });
+  const readAt = i * CHUNK_BYTES + 65536;
+  const buf = Buffer.alloc(65536);
+  await drive.read(buf, readAt, signal);
+  t.false(written, 'the read came back while the write still held the region');
+  t.is(firstDifference(buf, model.subarray(readAt, readAt + buf.length)), -1);
+  releaseSlot();
+  await write;
+  t.true(drive.isLocal(i));
+  await drive.close();
+  const region = (await readTarget(drive.targetPath)).subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES);
+  t.is(
+    firstDifference(region, model.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES)),
+    -1,
+    'the write landed on the filled region',
+  );
+});
