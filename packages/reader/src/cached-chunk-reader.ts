@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { type ChunkIndex, type CryptConfig, chunkDigest, toHex } from '@liverestore/format';
 import type { ChunkAccess } from './chunk-access.js';
-import { MAX_READAHEAD_CACHE_FRACTION } from './chunk-cache.js';
+import { MAX_READAHEAD_CACHE_FRACTION } from './chunk-cache-options.js';
 import { ReadaheadTracker } from './readahead.js';
 
 /** Default readahead window: chunks kept loading ahead of a sequential stream. */

@@ -1,6 +1,7 @@
 export * from './cached-chunk-reader.js';
 export * from './chunk-access.js';
 export * from './chunk-cache.js';
+export * from './chunk-cache-options.js';
 export * from './chunk-source.js';
 export * from './errors.js';
 export * from './http-source.js';

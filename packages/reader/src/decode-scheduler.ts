@@ -1,0 +1,74 @@
+import type { DecodeResult, DecodeTask } from './decode-worker.js';
+import type { ChunkDecoder } from './decoder.js';
+
+/** What the scheduler reads of a load: whether a reader outside any sequential stream waits for it (live). */
+export interface DecodePriority {
+  readonly urgent: boolean;
+}
+
+interface DecodeJob {
+  readonly priority: DecodePriority;
+  readonly task: DecodeTask;
+  readonly takeBlob: boolean;
+  resolve(result: DecodeResult): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Hands decodes to the decoder's threads, at most one per thread, urgent first; the rest
+ * wait here rather than in the pool's FIFO, so a guest's miss never waits behind every
+ * prefetch. Background decodes also wait while an urgent blob is on its way
+ * (`urgentFetching`): the guest's miss then finds a thread free and the cores idle when its
+ * blob arrives, and the background work waits about one blob's transfer time, during which
+ * the source holds background fetches back too.
+ */
+export class DecodeScheduler {
+  readonly #decoder: ChunkDecoder;
+  readonly #urgentFetching: () => boolean;
+  readonly #queue: DecodeJob[] = [];
+  /** Decodes on a thread now. */
+  #running = 0;
+  readonly #idle: (() => void)[] = [];
+
+  constructor(decoder: ChunkDecoder, urgentFetching: () => boolean) {
+    this.#decoder = decoder;
+    this.#urgentFetching = urgentFetching;
+  }
+
+  /** Queues a decode; it starts when a thread is free and its turn has come. */
+  decode(priority: DecodePriority, task: DecodeTask, takeBlob: boolean): Promise<DecodeResult> {
+    return new Promise<DecodeResult>((resolve, reject) => {
+      this.#queue.push({ priority, task, takeBlob, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Starts what may start now; call when a job became urgent or an urgent fetch ended. */
+  pump(): void {
+    const threads = Math.max(1, this.#decoder.threads);
+    while (this.#running < threads && this.#queue.length > 0) {
+      const urgent = this.#queue.findIndex((job) => job.priority.urgent);
+      if (urgent < 0 && this.#urgentFetching()) return;
+      // The first urgent job, else the oldest (findIndex gives -1 when none is urgent).
+      const job = this.#queue.splice(Math.max(urgent, 0), 1)[0]!;
+      this.#running++;
+      this.#decoder
+        .decode(job.task, job.takeBlob)
+        .then(job.resolve, job.reject)
+        .finally(() => {
+          if (--this.#running === 0) for (const done of this.#idle.splice(0)) done();
+          this.pump();
+        });
+    }
+  }
+
+  /** Rejects every decode still waiting for a thread. */
+  rejectQueued(reason: unknown): void {
+    for (const job of this.#queue.splice(0)) job.reject(reason);
+  }
+
+  /** Resolves once no decode is on a thread (decodes take milliseconds). */
+  async idle(): Promise<void> {
+    if (this.#running > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+  }
+}

@@ -1,0 +1,89 @@
+import type { EvictionHook, PageArena } from './page-arena.js';
+import { kLengthField, type SlotIndex } from './slot-table.js';
+import type { SpillStore } from './spill-store.js';
+
+/**
+ * The spill writer keeps this share of the cache's least recently used chunks written to
+ * the spill file ahead of need, so an eviction finds clean chunks and never waits for a write.
+ */
+export const SPILL_AHEAD_CACHE_FRACTION = 0.25;
+/** Spill writes kept in flight ahead of need (evictions that must wait add theirs). */
+const SPILL_AHEAD_WRITES = 2;
+
+/**
+ * The arena's eviction hook when the cache has a spill file: a ready chunk may leave
+ * memory only once the spill file holds it (or refused it), so no chunk is decoded twice.
+ * A chunk about to be needed for room is written first, holding a pin of its own; the
+ * unpin at the end of the write wakes the allocation that waited for it.
+ */
+export class SpillWriter implements EvictionHook {
+  readonly spill: SpillStore;
+  readonly #arena: PageArena;
+  /** Ready chunks being written (each holds a pin). */
+  readonly #writing = new Set<string>();
+  /** Ready chunks the spill file refused (full of chunks being read, a full disk): droppable as they are. */
+  readonly #refused = new Set<string>();
+  #closed = false;
+
+  constructor(spill: SpillStore, arena: PageArena) {
+    if (spill.pageBytes !== arena.table.pageBytes)
+      throw new RangeError(
+        `the spill store's pageBytes (${spill.pageBytes}) must equal the cache's (${arena.table.pageBytes})`,
+      );
+    this.spill = spill;
+    this.#arena = arena;
+  }
+
+  mayEvict(key: string, slot: SlotIndex): boolean {
+    if (this.#droppable(key)) return true;
+    this.#write(key, slot);
+    return false;
+  }
+
+  evicted(key: string): void {
+    this.#refused.delete(key);
+  }
+
+  /**
+   * Keeps the least recently used {@link SPILL_AHEAD_CACHE_FRACTION} of the cache written
+   * to the spill file, a few writes at a time. Nothing is written while that much memory
+   * is still free: no eviction is near, and the write could be wasted.
+   */
+  writeAhead(): void {
+    if (this.#closed) return;
+    const limit = this.#arena.capacityBytes * SPILL_AHEAD_CACHE_FRACTION;
+    if (this.#arena.freeBytes >= limit) return;
+    let bytes = 0;
+    for (const [key, slot] of this.#arena.oldestFirst()) {
+      if (this.#writing.size >= SPILL_AHEAD_WRITES || bytes >= limit) return;
+      bytes += this.#arena.pages(slot).length * this.#arena.table.pageBytes;
+      if (!this.#droppable(key)) this.#write(key, slot);
+    }
+  }
+
+  /** Stops writing ahead and closes the spill file once its reads and writes are done. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.spill.close();
+  }
+
+  /** True when dropping the chunk from memory loses no decode work. */
+  #droppable(key: string): boolean {
+    return this.#refused.has(key) || this.spill.has(key);
+  }
+
+  #write(key: string, slot: SlotIndex): void {
+    if (this.#writing.has(key) || this.spill.holdsOrWrites(key)) return;
+    const table = this.#arena.table;
+    this.#writing.add(key);
+    table.pin(slot);
+    void this.spill
+      .put(key, table.field(slot, kLengthField), table.arena, this.#arena.pages(slot))
+      .then((stored) => {
+        if (!stored) this.#refused.add(key);
+        this.#writing.delete(key);
+        table.unpinSlot(slot);
+        this.writeAhead();
+      });
+  }
+}
