@@ -46,6 +46,7 @@ interface Load extends FetchHints {
 
 interface AllocWaiter {
   readonly pageCount: number;
+  readonly load: Load;
   resolve(slot: SlotIndex): void;
   reject(err: unknown): void;
 }
@@ -89,8 +90,12 @@ export class ChunkCache {
   readonly #loads = new Map<string, Load>();
   readonly #allocWaiters: AllocWaiter[] = [];
   readonly #closing = new AbortController();
-  /** Loads whose blob is on its way from the source. */
-  readonly #fetching = new Set<Load>();
+  /**
+   * Loads that have memory and whose blob is on its way (from the source or the spill
+   * file). A load joins the moment it gets memory, so held background decodes see an
+   * urgent load that was just given memory as on its way.
+   */
+  readonly #awaitingBlob = new Set<Load>();
   #waitingForRelease = false;
   #closed = false;
   readonly #stats = {
@@ -330,12 +335,14 @@ export class ChunkCache {
           `chunk ${hex} needs ${request.length} bytes but the cache holds only ${this.capacityBytes}`,
         );
       }
-      slot ??= await this.#allocate(pageCount);
+      slot ??= await this.#allocate(pageCount, load);
+      this.#awaitingBlob.add(load);
       this.table.setField(slot, kLengthField, request.length);
-      if (!(await this.#loadFromSpill(hex, request.length, slot)))
+      if (!(await this.#loadFromSpill(hex, request.length, slot, load)))
         await this.#fetchAndDecode(request, load, slot);
       this.#ready(hex, slot, load);
     } catch (err) {
+      this.#awaitingBlob.delete(load);
       this.#loads.delete(hex);
       this.#readahead.markRead(hex);
       if (slot !== undefined) this.#arena.free(slot);
@@ -344,25 +351,23 @@ export class ChunkCache {
       const reason = this.#closed ? closedError() : err;
       for (const waiter of load.waiters) waiter.reject(reason);
     }
-    // A load that ended may have left an unpinned slot (no waiters) or freed pages.
+    // A load that ended may have left an unpinned slot (no waiters) or freed pages; then
+    // decodes held for its fetch may start, unless a load that got memory now is urgent.
     this.#pump();
+    this.#decodes.pump();
   }
 
   /** Fetches the chunk's blob from its source and decodes it into the loading slot. */
   async #fetchAndDecode(request: ChunkRequest, load: Load, slot: SlotIndex): Promise<void> {
     const hex = request.digestHex;
-    this.#fetching.add(load);
     let blob: Uint8Array;
     try {
       blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
-    } catch (err) {
-      this.#fetching.delete(load);
-      // Background decodes held for this fetch may start now.
-      if (load.urgent) this.#decodes.pump();
-      throw err;
+    } finally {
+      // A blob that came is queued (urgent first) before anything held for it is started;
+      // after a failed fetch, held decodes are looked at once the load has ended (#runLoad).
+      this.#awaitingBlob.delete(load);
     }
-    // A blob that came is queued (urgent first) before anything held for it is started.
-    this.#fetching.delete(load);
     if (this.#closed) throw closedError();
     const result = await this.#decodes.decode(
       load,
@@ -380,7 +385,7 @@ export class ChunkCache {
   }
 
   /** Fills a loading slot from the spill file; false when the chunk is not there (any more). */
-  async #loadFromSpill(hex: string, length: number, slot: SlotIndex): Promise<boolean> {
+  async #loadFromSpill(hex: string, length: number, slot: SlotIndex, load: Load): Promise<boolean> {
     const spill = this.#spill?.spill;
     if (spill === undefined || spill.lengthOf(hex) !== length) return false;
     const pages = this.#arena.pages(slot);
@@ -390,7 +395,9 @@ export class ChunkCache {
       const count = Math.min(pageBytes, length - i * pageBytes);
       reads.push(spill.read(hex, i * pageBytes, this.table.arena, pages[i]! * pageBytes, count));
     }
-    return (await Promise.all(reads)).every(Boolean);
+    const whole = (await Promise.all(reads)).every(Boolean);
+    if (whole) this.#awaitingBlob.delete(load);
+    return whole;
   }
 
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */
@@ -406,11 +413,11 @@ export class ChunkCache {
   }
 
   #urgentFetching(): boolean {
-    for (const load of this.#fetching) if (load.urgent) return true;
+    for (const load of this.#awaitingBlob) if (load.urgent) return true;
     return false;
   }
 
-  #allocate(pageCount: number): Promise<SlotIndex> {
+  #allocate(pageCount: number, load: Load): Promise<SlotIndex> {
     if (this.#allocWaiters.length === 0) {
       const slot = this.#arena.tryAllocate(pageCount);
       if (slot !== undefined) return Promise.resolve(slot);
@@ -418,7 +425,7 @@ export class ChunkCache {
     if (this.#closed) return Promise.reject(closedError());
     this.#stats.memoryWaits++;
     return new Promise<SlotIndex>((resolve, reject) => {
-      this.#allocWaiters.push({ pageCount, resolve, reject });
+      this.#allocWaiters.push({ pageCount, load, resolve, reject });
       this.#pump();
     });
   }
@@ -434,6 +441,7 @@ export class ChunkCache {
         return;
       }
       this.#allocWaiters.shift();
+      this.#awaitingBlob.add(head.load);
       head.resolve(slot);
     }
   }

@@ -35,7 +35,10 @@ export class DecodeScheduler {
     this.#urgentFetching = urgentFetching;
   }
 
-  /** Queues a decode; it starts when a thread is free and its turn has come. */
+  /**
+   * Queues a decode; it starts when a thread is free and its turn has come. The caller
+   * must call {@link pump} once it has handled the result (see #threadFreed).
+   */
   decode(priority: DecodePriority, task: DecodeTask, takeBlob: boolean): Promise<DecodeResult> {
     return new Promise<DecodeResult>((resolve, reject) => {
       this.#queue.push({ priority, task, takeBlob, resolve, reject });
@@ -52,14 +55,27 @@ export class DecodeScheduler {
       // The first urgent job, else the oldest (findIndex gives -1 when none is urgent).
       const job = this.#queue.splice(Math.max(urgent, 0), 1)[0]!;
       this.#running++;
-      this.#decoder
-        .decode(job.task, job.takeBlob)
-        .then(job.resolve, job.reject)
-        .finally(() => {
-          if (--this.#running === 0) for (const done of this.#idle.splice(0)) done();
-          this.pump();
-        });
+      this.#decoder.decode(job.task, job.takeBlob).then(
+        (result) => {
+          this.#threadFreed();
+          job.resolve(result);
+        },
+        (err: unknown) => {
+          this.#threadFreed();
+          job.reject(err);
+        },
+      );
     }
+  }
+
+  /**
+   * A thread is free again. The next decode is not started here but by the owner's
+   * {@link pump} once it has dealt with the result: the load that just ended may hand its
+   * memory to an urgent load, which must count as on its way before background decodes
+   * are looked at.
+   */
+  #threadFreed(): void {
+    if (--this.#running === 0) for (const done of this.#idle.splice(0)) done();
   }
 
   /** Rejects every decode still waiting for a thread. */

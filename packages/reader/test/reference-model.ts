@@ -61,6 +61,13 @@ export class CacheModel {
   tooLarge = 0;
   /** Background loads fetched while an urgent fetch was in flight: decoded once none is, in order. */
   readonly heldDecodes: ModelLoad[] = [];
+  /**
+   * Pins of readers that copy and release at once, on chunks just decoded. The real
+   * reader drops such a pin a few microtasks after its lease arrives: after the cache has
+   * looked at its held decodes, and before anything else happens. So memory behind these
+   * pins is free for waiting loads only after held decodes were looked at.
+   */
+  readonly #transientPins: ModelReady[] = [];
   readonly stats = {
     hits: 0,
     misses: 0,
@@ -120,6 +127,7 @@ export class CacheModel {
       if (at >= 0) {
         this.heldDecodes.splice(at, 1);
         this.#decoded(load);
+        this.#dropTransientPins(true);
       }
       return;
     }
@@ -193,7 +201,25 @@ export class CacheModel {
     } else {
       this.#decoded(load);
     }
-    while (this.heldDecodes.length > 0 && !this.#urgentFetching()) this.#decoded(this.heldDecodes.shift()!);
+    // One decode thread: held decodes start one at a time, each once the previous load
+    // has ended and only while no urgent fetch is in flight. The readers of the load
+    // before have released by the time the next one ends.
+    while (this.heldDecodes.length > 0 && !this.#urgentFetching()) {
+      const next = this.heldDecodes.shift()!;
+      this.#dropTransientPins(false);
+      this.#decoded(next);
+    }
+    this.#dropTransientPins(true);
+  }
+
+  /**
+   * The readers that copy and release have done so (see #transientPins); with `pump`,
+   * the memory they held serves waiting loads at once.
+   */
+  #dropTransientPins(pump: boolean): void {
+    if (this.#transientPins.length === 0) return;
+    for (const entry of this.#transientPins.splice(0)) entry.pins--;
+    if (pump) this.#pump();
   }
 
   #urgentFetching(): boolean {
@@ -207,7 +233,13 @@ export class CacheModel {
     const entry: ModelReady = { k: load.k, pages: load.pages, pins: 0 };
     this.ready.push(entry);
     if (load.waitedForMemory) this.completedAfterMemoryWait += load.waiters.length;
-    for (const id of load.waiters) this.#grant(id, entry);
+    for (const id of load.waiters) {
+      this.#grant(id, entry);
+      if (this.keeps.get(id) !== true) {
+        entry.pins++;
+        this.#transientPins.push(entry);
+      }
+    }
     this.#pump();
   }
 
