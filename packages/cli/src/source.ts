@@ -73,3 +73,16 @@ export function isSourceFailure(err: unknown): boolean {
     code === 'ERR_LR_ABORTED'
   );
 }
+
+/** `--ns NS`: the PBS namespace (`a/b`) a command works in; the root namespace when absent. */
+export const NAMESPACE_OPTION = { ns: { type: 'string' } } as const;
+
+/** The help lines of {@link NAMESPACE_OPTION}, descriptions starting at `column` like the command's other options. */
+export function namespaceHelp(column = 22): string {
+  const pad = ' '.repeat(column);
+  return [
+    `${'  --ns NS'.padEnd(column)}PBS namespace of SNAPSHOT, e.g. prod or prod/db (default:`,
+    `${pad}the root namespace); SNAPSHOT may also carry its namespace`,
+    `${pad}as PBS prints it: ns/prod/vm/100`,
+  ].join('\n');
+}

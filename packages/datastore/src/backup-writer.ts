@@ -25,8 +25,17 @@ import { fsyncDir, fsyncDirs, TEMP_PREFIX, writeFileAtomic } from './atomic-writ
 import type { Datastore } from './datastore.js';
 import { type ChunkEncoder, createChunkEncoder } from './encode-pool.js';
 import { BackupSourceError, DatastoreError } from './errors.js';
+import { checkOwner, ensureGroupOwner } from './group-owner.js';
 import { openImageSource, readFully } from './image-source.js';
-import { formatBackupTime, formatSnapshot, isBackupId, type SnapshotRef } from './snapshot-ref.js';
+import { parseNamespace, ROOT_NAMESPACE } from './namespace.js';
+import {
+  formatBackupTime,
+  formatSnapshot,
+  inNamespace,
+  isBackupId,
+  type SnapshotRef,
+} from './snapshot-ref.js';
+import { DEFAULT_AUTH_ID } from './verify-state.js';
 
 /** One input of a backup: archive name (`drive-scsi0`, `drive-scsi0.img`, `notes.txt`) and the file or device to read. */
 export interface BackupInput {
@@ -46,6 +55,13 @@ export interface BackupProgress {
 
 /** Options of {@link backup}. */
 export interface BackupOptions {
+  /** PBS namespace to back up into (`a/b`, created if missing); default the root namespace. */
+  readonly namespace?: string | undefined;
+  /**
+   * Owner written to a group's `owner` file when the group has none (PBS Authid, default
+   * `root@pam`); an existing owner is kept.
+   */
+  readonly owner?: string | undefined;
   readonly type: BackupType;
   readonly id: string;
   readonly inputs: readonly BackupInput[];
@@ -201,6 +217,8 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     throw new DatastoreError('ERR_LR_SNAPSHOT_INVALID', `"${options.id}" is not a valid backup id`);
   }
   if (options.inputs.length === 0) throw new TypeError('inputs must name at least one archive');
+  const namespace = parseNamespace(options.namespace ?? ROOT_NAMESPACE);
+  const owner = checkOwner(options.owner ?? DEFAULT_AUTH_ID);
   const chunkSizeBytes = options.chunkSizeBytes ?? DEFAULT_FIXED_CHUNK_BYTES;
   checkFixedChunkSize(chunkSizeBytes);
   const dynamicAvgBytes = options.dynamicAvgBytes ?? DEFAULT_DYNAMIC_AVG_BYTES;
@@ -221,12 +239,14 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     runs.push({ archive, path: input.path, sizeBytes: source.sizeBytes });
   }
 
-  const times = await store.snapshotTimes(options.type, options.id);
+  const times = await store.snapshotTimes(options.type, options.id, namespace);
   const latest = times.at(-1) ?? -Infinity;
   const backupTime = Math.max(options.backupTime ?? Math.floor(Date.now() / 1000), latest + 1);
-  const ref: SnapshotRef = { type: options.type, id: options.id, time: backupTime };
-  const groupDir = store.groupDir(options.type, options.id);
+  const ref: SnapshotRef = inNamespace({ type: options.type, id: options.id, time: backupTime }, namespace);
+  const groupDir = store.groupDir(options.type, options.id, namespace);
   await mkdir(groupDir, { recursive: true });
+  // Everything else in the group (snapshots, notes, PBS's lock files) is left as it is.
+  await ensureGroupOwner(groupDir, owner);
   const tempDir = join(
     groupDir,
     `${TEMP_PREFIX}${formatBackupTime(backupTime)}-${process.pid}-${randomBytes(4).toString('hex')}`,

@@ -11,15 +11,29 @@ import {
 import type { ArchiveName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { DatastoreError } from './errors.js';
+import {
+  describeNamespace,
+  isNamespaceComponent,
+  MAX_NAMESPACE_DEPTH,
+  NAMESPACE_DIR,
+  namespaceDepth,
+  namespacePathSegments,
+  parseNamespace,
+  ROOT_NAMESPACE,
+} from './namespace.js';
 import { readSnapshotArchiveIndex, readSnapshotInfo, readSnapshotManifest } from './snapshot-files.js';
 import {
   formatBackupTime,
+  formatGroup,
   formatSnapshot,
+  inNamespace,
   isBackupId,
+  namespaceOf,
   parseBackupTime,
   type SnapshotRef,
   type SnapshotSpec,
 } from './snapshot-ref.js';
+import type { SnapshotVerifyState } from './verify-state.js';
 
 /** Folder of the chunk store inside a datastore. */
 export const CHUNKS_DIR = '.chunks';
@@ -31,14 +45,27 @@ export interface ArchiveInfo extends ArchiveName {
   readonly cryptMode: string;
 }
 
+/** Which namespaces a listing covers. */
+export interface NamespaceScope {
+  /** Where to start, `a/b`; default the root namespace. */
+  readonly namespace?: string | undefined;
+  /**
+   * Levels of child namespaces to include below `namespace` (PBS's `max-depth`): 0 (the
+   * default) lists `namespace` alone, {@link MAX_NAMESPACE_DEPTH} everything below it.
+   */
+  readonly maxDepth?: number | undefined;
+}
+
 /** A snapshot with what its manifest says. */
 export interface SnapshotInfo {
   readonly ref: SnapshotRef;
-  /** `vm/100/2026-11-26T10:00:00Z`. */
+  /** `vm/100/2026-11-26T10:00:00Z` (`ns/prod/vm/100/…` in a namespace). */
   readonly path: string;
   readonly archives: readonly ArchiveInfo[];
   /** The key fingerprint recorded in the manifest, for encrypted snapshots. */
   readonly keyFingerprint?: string;
+  /** The last verify's result, when one was recorded (`unprotected.verify_state`). */
+  readonly verifyState?: SnapshotVerifyState;
 }
 
 function isNotFound(err: unknown): boolean {
@@ -58,10 +85,20 @@ async function subdirectories(dir: string): Promise<string[]> {
   }
 }
 
+/** Checks a {@link NamespaceScope}'s depth: an integer 0…7 (default 0). */
+export function checkMaxDepth(maxDepth: number | undefined): number {
+  const depth = maxDepth ?? 0;
+  if (!Number.isInteger(depth) || depth < 0 || depth > MAX_NAMESPACE_DEPTH)
+    throw new RangeError(`maxDepth must be an integer 0…${MAX_NAMESPACE_DEPTH}, got ${maxDepth}`);
+  return depth;
+}
+
 /**
  * A PBS-layout datastore on a local file system:
- * `.chunks/<4 hex>/<64 hex>` for chunk blobs, `<type>/<id>/<time>/` for snapshots.
- * Every write is atomic (temp + fsync + rename), so a crash leaves no torn file.
+ * `.chunks/<4 hex>/<64 hex>` for chunk blobs, `[ns/<name>/…]<type>/<id>/<time>/` for
+ * snapshots. Every write is atomic (temp + fsync + rename), so a crash leaves no torn file.
+ * What else PBS keeps there (group `owner` and `notes`, `.protected`, `.lock`, `.gc-status`)
+ * is skipped when listing and never removed.
  */
 export class Datastore {
   private constructor(readonly dir: string) {}
@@ -138,49 +175,117 @@ export class Datastore {
     }
   }
 
-  /** Directory of a snapshot. */
-  snapshotDir(ref: SnapshotRef): string {
-    return join(this.dir, ref.type, ref.id, formatBackupTime(ref.time));
+  /** Directory of a namespace (`<store>/ns/a/ns/b`; the store itself for the root). */
+  namespaceDir(namespace: string = ROOT_NAMESPACE): string {
+    return join(this.dir, ...namespacePathSegments(parseNamespace(namespace)));
   }
 
-  /** Directory of a backup group (`vm/100`). */
-  groupDir(type: string, id: string): string {
-    return join(this.dir, type, id);
+  /** Directory of a snapshot. */
+  snapshotDir(ref: SnapshotRef): string {
+    return join(this.groupDir(ref.type, ref.id, namespaceOf(ref)), formatBackupTime(ref.time));
+  }
+
+  /** Directory of a backup group (`vm/100`, or `ns/a/vm/100` in namespace `a`). */
+  groupDir(type: string, id: string, namespace: string = ROOT_NAMESPACE): string {
+    return join(this.namespaceDir(namespace), type, id);
   }
 
   /** Times of the complete snapshots of a group, oldest first (temp dirs of unfinished backups are skipped). */
-  async snapshotTimes(type: string, id: string): Promise<number[]> {
+  async snapshotTimes(type: string, id: string, namespace: string = ROOT_NAMESPACE): Promise<number[]> {
     if (!isBackupId(id)) return [];
     const times: number[] = [];
-    for (const name of await subdirectories(this.groupDir(type, id))) {
+    for (const name of await subdirectories(this.groupDir(type, id, namespace))) {
       const time = parseBackupTime(name);
       if (time !== undefined) times.push(time);
     }
     return times.sort((a, b) => a - b);
   }
 
-  /** Every complete snapshot, sorted by type, id and time. Stray files and folders are skipped. */
-  async listSnapshotRefs(): Promise<SnapshotRef[]> {
+  /**
+   * Checks that a namespace exists (the root always does) and returns it:
+   * `ERR_LR_NAMESPACE_INVALID` for a bad name, `ERR_LR_NAMESPACE_NOT_FOUND` for a missing one.
+   */
+  async resolveNamespace(namespace: string): Promise<string> {
+    const checked = parseNamespace(namespace);
+    if (checked === ROOT_NAMESPACE) return checked;
+    let isDir = false;
+    try {
+      isDir = (await stat(this.namespaceDir(checked))).isDirectory();
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    if (!isDir) {
+      throw new DatastoreError(
+        'ERR_LR_NAMESPACE_NOT_FOUND',
+        `${describeNamespace(checked)} does not exist in ${this.dir}`,
+      );
+    }
+    return checked;
+  }
+
+  /**
+   * `namespace` and the namespaces below it, down to `maxDepth` more levels (default all
+   * 7), in sorted order: what exists on disk as `ns/<name>` folders, whether or not it holds
+   * snapshots. Folders whose names PBS would refuse are skipped.
+   */
+  async listNamespaces(scope: NamespaceScope = {}): Promise<string[]> {
+    const start = await this.resolveNamespace(scope.namespace ?? ROOT_NAMESPACE);
+    const maxDepth = checkMaxDepth(scope.maxDepth ?? MAX_NAMESPACE_DEPTH);
+    const out: string[] = [];
+    const walk = async (namespace: string, levels: number): Promise<void> => {
+      out.push(namespace);
+      if (levels === 0 || namespaceDepth(namespace) >= MAX_NAMESPACE_DEPTH) return;
+      const children = (await subdirectories(join(this.namespaceDir(namespace), NAMESPACE_DIR)))
+        .filter(isNamespaceComponent)
+        .sort();
+      for (const child of children) {
+        await walk(namespace === ROOT_NAMESPACE ? child : `${namespace}/${child}`, levels - 1);
+      }
+    };
+    await walk(start, maxDepth);
+    return out;
+  }
+
+  /**
+   * The complete snapshots of a namespace (default the root), and of the namespaces below it
+   * down to `maxDepth` levels (default none), sorted by namespace, type, id and time. Stray
+   * files and folders are skipped.
+   */
+  async listSnapshotRefs(scope: NamespaceScope = {}): Promise<SnapshotRef[]> {
     const refs: SnapshotRef[] = [];
-    for (const type of BACKUP_TYPES) {
-      const ids = (await subdirectories(join(this.dir, type))).filter(isBackupId).sort();
-      for (const id of ids) {
-        for (const time of await this.snapshotTimes(type, id)) refs.push({ type, id, time });
+    const namespaces = await this.listNamespaces({
+      namespace: scope.namespace,
+      maxDepth: checkMaxDepth(scope.maxDepth),
+    });
+    for (const namespace of namespaces) {
+      const base = this.namespaceDir(namespace);
+      for (const type of BACKUP_TYPES) {
+        const ids = (await subdirectories(join(base, type))).filter(isBackupId).sort();
+        for (const id of ids) {
+          for (const time of await this.snapshotTimes(type, id, namespace))
+            refs.push(inNamespace({ type, id, time }, namespace));
+        }
       }
     }
     return refs;
   }
 
-  /** Resolves `vm/100` to its latest snapshot, and checks that a full reference exists. */
+  /**
+   * Resolves `vm/100` to its latest snapshot, and checks that a full reference exists, in
+   * the spec's namespace; the error names the namespace it looked in.
+   */
   async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
-    const times = await this.snapshotTimes(spec.type, spec.id);
+    const namespace = parseNamespace(namespaceOf(spec));
+    const times = await this.snapshotTimes(spec.type, spec.id, namespace);
     const time = spec.time ?? times.at(-1);
     if (time === undefined || !times.includes(time)) {
-      const what =
-        spec.time === undefined ? `${spec.type}/${spec.id}` : formatSnapshot({ ...spec, time: spec.time });
-      throw new DatastoreError('ERR_LR_SNAPSHOT_NOT_FOUND', `no snapshot ${what} in ${this.dir}`);
+      const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
+      throw new DatastoreError(
+        'ERR_LR_SNAPSHOT_NOT_FOUND',
+        `no snapshot ${what} in ${describeNamespace(namespace)} of ${this.dir}`,
+      );
     }
-    return { type: spec.type, id: spec.id, time };
+    return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
   }
 
   /**

@@ -12,7 +12,8 @@ import {
 import { archiveOfFilename, resolveArchiveName } from './archive-name.js';
 import type { ArchiveInfo, SnapshotInfo } from './datastore.js';
 import { DatastoreError } from './errors.js';
-import { formatSnapshot, type SnapshotRef } from './snapshot-ref.js';
+import { formatSnapshot, namespaceOf, type SnapshotRef } from './snapshot-ref.js';
+import { type SnapshotVerifyState, verifyStateOf } from './verify-state.js';
 
 /**
  * The raw files of a snapshot store, wherever they live: a local {@link Datastore}
@@ -88,28 +89,36 @@ export function snapshotInfoOfManifest(ref: SnapshotRef, manifest: Manifest): Sn
     if (archive !== undefined) archives.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
   }
   const fingerprint = manifest.unprotected['key-fingerprint'];
+  const verifyState = verifyStateOf(manifest);
   return {
     ref,
     path: formatSnapshot(ref),
     archives,
     ...(typeof fingerprint === 'string' ? { keyFingerprint: fingerprint } : {}),
+    ...(verifyState === undefined ? {} : { verifyState }),
   };
 }
 
 /** One snapshot as `GET /snapshots` and `liverestore snapshots --json` list it (a public shape). */
 export interface SnapshotListingJson {
+  /** `ns/prod/vm/100/…` in a namespace. */
   snapshot: string;
+  /** PBS namespace (`a/b`), `""` for the root. */
+  ns: string;
   type: string;
   id: string;
   time: number;
   archives: { name: string; filename: string; kind: string; sizeBytes: number; cryptMode: string }[];
   keyFingerprint?: string;
+  /** The last verify's result as PBS records it in the manifest (`unprotected.verify_state`). */
+  verification?: SnapshotVerifyState;
 }
 
 /** The listing entry of a snapshot: one function, so the CLI and the HTTP server agree byte for byte. */
 export function snapshotListingJson(info: SnapshotInfo): SnapshotListingJson {
   return {
     snapshot: info.path,
+    ns: namespaceOf(info.ref),
     type: info.ref.type,
     id: info.ref.id,
     time: info.ref.time,
@@ -121,5 +130,6 @@ export function snapshotListingJson(info: SnapshotInfo): SnapshotListingJson {
       cryptMode: a.cryptMode,
     })),
     ...(info.keyFingerprint === undefined ? {} : { keyFingerprint: info.keyFingerprint }),
+    ...(info.verifyState === undefined ? {} : { verification: info.verifyState }),
   };
 }

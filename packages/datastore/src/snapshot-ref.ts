@@ -1,8 +1,14 @@
 import { BACKUP_TYPES, type BackupType } from '@liverestore/format';
 import { DatastoreError } from './errors.js';
+import { namespacePath, parseNamespace, ROOT_NAMESPACE, splitNamespacePath } from './namespace.js';
 
-/** A snapshot's identity: `<type>/<id>/<time>`, e.g. `vm/100/2026-11-26T10:00:00Z`. */
+/**
+ * A snapshot's identity: `[ns/<name>/…]<type>/<id>/<time>`, e.g. `vm/100/2026-11-26T10:00:00Z`
+ * or, in namespace `prod`, `ns/prod/vm/100/2026-11-26T10:00:00Z`.
+ */
 export interface SnapshotRef {
+  /** PBS namespace, `a/b` (see namespace.ts); absent (or `''`) for the root namespace. */
+  readonly namespace?: string;
   readonly type: BackupType;
   readonly id: string;
   /** Seconds since the epoch. */
@@ -11,9 +17,25 @@ export interface SnapshotRef {
 
 /** A backup group, or a snapshot when `time` is given: what a user types on the command line. */
 export interface SnapshotSpec {
+  /** PBS namespace, `a/b`; absent (or `''`) for the root namespace. */
+  readonly namespace?: string;
   readonly type: BackupType;
   readonly id: string;
   readonly time?: number;
+}
+
+/** The namespace of a ref or spec, `''` for the root. */
+export function namespaceOf(ref: { readonly namespace?: string | undefined }): string {
+  return ref.namespace ?? ROOT_NAMESPACE;
+}
+
+/**
+ * `value` in `namespace`: the field is left out for the root namespace, so a root ref looks
+ * exactly as it did before namespaces (`{ type, id, time }`) and compares equal to one.
+ */
+export function inNamespace<T extends object>(value: T, namespace: string): T & { namespace?: string } {
+  const { namespace: _drop, ...rest } = value as T & { namespace?: string };
+  return (namespace === ROOT_NAMESPACE ? rest : { ...rest, namespace }) as T & { namespace?: string };
 }
 
 /** PBS allows these characters in backup ids. */
@@ -45,9 +67,23 @@ function bad(text: string, why: string): DatastoreError {
   );
 }
 
-/** Parses `vm/100` (a group: its latest snapshot) or `vm/100/2026-11-26T10:00:00Z`. */
-export function parseSnapshotSpec(text: string): SnapshotSpec {
-  const parts = text.replace(/\/+$/, '').split('/');
+/**
+ * Parses `vm/100` (a group: its latest snapshot) or `vm/100/2026-11-26T10:00:00Z`, each
+ * optionally prefixed by its namespace as PBS prints it (`ns/prod/ns/db/vm/100/…`).
+ * `namespace` (a `--ns` value, `a/b`) applies when the text has no prefix; a prefix that
+ * names another namespace is `ERR_LR_SNAPSHOT_INVALID`.
+ */
+export function parseSnapshotSpec(text: string, namespace?: string): SnapshotSpec {
+  const split = splitNamespacePath(text.replace(/\/+$/, ''));
+  const given = namespace === undefined ? ROOT_NAMESPACE : parseNamespace(namespace);
+  if (split.namespace !== ROOT_NAMESPACE && namespace !== undefined && split.namespace !== given) {
+    throw bad(text, `its namespace "${split.namespace}" differs from the namespace "${given}" given`);
+  }
+  return inNamespace(parseGroupOrSnapshot(text, split.rest), split.namespace || given);
+}
+
+function parseGroupOrSnapshot(text: string, path: string): SnapshotSpec {
+  const parts = path.split('/');
   if (parts.length < 2 || parts.length > 3) throw bad(text, 'wrong number of parts');
   const [type, id, time] = parts as [string, string, string | undefined];
   if (!BACKUP_TYPES.includes(type as BackupType))
@@ -60,7 +96,17 @@ export function parseSnapshotSpec(text: string): SnapshotSpec {
   return { type: type as BackupType, id, time: seconds };
 }
 
-/** `vm/100/2026-11-26T10:00:00Z`. */
+/** `vm/100/2026-11-26T10:00:00Z`, or `ns/prod/vm/100/…` in a namespace (PBS's print_ns_and_snapshot). */
 export function formatSnapshot(ref: SnapshotRef): string {
-  return `${ref.type}/${ref.id}/${formatBackupTime(ref.time)}`;
+  return `${formatGroup(ref)}/${formatBackupTime(ref.time)}`;
+}
+
+/** `vm/100`, or `ns/prod/vm/100` in a namespace. */
+export function formatGroup(ref: {
+  readonly namespace?: string;
+  readonly type: string;
+  readonly id: string;
+}): string {
+  const prefix = namespacePath(namespaceOf(ref));
+  return `${prefix === '' ? '' : `${prefix}/`}${ref.type}/${ref.id}`;
 }

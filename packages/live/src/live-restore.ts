@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SnapshotRef } from '@liverestore/datastore';
+import type { SnapshotSpec } from '@liverestore/datastore';
 import type { CryptConfig } from '@liverestore/format';
 import { type NbdListen, type NbdServer, startNbdServer } from '@liverestore/nbd';
 import {
@@ -22,8 +22,11 @@ export interface LiveRestoreOptions {
   /** A datastore directory or http(s):// URL, or an opened source (left open). */
   source: string | ChunkSource;
   http?: HttpChunkSourceOptions | undefined;
-  /** `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the latest (a resume must name the same one). */
-  snapshot: string | SnapshotRef;
+  /**
+   * `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the latest (a resume must name the same
+   * one), optionally `ns/prod/…`; or a parsed spec with its `namespace`.
+   */
+  snapshot: string | SnapshotSpec;
   crypt?: CryptConfig | undefined;
   /** Where the targets (`<archive name>`) and their maps (`<archive name>.map`) live; created if missing. */
   targetDir: string;

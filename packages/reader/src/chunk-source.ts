@@ -1,4 +1,4 @@
-import { Datastore, type SnapshotRef } from '@liverestore/datastore';
+import { Datastore, type NamespaceScope, type SnapshotRef, type SnapshotSpec } from '@liverestore/datastore';
 
 /**
  * Where raw chunk blobs and snapshot files come from: a local datastore now, an HTTP
@@ -21,10 +21,21 @@ export interface ChunkSource {
    * reference): the decode pool may then take its memory instead of copying it.
    */
   readonly blobsAreTransferable?: boolean;
-  /** Snapshots this source offers. */
-  listSnapshots(): Promise<SnapshotRef[]>;
-  /** Resolves a group (`time` absent) to its latest snapshot, or checks a full reference. */
-  resolveSnapshot(spec: { type: SnapshotRef['type']; id: string; time?: number }): Promise<SnapshotRef>;
+  /**
+   * Snapshots this source offers: of the root namespace, or of `scope.namespace`, and of
+   * the namespaces `scope.maxDepth` levels below it.
+   */
+  listSnapshots(scope?: NamespaceScope): Promise<SnapshotRef[]>;
+  /**
+   * `scope.namespace` (default the root) and the namespaces below it (default all levels),
+   * sorted. A source without it knows only the root namespace.
+   */
+  listNamespaces?(scope?: NamespaceScope): Promise<string[]>;
+  /**
+   * Resolves a group (`time` absent) to its latest snapshot, or checks a full reference, in
+   * the spec's namespace (`ERR_LR_SNAPSHOT_NOT_FOUND` names the namespace it looked in).
+   */
+  resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef>;
   /** A file of a snapshot directory (`index.json.blob`, `drive-scsi0.img.fidx`), raw. */
   readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array>;
   close?(): Promise<void>;
@@ -58,11 +69,15 @@ export class LocalChunkSource implements ChunkSource {
     return this.store.readChunk(digestHex, signal);
   }
 
-  listSnapshots(): Promise<SnapshotRef[]> {
-    return this.store.listSnapshotRefs();
+  listSnapshots(scope?: NamespaceScope): Promise<SnapshotRef[]> {
+    return this.store.listSnapshotRefs(scope);
   }
 
-  resolveSnapshot(spec: { type: SnapshotRef['type']; id: string; time?: number }): Promise<SnapshotRef> {
+  listNamespaces(scope?: NamespaceScope): Promise<string[]> {
+    return this.store.listNamespaces(scope);
+  }
+
+  resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
     return this.store.resolveSnapshot(spec);
   }
 

@@ -1,26 +1,27 @@
 import {
-  formatBackupTime,
+  describeNamespace,
+  formatGroup,
   formatSnapshot,
-  isBackupId,
-  parseSnapshotSpec,
+  inNamespace,
+  MAX_NAMESPACE_DEPTH,
+  type NamespaceScope,
+  namespaceOf,
+  ROOT_NAMESPACE,
   type SnapshotRef,
+  type SnapshotSpec,
 } from '@liverestore/datastore';
-import {
-  BACKUP_TYPES,
-  type BackupType,
-  isHexDigest,
-  LiverestoreError,
-  MAX_BLOB_BYTES,
-} from '@liverestore/format';
+import { isHexDigest, LiverestoreError, MAX_BLOB_BYTES } from '@liverestore/format';
 import { Pool } from 'undici';
 import type { ChunkSource, FetchHints } from './chunk-source.js';
 import { abortError, ReaderError } from './errors.js';
+import { listingQuery, parseListing, parseNamespaceListing, snapshotFilePath } from './http-listing.js';
 
 /*
  * A liverestore HTTP server as a chunk source. The paths are the server's public interface:
  *
- *   GET /snapshots                          JSON [{ snapshot, type, id, time, archives }]
- *   GET /snapshots/{type}/{id}/{time}/{file} raw snapshot file (index, index.json.blob)
+ *   GET /snapshots[?ns=a/b&max-depth=N]     JSON [{ snapshot, ns, type, id, time, archives }]
+ *   GET /namespaces[?ns=a/b&max-depth=N]    JSON [{ ns }]
+ *   GET /snapshots/[ns/a/…/]{type}/{id}/{time}/{file} raw snapshot file (index, index.json.blob)
  *   GET /chunks/{64 hex}                     raw chunk blob
  *
  * Errors come back as JSON `{ error: { code, message } }`. Every request goes through one
@@ -358,9 +359,9 @@ export class HttpChunkSource implements ChunkSource {
     });
   }
 
-  async listSnapshots(signal?: AbortSignal): Promise<SnapshotRef[]> {
+  async listSnapshots(scope: NamespaceScope = {}, signal?: AbortSignal): Promise<SnapshotRef[]> {
     const body = await this.#whole(
-      '/snapshots',
+      `/snapshots${listingQuery(scope)}`,
       {
         notFoundCode: 'ERR_LR_SOURCE_BAD_RESPONSE',
         maxBytes: MAX_HTTP_LISTING_BYTES,
@@ -368,24 +369,49 @@ export class HttpChunkSource implements ChunkSource {
       },
       signal,
     );
-    return parseListing(body, this.name);
+    return parseListing(body, this.name, scope);
   }
 
-  async resolveSnapshot(spec: {
-    type: SnapshotRef['type'];
-    id: string;
-    time?: number;
-  }): Promise<SnapshotRef> {
-    const times = (await this.listSnapshots())
+  /**
+   * The namespaces the server has below `scope.namespace` (all levels by default). A server
+   * from before namespaces has no `/namespaces`: it answers 404, read as only the root.
+   */
+  async listNamespaces(scope: NamespaceScope = {}, signal?: AbortSignal): Promise<string[]> {
+    const full = { ...scope, maxDepth: scope.maxDepth ?? MAX_NAMESPACE_DEPTH };
+    let body: Uint8Array;
+    try {
+      body = await this.#whole(
+        `/namespaces${listingQuery(full)}`,
+        {
+          notFoundCode: 'ERR_LR_HTTP_NOT_FOUND',
+          maxBytes: MAX_HTTP_LISTING_BYTES,
+          what: 'the namespace list',
+        },
+        signal,
+      );
+    } catch (err) {
+      const root = (scope.namespace ?? ROOT_NAMESPACE) === ROOT_NAMESPACE;
+      if (root && err instanceof LiverestoreError && err.code === 'ERR_LR_HTTP_NOT_FOUND')
+        return [ROOT_NAMESPACE];
+      throw err;
+    }
+    return parseNamespaceListing(body, this.name, full);
+  }
+
+  async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
+    const namespace = namespaceOf(spec);
+    const times = (await this.listSnapshots({ namespace }))
       .filter((ref) => ref.type === spec.type && ref.id === spec.id)
       .map((ref) => ref.time);
     const time = spec.time ?? (times.length === 0 ? undefined : Math.max(...times));
     if (time === undefined || !times.includes(time)) {
-      const what =
-        spec.time === undefined ? `${spec.type}/${spec.id}` : formatSnapshot({ ...spec, time: spec.time });
-      throw new ReaderError('ERR_LR_SNAPSHOT_NOT_FOUND', `no snapshot ${what} at ${this.name}`);
+      const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
+      throw new ReaderError(
+        'ERR_LR_SNAPSHOT_NOT_FOUND',
+        `no snapshot ${what} in ${describeNamespace(namespace)} at ${this.name}`,
+      );
     }
-    return { type: spec.type, id: spec.id, time };
+    return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
   }
 
   readSnapshotFile(ref: SnapshotRef, filename: string, signal?: AbortSignal): Promise<Uint8Array> {
@@ -394,9 +420,8 @@ export class HttpChunkSource implements ChunkSource {
         new ReaderError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `invalid snapshot file name "${filename}"`),
       );
     }
-    const path = [ref.type, ref.id, formatBackupTime(ref.time), filename].map(encodeURIComponent).join('/');
     return this.#whole(
-      `/snapshots/${path}`,
+      snapshotFilePath(ref, filename),
       {
         notFoundCode: 'ERR_LR_SNAPSHOT_FILE_NOT_FOUND',
         maxBytes: MAX_HTTP_SNAPSHOT_FILE_BYTES,
@@ -787,49 +812,4 @@ function serverDetail(text: string): string {
   const served = serverError(text);
   if (served === undefined) return '';
   return `: ${[served.code, served.message].filter((s) => s !== undefined).join(': ')}`;
-}
-
-/** Validates the server's listing; a malformed one is an error, not a partial answer. */
-function parseListing(body: Uint8Array, name: string): SnapshotRef[] {
-  const bad = (why: string): ReaderError =>
-    new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', `the snapshot list of ${name} is malformed: ${why}`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
-  } catch {
-    throw bad('not JSON');
-  }
-  if (!Array.isArray(parsed)) throw bad('not an array');
-  const refs: SnapshotRef[] = [];
-  for (const [i, entry] of parsed.entries()) {
-    const fields = (entry ?? {}) as {
-      type?: unknown;
-      id?: unknown;
-      time?: unknown;
-      snapshot?: unknown;
-      error?: unknown;
-    };
-    if (fields.error !== undefined && typeof fields.snapshot === 'string') {
-      // A snapshot whose manifest the server cannot read is listed by path only; keep it,
-      // so the caller reports it (reading its manifest fails the same way) and lists the rest.
-      let spec: ReturnType<typeof parseSnapshotSpec>;
-      try {
-        spec = parseSnapshotSpec(fields.snapshot);
-      } catch {
-        throw bad(`entry ${i} names no valid snapshot`);
-      }
-      if (spec.time === undefined) throw bad(`entry ${i} names no snapshot time`);
-      refs.push({ type: spec.type, id: spec.id, time: spec.time });
-      continue;
-    }
-    const { type, id, time } = fields;
-    if (typeof type !== 'string' || !BACKUP_TYPES.includes(type as BackupType))
-      throw bad(`entry ${i} has no valid type`);
-    if (typeof id !== 'string' || !isBackupId(id)) throw bad(`entry ${i} has no valid id`);
-    if (typeof time !== 'number' || !Number.isSafeInteger(time) || time < 0)
-      throw bad(`entry ${i} has no valid time`);
-    refs.push({ type: type as BackupType, id, time });
-  }
-  const order = (r: SnapshotRef): string => `${BACKUP_TYPES.indexOf(r.type)}/${r.id}`;
-  return refs.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : a.time - b.time));
 }

@@ -5,6 +5,7 @@ import {
   parseSnapshotSpec,
   resolveArchiveName,
   type SnapshotRef,
+  type SnapshotSpec,
 } from '@liverestore/datastore';
 import {
   type ChunkIndex,
@@ -44,8 +45,12 @@ export interface OpenSnapshotOptions {
   source: string | ChunkSource;
   /** Options of an http(s):// source (token, timeouts, TLS). */
   http?: HttpChunkSourceOptions | undefined;
-  /** `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the group's latest snapshot. */
-  snapshot: string | SnapshotRef;
+  /**
+   * `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the group's latest snapshot, either
+   * prefixed by its namespace as PBS prints it (`ns/prod/vm/100`); or a parsed spec, whose
+   * `namespace` (`a/b`) says where to look.
+   */
+  snapshot: string | SnapshotSpec;
   /** The shared cache; any number of snapshots may share one. */
   cache: ChunkCache;
   /** Key of an encrypted snapshot; also checks the manifest signature. */
@@ -68,7 +73,7 @@ export class Snapshot {
     this.#ownsSource = ownsSource;
   }
 
-  /** `vm/100/2026-11-26T10:00:00Z`. */
+  /** `vm/100/2026-11-26T10:00:00Z` (`ns/prod/vm/100/…` in a namespace). */
   get path(): string {
     return formatSnapshot(this.ref);
   }

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { sep } from 'node:path';
-import { Datastore, type SnapshotRef } from '@liverestore/datastore';
+import { Datastore, type NamespaceScope, type SnapshotRef, type SnapshotSpec } from '@liverestore/datastore';
 import type { ChunkSource } from '@liverestore/reader';
 import { ServerError } from './errors.js';
 
@@ -95,11 +95,15 @@ export class ConfinedStore implements ChunkSource {
     }
   }
 
-  listSnapshots(): Promise<SnapshotRef[]> {
-    return this.store.listSnapshotRefs();
+  listSnapshots(scope?: NamespaceScope): Promise<SnapshotRef[]> {
+    return this.store.listSnapshotRefs(scope);
   }
 
-  resolveSnapshot(spec: { type: SnapshotRef['type']; id: string; time?: number }): Promise<SnapshotRef> {
+  listNamespaces(scope?: NamespaceScope): Promise<string[]> {
+    return this.store.listNamespaces(scope);
+  }
+
+  resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
     return this.store.resolveSnapshot(spec);
   }
 

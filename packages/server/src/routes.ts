@@ -1,10 +1,27 @@
-import { formatSnapshot, isBackupId, parseBackupTime, type SnapshotRef } from '@liverestore/datastore';
-import { BACKUP_TYPES, type BackupType } from '@liverestore/format';
+import {
+  checkMaxDepth,
+  formatSnapshot,
+  inNamespace,
+  isBackupId,
+  MAX_NAMESPACE_DEPTH,
+  NAMESPACE_DIR,
+  type NamespaceScope,
+  parseBackupTime,
+  parseNamespace,
+  type SnapshotRef,
+} from '@liverestore/datastore';
+import { BACKUP_TYPES, type BackupType, LiverestoreError } from '@liverestore/format';
 import { ServerError } from './errors.js';
 
-/** A request path, parsed and validated: every segment that reaches the file system passed a whitelist. */
+/**
+ * A request path, parsed and validated: every segment that reaches the file system passed a
+ * whitelist. Namespaced snapshots are addressed as they lie on disk,
+ * `/snapshots/ns/a/ns/b/TYPE/ID/TIME/FILE`; `ns` is no backup type, so the root-namespace
+ * paths are unchanged.
+ */
 export type Route =
-  | { readonly kind: 'snapshots' }
+  | { readonly kind: 'snapshots'; readonly scope: NamespaceScope }
+  | { readonly kind: 'namespaces'; readonly scope: NamespaceScope }
   | { readonly kind: 'metrics' }
   | { readonly kind: 'chunk'; readonly digestHex: string }
   | { readonly kind: 'snapshot-file'; readonly ref: SnapshotRef; readonly filename: string }
@@ -34,11 +51,43 @@ export function pathOf(url: string | undefined): string {
 }
 
 /**
+ * The namespace scope of a listing (`?ns=a/b&max-depth=N`, PBS's parameter names): the
+ * root alone when absent. `max-depth` defaults to `defaultDepth`.
+ */
+export function parseScope(query: string, defaultDepth: number): NamespaceScope {
+  const params = new URLSearchParams(query);
+  let namespace: string;
+  try {
+    namespace = parseNamespace(params.get('ns') ?? '');
+  } catch (err) {
+    if (err instanceof LiverestoreError) throw new ServerError(err.code, err.message);
+    throw err;
+  }
+  const depthText = params.get('max-depth');
+  const maxDepth = depthText === null ? defaultDepth : Number(depthText);
+  if (depthText !== null && !/^\d$/.test(depthText))
+    throw badPath(`max-depth must be 0…${MAX_NAMESPACE_DEPTH}`);
+  try {
+    checkMaxDepth(maxDepth);
+  } catch {
+    throw badPath(`max-depth must be 0…${MAX_NAMESPACE_DEPTH}`);
+  }
+  return { namespace, maxDepth };
+}
+
+/** The query part of a request target (without `?`), `''` when none. */
+export function queryOf(url: string | undefined): string {
+  const target = url ?? '/';
+  const q = target.indexOf('?');
+  return q === -1 ? '' : target.slice(q + 1);
+}
+
+/**
  * Parses a request path. Encoded slashes, backslashes and NUL (raw or encoded), dot
  * segments and empty segments are refused before anything is decoded further, so no
  * segment can name something outside the snapshot or chunk it addresses.
  */
-export function parseRoute(path: string): Route {
+export function parseRoute(path: string, query = ''): Route {
   if (path.length > MAX_PATH_CHARS) throw badPath('too long');
   if (!path.startsWith('/')) throw badPath('must start with /');
   if (/%(2f|5c|00)|\\|\0/i.test(path)) throw badPath('encoded slash, backslash or NUL');
@@ -64,9 +113,22 @@ export function parseRoute(path: string): Route {
     }
     return { kind: 'chunk', digestHex };
   }
+  if (head === 'namespaces' && rest.length === 0)
+    return { kind: 'namespaces', scope: parseScope(query, MAX_NAMESPACE_DEPTH) };
   if (head !== 'snapshots') throw notFound();
-  if (rest.length === 0) return { kind: 'snapshots' };
+  if (rest.length === 0) return { kind: 'snapshots', scope: parseScope(query, 0) };
+  const names: string[] = [];
+  while (rest[0] === NAMESPACE_DIR && rest.length > 4) {
+    names.push(rest[1]!);
+    rest.splice(0, 2);
+  }
   if (rest.length !== 4) throw notFound();
+  let namespace: string;
+  try {
+    namespace = parseNamespace(names.join('/'));
+  } catch {
+    throw badPath('invalid namespace');
+  }
   const [type, id, timeText, name] = rest as [string, string, string, string];
   if (!BACKUP_TYPES.includes(type as BackupType))
     throw badPath(`snapshot type must be one of ${BACKUP_TYPES.join(', ')}`);
@@ -74,13 +136,13 @@ export function parseRoute(path: string): Route {
   const time = parseBackupTime(timeText);
   if (time === undefined) throw badPath('snapshot time must be RFC 3339 UTC like 2026-11-26T10:00:00Z');
   if (!FILE_NAME.test(name) || name.length > MAX_NAME_CHARS) throw badPath('invalid file or archive name');
-  const ref: SnapshotRef = { type: type as BackupType, id, time };
+  const ref: SnapshotRef = inNamespace({ type: type as BackupType, id, time }, namespace);
   if (name.endsWith('.fidx') || name.endsWith('.didx') || name.endsWith('.blob'))
     return { kind: 'snapshot-file', ref, filename: name };
   return { kind: 'image', ref, archive: name };
 }
 
-/** Cache key of a snapshot: `vm/100/2026-11-26T10:00:00Z`. */
+/** Cache key of a snapshot: `vm/100/2026-11-26T10:00:00Z` (`ns/a/vm/100/…` in a namespace). */
 export function snapshotKey(ref: SnapshotRef): string {
   return formatSnapshot(ref);
 }

@@ -9,7 +9,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { formatSnapshot, snapshotListingJson } from '@liverestore/datastore';
+import { formatSnapshot, type NamespaceScope, snapshotListingJson } from '@liverestore/datastore';
 import { LiverestoreError, toHex } from '@liverestore/format';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '@liverestore/reader';
 import { destination, type Logger, pino } from 'pino';
@@ -18,7 +18,7 @@ import { type ConfinedFile, ConfinedStore } from './confined-store.js';
 import { describeError, ServerError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { parseRange, RangeNotSatisfiableError } from './range.js';
-import { parseRoute, pathOf, type Route, type RouteLabel } from './routes.js';
+import { parseRoute, pathOf, queryOf, type Route, type RouteLabel } from './routes.js';
 
 /** Where the server listens by default: loopback only, the PBS API port. */
 export const DEFAULT_LISTEN: Readonly<{ host: string; port: number }> = Object.freeze({
@@ -342,9 +342,17 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     }
   }
 
-  async function listSnapshots(ex: Exchange): Promise<void> {
+  async function listNamespaces(ex: Exchange, scope: NamespaceScope): Promise<void> {
+    sendJson(
+      ex,
+      200,
+      (await source.store.listNamespaces(scope)).map((ns) => ({ ns })),
+    );
+  }
+
+  async function listSnapshots(ex: Exchange, scope: NamespaceScope): Promise<void> {
     const out: unknown[] = [];
-    for (const ref of await source.store.listSnapshotRefs()) {
+    for (const ref of await source.store.listSnapshotRefs(scope)) {
       try {
         const s = await source.store.snapshotInfo(ref);
         out.push(snapshotListingJson(s));
@@ -384,7 +392,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       throw new ServerError('ERR_LR_HTTP_UNAUTHORIZED', 'a valid bearer token is required');
     if (req.method !== 'GET' && req.method !== 'HEAD')
       throw new ServerError('ERR_LR_HTTP_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed`);
-    const route = parseRoute(path);
+    const route = parseRoute(path, queryOf(req.url));
     ex.route = route.kind;
     switch (route.kind) {
       case 'metrics': {
@@ -401,7 +409,9 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
         return;
       }
       case 'snapshots':
-        return listSnapshots(ex);
+        return listSnapshots(ex, route.scope);
+      case 'namespaces':
+        return listNamespaces(ex, route.scope);
       case 'chunk':
         return sendFile(ex, await source.openChunk(route.digestHex), `"${route.digestHex}"`);
       case 'snapshot-file':

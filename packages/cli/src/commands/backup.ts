@@ -10,6 +10,7 @@ import {
 } from '../command.js';
 import { UsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
+import { NAMESPACE_OPTION } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 const COMPRESSIONS: readonly Compression[] = ['deflate', 'zstd', 'none'];
@@ -17,12 +18,14 @@ const COMPRESSIONS: readonly Compression[] = ['deflate', 'zstd', 'none'];
 export const backupCommand = defineCommand({
   name: 'backup',
   summary: 'back up disk images and files into a new snapshot',
-  help: `Usage: liverestore backup --store DIR --snapshot TYPE/ID ARCHIVE=PATH [ARCHIVE=PATH ...] [options]
+  help: `Usage: liverestore backup --store DIR [--ns NS] --snapshot TYPE/ID ARCHIVE=PATH [ARCHIVE=PATH ...] [options]
 
 Backs up raw disk images, block devices and other files into a new snapshot
 TYPE/ID/<now> of the datastore DIR (created if missing), in the Proxmox Backup Server
 format. Chunks already in the store are reused, so a second backup of a barely
-changed image writes only the changed chunks.
+changed image writes only the changed chunks. A new group gets an owner file
+(root@pam) as PBS writes it; an existing group keeps its owner, notes and
+snapshots untouched.
 
 Archive names follow PBS:
   drive-scsi0.img=PATH   fixed-index disk image, stored as drive-scsi0.img.fidx
@@ -33,6 +36,8 @@ Archive names follow PBS:
 Options:
   --store DIR          datastore directory (required)
   --snapshot TYPE/ID   backup group, e.g. vm/100 (TYPE is vm, ct or host) (required)
+  --ns NS              PBS namespace to back up into, e.g. prod or prod/db (up to
+                       7 levels; created if missing; default: the root namespace)
   --compress ALGO      deflate (default), zstd or none. zstd needs Node.js >= 22.15
                        (older node:zlib has no zstd encoder; reading zstd always works).
                        Chunks that do not shrink are stored uncompressed, as PBS does.
@@ -47,6 +52,7 @@ chunks new and reused, bytes written.`,
     ...COMMON_OPTIONS,
     store: { type: 'string' },
     snapshot: { type: 'string' },
+    ...NAMESPACE_OPTION,
     compress: { type: 'string' },
     'chunk-size': { type: 'string' },
     keyfile: { type: 'string' },
@@ -54,7 +60,7 @@ chunks new and reused, bytes written.`,
   async run(args, io) {
     const { values, positionals } = args;
     const storeDir = required(values.store, '--store', 'backup');
-    const spec = parseSnapshotSpec(required(values.snapshot, '--snapshot', 'backup'));
+    const spec = parseSnapshotSpec(required(values.snapshot, '--snapshot', 'backup'), values.ns);
     if (spec.time !== undefined)
       throw new UsageError('backup: --snapshot takes TYPE/ID; the time is chosen by the backup');
     const compress = (values.compress ?? 'deflate') as Compression;
@@ -82,6 +88,7 @@ chunks new and reused, bytes written.`,
     const store = await Datastore.create(storeDir);
     let progress: Progress | undefined;
     const result = await backup(store, {
+      namespace: spec.namespace,
       type: spec.type,
       id: spec.id,
       inputs,

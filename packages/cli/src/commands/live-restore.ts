@@ -1,3 +1,4 @@
+import { parseSnapshotSpec } from '@liverestore/datastore';
 import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@liverestore/live';
 import type { NbdListen } from '@liverestore/nbd';
 import {
@@ -9,7 +10,7 @@ import {
   stopSignal,
 } from '../command.js';
 import { UsageError } from '../errors.js';
-import { loadTokenFile } from '../source.js';
+import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 import { parseListen } from './serve.js';
 
@@ -120,6 +121,7 @@ Options:
   --exit-when-done     exit once every drive is local and no NBD client is connected
   --json               progress and the end as JSON lines on stdout
   --keyfile FILE       PBS key file of an encrypted snapshot
+${namespaceHelp(23)}
   --token-file FILE    bearer token for an http(s) --from
   -h, --help           show this help
 
@@ -139,6 +141,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     'exit-when-done': { type: 'boolean' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
     const from = required(values.from, '--from DIR|URL', 'live-restore');
@@ -146,6 +149,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const [snapshotArg, ...extra] = positionals;
     if (snapshotArg === undefined) throw new UsageError('live-restore: SNAPSHOT is required (e.g. vm/100)');
     if (extra.length > 0) throw new UsageError(`live-restore: unexpected argument "${extra[0]}"`);
+    const spec = parseSnapshotSpec(snapshotArg, values.ns);
     if (values.listen !== undefined && values.socket !== undefined) {
       throw new UsageError('live-restore: give either --listen or --socket, not both');
     }
@@ -165,7 +169,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const restore = await liveRestore({
       source: from,
       http: token === undefined ? {} : { token },
-      snapshot: snapshotArg,
+      snapshot: spec,
       crypt,
       targetDir,
       listen,

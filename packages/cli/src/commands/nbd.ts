@@ -1,8 +1,9 @@
+import { parseSnapshotSpec } from '@liverestore/datastore';
 import { type NbdListen, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
-import { loadTokenFile } from '../source.js';
+import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
 import { parseBytes } from '../units.js';
 import { parseListen } from './serve.js';
@@ -40,6 +41,7 @@ ${SPILL_HELP}
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
+${namespaceHelp(23)}
   -h, --help           show this help
 
 Prints the address and the exports, then serves until stopped.`,
@@ -54,6 +56,7 @@ Prints the address and the exports, then serves until stopped.`,
     readahead: { type: 'string' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
     if (values.from === undefined)
@@ -61,6 +64,7 @@ Prints the address and the exports, then serves until stopped.`,
     const [snapshotArg, ...extra] = positionals;
     if (snapshotArg === undefined) throw new UsageError('nbd: SNAPSHOT is required (e.g. vm/100)');
     if (extra.length > 0) throw new UsageError(`nbd: unexpected argument "${extra[0]}"`);
+    const spec = parseSnapshotSpec(snapshotArg, values.ns);
     if (values.listen !== undefined && values.socket !== undefined) {
       throw new UsageError('nbd: give either --listen or --socket, not both');
     }
@@ -82,7 +86,7 @@ Prints the address and the exports, then serves until stopped.`,
     try {
       const snapshot = await openSnapshot({
         source: values.from,
-        snapshot: snapshotArg,
+        snapshot: spec,
         cache,
         crypt,
         http: token === undefined ? {} : { token },

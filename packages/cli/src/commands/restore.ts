@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseSnapshotSpec } from '@liverestore/datastore';
 import {
   ChunkCache,
   type ChunkCacheStats,
@@ -16,7 +17,7 @@ import {
   required,
 } from '../command.js';
 import { UsageError } from '../errors.js';
-import { loadTokenFile } from '../source.js';
+import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 export const restoreCommand = defineCommand({
@@ -44,6 +45,7 @@ Options:
   --cache-size SIZE   chunk cache budget (default 256MiB)
   --workers N         decode threads (default: CPU count)
   --keyfile FILE      PBS key file of an encrypted snapshot
+${namespaceHelp()}
   --json              print the summary as JSON
   -h, --help          show this help`,
   options: {
@@ -56,12 +58,14 @@ Options:
     workers: { type: 'string' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
     const from = required(values.from, '--from', 'restore');
     const [snapshotArg, archiveArg, ...extra] = positionals;
     if (snapshotArg === undefined) throw new UsageError('restore: SNAPSHOT is required (e.g. vm/100)');
     if (extra.length > 0) throw new UsageError(`restore: unexpected argument "${extra[0]}"`);
+    const spec = parseSnapshotSpec(snapshotArg, values.ns);
     if (values.all === true) {
       if (archiveArg !== undefined) throw new UsageError('restore: give either ARCHIVE or --all');
       required(values['out-dir'], '--out-dir', 'restore');
@@ -84,7 +88,7 @@ Options:
       const token = await loadTokenFile(values['token-file'], from, 'restore');
       const snap = await openSnapshot({
         source: from,
-        snapshot: snapshotArg,
+        snapshot: spec,
         cache,
         crypt,
         http: token === undefined ? {} : { token },

@@ -37,11 +37,15 @@ export const serveCommand = defineCommand({
                          [--tls-cert F --tls-key F] [--cache-size SIZE]
 
 Serves the datastore DIR read-only over HTTP (HTTPS with --tls-cert/--tls-key):
-  GET /snapshots                          snapshots and their archives (JSON)
+  GET /snapshots                          snapshots of the root namespace (JSON)
+  GET /snapshots?ns=NS&max-depth=N        of PBS namespace NS (a/b) and N levels below
+  GET /namespaces[?ns=NS]                 the namespaces (JSON: [{"ns": "a/b"}, …])
   GET /snapshots/TYPE/ID/TIME/FILE        a raw index or manifest file
   GET /chunks/DIGEST                      a raw chunk blob
   GET /snapshots/TYPE/ID/TIME/NAME.img    the reconstructed disk image, with Range,
                                           HEAD and an ETag (curl, qemu-img, nbdkit)
+A snapshot in a namespace is addressed as it lies on disk, with ns/NAME/ before
+TYPE, e.g. /snapshots/ns/prod/vm/100/TIME/drive-scsi0.img.
   GET /metrics                            Prometheus metrics (no token needed)
 With --token-file every other request needs "Authorization: Bearer TOKEN". Access
 logs go to stderr as JSON lines. Listens on 127.0.0.1 unless told otherwise. Stops

@@ -1,63 +1,121 @@
 import {
+  describeNamespace,
   formatSnapshot,
+  MAX_NAMESPACE_DEPTH,
+  namespaceOf,
+  parseNamespace,
   readSnapshotInfo,
   type SnapshotInfo,
+  type SnapshotRef,
   snapshotListingJson,
 } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
-import { COMMON_OPTIONS, defineCommand, printJson } from '../command.js';
-import { isSourceFailure, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
+import { COMMON_OPTIONS, type CommandIo, defineCommand, printJson } from '../command.js';
+import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
 import { formatBytes } from '../units.js';
+
+/**
+ * What lies below the listed namespace but was not listed: "3 more snapshot(s) in
+ * namespaces below: prod (2), prod/db (1)", so a store whose snapshots all sit in
+ * namespaces never looks empty.
+ */
+function hiddenSummary(hidden: readonly SnapshotRef[]): string | undefined {
+  if (hidden.length === 0) return undefined;
+  const counts = new Map<string, number>();
+  for (const ref of hidden) counts.set(namespaceOf(ref), (counts.get(namespaceOf(ref)) ?? 0) + 1);
+  const list = [...counts].map(([ns, n]) => `${ns} (${n})`).join(', ');
+  return (
+    `${hidden.length} more snapshot(s) in namespaces below: ${list}; ` +
+    'list them with --ns NAME or --recursive'
+  );
+}
+
+function printText(
+  io: CommandIo,
+  infos: readonly SnapshotInfo[],
+  empty: string,
+  hint: string | undefined,
+): void {
+  if (infos.length === 0 && hint === undefined) io.stdout.write(`${empty}\n`);
+  for (const s of infos) {
+    const verified = s.verifyState === undefined ? '' : ` (verify ${s.verifyState.state})`;
+    io.stdout.write(`${s.path}${s.keyFingerprint === undefined ? '' : ' (encrypted)'}${verified}\n`);
+    for (const a of s.archives)
+      io.stdout.write(`  ${a.name.padEnd(24)} ${formatBytes(a.sizeBytes).padStart(10)}  ${a.kind}\n`);
+  }
+  if (hint !== undefined) io.stdout.write(`${infos.length === 0 ? `${empty}; ` : ''}${hint}\n`);
+}
 
 export const snapshotsCommand = defineCommand({
   name: 'snapshots',
   summary: 'list the snapshots of a datastore and their archives',
-  help: `Usage: liverestore snapshots --from DIR|URL [--token-file FILE] [--json]
+  help: `Usage: liverestore snapshots --from DIR|URL [--token-file FILE] [--ns NS] [--recursive] [--json]
 
-Lists every complete snapshot (TYPE/ID/TIME) with its archives and their sizes,
-oldest first within each group. Unfinished backups are never listed. A snapshot whose
-manifest cannot be read is reported on stderr (with --json: as an entry with "error")
-and the exit status is 1; the other snapshots are still listed.
+Lists every complete snapshot (TYPE/ID/TIME) of the root namespace, or of the PBS
+namespace NS, with its archives and their sizes, oldest first within each group, and
+the result of the last verify when one was recorded. Unfinished backups are never
+listed. Snapshots in namespaces below are counted ("3 more snapshot(s) in namespaces
+below: prod (2), prod/db (1)"; on stderr with --json), or listed with --recursive,
+each as PBS prints it: ns/prod/vm/100/TIME. A snapshot whose manifest cannot be read
+is reported on stderr (with --json: as an entry with "error") and the exit status is
+1; the other snapshots are still listed.
 
 Options:
   --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
                       server (required, or --store)
   --token-file FILE   bearer token for an http(s) --from
   --store DIR         datastore directory (same as --from DIR)
-  --json              print a JSON array
+  --ns NS             namespace to list, e.g. prod or prod/db (default: the root)
+  -r, --recursive     also list every namespace below (all of them, from the root)
+  --json              print a JSON array (each entry has "ns", "" for the root)
   -h, --help          show this help`,
-  options: { ...COMMON_OPTIONS, ...STORE_SOURCE_OPTIONS },
+  options: {
+    ...COMMON_OPTIONS,
+    ...STORE_SOURCE_OPTIONS,
+    ...NAMESPACE_OPTION,
+    recursive: { type: 'boolean', short: 'r' },
+  },
   async run({ values }, io) {
+    const namespace = parseNamespace(values.ns ?? '');
     const source = await openStoreSource(values, 'snapshots');
     try {
-      const refs = await source.listSnapshots();
+      const all = await source.listSnapshots({ namespace, maxDepth: MAX_NAMESPACE_DEPTH });
+      const refs = values.recursive === true ? all : all.filter((ref) => namespaceOf(ref) === namespace);
+      const hint =
+        values.recursive === true ? undefined : hiddenSummary(all.filter((r) => !refs.includes(r)));
       const infos: SnapshotInfo[] = [];
-      const broken: { snapshot: string; code: string; message: string }[] = [];
+      const broken: { snapshot: string; ns: string; code: string; message: string }[] = [];
       for (const ref of refs) {
         try {
           infos.push(await readSnapshotInfo(source, ref));
         } catch (err) {
           // One unreadable manifest must not hide the other snapshots; an unreachable source is no one snapshot's fault.
           if (!(err instanceof LiverestoreError) || isSourceFailure(err)) throw err;
-          broken.push({ snapshot: formatSnapshot(ref), code: err.code, message: err.message });
+          broken.push({
+            snapshot: formatSnapshot(ref),
+            ns: namespaceOf(ref),
+            code: err.code,
+            message: err.message,
+          });
         }
       }
       for (const b of broken)
         io.stderr.write(`liverestore: ${b.code}: snapshot ${b.snapshot}: ${b.message}\n`);
       const status = broken.length === 0 ? 0 : 1;
       if (values.json === true) {
+        if (hint !== undefined) io.stderr.write(`liverestore: ${hint}\n`);
         printJson(io, [
           ...infos.map(snapshotListingJson),
-          ...broken.map((b) => ({ snapshot: b.snapshot, error: { code: b.code, message: b.message } })),
+          ...broken.map((b) => ({
+            snapshot: b.snapshot,
+            ns: b.ns,
+            error: { code: b.code, message: b.message },
+          })),
         ]);
         return status;
       }
-      if (refs.length === 0) io.stdout.write('no snapshots\n');
-      for (const s of infos) {
-        io.stdout.write(`${s.path}${s.keyFingerprint === undefined ? '' : ' (encrypted)'}\n`);
-        for (const a of s.archives)
-          io.stdout.write(`  ${a.name.padEnd(24)} ${formatBytes(a.sizeBytes).padStart(10)}  ${a.kind}\n`);
-      }
+      const empty = refs.length > 0 ? '' : `no snapshots in ${describeNamespace(namespace)}`;
+      printText(io, infos, empty, hint);
       return status;
     } finally {
       await source.close?.();

@@ -1,26 +1,40 @@
+import { basename, resolve } from 'node:path';
 import {
+  MAX_NAMESPACE_DEPTH,
+  parseNamespace,
   parseSnapshotSpec,
+  type RecordedVerify,
+  recordVerifyResults,
   type SnapshotFiles,
   type SnapshotRef,
   verifySnapshots,
 } from '@liverestore/datastore';
+import { LocalChunkSource } from '@liverestore/reader';
 import { COMMON_OPTIONS, commandProgress, defineCommand, loadKeyFile, printJson } from '../command.js';
 import { UsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
-import { isSourceFailure, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
+import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
 import { formatBytes } from '../units.js';
 
 export const verifyCommand = defineCommand({
   name: 'verify',
   summary: 'decode every chunk of snapshots and check every digest',
-  help: `Usage: liverestore verify --from DIR|URL [--token-file FILE] [SNAPSHOT] [--keyfile FILE] [--json]
+  help: `Usage: liverestore verify --from DIR|URL [--token-file FILE] [--ns NS] [SNAPSHOT] [--keyfile FILE]
+                          [--no-record] [--json]
 
 Reads the manifest and indexes of the snapshot (TYPE/ID/TIME, or TYPE/ID for the
-latest of a group; all snapshots when omitted), then decodes every chunk they use and
+latest of a group; when omitted, every snapshot of the namespace NS (default the
+root) and of all namespaces below it), then decodes every chunk they use and
 checks its CRC-32, its digest and its length. Each bad chunk is named with every
 archive that uses it. Exit status 0 only when everything verifies, 1 otherwise.
 Over an http(s) --from every byte is checked here, as it arrived: the server is not
 trusted; a server that cannot be reached or refuses the token stops the verify.
+
+On a datastore directory the result is recorded the PBS way: each snapshot's
+manifest gets unprotected.verify_state = {"state": "ok"|"failed", "upid": …},
+rewritten atomically (the signature stays valid; PBS shows it as the snapshot's
+verify state). A read-only store is still verified, with a warning that nothing was
+recorded. Over http(s) nothing is recorded (the server is read-only).
 
 Encrypted snapshots need --keyfile for a full check; without it only the CRC-32 of
 their chunks is checked, and the summary says so.
@@ -31,17 +45,29 @@ Options:
   --token-file FILE   bearer token for an http(s) --from
   --store DIR         datastore directory (same as --from DIR)
   --keyfile FILE      PBS key file of encrypted snapshots
+  --ns NS             namespace of SNAPSHOT, or where to start verifying all
+                      (e.g. prod or prod/db; default: the root namespace)
+  --no-record         do not record the result in the manifests
   --json              print the report as JSON
   -h, --help          show this help`,
-  options: { ...COMMON_OPTIONS, ...STORE_SOURCE_OPTIONS, keyfile: { type: 'string' } },
+  options: {
+    ...COMMON_OPTIONS,
+    ...STORE_SOURCE_OPTIONS,
+    ...NAMESPACE_OPTION,
+    keyfile: { type: 'string' },
+    'no-record': { type: 'boolean' },
+  },
   async run({ values, positionals }, io) {
     if (positionals.length > 1) throw new UsageError('verify: give at most one SNAPSHOT');
     const source = await openStoreSource(values, 'verify');
     try {
       const refs: SnapshotRef[] =
         positionals[0] === undefined
-          ? await source.listSnapshots()
-          : [await source.resolveSnapshot(parseSnapshotSpec(positionals[0]))];
+          ? await source.listSnapshots({
+              namespace: parseNamespace(values.ns ?? ''),
+              maxDepth: MAX_NAMESPACE_DEPTH,
+            })
+          : [await source.resolveSnapshot(parseSnapshotSpec(positionals[0], values.ns))];
       const crypt = await loadKeyFile(values.keyfile);
       const files: SnapshotFiles = {
         readSnapshotFile: (ref, filename) => source.readSnapshotFile(ref, filename),
@@ -57,8 +83,25 @@ Options:
         },
       });
       progress?.finish();
+      let recorded: RecordedVerify | undefined;
+      const localStore = source instanceof LocalChunkSource ? source.store : undefined;
+      if (values['no-record'] !== true && localStore !== undefined) {
+        recorded = await recordVerifyResults(localStore, refs, report, {
+          storeName: basename(resolve(localStore.dir)),
+        });
+        if (recorded.readOnly !== undefined) {
+          io.stderr.write(
+            `liverestore: warning: ${recorded.readOnly.code}: ${recorded.readOnly.message}; the result is not recorded\n`,
+          );
+        }
+      }
       if (values.json === true) {
-        printJson(io, report);
+        printJson(
+          io,
+          recorded === undefined
+            ? report
+            : { ...report, recorded: { upid: recorded.upid, snapshots: recorded.recorded } },
+        );
         return report.ok ? 0 : 1;
       }
       for (const f of report.badFiles)
