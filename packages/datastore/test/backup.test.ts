@@ -62,8 +62,8 @@ test('fixed image and dynamic file: snapshot layout, exact reassembly, manifest 
     onProgress: (p) => progress.push(p),
   });
 
-  // Snapshot directory vm/100/<RFC 3339 Z> with exactly the three files.
-  const times = await readdir(join(store.dir, 'vm', '100'));
+  // Snapshot directory vm/100/<RFC 3339 Z> with exactly the three files, beside the group's owner file.
+  const times = (await readdir(join(store.dir, 'vm', '100'))).filter((name) => name !== 'owner');
   t.is(times.length, 1);
   const timeDir = times[0]!;
   t.regex(timeDir, TIME_DIR);
@@ -471,6 +471,7 @@ test('a failing chunk write fails the backup: no snapshot, no temp dir', async (
     );
     t.is((err as NodeJS.ErrnoException | undefined)?.code, 'ENOENT');
     t.deepEqual(await store.listSnapshotRefs(), []);
-    t.deepEqual(await readdir(join(store.dir, 'vm', '108')), []);
+    // The group keeps only the owner file PBS writes when a group is created.
+    t.deepEqual(await readdir(join(store.dir, 'vm', '108')), ['owner']);
   }
 });

@@ -386,7 +386,7 @@ test('an input that shrinks during the backup: ERR_LR_SOURCE_CHANGED, temp dir r
       { code: 'ERR_LR_SOURCE_CHANGED' },
       name,
     );
-    t.deepEqual(await readdir(join(store.dir, 'vm', '100')), [], name);
+    t.deepEqual(await readdir(join(store.dir, 'vm', '100')), ['owner'], name);
   }
   t.deepEqual(await store.listSnapshotRefs(), []);
 });
@@ -427,10 +427,10 @@ test('bad options are refused before anything is written', async (t) => {
   );
   t.is((aborted as { name?: unknown } | undefined)?.name, 'AbortError');
   t.deepEqual(await store.listSnapshotRefs(), []);
-  // The aborted run got as far as its group directory; no temp dir is left in it.
+  // The aborted run got as far as its group directory and owner file; no temp dir is left in it.
   t.deepEqual(
     (await tree(store.dir)).filter((p) => p !== 'vm/' && p !== 'vm/100/'),
-    ['.chunks/'],
+    ['.chunks/', 'vm/100/owner'],
   );
 });
 
