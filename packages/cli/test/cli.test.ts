@@ -34,12 +34,13 @@ const HELP_MENTIONS: Record<string, readonly string[]> = {
     '--compress',
     '--chunk-size',
     '--keyfile',
+    '--ns',
     '--json',
     '--help',
     'ARCHIVE=PATH',
   ],
-  snapshots: ['--store', '--json', '--help'],
-  verify: ['--store', '--keyfile', '--json', '--help', 'SNAPSHOT'],
+  snapshots: ['--store', '--ns', '--recursive', '--json', '--help'],
+  verify: ['--store', '--keyfile', '--ns', '--no-record', '--json', '--help', 'SNAPSHOT'],
   key: ['create', 'show', '--keyfile', '--json', '--help'],
 };
 

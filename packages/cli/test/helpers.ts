@@ -186,15 +186,15 @@ export function vmArgs(vm: VmFiles): string[] {
   ];
 }
 
-/** Snapshot directories `TYPE/ID/NAME` under a store, temp directories included, sorted. */
+/** Snapshot directories `TYPE/ID/NAME` under a store (root namespace), temp directories included, sorted. */
 export async function snapshotDirs(storeDir: string): Promise<string[]> {
   const out: string[] = [];
   for (const type of ['vm', 'ct', 'host']) {
     const ids = await readdir(join(storeDir, type)).catch(() => [] as string[]);
     for (const id of ids) {
-      for (const name of await readdir(join(storeDir, type, id)).catch(() => [] as string[])) {
-        out.push(`${type}/${id}/${name}`);
-      }
+      const entries = await readdir(join(storeDir, type, id), { withFileTypes: true }).catch(() => []);
+      // Directories only: the group's owner file (and PBS's notes) are no snapshots.
+      for (const entry of entries) if (entry.isDirectory()) out.push(`${type}/${id}/${entry.name}`);
     }
   }
   return out.sort();
