@@ -376,10 +376,69 @@ def check_snapshot_path(ck, snapdir, m):
         ck.fail("index.json.blob: backup-time %r != directory time %s (%d)" % (m.get("backup-time"), btime, epoch))
 
 
+# PBS namespaces (pbs-api-types BackupNamespace): each component is a PROXMOX_SAFE_ID, at
+# most 7 levels, the name with its slashes at most 256 characters; on disk ns/<name>/...
+SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+MAX_NS_DEPTH = 7
+# PBS Authid as written to a group's owner file: user@realm or user@realm!token, one line.
+AUTH_ID = re.compile(r"^[^\s:/@!]+@[A-Za-z0-9_][A-Za-z0-9._-]*(![A-Za-z0-9_][A-Za-z0-9._-]*)?$")
+# pbs-api-types PROXMOX_UPID_REGEX.
+UPID_RE = re.compile(r"^UPID:[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:"
+                     r"[0-9A-Fa-f]{8,16}:[0-9A-Fa-f]{8}:[^:\s]+:[^:\s]*:[^:\s]+:$")
+
+
+def check_namespace(ck, store, snapdir):
+    """The namespace of a snapshot directory from its path below STORE ('' = root), checked."""
+    rel = os.path.relpath(os.path.abspath(snapdir), os.path.abspath(store)).split(os.sep)
+    if len(rel) < 3 or rel[0] == "..":
+        return None
+    prefix = rel[:-3]
+    if len(prefix) % 2 != 0 or any(prefix[i] != "ns" for i in range(0, len(prefix), 2)):
+        ck.fail("snapshot path %s: the part before TYPE/ID/TIME is not ns/<name>/... pairs" % "/".join(rel))
+        return None
+    names = prefix[1::2]
+    name = "/".join(names)
+    if len(names) > MAX_NS_DEPTH:
+        ck.fail("namespace %r is deeper than %d levels" % (name, MAX_NS_DEPTH))
+    if len(name) > 256:
+        ck.fail("namespace %r is longer than 256 characters" % name)
+    for n in names:
+        if not SAFE_ID.match(n):
+            ck.fail("namespace component %r is not a PROXMOX_SAFE_ID" % n)
+    return name
+
+
+def check_group_owner(ck, snapdir):
+    """PBS needs an owner file in every group: one line with a user or token id."""
+    path = os.path.join(os.path.dirname(os.path.abspath(snapdir)), "owner")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        ck.fail("group has no owner file (%s)" % path)
+        return None
+    if not text.endswith("\n") or "\n" in text[:-1] or not AUTH_ID.match(text[:-1]):
+        ck.fail("group owner file is not one line user@realm[!token]: %r" % text)
+        return None
+    return text[:-1]
+
+
+def check_verify_state(ck, m):
+    """unprotected.verify_state, when present, has PBS's SnapshotVerifyState shape."""
+    vs = (m.get("unprotected") or {}).get("verify_state") if isinstance(m.get("unprotected"), dict) else None
+    if vs is None:
+        return None
+    if not isinstance(vs, dict) or vs.get("state") not in ("ok", "failed") or not isinstance(vs.get("upid"), str) \
+            or not UPID_RE.match(vs["upid"]):
+        ck.fail("index.json.blob: unprotected.verify_state is not {state: ok|failed, upid: UPID}: %r" % (vs,))
+        return None
+    return vs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Strictly check (and optionally restore) a PBS snapshot.")
     ap.add_argument("store")
-    ap.add_argument("snapshot", help="<type>/<id>/<time> relative to STORE, or a snapshot directory")
+    ap.add_argument("snapshot", help="[ns/<name>/...]<type>/<id>/<time> relative to STORE, or a snapshot directory")
     ap.add_argument("--archive", help="only this archive (e.g. drive-scsi0.img or drive-scsi0.img.fidx)")
     ap.add_argument("--out", help="write the reassembled image here (needs a single archive)")
     ap.add_argument("--json", action="store_true", help="print a JSON summary; FAIL lines go to stderr")
@@ -405,6 +464,9 @@ def main(argv=None):
                                "backup-time": m.get("backup-time"), "blob_kind": mkind,
                                "files": [f["filename"] for f in files]}
         check_snapshot_path(ck, snapdir, m)
+        summary["namespace"] = check_namespace(ck, args.store, snapdir)
+        summary["owner"] = check_group_owner(ck, snapdir)
+        summary["verify_state"] = check_verify_state(ck, m)
 
     selected = files
     if args.archive:

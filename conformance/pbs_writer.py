@@ -365,6 +365,44 @@ def archive_target(name):
     return "didx", name + ".didx"
 
 
+def namespace_dirs(ns):
+    """PBS's on-disk path of namespace a/b: ['ns', 'a', 'ns', 'b'] (checked as pbs-api-types does)."""
+    if ns == "":
+        return []
+    names = ns.split("/")
+    if len(names) > 7 or len(ns) > 256:
+        raise ValueError("namespace %r: at most 7 levels and 256 characters" % ns)
+    out = []
+    for n in names:
+        if not n or not (n[0].isascii() and (n[0].isalnum() or n[0] == "_")) or \
+                any(not (c.isascii() and (c.isalnum() or c in "._-")) for c in n):
+            raise ValueError("namespace component %r is not [A-Za-z0-9_][A-Za-z0-9._-]*" % n)
+        out += ["ns", n]
+    return out
+
+
+def write_pbs_extras(store, groupdir, snapdir, files, unprotected, compress):
+    """What a PBS server keeps beside a snapshot: group notes and lock, .protected,
+    client.log.blob (listed in the manifest), unknown unprotected fields and an earlier
+    verify state, and .gc-status / .lock at the store root."""
+    with open(os.path.join(groupdir, "notes"), "w") as f:
+        f.write("written by pbs_writer.py\nsecond line\n")
+    open(os.path.join(groupdir, ".lock"), "w").close()
+    open(os.path.join(snapdir, ".protected"), "w").close()
+    raw, _ = encode_blob(b"client log line\n" * 64, compress)
+    with open(os.path.join(snapdir, "client.log.blob"), "wb") as f:
+        f.write(raw)
+    files.append({"filename": "client.log.blob", "crypt-mode": "none", "size": len(raw),
+                  "csum": hashlib.sha256(raw).hexdigest()})
+    unprotected["chunk_upload_stats"] = {"count": 1, "size": 1, "compressed_size": 1, "duplicates": 0}
+    unprotected["notes"] = "pbs_writer.py extras"
+    unprotected["verify_state"] = {
+        "state": "ok", "upid": "UPID:pbs:00001234:0000ABCD:00000000:65A1B2C3:verify_snapshot:store\\x3avm-1:root@pam:"}
+    with open(os.path.join(store, ".gc-status"), "w") as f:
+        f.write('{"upid":null,"index-file-count":0}')
+    open(os.path.join(store, ".lock"), "w").close()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Write a PBS datastore snapshot (conformance tool).")
     ap.add_argument("store")
@@ -377,6 +415,9 @@ def main(argv=None):
     ap.add_argument("--dynamic-avg", type=int, default=4 * MIB, help="dynamic chunker average size (power of two)")
     ap.add_argument("--all-prefix-dirs", action="store_true", help="create all 65536 .chunks/XXXX dirs as PBS does (default: lazily)")
     ap.add_argument("--json", action="store_true", help="print a JSON summary")
+    ap.add_argument("--ns", default="", help="PBS namespace a/b to write into (ns/a/ns/b/...)")
+    ap.add_argument("--pbs-extras", action="store_true",
+                    help="also write what PBS keeps beside a snapshot (notes, .protected, client.log.blob, ...)")
     args = ap.parse_args(argv)
 
     if not power_of_two(args.chunk_size) or not (64 * 1024 <= args.chunk_size <= 4 * MIB):
@@ -406,7 +447,12 @@ def main(argv=None):
         seen.add(fname)
         items.append((kind, fname, path))
 
-    snapdir = os.path.join(args.store, args.btype, args.bid, tname)
+    try:
+        nsdirs = namespace_dirs(args.ns)
+    except ValueError as e:
+        ap.error(str(e))
+    relsnap = os.path.join(*nsdirs, args.btype, args.bid, tname)
+    snapdir = os.path.join(args.store, relsnap)
     if os.path.exists(os.path.join(snapdir, "index.json.blob")):
         print("FAIL snapshot %s already exists" % snapdir, file=sys.stderr)
         return 1
@@ -414,7 +460,7 @@ def main(argv=None):
     try:
         cs = ChunkStore(args.store, args.compress, args.all_prefix_dirs)
         os.makedirs(snapdir, exist_ok=True)
-        owner = os.path.join(args.store, args.btype, args.bid, "owner")
+        owner = os.path.join(os.path.dirname(snapdir), "owner")
         if not os.path.exists(owner):
             with open(owner, "w") as f:
                 f.write("root@pam\n")
@@ -443,12 +489,15 @@ def main(argv=None):
                 f.write(raw)
             files.append({"filename": fname, "crypt-mode": "none", "size": size, "csum": csum.hex()})
             summary.append(info)
+        unprotected = {}
+        if args.pbs_extras:
+            write_pbs_extras(args.store, os.path.dirname(snapdir), snapdir, files, unprotected, args.compress)
         manifest = {
             "backup-type": args.btype,
             "backup-id": args.bid,
             "backup-time": epoch,
             "files": files,
-            "unprotected": {},
+            "unprotected": unprotected,
         }
         mjson = json.dumps(manifest, indent=2).encode()
         with open(os.path.join(snapdir, "index.json.blob"), "wb") as f:
@@ -458,11 +507,11 @@ def main(argv=None):
         return 1
     elapsed = time.monotonic() - t0
     if args.json:
-        print(json.dumps({"snapshot": os.path.join(args.btype, args.bid, tname), "archives": summary,
+        print(json.dumps({"snapshot": relsnap, "ns": args.ns, "archives": summary,
                           "chunks_written": cs.written, "chunks_reused": cs.reused,
                           "blob_kinds": cs.kinds, "seconds": round(elapsed, 3)}, indent=2))
     else:
-        print("snapshot %s" % os.path.join(args.btype, args.bid, tname))
+        print("snapshot %s" % relsnap)
         for s in summary:
             print("  %s size=%d sha256=%s chunks=%d" % (s["name"], s["size"], s["sha256"], s["chunks"]))
         print("chunks written=%d reused=%d kinds=%s (%.2fs)" % (cs.written, cs.reused, json.dumps(cs.kinds), elapsed))
