@@ -243,7 +243,8 @@ export async function flipByte(path: string, offset: number, mask = 0x01): Promi
 
 /** The one snapshot directory name (`TIME`) of `TYPE/ID`, failing the test if there is not exactly one. */
 export async function onlySnapshot(t: ExecutionContext, storeDir: string, group = 'vm/100'): Promise<string> {
-  const names = (await readdir(join(storeDir, group))).filter((n) => !n.startsWith('.'));
+  // Hidden names and the group's owner file (PBS) are no snapshots.
+  const names = (await readdir(join(storeDir, group))).filter((n) => !n.startsWith('.') && n !== 'owner');
   t.is(names.length, 1, `one snapshot in ${group}: ${names.join(', ')}`);
   return `${group}/${names[0]}`;
 }

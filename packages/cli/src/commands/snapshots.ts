@@ -30,20 +30,21 @@ function hiddenSummary(hidden: readonly SnapshotRef[]): string | undefined {
   );
 }
 
+/** The listing as text; `empty` says the namespace has no snapshots at all, with `hint` when some lie below. */
 function printText(
   io: CommandIo,
   infos: readonly SnapshotInfo[],
-  empty: string,
+  empty: string | undefined,
   hint: string | undefined,
 ): void {
-  if (infos.length === 0 && hint === undefined) io.stdout.write(`${empty}\n`);
+  if (empty !== undefined && hint === undefined) io.stdout.write(`${empty}\n`);
   for (const s of infos) {
     const verified = s.verifyState === undefined ? '' : ` (verify ${s.verifyState.state})`;
     io.stdout.write(`${s.path}${s.keyFingerprint === undefined ? '' : ' (encrypted)'}${verified}\n`);
     for (const a of s.archives)
       io.stdout.write(`  ${a.name.padEnd(24)} ${formatBytes(a.sizeBytes).padStart(10)}  ${a.kind}\n`);
   }
-  if (hint !== undefined) io.stdout.write(`${infos.length === 0 ? `${empty}; ` : ''}${hint}\n`);
+  if (hint !== undefined) io.stdout.write(`${empty === undefined ? '' : `${empty}; `}${hint}\n`);
 }
 
 export const snapshotsCommand = defineCommand({
@@ -114,7 +115,7 @@ Options:
         ]);
         return status;
       }
-      const empty = refs.length > 0 ? '' : `no snapshots in ${describeNamespace(namespace)}`;
+      const empty = refs.length > 0 ? undefined : `no snapshots in ${describeNamespace(namespace)}`;
       printText(io, infos, empty, hint);
       return status;
     } finally {
