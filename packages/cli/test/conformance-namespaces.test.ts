@@ -1,25 +1,7 @@
-/*
- * Namespaces and PBS's extra files against the independent Python implementation in
- * conformance/: a liverestore backup into a namespace passes pbs_reader.py (layout,
- * owner file, and after `verify` the recorded verify_state), and a namespaced store
- * pbs_writer.py writes with PBS's extras (notes, .protected, client.log.blob, unknown
- * unprotected fields, .gc-status, .lock) is listed, restored, verified and backed up into
- * by liverestore without losing any of them.
- */
-import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileHashes } from '@liverestore/testkit';
 import test from 'ava';
-import {
-  exec,
-  KiB,
-  PBS_READER,
-  PBS_WRITER,
-  runIn,
-  sha256File,
-  sha256Hex,
-  testDir,
-  writeVm,
-} from './helpers.js';
+import { exec, KiB, PBS_READER, PBS_WRITER, runIn, sha256File, testDir, writeVm } from './helpers.js';
 import { requireTool } from './tools.js';
 
 interface ReaderJson {
@@ -38,17 +20,6 @@ async function read(store: string, snapshot: string): Promise<ReaderJson> {
   const out = await python([PBS_READER, store, snapshot, '--json']);
   if (out.code !== 0) throw new Error(`pbs_reader.py ${snapshot}: ${out.code}\n${out.stdout}\n${out.stderr}`);
   return JSON.parse(out.stdout) as ReaderJson;
-}
-
-/** Every file of the store but its chunks, with a hash of its bytes. */
-async function storeFiles(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    const path = join(entry.parentPath, entry.name);
-    if (entry.isFile() && !path.includes('/.chunks/'))
-      out.set(path.slice(dir.length + 1), sha256Hex(await readFile(path)));
-  }
-  return out;
 }
 
 test('liverestore backup --ns passes pbs_reader.py: ns/ layout, owner file, then the verify_state verify records', async (t) => {
@@ -118,7 +89,7 @@ test('a pbs_writer.py store with namespaces and PBS extras: listed, restored, ve
   ]);
   t.is(written.code, 0, written.stderr);
   const pbsSnapshot = 'ns/prod/vm/100/2026-01-02T03:04:05Z';
-  const extras = await storeFiles(store);
+  const extras = await fileHashes(store, ['.chunks']);
   for (const name of [
     '.gc-status',
     '.lock',
@@ -165,13 +136,13 @@ test('a pbs_writer.py store with namespaces and PBS extras: listed, restored, ve
     0,
     'same chunks as pbs_writer.py wrote',
   );
-  const afterBackup = await storeFiles(store);
+  const afterBackup = await fileHashes(store, ['.chunks']);
   for (const [name, hash] of extras) t.is(afterBackup.get(name), hash, `${name} kept by the backup`);
 
   const verify = await runIn(['verify', '--from', store, '--ns', 'prod']);
   t.is(verify.code, 0, verify.stdout + verify.stderr);
   t.regex(verify.stdout, /^OK: 2 snapshot\(s\)/m);
-  const afterVerify = await storeFiles(store);
+  const afterVerify = await fileHashes(store, ['.chunks']);
   for (const [name, hash] of extras) {
     if (name.endsWith('index.json.blob')) continue; // verify rewrites unprotected.verify_state
     t.is(afterVerify.get(name), hash, `${name} kept by verify`);

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CryptConfig, decodeBlob, decodeManifest, encodeBlob, encodeManifest } from '@liverestore/format';
-import { randomBytes } from '@liverestore/testkit';
+import { fileHashes, randomBytes } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import {
   backup,
@@ -25,17 +25,6 @@ import {
 } from './helpers.js';
 
 const run = promisify(execFile);
-
-/** Every file under `dir` (chunks left out) with its bytes: what "kept" is checked against. */
-async function snapshotOfFiles(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    const path = join(entry.parentPath, entry.name);
-    if (entry.isFile() && !path.includes('/.chunks/'))
-      out.set(path.slice(dir.length + 1), sha256Hex(await readFile(path)));
-  }
-  return out;
-}
 
 const OLD_UPID = 'UPID:pbs:000012AB:0001E240:00000002:65A1B2C3:verify_snapshot:store1\\x3avm-100:root@pam:';
 
@@ -101,7 +90,7 @@ async function backupPair(t: ExecutionContext) {
 
 test('PBS extras are tolerated by listing and verify, and kept by an incremental backup', async (t) => {
   const { store, crypt, a, first } = await backupPair(t);
-  const before = await snapshotOfFiles(store.dir);
+  const before = await fileHashes(store.dir, ['.chunks']);
 
   t.deepEqual(await store.listSnapshotRefs({ namespace: 'prod' }), [
     first.ref,
@@ -125,7 +114,7 @@ test('PBS extras are tolerated by listing and verify, and kept by an incremental
     backupTime: 2000,
   });
   t.is(next.chunksNew, 0);
-  const after = await snapshotOfFiles(store.dir);
+  const after = await fileHashes(store.dir, ['.chunks']);
   for (const [path, hash] of before) t.is(after.get(path), hash, `${path} is kept as it was`);
   t.is(await readFile(join(store.groupDir('vm', '100', 'prod'), 'owner'), 'utf8'), 'backup@pbs!nightly\n');
 });

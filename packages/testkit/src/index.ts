@@ -3,6 +3,7 @@
  * tests, benchmarks and the demo. See README.md for the model.
  */
 
+export { fileHashes } from './file-hashes.js';
 export { fillImage, imageBytes } from './generate.js';
 export {
   BLOCK_BYTES,
