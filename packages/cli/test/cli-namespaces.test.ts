@@ -3,11 +3,15 @@
  * PBS's printed form ns/a/ns/b/vm/100 as SNAPSHOT, `snapshots` never looking empty when
  * the snapshots live in namespaces, and verify recording its result in the manifests.
  */
-import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { decodeBlob } from '@liverestore/format';
 import test, { type ExecutionContext } from 'ava';
 import { assertCliError, KiB, lines, runIn, sha256File, testDir, writeVm } from './helpers.js';
+
+const run = promisify(execFile);
 
 const HINT =
   '2 more snapshot(s) in namespaces below: prod (1), prod/db (1); list them with --ns NAME or --recursive';
@@ -190,4 +194,27 @@ test('verify records ok/failed with a PBS UPID in every verified manifest of eve
   t.is(lines(listed.stdout)[0], `${deep} (verify ok)`);
   const json = await runIn(['snapshots', '--from', store, '--ns', 'prod/db', '--json']);
   t.like((JSON.parse(json.stdout) as unknown[])[0], { ns: 'prod/db', verification: { state: 'ok' } });
+});
+
+test('verify on a read-only store still verifies: exit 0, one warning with ERR_LR_STORE_READ_ONLY, manifests unchanged', async (t) => {
+  const { store, deep } = await namespacedStore(t);
+  const snapDir = join(store, deep);
+  const before = await readFile(join(snapDir, 'index.json.blob'));
+  await chmod(snapDir, 0o555);
+  t.teardown(() => chmod(snapDir, 0o755));
+  if (process.getuid?.() === 0) {
+    // chmod does not stop root; the immutable flag does.
+    await run('chattr', ['+i', snapDir]);
+    t.teardown(async () => {
+      await run('chattr', ['-i', snapDir]);
+    });
+  }
+  const out = await runIn(['verify', '--from', store, '--ns', 'prod/db']);
+  t.is(out.code, 0, out.stderr);
+  t.regex(out.stdout, /^OK: 1 snapshot\(s\)/m);
+  const warnings = lines(out.stderr).filter((l) => l.startsWith('liverestore: '));
+  t.is(warnings.length, 1, out.stderr);
+  t.true(warnings[0]!.startsWith('liverestore: warning: ERR_LR_STORE_READ_ONLY: '), out.stderr);
+  t.regex(out.stderr, /the result is not recorded/);
+  t.deepEqual(await readFile(join(snapDir, 'index.json.blob')), before);
 });

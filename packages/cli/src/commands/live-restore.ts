@@ -91,6 +91,7 @@ export const liveRestoreCommand = defineCommand({
                        [--listen 127.0.0.1:10809 | --socket PATH] [--rate-limit RATE]
                        [--cache-size SIZE] [--workers N] [--readahead N]
                        [--exit-when-done] [--json] [--keyfile F] [--token-file F]
+                       [--ns NS]
 
 Restores every disk image (fixed-index archive) of SNAPSHOT (TYPE/ID/TIME, or TYPE/ID
 for the latest) into DIR/<archive name> (a sparse raw file of the image size, e.g.

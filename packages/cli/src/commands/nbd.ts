@@ -22,6 +22,7 @@ export const nbdCommand = defineCommand({
   help: `Usage: liverestore nbd --from DIR|URL SNAPSHOT [--listen 127.0.0.1:10809 | --socket PATH]
                        [--cache-size SIZE] [--spill-dir DIR] [--spill-size SIZE]
                        [--workers N] [--readahead N] [--keyfile F] [--token-file F]
+                       [--ns NS]
 
 Serves every disk image (fixed-index archive) of SNAPSHOT (TYPE/ID/TIME, or TYPE/ID
 for the latest) as a read-only NBD export named like the archive, e.g.
