@@ -34,7 +34,8 @@ On a datastore directory the result is recorded the PBS way: each snapshot's
 manifest gets unprotected.verify_state = {"state": "ok"|"failed", "upid": …},
 rewritten atomically (the signature stays valid; PBS shows it as the snapshot's
 verify state). A read-only store is still verified, with a warning that nothing was
-recorded. Over http(s) nothing is recorded (the server is read-only).
+recorded. Over http(s) nothing is recorded (the server is read-only). With --json
+the report gains "recorded": {"upid": …, "snapshots": N} when it was recorded.
 
 Encrypted snapshots need --keyfile for a full check; without it only the CRC-32 of
 their chunks is checked, and the summary says so.
