@@ -1,6 +1,7 @@
 import {
   type ChunkIndex,
   type CryptConfig,
+  checkBlobAgainstManifest,
   decodeChunk,
   LiverestoreError,
   type Manifest,
@@ -103,7 +104,25 @@ export async function verifySnapshots(
     }
     for (const file of manifest.files) {
       const archive = archiveOfFilename(file.filename);
-      if (archive === undefined) continue;
+      if (archive === undefined) {
+        // A blob file the manifest lists (PBS's client.log.blob, say): checked as PBS's verify does.
+        if (file.filename.endsWith('.blob')) {
+          try {
+            const raw = await store.readSnapshotFile(ref, file.filename);
+            checkBlobAgainstManifest(file, raw);
+            verifyBlobCrc(raw);
+          } catch (err) {
+            if (stopOn(err)) throw err;
+            badFiles.push({
+              snapshot,
+              filename: file.filename,
+              code: codeOf(err),
+              message: (err as Error).message,
+            });
+          }
+        }
+        continue;
+      }
       archives++;
       let index: ChunkIndex;
       try {

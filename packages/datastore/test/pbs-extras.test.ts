@@ -116,6 +116,18 @@ test('PBS extras are tolerated by listing and verify, and kept by an incremental
   t.is(next.chunksNew, 0);
   const after = await fileHashes(store.dir, ['.chunks']);
   for (const [path, hash] of before) t.is(after.get(path), hash, `${path} is kept as it was`);
+
+  // The listed blob is checked as PBS's verify checks it: a changed byte is a bad file.
+  const log = join(store.snapshotDir(first.ref), 'client.log.blob');
+  const bytes = await readFile(log);
+  bytes[bytes.length - 1]! ^= 1;
+  await writeFile(log, bytes);
+  const report = await verifySnapshots(store, [first.ref], { crypt });
+  t.false(report.ok);
+  t.deepEqual(
+    report.badFiles.map((f) => [f.filename, f.code]),
+    [['client.log.blob', 'ERR_LR_MANIFEST_MISMATCH']],
+  );
   t.is(await readFile(join(store.groupDir('vm', '100', 'prod'), 'owner'), 'utf8'), 'backup@pbs!nightly\n');
 });
 
