@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { decodeBlob } from '@liverestore/format';
 import test, { type ExecutionContext } from 'ava';
-import { assertCliError, KiB, lines, runIn, sha256File, testDir, writeVm } from './helpers.js';
+import { assertCliError, cli, KiB, lines, runIn, sha256File, testDir, writeVm } from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -217,4 +217,42 @@ test('verify on a read-only store still verifies: exit 0, one warning with ERR_L
   t.true(warnings[0]!.startsWith('liverestore: warning: ERR_LR_STORE_READ_ONLY: '), out.stderr);
   t.regex(out.stderr, /the result is not recorded/);
   t.deepEqual(await readFile(join(snapDir, 'index.json.blob')), before);
+});
+
+test('live-restore --ns copies the namespaced snapshot; its map is not resumed for the same group of another namespace', async (t) => {
+  const { dir, store, vm } = await namespacedStore(t);
+  const target = join(dir, 'target');
+  const live = (args: readonly string[]) =>
+    cli(
+      [
+        'live-restore',
+        '--from',
+        store,
+        ...args,
+        '--target-dir',
+        target,
+        '--listen',
+        '127.0.0.1:0',
+        '--exit-when-done',
+      ],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+  const done = await live(['--ns', 'prod/db', 'vm/100']);
+  t.is(done.code, 0, done.stderr);
+  t.is(await sha256File(join(target, 'drive-scsi0.img')), vm.sha256['drive-scsi0.img']!);
+  // The same group and image in the root namespace is another snapshot.
+  const root = await runIn([
+    'backup',
+    '--store',
+    store,
+    '--snapshot',
+    'vm/100',
+    `drive-scsi0=${vm.drives[0]!.path}`,
+  ]);
+  t.is(root.code, 0, root.stderr);
+  const refused = await live(['vm/100']);
+  t.is(refused.code, 1, refused.stderr);
+  t.regex(refused.stderr, /ERR_LR_LIVE_SNAPSHOT_MISMATCH/);
 });
