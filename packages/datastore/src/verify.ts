@@ -86,6 +86,11 @@ export async function verifySnapshots(
   const stopOn = options.stopOn ?? (() => false);
   const uses = new Map<string, ChunkUse>();
   const badFiles: BadFile[] = [];
+  /** Reports a file that could not be checked, unless the error stops the whole verify. */
+  const badFile = (snapshot: string, filename: string, err: unknown): void => {
+    if (stopOn(err)) throw err;
+    badFiles.push({ snapshot, filename, code: codeOf(err), message: (err as Error).message });
+  };
   let archives = 0;
   for (const ref of refs) {
     const snapshot = formatSnapshot(ref);
@@ -93,13 +98,7 @@ export async function verifySnapshots(
     try {
       manifest = await readSnapshotManifest(store, ref, options.crypt);
     } catch (err) {
-      if (stopOn(err)) throw err;
-      badFiles.push({
-        snapshot,
-        filename: 'index.json.blob',
-        code: codeOf(err),
-        message: (err as Error).message,
-      });
+      badFile(snapshot, 'index.json.blob', err);
       continue;
     }
     for (const file of manifest.files) {
@@ -112,13 +111,7 @@ export async function verifySnapshots(
             checkBlobAgainstManifest(file, raw);
             verifyBlobCrc(raw);
           } catch (err) {
-            if (stopOn(err)) throw err;
-            badFiles.push({
-              snapshot,
-              filename: file.filename,
-              code: codeOf(err),
-              message: (err as Error).message,
-            });
+            badFile(snapshot, file.filename, err);
           }
         }
         continue;
@@ -128,13 +121,7 @@ export async function verifySnapshots(
       try {
         index = await readSnapshotArchiveIndex(store, ref, archive.name, manifest);
       } catch (err) {
-        if (stopOn(err)) throw err;
-        badFiles.push({
-          snapshot,
-          filename: file.filename,
-          code: codeOf(err),
-          message: (err as Error).message,
-        });
+        badFile(snapshot, file.filename, err);
         continue;
       }
       for (let i = 0; i < index.chunkCount; i++) {
