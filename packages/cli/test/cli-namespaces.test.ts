@@ -84,7 +84,7 @@ test('snapshots: the root namespace by default, with a count of what lies below;
   );
 });
 
-test('restore, verify and nbd find snapshots by --ns or by their ns/ path; misses name the namespace', async (t) => {
+test('restore and verify find snapshots by --ns or by their ns/ path; misses name the namespace', async (t) => {
   const { dir, store, vm } = await namespacedStore(t);
   const want = vm.sha256['drive-scsi0.img']!;
   const a = join(dir, 'a.img');
