@@ -67,6 +67,39 @@ test('liverestore nbd exports every drive; qemu-img reads the source image; SIGT
   t.is(await server.stop(), 0, 'nbd exits 0 on SIGTERM');
 });
 
+test('liverestore nbd --ns exports the drives of a snapshot in a PBS namespace', async (t) => {
+  if (!requireTool(t, 'qemu-img')) return;
+  const dir = await testDir(t);
+  const vm = await writeVm(dir, { sizes: [1024 * 1024 + 5 * 512, 512 * 1024] });
+  const store = join(dir, 'store');
+  const backup = await cli([
+    'backup',
+    '--store',
+    store,
+    '--ns',
+    'prod/db',
+    '--snapshot',
+    'vm/100',
+    ...vmArgs(vm),
+  ]);
+  t.is(backup.code, 0, backup.stderr);
+  const server = await startNbd(['--from', store, '--ns', 'prod/db', 'vm/100']);
+  t.teardown(() => server.stop());
+  const out = join(dir, 'nbd.raw');
+  const convert = await exec('qemu-img', [
+    'convert',
+    '-f',
+    'raw',
+    '-O',
+    'raw',
+    `nbd://${server.address}/drive-scsi0.img`,
+    out,
+  ]);
+  t.is(convert.code, 0, convert.stderr);
+  t.is(await sha256File(out), vm.sha256['drive-scsi0.img']!);
+  t.is(await server.stop(), 0);
+});
+
 test('nbd: bad options are usage errors', async (t) => {
   assertCliError(t, await cli(['nbd', 'vm/100']), 'ERR_LR_USAGE', 2);
   assertCliError(t, await cli(['nbd', '--from', '.']), 'ERR_LR_USAGE', 2);
