@@ -8,13 +8,12 @@
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { copyFile, open, readFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { type ChunkServerOptions, startChunkServer } from '@liverestore/server';
-import { tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import { Qmp, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { startNbdServer } from '../src/index.js';
 import { CHUNK_BYTES, MiB, zeroChunks } from './helpers.js';
@@ -50,99 +49,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-type QmpMessage = {
-  QMP?: unknown;
-  return?: unknown;
-  error?: { class: string; desc: string };
-  event?: string;
-  data?: Record<string, unknown>;
-};
-
-/** A minimal QMP client: JSON lines over a Unix socket, one command at a time, events collected. */
-class Qmp {
-  readonly events: QmpMessage[] = [];
-  #buf = '';
-  #waiters: (() => void)[] = [];
-  #replies: QmpMessage[] = [];
-  #closed = false;
-
-  private constructor(readonly socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      this.#buf += d;
-      for (let nl = this.#buf.indexOf('\n'); nl >= 0; nl = this.#buf.indexOf('\n')) {
-        const line = this.#buf.slice(0, nl).trim();
-        this.#buf = this.#buf.slice(nl + 1);
-        if (line === '') continue;
-        const msg = JSON.parse(line) as QmpMessage;
-        if (msg.event !== undefined) this.events.push(msg);
-        else this.#replies.push(msg);
-      }
-      this.#wake();
-    });
-    socket.on('close', () => {
-      this.#closed = true;
-      this.#wake();
-    });
-    socket.on('error', () => {});
-  }
-
-  #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
-  }
-
-  async #until<T>(get: () => T | undefined): Promise<T> {
-    for (;;) {
-      const v = get();
-      if (v !== undefined) return v;
-      if (this.#closed) throw new Error('QMP connection closed');
-      await new Promise<void>((r) => this.#waiters.push(r));
-    }
-  }
-
-  /** Connects (retrying until the daemon has created the socket) and negotiates capabilities. */
-  static async open(path: string, deadline: number): Promise<Qmp> {
-    for (;;) {
-      try {
-        const socket = connect({ path });
-        await new Promise<void>((resolve, reject) => {
-          socket.once('connect', resolve);
-          socket.once('error', reject);
-        });
-        const qmp = new Qmp(socket);
-        await qmp.#until(() => qmp.#replies.shift()); // greeting
-        await qmp.execute('qmp_capabilities');
-        return qmp;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await sleep(50);
-      }
-    }
-  }
-
-  async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
-    this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) })}\n`);
-    const reply = await withTimeout(
-      this.#until(() => this.#replies.shift()),
-      STEP_TIMEOUT_MS,
-      `QMP ${command}`,
-    );
-    if (reply.error !== undefined)
-      throw new Error(`QMP ${command}: ${reply.error.class}: ${reply.error.desc}`);
-    return reply.return;
-  }
-
-  event(name: string): Promise<QmpMessage> {
-    return this.#until(() => this.events.find((e) => e.event === name));
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
 }
 
 /** The server's logger, silenced: the test reads its own output, not access logs. */
