@@ -7,7 +7,7 @@ import { loadavg } from 'node:os';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { Benchmark, OptionSpec } from './benchmark.js';
 import { codeVersion } from './code-version.js';
-import { UsageError } from './errors.js';
+import { ToolMissingError, UsageError } from './errors.js';
 import { DEFAULT_OUT_DIR, writeResultFiles } from './output.js';
 import { markdownReport } from './report.js';
 import { parsePositiveInt } from './units.js';
@@ -92,7 +92,10 @@ export function parseBenchArgs(bench: Benchmark, argv: readonly string[]): Parse
   }
 }
 
-/** Runs the CLI and returns the exit status: 0 ok, 1 the benchmark failed, 2 usage error. */
+/**
+ * Runs the CLI and returns the exit status: 0 ok, 1 a tool is missing (one line naming
+ * it) or the benchmark failed (thrown, with its stack), 2 usage error.
+ */
 export async function runCli(
   registry: readonly Benchmark[],
   argv: readonly string[],
@@ -145,6 +148,10 @@ export async function runCli(
         `bench: ${err.message}\n${bench === undefined ? 'see pnpm bench --help' : `see pnpm bench ${bench.name} --help`}\n`,
       );
       return 2;
+    }
+    if (err instanceof ToolMissingError) {
+      io.stderr.write(`bench: ${err.code}: ${err.message}\n`);
+      return 1;
     }
     throw err;
   }

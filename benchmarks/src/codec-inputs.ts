@@ -6,13 +6,12 @@
 
 import { execFile } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
-import { access, constants } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { blobKind, encodeBlob, MAGIC } from '@liverestore/format';
 import { type ContentMix, DEFAULT_MIX, type ImageSpec, imageBytes, imageRegions } from '@liverestore/testkit';
 import { deflateSync as fflateDeflate } from 'fflate';
+import { findOnPath } from './tools.js';
 
 const runFile = promisify(execFile);
 
@@ -46,19 +45,6 @@ export type ZstdEncoder =
   | { readonly kind: 'cli'; readonly path: string; readonly label: string }
   | { readonly kind: 'node'; readonly label: string }
   | { readonly kind: 'none'; readonly reason: string };
-
-async function findOnPath(program: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    try {
-      await access(join(dir, program), constants.X_OK);
-      return join(dir, program);
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 type ZstdCompressSync = (data: Uint8Array, options?: { params?: Record<number, number> }) => Buffer;
 

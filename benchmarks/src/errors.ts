@@ -9,3 +9,20 @@ export class UsageError extends Error {
   readonly code = 'ERR_LR_BENCH_USAGE';
   override readonly name = 'UsageError';
 }
+
+/**
+ * A program the benchmark runs (fio, nbdkit, lighttpd, qemu-storage-daemon, …) is not
+ * installed. Not a usage mistake and not a failure of the code measured: the CLI prints
+ * the message, which names the Debian packages to install, and exits with status 1.
+ */
+export class ToolMissingError extends Error {
+  readonly code = 'ERR_LR_BENCH_TOOL_MISSING';
+  override readonly name = 'ToolMissingError';
+  constructor(
+    message: string,
+    /** The missing programs. */
+    readonly programs: readonly string[],
+  ) {
+    super(message);
+  }
+}

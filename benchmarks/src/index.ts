@@ -5,7 +5,7 @@
 
 export type { BenchContext, Benchmark, OptionSpec } from './benchmark.js';
 export { benchmarkHelp, type CliIo, COMMON_OPTIONS, generalHelp, parseBenchArgs, runCli } from './cli.js';
-export { UsageError } from './errors.js';
+export { ToolMissingError, UsageError } from './errors.js';
 export { loadLine, type MachineInfo, machineBusySeconds, machineInfo, machineLine } from './machine.js';
 export {
   blackhole,

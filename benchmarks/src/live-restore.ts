@@ -29,7 +29,7 @@ import { MIXES } from './codec-inputs.js';
 import { collectRestoreChunks, decodeLimitPool, timeDecodeLimit } from './decode-limit.js';
 import { UsageError } from './errors.js';
 import type { ChildConfig, ChildOutput } from './live-restore-child.js';
-import { zeroDigests } from './live-systems.js';
+import { distinctDataChunks, readIndexes, zeroDigests } from './live-systems.js';
 import {
   bootTrace,
   ChunkRefCounter,
@@ -201,37 +201,16 @@ async function backupVm(
   }
   const result = await backup(store, { type: 'vm', id, inputs });
   for (const input of inputs) await rm(input.path);
-  const cache = new ChunkCache({ cacheBytes: 16 * 1024 ** 2, workers: 0 });
-  try {
-    const snap = await openSnapshot({ source: store.dir, snapshot: result.snapshot, cache });
-    const out = [];
-    for (const d of set) {
-      const { name, index } = await snap.readIndex(d.name);
-      out.push({ name, index });
-    }
-    await snap.close();
-    return {
-      snapshot: result.snapshot,
-      drives: out,
-      sizeBytes: drives * sizeBytes,
-      storedBytes: result.bytesWritten,
-    };
-  } finally {
-    await cache.close();
-  }
-}
-
-/** Distinct non-zero chunks of some drives' indexes. */
-function distinctDataChunks(drives: BackedUpVm['drives']): number {
-  const seen = new Set<string>();
-  for (const { index } of drives) {
-    const zero = zeroDigests(index);
-    for (let i = 0; i < index.chunkCount; i++) {
-      const hex = Buffer.from(index.digestAt(i)).toString('hex');
-      if (!zero.has(hex)) seen.add(hex);
-    }
-  }
-  return seen.size;
+  return {
+    snapshot: result.snapshot,
+    drives: await readIndexes(
+      store.dir,
+      result.snapshot,
+      set.map((d) => d.name),
+    ),
+    sizeBytes: drives * sizeBytes,
+    storedBytes: result.bytesWritten,
+  };
 }
 
 /** Reads every chunk file once, so no iteration pays for a cold page cache. */

@@ -99,3 +99,40 @@ export function zeroDigests(index: ChunkIndex): Set<string> {
   }
   return out;
 }
+
+/** Distinct non-zero chunks of some drives' indexes: the fewest chunk fetches a full copy needs. */
+export function distinctDataChunks(drives: readonly { readonly index: ChunkIndex }[]): number {
+  const seen = new Set<string>();
+  for (const { index } of drives) {
+    const zero = zeroDigests(index);
+    for (let i = 0; i < index.chunkCount; i++) {
+      const hex = toHex(index.digestAt(i));
+      if (!zero.has(hex)) seen.add(hex);
+    }
+  }
+  return seen.size;
+}
+
+/** The indexes of the archives `names` (drive names, `.img` optional) of a snapshot in a datastore or server. */
+export async function readIndexes(
+  source: string,
+  snapshot: string,
+  names: readonly string[],
+): Promise<{ readonly name: string; readonly index: ChunkIndex }[]> {
+  const cache = new ChunkCache({ cacheBytes: 16 * 1024 ** 2, workers: 0 });
+  try {
+    const snap = await openSnapshot({ source, snapshot, cache });
+    try {
+      const out = [];
+      for (const n of names) {
+        const { name, index } = await snap.readIndex(n);
+        out.push({ name, index });
+      }
+      return out;
+    } finally {
+      await snap.close();
+    }
+  } finally {
+    await cache.close();
+  }
+}

@@ -7,6 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { CleanupScope, Stoppable } from './children.js';
 
 const BIN = fileURLToPath(new URL('../../../packages/cli/bin/liverestore.js', import.meta.url));
 
@@ -25,6 +26,8 @@ export interface LiverestoreProcess {
 export interface ProcessOptions {
   /** Filter of the child's stderr lines (e.g. drop per-request logs); default: all pass through. */
   readonly keepStderrLine?: (line: string) => boolean;
+  /** Called with each stdout line after the first (the address), e.g. `--json` events. */
+  readonly onStdoutLine?: (line: string) => void;
 }
 
 /** Drops the info-level JSON log lines of `liverestore serve` (one per request). */
@@ -65,10 +68,17 @@ export async function startNodeProcess(
   try {
     const address = await new Promise<string>((resolve, reject) => {
       let out = '';
+      let first: string | undefined;
       child.stdout!.setEncoding('utf8').on('data', (text: string) => {
         out += text;
-        const nl = out.indexOf('\n');
-        if (nl >= 0) resolve(out.slice(0, nl).trim());
+        for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
+          const line = out.slice(0, nl).trim();
+          out = out.slice(nl + 1);
+          if (first === undefined) {
+            first = line;
+            resolve(line);
+          } else options.onStdoutLine?.(line);
+        }
       });
       child.once('error', (error) => reject(new Error(`${what}: ${error.message}`)));
       child.once('exit', (code, signal) => reject(new Error(`${what} exited (${code ?? signal})`)));
@@ -79,6 +89,32 @@ export async function startNodeProcess(
     stop();
     throw error;
   }
+}
+
+/** SIGKILL after SIGTERM when a server takes longer than this to exit. */
+const STOP_GRACE_MS = 5000;
+
+/**
+ * The process as a {@link Stoppable} for a {@link CleanupScope}: SIGTERM, SIGKILL if it
+ * is still there after 5 s, resolved once it has exited.
+ */
+export function asStoppable(p: LiverestoreProcess): Stoppable {
+  return {
+    pid: p.pid,
+    exited: p.exited,
+    async stop() {
+      p.stop();
+      const timer = setTimeout(() => {
+        try {
+          process.kill(p.pid, 'SIGKILL');
+        } catch {
+          // exited meanwhile
+        }
+      }, STOP_GRACE_MS);
+      await p.exited;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** Starts `liverestore ARGS…`; rejects if it exits before printing its address. */

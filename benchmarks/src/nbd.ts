@@ -4,19 +4,22 @@
  * in the same run (the issue's goal: at least 60% of nbdkit's IOPS once cached).
  */
 
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { backup, Datastore } from '@liverestore/datastore';
 import { vmImageSet, writeImageFile } from '@liverestore/testkit';
 import type { BenchContext, Benchmark } from './benchmark.js';
+import { CleanupScope } from './children.js';
 import { UsageError } from './errors.js';
-import { startLiverestoreProcess } from './liverestore-process.js';
+import { type FioReads, runFio } from './fio.js';
+import { asStoppable, startLiverestoreProcess } from './liverestore-process.js';
+import { freePort } from './loopback.js';
 import { machineInfo } from './machine.js';
+import { startNbdkit } from './nbdkit.js';
 import { type BenchResult, type CaseResult, type DetailColumn, measuredCase } from './result.js';
+import { requireTools } from './tools.js';
 import { formatBytes, formatNumber, parseBytes, parsePositiveInt } from './units.js';
 
 const READ_BYTES = 4096;
@@ -65,19 +68,11 @@ function readSettings(context: BenchContext): Settings {
 interface Server {
   readonly name: string;
   readonly uri: string;
-  stop(): void;
-}
-
-function waitExit(child: ChildProcess, what: string): Promise<never> {
-  return new Promise((_, reject) => {
-    child.once('error', (error) => reject(new Error(`${what}: ${error.message}`)));
-    child.once('exit', (code, signal) => reject(new Error(`${what} exited (${code ?? signal})`)));
-  });
 }
 
 /** `liverestore nbd` on an ephemeral loopback port. */
-async function startLiverestore(storeDir: string, cacheBytes: number): Promise<Server> {
-  const { address, stop } = await startLiverestoreProcess([
+async function startLiverestore(scope: CleanupScope, storeDir: string, cacheBytes: number): Promise<Server> {
+  const lr = await startLiverestoreProcess([
     'nbd',
     '--from',
     storeDir,
@@ -87,118 +82,27 @@ async function startLiverestore(storeDir: string, cacheBytes: number): Promise<S
     '--cache-size',
     `${Math.floor(cacheBytes / 1024 ** 2)}MiB`,
   ]);
-  return { name: 'liverestore nbd', uri: `nbd://${address}/drive-scsi0.img`, stop };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
+  scope.add(asStoppable(lr));
+  return { name: 'liverestore nbd', uri: `nbd://${lr.address}/drive-scsi0.img` };
 }
 
 /** `nbdkit file` serving the raw image read-only, on a port picked here. */
-async function startNbdkit(imagePath: string, scratch: string): Promise<Server> {
-  const port = await freePort();
-  // nbdkit writes its PID file once it listens: wait for that rather than probing the port.
-  const pidFile = join(scratch, 'nbdkit.pid');
-  const child = spawn(
-    'nbdkit',
-    [
-      '--exit-with-parent',
-      '-f',
-      '-r',
-      '-P',
-      pidFile,
-      '-i',
-      '127.0.0.1',
-      '-p',
-      String(port),
-      'file',
-      imagePath,
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  const exited = waitExit(child, 'nbdkit');
-  exited.catch(() => {});
-  try {
-    const deadline = performance.now() + 10_000;
-    for (;;) {
-      await Promise.race([new Promise((r) => setTimeout(r, 50)), exited]);
-      if (
-        await stat(pidFile).then(
-          (st) => st.size > 0,
-          () => false,
-        )
-      )
-        break;
-      if (performance.now() > deadline) throw new Error('nbdkit did not start listening');
-    }
-  } catch (error) {
-    child.kill('SIGTERM');
-    throw error;
-  }
-  return { name: 'nbdkit file', uri: `nbd://127.0.0.1:${port}/`, stop: () => child.kill('SIGTERM') };
-}
-
-interface FioResult {
-  readonly iops: number;
-  readonly p50Ns: number;
-  readonly p99Ns: number;
-  readonly bytes: number;
-}
-
-function fio(args: readonly string[]): Promise<FioResult> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      'fio',
-      [...args, '--output-format=json'],
-      { maxBuffer: 64 * 1024 ** 2 },
-      (error, stdout, stderr) => {
-        if (error) {
-          reject(new Error(`fio failed: ${error.message}\n${stderr}`));
-          return;
-        }
-        try {
-          // fio may print warnings before the JSON document.
-          const json = JSON.parse(stdout.slice(stdout.indexOf('{')));
-          const read = json.jobs[0].read;
-          const pct = read.clat_ns.percentile as Record<string, number>;
-          resolve({
-            iops: read.iops,
-            p50Ns: pct['50.000000'] ?? Number.NaN,
-            p99Ns: pct['99.000000'] ?? Number.NaN,
-            bytes: read.io_bytes,
-          });
-        } catch (parseError) {
-          reject(new Error(`cannot parse fio output: ${(parseError as Error).message}\n${stderr}`));
-        }
-      },
-    );
+async function startNbdkitFile(scope: CleanupScope, imagePath: string, scratch: string): Promise<Server> {
+  const kit = await startNbdkit(scope, {
+    plugin: 'file',
+    params: [imagePath],
+    listen: { port: await freePort() },
+    pidFile: join(scratch, 'nbdkit.pid'),
   });
+  return { name: 'nbdkit file', uri: kit.uri };
 }
 
-function warmUp(uri: string, workingSetBytes: number): Promise<FioResult> {
-  return fio([
-    '--name=warm',
-    '--ioengine=nbd',
-    `--uri=${uri}`,
-    '--rw=read',
-    '--bs=1m',
-    '--iodepth=4',
-    `--size=${workingSetBytes}`,
-  ]);
+function warmUp(uri: string, workingSetBytes: number): Promise<FioReads> {
+  return runFio('warm', uri, ['--rw=read', '--bs=1m', '--iodepth=4', `--size=${workingSetBytes}`]);
 }
 
-function randRead(uri: string, s: Settings, depth: number): Promise<FioResult> {
-  return fio([
-    '--name=rand',
-    '--ioengine=nbd',
-    `--uri=${uri}`,
+function randRead(uri: string, s: Settings, depth: number): Promise<FioReads> {
+  return runFio('rand', uri, [
     '--rw=randread',
     `--bs=${READ_BYTES}`,
     `--iodepth=${depth}`,
@@ -229,8 +133,13 @@ const median = (xs: readonly number[]): number => {
 async function runNbd(context: BenchContext): Promise<BenchResult> {
   const started = performance.now();
   const s = readSettings(context);
+  await requireTools('bench nbd', [
+    { program: 'fio', debianPackage: 'fio' },
+    { program: 'nbdkit', debianPackage: 'nbdkit' },
+  ]);
+  const scope = new CleanupScope();
   const scratch = await mkdtemp(join(s.dir, 'liverestore-bench-'));
-  const servers: Server[] = [];
+  scope.defer(() => rm(scratch, { recursive: true, force: true }));
   try {
     const [drive] = vmImageSet(s.seed, { drives: 1, sizeBytes: s.sizeBytes });
     const imagePath = join(scratch, 'drive-scsi0.raw');
@@ -242,10 +151,8 @@ async function runNbd(context: BenchContext): Promise<BenchResult> {
     await backup(store, { type: 'vm', id: '100', inputs: [{ name: 'drive-scsi0', path: imagePath }] });
 
     context.progress('starting liverestore nbd and nbdkit file …');
-    const lr = await startLiverestore(storeDir, s.cacheBytes);
-    servers.push(lr);
-    const kit = await startNbdkit(imagePath, scratch);
-    servers.push(kit);
+    const lr = await startLiverestore(scope, storeDir, s.cacheBytes);
+    const kit = await startNbdkitFile(scope, imagePath, scratch);
 
     for (const server of [lr, kit]) {
       context.progress(`warming ${server.name}: sequential read of ${formatBytes(s.workingSetBytes)} …`);
@@ -257,7 +164,7 @@ async function runNbd(context: BenchContext): Promise<BenchResult> {
     }
 
     // results[depth][server] = per-sample fio results
-    const results = new Map<number, Map<string, FioResult[]>>();
+    const results = new Map<number, Map<string, FioReads[]>>();
     for (const depth of s.depths)
       results.set(
         depth,
@@ -341,9 +248,7 @@ async function runNbd(context: BenchContext): Promise<BenchResult> {
       durationSeconds: (performance.now() - started) / 1000,
     };
   } finally {
-    for (const server of servers) server.stop();
-    await new Promise((r) => setTimeout(r, 200));
-    await rm(scratch, { recursive: true, force: true });
+    await scope.close();
   }
 }
 

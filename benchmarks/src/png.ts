@@ -5,9 +5,9 @@
  */
 
 import { execFile } from 'node:child_process';
-import { access, constants, open } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { open } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { findOnPath } from './tools.js';
 
 const run = promisify(execFile);
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -29,20 +29,6 @@ const CONVERTERS: readonly Converter[] = [
 export type PngOutcome =
   | { readonly written: true; readonly tool: string }
   | { readonly written: false; readonly reason: string };
-
-async function findOnPath(program: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, program);
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not in this directory
-    }
-  }
-  return undefined;
-}
 
 async function isPng(path: string): Promise<boolean> {
   try {

@@ -55,14 +55,43 @@ const USER_HZ = 100;
  * where /proc is missing or the process is gone.
  */
 export async function processCpuSeconds(pid: number | 'self'): Promise<number | undefined> {
+  return statTicks(pid, 11);
+}
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been
+ * reaped, their own reaped children included (cutime + cstime): the only way to count
+ * a short-lived child such as fio, whose /proc entry is gone when it ends. NaN where
+ * /proc is missing.
+ */
+export async function reapedChildrenCpuSeconds(): Promise<number> {
+  return (await statTicks('self', 13)) ?? Number.NaN;
+}
+
+/** Sum of the /proc/PID/stat tick counters at `field` and `field + 1` (after the name), in seconds. */
+async function statTicks(pid: number | 'self', field: number): Promise<number | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may contain spaces) start after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const utime = Number(fields[11]);
-    const stime = Number(fields[12]);
-    return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / USER_HZ : undefined;
+    const user = Number(fields[field]);
+    const system = Number(fields[field + 1]);
+    return Number.isFinite(user) && Number.isFinite(system) ? (user + system) / USER_HZ : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** CPU seconds and peak RSS of a running process, read together. */
+export interface ProcessUsage {
+  readonly cpuSeconds: number;
+  readonly peakRssBytes: number;
+}
+
+/** {@link processCpuSeconds} and {@link peakRssBytes} of `pid`; NaN for what cannot be read. */
+export async function processUsage(pid: number): Promise<ProcessUsage> {
+  return {
+    cpuSeconds: (await processCpuSeconds(pid)) ?? Number.NaN,
+    peakRssBytes: (await peakRssBytes(pid)) ?? Number.NaN,
+  };
 }
