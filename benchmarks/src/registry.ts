@@ -9,6 +9,7 @@ import type { Benchmark } from './benchmark.js';
 import { codecsBenchmark } from './codecs.js';
 import { liveRestoreBenchmark } from './live-restore.js';
 import { nbdBenchmark } from './nbd.js';
+import { qemuBenchmark } from './qemu.js';
 import { restoreBenchmark } from './restore.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
@@ -17,4 +18,5 @@ export const BENCHMARKS: readonly Benchmark[] = [
   restoreBenchmark,
   nbdBenchmark,
   liveRestoreBenchmark,
+  qemuBenchmark,
 ];

@@ -16,7 +16,7 @@ export const BENCHMARKS_MAIN = fileURLToPath(
 
 export const benchCommand = defineCommand({
   name: 'bench',
-  summary: 'run a benchmark of the workspace (pnpm bench): live-restore, restore, nbd, codecs, backup',
+  summary: 'run a benchmark of the workspace (pnpm bench): qemu, live-restore, restore, nbd, codecs, backup',
   help: `Usage: liverestore bench NAME [options]
        liverestore bench NAME --help       (the options of benchmark NAME)
 
@@ -27,6 +27,9 @@ Results are written under --out DIR (default bench-results/ at the repository ro
 NAME.json, NAME.md, NAME.svg and, when a converter is installed, NAME.png.
 
 Benchmarks:
+  qemu          QEMU live restore (overlay + qemu-storage-daemon block-stream, or
+                live-restore's own copy) with fio reading during the copy: liverestore
+                nbd and live-restore vs nbdkit curl + cache and nbdkit file
   live-restore  A/B of the old PBS read path vs liverestore: QEMU-like copy job and a
                 booting guest over NBD, injected RTT and bandwidth, scaling to 8 drives
   restore       cold full restore vs the decode limit, warm random 4 KiB reads
