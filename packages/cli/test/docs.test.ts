@@ -19,8 +19,11 @@ async function sourceFiles(dir: string): Promise<string[]> {
 
 async function codesInSources(): Promise<Set<string>> {
   const codes = new Set<string>();
-  for (const pkg of await readdir(join(ROOT, 'packages'))) {
-    for (const file of await sourceFiles(join(ROOT, 'packages', pkg, 'src')).catch(() => [])) {
+  const dirs = (await readdir(join(ROOT, 'packages'))).map((pkg) => join(ROOT, 'packages', pkg, 'src'));
+  // The benchmarks' codes (ERR_LR_BENCH_*) are part of `liverestore bench`'s interface too.
+  dirs.push(join(ROOT, 'benchmarks', 'src'));
+  for (const dir of dirs) {
+    for (const file of await sourceFiles(dir).catch(() => [])) {
       for (const match of (await readFile(file, 'utf8')).matchAll(/ERR_LR_[A-Z0-9_]+/g)) codes.add(match[0]);
     }
   }
