@@ -49,6 +49,7 @@ import {
 } from './liverestore-process.js';
 import { machineBusySeconds, machineInfo } from './machine.js';
 import { measureRoundTrips, startEchoServer } from './net-proxy.js';
+import { cacheSizeOption, iterationCount, optionText } from './options.js';
 import { peakRssBytes, processCpuSeconds, serveChunkCounters } from './proc-stats.js';
 import { type Costed, costed, fetchEveryBlob, writeBytes } from './restore-costs.js';
 import {
@@ -113,15 +114,9 @@ const QUICK = { iterations: 3, size: '256MiB' } as const;
 
 function readSettings(context: BenchContext): Settings {
   const o = context.options;
-  const str = (name: string): string | undefined =>
-    typeof o[name] === 'string' ? (o[name] as string) : undefined;
+  const str = optionText(context);
   const quick = o.quick === true;
-  const iterations =
-    str('iterations') !== undefined
-      ? parsePositiveInt(str('iterations')!, '--iterations')
-      : quick
-        ? QUICK.iterations
-        : context.samples;
+  const iterations = iterationCount(context, QUICK.iterations);
   const sizeBytes = parseBytes(str('size') ?? (quick ? QUICK.size : DEFAULTS.size), '--size');
   if (sizeBytes < 8 * 1024 ** 2) throw new UsageError('--size must be at least 8MiB');
   const drives = str('drives') === undefined ? DEFAULTS.drives : parsePositiveInt(str('drives')!, '--drives');
@@ -139,8 +134,7 @@ function readSettings(context: BenchContext): Settings {
         ? [1, 2, 4, 8]
         : parseList(str('scaling-drives')!).map((d) => parsePositiveInt(d, '--scaling-drives'))
       : [];
-  const cacheBytes = parseBytes(str('cache-size') ?? '256MiB', '--cache-size');
-  if (cacheBytes < 4 * 1024 ** 2) throw new UsageError('--cache-size must be at least 4MiB (one chunk)');
+  const cacheBytes = cacheSizeOption(context, '256MiB');
   return {
     iterations,
     sizeBytes,

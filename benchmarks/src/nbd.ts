@@ -18,6 +18,7 @@ import { asStoppable, startLiverestoreProcess } from './liverestore-process.js';
 import { freePort } from './loopback.js';
 import { machineInfo } from './machine.js';
 import { startNbdkit } from './nbdkit.js';
+import { optionText } from './options.js';
 import { type BenchResult, type CaseResult, type DetailColumn, measuredCase } from './result.js';
 import { requireTools } from './tools.js';
 import { formatBytes, formatNumber, parseBytes, parsePositiveInt } from './units.js';
@@ -36,9 +37,7 @@ interface Settings {
 }
 
 function readSettings(context: BenchContext): Settings {
-  const o = context.options;
-  const str = (name: string): string | undefined =>
-    typeof o[name] === 'string' ? (o[name] as string) : undefined;
+  const str = optionText(context);
   const sizeBytes = str('size') === undefined ? 1024 ** 3 : parseBytes(str('size')!, '--size');
   const workingSetBytes =
     str('working-set') === undefined ? 256 * 1024 ** 2 : parseBytes(str('working-set')!, '--working-set');

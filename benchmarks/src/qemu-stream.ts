@@ -8,7 +8,7 @@
 
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Qmp } from '@liverestore/testkit';
+import { Qmp, storageDaemonArgs, withTimeout } from '@liverestore/testkit';
 import { type CleanupScope, exitedError, spawnTool, type ToolProcess } from './children.js';
 
 const DAEMON_START_TIMEOUT_MS = 10_000;
@@ -48,22 +48,9 @@ export async function startOverlayDaemon(
   const qmpSocket = join(dir, 'qmp.sock');
   const exportSocket = join(dir, 'disk.sock');
   const daemon = scope.add(
-    spawnTool(
-      'qemu-storage-daemon',
-      [
-        '--chardev',
-        `socket,id=qmp,path=${qmpSocket},server=on,wait=off`,
-        '--monitor',
-        'chardev=qmp',
-        '--blockdev',
-        JSON.stringify({ driver: 'qcow2', 'node-name': 'disk', file: { driver: 'file', filename: overlay } }),
-        '--nbd-server',
-        `addr.type=unix,addr.path=${exportSocket}`,
-        '--export',
-        'type=nbd,id=exp,node-name=disk,name=disk,writable=on',
-      ],
-      { what: 'qemu-storage-daemon' },
-    ),
+    spawnTool('qemu-storage-daemon', storageDaemonArgs({ overlay, qmpSocket, exportSocket }), {
+      what: 'qemu-storage-daemon',
+    }),
   );
   const qmp = await Qmp.open(qmpSocket, Date.now() + DAEMON_START_TIMEOUT_MS, {
     alive: () => {
@@ -77,16 +64,7 @@ export async function startOverlayDaemon(
     async stream() {
       const started = performance.now();
       await qmp.execute('block-stream', { 'job-id': 'stream0', device: 'disk' });
-      let timer: NodeJS.Timeout | undefined;
-      const done = await Promise.race([
-        qmp.event('BLOCK_JOB_COMPLETED'),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`block-stream did not complete within ${STREAM_TIMEOUT_MS / 1000} s`)),
-            STREAM_TIMEOUT_MS,
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
+      const done = await withTimeout(qmp.event('BLOCK_JOB_COMPLETED'), STREAM_TIMEOUT_MS, 'block-stream');
       const seconds = (performance.now() - started) / 1000;
       const data = done.data ?? {};
       if (data.error !== undefined || data.offset !== data.len)

@@ -20,6 +20,7 @@ import { startFio } from './fio.js';
 import { type GuestJob, guestJob, WORKLOADS, type WorkloadName } from './guest-workloads.js';
 import { distinctDataChunks, readIndexes } from './live-systems.js';
 import { machineInfo } from './machine.js';
+import { cacheSizeOption, iterationCount, optionText } from './options.js';
 import { processUsage } from './proc-stats.js';
 import { type QemuIteration, type QemuSettings, qemuResult } from './qemu-report.js';
 import { type RestoreSource, type Role, SYSTEMS, type SystemName, startSystem } from './qemu-systems.js';
@@ -39,21 +40,13 @@ const DEFAULTS = { iterations: 5, size: '512MiB', cacheSize: '256MiB' } as const
 const QUICK = { iterations: 1, size: '64MiB' } as const;
 
 function readSettings(context: BenchContext): QemuSettings {
-  const o = context.options;
-  const str = (name: string): string | undefined =>
-    typeof o[name] === 'string' ? (o[name] as string) : undefined;
-  const quick = o.quick === true;
-  const iterations =
-    str('iterations') !== undefined
-      ? parsePositiveInt(str('iterations')!, '--iterations')
-      : quick
-        ? QUICK.iterations
-        : context.samples;
+  const str = optionText(context);
+  const quick = context.options.quick === true;
+  const iterations = iterationCount(context, QUICK.iterations);
   const sizeBytes = parseBytes(str('size') ?? (quick ? QUICK.size : DEFAULTS.size), '--size');
   if (sizeBytes < 16 * MiB || sizeBytes % (64 * 1024) !== 0)
     throw new UsageError('--size must be at least 16MiB and a multiple of 64KiB');
-  const cacheBytes = parseBytes(str('cache-size') ?? DEFAULTS.cacheSize, '--cache-size');
-  if (cacheBytes < 4 * MiB) throw new UsageError('--cache-size must be at least 4MiB (one chunk)');
+  const cacheBytes = cacheSizeOption(context, DEFAULTS.cacheSize);
   const pick = <T extends string>(option: string, all: readonly T[]): T[] => {
     const text = str(option);
     if (text === undefined) return [...all];

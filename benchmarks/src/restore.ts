@@ -17,6 +17,7 @@ import { collectRestoreChunks, decodeLimitPool, timeDecodeLimit } from './decode
 import { UsageError } from './errors.js';
 import { startLiverestoreProcess } from './liverestore-process.js';
 import { machineInfo } from './machine.js';
+import { optionText } from './options.js';
 import { type BenchResult, type CaseResult, type DetailColumn, measuredCase } from './result.js';
 import { formatBytes, formatNumber, formatRate, mbPerSecond, parseBytes, parsePositiveInt } from './units.js';
 
@@ -35,9 +36,7 @@ interface Settings {
 }
 
 function readSettings(context: BenchContext): Settings {
-  const o = context.options;
-  const str = (name: string): string | undefined =>
-    typeof o[name] === 'string' ? (o[name] as string) : undefined;
+  const str = optionText(context);
   const sizeBytes = str('size') === undefined ? DEFAULT_SIZE_BYTES : parseBytes(str('size')!, '--size');
   const cacheBytes =
     str('cache-size') === undefined ? 256 * 1024 ** 2 : parseBytes(str('cache-size')!, '--cache-size');

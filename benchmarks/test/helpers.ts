@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { type BenchResult, type MachineInfo, measuredCase, skippedCase } from '../src/index.js';
 
 /** A fixed machine, so rendered text does not depend on where the tests run. */
@@ -52,4 +53,24 @@ export function fakeResult(): BenchResult {
     tables: [{ title: 'ratios', columns: ['mix', 'ratio'], rows: [['text', '2.85×']] }],
     durationSeconds: 12.5,
   };
+}
+
+/** Runs `node ARGS…` (a benchmark's main.js, the liverestore CLI) to its end, collecting its output. */
+export function runNode(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
 }

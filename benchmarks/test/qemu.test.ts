@@ -6,36 +6,17 @@
  * tools it skips, unless LIVERESTORE_REQUIRE_TOOLS=1 (CI), where a missing tool fails.
  */
 
-import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { findOnPath } from '../src/tools.js';
+import { runNode as run } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../../packages/cli/bin/liverestore.js', import.meta.url));
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const TOOLS = ['fio', 'nbdkit', 'lighttpd', 'qemu-img', 'qemu-storage-daemon'];
 const MiB = 1024 * 1024;
-
-function run(
-  args: readonly string[],
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** True when every tool is on PATH; else skips (logged), or fails in CI. */
 async function haveTools(t: ExecutionContext): Promise<boolean> {

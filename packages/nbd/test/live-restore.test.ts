@@ -13,7 +13,14 @@ import { promisify } from 'node:util';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { type ChunkServerOptions, startChunkServer } from '@liverestore/server';
-import { Qmp, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import {
+  Qmp,
+  storageDaemonArgs,
+  tempDir,
+  vmImageSet,
+  withTimeout,
+  writeImageFile,
+} from '@liverestore/testkit';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { startNbdServer } from '../src/index.js';
 import { CHUNK_BYTES, MiB, zeroChunks } from './helpers.js';
@@ -39,16 +46,6 @@ async function have(t: ExecutionContext, tool: string): Promise<boolean> {
     t.pass();
     return false;
   }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** The server's logger, silenced: the test reads its own output, not access logs. */
@@ -121,18 +118,7 @@ const liveRestore = test.macro(async (t, from: 'local store' | 'liverestore serv
   const exportSock = join(work.path, 'export.sock');
   const daemon: ChildProcess = spawn(
     'qemu-storage-daemon',
-    [
-      '--chardev',
-      `socket,id=qmp,path=${qmpSock},server=on,wait=off`,
-      '--monitor',
-      'chardev=qmp',
-      '--blockdev',
-      JSON.stringify({ driver: 'qcow2', 'node-name': 'disk', file: { driver: 'file', filename: overlay } }),
-      '--nbd-server',
-      `addr.type=unix,addr.path=${exportSock}`,
-      '--export',
-      'type=nbd,id=exp,node-name=disk,name=disk,writable=on',
-    ],
+    storageDaemonArgs({ overlay, qmpSocket: qmpSock, exportSocket: exportSock }),
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let daemonLog = '';

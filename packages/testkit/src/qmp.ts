@@ -1,8 +1,9 @@
 /**
- * A minimal QMP client (QEMU Machine Protocol: JSON lines over a Unix socket) for the
- * tests and benchmarks that drive `qemu-storage-daemon` through the live-restore recipe
- * (docs/live-restore.md): one command at a time, events collected in arrival order so a
- * caller can wait for `BLOCK_JOB_COMPLETED` whether it came before or after it asked.
+ * `qemu-storage-daemon` for the tests and benchmarks that run the live-restore recipe
+ * (docs/live-restore.md): its command line, and a minimal QMP client (QEMU Machine
+ * Protocol: JSON lines over a Unix socket), one command at a time, events collected in
+ * arrival order so a caller can wait for `BLOCK_JOB_COMPLETED` whether it came before or
+ * after it asked.
  */
 
 import { connect, type Socket } from 'node:net';
@@ -21,7 +22,8 @@ export interface QmpMessage {
 const RETRY_MS = 20;
 const DEFAULT_COMMAND_TIMEOUT_MS = 20_000;
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** `p`, or a rejection naming `what` once `ms` have passed. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     p,
@@ -29,6 +31,39 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** Paths of a {@link storageDaemonArgs} daemon. */
+export interface StorageDaemonPaths {
+  /** The qcow2 overlay it opens as node `disk`. */
+  readonly overlay: string;
+  /** Its QMP monitor socket (created by the daemon). */
+  readonly qmpSocket: string;
+  /** The Unix socket of its writable NBD export `disk` (the guest's disk). */
+  readonly exportSocket: string;
+}
+
+/**
+ * The arguments of `qemu-storage-daemon` in docs/live-restore.md's recipe (4b): the
+ * overlay as node `disk`, a QMP monitor, and a writable NBD export `disk` of it.
+ */
+export function storageDaemonArgs(paths: StorageDaemonPaths): string[] {
+  return [
+    '--chardev',
+    `socket,id=qmp,path=${paths.qmpSocket},server=on,wait=off`,
+    '--monitor',
+    'chardev=qmp',
+    '--blockdev',
+    JSON.stringify({
+      driver: 'qcow2',
+      'node-name': 'disk',
+      file: { driver: 'file', filename: paths.overlay },
+    }),
+    '--nbd-server',
+    `addr.type=unix,addr.path=${paths.exportSocket}`,
+    '--export',
+    'type=nbd,id=exp,node-name=disk,name=disk,writable=on',
+  ];
 }
 
 /** A QMP connection in command mode (capabilities negotiated). */
