@@ -32,7 +32,7 @@ export interface QemuIteration {
   readonly iteration: number;
   readonly workload: WorkloadName;
   readonly system: SystemName;
-  /** Seconds from block-stream to BLOCK_JOB_COMPLETED, or live-restore's started to done. */
+  /** Seconds from block-stream to BLOCK_JOB_COMPLETED, or live-restore's own (its "done" event). */
   readonly copySeconds: number;
   /** Wall seconds from the copy's start to fio's exit. */
   readonly guestSeconds: number;
@@ -273,7 +273,7 @@ export function qemuResult(run: QemuRun): BenchResult {
     notes: [
       ...goalNotes(run),
       ...s.systems.map((system) => `${system}: ${SYSTEM_LABELS[system]}.`),
-      `Copy: QMP block-stream from the command to BLOCK_JOB_COMPLETED (qemu-storage-daemon on a qcow2 overlay of the backing export), or live-restore's --json "started" to "done" events. "mean / copy" and its throughput are of the whole disk (${formatBytes(s.sizeBytes)}).`,
+      `Copy: QMP block-stream from the command to BLOCK_JOB_COMPLETED (qemu-storage-daemon on a qcow2 overlay of the backing export), or for live-restore the seconds its --json "done" event reports (from the start of its copy, which starts with the process, to every region local and persisted). "mean / copy" and its throughput are of the whole disk (${formatBytes(s.sizeBytes)}).`,
       'Guest: one fio job (--ioengine=nbd) on the disk the guest would use, started right after the copy; MiB/s is fio\'s read rate over its runtime, p50/p99/p99.9 its completion-latency percentiles. "ended before the copy" counts iterations in which every guest read ran during the copy.',
       "Fetches: for liverestore, chunk requests `liverestore serve` answered (liverestore_http_chunk_fetches_total); for nbdkit-curl, the requests for the image in lighttpd's access log (one Range request per read nbdkit's cache filter passes on); nbdkit-file fetches nothing. Bytes are body bytes sent.",
       `CPU seconds: /proc/PID/stat utime+stime of each process from when the system was ready to the end of the iteration (start-up excluded); fio's from this process's reaped-children times. Roles: ${ROLES.map((r) => `${r} = ${ROLE_LABELS[r]}`).join('; ')}. Peak RSS is VmHWM at the end of the iteration; every process is fresh per iteration.`,

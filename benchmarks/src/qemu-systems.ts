@@ -13,7 +13,6 @@
  */
 
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { CleanupScope } from './children.js';
 import {
@@ -152,8 +151,7 @@ async function startLrNbd(scope: CleanupScope, src: RestoreSource, dir: string):
 async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string): Promise<StartedSystem> {
   const serve = await startServe(scope, src);
   const socket = join(dir, 'lr.sock');
-  // The copy starts with the process; it is timed from its "started" event to its "done" event.
-  let startedAt = Number.NaN;
+  // The copy starts with the restore; its "done" event says how long it took since then.
   let resolveDone: (seconds: number) => void = () => {};
   const done = new Promise<number>((resolve) => {
     resolveDone = resolve;
@@ -174,8 +172,7 @@ async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string)
       '--json',
     ],
     (line) => {
-      if (line.startsWith('{"event":"started"')) startedAt = performance.now();
-      else if (line.startsWith('{"event":"done"')) resolveDone((performance.now() - startedAt) / 1000);
+      if (line.startsWith('{"event":"done"')) resolveDone((JSON.parse(line) as { seconds: number }).seconds);
     },
   );
   const copy = Promise.race([
