@@ -32,6 +32,8 @@ export interface ToolProcess extends Stoppable {
   readonly exited: Promise<number | null>;
   /** True once it has exited. */
   hasExited(): boolean;
+  /** Its exit status once it has exited (null after a signal), undefined before. */
+  exitCode(): number | null | undefined;
   /** The last few KiB it wrote to stderr (and stdout when not piped elsewhere). */
   output(): string;
 }
@@ -76,14 +78,17 @@ export function spawnTool(
     });
   }
   let done = false;
+  let status: number | null | undefined;
   const exited = new Promise<number | null>((resolve, reject) => {
     child.once('error', (error) => {
       done = true;
+      status = null;
       keep(error.message);
       reject(new Error(`${what}: ${error.message}`));
     });
     child.once('exit', (code) => {
       done = true;
+      status = code;
       resolve(code);
     });
   });
@@ -94,6 +99,7 @@ export function spawnTool(
     pid: child.pid ?? -1,
     exited,
     hasExited: () => done,
+    exitCode: () => status,
     output: () => tail.trim(),
     async stop() {
       if (done) return;
@@ -207,7 +213,7 @@ export async function waitUntilReady(
 ): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    if (child.hasExited()) throw exitedError(child, await child.exited.catch(() => null), 'while starting');
+    if (child.hasExited()) throw exitedError(child, child.exitCode() ?? null, 'while starting');
     if (await ready()) return;
     if (performance.now() > deadline)
       throw new Error(`${child.what} did not get ready within ${timeoutMs} ms:\n${child.output()}`);

@@ -18,6 +18,12 @@ const MiB = 1024 * KiB;
 /** The image size the amounts are given for. */
 const REFERENCE_BYTES = 512 * MiB;
 
+/**
+ * fio stops a job after this long even if it has not read everything (a hung export must
+ * not hang the benchmark); the benchmark then fails, as the job read less than planned.
+ */
+export const GUEST_RUNTIME_LIMIT_SECONDS = 600;
+
 /** One fio job of a workload, ready to run on any export. */
 export interface GuestJob {
   readonly workload: WorkloadName;
@@ -136,7 +142,7 @@ export async function guestJob(
       const bytes = reads.reduce((n, r) => n + r.length, 0);
       return {
         workload,
-        fioOptions: [`--read_iolog=${iologPath}`, '--iodepth=1'],
+        fioOptions: [`--read_iolog=${iologPath}`, '--iodepth=1', `--runtime=${GUEST_RUNTIME_LIMIT_SECONDS}`],
         plannedBytes: bytes,
         description: `boot-like trace (seed ${seed}): ${reads.length} reads, ${(bytes / MiB).toFixed(1)} MiB, replayed at queue depth 1 without think time`,
       };
@@ -158,5 +164,6 @@ function randomReads(
     `--size=${sizeBytes}`,
     `--io_size=${bytes}`,
     `--randseed=${seed}`,
+    `--runtime=${GUEST_RUNTIME_LIMIT_SECONDS}`,
   ];
 }

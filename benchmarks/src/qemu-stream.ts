@@ -8,12 +8,15 @@
 
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Qmp, storageDaemonArgs, withTimeout } from '@liverestore/testkit';
+import { Qmp, type QmpMessage, storageDaemonArgs, withTimeout } from '@liverestore/testkit';
 import { type CleanupScope, exitedError, spawnTool, type ToolProcess } from './children.js';
 
 const DAEMON_START_TIMEOUT_MS = 10_000;
-/** A stream of a 2 GiB image through a slow backing export must still end. */
-const STREAM_TIMEOUT_MS = 30 * 60_000;
+/**
+ * The longest a copy may take before the benchmark gives up on it (a hung server must not
+ * hang the run): far beyond any copy of a few GiB through a slow backing export.
+ */
+export const COPY_TIMEOUT_MS = 30 * 60_000;
 
 /** The daemon on the overlay, its guest export and its monitor. */
 export interface OverlayDaemon {
@@ -54,7 +57,7 @@ export async function startOverlayDaemon(
   );
   const qmp = await Qmp.open(qmpSocket, Date.now() + DAEMON_START_TIMEOUT_MS, {
     alive: () => {
-      if (daemon.hasExited()) throw exitedError(daemon, null, 'while starting');
+      if (daemon.hasExited()) throw exitedError(daemon, daemon.exitCode() ?? null, 'while starting');
     },
   });
   scope.defer(() => qmp.close());
@@ -63,8 +66,14 @@ export async function startOverlayDaemon(
     guestUri: `nbd+unix:///disk?socket=${exportSocket}`,
     async stream() {
       const started = performance.now();
-      await qmp.execute('block-stream', { 'job-id': 'stream0', device: 'disk' });
-      const done = await withTimeout(qmp.event('BLOCK_JOB_COMPLETED'), STREAM_TIMEOUT_MS, 'block-stream');
+      let done: QmpMessage;
+      try {
+        await qmp.execute('block-stream', { 'job-id': 'stream0', device: 'disk' });
+        done = await withTimeout(qmp.event('BLOCK_JOB_COMPLETED'), COPY_TIMEOUT_MS, 'block-stream');
+      } catch (error) {
+        // The daemon's own words say why (it exited, its backing export went away).
+        throw new Error(`block-stream: ${(error as Error).message}\n${daemon.output()}`, { cause: error });
+      }
       const seconds = (performance.now() - started) / 1000;
       const data = done.data ?? {};
       if (data.error !== undefined || data.offset !== data.len)

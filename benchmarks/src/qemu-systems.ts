@@ -14,6 +14,7 @@
 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withTimeout } from '@liverestore/testkit';
 import type { CleanupScope } from './children.js';
 import {
   asStoppable,
@@ -24,7 +25,7 @@ import {
 } from './liverestore-process.js';
 import { startNbdkit } from './nbdkit.js';
 import { serveChunkCounters } from './proc-stats.js';
-import { startOverlayDaemon } from './qemu-stream.js';
+import { COPY_TIMEOUT_MS, startOverlayDaemon } from './qemu-stream.js';
 import { accessTotals, startStaticHttp } from './static-http.js';
 
 /** The systems `--systems` accepts, in report order. */
@@ -176,7 +177,7 @@ async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string)
     },
   );
   const copy = Promise.race([
-    done,
+    withTimeout(done, COPY_TIMEOUT_MS, 'live-restore copy'),
     live.exited.then(() => {
       throw new Error('liverestore live-restore exited before its copy was done');
     }),

@@ -17,7 +17,13 @@ import type { BenchContext, Benchmark } from './benchmark.js';
 import { CleanupScope } from './children.js';
 import { UsageError } from './errors.js';
 import { startFio } from './fio.js';
-import { type GuestJob, guestJob, WORKLOADS, type WorkloadName } from './guest-workloads.js';
+import {
+  GUEST_RUNTIME_LIMIT_SECONDS,
+  type GuestJob,
+  guestJob,
+  WORKLOADS,
+  type WorkloadName,
+} from './guest-workloads.js';
 import { distinctDataChunks, readIndexes } from './live-systems.js';
 import { machineInfo } from './machine.js';
 import { cacheSizeOption, iterationCount, optionText } from './options.js';
@@ -38,6 +44,11 @@ import {
 const MiB = 1024 * 1024;
 const DEFAULTS = { iterations: 5, size: '512MiB', cacheSize: '256MiB' } as const;
 const QUICK = { iterations: 1, size: '64MiB' } as const;
+
+/** `--rtt-ms 1` means 1 ms; a value with its own unit (`500us`) is taken as it is. */
+function rttText(text: string): string {
+  return /^\d+(\.\d+)?$/.test(text) ? `${text}ms` : text;
+}
 
 function readSettings(context: BenchContext): QemuSettings {
   const str = optionText(context);
@@ -63,7 +74,7 @@ function readSettings(context: BenchContext): QemuSettings {
     cacheBytes,
     systems: pick('systems', SYSTEMS),
     workloads: pick('workload', WORKLOADS),
-    rttMs: parseMilliseconds(str('rtt-ms') === undefined ? '0' : `${str('rtt-ms')}ms`, '--rtt-ms'),
+    rttMs: parseMilliseconds(rttText(str('rtt-ms') ?? '0'), '--rtt-ms'),
     seed: str('seed') === undefined ? 1 : parsePositiveInt(str('seed')!, '--seed'),
     quick,
     dir: str('dir') ?? tmpdir(),
@@ -160,6 +171,10 @@ async function runIteration(
       return reads;
     });
     const [copySeconds, reads] = await Promise.all([copy, guest]);
+    if (reads.bytes < job.plannedBytes)
+      throw new Error(
+        `${system}: fio read ${reads.bytes} of ${job.plannedBytes} bytes before its ${GUEST_RUNTIME_LIMIT_SECONDS} s limit`,
+      );
     const cpuSeconds: Partial<Record<Role | 'fio', number>> = { fio: reads.cpuSeconds };
     const peakRssBytes: Partial<Record<Role, number>> = {};
     for (const [role, pid] of Object.entries(started.pids) as [Role, number][]) {

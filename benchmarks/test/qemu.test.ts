@@ -6,7 +6,7 @@
  * tools it skips, unless LIVERESTORE_REQUIRE_TOOLS=1 (CI), where a missing tool fails.
  */
 
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
@@ -190,4 +190,57 @@ test('bench qemu rejects bad options with status 2', async (t) => {
     t.is(r.code, 2, bad.join(' '));
     t.regex(r.stderr, /see pnpm bench qemu --help/);
   }
+});
+
+/** Live (not zombie) processes whose command line mentions `text`. */
+async function processesMentioning(text: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ');
+      if (cmdline.includes(text)) found.push(`${pid}: ${cmdline}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+test('bench qemu when qemu-storage-daemon fails: its error, status 1, no process or scratch left', async (t) => {
+  if (!(await haveTools(t))) return;
+  // The fault, injected through PATH: a qemu-storage-daemon that refuses to start.
+  const bin = await tempDir('lr-bench-qemu-bin-');
+  t.teardown(() => bin.cleanup());
+  await writeFile(
+    `${bin.path}/qemu-storage-daemon`,
+    '#!/bin/sh\necho "qemu-storage-daemon: injected failure" >&2\nexit 1\n',
+    { mode: 0o755 },
+  );
+  const scratch = await tempDir('lr-bench-qemu-scratch-');
+  t.teardown(() => scratch.cleanup());
+  const r = await run(
+    [
+      MAIN,
+      'qemu',
+      '--size',
+      '16MiB',
+      '--iterations',
+      '1',
+      '--systems',
+      'lr-nbd',
+      '--workload',
+      'rand4k',
+      '--dir',
+      scratch.path,
+    ],
+    { ...process.env, PATH: `${bin.path}:${process.env.PATH ?? ''}` },
+  );
+  t.is(r.code, 1);
+  t.regex(
+    r.stderr,
+    /qemu-storage-daemon exited \(status 1\) while starting:\nqemu-storage-daemon: injected failure/,
+  );
+  t.deepEqual(await readdir(scratch.path), [], 'scratch removed');
+  t.deepEqual(await processesMentioning(scratch.path), [], 'serve and liverestore nbd stopped');
 });
