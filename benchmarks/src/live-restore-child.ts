@@ -1,18 +1,18 @@
 /**
  * One iteration of `bench live-restore --mode api`, in a fresh process so that every
- * iteration starts cold and its peak RSS is its own: opens A's or B's readers on the
+ * iteration starts cold and its peak RSS is its own: opens A's, B's or C's readers on the
  * source URL, runs the workload in-process, prints one JSON line (IterationOutput).
  *
  *   node live-restore-child.js '<ChildConfig as JSON>'
  */
 
-import { type CacheSettings, openNewSystem, openOldSystem, zeroDigests } from './live-systems.js';
+import { type CacheSettings, openNewSystem, openPbsReadPath, zeroDigests } from './live-systems.js';
 import { bootTrace, ChunkRefCounter, runWorkload, type WorkloadResult } from './live-workload.js';
 import { peakRssBytes } from './proc-stats.js';
 
 /** What the parent passes. */
 export interface ChildConfig {
-  readonly system: 'A' | 'B';
+  readonly system: 'A' | 'B' | 'C';
   readonly url: string;
   readonly snapshot: string;
   readonly drives: readonly string[];
@@ -34,9 +34,9 @@ export interface ChildOutput {
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
 const system =
-  config.system === 'A'
-    ? await openOldSystem(config.url, config.snapshot, config.drives)
-    : await openNewSystem(config.url, config.snapshot, config.drives, config.cache);
+  config.system === 'B'
+    ? await openNewSystem(config.url, config.snapshot, config.drives, config.cache)
+    : await openPbsReadPath(config.system, config.url, config.snapshot, config.drives);
 try {
   const traces = system.drives.map((d, i) => bootTrace(config.seed, i, d.size, config.guestReads));
   const counters = system.drives.map((d) => new ChunkRefCounter(d.index, zeroDigests(d.index)));

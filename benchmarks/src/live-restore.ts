@@ -1,9 +1,10 @@
 /**
- * `pnpm bench live-restore`: PBS's live-restore A/B picture, reproduced on this machine.
- * A is the old PBS read path (old-reader.ts), B is liverestore; both read from the same
+ * `pnpm bench live-restore`: PBS's live-restore A/B picture, reproduced on this machine,
+ * with PBS today as a third system. A is the old PBS read path (old-reader.ts), C is PBS's
+ * read path today (pbs-today-reader.ts), B is liverestore; all read from the same
  * `liverestore serve` through the same injected network conditions (net-proxy.ts), in
- * alternating iterations, under a workload modelled on a QEMU live restore
- * (live-workload.ts). Optionally also a scaling run (1…8 drives, one cache budget) and
+ * turn within each iteration (A, C, B), under a workload modelled on a QEMU live restore
+ * (live-workload.ts); live-report.ts turns the runs into tables, goals and the plot. Optionally also a scaling run (1…8 drives, one cache budget) and
  * a cold full restore next to the decode limit of the same chunks.
  */
 
@@ -28,6 +29,22 @@ import type { BenchContext, Benchmark } from './benchmark.js';
 import { MIXES } from './codec-inputs.js';
 import { collectRestoreChunks, decodeLimitPool, timeDecodeLimit } from './decode-limit.js';
 import { UsageError } from './errors.js';
+import {
+  cpuTable,
+  goalNotes,
+  type Iteration,
+  iterationTable,
+  median,
+  ms,
+  pct,
+  plotSeries,
+  rssText,
+  SYSTEM_NAMES,
+  SYSTEMS,
+  type System,
+  speedupOver,
+  systemCases,
+} from './live-report.js';
 import type { ChildConfig, ChildOutput } from './live-restore-child.js';
 import { distinctDataChunks, readIndexes, zeroDigests } from './live-systems.js';
 import {
@@ -50,15 +67,10 @@ import {
 import { machineBusySeconds, machineInfo } from './machine.js';
 import { measureRoundTrips, startEchoServer } from './net-proxy.js';
 import { cacheSizeOption, iterationCount, optionText } from './options.js';
+import { PBS_SHARED_CACHE_CHUNKS } from './pbs-today-reader.js';
 import { peakRssBytes, processCpuSeconds, serveChunkCounters } from './proc-stats.js';
 import { type Costed, costed, fetchEveryBlob, writeBytes } from './restore-costs.js';
-import {
-  type BenchResult,
-  type CaseResult,
-  type DetailColumn,
-  measuredCase,
-  type PlainTable,
-} from './result.js';
+import { type BenchResult, type CaseResult, measuredCase, type PlainTable } from './result.js';
 import { summarize } from './stats.js';
 import {
   formatBitRate,
@@ -74,12 +86,6 @@ import {
 } from './units.js';
 
 type Mode = 'nbd' | 'api';
-type System = 'A' | 'B';
-
-const SYSTEM_NAMES: Readonly<Record<System, string>> = {
-  A: 'A: old PBS read path',
-  B: 'B: liverestore',
-};
 
 /** The mixes `--mix` accepts: vm (system disk + data disks, testkit's VM), or one mix for every drive. */
 const DRIVE_MIXES: ReadonlyMap<string, ContentMix | undefined> = new Map<string, ContentMix | undefined>([
@@ -213,36 +219,6 @@ async function warmPageCache(dir: string): Promise<void> {
   for (const e of entries) if (e.isFile()) await readFile(join(e.parentPath, e.name));
 }
 
-/** The measurements of one iteration of one system. */
-interface Iteration {
-  readonly system: System;
-  readonly drives: number;
-  readonly iteration: number;
-  readonly seconds: number;
-  readonly copySeconds: readonly number[];
-  readonly guestReads: number;
-  readonly guestReadsPlanned: number;
-  readonly guestP50Ms: number;
-  readonly guestP99Ms: number;
-  readonly guestMaxMs: number;
-  readonly chunkRefs: number;
-  readonly chunkFetches: number;
-  /** Distinct non-zero chunks of the drives: the fewest fetches a full copy can need. */
-  readonly minFetches: number;
-  readonly fetchedBytes: number;
-  /** 1 − fetches / references: the share of chunk references that cost no fetch. */
-  readonly hitRate: number;
-  readonly peakRssBytes: number | null;
-  /**
-   * CPU seconds from start to end of the iteration (process start-up excluded for the
-   * reader): the reading process (NBD server or API child, all threads), liverestore
-   * serve, the proxy, the NBD clients (this process), and every other process on the
-   * machine (the machine's busy time minus ours; other work on a shared machine).
-   */
-  readonly cpuSeconds: Readonly<Record<'reader' | 'serve' | 'proxy' | 'client' | 'others', number>>;
-  readonly stats?: Record<string, number>;
-}
-
 interface CpuSnapshot {
   readonly serve: number | undefined;
   readonly proxy: number | undefined;
@@ -291,7 +267,7 @@ interface Environment {
   readonly context: BenchContext;
 }
 
-const OLD_NBD_CHILD = fileURLToPath(new URL('./old-nbd-child.js', import.meta.url));
+const PBS_NBD_CHILD = fileURLToPath(new URL('./pbs-nbd-child.js', import.meta.url));
 const API_CHILD = fileURLToPath(new URL('./live-restore-child.js', import.meta.url));
 
 async function runNbdIteration(
@@ -327,9 +303,9 @@ async function runNbdIteration(
           profile,
         )
       : await startNodeProcess(
-          OLD_NBD_CHILD,
-          [env.sourceUrl, vm.snapshot, ...names],
-          'old-design NBD server',
+          PBS_NBD_CHILD,
+          [system, env.sourceUrl, vm.snapshot, ...names],
+          `NBD server of ${SYSTEM_NAMES[system]}`,
           profile,
         );
   const clients: NbdClient[] = [];
@@ -442,49 +418,6 @@ async function runIteration(
   };
 }
 
-function ms(value: number): string {
-  return `${formatNumber(value)} ms`;
-}
-
-function pct(value: number): string {
-  return Number.isFinite(value) ? `${formatNumber(100 * value)} %` : 'n/a';
-}
-
-function rssText(value: number | null): string {
-  return value === null ? 'n/a' : formatBytes(value);
-}
-
-function median(values: readonly number[]): number {
-  return values.length === 0 ? Number.NaN : summarize(values).median;
-}
-
-const AB_COLUMNS: readonly DetailColumn[] = [
-  { key: 'median', label: 'median', format: 'text' },
-  { key: 'p50', label: 'guest p50', format: 'text' },
-  { key: 'p99', label: 'guest p99', format: 'text' },
-  { key: 'hitRate', label: 'hit rate', format: 'text' },
-  { key: 'fetches', label: 'chunk fetches', format: 'integer' },
-  { key: 'rss', label: 'peak RSS', format: 'text' },
-];
-
-function systemCase(system: System, runs: readonly Iteration[], bytes: number): CaseResult {
-  return measuredCase(
-    SYSTEM_NAMES[system],
-    bytes,
-    runs.map((r) => r.seconds),
-    {
-      median: `${formatNumber(median(runs.map((r) => r.seconds)))} s`,
-      p50: ms(median(runs.map((r) => r.guestP50Ms))),
-      p99: ms(median(runs.map((r) => r.guestP99Ms))),
-      hitRate: pct(median(runs.map((r) => r.hitRate))),
-      fetches: Math.round(median(runs.map((r) => r.chunkFetches))),
-      rss: rssText(
-        median(runs.map((r) => r.peakRssBytes ?? Number.NaN).filter((v) => Number.isFinite(v))) || null,
-      ),
-    },
-  );
-}
-
 /** A cold full restore of every drive at once from `url`: its wall time and CPU (ours and serve's). */
 async function timeColdRestore(
   env: Environment,
@@ -582,7 +515,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
 
     const runs: Iteration[] = [];
     for (let it = 1; it <= s.iterations; it++) {
-      for (const system of ['A', 'B'] as const) {
+      for (const system of SYSTEMS) {
         context.progress(`iteration ${it}/${s.iterations}: ${SYSTEM_NAMES[system]} (${s.mode}) …`);
         const r = await runIteration(env, system, vm, s.drives, it);
         runs.push(r);
@@ -591,11 +524,8 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
         );
       }
     }
-    const a = runs.filter((r) => r.system === 'A');
-    const b = runs.filter((r) => r.system === 'B');
-    const ratios = a.map((r, i) => r.seconds / b[i]!.seconds);
-    const ratioStats = summarize(ratios);
-    const bP99 = median(b.map((r) => r.guestP99Ms));
+    const overA = speedupOver(runs, 'A');
+    const overC = speedupOver(runs, 'C');
 
     const scalingRuns: Iteration[] = [];
     if (scalingVm !== undefined) {
@@ -709,66 +639,8 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       };
     }
 
-    const iterationTable: PlainTable = {
-      title: 'Per iteration (A and B alternate: A1, B1, A2, B2, …)',
-      columns: [
-        'iteration',
-        'A s',
-        'B s',
-        'A/B',
-        'A guest p99',
-        'B guest p99',
-        'A hit rate',
-        'B hit rate',
-        'A fetches',
-        'B fetches',
-        'A peak RSS',
-        'B peak RSS',
-      ],
-      rows: a.map((ra, i) => {
-        const rb = b[i]!;
-        return [
-          String(ra.iteration),
-          formatNumber(ra.seconds),
-          formatNumber(rb.seconds),
-          `${formatNumber(ratios[i]!)}×`,
-          ms(ra.guestP99Ms),
-          ms(rb.guestP99Ms),
-          pct(ra.hitRate),
-          pct(rb.hitRate),
-          `${ra.chunkFetches} (${formatNumber(ra.fetchedBytes / 1e6)} MB)`,
-          `${rb.chunkFetches} (${formatNumber(rb.fetchedBytes / 1e6)} MB)`,
-          rssText(ra.peakRssBytes),
-          rssText(rb.peakRssBytes),
-        ];
-      }),
-    };
-    const cpuRow = (system: System, rs: readonly Iteration[]): string[] => {
-      const m = (k: keyof Iteration['cpuSeconds']): string =>
-        formatNumber(median(rs.map((r) => r.cpuSeconds[k])));
-      return [
-        SYSTEM_NAMES[system],
-        formatNumber(median(rs.map((r) => r.seconds))),
-        m('reader'),
-        m('serve'),
-        m('proxy'),
-        m('client'),
-        m('others'),
-      ];
-    };
-    const cpuTable: PlainTable = {
-      title:
-        'CPU seconds per iteration (median): the reading process, liverestore serve, the proxy, the NBD clients, and everything else on the machine',
-      columns: ['system', 'wall s', 'reader', 'serve', 'proxy', 'clients', 'other processes'],
-      rows: [cpuRow('A', a), cpuRow('B', b)],
-    };
-    const tables: PlainTable[] = [iterationTable, cpuTable];
-    const notes: string[] = [];
-    const ratioLine = `Median ratio A/B (paired per iteration): ${formatNumber(ratioStats.median)}× (range ${formatNumber(ratioStats.min)}–${formatNumber(ratioStats.max)}×, ${ratios.length} pairs); goal ≥ 2.0×: ${ratioStats.median >= 2 ? 'met' : 'missed'}.`;
-    notes.push(
-      ratioLine,
-      `Guest-read p99 latency of B during the copy (median over iterations): ${ms(bP99)}; goal < 50 ms: ${bP99 < 50 ? 'met' : 'missed'}.`,
-    );
+    const tables: PlainTable[] = [iterationTable(runs), cpuTable(runs)];
+    const notes: string[] = goalNotes(runs);
     let scalingGoal: string | undefined;
     if (scalingRuns.length > 0) {
       const rss = scalingRuns.map((r) => r.peakRssBytes ?? Number.NaN);
@@ -808,12 +680,13 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
     if (coldGoal !== undefined) notes.push(coldGoal);
     const rssWhat =
       s.mode === 'nbd'
-        ? "peak RSS is the VmHWM of the NBD server process (`liverestore nbd` for B, A's NBD server for A), a fresh process per iteration"
+        ? "peak RSS is the VmHWM of the NBD server process (`liverestore nbd` for B, the PBS read path's NBD server for A and C), a fresh process per iteration"
         : 'peak RSS is the VmHWM of the process doing the reading (a fresh child per iteration running the readers and the workload)';
     notes.push(
       `Measured round trip through the proxy (64-byte ping-pong, ${rtts.length} samples, ${s.rttMs} ms configured): p50 ${ms(percentile(rtts, 50))}, p99 ${ms(percentile(rtts, 99))}; the proxy delays by scheduling on a 1 ms ticker, so single pieces see 0–1 ms jitter around the configured delay.`,
       `Hit rate = 1 − chunk fetches / chunk references: references are the (read, non-zero chunk) pairs of every copy and guest read issued, fetches are the chunk requests \`liverestore serve\` answered in the iteration (its /metrics); readahead fetches count as fetches. ${rssWhat}.`,
       `A: per drive one reader holding only its current decoded chunk (plus PBS's cache hint: the ≤ 8 chunks the index uses more than once, i.e. the zero chunk), every read under the drive's mutex, chunks of a read fetched one after another, decode inline (CRC-32, inflate, SHA-256) on the main thread; same HTTP client and server as B.`,
+      `C: PBS today — one LRU of ${PBS_SHARED_CACHE_CHUNKS} decoded chunks (counted in entries, not bytes) shared by all drives, concurrent readers of a chunk sharing one fetch + decode, reads of a drive not serialised (no mutex), chunks of a read fetched one after another, decode inline on the main thread, no readahead, PBS's most-used cache hint per drive as in A; same HTTP client and server as A and B.`,
       `B: liverestore ${s.mode === 'nbd' ? '`liverestore nbd --from URL`' : 'library (openSnapshot, ChunkCache, CachedChunkReader.readAt) in-process'}: one ${formatBytes(s.cacheBytes)} cache shared by all drives, ${s.workers} decode workers, readahead ${s.readaheadChunks} chunks.`,
     );
 
@@ -840,18 +713,18 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       storedBytes: vm.storedBytes,
       chunkBytes: 4 * 1024 * 1024,
       compress: 'deflate',
+      pbsTodayCacheChunks: PBS_SHARED_CACHE_CHUNKS,
     };
     return {
       benchmark: 'live-restore',
-      title: `Live restore, A (old PBS read path) vs B (liverestore): ${s.drives} × ${formatBytes(s.sizeBytes)}, ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}`,
+      title: `Live restore, A (old PBS read path), C (PBS today) and B (liverestore): ${s.drives} × ${formatBytes(s.sizeBytes)}, ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}`,
       machine,
       settings,
       sections: [
         {
           title: `Live restore time per iteration (${s.mode} mode): copy jobs of ${s.drives} drives with a boot-like guest`,
           meanLabel: 'mean / iteration',
-          cases: [systemCase('A', a, vm.sizeBytes), systemCase('B', b, vm.sizeBytes)],
-          columns: AB_COLUMNS,
+          ...systemCases(runs, vm.sizeBytes),
         },
         ...(coldSection === undefined ? [] : [coldSection]),
       ],
@@ -859,21 +732,15 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       notes,
       raw: {
         iterations: runs,
-        ratios,
-        ratioMedian: ratioStats.median,
-        ratioMin: ratioStats.min,
-        ratioMax: ratioStats.max,
+        speedups: { overA, overC },
         roundTripMs: { p50: percentile(rtts, 50), p99: percentile(rtts, 99), mean: summarize(rtts).mean },
         scaling: scalingRuns,
       },
       plot: {
         xLabel: 'iteration',
         yLabel: 'seconds per live restore',
-        subtitle: `${s.mode} mode, ${s.drives} drives × ${formatBytes(s.sizeBytes)} (${s.mix}), ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}, cache ${formatBytes(s.cacheBytes)}; median A/B ${formatNumber(ratioStats.median)}×`,
-        series: [
-          { name: SYSTEM_NAMES.A, values: a.map((r) => r.seconds) },
-          { name: SYSTEM_NAMES.B, values: b.map((r) => r.seconds) },
-        ],
+        subtitle: `${s.mode} mode, ${s.drives} drives × ${formatBytes(s.sizeBytes)} (${s.mix}), ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}, B's cache ${formatBytes(s.cacheBytes)}; B's median speed-up ${formatNumber(overC.median)}× over C, ${formatNumber(overA.median)}× over A`,
+        series: plotSeries(runs),
       },
       durationSeconds: (performance.now() - started) / 1000,
     };
@@ -886,21 +753,23 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
 
 export const liveRestoreBenchmark: Benchmark = {
   name: 'live-restore',
-  summary: 'live restore A/B: the old PBS read path vs liverestore, QEMU-like copy job + booting guest',
+  summary: 'live restore: old PBS read path (A), PBS today (C), liverestore (B); QEMU-like copy + guest',
   description: `
 Backs up a synthetic VM (@liverestore/testkit, --drives drives of --size) into a scratch
 datastore, serves it with \`liverestore serve\` behind a user-space proxy that injects
---rtt and caps --bandwidth, then alternates live restores with A (the old PBS read path:
-one current chunk per drive, a mutex per drive, serial fetches, inline decode; built in
-this package) and B (liverestore). Per drive, a copy job reads the disk sequentially in
+--rtt and caps --bandwidth, then runs live restores in turn with A (the old PBS read path:
+one current chunk per drive, a mutex per drive, serial fetches, inline decode), C (PBS's
+read path today: one shared LRU of 64 decoded chunks with in-flight dedup, no mutex,
+serial fetches within a read, inline decode, no readahead), both built in this package,
+and B (liverestore). Per drive, a copy job reads the disk sequentially in
 512 KiB requests while a boot-like guest trace issues random 4-256 KiB reads (hot
 spots, up to 16 in flight); an iteration ends when every copy job is done. --mode nbd
 (default) drives real NBD connections (one per drive) to \`liverestore nbd\` (B) and to
-A's NBD server, each in its own fresh process per iteration; --mode api runs the readers
-in-process in a fresh child per iteration.
+an NBD server over A's or C's readers, each in its own fresh process per iteration;
+--mode api runs the readers in-process in a fresh child per iteration.
 
-Reports time per iteration, guest-read p50/p99, cache hit rate, peak RSS, the median
-A/B ratio and a plot. --scaling adds B at 1, 2, 4, 8 drives with the same cache and a
+Reports time per iteration, guest-read p50/p99, cache hit rate, peak RSS, CPU seconds,
+B's median speed-up over C and over A (paired per iteration) and a plot. --scaling adds B at 1, 2, 4, 8 drives with the same cache and a
 cold full restore next to the decode limit. Defaults take about 4 minutes on a quiet
 2-core machine (more under load); --quick (3 iterations of 2 × 256 MiB) under a minute.`,
   defaultSamples: DEFAULTS.iterations,
@@ -909,7 +778,7 @@ cold full restore next to the decode limit. Defaults take about 4 minutes on a q
       name: 'iterations',
       type: 'string',
       valueName: 'N',
-      description: 'A/B pairs (same as --samples)',
+      description: 'iterations of A, C and B (same as --samples)',
       defaultText: String(DEFAULTS.iterations),
     },
     {

@@ -1,20 +1,22 @@
 /**
- * The two systems `bench live-restore` compares, opened on the same `liverestore serve`
+ * The three systems `bench live-restore` compares, opened on the same `liverestore serve`
  * (through the same network-conditions proxy): A, the old PBS read path (old-reader.ts),
- * and B, liverestore's shared cache and cached readers. Used in-process by the API mode
- * (live-restore-child.ts) and by A's NBD server (old-nbd-child.ts).
+ * C, PBS's read path today (pbs-today-reader.ts), and B, liverestore's shared cache and
+ * cached readers. Used in-process by the API mode (live-restore-child.ts) and by the NBD
+ * server of A and C (pbs-nbd-child.ts).
  */
 
-import { parseSnapshotSpec } from '@liverestore/datastore';
+import { parseSnapshotSpec, type SnapshotRef } from '@liverestore/datastore';
 import { type ChunkIndex, chunkDigest, toHex } from '@liverestore/format';
 import { ChunkCache, HttpChunkSource, openSnapshot } from '@liverestore/reader';
 import type { DriveTarget } from './live-workload.js';
 import { OldDriveReader } from './old-reader.js';
+import { PbsTodayDriveReader, sharedChunkCache } from './pbs-today-reader.js';
 
 /** Opened drives of one system and how to close them. */
 export interface OpenedSystem {
   readonly drives: readonly (DriveTarget & { readonly index: ChunkIndex; readonly name: string })[];
-  /** Counters to report (cache stats for B, fetch counts for A). */
+  /** Counters to report (cache stats for B and C, fetch counts for A and C). */
   stats(): Record<string, number>;
   close(): Promise<void>;
 }
@@ -26,29 +28,80 @@ export interface CacheSettings {
   readonly readaheadChunks: number;
 }
 
-/** A: one old-design reader per drive over the product's HTTP client. */
-export async function openOldSystem(
+/** A drive of A or C: a DriveTarget with its name and index. */
+type PbsDrive = OpenedSystem['drives'][number];
+
+/**
+ * Opens one PBS-style reader per drive (`openDrive`) over one product HTTP client, as
+ * proxmox-backup-qemu opens its images over one BackupReader connection.
+ */
+async function openPbsSystem<D extends PbsDrive>(
   url: string,
   snapshot: string,
   names: readonly string[],
+  openDrive: (source: HttpChunkSource, ref: SnapshotRef, name: string) => Promise<D>,
+  stats: (drives: readonly D[]) => Record<string, number>,
 ): Promise<OpenedSystem> {
   const source = await HttpChunkSource.open(url);
   try {
     const ref = await source.resolveSnapshot(parseSnapshotSpec(snapshot));
-    const drives: OldDriveReader[] = [];
-    for (const name of names) drives.push(await OldDriveReader.open(source, ref, name));
-    return {
-      drives,
-      stats: () => ({
-        fetches: drives.reduce((n, d) => n + d.stats.fetches, 0),
-        hits: drives.reduce((n, d) => n + d.stats.hits, 0),
-      }),
-      close: () => source.close(),
-    };
+    const drives: D[] = [];
+    for (const name of names) drives.push(await openDrive(source, ref, name));
+    return { drives, stats: () => stats(drives), close: () => source.close() };
   } catch (error) {
     await source.close();
     throw error;
   }
+}
+
+/** A: one old-design reader per drive over the product's HTTP client. */
+export function openOldSystem(
+  url: string,
+  snapshot: string,
+  names: readonly string[],
+): Promise<OpenedSystem> {
+  return openPbsSystem(
+    url,
+    snapshot,
+    names,
+    (source, ref, name) => OldDriveReader.open(source, ref, name),
+    (drives) => ({
+      fetches: drives.reduce((n, d) => n + d.stats.fetches, 0),
+      hits: drives.reduce((n, d) => n + d.stats.hits, 0),
+    }),
+  );
+}
+
+/** C: PBS today, one 64-entry cache shared by every drive's CachedChunkReader model. */
+export function openPbsTodaySystem(
+  url: string,
+  snapshot: string,
+  names: readonly string[],
+): Promise<OpenedSystem> {
+  const cache = sharedChunkCache();
+  return openPbsSystem(
+    url,
+    snapshot,
+    names,
+    (source, ref, name) => PbsTodayDriveReader.open(source, ref, name, cache),
+    (drives) => ({
+      fetches: drives.reduce((n, d) => n + d.chunks.stats.fetches, 0),
+      hintHits: drives.reduce((n, d) => n + d.chunks.stats.hintHits, 0),
+      hits: cache.stats.hits,
+      dedupJoins: cache.stats.joins,
+      evictions: cache.stats.evictions,
+    }),
+  );
+}
+
+/** Opens A or C, the PBS read paths. */
+export function openPbsReadPath(
+  system: 'A' | 'C',
+  url: string,
+  snapshot: string,
+  names: readonly string[],
+): Promise<OpenedSystem> {
+  return system === 'A' ? openOldSystem(url, snapshot, names) : openPbsTodaySystem(url, snapshot, names);
 }
 
 /** B: liverestore's shared ChunkCache with a CachedChunkReader per drive. */

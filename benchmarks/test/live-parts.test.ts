@@ -7,15 +7,14 @@
 
 import { randomBytes } from 'node:crypto';
 import { createServer, connect as tcpConnect } from 'node:net';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { backup, Datastore } from '@liverestore/datastore';
-import { LocalChunkSource } from '@liverestore/reader';
-import { imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import { imageBytes } from '@liverestore/testkit';
 import test from 'ava';
 import { bootTrace, GUEST_MAX_READ, GUEST_MIN_READ, GUEST_QUEUE_DEPTH } from '../src/live-workload.js';
 import { measureRoundTrips, startEchoServer, startShapedProxy } from '../src/net-proxy.js';
-import { mostUsedChunks, OldDriveReader } from '../src/old-reader.js';
+import { OldDriveReader } from '../src/old-reader.js';
+import { mostUsedChunks } from '../src/remote-chunk-reader.js';
+import { backedUpDrive, TEST_CHUNK_BYTES } from './pbs-fixture.js';
 
 test('proxy: concurrent connections get their bytes back intact and in order', async (t) => {
   const echo = await startEchoServer();
@@ -93,40 +92,8 @@ test('proxy: the bandwidth cap and the added latency hold (lower bounds only)', 
 });
 
 test('old-design reader: right bytes, one fetch at a time per drive, current chunk only', async (t) => {
-  const work = await tempDir('lr-bench-old-');
-  t.teardown(() => work.cleanup());
-  const store = await Datastore.create(join(work.path, 'store'));
-  const [drive] = vmImageSet(3, { drives: 1, sizeBytes: 9 * 1024 * 1024 + 8192 });
-  const path = join(work.path, 'd.raw');
-  await writeImageFile(drive!.spec, path);
-  const result = await backup(store, {
-    type: 'vm',
-    id: '1',
-    inputs: [{ name: 'drive-scsi0', path }],
-    chunkSizeBytes: 1024 * 1024,
-    encodeThreads: 0,
-  });
-  const local = await LocalChunkSource.open(store.dir);
-  let inFlight = 0;
-  let maxInFlight = 0;
-  const source = {
-    name: local.name,
-    listSnapshots: () => local.listSnapshots(),
-    resolveSnapshot: (spec: Parameters<typeof local.resolveSnapshot>[0]) => local.resolveSnapshot(spec),
-    readSnapshotFile: (ref: Parameters<typeof local.readSnapshotFile>[0], f: string) =>
-      local.readSnapshotFile(ref, f),
-    async fetchChunk(hex: string) {
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      try {
-        await new Promise((r) => setTimeout(r, 2));
-        return await local.fetchChunk(hex);
-      } finally {
-        inFlight--;
-      }
-    },
-  };
-  const reader = await OldDriveReader.open(source, result.ref, 'drive-scsi0');
+  const { spec, ref, source } = await backedUpDrive(t, 3, 9 * 1024 * 1024 + 8192);
+  const reader = await OldDriveReader.open(source, ref, 'drive-scsi0');
   t.is(reader.name, 'drive-scsi0.img');
   const ranges = Array.from({ length: 40 }, (_, i) => ({
     offset: ((i * 104_729) % 2200) * 4096,
@@ -139,11 +106,18 @@ test('old-design reader: right bytes, one fetch at a time per drive, current chu
   const buffers = ranges.map((r) => Buffer.alloc(r.length));
   await Promise.all(ranges.map((r, i) => reader.read(buffers[i]!, r.offset)));
   ranges.forEach((r, i) => {
-    t.true(buffers[i]!.equals(imageBytes(drive!.spec, r.offset, r.length)), `range ${i}`);
+    t.true(buffers[i]!.equals(imageBytes(spec, r.offset, r.length)), `range ${i}`);
   });
-  t.is(maxInFlight, 1, 'reads of a drive are serialised and the chunks of a read fetched one after another');
+  t.is(
+    source.maxInFlight,
+    1,
+    'reads of a drive are serialised and the chunks of a read fetched one after another',
+  );
   const most = mostUsedChunks(reader.index);
-  t.true(reader.heldBytes <= (1 + most.size) * 1024 * 1024, 'holds its current chunk and the most-used ones');
+  t.true(
+    reader.heldBytes <= (1 + most.size) * TEST_CHUNK_BYTES,
+    'holds its current chunk and the most-used ones',
+  );
   const fetches = reader.stats.fetches;
   const again = Buffer.alloc(4096);
   await reader.read(again, reader.size - 4096);

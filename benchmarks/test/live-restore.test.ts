@@ -54,7 +54,7 @@ async function checkOutput(t: ExecutionContext, dir: string, stdout: string, std
   const [ab] = json.sections;
   t.deepEqual(
     ab.cases.map((c: { name: string }) => c.name),
-    ['A: old PBS read path', 'B: liverestore'],
+    ['A: old PBS read path', 'C: PBS today', 'B: liverestore'],
   );
   for (const c of ab.cases) {
     t.is(c.secondsPerOp.length, 1);
@@ -63,8 +63,8 @@ async function checkOutput(t: ExecutionContext, dir: string, stdout: string, std
   const iterations = json.raw.iterations as Iteration[];
   t.deepEqual(
     iterations.map((r) => r.system),
-    ['A', 'B'],
-    'A and B alternate',
+    ['A', 'C', 'B'],
+    'A, C and B in turn',
   );
   for (const r of iterations) {
     t.true(r.seconds > 0);
@@ -79,21 +79,33 @@ async function checkOutput(t: ExecutionContext, dir: string, stdout: string, std
       'peak RSS read from /proc',
     );
   }
-  t.true(Number.isFinite(json.raw.ratioMedian) && json.raw.ratioMedian > 0);
+  for (const over of ['overA', 'overC']) {
+    const s = json.raw.speedups[over];
+    t.is(s.values.length, 1, over);
+    t.true(Number.isFinite(s.median) && s.median > 0 && s.min <= s.median && s.median <= s.max, over);
+  }
+  const c = iterations.find((r) => r.system === 'C')!;
+  t.true(c.chunkFetches >= c.minFetches, 'C fetched every data chunk (counted by serve)');
   t.true(json.raw.roundTripMs.p50 > 0);
   t.deepEqual(
     json.plot.series.map((s: { name: string; values: number[] }) => [s.name, s.values.length]),
     [
       ['A: old PBS read path', 1],
       ['B: liverestore', 1],
+      ['C: PBS today', 1],
     ],
   );
   const md = await readFile(`${dir}/live-restore.md`, 'utf8');
-  t.regex(md, /Median ratio A\/B/);
-  t.regex(md, /\| iteration \| +A s \| +B s \|/);
+  t.regex(md, /B's speed-up over C, PBS today .*: median [\d.]+× .*goal ≥ 1\.50?×: (met|missed)/);
+  t.regex(md, /B's speed-up over A, the old PBS read path .*: median [\d.]+× .*goal ≥ 2\.50?×: (met|missed)/);
+  t.regex(md, /\| iteration \| +system \| +seconds \| +× B \|/);
+  for (const system of ['A', 'C', 'B'])
+    t.regex(md, new RegExp(`\\| 1 +\\| +${system} +\\|`), `row of ${system}`);
+  t.regex(md, /\| C: PBS today +\|/, 'C in the CPU table');
   const svg = await readFile(`${dir}/live-restore.svg`, 'utf8');
   t.true(svg.startsWith('<?xml') && svg.trimEnd().endsWith('</svg>'));
-  t.is((svg.match(/<circle /g) ?? []).length, 2, 'one marker per series and iteration');
+  t.is((svg.match(/<circle /g) ?? []).length, 3, 'one marker per series and iteration');
+  t.regex(svg, /C: PBS today/);
   t.regex(svg, /seconds per live restore/);
   if (/wrote .*live-restore\.png/.test(stderr)) {
     const png = await readFile(`${dir}/live-restore.png`);
