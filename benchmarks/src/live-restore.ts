@@ -4,8 +4,9 @@
  * read path today (pbs-today-reader.ts), B is liverestore; all read from the same
  * `liverestore serve` through the same injected network conditions (net-proxy.ts), in
  * turn within each iteration (A, C, B), under a workload modelled on a QEMU live restore
- * (live-workload.ts); live-report.ts turns the runs into tables, goals and the plot. Optionally also a scaling run (1…8 drives, one cache budget) and
- * a cold full restore next to the decode limit of the same chunks.
+ * (live-workload.ts); live-report.ts turns the runs into tables, goals and the plot.
+ * Optionally also a scaling run (1…8 drives, one cache budget) and a cold full restore
+ * next to the decode limit of the same chunks.
  */
 
 import { spawn } from 'node:child_process';
