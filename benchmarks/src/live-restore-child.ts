@@ -17,6 +17,8 @@ export interface ChildConfig {
   readonly snapshot: string;
   readonly drives: readonly string[];
   readonly cache: CacheSettings;
+  /** C's decode threads (0: inline on the event loop). */
+  readonly pbsDecodeThreads: number;
   readonly seed: number;
   readonly guestReads: number;
 }
@@ -36,7 +38,13 @@ const config = JSON.parse(process.argv[2] ?? '{}') as ChildConfig;
 const system =
   config.system === 'B'
     ? await openNewSystem(config.url, config.snapshot, config.drives, config.cache)
-    : await openPbsReadPath(config.system, config.url, config.snapshot, config.drives);
+    : await openPbsReadPath(
+        config.system,
+        config.url,
+        config.snapshot,
+        config.drives,
+        config.pbsDecodeThreads,
+      );
 try {
   const traces = system.drives.map((d, i) => bootTrace(config.seed, i, d.size, config.guestReads));
   const counters = system.drives.map((d) => new ChunkRefCounter(d.index, zeroDigests(d.index)));

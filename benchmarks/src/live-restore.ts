@@ -83,6 +83,7 @@ import {
   parseBytes,
   parseList,
   parseMilliseconds,
+  parseNonNegativeInt,
   parsePositiveInt,
 } from './units.js';
 
@@ -104,6 +105,8 @@ interface Settings {
   readonly cacheBytes: number;
   readonly workers: number;
   readonly readaheadChunks: number;
+  /** C's decode threads, standing in for PBS's tokio workers (0: inline, the default). */
+  readonly pbsDecodeThreads: number;
   readonly rttMs: number;
   readonly bitsPerSecond: number;
   readonly mode: Mode;
@@ -151,6 +154,10 @@ function readSettings(context: BenchContext): Settings {
     workers:
       str('workers') === undefined ? availableParallelism() : parsePositiveInt(str('workers')!, '--workers'),
     readaheadChunks: readahead === undefined ? 8 : Number(readahead),
+    pbsDecodeThreads:
+      str('pbs-decode-threads') === undefined
+        ? 0
+        : parseNonNegativeInt(str('pbs-decode-threads')!, '--pbs-decode-threads'),
     rttMs: parseMilliseconds(str('rtt') ?? '1ms', '--rtt'),
     bitsPerSecond: parseBitsPerSecond(str('bandwidth') ?? '1Gbit', '--bandwidth'),
     mode,
@@ -305,7 +312,7 @@ async function runNbdIteration(
         )
       : await startNodeProcess(
           PBS_NBD_CHILD,
-          [system, env.sourceUrl, vm.snapshot, ...names],
+          [system, String(s.pbsDecodeThreads), env.sourceUrl, vm.snapshot, ...names],
           `NBD server of ${SYSTEM_NAMES[system]}`,
           profile,
         );
@@ -345,6 +352,7 @@ function runApiIteration(
     snapshot: vm.snapshot,
     drives: vm.drives.slice(0, drives).map((d) => d.name),
     cache: { cacheBytes: s.cacheBytes, workers: s.workers, readaheadChunks: s.readaheadChunks },
+    pbsDecodeThreads: s.pbsDecodeThreads,
     seed: s.seed,
     guestReads: s.guestReads,
   };
@@ -687,7 +695,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       `Measured round trip through the proxy (64-byte ping-pong, ${rtts.length} samples, ${s.rttMs} ms configured): p50 ${ms(percentile(rtts, 50))}, p99 ${ms(percentile(rtts, 99))}; the proxy delays by scheduling on a 1 ms ticker, so single pieces see 0–1 ms jitter around the configured delay.`,
       `Hit rate = 1 − chunk fetches / chunk references: references are the (read, non-zero chunk) pairs of every copy and guest read issued, fetches are the chunk requests \`liverestore serve\` answered in the iteration (its /metrics); readahead fetches count as fetches. ${rssWhat}.`,
       `A: per drive one reader holding only its current decoded chunk (plus PBS's cache hint: the ≤ 8 chunks the index uses more than once, i.e. the zero chunk), every read under the drive's mutex, chunks of a read fetched one after another, decode inline (CRC-32, inflate, SHA-256) on the main thread; same HTTP client and server as B.`,
-      `C: PBS today — one LRU of ${PBS_SHARED_CACHE_CHUNKS} decoded chunks (counted in entries, not bytes) shared by all drives, concurrent readers of a chunk sharing one fetch + decode, reads of a drive not serialised (no mutex), chunks of a read fetched one after another, decode inline on the main thread, no readahead, PBS's most-used cache hint per drive as in A; same HTTP client and server as A and B.`,
+      `C: PBS today — one LRU of ${PBS_SHARED_CACHE_CHUNKS} decoded chunks (counted in entries, not bytes) shared by all drives, concurrent readers of a chunk sharing one fetch + decode, reads of a drive not serialised (no mutex), chunks of a read fetched one after another, decode ${s.pbsDecodeThreads === 0 ? 'inline on the main thread' : `on ${s.pbsDecodeThreads} thread${s.pbsDecodeThreads === 1 ? '' : 's'} (PBS's tokio workers)`}, no readahead, PBS's most-used cache hint per drive as in A; same HTTP client and server as A and B.`,
       `B: liverestore ${s.mode === 'nbd' ? '`liverestore nbd --from URL`' : 'library (openSnapshot, ChunkCache, CachedChunkReader.readAt) in-process'}: one ${formatBytes(s.cacheBytes)} cache shared by all drives, ${s.workers} decode workers, readahead ${s.readaheadChunks} chunks.`,
     );
 
@@ -715,6 +723,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       chunkBytes: 4 * 1024 * 1024,
       compress: 'deflate',
       pbsTodayCacheChunks: PBS_SHARED_CACHE_CHUNKS,
+      pbsDecodeThreads: s.pbsDecodeThreads,
     };
     return {
       benchmark: 'live-restore',
@@ -823,6 +832,13 @@ cold full restore next to the decode limit. Defaults take about 4 minutes on a q
       valueName: 'N',
       description: "B's readahead window in chunks",
       defaultText: '8',
+    },
+    {
+      name: 'pbs-decode-threads',
+      type: 'string',
+      valueName: 'N',
+      description: "C's decode threads, as PBS's tokio workers (0: inline on the event loop)",
+      defaultText: '0',
     },
     {
       name: 'rtt',

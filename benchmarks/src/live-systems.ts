@@ -11,6 +11,7 @@ import { type ChunkIndex, chunkDigest, toHex } from '@liverestore/format';
 import { ChunkCache, HttpChunkSource, openSnapshot } from '@liverestore/reader';
 import type { DriveTarget } from './live-workload.js';
 import { OldDriveReader } from './old-reader.js';
+import { pbsDecodePool } from './pbs-decode-worker.js';
 import { PbsTodayDriveReader, sharedChunkCache } from './pbs-today-reader.js';
 
 /** Opened drives of one system and how to close them. */
@@ -72,36 +73,58 @@ export function openOldSystem(
   );
 }
 
-/** C: PBS today, one 64-entry cache shared by every drive's CachedChunkReader model. */
-export function openPbsTodaySystem(
+/**
+ * C: PBS today, one 64-entry cache shared by every drive's CachedChunkReader model;
+ * decodes inline, or on `decodeThreads` threads (tokio's workers) when that is > 0.
+ */
+export async function openPbsTodaySystem(
   url: string,
   snapshot: string,
   names: readonly string[],
+  decodeThreads = 0,
 ): Promise<OpenedSystem> {
   const cache = sharedChunkCache();
-  return openPbsSystem(
-    url,
-    snapshot,
-    names,
-    (source, ref, name) => PbsTodayDriveReader.open(source, ref, name, cache),
-    (drives) => ({
-      fetches: drives.reduce((n, d) => n + d.chunks.stats.fetches, 0),
-      hintHits: drives.reduce((n, d) => n + d.chunks.stats.hintHits, 0),
-      hits: cache.stats.hits,
-      dedupJoins: cache.stats.joins,
-      evictions: cache.stats.evictions,
-    }),
-  );
+  const pool = decodeThreads > 0 ? pbsDecodePool(decodeThreads) : undefined;
+  let system: OpenedSystem;
+  try {
+    system = await openPbsSystem(
+      url,
+      snapshot,
+      names,
+      (source, ref, name) => PbsTodayDriveReader.open(source, ref, name, cache, pool?.decode),
+      (drives) => ({
+        fetches: drives.reduce((n, d) => n + d.chunks.stats.fetches, 0),
+        hintHits: drives.reduce((n, d) => n + d.chunks.stats.hintHits, 0),
+        hits: cache.stats.hits,
+        dedupJoins: cache.stats.joins,
+        evictions: cache.stats.evictions,
+      }),
+    );
+  } catch (error) {
+    await pool?.close();
+    throw error;
+  }
+  if (pool === undefined) return system;
+  return {
+    ...system,
+    close: async () => {
+      await system.close();
+      await pool.close();
+    },
+  };
 }
 
-/** Opens A or C, the PBS read paths. */
+/** Opens A or C, the PBS read paths (`decodeThreads`: C's, see openPbsTodaySystem). */
 export function openPbsReadPath(
   system: 'A' | 'C',
   url: string,
   snapshot: string,
   names: readonly string[],
+  decodeThreads = 0,
 ): Promise<OpenedSystem> {
-  return system === 'A' ? openOldSystem(url, snapshot, names) : openPbsTodaySystem(url, snapshot, names);
+  return system === 'A'
+    ? openOldSystem(url, snapshot, names)
+    : openPbsTodaySystem(url, snapshot, names, decodeThreads);
 }
 
 /** B: liverestore's shared ChunkCache with a CachedChunkReader per drive. */

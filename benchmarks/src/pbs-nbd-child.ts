@@ -4,7 +4,9 @@
  * server, so all three systems speak the same NBD code to the same client and differ only
  * in the read path.
  *
- *   node pbs-nbd-child.js A|C SOURCE_URL SNAPSHOT DRIVE…
+ *   node pbs-nbd-child.js A|C DECODE_THREADS SOURCE_URL SNAPSHOT DRIVE…
+ *
+ * DECODE_THREADS: C's decode threads (0: inline on the event loop; A ignores it).
  *
  * Prints HOST:PORT once listening; stops on SIGTERM.
  */
@@ -12,9 +14,9 @@
 import { type NbdExport, startNbdServer } from '@liverestore/nbd';
 import { openPbsReadPath } from './live-systems.js';
 
-const [which = '', url = '', snapshot = '', ...names] = process.argv.slice(2);
+const [which = '', threads = '0', url = '', snapshot = '', ...names] = process.argv.slice(2);
 if (which !== 'A' && which !== 'C') throw new TypeError(`system must be A or C, got "${which}"`);
-const system = await openPbsReadPath(which, url, snapshot, names);
+const system = await openPbsReadPath(which, url, snapshot, names, Number(threads));
 const exports: NbdExport[] = system.drives.map((drive) => ({
   name: drive.name,
   size: drive.size,

@@ -23,18 +23,20 @@
  *   @liverestore/format's decodeChunk (remote-chunk-reader.ts, shared with A).
  *
  * Fetches go through the product's HTTP client to the same `liverestore serve`, through
- * the same proxy, as A and B. One difference from PBS, stated rather than modelled: PBS
- * runs these tasks on a multi-threaded tokio runtime (up to 4 worker threads,
- * `PBS_RESTORE_MAX_THREADS`), so decodes of different reads may run on different cores;
- * here every decode runs on the one event-loop thread, as in A. PBS's client speaks
- * HTTP/2 to its server; C uses the product's HTTP/1.1 client like A and B.
+ * the same proxy, as A and B. By default every decode runs on the one event-loop thread,
+ * as in A. PBS differs there: its `BroadcastFuture` (proxmox-async `broadcast_future.rs`)
+ * `tokio::spawn`s each load on a multi-threaded runtime of up to 4 worker threads
+ * (`MAX_WORKER_THREADS`, `PBS_RESTORE_MAX_THREADS`), so loads of different chunks decode
+ * on different cores; a `decoder` (pbs-decode-worker.ts, `--pbs-decode-threads N`) models
+ * that. PBS's client speaks HTTP/2 to its server; C uses the product's HTTP/1.1 client
+ * like A and B.
  */
 
 import { resolveArchiveName, type SnapshotRef } from '@liverestore/datastore';
 import { type ChunkIndex, readIndex } from '@liverestore/format';
 import type { ChunkSource } from '@liverestore/reader';
 import { AsyncLruCache } from './async-lru-cache.js';
-import { RemoteChunkReader, readChunkByChunk } from './remote-chunk-reader.js';
+import { type ChunkDecoder, RemoteChunkReader, readChunkByChunk } from './remote-chunk-reader.js';
 
 /** Entries of the shared cache: proxmox-backup-qemu's `SHARED_CACHE_CAPACITY`. */
 export const PBS_SHARED_CACHE_CHUNKS = 64;
@@ -57,9 +59,10 @@ export class PbsTodayDriveReader {
     readonly index: ChunkIndex,
     source: ChunkSource,
     readonly cache: SharedChunkCache,
+    decoder?: ChunkDecoder,
   ) {
     this.size = index.sizeBytes;
-    this.chunks = new RemoteChunkReader(source, index);
+    this.chunks = new RemoteChunkReader(source, index, decoder);
   }
 
   /** Opens archive `archive` of snapshot `ref` of `source` on the shared `cache`. */
@@ -68,10 +71,11 @@ export class PbsTodayDriveReader {
     ref: SnapshotRef,
     archive: string,
     cache: SharedChunkCache,
+    decoder?: ChunkDecoder,
   ): Promise<PbsTodayDriveReader> {
     const name = resolveArchiveName(archive);
     const index = readIndex(await source.readSnapshotFile(ref, name.filename));
-    return new PbsTodayDriveReader(name.name, index, source, cache);
+    return new PbsTodayDriveReader(name.name, index, source, cache, decoder);
   }
 
   /** Fills `buffer` from `offset` (the range must lie within the image); no lock held. */

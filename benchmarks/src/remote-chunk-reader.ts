@@ -3,7 +3,8 @@
  * and C (pbs-today-reader.ts), modelled on PBS's `pbs-client/src/remote_chunk_reader.rs`
  * (`RemoteChunkReader`, unchanged in substance by the 2021 rewrite): one per drive, it
  * fetches a chunk's blob and decodes it inline on the calling task — here the event-loop
- * thread — with @liverestore/format's decodeChunk (CRC-32, inflate, SHA-256 check).
+ * thread — with @liverestore/format's decodeChunk (CRC-32, inflate, SHA-256 check), or,
+ * for C with `--pbs-decode-threads`, on a pool standing in for tokio's worker threads.
  *
  * Its one cache is PBS's cache hint: proxmox-backup-qemu's restore passes
  * `find_most_used_chunks(8)`, the (up to) 8 chunks the drive's index references most
@@ -15,6 +16,10 @@
 
 import { type ChunkIndex, decodeChunk, toHex } from '@liverestore/format';
 import type { ChunkSource } from '@liverestore/reader';
+import type { PbsDecodeTask } from './pbs-decode-worker.js';
+
+/** Decodes a chunk elsewhere (C's optional decode pool); `transfer`: the blob may be moved. */
+export type ChunkDecoder = (task: PbsDecodeTask, transfer: boolean) => Promise<Buffer>;
 
 /** Chunks the cache hint keeps, as PBS's restore passes to `find_most_used_chunks`. */
 export const MOST_USED_CHUNKS = 8;
@@ -50,9 +55,11 @@ export class RemoteChunkReader {
   readonly #mostUsed: Set<string>;
   readonly #kept = new Map<string, Buffer>();
 
+  /** `decoder`: where to decode; inline on the calling thread when absent. */
   constructor(
     readonly source: ChunkSource,
     readonly index: ChunkIndex,
+    readonly decoder?: ChunkDecoder,
   ) {
     this.#hex = Array.from({ length: index.chunkCount }, (_, i) => toHex(index.digestAt(i)));
     this.#mostUsed = mostUsedChunks(index);
@@ -81,7 +88,10 @@ export class RemoteChunkReader {
     const blob = await this.source.fetchChunk(hex);
     this.stats.fetches++;
     const length = this.index.chunkEnd(i) - this.index.chunkStart(i);
-    const data = decodeChunk(blob, this.index.digestAt(i), { maxBytes: length });
+    const data =
+      this.decoder === undefined
+        ? decodeChunk(blob, this.index.digestAt(i), { maxBytes: length })
+        : await this.decoder({ blob, digestHex: hex, length }, this.source.blobsAreTransferable === true);
     if (data.length !== length) throw new Error(`chunk ${hex}: ${data.length} bytes, index says ${length}`);
     if (this.#mostUsed.has(hex)) this.#kept.set(hex, Buffer.from(data));
     return data;

@@ -133,6 +133,8 @@ test('bench live-restore --mode api with the scaling run and the cold restore', 
     ...TINY,
     '--mode',
     'api',
+    '--pbs-decode-threads',
+    '1',
     '--scaling',
     '--scaling-drives',
     '1,2',
@@ -144,6 +146,8 @@ test('bench live-restore --mode api with the scaling run and the cold restore', 
   ]);
   t.is(r.code, 0, r.stderr);
   const json = await checkOutput(t, out.path, r.stdout, r.stderr, 'api');
+  t.is(json.settings.pbsDecodeThreads, 1);
+  t.regex(json.notes.join('\n'), /C: PBS today .* decode on 1 thread \(PBS's tokio workers\)/);
   const scaling = json.raw.scaling as Iteration[];
   t.deepEqual(
     scaling.map((s) => [s.system, s.drives]),

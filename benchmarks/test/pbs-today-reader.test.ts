@@ -9,6 +9,7 @@
 import { imageBytes } from '@liverestore/testkit';
 import test from 'ava';
 import { AsyncLruCache } from '../src/async-lru-cache.js';
+import { pbsDecodePool } from '../src/pbs-decode-worker.js';
 import { PBS_SHARED_CACHE_CHUNKS, PbsTodayDriveReader, sharedChunkCache } from '../src/pbs-today-reader.js';
 import { mostUsedChunks } from '../src/remote-chunk-reader.js';
 import { backedUpDrive, TEST_CHUNK_BYTES } from './pbs-fixture.js';
@@ -147,4 +148,28 @@ test('PBS today reader: the cache holds a number of chunks, the least recently u
   await read(a);
   t.is(reader.chunks.stats.fetches, 4, 'the least recently used chunk was evicted and is fetched again');
   t.is(cache.size, 2);
+});
+
+test('PBS today reader on a decode pool (tokio workers): right bytes, decoded off the event loop', async (t) => {
+  const { spec, ref, source } = await backedUpDrive(t, 3, 5 * 1024 * 1024 + 4096);
+  const pool = pbsDecodePool(2);
+  t.teardown(() => pool.close());
+  let pooled = 0;
+  const decode: typeof pool.decode = (task, transfer) => {
+    pooled++;
+    return pool.decode(task, transfer);
+  };
+  const reader = await PbsTodayDriveReader.open(source, ref, 'drive-scsi0', sharedChunkCache(), decode);
+  const ranges = [
+    { offset: 0, length: reader.size },
+    { offset: TEST_CHUNK_BYTES - 4096, length: 2 * TEST_CHUNK_BYTES },
+    { offset: reader.size - 4096, length: 4096 },
+  ];
+  const buffers = ranges.map((r) => Buffer.alloc(r.length));
+  await Promise.all(ranges.map((r, i) => reader.read(buffers[i]!, r.offset)));
+  ranges.forEach((r, i) => {
+    t.true(buffers[i]!.equals(imageBytes(spec, r.offset, r.length)), `range ${i}`);
+  });
+  t.is(pooled, reader.chunks.stats.fetches, 'every fetched chunk was decoded on the pool');
+  t.true(pooled >= reader.index.chunkCount - 1);
 });
