@@ -781,7 +781,7 @@ an NBD server over A's or C's readers, each in its own fresh process per iterati
 Reports time per iteration, guest-read p50/p99, cache hit rate, peak RSS, CPU seconds,
 B's median speed-up over C and over A (paired per iteration) and a plot. --scaling adds B at 1, 2, 4, 8 drives with the same cache and a
 cold full restore next to the decode limit. Defaults take about 4 minutes on a quiet
-2-core machine (more under load); --quick (3 iterations of 2 × 256 MiB) under a minute.`,
+2-core machine (more under load); --quick (3 iterations of 2 × 256 MiB) about a minute.`,
   defaultSamples: DEFAULTS.iterations,
   options: [
     {
