@@ -30,8 +30,9 @@ Benchmarks:
   qemu          QEMU live restore (overlay + qemu-storage-daemon block-stream, or
                 live-restore's own copy) with fio reading during the copy: liverestore
                 nbd and live-restore vs nbdkit curl + cache and nbdkit file
-  live-restore  A/B of the old PBS read path vs liverestore: QEMU-like copy job and a
-                booting guest over NBD, injected RTT and bandwidth, scaling to 8 drives
+  live-restore  PBS's old (A) and current (C) read paths vs liverestore (B): QEMU-like
+                copy job and a booting guest over NBD, injected RTT and bandwidth,
+                scaling to 8 drives
   restore       cold full restore vs the decode limit, warm random 4 KiB reads
   nbd           warm random 4 KiB reads over NBD with fio, vs nbdkit
   codecs        single-thread MB/s of the codecs and hashes on 4 MiB chunks
