@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { SnapshotSpec } from '@liverestore/datastore';
 import type { CryptConfig } from '@liverestore/format';
 import { type NbdListen, type NbdServer, startNbdServer } from '@liverestore/nbd';

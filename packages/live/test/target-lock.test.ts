@@ -6,6 +6,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { tempDir } from '@liverestore/testkit';
 import test from 'ava';
 import { lockTargetDir, TARGET_LOCK_FILE, type TargetLock } from '../src/target-lock.js';
@@ -54,6 +56,39 @@ test('racing takers after a crash left a stale lock: exactly one holds it, 100 o
     t.is(content, `${process.pid} ${won[0]!.nonce}\n`, `round ${round}: the lock names the winner`);
     await won[0]!.release();
     t.deepEqual(await readdir(dir), [], `round ${round}: no lock, candidate or token file left`);
+  }
+});
+
+/** A lock-taker process (test/fixtures/lock-taker.ts) and a way to ask it one thing. */
+function taker(t: { teardown(fn: () => void): void }): { ask(line: string): Promise<string> } {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('fixtures/lock-taker.js', import.meta.url))], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  const answers = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  return {
+    async ask(line) {
+      child.stdin!.write(`${line}\n`);
+      const next = await answers.next();
+      if (next.done === true) throw new Error('the lock taker exited');
+      return next.value;
+    },
+  };
+}
+
+test('two processes racing for a target dir with a stale lock: exactly one holds it, 100 of 100 times', async (t) => {
+  const root = await workDir(t);
+  const takers = [taker(t), taker(t)];
+  const dead = deadPid();
+  for (let round = 0; round < 100; round++) {
+    const dir = join(root, `p${round}`);
+    await mkdir(dir);
+    if (round % 4 !== 3) await writeFile(join(dir, TARGET_LOCK_FILE), `${dead}\n`);
+    const answers = await Promise.all(takers.map((p) => p.ask(`lock ${dir}`)));
+    t.deepEqual([...answers].sort(), ['refused ERR_LR_LIVE_TARGET_BUSY', 'won'], `round ${round}`);
+    const winner = takers[answers.indexOf('won')];
+    if (winner !== undefined) t.is(await winner.ask('release'), 'released');
+    else for (const p of takers) await p.ask('release');
   }
 });
 
