@@ -1,5 +1,5 @@
 import test from 'ava';
-import { RegionEvent, RegionState, RegionStates, stateName } from '../src/index.js';
+import { RegionEvent, RegionState, RegionStates, stateName } from '../src/region-state.js';
 
 const ALL_EVENTS = Object.values(RegionEvent);
 
