@@ -11,19 +11,12 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NbdClient } from '@liverestore/nbd';
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { liveRestore, RegionBitmap, readMapFile } from '../src/index.js';
-import { CHUNK_BYTES, type Fixture, firstDifference, MiB, makeFixture, sourceImage } from './helpers.js';
+import { CHUNK_BYTES, firstDifference, fixtureTest, MiB, sourceImage } from './helpers.js';
 
 const run = promisify(execFile);
-const test = anyTest as TestFn<{ f: Fixture }>;
-
-test.before(async (t) => {
-  t.context.f = await makeFixture(31);
-});
-test.after.always(async (t) => {
-  await t.context.f?.cleanup();
-});
+const test = fixtureTest(31);
 
 /** Mounts a tmpfs of `bytes` at `dir`; false when it cannot (a failure in CI, a log elsewhere). */
 async function smallFileSystem(t: ExecutionContext, dir: string, bytes: number): Promise<boolean> {

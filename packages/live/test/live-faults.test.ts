@@ -5,26 +5,20 @@
  */
 import { join } from 'node:path';
 import { NbdClient } from '@liverestore/nbd';
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { LiveDrive, liveRestore, readMapFile, stateName } from '../src/index.js';
 import { FaultFiles } from './fault-files.js';
 import {
   CHUNK_BYTES,
   type Fixture,
   firstDifference,
+  fixtureTest,
   MiB,
-  makeFixture,
   openFixtureSnapshot,
   sourceImage,
 } from './helpers.js';
 
-const test = anyTest as TestFn<{ f: Fixture }>;
-test.before(async (t) => {
-  t.context.f = await makeFixture(41);
-});
-test.after.always(async (t) => {
-  await t.context.f?.cleanup();
-});
+const test = fixtureTest(41);
 
 let dirs = 0;
 const signal = new AbortController().signal;
