@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { toHex } from '@liverestore/format';
 import type { AllocationExtent, NbdExport, NbdWriter } from '@liverestore/nbd';
 import type { CachedChunkReader } from '@liverestore/reader';
 import { ALLOC_MAP_SUFFIX, type MapIdentity } from './alloc-map.js';
@@ -11,7 +10,7 @@ import { RegionEvent, RegionState, RegionStates } from './region-state.js';
 import { RegionWriter } from './region-writer.js';
 import { GuestPriority, RegionLocks, Semaphore } from './sched.js';
 import { realTargetFiles, type TargetFile } from './target-file.js';
-import { openTarget } from './target-open.js';
+import { mapIdentityOf, openTarget } from './target-open.js';
 
 export type { LiveDriveOptions, LiveDriveStats } from './live-drive-options.js';
 
@@ -57,8 +56,6 @@ export class LiveDrive implements NbdExport {
   readonly #priority: GuestPriority;
   readonly #fillSlots: Semaphore;
   readonly #regionWriter: RegionWriter;
-  /** Copy-on-read stores queued or running, by region (each region is stored once). */
-  readonly #storesAfterRead = new Map<number, Promise<void>>();
   #closed = false;
   #detached = false;
   readonly #stats = {
@@ -135,21 +132,7 @@ export class LiveDrive implements NbdExport {
    */
   static async open(options: LiveDriveOptions): Promise<LiveDrive> {
     const reader = options.reader;
-    const index = reader.index;
-    if (index.kind !== 'fixed' || index.chunkCount === 0) {
-      throw new LiveError(
-        'ERR_LR_LIVE_NOT_A_DISK',
-        `archive ${reader.name} is not a disk image (fixed index)`,
-      );
-    }
-    const identity: MapIdentity = {
-      snapshot: options.snapshot,
-      archive: reader.name,
-      indexCsum: toHex(index.indexCsum),
-      imageBytes: reader.size,
-      regionBytes: index.chunkEnd(0) - index.chunkStart(0),
-      regionCount: index.chunkCount,
-    };
+    const identity = mapIdentityOf(reader, options.snapshot);
     const target = await openTarget(
       join(options.targetDir, reader.name),
       identity,
@@ -354,32 +337,24 @@ export class LiveDrive implements NbdExport {
 
   /** Copy-on-read: stores region `i` in the target once, in the background, under its lock. */
   #storeAfterRead(i: number): void {
-    if (this.isLocal(i) || this.#reader.isZeroChunk(i) || this.#storesAfterRead.has(i)) return;
-    const store = async (): Promise<void> => {
-      const slot = await this.#fillSlots.acquire();
-      const release = await this.#locks.acquire(i);
-      try {
-        if (this.isLocal(i) || this.#closed) return;
+    if (this.isLocal(i) || this.#reader.isZeroChunk(i)) return;
+    this.#regionWriter.storeInBackground(i, {
+      fetch: async () => {
         const data = await this.#fetchRegion(this.#reader, i);
         this.#stats.bytesFilledForGuest += data.length;
-        await this.#regionWriter.fillRegion(i, data);
-      } finally {
-        release();
-        slot();
-      }
-    };
-    const done = store()
-      .catch((err: unknown) => {
+        return data;
+      },
+      cancelled: () => this.#closed,
+      onError: (err) => {
         this.#stats.storeFailures++;
         this.onStoreError?.(targetIoError(err, this.targetPath, 'storing'), this);
-      })
-      .finally(() => this.#storesAfterRead.delete(i));
-    this.#storesAfterRead.set(i, done);
+      },
+    });
   }
 
   /** Resolves once no copy-on-read store is queued or running (tests replay sequences with it). */
-  async storesSettled(): Promise<void> {
-    while (this.#storesAfterRead.size > 0) await Promise.all(this.#storesAfterRead.values());
+  storesSettled(): Promise<void> {
+    return this.#regionWriter.storesSettled();
   }
 
   /** Allocation: regions not local whose chunk is all-zero on a pristine target, and known-zero local ones, are holes. */

@@ -41,6 +41,8 @@ export class RegionWriter {
   readonly #locks: RegionLocks;
   readonly #priority: GuestPriority;
   readonly #fillSlots: Semaphore;
+  /** Background stores queued or running, by region (each region is stored once at a time). */
+  readonly #stores = new Map<number, Promise<void>>();
 
   constructor(parts: RegionWriterParts) {
     this.#file = parts.file;
@@ -153,5 +155,39 @@ export class RegionWriter {
     } catch (err) {
       throw targetIoError(err, this.#targetPath, 'writing');
     }
+  }
+
+  /**
+   * Copy-on-read: fills region `i` with `fetch()`'s bytes in the background, once, under
+   * its lock and a fill slot, unless it is local or `cancelled()` by then; a failure goes
+   * to `onError` (the region stays not local and is filled again later).
+   */
+  storeInBackground(
+    i: number,
+    how: { fetch: () => Promise<Buffer>; cancelled: () => boolean; onError: (err: unknown) => void },
+  ): void {
+    if (this.#stores.has(i)) return;
+    const store = async (): Promise<void> => {
+      const slot = await this.#fillSlots.acquire();
+      const release = await this.#locks.acquire(i);
+      try {
+        if (this.#states.isLocal(i) || how.cancelled()) return;
+        await this.fillRegion(i, await how.fetch());
+      } finally {
+        release();
+        slot();
+      }
+    };
+    this.#stores.set(
+      i,
+      store()
+        .catch(how.onError)
+        .finally(() => this.#stores.delete(i)),
+    );
+  }
+
+  /** Resolves once no background store is queued or running. */
+  async storesSettled(): Promise<void> {
+    while (this.#stores.size > 0) await Promise.all(this.#stores.values());
   }
 }

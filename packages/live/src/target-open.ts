@@ -4,6 +4,8 @@
  */
 import { mkdir, open, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { toHex } from '@liverestore/format';
+import type { CachedChunkReader } from '@liverestore/reader';
 import {
   ALLOC_MAP_SUFFIX,
   bitmapBytes,
@@ -16,6 +18,25 @@ import {
 } from './alloc-map.js';
 import { LiveError, systemCode, targetIoError } from './errors.js';
 import type { TargetFile, TargetFiles } from './target-file.js';
+
+/**
+ * What the map of `reader`'s archive restored from `snapshot` must name; an archive that is
+ * not a fixed index (a disk image) is `ERR_LR_LIVE_NOT_A_DISK`.
+ */
+export function mapIdentityOf(reader: CachedChunkReader, snapshot: string): MapIdentity {
+  const index = reader.index;
+  if (index.kind !== 'fixed' || index.chunkCount === 0) {
+    throw new LiveError('ERR_LR_LIVE_NOT_A_DISK', `archive ${reader.name} is not a disk image (fixed index)`);
+  }
+  return {
+    snapshot,
+    archive: reader.name,
+    indexCsum: toHex(index.indexCsum),
+    imageBytes: reader.size,
+    regionBytes: index.chunkEnd(0) - index.chunkStart(0),
+    regionCount: index.chunkCount,
+  };
+}
 
 /** An opened target: the file, and what the map recorded (undefined `bits` = created now). */
 export interface OpenedTarget {
