@@ -16,7 +16,7 @@
  * the nonce (so two restores in one process exclude each other too).
  */
 import { randomUUID } from 'node:crypto';
-import { link, open, rename, rm } from 'node:fs/promises';
+import { link, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { LiveError, systemCode } from './errors.js';
 
@@ -49,7 +49,10 @@ interface Holder {
 export async function lockTargetDir(dir: string): Promise<TargetLock> {
   const path = join(dir, TARGET_LOCK_FILE);
   const outcome = await acquire(path, 0);
-  if ('release' in outcome) return outcome;
+  if ('release' in outcome) {
+    await sweepCandidates(path).catch(() => undefined); // housekeeping only
+    return outcome;
+  }
   throw new LiveError(
     'ERR_LR_LIVE_TARGET_BUSY',
     outcome.pid === process.pid
@@ -62,7 +65,7 @@ async function acquire(path: string, depth: number): Promise<TargetLock | Holder
   let holder: Holder | undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const nonce = randomUUID();
-    const candidate = join(dirname(path), `.${basename(path)}.${process.pid}-${nonce}.tmp`);
+    const candidate = join(dirname(path), `${basename(path)}.${process.pid}-${nonce}.tmp`);
     await writeCandidate(candidate, nonce);
     try {
       if (await linkIfAbsent(candidate, path)) return held(path, nonce);
@@ -102,6 +105,19 @@ function held(path: string, nonce: string): TargetLock {
       if (holder?.nonce === nonce) await rm(path, { force: true });
     },
   };
+}
+
+/** Removes candidate files that takers which died between writing and removing them left behind. */
+async function sweepCandidates(path: string): Promise<void> {
+  const prefix = `${basename(path)}.`;
+  for (const name of await readdir(dirname(path))) {
+    const match = name.startsWith(prefix) ? /^(\d+)-[0-9a-f-]+\.tmp$/.exec(name.slice(prefix.length)) : null;
+    const pid = Number(match?.[1]);
+    if (match === null || pid === process.pid) continue; // this process's takers are at work
+    if (!holderAlive({ inode: 0, pid, nonce: undefined })) {
+      await rm(join(dirname(path), name), { force: true });
+    }
+  }
 }
 
 async function writeCandidate(path: string, nonce: string): Promise<void> {

@@ -116,15 +116,20 @@ test('a lock held by a live process, or by another restore of this process, is r
   await again.release();
 });
 
-test('a takeover token left by a taker that died does not block the directory forever', async (t) => {
+test('a takeover token or a candidate left by a taker that died does not block the directory and is removed', async (t) => {
   const dir = await workDir(t);
   const lockPath = join(dir, TARGET_LOCK_FILE);
   await writeFile(lockPath, `${deadPid()} crashed-holder\n`);
   const { ino } = await stat(lockPath);
-  // A taker died right after taking the token of that lock file.
+  // A taker died right after taking the token of that lock file; another one between
+  // writing its candidate and removing it.
   await writeFile(`${lockPath}.takeover-${ino}`, `${deadPid()} crashed-taker\n`);
+  await writeFile(
+    join(dir, `${TARGET_LOCK_FILE}.${deadPid()}-0b8e2c1a-5d3f-4e1b-9a7c-2f6d8e4b1c3a.tmp`),
+    'x',
+  );
   const lock = await lockTargetDir(dir);
   t.is(await readFile(lockPath, 'utf8'), `${process.pid} ${lock.nonce}\n`);
   await lock.release();
-  t.deepEqual(await readdir(dir), [], 'tokens removed');
+  t.deepEqual(await readdir(dir), [], 'tokens and the dead candidate removed');
 });
