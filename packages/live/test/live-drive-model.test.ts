@@ -7,7 +7,10 @@
  * - after a crash, the reopened drive reads, sector by sector, what the image was at the
  *   last acknowledged flush or after a later write: every flushed write survives, and no
  *   region is recorded local (durable) with bytes that never were the model's.
- * Replay a failure with LIVE_MODEL_SEED=… LIVE_MODEL_PATH=… (printed by fast-check);
+ * Some steps run a few non-overlapping requests and region copies at once (the copy
+ * racing guest fills for the region locks).
+ * Replay a failure with LIVE_MODEL_SEED=… LIVE_MODEL_PATH=… (printed by fast-check; a
+ * concurrent step may interleave differently on a replay);
  * LIVE_MODEL_RUNS sets the number of sequences (default 1000).
  */
 
@@ -88,7 +91,12 @@ type Op =
   | { kind: 'copy'; region: number }
   | { kind: 'flush' }
   | { kind: 'crash'; keep: boolean[] }
-  | { kind: 'crash-in-map-write'; when: 'crash-before-rename' | 'crash-after-rename' };
+  | { kind: 'crash-in-map-write'; when: 'crash-before-rename' | 'crash-after-rename' }
+  | { kind: 'concurrent'; ops: ConcurrentOp[] };
+/** What may run at once in one batch (byte ranges that do not overlap, so the result is defined). */
+type ConcurrentOp =
+  | Extract<Op, { kind: 'read' | 'write' | 'copy' }>
+  | { kind: 'zero'; offset: number; length: number };
 
 const sectorRange = fc
   .tuple(fc.nat(SECTORS - 1), fc.integer({ min: 1, max: 320 }))
@@ -102,7 +110,21 @@ const regionRange = fc.tuple(fc.nat(REGIONS - 1), fc.integer({ min: 1, max: 2 })
   length: Math.min(SIZE, (region + count) * REGION) - region * REGION,
 }));
 const range = fc.oneof({ weight: 3, arbitrary: sectorRange }, { weight: 1, arbitrary: regionRange });
+const concurrentArb: fc.Arbitrary<ConcurrentOp> = fc.oneof(
+  range.map((r): ConcurrentOp => ({ kind: 'read', ...r })),
+  fc
+    .tuple(range, fc.integer({ min: 1, max: 255 }))
+    .map(([r, fill]): ConcurrentOp => ({ kind: 'write', ...r, fill, fua: false })),
+  range.map((r): ConcurrentOp => ({ kind: 'zero', ...r })),
+  fc.nat(REGIONS - 1).map((region): ConcurrentOp => ({ kind: 'copy', region })),
+);
 const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 2,
+    arbitrary: fc
+      .array(concurrentArb, { minLength: 2, maxLength: 4 })
+      .map((ops): Op => ({ kind: 'concurrent', ops: disjoint(ops) })),
+  },
   { weight: 3, arbitrary: range.map((r): Op => ({ kind: 'read', ...r })) },
   {
     weight: 4,
@@ -125,6 +147,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       .map((when): Op => ({ kind: 'crash-in-map-write', when })),
   },
 );
+
+/** Keeps the ops whose byte ranges do not overlap an earlier one's (copies change no byte: all kept). */
+function disjoint(ops: readonly ConcurrentOp[]): ConcurrentOp[] {
+  const taken: { offset: number; length: number }[] = [];
+  return ops.filter((op) => {
+    if (op.kind === 'copy') return true;
+    if (taken.some((r) => op.offset < r.offset + r.length && r.offset < op.offset + op.length)) return false;
+    taken.push(op);
+    return true;
+  });
+}
 
 /** Guest bytes that differ per sector, so a write landing at the wrong place is seen. */
 function guestBytes(offset: number, length: number, fill: number): Buffer {
@@ -215,6 +248,37 @@ async function runSequence(ctx: Context, ops: readonly Op[]): Promise<void> {
         case 'crash':
           await crashAndReopen((k) => op.keep[k] ?? false);
           break;
+        case 'concurrent': {
+          // All at once: the copy races the guest's fills and writes for the region locks.
+          const results = await Promise.all(
+            op.ops.map(async (sub) => {
+              if (sub.kind === 'copy') await drive.copyRegion(sub.region);
+              else if (sub.kind === 'zero')
+                await drive.writer.writeZeroes(sub.offset, sub.length, false, false);
+              else if (sub.kind === 'write') {
+                await drive.writer.write(guestBytes(sub.offset, sub.length, sub.fill), sub.offset, false);
+              } else {
+                const buf = Buffer.alloc(sub.length);
+                await drive.read(buf, sub.offset, signal);
+                return { at: sub.offset, buf };
+              }
+              return undefined;
+            }),
+          );
+          for (const r of results) {
+            // A read overlaps no write of its batch: before and after are the same there.
+            if (r !== undefined && !r.buf.equals(image.subarray(r.at, r.at + r.buf.length))) {
+              throw new Error(`concurrent read ${r.at}+${r.buf.length} differs from the model`);
+            }
+          }
+          for (const sub of op.ops) {
+            if (sub.kind === 'write') guestBytes(sub.offset, sub.length, sub.fill).copy(image, sub.offset);
+            else if (sub.kind === 'zero') image.fill(0, sub.offset, sub.offset + sub.length);
+            else continue;
+            mutated();
+          }
+          break;
+        }
         case 'crash-in-map-write': {
           files.nextMapWrite = op.when;
           const ok = await drive.writer.flush().then(
