@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open } from 'node:fs/promises';
+import { fsyncDir, writeFileAtomic } from '@liverestore/datastore';
 import { LiveError, systemCode, targetIoError } from './errors.js';
 
 /** First 8 bytes of an allocation map file. */
@@ -188,35 +188,16 @@ export async function readMapFile(path: string): Promise<DecodedMap | undefined>
 }
 
 /** Fsyncs a directory, so a rename or create in it survives a crash. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+export const syncDir = fsyncDir;
 
 /**
- * Writes a map file atomically: a temporary file in the same directory, fsync, rename
- * over `path`, fsync of the directory. A crash leaves the old map or the new one, never a
- * mix (and a torn temporary file is never read).
+ * Writes a map file atomically (the datastore's temp file, fsync, rename, directory
+ * fsync): a crash leaves the old map or the new one, never a mix.
  */
 export async function writeMapFile(path: string, data: Buffer): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp`);
   try {
-    const handle = await open(tmp, 'w', 0o644);
-    try {
-      let at = 0;
-      while (at < data.length) at += (await handle.write(data, at, data.length - at, at)).bytesWritten;
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-    await syncDir(dirname(path));
+    await writeFileAtomic(path, data, { syncDir: true });
   } catch (err) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw targetIoError(err, path, 'writing the allocation map');
   }
 }

@@ -1,3 +1,4 @@
+import { settleAll } from './async-util.js';
 import type { LiveDrive } from './live-drive.js';
 import type { GuestPriority, TokenBucket } from './sched.js';
 
@@ -42,7 +43,5 @@ export async function runCopyJob(drive: LiveDrive, options: CopyJobOptions = {})
       }
     }
   };
-  const results = await Promise.allSettled(Array.from({ length: concurrency }, worker));
-  const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failure !== undefined) throw failure.reason;
+  await settleAll(Array.from({ length: concurrency }, worker));
 }

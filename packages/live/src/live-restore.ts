@@ -1,150 +1,33 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { SnapshotSpec } from '@liverestore/datastore';
-import type { CryptConfig } from '@liverestore/format';
-import { type NbdListen, type NbdServer, startNbdServer } from '@liverestore/nbd';
-import {
-  ChunkCache,
-  type ChunkCacheStats,
-  type ChunkSource,
-  type HttpChunkSourceOptions,
-  openSnapshot,
-  type Snapshot,
-} from '@liverestore/reader';
+import { mkdir } from 'node:fs/promises';
+import { type NbdServer, startNbdServer } from '@liverestore/nbd';
+import { ChunkCache, type ChunkCacheStats, openSnapshot, type Snapshot } from '@liverestore/reader';
 import { runCopyJob } from './copy-job.js';
+import { deferredExport } from './deferred-export.js';
 import { LiveError, systemCode } from './errors.js';
-import { LiveDrive, type LiveDriveStats } from './live-drive.js';
+import { LiveDrive } from './live-drive.js';
+import type { LiveRestoreOptions, LiveRestoreProgress, LiveRestoreSummary } from './live-restore-types.js';
 import { GuestPriority, Semaphore, TokenBucket } from './sched.js';
+import { lockTargetDir, type TargetLock } from './target-lock.js';
 
-/** Options of {@link liveRestore}. */
-export interface LiveRestoreOptions {
-  /** A datastore directory or http(s):// URL, or an opened source (left open). */
-  source: string | ChunkSource;
-  http?: HttpChunkSourceOptions | undefined;
-  /**
-   * `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the latest (a resume must name the same
-   * one), optionally `ns/prod/…`; or a parsed spec with its `namespace`.
-   */
-  snapshot: string | SnapshotSpec;
-  crypt?: CryptConfig | undefined;
-  /** Where the targets (`<archive name>`) and their maps (`<archive name>.map`) live; created if missing. */
-  targetDir: string;
-  /** A shared cache (left open); default: one of `cacheBytes` with `workers`, closed when the backup is no longer needed. */
-  cache?: ChunkCache | undefined;
-  cacheBytes?: number | undefined;
-  workers?: number | undefined;
-  /** Readahead of the guest readers, in chunks (default 8). */
-  readaheadChunks?: number | undefined;
-  /** Backup bytes per second the background copy may fetch (guest requests are not limited). */
-  rateLimitBytesPerSecond?: number | undefined;
-  /** Readahead of the background copy's readers, in chunks. Default 2. */
-  copyReadaheadChunks?: number | undefined;
-  /** Regions in flight per drive in the background copy. Default 2. */
-  copyConcurrency?: number | undefined;
-  /** The maps are persisted (fdatasync, then map) at least this often while regions become local. Default 1000. */
-  persistIntervalMs?: number | undefined;
-  /** `progress` events this often. Default 1000. */
-  progressIntervalMs?: number | undefined;
-  /** false: open the targets but do not start the background copy (call startCopy()). */
-  startCopy?: boolean | undefined;
-  /**
-   * Where the NBD server listens (one writable export per drive, named like the archive):
-   * default 127.0.0.1:10809 (port 0 picks one), `{ socket }` for a Unix socket, or false
-   * for no server (serve `restore.drives` yourself, or use the drives directly).
-   */
-  listen?: NbdListen | false | undefined;
-}
-
-/** Progress of one drive. */
-export interface DriveProgress {
-  readonly name: string;
-  readonly target: string;
-  readonly sizeBytes: number;
-  readonly bytesLocal: number;
-  readonly regionsLocal: number;
-  readonly regionCount: number;
-  readonly complete: boolean;
-  readonly bytesCopied: number;
-  readonly bytesFilledForGuest: number;
-  readonly bytesWrittenByGuest: number;
-}
-
-/** What a `progress` event carries. */
-export interface LiveRestoreProgress {
-  readonly snapshot: string;
-  readonly elapsedSeconds: number;
-  readonly bytesTotal: number;
-  readonly bytesLocal: number;
-  /** Bytes becoming local per second over the last few seconds. */
-  readonly bytesPerSecond: number;
-  /** Seconds until every drive is local at that rate; undefined when unknown. */
-  readonly etaSeconds: number | undefined;
-  /** Share of cache requests served without a fetch (hits and shared fetches), 0…1. */
-  readonly cacheHitRate: number;
-  readonly complete: boolean;
-  readonly drives: readonly DriveProgress[];
-}
-
-/** What `done` resolves with. */
-export interface LiveRestoreSummary {
-  readonly snapshot: string;
-  readonly targetDir: string;
-  readonly seconds: number;
-  /** Regions that were local when the restore (re)started. */
-  readonly bytesLocalAtStart: number;
-  readonly drives: readonly LiveDriveStats[];
-  readonly cache: ChunkCacheStats;
-}
+export type {
+  DriveProgress,
+  LiveRestoreOptions,
+  LiveRestoreProgress,
+  LiveRestoreSummary,
+} from './live-restore-types.js';
 
 interface Events {
   progress: [LiveRestoreProgress];
   done: [LiveRestoreSummary];
   /** A non-fatal problem (a copy-on-read store or a periodic persist failed; it is retried). */
   warning: [Error];
-}
-
-const LOCK_FILE = '.liverestore.lock';
-
-/** Takes `DIR/.liverestore.lock` (our pid); a lock of a live process is ERR_LR_LIVE_TARGET_BUSY. */
-async function lockTargetDir(dir: string): Promise<string> {
-  const path = join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, 'wx', 0o644);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      return path;
-    } catch (err) {
-      if (systemCode(err) !== 'EEXIST') {
-        throw new LiveError(
-          'ERR_LR_LIVE_TARGET_IO',
-          `cannot create ${path} (${systemCode(err) ?? 'error'})`,
-          {
-            cause: err,
-          },
-        );
-      }
-    }
-    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
-      throw new LiveError(
-        'ERR_LR_LIVE_TARGET_BUSY',
-        `${dir} is in use by another live restore (pid ${pid}); stop it first`,
-      );
-    }
-    await rm(path, { force: true }); // left by a process that is gone (crash, kill -9)
-  }
-  throw new LiveError('ERR_LR_LIVE_TARGET_BUSY', `cannot lock ${dir}`);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return systemCode(err) === 'EPERM';
-  }
+  /**
+   * The background copy stopped because the target file system is full
+   * (`ERR_LR_LIVE_NO_SPACE`); the exports keep serving, and the copy is retried every
+   * `copyRetryMs` (or at once by {@link LiveRestore.startCopy}).
+   */
+  stalled: [Error];
 }
 
 /**
@@ -158,7 +41,7 @@ export class LiveRestore extends EventEmitter<Events> {
   readonly #snapshot: Snapshot;
   readonly #cache: ChunkCache;
   readonly #ownsCache: boolean;
-  readonly #lockPath: string;
+  readonly #lock: TargetLock;
   readonly #abort = new AbortController();
   readonly #started = performance.now();
   readonly #bytesLocalAtStart: number;
@@ -170,6 +53,8 @@ export class LiveRestore extends EventEmitter<Events> {
   #resolveDone!: (summary: LiveRestoreSummary) => void;
   #rejectDone!: (err: unknown) => void;
   #copy: Promise<void> | undefined;
+  #stalled: Error | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
   #complete = false;
   #backupClosed = false;
   #closed: Promise<void> | undefined;
@@ -183,7 +68,7 @@ export class LiveRestore extends EventEmitter<Events> {
     snapshot: Snapshot,
     cache: ChunkCache,
     ownsCache: boolean,
-    lockPath: string,
+    lock: TargetLock,
     priority: GuestPriority,
     options: LiveRestoreOptions,
   ) {
@@ -191,7 +76,7 @@ export class LiveRestore extends EventEmitter<Events> {
     this.#snapshot = snapshot;
     this.#cache = cache;
     this.#ownsCache = ownsCache;
-    this.#lockPath = lockPath;
+    this.#lock = lock;
     this.#priority = priority;
     this.#options = options;
     this.#bucket =
@@ -248,9 +133,19 @@ export class LiveRestore extends EventEmitter<Events> {
     return this.#complete;
   }
 
-  /** Starts the background copy (done by {@link liveRestore} unless `startCopy: false`). */
+  /** The error that stopped the copy on a full disk, until it runs again; undefined otherwise. */
+  get stalled(): Error | undefined {
+    return this.#stalled;
+  }
+
+  /**
+   * Starts the background copy (done by {@link liveRestore} unless `startCopy: false`), or
+   * restarts it after it stalled on a full disk.
+   */
   startCopy(): void {
-    if (this.#copy !== undefined || this.#closed !== undefined) return;
+    if (this.#copy !== undefined || this.#closed !== undefined || this.#complete) return;
+    clearTimeout(this.#retryTimer);
+    this.#stalled = undefined;
     const signal = this.#abort.signal;
     this.#copy = Promise.all(
       this.drives.map((drive) =>
@@ -266,9 +161,23 @@ export class LiveRestore extends EventEmitter<Events> {
       (err: unknown) => {
         if (signal.aborted) return;
         void this.#persistDirty();
-        this.#rejectDone(err);
+        if ((err as { code?: unknown }).code === 'ERR_LR_LIVE_NO_SPACE') this.#stall(err as Error);
+        else this.#rejectDone(err);
       },
     );
+  }
+
+  /**
+   * A full disk stops only the copy: local regions stay served, writes and fills that
+   * need space fail with ENOSPC, and the copy is tried again later.
+   */
+  #stall(err: Error): void {
+    this.#copy = undefined;
+    this.#stalled = err;
+    this.#retryTimer = setTimeout(() => this.startCopy(), this.#options.copyRetryMs ?? 10_000);
+    this.#retryTimer.unref();
+    this.emit('warning', err);
+    this.emit('stalled', err);
   }
 
   async #finish(): Promise<void> {
@@ -376,6 +285,7 @@ export class LiveRestore extends EventEmitter<Events> {
   close(): Promise<void> {
     this.#closed ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
+      clearTimeout(this.#retryTimer);
       const errors: unknown[] = [];
       await this.server?.close().catch((err: unknown) => errors.push(err));
       this.#abort.abort(new LiveError('ERR_LR_LIVE_CLOSED', 'the live restore was closed'));
@@ -387,7 +297,7 @@ export class LiveRestore extends EventEmitter<Events> {
         );
       }
       await this.#closeBackup().catch((err: unknown) => errors.push(err));
-      await rm(this.#lockPath, { force: true });
+      await this.#lock.release();
       if (errors.length > 0) throw errors[0];
     })();
     return this.#closed;
@@ -408,8 +318,16 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
       ...(options.workers === undefined ? {} : { workers: options.workers }),
     });
   let snapshot: Snapshot | undefined;
-  let lockPath: string | undefined;
+  let lock: TargetLock | undefined;
+  let server: NbdServer | undefined;
   const drives: LiveDrive[] = [];
+  let openDrives!: (drives: LiveDrive[]) => void;
+  let failOpen!: (err: unknown) => void;
+  const opened = new Promise<LiveDrive[]>((resolve, reject) => {
+    openDrives = resolve;
+    failOpen = reject;
+  });
+  opened.catch(() => undefined);
   try {
     snapshot = await openSnapshot({
       source: options.source,
@@ -425,6 +343,31 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
         `snapshot ${snapshot.path} has no disk image (.fidx) to restore`,
       );
     }
+    const readers = [];
+    for (const archive of archives) {
+      readers.push({
+        reader: await snapshot.openArchive(
+          archive.name,
+          options.readaheadChunks === undefined ? {} : { readaheadChunks: options.readaheadChunks },
+        ),
+        copyReader: await snapshot.openArchive(archive.name, {
+          readaheadChunks: options.copyReadaheadChunks ?? 2,
+        }),
+      });
+    }
+    // The address first: a busy port fails before anything is created in the target dir.
+    if (options.listen !== false) {
+      server = await startNbdServer({
+        exports: readers.map(({ reader }, k) =>
+          deferredExport(
+            reader.name,
+            reader.size,
+            opened.then((all) => all[k]!),
+          ),
+        ),
+        listen: options.listen ?? { host: '127.0.0.1', port: 10809 },
+      });
+    }
     try {
       await mkdir(options.targetDir, { recursive: true });
     } catch (err) {
@@ -434,18 +377,11 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
         { cause: err },
       );
     }
-    lockPath = await lockTargetDir(options.targetDir);
+    lock = await lockTargetDir(options.targetDir);
     const priority = new GuestPriority();
     // Region buffers of guest fills in flight, for all drives: 32 × 4 MiB = 128 MiB at most.
     const fillSlots = new Semaphore(32);
-    for (const archive of archives) {
-      const reader = await snapshot.openArchive(
-        archive.name,
-        options.readaheadChunks === undefined ? {} : { readaheadChunks: options.readaheadChunks },
-      );
-      const copyReader = await snapshot.openArchive(archive.name, {
-        readaheadChunks: options.copyReadaheadChunks ?? 2,
-      });
+    for (const { reader, copyReader } of readers) {
       drives.push(
         await LiveDrive.open({
           reader,
@@ -454,20 +390,17 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
           snapshot: snapshot.path,
           priority,
           fillSlots,
+          files: options.files,
         }),
       );
     }
-    const server =
-      options.listen === false
-        ? undefined
-        : await startNbdServer({
-            exports: drives,
-            listen: options.listen ?? { host: '127.0.0.1', port: 10809 },
-          });
-    return new LiveRestore(drives, server, snapshot, cache, ownsCache, lockPath, priority, options);
+    openDrives(drives);
+    return new LiveRestore(drives, server, snapshot, cache, ownsCache, lock, priority, options);
   } catch (err) {
+    failOpen(err);
+    await server?.close().catch(() => undefined);
     for (const drive of drives) await drive.close().catch(() => undefined);
-    if (lockPath !== undefined) await rm(lockPath, { force: true });
+    await lock?.release();
     await snapshot?.close();
     if (ownsCache) await cache.close();
     throw err;

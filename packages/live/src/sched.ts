@@ -1,5 +1,21 @@
 /** Small scheduling pieces of the live restore: per-region locks, guest priority, a rate limit. */
 
+/** Time as the schedulers see it (milliseconds); tests drive a fake one instead of sleeping. */
+export interface Clock {
+  now(): number;
+  /** Calls `fn` once after `ms`; returns a function that cancels it. */
+  setTimer(fn: () => void, ms: number): () => void;
+}
+
+/** The real clock: `performance.now()` and `setTimeout`. */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimer(fn, ms) {
+    const timer = setTimeout(fn, Math.max(0, ms));
+    return () => clearTimeout(timer);
+  },
+};
+
 /**
  * One mutex per region, created on demand. The background copy, copy-on-read fills and
  * guest writes of a region all take its lock, so they never interleave on one region.
@@ -43,7 +59,14 @@ export class GuestPriority {
   #busy = 0;
   #waiters: (() => void)[] = [];
 
-  constructor(readonly maxWaitMs = 200) {}
+  readonly #clock: Clock;
+
+  constructor(
+    readonly maxWaitMs = 200,
+    clock: Clock = systemClock,
+  ) {
+    this.#clock = clock;
+  }
 
   enter(): void {
     this.#busy++;
@@ -63,13 +86,13 @@ export class GuestPriority {
     if (this.#busy === 0) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
+        cancel();
         signal?.removeEventListener('abort', done);
         const at = this.#waiters.indexOf(done);
         if (at >= 0) this.#waiters.splice(at, 1);
         resolve();
       };
-      const timer = setTimeout(done, this.maxWaitMs);
+      const cancel = this.#clock.setTimer(done, this.maxWaitMs);
       signal?.addEventListener('abort', done, { once: true });
       this.#waiters.push(done);
     });
@@ -84,16 +107,19 @@ export class GuestPriority {
 export class TokenBucket {
   readonly #rate: number;
   readonly #burst: number;
+  readonly #clock: Clock;
   #tokens: number;
-  #at = performance.now();
+  #at: number;
   #queue: Promise<void> = Promise.resolve();
 
-  constructor(bytesPerSecond: number, burstBytes = bytesPerSecond / 4) {
+  constructor(bytesPerSecond: number, burstBytes = bytesPerSecond / 4, clock: Clock = systemClock) {
     if (!(bytesPerSecond > 0) || !Number.isFinite(bytesPerSecond))
       throw new RangeError('rate limit must be a positive number of bytes per second');
     this.#rate = bytesPerSecond;
     this.#burst = Math.max(1, burstBytes);
     this.#tokens = this.#burst;
+    this.#clock = clock;
+    this.#at = clock.now();
   }
 
   get bytesPerSecond(): number {
@@ -101,7 +127,7 @@ export class TokenBucket {
   }
 
   #refill(): void {
-    const now = performance.now();
+    const now = this.#clock.now();
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) / 1000) * this.#rate);
     this.#at = now;
   }
@@ -116,7 +142,9 @@ export class TokenBucket {
           this.#tokens -= bytes;
           return;
         }
-        await sleep((-this.#tokens / this.#rate) * 1000, signal);
+        // At least 1 ms (what a real timer waits anyway): a debt of a rounding error must
+        // not turn into timers of 0 ms that see no time pass.
+        await sleep(Math.max(1, (-this.#tokens / this.#rate) * 1000), signal, this.#clock);
       }
     });
     this.#queue = turn.catch(() => undefined);
@@ -124,24 +152,21 @@ export class TokenBucket {
   }
 }
 
-/** setTimeout as a promise that an AbortSignal cuts short (rejecting with its reason). */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** A timer of `clock` as a promise that an AbortSignal cuts short (rejecting with its reason). */
+export function sleep(ms: number, signal?: AbortSignal, clock: Clock = systemClock): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) {
       reject(signal.reason);
       return;
     }
     const onAbort = (): void => {
-      clearTimeout(timer);
+      cancel();
       reject(signal?.reason);
     };
-    const timer = setTimeout(
-      () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      },
-      Math.max(0, ms),
-    );
+    const cancel = clock.setTimer(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -12,7 +12,7 @@ import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from 
 
 export { prng } from '@liverestore/testkit';
 
-import type { ExecutionContext } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { GuestPriority, LiveDrive } from '../src/index.js';
 
 export const MiB = 1024 * 1024;
@@ -70,6 +70,18 @@ export async function makeFixture(seed = 11, sizes: readonly number[] = DRIVE_SI
     drives,
     cleanup: () => work.cleanup(),
   };
+}
+
+/** ava's `test` for a file whose tests share one fixture: made before them, removed after. */
+export function fixtureTest(seed?: number, sizes?: readonly number[]): TestFn<{ f: Fixture }> {
+  const test = anyTest as TestFn<{ f: Fixture }>;
+  test.before(async (t) => {
+    t.context.f = await makeFixture(seed, sizes);
+  });
+  test.after.always(async (t) => {
+    await t.context.f?.cleanup();
+  });
+  return test;
 }
 
 /** The source image of a drive as one buffer (tests use small images). */

@@ -1,6 +1,6 @@
 import { cp, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import anyTest, { type TestFn } from 'ava';
+
 import {
   encodeMap,
   GuestPriority,
@@ -14,8 +14,8 @@ import {
   CHUNK_BYTES,
   type Fixture,
   firstDifference,
+  fixtureTest,
   MiB,
-  makeFixture,
   openDrive,
   openFixtureSnapshot,
   prng,
@@ -23,14 +23,7 @@ import {
   sourceImage,
 } from './helpers.js';
 
-const test = anyTest as TestFn<{ f: Fixture }>;
-
-test.before(async (t) => {
-  t.context.f = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.f?.cleanup();
-});
+const test = fixtureTest();
 
 let dirs = 0;
 function targetDir(f: Fixture): string {

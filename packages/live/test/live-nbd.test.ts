@@ -8,19 +8,12 @@ import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { type LiveRestoreProgress, liveRestore } from '../src/index.js';
-import { type Fixture, firstDifference, MiB, makeFixture, sourceImage } from './helpers.js';
+import { firstDifference, fixtureTest, MiB, sourceImage } from './helpers.js';
 
 const run = promisify(execFile);
-const test = anyTest as TestFn<{ f: Fixture }>;
-
-test.before(async (t) => {
-  t.context.f = await makeFixture(23, [24 * MiB + 512 * 5, 10 * MiB + 512]);
-});
-test.after.always(async (t) => {
-  await t.context.f?.cleanup();
-});
+const test = fixtureTest(23, [24 * MiB + 512 * 5, 10 * MiB + 512]);
 
 /** True when the tool runs; otherwise skip with a log, or fail under LIVERESTORE_REQUIRE_TOOLS=1. */
 async function have(t: ExecutionContext, tool: string): Promise<boolean> {

@@ -1,94 +1,205 @@
+/*
+ * The schedulers against a fake clock: every wait is observed (a timer due at an exact
+ * time, an order of events), never slept for.
+ */
 import test from 'ava';
-import { GuestPriority, RegionLocks, Semaphore, TokenBucket } from '../src/index.js';
+import { type Clock, GuestPriority, RegionLocks, Semaphore, sleep, TokenBucket } from '../src/index.js';
+
+/** A clock that moves only when told; timers fire in due order during {@link advance}. */
+class FakeClock implements Clock {
+  #now = 0;
+  #timers: { due: number; fn: () => void }[] = [];
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimer(fn: () => void, ms: number): () => void {
+    const timer = { due: this.#now + Math.max(0, ms), fn };
+    this.#timers.push(timer);
+    return () => {
+      this.#timers = this.#timers.filter((x) => x !== timer);
+    };
+  }
+
+  /** Due times of the timers not fired yet. */
+  get pending(): number[] {
+    return this.#timers.map((x) => x.due).sort((a, b) => a - b);
+  }
+
+  /** Moves time to the earliest timer and fires it; false when there is none. */
+  async fireNext(): Promise<boolean> {
+    const next = this.pending[0];
+    if (next === undefined) return false;
+    await this.advance(next - this.#now);
+    return true;
+  }
+
+  /** Moves time forward by `ms`, firing due timers in order, and lets their promise callbacks run. */
+  async advance(ms: number): Promise<void> {
+    const until = Math.max(this.#now + ms, this.#now);
+    for (;;) {
+      const next = this.#timers
+        .filter((x) => x.due <= until || x.due - until < 1e-9)
+        .sort((a, b) => a.due - b.due)[0];
+      if (next === undefined) break;
+      this.#timers = this.#timers.filter((x) => x !== next);
+      this.#now = next.due;
+      next.fn();
+      await settle();
+    }
+    this.#now = until;
+    await settle();
+  }
+}
+
+/** Lets every pending promise callback run (the code under test waits on nothing else). */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Tracks whether a promise settled yet. */
+function watch<T>(promise: Promise<T>): { readonly done: boolean } {
+  const state = { done: false };
+  void promise.then(
+    () => {
+      state.done = true;
+    },
+    () => {
+      state.done = true;
+    },
+  );
+  return state;
+}
 
 test('RegionLocks: one holder per region, FIFO, other regions independent; idle() waits for all', async (t) => {
   const locks = new RegionLocks();
-  const order: string[] = [];
+  const events: string[] = [];
   const a = await locks.acquire(1);
   const b = locks.acquire(1).then((release) => {
-    order.push('b');
+    events.push('b holds');
     return release;
   });
   const c = locks.acquire(1).then((release) => {
-    order.push('c');
+    events.push('c holds');
     return release;
   });
-  const other = await locks.acquire(2); // not blocked by region 1
+  const other = await locks.acquire(2); // region 2 is free although region 1 is held
+  events.push('region 2 held');
   other();
-  await new Promise((r) => setTimeout(r, 10));
-  t.deepEqual(order, []);
-  let idle = false;
-  const idlePromise = locks.idle().then(() => {
-    idle = true;
-  });
+  const idle = locks.idle().then(() => events.push('idle'));
+  events.push('a releases');
   a();
-  (await b)();
+  const releaseB = await b;
+  events.push('b releases');
+  releaseB();
   (await c)();
-  await idlePromise;
-  t.deepEqual(order, ['b', 'c']);
-  t.true(idle);
+  await idle;
+  t.deepEqual(events, ['region 2 held', 'a releases', 'b holds', 'b releases', 'c holds', 'idle']);
   t.is(locks.size, 0);
 });
 
 test('Semaphore: at most `slots` holders; a release hands the slot to the first waiter; double release is harmless', async (t) => {
   const sem = new Semaphore(2);
+  const events: string[] = [];
   const r1 = await sem.acquire();
   const r2 = await sem.acquire();
-  let third = false;
   const p3 = sem.acquire().then((r) => {
-    third = true;
+    events.push('third holds');
     return r;
   });
-  await new Promise((r) => setTimeout(r, 10));
-  t.false(third);
+  events.push('r1 releases twice');
   r1();
   r1();
   const r3 = await p3;
-  t.true(third);
-  let fourth = false;
   const p4 = sem.acquire().then((r) => {
-    fourth = true;
+    events.push('fourth holds');
     return r;
   });
-  await new Promise((r) => setTimeout(r, 10));
-  t.false(fourth, 'the double release did not free a second slot');
+  await settle();
+  events.push('r2 releases');
   r2();
   (await p4)();
   r3();
+  // The fourth got its slot only from r2: the double release of r1 freed one slot, not two.
+  t.deepEqual(events, ['r1 releases twice', 'third holds', 'r2 releases', 'fourth holds']);
   t.throws(() => new Semaphore(0), { instanceOf: RangeError });
 });
 
-test('TokenBucket: a long run of takes averages the rate (a take larger than the bucket is paid back)', async (t) => {
-  const bucket = new TokenBucket(2_000_000, 100_000); // 2 MB/s, 100 kB burst
-  const started = performance.now();
-  for (let i = 0; i < 6; i++) await bucket.take(100_000); // 600 kB: ≈ 250 ms after the burst
-  await bucket.take(400_000); // larger than the bucket: allowed, then paid back
-  await bucket.take(1);
-  const seconds = (performance.now() - started) / 1000;
-  t.true(seconds >= 0.4, `took ${seconds} s`);
-  t.true(seconds < 2, `took ${seconds} s`);
-  const aborted = new AbortController();
-  const wait = bucket.take(10_000_000);
-  const blocked = bucket.take(1, aborted.signal);
-  aborted.abort(new Error('stop'));
-  await wait;
-  await t.throwsAsync(blocked, { message: 'stop' });
+test('TokenBucket: takes beyond the burst wait exactly until paid back at the rate (a take larger than the bucket is allowed)', async (t) => {
+  const clock = new FakeClock();
+  const bucket = new TokenBucket(2_000_000, 100_000, clock); // 2 MB/s, 100 kB burst
+  await bucket.take(100_000); // the burst: at once
+  await bucket.take(400_000); // a balance of 0 allows any take: the bucket goes 400 kB negative
+  t.is(clock.now(), 0);
+  const next = watch(bucket.take(1));
+  await settle();
+  t.deepEqual(clock.pending, [200], 'the next take waits 400 kB / 2 MB/s = 200 ms');
+  await clock.advance(199);
+  t.false(next.done);
+  await clock.advance(1);
+  t.true(next.done);
+  // A long run averages the rate: 1 MB more in 1,000 takes takes 500 ms of clock time.
+  const started = clock.now();
+  const run = watch(
+    (async () => {
+      for (let i = 0; i < 1000; i++) await bucket.take(1000);
+    })(),
+  );
+  while (!run.done) if (!(await clock.fireNext())) await settle();
+  t.true(Math.abs(clock.now() - started - 500) <= 1, `took ${clock.now() - started} ms of clock time`);
 });
 
-test('GuestPriority: idle() waits while guest fills are in flight, at most maxWaitMs', async (t) => {
-  const priority = new GuestPriority(50);
-  await priority.idle(); // nothing in flight: at once
+test('TokenBucket: an aborted take rejects with the reason and leaves the queue to the next', async (t) => {
+  const clock = new FakeClock();
+  const bucket = new TokenBucket(1_000_000, 1000, clock);
+  await bucket.take(10_000_000); // 9,999 kB in debt after the 1 kB burst: 9.999 s
+  const aborted = new AbortController();
+  const blocked = bucket.take(1, aborted.signal);
+  await settle();
+  t.deepEqual(clock.pending, [9999]);
+  aborted.abort(new Error('stop'));
+  await t.throwsAsync(blocked, { message: 'stop' });
+  t.deepEqual(clock.pending, [], 'its timer was cancelled');
+  const after = watch(bucket.take(1));
+  await clock.advance(9998);
+  t.false(after.done);
+  await clock.advance(1);
+  t.true(after.done);
+  t.throws(() => new TokenBucket(0), { instanceOf: RangeError });
+});
+
+test('GuestPriority: idle() resolves at once without guest work, on the last leave, or after maxWaitMs', async (t) => {
+  const clock = new FakeClock();
+  const priority = new GuestPriority(50, clock);
+  await priority.idle(); // nothing in flight
+  t.deepEqual(clock.pending, []);
   priority.enter();
-  let started = performance.now();
-  await priority.idle();
-  t.true(performance.now() - started >= 45, 'bounded wait');
+  const bounded = watch(priority.idle());
+  t.deepEqual(clock.pending, [50]);
+  await clock.advance(49);
+  t.false(bounded.done);
+  await clock.advance(1);
+  t.true(bounded.done, 'the copy is never starved: released after maxWaitMs');
+  priority.enter(); // two guest fills in flight
+  const woken = watch(priority.idle());
   priority.leave();
-  const patient = new GuestPriority(5000);
-  patient.enter();
-  started = performance.now();
-  const waiting = patient.idle();
-  setTimeout(() => patient.leave(), 10);
-  await waiting;
-  t.true(performance.now() - started < 2500, 'woken by the last leave, not by the 5 s bound');
-  t.is(patient.busy, 0);
+  await settle();
+  t.false(woken.done, 'one fill still in flight');
+  priority.leave();
+  await settle();
+  t.true(woken.done, 'woken by the last leave');
+  t.is(clock.now(), 50, 'without any clock time passing');
+  t.deepEqual(clock.pending, [], 'and its timer was cancelled');
+  t.is(priority.busy, 0);
+});
+
+test('sleep: resolves after the clock moved; an abort rejects with the reason', async (t) => {
+  const clock = new FakeClock();
+  const slept = watch(sleep(30, undefined, clock));
+  await clock.advance(30);
+  t.true(slept.done);
+  const aborted = new AbortController();
+  aborted.abort(new Error('early'));
+  await t.throwsAsync(sleep(30, aborted.signal, clock), { message: 'early' });
 });

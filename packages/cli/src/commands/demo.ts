@@ -260,9 +260,14 @@ Options:
         restore.drives.map((d) => NbdClient.connect({ host, port, exportName: d.name })),
       );
       let copied = false;
-      const summaryPromise: Promise<LiveRestoreSummary> = restore.done.finally(() => {
-        copied = true;
-      });
+      // A full disk only stalls a live restore's copy; the demo has nobody to free space: it fails.
+      const stalled = new Promise<never>((_, reject) => restore.once('stalled', reject));
+      stalled.catch(() => undefined);
+      const summaryPromise: Promise<LiveRestoreSummary> = Promise.race([restore.done, stalled]).finally(
+        () => {
+          copied = true;
+        },
+      );
       const writes: GuestWrite[][] = drives.map(() => []);
       // The guest runs until the copy is done (and at least a few bursts, however fast).
       let bursts = 0;

@@ -84,6 +84,19 @@ async function completeAndIdle(restore: LiveRestore): Promise<void> {
   while (restore.clients() > 0) await new Promise((r) => setTimeout(r, 200));
 }
 
+/**
+ * Resolves with the error once the copy stalled on a full disk while no NBD client is
+ * connected (polled): with --exit-when-done nothing is left to serve and nothing can move on.
+ */
+async function stalledAndIdle(restore: LiveRestore): Promise<Error> {
+  for (;;) {
+    const stalled =
+      restore.stalled ?? (await new Promise<Error>((resolve) => restore.once('stalled', resolve)));
+    if (restore.clients() === 0 && restore.stalled === stalled) return stalled;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 export const liveRestoreCommand = defineCommand({
   name: 'live-restore',
   summary: 'restore every drive to local files while serving them writable over NBD (crash-safe, resumable)',
@@ -100,7 +113,9 @@ so a VM can run on it at once:
   qemu-system-x86_64 -drive file=nbd://127.0.0.1:10809/drive-scsi0.img,format=raw ...
 Reads of regions not yet local come from the backup (through one shared chunk cache)
 and are stored in the target; writes go to the target. A background copy fills the
-rest in order, yielding to the guest, within --rate-limit. DIR/<archive>.map records
+rest in order, yielding to the guest, within --rate-limit. A full disk stops only the
+copy (retried every 10 s): local regions are still served, writes that need space get
+ENOSPC. DIR/<archive>.map records
 which regions are local; FLUSH (and FUA) make every acknowledged write durable (data
 fdatasync'ed before the map records it). Once every drive is local the backup is
 closed and never read again; the exports keep serving the local files.
@@ -120,6 +135,7 @@ Options:
   --workers N          decode threads (default: CPU count)
   --readahead N        chunks to load ahead of a sequential guest reader (default 8)
   --exit-when-done     exit once every drive is local and no NBD client is connected
+                       (or, exit 1, once a full disk stopped the copy and none is)
   --json               progress and the end as JSON lines on stdout
   --keyfile FILE       PBS key file of an encrypted snapshot
 ${namespaceHelp(23)}
@@ -235,7 +251,12 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       const outcome = await Promise.race([
         stop.then(() => 'signal' as const),
         failed.then((err) => ({ err })),
-        ...(values['exit-when-done'] === true ? [completeAndIdle(restore).then(() => 'done' as const)] : []),
+        ...(values['exit-when-done'] === true
+          ? [
+              completeAndIdle(restore).then(() => 'done' as const),
+              stalledAndIdle(restore).then((err) => ({ err })),
+            ]
+          : []),
       ]);
       reporter.end();
       closed = true;

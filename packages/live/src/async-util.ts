@@ -1,0 +1,24 @@
+import { LiveError } from './errors.js';
+
+/**
+ * The NBD server reports an error's `code` when it is a POSIX one (ENOSPC → NBD_ENOSPC)
+ * and EIO otherwise: a LiveError that knows its POSIX error is re-thrown with that code
+ * (the LiveError, with its ERR_LR_ code, as `cause`).
+ */
+export async function forNbd(work: Promise<void>): Promise<void> {
+  try {
+    await work;
+  } catch (err) {
+    if (err instanceof LiveError && err.errno !== undefined) {
+      throw Object.assign(new Error(`${err.code}: ${err.message}`, { cause: err }), { code: err.errno });
+    }
+    throw err;
+  }
+}
+
+/** Waits for every promise; rejects with the first rejection (in order) once all have settled. */
+export async function settleAll(pending: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(pending);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}

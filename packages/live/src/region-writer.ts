@@ -1,0 +1,193 @@
+import { dataExtents } from '@liverestore/reader';
+import { targetIoError } from './errors.js';
+import { RegionEvent, RegionState, type RegionStates } from './region-state.js';
+import type { GuestPriority, RegionLocks, Semaphore } from './sched.js';
+import { type TargetFile, writeZeroes } from './target-file.js';
+
+/** Where the regions of a drive lie in its image. */
+export interface RegionGeometry {
+  regionStart(i: number): number;
+  regionLength(i: number): number;
+}
+
+/** What a {@link RegionWriter} works with (all owned by its drive). */
+export interface RegionWriterParts {
+  readonly file: TargetFile;
+  readonly targetPath: string;
+  readonly geometry: RegionGeometry;
+  readonly states: RegionStates;
+  /** Applies a transition through the drive (which counts regions that became local). */
+  readonly transition: (i: number, event: RegionEvent) => void;
+  /** A full region of the backup for a guest fill (counted by the drive). */
+  readonly fetchForGuest: (i: number) => Promise<Buffer>;
+  readonly locks: RegionLocks;
+  readonly priority: GuestPriority;
+  readonly fillSlots: Semaphore;
+}
+
+/**
+ * Every write into a drive's target, with the region-state transitions around it: fills
+ * (copy, copy-on-read, the fill before a partial guest write) and guest writes. Bytes
+ * are only ever written into a region not local after FILL_STARTED, so a region that may
+ * hold part of them is never taken for a hole, and only under the region's lock.
+ */
+export class RegionWriter {
+  readonly #file: TargetFile;
+  readonly #targetPath: string;
+  readonly #geometry: RegionGeometry;
+  readonly #states: RegionStates;
+  readonly #transition: (i: number, event: RegionEvent) => void;
+  readonly #fetchForGuest: (i: number) => Promise<Buffer>;
+  readonly #locks: RegionLocks;
+  readonly #priority: GuestPriority;
+  readonly #fillSlots: Semaphore;
+  /** Background stores queued or running, by region (each region is stored once at a time). */
+  readonly #stores = new Map<number, Promise<void>>();
+
+  constructor(parts: RegionWriterParts) {
+    this.#file = parts.file;
+    this.#targetPath = parts.targetPath;
+    this.#geometry = parts.geometry;
+    this.#states = parts.states;
+    this.#transition = parts.transition;
+    this.#fetchForGuest = parts.fetchForGuest;
+    this.#locks = parts.locks;
+    this.#priority = parts.priority;
+    this.#fillSlots = parts.fillSlots;
+  }
+
+  /**
+   * Writes a full region buffer into region `i`, not local (holding the region's lock),
+   * and marks it local. A pristine region (a hole) skips all-zero 64 KiB blocks and stays sparse.
+   */
+  async fillRegion(i: number, data: Buffer): Promise<void> {
+    const start = this.#geometry.regionStart(i);
+    const pristine = this.#states.get(i) === RegionState.REMOTE_PRISTINE;
+    this.#transition(i, RegionEvent.FILL_STARTED);
+    try {
+      if (pristine) {
+        for (const [from, to] of dataExtents(data))
+          await this.#file.pwrite(data.subarray(from, to), start + from);
+      } else {
+        await this.#file.pwrite(data, start);
+      }
+    } catch (err) {
+      throw targetIoError(err, this.#targetPath, 'writing');
+    }
+    this.#transition(i, RegionEvent.FILLED);
+  }
+
+  /**
+   * A zero chunk not yet local: a pristine region is a hole already; a dirty one may hold
+   * part of an interrupted write, so the non-zero blocks found in it are zeroed.
+   */
+  async zeroForCopy(i: number): Promise<void> {
+    if (this.#states.get(i) === RegionState.REMOTE_PRISTINE) {
+      this.#transition(i, RegionEvent.ZERO_FILLED);
+      return;
+    }
+    this.#transition(i, RegionEvent.FILL_STARTED);
+    const start = this.#geometry.regionStart(i);
+    const current = Buffer.allocUnsafe(this.#geometry.regionLength(i));
+    try {
+      await this.#file.pread(current, start);
+      for (const [from, to] of dataExtents(current)) await writeZeroes(this.#file, to - from, start + from);
+    } catch (err) {
+      throw targetIoError(err, this.#targetPath, 'zeroing');
+    }
+    this.#transition(i, RegionEvent.FILLED);
+  }
+
+  /** Applies guest bytes (`data`, or zeroes when undefined) to [from, to) of region `i`. */
+  async writeRegion(i: number, from: number, to: number, data: Buffer | undefined): Promise<void> {
+    if (this.#states.isLocal(i)) {
+      // Local regions are never written by the copy or a fill: no lock needed.
+      this.#transition(i, RegionEvent.GUEST_WRITE);
+      await this.#apply(from, to, data);
+      return;
+    }
+    this.#priority.enter();
+    const release = await this.#locks.acquire(i);
+    try {
+      if (this.#states.isLocal(i)) {
+        this.#transition(i, RegionEvent.GUEST_WRITE);
+        await this.#apply(from, to, data);
+      } else if (from === this.#geometry.regionStart(i) && to === from + this.#geometry.regionLength(i)) {
+        await this.#writeWholeRegion(i, from, to, data);
+      } else {
+        await this.#fillAndWrite(i, from, to, data);
+      }
+    } finally {
+      release();
+      this.#priority.leave();
+    }
+  }
+
+  /** A write covering region `i`, not local: no fetch; zeroing a pristine region writes nothing. */
+  async #writeWholeRegion(i: number, from: number, to: number, data: Buffer | undefined): Promise<void> {
+    if (data === undefined && this.#states.get(i) === RegionState.REMOTE_PRISTINE) {
+      this.#transition(i, RegionEvent.ZERO_FILLED);
+      return;
+    }
+    this.#transition(i, RegionEvent.FILL_STARTED);
+    await this.#apply(from, to, data);
+    this.#transition(i, RegionEvent.FILLED);
+  }
+
+  /** Region-grain tracking: fills region `i` from the backup, puts the guest's bytes on top, writes it once. */
+  async #fillAndWrite(i: number, from: number, to: number, data: Buffer | undefined): Promise<void> {
+    const start = this.#geometry.regionStart(i);
+    const slot = await this.#fillSlots.acquire();
+    try {
+      const region = await this.#fetchForGuest(i);
+      if (data === undefined) region.fill(0, from - start, to - start);
+      else data.copy(region, from - start);
+      await this.fillRegion(i, region);
+    } finally {
+      slot();
+    }
+  }
+
+  async #apply(from: number, to: number, data: Buffer | undefined): Promise<void> {
+    try {
+      if (data === undefined) await writeZeroes(this.#file, to - from, from);
+      else await this.#file.pwrite(data, from);
+    } catch (err) {
+      throw targetIoError(err, this.#targetPath, 'writing');
+    }
+  }
+
+  /**
+   * Copy-on-read: fills region `i` with `fetch()`'s bytes in the background, once, under
+   * its lock and a fill slot, unless it is local or `cancelled()` by then; a failure goes
+   * to `onError` (the region stays not local and is filled again later).
+   */
+  storeInBackground(
+    i: number,
+    how: { fetch: () => Promise<Buffer>; cancelled: () => boolean; onError: (err: unknown) => void },
+  ): void {
+    if (this.#stores.has(i)) return;
+    const store = async (): Promise<void> => {
+      const slot = await this.#fillSlots.acquire();
+      const release = await this.#locks.acquire(i);
+      try {
+        if (this.#states.isLocal(i) || how.cancelled()) return;
+        await this.fillRegion(i, await how.fetch());
+      } finally {
+        release();
+        slot();
+      }
+    };
+    this.#stores.set(
+      i,
+      store()
+        .catch(how.onError)
+        .finally(() => this.#stores.delete(i)),
+    );
+  }
+
+  /** Resolves once no background store is queued or running. */
+  async storesSettled(): Promise<void> {
+    while (this.#stores.size > 0) await Promise.all(this.#stores.values());
+  }
+}
