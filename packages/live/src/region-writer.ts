@@ -169,12 +169,20 @@ export class RegionWriter {
     if (this.#stores.has(i)) return;
     const store = async (): Promise<void> => {
       const slot = await this.#fillSlots.acquire();
-      const release = await this.#locks.acquire(i);
       try {
         if (this.#states.isLocal(i) || how.cancelled()) return;
-        await this.fillRegion(i, await how.fetch());
+        // The region's bytes are taken at once, while the chunk the guest just read is
+        // still in the cache: waiting for the lock first (the copy may hold it) could let
+        // the chunk be evicted and cost a second fetch and decode.
+        const data = await how.fetch();
+        const release = await this.#locks.acquire(i);
+        try {
+          if (this.#states.isLocal(i) || how.cancelled()) return;
+          await this.fillRegion(i, data);
+        } finally {
+          release();
+        }
       } finally {
-        release();
         slot();
       }
     };
