@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
+import { ByteQueue } from './byte-queue.js';
 import { NbdError } from './errors.js';
-import * as P from './protocol.js';
+import * as P from './wire.js';
 
 /** Where and what {@link NbdClient.connect} opens. */
 export interface NbdClientOptions {
@@ -34,69 +35,6 @@ interface Pending {
 
 /** The socket reads into one buffer of this size, reused for every read. */
 const READ_BUFFER_BYTES = 256 * 1024;
-/** First size of the queue's buffer; it grows to the largest reply chunk waiting in it. */
-const QUEUE_INITIAL_BYTES = 1024 * 1024;
-
-/**
- * Received bytes not yet consumed, in one buffer the client owns and reuses. The socket
- * reads into a fixed buffer (`onread`) and each read is appended here, so receiving
- * allocates nothing: with a fresh buffer per socket read (a `data` listener), a client
- * reading at several hundred MB/s ran a full garbage collection every 40–50 ms.
- */
-class ByteQueue {
-  #buffer = Buffer.allocUnsafe(QUEUE_INITIAL_BYTES);
-  #head = 0;
-  #tail = 0;
-
-  get length(): number {
-    return this.#tail - this.#head;
-  }
-
-  push(data: Uint8Array): void {
-    if (this.#tail + data.byteLength > this.#buffer.length) this.#makeRoom(data.byteLength);
-    this.#buffer.set(data, this.#tail);
-    this.#tail += data.byteLength;
-  }
-
-  /** Moves the unconsumed bytes to the front, into a larger buffer when they and `n` more do not fit. */
-  #makeRoom(n: number): void {
-    const live = this.length;
-    const target =
-      live + n <= this.#buffer.length
-        ? this.#buffer
-        : Buffer.allocUnsafe(Math.max(2 * this.#buffer.length, live + n));
-    this.#buffer.copy(target, 0, this.#head, this.#tail);
-    this.#buffer = target;
-    this.#head = 0;
-    this.#tail = live;
-  }
-
-  /** Copies the next `n` bytes (n ≤ length) to `target` (or drops them) and consumes them. */
-  take(n: number, target?: Uint8Array, at = 0): void {
-    if (target !== undefined) target.set(this.#buffer.subarray(this.#head, this.#head + n), at);
-    this.#head += n;
-    if (this.#head === this.#tail) {
-      this.#head = 0;
-      this.#tail = 0;
-      // A one-off huge reply (up to 32 MiB) does not pin its buffer for the connection's life.
-      if (this.#buffer.length > 4 * QUEUE_INITIAL_BYTES)
-        this.#buffer = Buffer.allocUnsafe(QUEUE_INITIAL_BYTES);
-    }
-  }
-
-  /** The next `n` bytes as a new buffer, consumed. */
-  read(n: number): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    this.take(n, out);
-    return out;
-  }
-
-  /** A view of the next `n` bytes (n ≤ length), valid until the next push. */
-  peek(n: number): Buffer {
-    return this.#buffer.subarray(this.#head, this.#head + n);
-  }
-}
-
 function protocolError(message: string): NbdError {
   return new NbdError('ERR_LR_NBD_PROTOCOL', `NBD server: ${message}`);
 }
@@ -211,43 +149,29 @@ export class NbdClient {
     return this.#queue.read(n);
   }
 
-  #sendOption(option: number, data: Buffer = Buffer.alloc(0)): void {
-    const h = Buffer.allocUnsafe(P.OPTION_HEADER_BYTES);
-    h.writeBigUInt64BE(P.IHAVEOPT, 0);
-    h.writeUInt32BE(option, 8);
-    h.writeUInt32BE(data.length, 12);
-    this.#socket.write(Buffer.concat([h, data]));
+  #sendOption(option: number, data?: Buffer): void {
+    this.#socket.write(P.encodeOption(option, data));
   }
 
   async #optionReply(option: number): Promise<{ type: number; data: Buffer }> {
-    const h = await this.#bytes(20);
-    if (h.readBigUInt64BE(0) !== P.NBD_REP_MAGIC || h.readUInt32BE(8) !== option) {
-      throw protocolError('bad option reply');
-    }
-    const length = h.readUInt32BE(16);
-    if (length > P.MAX_OPTION_BYTES) throw protocolError(`option reply of ${length} bytes`);
-    return { type: h.readUInt32BE(12), data: await this.#bytes(length) };
+    const h = P.decodeOptionReplyHeader(await this.#bytes(P.OPTION_REPLY_HEADER_BYTES));
+    if (h === undefined || h.option !== option) throw protocolError('bad option reply');
+    if (h.length > P.MAX_OPTION_BYTES) throw protocolError(`option reply of ${h.length} bytes`);
+    return { type: h.type, data: await this.#bytes(h.length) };
   }
 
   async #handshake(exportName: string, structured: boolean): Promise<void> {
-    const greet = await this.#bytes(18);
-    if (greet.readBigUInt64BE(0) !== P.NBDMAGIC || greet.readBigUInt64BE(8) !== P.IHAVEOPT) {
-      throw protocolError('not a newstyle NBD server');
-    }
-    const serverFlags = greet.readUInt16BE(16);
+    const serverFlags = P.decodeGreeting(await this.#bytes(P.GREETING_BYTES));
+    if (serverFlags === undefined) throw protocolError('not a newstyle NBD server');
     if ((serverFlags & P.NBD_FLAG_FIXED_NEWSTYLE) === 0) throw protocolError('no fixed newstyle');
-    const clientFlags = Buffer.allocUnsafe(4);
-    clientFlags.writeUInt32BE(P.NBD_FLAG_C_FIXED_NEWSTYLE | (serverFlags & P.NBD_FLAG_NO_ZEROES));
-    this.#socket.write(clientFlags);
+    this.#socket.write(
+      P.encodeClientFlags(P.NBD_FLAG_C_FIXED_NEWSTYLE | (serverFlags & P.NBD_FLAG_NO_ZEROES)),
+    );
     if (structured) {
       this.#sendOption(P.NBD_OPT_STRUCTURED_REPLY);
       this.structured = (await this.#optionReply(P.NBD_OPT_STRUCTURED_REPLY)).type === P.NBD_REP_ACK;
     }
-    const name = Buffer.from(exportName, 'utf8');
-    const go = Buffer.alloc(6 + name.length);
-    go.writeUInt32BE(name.length, 0);
-    name.copy(go, 4);
-    this.#sendOption(P.NBD_OPT_GO, go);
+    this.#sendOption(P.NBD_OPT_GO, P.encodeGoRequest(exportName));
     for (;;) {
       const reply = await this.#optionReply(P.NBD_OPT_GO);
       if (reply.type === P.NBD_REP_ACK) break;
@@ -257,9 +181,10 @@ export class NbdClient {
           `NBD server refused export "${exportName}": ${reply.data.toString('utf8') || `error ${reply.type}`}`,
         );
       }
-      if (reply.type === P.NBD_REP_INFO && reply.data.readUInt16BE(0) === P.NBD_INFO_EXPORT) {
-        this.size = Number(reply.data.readBigUInt64BE(2));
-        this.flags = reply.data.readUInt16BE(10);
+      const info = reply.type === P.NBD_REP_INFO ? P.decodeInfo(reply.data) : undefined;
+      if (info?.kind === 'export') {
+        this.size = info.size;
+        this.flags = info.transmissionFlags;
       }
     }
     this.#transmission = true;
@@ -283,13 +208,7 @@ export class NbdClient {
       );
     }
     const handle = this.#nextHandle++;
-    const h = Buffer.allocUnsafe(P.REQUEST_HEADER_BYTES);
-    h.writeUInt32BE(P.NBD_REQUEST_MAGIC, 0);
-    h.writeUInt16BE(flags, 4);
-    h.writeUInt16BE(type, 6);
-    h.writeBigUInt64BE(handle, 8);
-    h.writeBigUInt64BE(BigInt(offset), 16);
-    h.writeUInt32BE(length, 24);
+    const h = P.encodeRequestHeader({ flags, type, handle, offset, length });
     const done = new Promise<void>((resolve, reject) => {
       this.#pending.set(handle, { type, buffer, offset, error: undefined, resolve, reject });
     });
@@ -344,9 +263,7 @@ export class NbdClient {
   async close(): Promise<void> {
     if (this.#failure === undefined) {
       await Promise.allSettled(this.#requests);
-      const h = Buffer.alloc(P.REQUEST_HEADER_BYTES);
-      h.writeUInt32BE(P.NBD_REQUEST_MAGIC, 0);
-      h.writeUInt16BE(P.NBD_CMD_DISC, 6);
+      const h = P.encodeRequestHeader({ flags: 0, type: P.NBD_CMD_DISC, handle: 0n, offset: 0, length: 0 });
       this.#failure = new NbdError('ERR_LR_NBD_CONNECTION', 'client closed');
       this.#socket.end(h);
     }
@@ -374,45 +291,37 @@ export class NbdClient {
   #parseOne(): boolean {
     const q = this.#queue;
     if (q.length < 4) return false;
-    const magic = q.peek(4).readUInt32BE(0);
-    if (magic === P.NBD_SIMPLE_REPLY_MAGIC) {
-      if (q.length < P.SIMPLE_REPLY_BYTES) return false;
-      const h = q.peek(P.SIMPLE_REPLY_BYTES);
-      const errno = h.readUInt32BE(4);
-      const handle = h.readBigUInt64BE(8);
-      const p = this.#take(handle);
-      const dataBytes = p.type === P.NBD_CMD_READ && errno === 0 ? p.buffer!.byteLength : 0;
-      if (q.length < P.SIMPLE_REPLY_BYTES + dataBytes) return false;
-      q.take(P.SIMPLE_REPLY_BYTES);
+    const headerBytes = P.replyHeaderBytes(q.peek(4));
+    if (headerBytes === undefined) throw protocolError(`bad reply magic 0x${q.peek(4).toString('hex')}`);
+    if (q.length < headerBytes) return false;
+    const h = P.decodeReplyHeader(q.peek(headerBytes))!;
+    if (h.kind === 'simple') {
+      const p = this.#take(h.handle);
+      const dataBytes = p.type === P.NBD_CMD_READ && h.error === 0 ? p.buffer!.byteLength : 0;
+      if (q.length < headerBytes + dataBytes) return false;
+      q.take(headerBytes);
       if (dataBytes > 0) q.take(dataBytes, p.buffer);
-      this.#settle(handle, p, errno === 0 ? undefined : requestError(errno, ''));
+      this.#settle(h.handle, p, h.error === 0 ? undefined : requestError(h.error, ''));
       return true;
     }
-    if (magic !== P.NBD_STRUCTURED_REPLY_MAGIC)
-      throw protocolError(`bad reply magic 0x${magic.toString(16)}`);
-    if (q.length < P.STRUCTURED_REPLY_BYTES) return false;
-    const h = q.peek(P.STRUCTURED_REPLY_BYTES);
-    const flags = h.readUInt16BE(4);
-    const type = h.readUInt16BE(6);
-    const handle = h.readBigUInt64BE(8);
-    const length = h.readUInt32BE(16);
+    const { flags, type, handle, length } = h;
     if (length > P.MAX_REQUEST_BYTES + 1024) throw protocolError(`reply chunk of ${length} bytes`);
     if (q.length < P.STRUCTURED_REPLY_BYTES + length) return false;
     const p = this.#take(handle);
     q.take(P.STRUCTURED_REPLY_BYTES);
     if (type === P.NBD_REPLY_TYPE_OFFSET_DATA || type === P.NBD_REPLY_TYPE_OFFSET_HOLE) {
-      const at = Number(q.read(8).readBigUInt64BE(0)) - p.offset;
-      const span = type === P.NBD_REPLY_TYPE_OFFSET_DATA ? length - 8 : q.read(4).readUInt32BE(0);
+      const hole =
+        type === P.NBD_REPLY_TYPE_OFFSET_HOLE ? P.decodeOffsetHole(q.read(P.OFFSET_HOLE_BYTES)) : undefined;
+      const at = (hole?.offset ?? P.decodeOffset(q.read(8))) - p.offset;
+      const span = hole?.length ?? length - 8;
       const target = p.buffer;
       if (target === undefined || at < 0 || at + span > target.byteLength)
         throw protocolError('reply data outside the request');
       if (type === P.NBD_REPLY_TYPE_OFFSET_DATA) q.take(span, target, at);
       else target.fill(0, at, at + span);
     } else if ((type & 0x8000) !== 0) {
-      const payload = q.read(length);
-      const errno = length >= 4 ? payload.readUInt32BE(0) : P.NBD_EIO;
-      const msgLength = length >= 6 ? payload.readUInt16BE(4) : 0;
-      p.error ??= requestError(errno, payload.toString('utf8', 6, Math.min(length, 6 + msgLength)));
+      const { error, message } = P.decodeErrorPayload(q.read(length));
+      p.error ??= requestError(error, message);
     } else {
       q.take(length); // NONE, or metadata we did not ask for
     }

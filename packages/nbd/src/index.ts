@@ -1,5 +1,17 @@
-export * from './client.js';
-export * from './errors.js';
-export * from './export.js';
-export * from './protocol.js';
-export * from './server.js';
+export { NbdClient, type NbdClientOptions, type NbdWriteOptions } from './client.js';
+export { NbdError } from './errors.js';
+export {
+  type AllocationExtent,
+  type NbdExport,
+  type NbdWriter,
+  readerExport,
+  snapshotExports,
+} from './export.js';
+export {
+  NBD_SERVER_DEFAULTS,
+  type NbdListen,
+  type NbdServer,
+  type NbdServerOptions,
+  type NbdServerStats,
+  startNbdServer,
+} from './server.js';

@@ -1,7 +1,7 @@
 /*
  * Test helpers for @liverestore/nbd: a small datastore (real backup writer, testkit images,
- * 1 MiB chunks, sizes not multiples of the chunk size) and a minimal hand-written NBD
- * client over node:net, so the wire format is checked independently of the server code.
+ * 1 MiB chunks, sizes not multiples of the chunk size) and a minimal NBD client over
+ * node:net that tests drive step by step.
  */
 
 import { connect, type Socket } from 'node:net';
@@ -14,6 +14,7 @@ export { prng } from '@liverestore/testkit';
 
 import type { ExecutionContext } from 'ava';
 import { type NbdServer, type NbdServerOptions, startNbdServer } from '../src/index.js';
+import * as W from '../src/wire.js';
 
 export const MiB = 1024 * 1024;
 export const CHUNK_BYTES = MiB;
@@ -111,23 +112,31 @@ export class WireReader {
   }
 }
 
-export const IHAVEOPT = 0x49484156454f5054n;
-export const REP_MAGIC = 0x3e889045565a9n;
-
 export interface OptionReply {
   option: number;
   type: number;
   data: Buffer;
 }
 
-/** A minimal NBD client: fixed newstyle handshake, options, requests with out-of-order replies. */
+/**
+ * A minimal NBD client: fixed newstyle handshake, options, requests with out-of-order
+ * replies. It speaks through the shared wire module (wire.test.ts checks that module
+ * against byte layouts written out from proto.md), but keeps its own simple control flow,
+ * so tests can send what a real client never would: raw options, unknown flags, garbage.
+ */
 export class MiniClient {
   readonly wire: WireReader;
   structured = false;
   #nextHandle = 1n;
   readonly #pending = new Map<
     bigint,
-    { type: number; length: number; resolve: (r: CmdReply) => void; reject: (e: Error) => void }
+    {
+      type: number;
+      length: number;
+      chunks: { type: number; payload: Buffer }[];
+      resolve: (r: CmdReply) => void;
+      reject: (e: Error) => void;
+    }
   >();
 
   private constructor(readonly socket: Socket) {
@@ -145,26 +154,20 @@ export class MiniClient {
 
   /** Reads the greeting and answers with client flags FIXED_NEWSTYLE | NO_ZEROES. */
   async greet(): Promise<number> {
-    const g = await this.wire.read(18);
-    if (g.readBigUInt64BE(0) !== 0x4e42444d41474943n || g.readBigUInt64BE(8) !== IHAVEOPT)
-      throw new Error('bad greeting');
-    this.socket.write(Buffer.from([0, 0, 0, 3]));
-    return g.readUInt16BE(16);
+    const flags = W.decodeGreeting(await this.wire.read(W.GREETING_BYTES));
+    if (flags === undefined) throw new Error('bad greeting');
+    this.socket.write(W.encodeClientFlags(W.NBD_FLAG_C_FIXED_NEWSTYLE | W.NBD_FLAG_C_NO_ZEROES));
+    return flags;
   }
 
-  sendOption(option: number, data: Buffer = Buffer.alloc(0)): void {
-    const h = Buffer.alloc(16);
-    h.writeBigUInt64BE(IHAVEOPT, 0);
-    h.writeUInt32BE(option, 8);
-    h.writeUInt32BE(data.length, 12);
-    this.socket.write(Buffer.concat([h, data]));
+  sendOption(option: number, data?: Buffer): void {
+    this.socket.write(W.encodeOption(option, data));
   }
 
   async optionReply(): Promise<OptionReply> {
-    const h = await this.wire.read(20);
-    if (h.readBigUInt64BE(0) !== REP_MAGIC) throw new Error('bad option reply magic');
-    const length = h.readUInt32BE(16);
-    return { option: h.readUInt32BE(8), type: h.readUInt32BE(12), data: await this.wire.read(length) };
+    const h = W.decodeOptionReplyHeader(await this.wire.read(W.OPTION_REPLY_HEADER_BYTES));
+    if (h === undefined) throw new Error('bad option reply magic');
+    return { option: h.option, type: h.type, data: await this.wire.read(h.length) };
   }
 
   /** Option replies up to and including the final one (ACK or an error). */
@@ -174,39 +177,32 @@ export class MiniClient {
     for (;;) {
       const r = await this.optionReply();
       out.push(r);
-      if (r.type === 1 || r.type >= 2 ** 31) return out;
+      if (r.type === W.NBD_REP_ACK || r.type >= 2 ** 31) return out;
     }
   }
 
   async list(): Promise<string[]> {
-    const replies = await this.option(3);
-    return replies
-      .filter((r) => r.type === 2)
-      .map((r) => r.data.toString('utf8', 4, 4 + r.data.readUInt32BE(0)));
+    const replies = await this.option(W.NBD_OPT_LIST);
+    return replies.filter((r) => r.type === W.NBD_REP_SERVER).map((r) => W.decodeServerReply(r.data));
   }
 
   static goData(name: string): Buffer {
-    const n = Buffer.from(name, 'utf8');
-    const b = Buffer.alloc(6 + n.length);
-    b.writeUInt32BE(n.length, 0);
-    n.copy(b, 4);
-    return b;
+    return W.encodeGoRequest(name);
   }
 
   /** NBD_OPT_GO; returns { size, flags } or throws with the error reply type. */
   async go(name: string): Promise<{ size: bigint; flags: number; blockSize?: number[] }> {
-    const replies = await this.option(7, MiniClient.goData(name));
+    const replies = await this.option(W.NBD_OPT_GO, MiniClient.goData(name));
     const last = replies[replies.length - 1]!;
-    if (last.type !== 1) throw Object.assign(new Error('GO refused'), { type: last.type });
-    const exp = replies.find((r) => r.type === 3 && r.data.readUInt16BE(0) === 0)!;
-    const bs = replies.find((r) => r.type === 3 && r.data.readUInt16BE(0) === 3);
+    if (last.type !== W.NBD_REP_ACK) throw Object.assign(new Error('GO refused'), { type: last.type });
+    const infos = replies.filter((r) => r.type === W.NBD_REP_INFO).map((r) => W.decodeInfo(r.data));
+    const exp = infos.find((i) => i.kind === 'export')!;
+    const bs = infos.find((i) => i.kind === 'block-size');
     this.#startReplies();
     return {
-      size: exp.data.readBigUInt64BE(2),
-      flags: exp.data.readUInt16BE(10),
-      ...(bs === undefined
-        ? {}
-        : { blockSize: [bs.data.readUInt32BE(2), bs.data.readUInt32BE(6), bs.data.readUInt32BE(10)] }),
+      size: BigInt(exp.size),
+      flags: exp.transmissionFlags,
+      ...(bs === undefined ? {} : { blockSize: [bs.minimum, bs.preferred, bs.maximum] }),
     };
   }
 
@@ -214,35 +210,30 @@ export class MiniClient {
     void (async () => {
       try {
         for (;;) {
-          const magic = (await this.wire.read(4)).readUInt32BE(0);
-          if (magic === 0x67446698) {
-            const rest = await this.wire.read(12);
-            const error = rest.readUInt32BE(0);
-            const handle = rest.readBigUInt64BE(4);
-            const p = this.#pending.get(handle);
-            if (p === undefined) throw new Error(`unknown handle ${handle}`);
-            this.#pending.delete(handle);
-            const data = p.type === 0 && error === 0 ? await this.wire.read(p.length) : Buffer.alloc(0);
-            p.resolve({ error, data, chunks: [] });
-          } else if (magic === 0x668e33ef) {
-            const rest = await this.wire.read(16);
-            const flags = rest.readUInt16BE(0);
-            const type = rest.readUInt16BE(2);
-            const handle = rest.readBigUInt64BE(4);
-            const payload = await this.wire.read(rest.readUInt32BE(12));
-            const p = this.#pending.get(handle);
-            if (p === undefined) throw new Error(`unknown handle ${handle}`);
-            const acc = (p as unknown as { acc?: { type: number; payload: Buffer }[] }).acc ?? [];
-            (p as unknown as { acc: typeof acc }).acc = acc;
-            acc.push({ type, payload });
-            if ((flags & 1) !== 0) {
-              this.#pending.delete(handle);
-              const err = acc.find((c) => c.type >= 2 ** 15);
-              const data = Buffer.alloc(p.type === 0 ? p.length : 0);
-              for (const c of acc) if (c.type === 1) c.payload.copy(data, 0, 8); // single-chunk reads
-              p.resolve({ error: err === undefined ? 0 : err.payload.readUInt32BE(0), data, chunks: acc });
-            }
-          } else throw new Error(`bad reply magic ${magic.toString(16)}`);
+          const start = await this.wire.read(4);
+          const bytes = W.replyHeaderBytes(start);
+          if (bytes === undefined) throw new Error(`bad reply magic ${start.toString('hex')}`);
+          const h = W.decodeReplyHeader(Buffer.concat([start, await this.wire.read(bytes - 4)]))!;
+          const p = this.#pending.get(h.handle);
+          if (p === undefined) throw new Error(`unknown handle ${h.handle}`);
+          if (h.kind === 'simple') {
+            this.#pending.delete(h.handle);
+            const data =
+              p.type === W.NBD_CMD_READ && h.error === 0 ? await this.wire.read(p.length) : Buffer.alloc(0);
+            p.resolve({ error: h.error, data, chunks: [] });
+            continue;
+          }
+          p.chunks.push({ type: h.type, payload: await this.wire.read(h.length) });
+          if ((h.flags & W.NBD_REPLY_FLAG_DONE) === 0) continue;
+          this.#pending.delete(h.handle);
+          const err = p.chunks.find((c) => c.type >= 2 ** 15);
+          const data = Buffer.alloc(p.type === W.NBD_CMD_READ ? p.length : 0);
+          for (const c of p.chunks) if (c.type === W.NBD_REPLY_TYPE_OFFSET_DATA) c.payload.copy(data, 0, 8); // single-chunk reads
+          p.resolve({
+            error: err === undefined ? 0 : W.decodeErrorPayload(err.payload).error,
+            data,
+            chunks: p.chunks,
+          });
         }
       } catch (e) {
         for (const p of this.#pending.values()) p.reject(e as Error);
@@ -254,15 +245,9 @@ export class MiniClient {
   /** Sends a request; resolves with its (possibly out-of-order) reply. */
   request(type: number, offset: number, length: number, payload?: Buffer, flags = 0): Promise<CmdReply> {
     const handle = this.#nextHandle++;
-    const h = Buffer.alloc(28);
-    h.writeUInt32BE(0x25609513, 0);
-    h.writeUInt16BE(flags, 4);
-    h.writeUInt16BE(type, 6);
-    h.writeBigUInt64BE(handle, 8);
-    h.writeBigUInt64BE(BigInt(offset), 16);
-    h.writeUInt32BE(length, 24);
+    const h = W.encodeRequestHeader({ flags, type, handle, offset, length });
     const promise = new Promise<CmdReply>((resolve, reject) => {
-      this.#pending.set(handle, { type, length, resolve, reject });
+      this.#pending.set(handle, { type, length, chunks: [], resolve, reject });
     });
     this.socket.write(payload === undefined ? h : Buffer.concat([h, payload]));
     return promise;
@@ -270,10 +255,9 @@ export class MiniClient {
 
   /** NBD_CMD_DISC, then wait for the server to close. */
   async disconnect(): Promise<void> {
-    const h = Buffer.alloc(28);
-    h.writeUInt32BE(0x25609513, 0);
-    h.writeUInt16BE(2, 6);
-    this.socket.write(h);
+    this.socket.write(
+      W.encodeRequestHeader({ flags: 0, type: W.NBD_CMD_DISC, handle: 0n, offset: 0, length: 0 }),
+    );
     await this.wire.closedByPeer();
   }
 }
@@ -282,4 +266,13 @@ export interface CmdReply {
   error: number;
   data: Buffer;
   chunks: { type: number; payload: Buffer }[];
+}
+
+/**
+ * Resolves once `condition()` holds, checking every few milliseconds: for states the
+ * server shows only through its counters (a connection blocked, a slot freed). A test
+ * that waits with it also sets `t.timeout`, so a state never reached fails with a message.
+ */
+export async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 5));
 }

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { type AllocationExtent, type NbdExport, startNbdServer } from '../src/index.js';
-import * as P from '../src/protocol.js';
+import * as P from '../src/wire.js';
 import { MiB, MiniClient } from './helpers.js';
 
 const run = promisify(execFile);

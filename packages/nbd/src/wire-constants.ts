@@ -1,6 +1,7 @@
 /**
- * Every constant of the NBD protocol this server uses, named as in the NBD project's
- * proto.md, so the wire code reads like the specification and values are checked in one place.
+ * Every constant of the NBD protocol this project uses, named as in the NBD project's
+ * proto.md, so the wire code reads like the specification and values are checked in one
+ * place. Import them through wire.ts, which re-exports this file with the encoders.
  */
 
 /** Server greeting: "NBDMAGIC". */
@@ -9,8 +10,11 @@ export const NBDMAGIC = 0x4e42444d41474943n;
 export const IHAVEOPT = 0x49484156454f5054n;
 /** Magic of every option reply. */
 export const NBD_REP_MAGIC = 0x3e889045565a9n;
+/** First field of every request header. */
 export const NBD_REQUEST_MAGIC = 0x25609513;
+/** First field of a simple reply. */
 export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
+/** First field of every structured reply chunk. */
 export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
 /** Handshake flags (server). */
@@ -75,11 +79,14 @@ export const NBD_CMD_CACHE = 5;
 export const NBD_CMD_WRITE_ZEROES = 6;
 export const NBD_CMD_BLOCK_STATUS = 7;
 
-/** Command flags. */
+/** Command flags: FUA (durable before the reply; any command once SEND_FUA is advertised), NO_HOLE
+ * (WRITE_ZEROES only), DF (READ only, with SEND_DF), REQ_ONE (BLOCK_STATUS only), FAST_ZERO
+ * (WRITE_ZEROES only, with SEND_FAST_ZERO, which this server does not advertise). */
 export const NBD_CMD_FLAG_FUA = 1 << 0;
 export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
 export const NBD_CMD_FLAG_DF = 1 << 2;
 export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
+export const NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
 
 /** Structured reply flags and types. */
 export const NBD_REPLY_FLAG_DONE = 1 << 0;
