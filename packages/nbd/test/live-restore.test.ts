@@ -197,7 +197,8 @@ const liveRestore = test.macro(async (t, from: 'local store' | 'liverestore serv
       ? 'stream already finished before the guest I/O was done'
       : `stream still running during guest I/O: ${job.offset}/${job.len} bytes`,
   );
-  if (job !== undefined) t.false(qmp.events.some((e) => e.event === 'BLOCK_JOB_COMPLETED'));
+  // (No assertion on the events here: when the job was at its last piece, its
+  // BLOCK_JOB_COMPLETED can arrive in the same read as the query's reply; that flaked.)
 
   // 5. Unthrottle, wait for the job, quit, and check the overlay is standalone and correct.
   if (job !== undefined) await qmp.execute('block-job-set-speed', { device: 'stream0', speed: 0 });

@@ -45,6 +45,10 @@ ${SPILL_HELP}
 ${namespaceHelp(23)}
   -h, --help           show this help
 
+At most 1024 connections are open at once (more are closed at once, with a line on
+stderr); a client that reads none of its replies for 60 s is disconnected, and all
+connections together hold at most 256 MiB of replies.
+
 Prints the address and the exports, then serves until stopped.`,
   options: {
     help: COMMON_OPTIONS.help,
@@ -93,7 +97,13 @@ Prints the address and the exports, then serves until stopped.`,
         http: token === undefined ? {} : { token },
       });
       try {
-        const server = await startNbdServer({ snapshot, listen, readaheadChunks });
+        const server = await startNbdServer({
+          snapshot,
+          listen,
+          readaheadChunks,
+          // Refused (over 1024 connections) and cut (replies unread for 60 s) connections.
+          log: (line) => io.stderr.write(`${line}\n`),
+        });
         io.stdout.write(`${server.address}\n`);
         for (const name of server.exports) io.stdout.write(`  export ${name}\n`);
         await stopSignal();
