@@ -11,9 +11,10 @@ export interface AllocationExtent {
 
 /**
  * What the NBD server exports: a device of `size` bytes. Read-only exports refuse every
- * write with EPERM; writable ones implement the write methods. The server checks ranges
- * (within `size`, at most 32 MiB) before calling; an error thrown with `errno`
- * (e.g. `ENOSPC`) is sent to the client as that NBD error, anything else as EIO.
+ * write with EPERM; writable ones implement the write methods. The server checks every
+ * request (validateRequest: range within `size`, reads at most 32 MiB, flags) before
+ * calling; an error thrown with a `code` NBD has (`ENOSPC`, `EPERM`, `EINVAL`, `ENOMEM`
+ * and their kin) is sent to the client as that NBD error, anything else as EIO.
  */
 export interface NbdExport {
   readonly name: string;
