@@ -164,12 +164,13 @@ class NbdServerImpl implements ConnectionHost {
 
   accept(socket: Socket): void {
     if (this.connections.size >= this.maxConnections) {
+      const from = socket.remoteAddress ?? 'a Unix socket';
       socket.on('error', () => {});
       socket.destroy();
       this.counters.refused++;
       this.#note(
         'refused',
-        `nbd: ${this.maxConnections} connections open (maxConnections): refused one from ${socket.remoteAddress ?? 'a local socket'}`,
+        `nbd: ${this.maxConnections} connections open (maxConnections): refused one from ${from}`,
       );
       return;
     }
