@@ -26,7 +26,7 @@ import { backup, Datastore } from '@liverestore/datastore';
 import { NbdClient } from '@liverestore/nbd';
 import * as W from '@liverestore/nbd/internal';
 import { type ImageSpec, imageBytes, vmImageSet, writeImageFile } from '@liverestore/testkit';
-import { startLiverestoreProcess } from './liverestore-process.js';
+import { type LiverestoreProcess, startLiverestoreProcess } from './liverestore-process.js';
 import { peakRssBytes } from './proc-stats.js';
 
 const MiB = 1024 * 1024;
@@ -62,15 +62,13 @@ function handshakeAndReads(exportSize: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** `liverestore nbd` over the store's one snapshot, default limits, on a free loopback port. */
+function startNbd(storeDir: string): Promise<LiverestoreProcess> {
+  return startLiverestoreProcess(['nbd', '--from', storeDir, 'vm/100', '--listen', '127.0.0.1:0']);
+}
+
 async function measure(storeDir: string, clients: number, exportSize: number): Promise<void> {
-  const server = await startLiverestoreProcess([
-    'nbd',
-    '--from',
-    storeDir,
-    'vm/100',
-    '--listen',
-    '127.0.0.1:0',
-  ]);
+  const server = await startNbd(storeDir);
   try {
     const [host, port] = server.address.split(':');
     const sockets: Socket[] = [];
@@ -132,14 +130,7 @@ async function flood(host: string, port: number, count: number): Promise<void> {
 }
 
 async function idleFlood(storeDir: string, total: number, spec: ImageSpec): Promise<void> {
-  const server = await startLiverestoreProcess([
-    'nbd',
-    '--from',
-    storeDir,
-    'vm/100',
-    '--listen',
-    '127.0.0.1:0',
-  ]);
+  const server = await startNbd(storeDir);
   const children: ChildProcess[] = [];
   try {
     const [host, port] = server.address.split(':');
