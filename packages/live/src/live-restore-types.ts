@@ -42,6 +42,8 @@ export interface LiveRestoreOptions {
    * for no server (serve `restore.drives` yourself, or use the drives directly).
    */
   listen?: NbdListen | false | undefined;
+  /** Lines the NBD server logs (connections refused at its limit, clients cut for not reading their replies). */
+  log?: ((line: string) => void) | undefined;
   /**
    * After the copy stopped on a full target file system (`stalled`), it is tried again
    * this often (the exports keep serving meanwhile). Default 10000.
