@@ -11,3 +11,4 @@ export * from './key-file.js';
 export * from './magic.js';
 export * from './manifest.js';
 export * from './read-index.js';
+export { type ZstdCodecInfo, zstdCodecInfo } from './zstd-codec.js';
