@@ -11,4 +11,11 @@ export * from './key-file.js';
 export * from './magic.js';
 export * from './manifest.js';
 export * from './read-index.js';
-export { type ZstdCodecInfo, zstdCodecInfo } from './zstd-codec.js';
+export {
+  nativeZstdEncoder,
+  nodeZlibZstd,
+  wasmZstd,
+  type ZstdDecoderBackend,
+  type ZstdEncoderBackend,
+} from './zstd-backends.js';
+export * from './zstd-codec.js';
