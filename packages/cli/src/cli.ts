@@ -56,7 +56,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   if (name === '--version' || name === '-V') {
     // Second line: which zstd implementation this Node.js runs (docs/formats.md, "zstd codec").
     io.stdout.write(
-      `${VERSION}\nzstd: encode ${zstdCodecInfo.encoder}, decode ${zstdCodecInfo.decoder} (Node.js ${process.version})\n`,
+      `${VERSION}\nzstd: encode ${zstdCodecInfo.encoder}, decode ${zstdCodecInfo.decoder} ` +
+        `(${[`Node.js ${process.version}`, ...zstdCodecInfo.notes].join('; ')})\n`,
     );
     return 0;
   }

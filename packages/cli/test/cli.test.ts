@@ -118,7 +118,7 @@ test('top-level help lists every command; --version matches package.json', async
   t.is(versionLine, pkg.version);
   t.regex(
     zstdLine ?? '',
-    /^zstd: encode (node:zlib|@toondepauw\/node-zstd|@foxglove\/wasm-zstd) \S+.*, decode (node:zlib|@foxglove\/wasm-zstd) /,
+    /^zstd: encode (node:zlib|@foxglove\/wasm-zstd) \S+.*, decode (node:zlib|@foxglove\/wasm-zstd) /,
   );
 });
 

@@ -3,8 +3,10 @@
  * interfaces. Which one runs is decided once, in zstd-codec.ts.
  *
  *   node:zlib              zstdCompressSync / zstdDecompressSync, Node.js >= 22.15 / 23.8
- *   @toondepauw/node-zstd  native (napi-rs) encoder, prebuilt per platform; optional dependency
  *   @foxglove/wasm-zstd    WebAssembly build of libzstd: runs wherever Node.js runs
+ *
+ * `bench codecs` also times candidates the product does not ship (a native encoder,
+ * another WebAssembly build, fzstd); docs/formats.md says why they lost.
  */
 
 import { createRequire } from 'node:module';
@@ -73,34 +75,6 @@ export function nodeZlibZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDeco
           // One output buffer for a whole chunk instead of zlib's 16 KiB steps.
           chunkSize: Math.max(64, Math.min(capacityBytes, 4 * 1024 * 1024)),
         }),
-    },
-  };
-}
-
-interface NativeZstdModule {
-  Encoder: new (level: number) => { encodeSync(data: Buffer): Buffer };
-}
-
-/**
- * The native encoder of `@toondepauw/node-zstd` (an optional dependency: its prebuilt
- * binary exists for the common platforms only). Throws when it cannot be loaded.
- * Only its encoder is used: its decoder grows its output without a bound.
- */
-export function nativeZstdEncoder(load: (name: string) => unknown = require): ZstdEncoderBackend {
-  const name = '@toondepauw/node-zstd';
-  const native = load(name) as NativeZstdModule;
-  const encoders = new Map<number, { encodeSync(data: Buffer): Buffer }>();
-  return {
-    name,
-    version: packageVersion(name),
-    compress(data, level) {
-      let encoder = encoders.get(level);
-      if (encoder === undefined) {
-        encoder = new native.Encoder(level);
-        encoders.set(level, encoder);
-      }
-      const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      return encoder.encodeSync(buf);
     },
   };
 }

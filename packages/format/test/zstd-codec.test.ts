@@ -3,7 +3,7 @@ import * as zlib from 'node:zlib';
 import { imageBytes, requireTool } from '@liverestore/testkit';
 import test from 'ava';
 import { decodeBlob, MAGIC, MAX_BLOB_BYTES, zstdCodecInfo } from '../src/index.js';
-import { nativeZstdEncoder, wasmZstd, type ZstdDecoderBackend } from '../src/zstd-backends.js';
+import { wasmZstd, type ZstdDecoderBackend } from '../src/zstd-backends.js';
 import {
   selectZstdCodec,
   type ZstdCodec,
@@ -24,18 +24,8 @@ const chunk = Buffer.concat([
 ]);
 const hasNodeZstd = typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function';
 
-function unavailableNative(): never {
-  throw new Error('Cannot find module @toondepauw/node-zstd-linux-x64-gnu (forced by the test)');
-}
-
 /** The real loaders, with node:zlib hidden so the rule of Node < 22.15 runs on any Node. */
-function loadersWithout(missing: { native?: boolean }): ZstdLoaders {
-  return {
-    nodeZlib: () => undefined,
-    native: missing.native === true ? unavailableNative : () => nativeZstdEncoder(),
-    wasm: () => wasmZstd(),
-  };
-}
+const WITHOUT_NODE_ZSTD: ZstdLoaders = { nodeZlib: () => undefined, wasm: () => wasmZstd() };
 
 /** Decodes with the `zstd` CLI: an implementation that shares nothing with ours. */
 function zstdCli(frame: Uint8Array): Buffer {
@@ -48,25 +38,19 @@ test(`the selected codec follows the rule on this Node.js (${process.version})`,
     t.regex(zstdCodecInfo.encoder, /^node:zlib /);
     t.regex(zstdCodecInfo.decoder, /^node:zlib /);
   } else {
-    t.regex(zstdCodecInfo.decoder, /^@foxglove\/wasm-zstd /, 'decoding is always bounded WebAssembly');
-    t.regex(zstdCodecInfo.encoder, /^(@toondepauw\/node-zstd|@foxglove\/wasm-zstd) /);
+    t.regex(zstdCodecInfo.encoder, /^@foxglove\/wasm-zstd /);
+    t.regex(zstdCodecInfo.decoder, /^@foxglove\/wasm-zstd /, 'decoding is bounded WebAssembly');
   }
 });
 
-test('without node:zlib zstd: the native encoder when it loads, the WebAssembly decoder', async (t) => {
-  const codec = await selectZstdCodec('auto', loadersWithout({}));
-  t.regex(codec.info.decoder, /^@foxglove\/wasm-zstd /);
-  // The native binary is an optional dependency; when it did not install, the fallback below is what runs.
-  t.regex(codec.info.encoder, /^(@toondepauw\/node-zstd|@foxglove\/wasm-zstd) /);
-  t.true(codec.info.notes.some((n) => n.includes('no zstd')));
-});
-
-test('a native encoder that fails to load falls back to WebAssembly, which writes frames the zstd CLI reads', async (t) => {
-  const codec = await selectZstdCodec('auto', loadersWithout({ native: true }));
+test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI reads', async (t) => {
+  const codec = await selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
   t.regex(codec.info.encoder, /^@foxglove\/wasm-zstd /);
-  t.true(codec.info.notes.some((n) => n.startsWith('native encoder unavailable: Cannot find module')));
+  t.regex(codec.info.decoder, /^@foxglove\/wasm-zstd /);
+  t.true(codec.info.notes.some((n) => n.includes('has no zstd')));
   const frame = zstdCompress(chunk, 1, codec);
-  t.true(frame.byteLength < chunk.byteLength, 'the VM mix compresses');
+  t.true(frame.byteLength < chunk.byteLength, 'the mix compresses');
+  t.is(zstdPayloadBounds(frame).declaredBytes, CHUNK_BYTES, 'frames declare their content size');
   t.true(zstdDecompress(frame, CHUNK_BYTES, codec).equals(chunk));
   if (!requireTool(t, 'zstd')) return;
   t.true(zstdCli(frame).equals(chunk));
@@ -82,7 +66,6 @@ test('LIVERESTORE_ZSTD=wasm (preference "wasm") uses WebAssembly for both direct
 test('a codec with no backend at all says why: ERR_LR_ZSTD_UNAVAILABLE', async (t) => {
   const codec = await selectZstdCodec('auto', {
     nodeZlib: () => undefined,
-    native: unavailableNative,
     wasm: async () => {
       throw new Error('WebAssembly is disabled (forced by the test)');
     },
@@ -114,7 +97,7 @@ test('zstd CLI frames (no content size, from stdin) decode within the exact chun
 async function recordingCodec(): Promise<{ codec: ZstdCodec; capacities: number[] }> {
   const capacities: number[] = [];
   const codec = await selectZstdCodec('auto', {
-    ...loadersWithout({}),
+    ...WITHOUT_NODE_ZSTD,
     wasm: async () => {
       const real = await wasmZstd();
       const decoder: ZstdDecoderBackend = {
@@ -132,10 +115,13 @@ async function recordingCodec(): Promise<{ codec: ZstdCodec; capacities: number[
 
 test('the decoder gets an output as small as the headers allow, not the 128 MiB limit', async (t) => {
   const { codec, capacities } = await recordingCodec();
-  const wasmFrame = (await wasmZstd()).encoder.compress(chunk, 1); // declares its content size
-  t.true(zstdDecompress(wasmFrame, MAX_BLOB_BYTES, codec).equals(chunk));
-  const nativeOrWasm = zstdCompress(chunk, 1, codec); // the native encoder declares no size
-  t.true(zstdDecompress(nativeOrWasm, MAX_BLOB_BYTES, codec).equals(chunk));
+  const declared = zstdCompress(chunk, 1, codec); // one-shot: declares its content size
+  t.true(zstdDecompress(declared, MAX_BLOB_BYTES, codec).equals(chunk));
+  t.deepEqual(capacities, [CHUNK_BYTES]);
+  if (!requireTool(t, 'zstd')) return;
+  // The zstd CLI reading a pipe declares no size: the block headers bound the output.
+  const undeclared = execFileSync('zstd', ['-1', '-q', '-c'], { input: chunk, maxBuffer: 64 * MiB });
+  t.true(zstdDecompress(undeclared, MAX_BLOB_BYTES, codec).equals(chunk));
   t.deepEqual(capacities, [CHUNK_BYTES, CHUNK_BYTES]);
 });
 
