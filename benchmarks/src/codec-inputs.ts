@@ -4,21 +4,18 @@
  * before any timing (compressed streams, ciphertexts, chunk blobs as the store holds them).
  */
 
-import { execFile } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
-import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import { blobKind, encodeBlob, MAGIC } from '@liverestore/format';
+import { blobKind, encodeBlob, MAGIC, zstdCompress } from '@liverestore/format';
 import { type ContentMix, DEFAULT_MIX, type ImageSpec, imageBytes, imageRegions } from '@liverestore/testkit';
 import { deflateSync as fflateDeflate } from 'fflate';
-import { findOnPath } from './tools.js';
-
-const runFile = promisify(execFile);
 
 /** Chunk size of every case: the PBS and liverestore default for fixed-index archives. */
 export const CHUNK_BYTES = 4 * 1024 * 1024;
-/** DEFLATE level of backups (the format package's default): throughput over ratio. */
+/** DEFLATE level of `--compress deflate` backups (the format package's default): throughput over ratio. */
 export const DEFLATE_LEVEL = 1;
+/** zstd level of backups: PBS writes level 1. */
+export const ZSTD_LEVEL = 1;
 /** PBS encrypts with AES-256-GCM and a 16-byte IV (not the usual 12). */
 export const AES_IV_BYTES = 16;
 
@@ -40,64 +37,6 @@ export const MIXES: readonly MixChoice[] = [
   },
 ];
 
-/** How zstd inputs are made, or why they cannot be. */
-export type ZstdEncoder =
-  | { readonly kind: 'cli'; readonly path: string; readonly label: string }
-  | { readonly kind: 'node'; readonly label: string }
-  | { readonly kind: 'none'; readonly reason: string };
-
-type ZstdCompressSync = (data: Uint8Array, options?: { params?: Record<number, number> }) => Buffer;
-
-function nodeZstd(): ZstdCompressSync | undefined {
-  const fn = (zlib as { zstdCompressSync?: unknown }).zstdCompressSync;
-  return typeof fn === 'function' ? (fn as ZstdCompressSync) : undefined;
-}
-
-/**
- * Picks the zstd encoder: the `zstd` CLI (`zstd -1 -q -c`, what an independent
- * writer produces) when installed, else node:zlib's zstdCompressSync (Node ≥ 22.15).
- */
-export async function findZstdEncoder(): Promise<ZstdEncoder> {
-  const path = await findOnPath('zstd');
-  if (path !== undefined) {
-    let version = 'unknown version';
-    try {
-      const { stdout } = await runFile(path, ['-V']);
-      version = /v\d+\.\d+\.\d+/.exec(stdout)?.[0] ?? version;
-    } catch {
-      // keep "unknown version"
-    }
-    return { kind: 'cli', path, label: `zstd CLI ${version}, zstd -1 -q -c` };
-  }
-  if (nodeZstd() !== undefined) return { kind: 'node', label: 'node:zlib zstdCompressSync, level 1' };
-  return {
-    kind: 'none',
-    reason: `no zstd encoder: the zstd CLI is not installed and node:zlib of Node ${process.version} has no zstdCompressSync`,
-  };
-}
-
-async function zstdCompress(encoder: ZstdEncoder, data: Buffer): Promise<Buffer> {
-  switch (encoder.kind) {
-    case 'cli': {
-      return new Promise((resolve, reject) => {
-        const child = execFile(
-          encoder.path,
-          ['-1', '-q', '-c'],
-          { encoding: 'buffer', maxBuffer: 2 * data.byteLength + 65536 },
-          (err, stdout) => (err === null ? resolve(stdout) : reject(err)),
-        );
-        child.stdin?.end(data);
-      });
-    }
-    case 'node': {
-      const level = (zlib.constants as unknown as Record<string, number>).ZSTD_c_compressionLevel;
-      return nodeZstd()!(data, level === undefined ? {} : { params: { [level]: 1 } });
-    }
-    case 'none':
-      throw new Error(encoder.reason);
-  }
-}
-
 /** A PBS zstd blob: magic, CRC-32 (LE) of the payload, payload. */
 export function zstdBlob(payload: Uint8Array): Buffer {
   const blob = Buffer.allocUnsafe(12 + payload.byteLength);
@@ -115,13 +54,17 @@ export interface ChunkInputs {
   readonly deflated: Buffer;
   /** node:zlib level-1 raw DEFLATE, for the ratio table only. */
   readonly zlibDeflated: Buffer;
-  readonly zstd: Buffer | undefined;
+  /** Level-1 zstd frame from the product encoder (what backups write). */
+  readonly zstd: Buffer;
   readonly ciphertext: Buffer;
   readonly iv: Buffer;
   readonly tag: Buffer;
-  /** `encodeBlob(plain)`: DEFLATE, or uncompressed when DEFLATE did not shrink the chunk. */
+  /** `encodeBlob(plain, deflate)`: DEFLATE, or uncompressed when DEFLATE did not shrink the chunk. */
   readonly deflateBlob: Buffer;
-  readonly zstdBlob: Buffer | undefined;
+  /** A PBS zstd blob that always holds the zstd frame (to time zstd decoding even of noise). */
+  readonly zstdBlob: Buffer;
+  /** `encodeBlob(plain)` as a default backup stores it: zstd, or uncompressed when zstd did not shrink it. */
+  readonly storedBlob: Buffer;
 }
 
 /** The chunks of one mix, with how they were made. */
@@ -144,12 +87,7 @@ export const AES_KEY = createHash('sha256').update('liverestore codec benchmark 
 export const CHUNK_STRIDE = 17;
 
 /** Builds the chunks of `choice` (every {@link CHUNK_STRIDE}th chunk of the image) and all derived inputs. */
-export async function prepareMix(
-  choice: MixChoice,
-  seed: number,
-  chunkCount: number,
-  zstd: ZstdEncoder,
-): Promise<MixInputs> {
+export function prepareMix(choice: MixChoice, seed: number, chunkCount: number): MixInputs {
   const spec: ImageSpec = { sizeBytes: chunkCount * CHUNK_STRIDE * CHUNK_BYTES, seed, mix: choice.mix };
   const composition: Record<string, number> = {};
   const chunks: ChunkInputs[] = [];
@@ -163,7 +101,7 @@ export async function prepareMix(
     const iv = createHash('sha256').update(`iv ${i}`).digest().subarray(0, AES_IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', AES_KEY, iv, { authTagLength: 16 });
     const ciphertext = Buffer.concat([cipher.update(plain), cipher.final()]);
-    const zstdPayload = zstd.kind === 'none' ? undefined : await zstdCompress(zstd, plain);
+    const zstdPayload = zstdCompress(plain, ZSTD_LEVEL);
     const deflated = fflateDeflate(plain, { level: DEFLATE_LEVEL });
     chunks.push({
       plain,
@@ -175,13 +113,16 @@ export async function prepareMix(
       iv,
       tag: cipher.getAuthTag(),
       deflateBlob: encodeBlob(plain, { compress: 'deflate', level: DEFLATE_LEVEL }),
-      zstdBlob: zstdPayload === undefined ? undefined : zstdBlob(zstdPayload),
+      zstdBlob: zstdBlob(zstdPayload),
+      storedBlob: encodeBlob(plain, { compress: 'zstd', level: ZSTD_LEVEL }),
     });
   }
   return { choice, spec, chunks, composition };
 }
 
-/** How many of the chunks' deflate blobs `encodeBlob` kept compressed. */
-export function compressedBlobCount(inputs: MixInputs): number {
-  return inputs.chunks.filter((c) => blobKind(c.deflateBlob).compression === 'deflate').length;
+/** How many of the chunks' blobs of `kind` (deflate or stored zstd) `encodeBlob` kept compressed. */
+export function compressedBlobCount(inputs: MixInputs, kind: 'deflate' | 'zstd'): number {
+  return inputs.chunks.filter(
+    (c) => blobKind(kind === 'deflate' ? c.deflateBlob : c.storedBlob).compression === kind,
+  ).length;
 }

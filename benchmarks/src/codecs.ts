@@ -1,29 +1,22 @@
 /**
  * `pnpm bench codecs`: single-thread throughput of every codec on the chunk read and
- * write paths, on 4 MiB chunks of three content mixes. Decides which DEFLATE
- * implementation encodes (fflate or node:zlib) and which decodes, and gives the
- * ceiling each step puts on a decode worker.
+ * write paths, on 4 MiB chunks of three content mixes: every zstd candidate side by
+ * side (node:zlib where present, native, WebAssembly, JavaScript), DEFLATE (fflate,
+ * node:zlib), and the ceiling each step puts on a decode worker. Decides which zstd
+ * implementation @liverestore/format uses on this Node.js (docs/formats.md).
  */
 
-import { createDecipheriv, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import * as zlib from 'node:zlib';
-import { decodeChunk } from '@liverestore/format';
-import { deflateSync as fflateDeflate, inflateSync as fflateInflate } from 'fflate';
-import { decompress as fzstdDecompress } from 'fzstd';
+import { zstdCodecInfo } from '@liverestore/format';
 import type { BenchContext, Benchmark } from './benchmark.js';
+import { checkOutputs, codecCases } from './codec-cases.js';
 import {
-  AES_IV_BYTES,
-  AES_KEY,
   CHUNK_BYTES,
   type ChunkInputs,
   compressedBlobCount,
   DEFLATE_LEVEL,
-  findZstdEncoder,
   MIXES,
-  type MixInputs,
   prepareMix,
-  type ZstdEncoder,
+  ZSTD_LEVEL,
 } from './codec-inputs.js';
 import { UsageError } from './errors.js';
 import { machineBusySeconds, machineInfo } from './machine.js';
@@ -45,6 +38,7 @@ import {
   parseNonNegativeInt,
   parsePositiveInt,
 } from './units.js';
+import { loadZstdCandidates, packageVersion } from './zstd-candidates.js';
 
 /**
  * Seed of the images. With 3, the 8 sampled chunks of the vm mix hold 26 % zero, 41 %
@@ -52,116 +46,6 @@ import {
  * 53 % zero and no repeat. The report prints the composition of whatever seed is used.
  */
 const DEFAULT_SEED = 3;
-
-/** One measured operation: `run` processes every chunk once and returns something derived from the work. */
-interface CodecCase {
-  readonly name: string;
-  /** Set when the case cannot run here; the row shows the reason. */
-  readonly skip?: string;
-  readonly run: (chunks: readonly ChunkInputs[]) => number;
-}
-
-function crc32Available(): boolean {
-  return typeof (zlib as { crc32?: unknown }).crc32 === 'function';
-}
-
-/** The cases, in table order: write path, DEFLATE decoders, zstd, verification, decrypt, copy, full decode. */
-function codecCases(zstd: ZstdEncoder): CodecCase[] {
-  const noZstd = zstd.kind === 'none' ? zstd.reason : undefined;
-  const out = Buffer.allocUnsafeSlow(CHUNK_BYTES);
-  return [
-    {
-      name: 'DEFLATE L1 encode: fflate deflateSync',
-      run: (chunks) =>
-        chunks.reduce((n, c) => n + fflateDeflate(c.plain, { level: DEFLATE_LEVEL }).length, 0),
-    },
-    {
-      name: 'DEFLATE L1 encode: node:zlib deflateRawSync',
-      run: (chunks) =>
-        chunks.reduce((n, c) => n + zlib.deflateRawSync(c.plain, { level: DEFLATE_LEVEL }).length, 0),
-    },
-    {
-      name: 'DEFLATE decode: node:zlib inflateRawSync',
-      run: (chunks) => chunks.reduce((n, c) => n + zlib.inflateRawSync(c.deflated).length, 0),
-    },
-    {
-      name: 'DEFLATE decode: node:zlib inflateRawSync, chunkSize 4 MiB',
-      run: (chunks) =>
-        chunks.reduce((n, c) => n + zlib.inflateRawSync(c.deflated, { chunkSize: CHUNK_BYTES }).length, 0),
-    },
-    {
-      name: 'DEFLATE decode: fflate inflateSync',
-      run: (chunks) => chunks.reduce((n, c) => n + fflateInflate(c.deflated).length, 0),
-    },
-    {
-      name: 'DEFLATE decode: fflate inflateSync, preallocated out',
-      run: (chunks) => chunks.reduce((n, c) => n + fflateInflate(c.deflated, { out }).length, 0),
-    },
-    {
-      name: 'zstd decode: fzstd decompress',
-      ...(noZstd === undefined ? {} : { skip: noZstd }),
-      run: (chunks) => chunks.reduce((n, c) => n + fzstdDecompress(c.zstd!).length, 0),
-    },
-    {
-      name: 'SHA-256: node:crypto',
-      run: (chunks) => chunks.reduce((n, c) => n + createHash('sha256').update(c.plain).digest()[0]!, 0),
-    },
-    {
-      name: 'CRC-32: node:zlib crc32',
-      ...(crc32Available() ? {} : { skip: `node:zlib of Node ${process.version} has no crc32` }),
-      run: (chunks) => chunks.reduce((n, c) => n ^ zlib.crc32(c.plain), 0),
-    },
-    {
-      name: `AES-256-GCM decrypt: node:crypto, ${AES_IV_BYTES}-byte IV`,
-      run: (chunks) =>
-        chunks.reduce((n, c) => {
-          const decipher = createDecipheriv('aes-256-gcm', AES_KEY, c.iv, { authTagLength: 16 });
-          decipher.setAuthTag(c.tag);
-          const plain = decipher.update(c.ciphertext);
-          decipher.final();
-          return n + plain.length;
-        }, 0),
-    },
-    {
-      name: 'memcpy: Buffer.copy (ceiling)',
-      run: (chunks) => chunks.reduce((n, c) => n + c.plain.copy(out), 0),
-    },
-    {
-      name: 'decodeChunk (format), deflate blob',
-      run: (chunks) => chunks.reduce((n, c) => n + decodeChunk(c.deflateBlob, c.digest).length, 0),
-    },
-    {
-      name: 'decodeChunk (format), zstd blob',
-      ...(noZstd === undefined ? {} : { skip: noZstd }),
-      run: (chunks) => chunks.reduce((n, c) => n + decodeChunk(c.zstdBlob!, c.digest).length, 0),
-    },
-  ];
-}
-
-/** Checks each decoder returns the chunk before timing it, so a broken case cannot look fast. */
-function checkOutputs(inputs: MixInputs): void {
-  for (const c of inputs.chunks) {
-    const checks: [string, Uint8Array][] = [
-      ['node:zlib inflateRawSync', zlib.inflateRawSync(c.deflated)],
-      ['fflate inflateSync', fflateInflate(c.deflated)],
-      ['decodeChunk deflate blob', decodeChunk(c.deflateBlob, c.digest)],
-    ];
-    if (c.zstd !== undefined) checks.push(['fzstd decompress', fzstdDecompress(c.zstd)]);
-    for (const [name, output] of checks) {
-      if (!c.plain.equals(output))
-        throw new Error(`${name} returned wrong bytes on the ${inputs.choice.name} mix`);
-    }
-  }
-}
-
-function packageVersion(name: string): string {
-  try {
-    const url = new URL(`../../node_modules/${name}/package.json`, import.meta.url);
-    return (JSON.parse(readFileSync(url, 'utf8')) as { version?: string }).version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
 function compositionText(composition: Readonly<Record<string, number>>): string {
   return Object.entries(composition)
@@ -226,15 +110,15 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
   const started = performance.now();
   const machine = machineInfo();
   const settings = readSettings(context);
-  const zstd = await findZstdEncoder();
-  const cases = codecCases(zstd);
+  const candidates = await loadZstdCandidates();
+  const cases = codecCases(candidates);
   const sections: Section[] = [];
   const ratioRows: string[][] = [];
   for (const mixName of settings.mixes) {
     const choice = MIXES.find((m) => m.name === mixName)!;
     context.progress(`preparing ${settings.chunks} × 4 MiB chunks of the ${choice.name} mix`);
-    const inputs = await prepareMix(choice, settings.seed, settings.chunks, zstd);
-    checkOutputs(inputs);
+    const inputs = prepareMix(choice, settings.seed, settings.chunks);
+    checkOutputs(cases, inputs);
     const runnable = cases.filter((c) => c.skip === undefined);
     context.progress(`[${choice.name}] warming up and calibrating ${runnable.length} cases`);
     const busyBefore = machineBusySeconds();
@@ -268,7 +152,8 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
     });
     const chunks = inputs.chunks;
     const plainBytes = sumBytes(chunks, (c) => c.plain);
-    const kept = compressedBlobCount(inputs);
+    const kept = compressedBlobCount(inputs, 'deflate');
+    const keptZstd = compressedBlobCount(inputs, 'zstd');
     const notes = [`Content: ${compositionText(inputs.composition)} (of ${formatBytes(plainBytes)}).`];
     if (others !== undefined) {
       notes.push(
@@ -280,7 +165,7 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
       notes.push(
         `encodeBlob kept ${kept} of ${chunks.length} chunks DEFLATE-compressed and stored the rest uncompressed ` +
           '(compression did not shrink them, as PBS does), so "decodeChunk, deflate blob" measures CRC-32 + SHA-256 ' +
-          'for those; the zstd blobs always hold the zstd frame.',
+          'for those; the zstd blobs of decodeChunk always hold the zstd frame.',
       );
     }
     sections.push({
@@ -300,16 +185,19 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
         plainBytes,
         sumBytes(chunks, (c) => c.zlibDeflated),
       ),
-      zstd.kind === 'none'
-        ? 'skipped'
-        : ratioCell(
-            plainBytes,
-            sumBytes(chunks, (c) => c.zstd),
-          ),
+      ratioCell(
+        plainBytes,
+        sumBytes(chunks, (c) => c.zstd),
+      ),
       `${kept} / ${chunks.length}`,
+      `${keptZstd} / ${chunks.length}`,
       ratioCell(
         plainBytes,
         sumBytes(chunks, (c) => c.deflateBlob),
+      ),
+      ratioCell(
+        plainBytes,
+        sumBytes(chunks, (c) => c.storedBlob),
       ),
     ]);
   }
@@ -320,9 +208,11 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
       'plaintext',
       'fflate DEFLATE L1',
       'node:zlib DEFLATE L1',
-      'zstd -1',
-      'chunks kept compressed by encodeBlob',
-      'encodeBlob blobs (as stored)',
+      `zstd L${ZSTD_LEVEL} (${zstdCodecInfo.encoder})`,
+      'chunks kept DEFLATE-compressed',
+      'chunks kept zstd-compressed',
+      'deflate blobs as stored',
+      'zstd blobs as stored (default)',
     ],
     rows: ratioRows,
   };
@@ -339,7 +229,9 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
       minSampleMs: settings.minSampleMs,
       warmupMs: settings.warmupMs,
       deflateLevel: DEFLATE_LEVEL,
-      zstdInput: zstd.kind === 'none' ? `none (${zstd.reason})` : zstd.label,
+      zstdLevel: ZSTD_LEVEL,
+      zstdEncoder: zstdCodecInfo.encoder,
+      zstdDecoder: zstdCodecInfo.decoder,
       fflate: packageVersion('fflate'),
       fzstd: packageVersion('fzstd'),
       threads: 1,
@@ -350,8 +242,13 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
       'Throughput is plaintext bytes per second: input of encoders, hashes and copies; output of decoders.',
       'A sample is one or more passes over all chunks of the mix, lasting at least minSampleMs; mean and ± are per 4 MiB chunk. ' +
         'Cases are sampled round-robin, so a burst of other load on the machine widens every ± instead of skewing a few cases.',
-      'Decode inputs are fflate level-1 DEFLATE streams (what backups write) and zstd frames from the encoder in zstdInput.',
+      'Decode inputs are fflate level-1 DEFLATE streams (what --compress deflate writes) and level-1 zstd frames ' +
+        'from the encoder in zstdEncoder (what default backups write). Each zstd decoder gets the chunk length as ' +
+        'its output size where it takes one (the read path knows it from the index).',
       '"decodeChunk" is the whole read path of one chunk as @liverestore/format gives it: CRC-32, decompress, SHA-256 check.',
+      `zstd codec of @liverestore/format on this Node.js: encode ${zstdCodecInfo.encoder}, decode ${zstdCodecInfo.decoder}` +
+        (zstdCodecInfo.notes.length === 0 ? '.' : ` (${zstdCodecInfo.notes.join('; ')}).`),
+      ...candidates.filter((c) => c.note !== undefined).map((c) => `${c.label}: ${c.note}.`),
     ],
     durationSeconds: (performance.now() - started) / 1000,
   };
@@ -360,16 +257,18 @@ async function runCodecs(context: BenchContext): Promise<BenchResult> {
 export const codecsBenchmark: Benchmark = {
   name: 'codecs',
   summary:
-    'single-thread MB/s of DEFLATE, zstd, SHA-256, CRC-32, AES-GCM, memcpy and decodeChunk on 4 MiB chunks',
+    'single-thread MB/s of every zstd candidate, DEFLATE, SHA-256, CRC-32, AES-GCM, memcpy and decodeChunk on 4 MiB chunks',
   description: `
 Measures, on one thread, each codec of the chunk read and write paths on 4 MiB chunks
 of deterministic synthetic data (@liverestore/testkit) for three mixes: "text"
 (compressible, file-system-like), "random" (incompressible) and "vm" (the default VM
-mix). Cases: DEFLATE level-1 encode (fflate, node:zlib), DEFLATE decode (node:zlib,
-fflate), zstd decode (fzstd; input from the zstd CLI or node:zlib, else skipped),
-SHA-256, CRC-32, AES-256-GCM decrypt, memcpy, and decodeChunk of @liverestore/format
-on a deflate and a zstd blob. Also prints compression ratios. Takes about 2.5 minutes
-with the defaults.`,
+mix). Cases: DEFLATE level-1 encode (fflate, node:zlib), zstd level-1 encode and
+decode of every candidate (node:zlib where Node has zstd, @toondepauw/node-zstd
+native, @foxglove/wasm-zstd and @bokuweb/zstd-wasm WebAssembly, fzstd decode only),
+encodeBlob with the default zstd, DEFLATE decode (node:zlib, fflate), SHA-256, CRC-32,
+AES-256-GCM decrypt, memcpy, and decodeChunk of @liverestore/format on a deflate and a
+zstd blob. Also prints compression ratios and which zstd implementation the product
+uses here. Takes about 4 minutes with the defaults.`,
   defaultSamples: 10,
   options: [
     {

@@ -1,28 +1,38 @@
 /**
  * `pnpm bench restore`: the read path. A cold full restore of a synthetic VM disk from a
  * local datastore, next to the pure decode rate of the same chunks on a pool of the same
- * size in the same run (the ceiling the restore can reach), and warm random 4 KiB read
- * latency through the cache at queue depth 1 and 16.
+ * size in the same run (the ceiling the restore can reach), for a zstd store (the
+ * default) and a DEFLATE store in the same rounds; and warm random 4 KiB read latency
+ * through the cache at queue depth 1 and 16.
  */
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { backup, Datastore } from '@liverestore/datastore';
-import { ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
+import { type Compression, zstdCodecInfo } from '@liverestore/format';
+import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { vmImageSet, writeImageFile } from '@liverestore/testkit';
 import type { BenchContext, Benchmark } from './benchmark.js';
-import { collectRestoreChunks, decodeLimitPool, timeDecodeLimit } from './decode-limit.js';
+import { decodeLimitPool } from './decode-limit.js';
 import { UsageError } from './errors.js';
-import { startLiverestoreProcess } from './liverestore-process.js';
 import { machineInfo } from './machine.js';
 import { optionText } from './options.js';
-import { type BenchResult, type CaseResult, type DetailColumn, measuredCase } from './result.js';
-import { formatBytes, formatNumber, formatRate, mbPerSecond, parseBytes, parsePositiveInt } from './units.js';
+import { type ColdStore, coldCases, coldRound, coldSpeedups, prepareColdStore } from './restore-cold.js';
+import {
+  type BenchResult,
+  type CaseResult,
+  type DetailColumn,
+  measuredCase,
+  type PlainTable,
+} from './result.js';
+import { formatBytes, formatNumber, parseBytes, parseList, parsePositiveInt } from './units.js';
 
 const DEFAULT_SIZE_BYTES = 2 * 1024 ** 3;
 const READ_BYTES = 4096;
+const COMPRESSIONS: readonly Compression[] = ['zstd', 'deflate', 'none'];
+/** The store the speed-up table divides by: DEFLATE, the default before zstd ran on every Node. */
+const BASELINE_COMPRESSION: Compression = 'deflate';
 
 interface Settings {
   readonly samples: number;
@@ -33,6 +43,8 @@ interface Settings {
   readonly workingSetBytes: number;
   readonly seed: number;
   readonly dir: string;
+  /** One store per compression; the first also serves the warm-read cases. */
+  readonly compressions: readonly Compression[];
 }
 
 function readSettings(context: BenchContext): Settings {
@@ -41,6 +53,12 @@ function readSettings(context: BenchContext): Settings {
   const cacheBytes =
     str('cache-size') === undefined ? 256 * 1024 ** 2 : parseBytes(str('cache-size')!, '--cache-size');
   if (sizeBytes < 64 * 1024 ** 2) throw new UsageError('--size must be at least 64MiB');
+  const compressions = str('compress') === undefined ? ['zstd', 'deflate'] : parseList(str('compress')!);
+  if (compressions.length === 0) throw new UsageError('--compress must name at least one compression');
+  for (const c of compressions) {
+    if (!(COMPRESSIONS as readonly string[]).includes(c))
+      throw new UsageError(`--compress must list some of ${COMPRESSIONS.join(', ')}, got "${c}"`);
+  }
   return {
     samples: context.samples,
     sizeBytes,
@@ -51,6 +69,7 @@ function readSettings(context: BenchContext): Settings {
     workingSetBytes: Math.min(sizeBytes, Math.floor(cacheBytes / 2)),
     seed: str('seed') === undefined ? 1 : parsePositiveInt(str('seed')!, '--seed'),
     dir: str('dir') ?? tmpdir(),
+    compressions: [...new Set(compressions)] as Compression[],
   };
 }
 
@@ -96,99 +115,32 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
     const imagePath = join(scratch, 'drive-scsi0.raw');
     context.progress(`writing a ${formatBytes(s.sizeBytes)} synthetic image`);
     await writeImageFile(drive!.spec, imagePath);
-    const storeDir = join(scratch, 'store');
-    const store = await Datastore.create(storeDir);
-    context.progress('backing it up (deflate, 4 MiB chunks) …');
-    const result = await backup(store, {
-      type: 'vm',
-      id: '100',
-      inputs: [{ name: 'drive-scsi0', path: imagePath }],
-    });
-    await rm(imagePath);
-
-    // The chunks a restore decodes: every distinct non-zero chunk of the image.
-    const chunks = await collectRestoreChunks(storeDir, result.snapshot, ['drive-scsi0']);
-    const { tasks, dataBytes, distinctBytes } = chunks;
-
+    const stores: ColdStore[] = [];
     const pool = decodeLimitPool(s.workers);
-    // `liverestore serve` in its own process, as a backup server would be.
-    const server = await startLiverestoreProcess(['serve', '--store', storeDir, '--listen', '127.0.0.1:0']);
-    const httpSamples: number[] = [];
-    const decodeSamples: number[] = [];
-    const restoreSamples: number[] = [];
-    const readSamples: number[] = [];
-    const elu: number[] = [];
     try {
+      for (const compress of s.compressions) {
+        context.progress(`backing it up (${compress}, 4 MiB chunks) …`);
+        stores.push(await prepareColdStore(scratch, imagePath, compress));
+      }
+      await rm(imagePath);
+      const out = join(scratch, 'restored.raw');
       for (let round = 1; round <= s.samples; round++) {
-        context.progress(
-          `round ${round}/${s.samples}: decode limit (${tasks.size} chunks on ${s.workers} threads) …`,
-        );
-        decodeSamples.push((await timeDecodeLimit(pool, chunks)).seconds);
-
-        context.progress(`round ${round}/${s.samples}: cold full read through the cache (no output) …`);
-        {
-          const cache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
-          const snap = await openSnapshot({ source: storeDir, snapshot: result.snapshot, cache });
-          const reader = await snap.openArchive('drive-scsi0');
-          const index = reader.index;
-          let next = 0;
-          const t = performance.now();
-          await Promise.all(
-            Array.from({ length: 2 * s.workers + 2 }, async () => {
-              while (next < index.chunkCount) {
-                const i = next++;
-                if (reader.isZeroChunk(i)) continue;
-                await reader.readAt(
-                  Buffer.allocUnsafe(index.chunkEnd(i) - index.chunkStart(i)),
-                  index.chunkStart(i),
-                );
-              }
-            }),
-          );
-          readSamples.push((performance.now() - t) / 1000);
-          await snap.close();
-          await cache.close();
-        }
-
-        context.progress(`round ${round}/${s.samples}: cold full restore …`);
-        const cache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
-        const snap = await openSnapshot({ source: storeDir, snapshot: result.snapshot, cache });
-        const reader = await snap.openArchive('drive-scsi0');
-        const out = join(scratch, 'restored.raw');
-        const before = performance.eventLoopUtilization();
-        const t1 = performance.now();
-        await restoreArchive(reader, out, { concurrency: 2 * s.workers + 2 });
-        restoreSamples.push((performance.now() - t1) / 1000);
-        elu.push(performance.eventLoopUtilization(before).utilization);
-        await snap.close();
-        await cache.close();
-        await rm(out);
-
-        context.progress(`round ${round}/${s.samples}: cold full restore over loopback HTTP …`);
-        const httpCache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
-        const httpSnap = await openSnapshot({
-          source: server.address,
-          snapshot: result.snapshot,
-          cache: httpCache,
-        });
-        const httpReader = await httpSnap.openArchive('drive-scsi0');
-        const t2 = performance.now();
-        await restoreArchive(httpReader, out, { concurrency: 2 * s.workers + 2 });
-        httpSamples.push((performance.now() - t2) / 1000);
-        await httpSnap.close();
-        await httpCache.close();
-        await rm(out);
+        // The stores alternate, first-to-last on odd rounds and back on even ones.
+        const order = round % 2 === 1 ? stores : [...stores].reverse();
+        for (const cold of order)
+          await coldRound(cold, s, pool, out, (m) => context.progress(`round ${round}/${s.samples}: ${m}`));
       }
     } finally {
       await pool.destroy();
-      server.stop();
+      for (const cold of stores) cold.server.stop();
     }
+    const warmStore = stores[0]!;
 
     context.progress(
       `warm random ${READ_BYTES}-byte reads over a ${formatBytes(s.workingSetBytes)} working set …`,
     );
     const cache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
-    const snap = await openSnapshot({ source: storeDir, snapshot: result.snapshot, cache });
+    const snap = await openSnapshot({ source: warmStore.storeDir, snapshot: warmStore.snapshot, cache });
     const reader = await snap.openArchive('drive-scsi0', { readaheadChunks: 0 });
     const warm = Buffer.alloc(4 * 1024 * 1024);
     for (let at = 0; at < s.workingSetBytes; at += warm.byteLength) await reader.readAt(warm, at);
@@ -224,42 +176,9 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
     await snap.close();
     await cache.close();
 
-    const decodeCase = measuredCase(
-      `decode limit: ${tasks.size} distinct chunks on ${s.workers} threads`,
-      distinctBytes,
-      decodeSamples,
-    );
-    const decodeRate = decodeCase.throughputMBps!;
-    const meanOf = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-    const readCase = measuredCase('cold full read through the cache, no output', s.sizeBytes, readSamples, {
-      dataRateMBps: mbPerSecond(dataBytes, meanOf(readSamples)),
-      ofDecodeLimit: `${formatNumber((100 * mbPerSecond(dataBytes, meanOf(readSamples))) / decodeRate)} %`,
-      eventLoopUtilization: '',
-    });
-    const restoreCase = measuredCase(
-      'cold full restore (restoreArchive, fresh cache)',
-      s.sizeBytes,
-      restoreSamples,
-      {
-        dataRateMBps: mbPerSecond(
-          dataBytes,
-          restoreSamples.reduce((a, b) => a + b, 0) / restoreSamples.length,
-        ),
-        ofDecodeLimit: `${formatNumber((100 * mbPerSecond(dataBytes, restoreSamples.reduce((a, b) => a + b, 0) / restoreSamples.length)) / decodeRate)} %`,
-        eventLoopUtilization: `${formatNumber(100 * (elu.reduce((a, b) => a + b, 0) / elu.length))} %`,
-      },
-    );
-    const httpCase = measuredCase(
-      'cold full restore over loopback HTTP (liverestore serve)',
-      s.sizeBytes,
-      httpSamples,
-      {
-        dataRateMBps: mbPerSecond(dataBytes, meanOf(httpSamples)),
-        ofDecodeLimit: `${formatNumber((100 * mbPerSecond(dataBytes, meanOf(httpSamples))) / decodeRate)} %`,
-        eventLoopUtilization: '',
-        vsLocal: `${(meanOf(restoreSamples) / meanOf(httpSamples)).toFixed(2)}`,
-      },
-    );
+    const cases = stores.flatMap((cold) => coldCases(cold, s));
+    const speedups = coldSpeedups(stores, BASELINE_COMPRESSION);
+    const { dataBytes, tasks } = warmStore.chunks;
     return {
       benchmark: 'restore',
       title: `Read path: restore of a ${formatBytes(s.sizeBytes)} synthetic VM disk, decode limit, warm 4 KiB reads`,
@@ -273,18 +192,20 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
         workingSetBytes: s.workingSetBytes,
         seed: s.seed,
         chunkBytes: 4 * 1024 * 1024,
-        compress: 'deflate',
+        compress: s.compressions.join(','),
+        zstdDecoder: zstdCodecInfo.decoder,
         source: 'local datastore (blobs in the page cache)',
       },
       sections: [
         {
           title: 'Cold full restore vs the decode limit of the same chunks',
           meanLabel: 'mean / run',
-          cases: [decodeCase, readCase, restoreCase, httpCase],
+          cases,
           columns: RESTORE_COLUMNS,
           notes: [
             `Image: ${formatBytes(s.sizeBytes)}, ${formatBytes(dataBytes)} in non-zero chunks (${tasks.size} distinct); zero chunks are holes the restore neither fetches nor writes.`,
-            `The decode limit decodes every distinct non-zero chunk once (CRC-32, inflate, SHA-256) on a piscina pool of ${s.workers} threads with all chunks queued, blobs already in memory: ${formatRate(decodeRate)} of plaintext.`,
+            `One datastore per compression (${s.compressions.join(', ')}), backed up from the same image; the rounds alternate between them. zstd decodes with ${zstdCodecInfo.decoder}.`,
+            `The decode limit decodes every distinct non-zero chunk once (CRC-32, decompress, SHA-256) on a piscina pool of ${s.workers} threads with all chunks queued, blobs already in memory; "of decode limit" compares with the limit of the same store.`,
             'The restore row\'s throughput counts image bytes; "non-zero MB/s" counts only the bytes of non-zero chunks, which is what compares with the decode limit.',
             'The HTTP row restores the same image from `liverestore serve` (its own process, loopback, default options: keep-alive pool of 16 connections, no token); "speed vs local restore" is the local restore time divided by this one (goal ≥ 0.8).',
             'The "no output" row reads every non-zero chunk through a fresh cache with the same concurrency and discards it: the read path alone. The restore row adds writing the image (page cache, background fdatasync every 256 MiB, final fsync) on the same two cores.',
@@ -297,10 +218,11 @@ async function runRestore(context: BenchContext): Promise<BenchResult> {
           cases: latencyCases,
           columns: LATENCY_COLUMNS,
           notes: [
-            `${s.reads} reads per case at deterministic 4 KiB-aligned offsets in the first ${formatBytes(s.workingSetBytes)} of the image, through CachedChunkReader.readAt in the coordinator's thread; readahead off. Cache after the run: ${warmStats.hits} hits, ${warmStats.misses} misses.`,
+            `${s.reads} reads per case at deterministic 4 KiB-aligned offsets in the first ${formatBytes(s.workingSetBytes)} of the ${warmStore.compress} store's image, through CachedChunkReader.readAt in the coordinator's thread; readahead off. Cache after the run: ${warmStats.hits} hits, ${warmStats.misses} misses.`,
           ],
         },
       ],
+      ...(speedups === undefined ? {} : { tables: [speedups] as PlainTable[] }),
       durationSeconds: (performance.now() - started) / 1000,
     };
   } finally {
@@ -313,13 +235,15 @@ export const restoreBenchmark: Benchmark = {
   summary: 'the read path: cold full restore vs the decode limit, warm random 4 KiB read latency',
   description: `
 Writes a deterministic synthetic VM disk (@liverestore/testkit, default 2 GiB), backs it
-up (DEFLATE, 4 MiB chunks) into a scratch datastore, then per sample: decodes every
+up (4 MiB chunks) into one scratch datastore per --compress (default zstd and deflate,
+so the default and the old default compare in the same run), then per sample and store
+(alternating): decodes every
 distinct non-zero chunk on a piscina pool of --workers threads with the blobs in memory
 (the decode limit), and restores the image with restoreArchive through a fresh
 ChunkCache with the same number of decode workers (cold cache; the blobs are in the
 page cache). Finally measures warm random 4 KiB reads through the cache at queue depth
-1 and 16. Takes about 3 minutes with the defaults on a 2-core machine (most of it the
-backup).`,
+1 and 16 on the first store. Prints each store's speed-up over the deflate store. Takes
+about 5 minutes with the defaults on a 2-core machine.`,
   defaultSamples: 5,
   options: [
     { name: 'size', type: 'string', valueName: 'SIZE', description: 'image size', defaultText: '2GiB' },
@@ -343,6 +267,13 @@ backup).`,
       valueName: 'N',
       description: 'random reads per latency case',
       defaultText: '20000',
+    },
+    {
+      name: 'compress',
+      type: 'string',
+      valueName: 'LIST',
+      description: 'one store per compression, comma-separated: zstd, deflate, none',
+      defaultText: 'zstd,deflate',
     },
     { name: 'seed', type: 'string', valueName: 'N', description: 'testkit VM seed', defaultText: '1' },
     {

@@ -1,4 +1,4 @@
-import { LiverestoreError } from '@liverestore/format';
+import { LiverestoreError, zstdCodecInfo } from '@liverestore/format';
 import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { benchCommand } from './commands/bench.js';
@@ -54,7 +54,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     return 0;
   }
   if (name === '--version' || name === '-V') {
-    io.stdout.write(`${VERSION}\n`);
+    // Second line: which zstd implementation this Node.js runs (docs/formats.md, "zstd codec").
+    io.stdout.write(
+      `${VERSION}\nzstd: encode ${zstdCodecInfo.encoder}, decode ${zstdCodecInfo.decoder} ` +
+        `(${[`Node.js ${process.version}`, ...zstdCodecInfo.notes].join('; ')})\n`,
+    );
     return 0;
   }
   const command = COMMANDS.find((c) => c.name === name);

@@ -114,7 +114,12 @@ test('top-level help lists every command; --version matches package.json', async
   for (const name of Object.keys(HELP_MENTIONS)) t.true(binary.stdout.includes(name));
   const version = await cli(['--version']);
   t.is(version.code, 0);
-  t.is(version.stdout.trim(), pkg.version);
+  const [versionLine, zstdLine] = version.stdout.trim().split('\n');
+  t.is(versionLine, pkg.version);
+  t.regex(
+    zstdLine ?? '',
+    /^zstd: encode (node:zlib|@foxglove\/wasm-zstd) \S+.*, decode (node:zlib|@foxglove\/wasm-zstd) /,
+  );
 });
 
 test('usage errors through the real binary: exit 2, one ERR_LR_USAGE line, no stack trace', async (t) => {

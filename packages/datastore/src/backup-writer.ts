@@ -65,7 +65,7 @@ export interface BackupOptions {
   readonly type: BackupType;
   readonly id: string;
   readonly inputs: readonly BackupInput[];
-  /** Default `deflate`. */
+  /** Default `zstd` (level 1, what PBS writes; chunks it does not shrink stay uncompressed). */
   readonly compress?: Compression;
   /** Fixed-index chunk size, a power of two from 64 KiB to 4 MiB. Default 4 MiB. */
   readonly chunkSizeBytes?: number;
@@ -223,7 +223,7 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
   checkFixedChunkSize(chunkSizeBytes);
   const dynamicAvgBytes = options.dynamicAvgBytes ?? DEFAULT_DYNAMIC_AVG_BYTES;
   new Chunker(dynamicAvgBytes); // validates avgBytes before any work
-  const compress = options.compress ?? 'deflate';
+  const compress = options.compress ?? 'zstd';
   if (compress === 'zstd') encodeBlob(Buffer.alloc(1), { compress }); // fails early without a zstd encoder
 
   const seen = new Set<string>();

@@ -1,9 +1,9 @@
 import * as zlib from 'node:zlib';
 import { deflateSync as fflateDeflate } from 'fflate';
-import { Decompress as ZstdDecompress } from 'fzstd';
 import { type CryptConfig, IV_BYTES, TAG_BYTES } from './crypt-config.js';
-import { CryptError, FormatError, IntegrityError, LiverestoreError } from './errors.js';
+import { CryptError, FormatError, IntegrityError, blobTooLarge as tooLarge } from './errors.js';
 import { MAGIC } from './magic.js';
+import { zstdCodec, zstdCompress, zstdDecompress } from './zstd-codec.js';
 
 /*
  * Data blob layout (all PBS blobs: chunks, manifest, small files):
@@ -75,17 +75,23 @@ export function blobKind(blob: Uint8Array): BlobKind {
 
 /** Options of {@link encodeBlob}. */
 export interface EncodeBlobOptions {
-  /** Compression to try; kept only when it makes the payload smaller (as PBS does). Default `deflate`. */
+  /**
+   * Compression to try; kept only when it makes the payload smaller (as PBS does).
+   * Default `zstd`, what PBS writes and reads.
+   */
   compress?: Compression;
   /** Encrypts the blob (AES-256-GCM, PBS layout) when given. */
   crypt?: CryptConfig | undefined;
-  /** DEFLATE level 1…9 (default 1: backups are written once, throughput matters more than ratio). */
+  /** zstd or DEFLATE level 1…9 (default 1, as PBS: backups are written once, throughput matters more than ratio). */
   level?: number;
 }
 
-/** True when this Node.js can write zstd (node:zlib gained zstd in 22.15 / 23.8). */
+/**
+ * True when this process can write zstd: on every supported Node.js, through node:zlib
+ * or the fallbacks of {@link zstdCodecInfo}; false only if none of them could load.
+ */
 export function canEncodeZstd(): boolean {
-  return typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function';
+  return zstdCodec.encoder !== undefined;
 }
 
 function compressPayload(data: Buffer, compression: Compression, level: number): Buffer | undefined {
@@ -94,16 +100,8 @@ function compressPayload(data: Buffer, compression: Compression, level: number):
       return undefined;
     case 'deflate':
       return toBuffer(fflateDeflate(data, { level: level as 1 }));
-    case 'zstd': {
-      const zstd = (zlib as { zstdCompressSync?: (d: Uint8Array, o?: object) => Buffer }).zstdCompressSync;
-      if (zstd === undefined) {
-        throw new LiverestoreError(
-          'ERR_LR_ZSTD_UNAVAILABLE',
-          `zstd compression needs Node.js >= 22.15 (this is ${process.version}); use --compress deflate`,
-        );
-      }
-      return zstd(data);
-    }
+    case 'zstd':
+      return zstdCompress(data, level);
   }
 }
 
@@ -112,7 +110,7 @@ function compressPayload(data: Buffer, compression: Compression, level: number):
  * chunk costs no CPU on the read path.
  */
 export function encodeBlob(data: Uint8Array, options: EncodeBlobOptions = {}): Buffer {
-  const requested = options.compress ?? 'deflate';
+  const requested = options.compress ?? 'zstd';
   const level = options.level ?? 1;
   if (!Number.isInteger(level) || level < 1 || level > 9)
     throw new RangeError('level must be an integer 1…9');
@@ -169,10 +167,6 @@ export interface DecodeBlobOptions {
   maxBytes?: number;
 }
 
-function tooLarge(maxBytes: number): IntegrityError {
-  return new IntegrityError('ERR_LR_BLOB_TOO_LARGE', `decoded blob exceeds the limit of ${maxBytes} bytes`);
-}
-
 /** Output buffer size handed to zlib when inflating (the whole chunk for chunks up to 4 MiB). */
 const INFLATE_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -189,75 +183,6 @@ function inflate(payload: Buffer, maxBytes: number): Buffer {
   }
   if (out.byteLength > maxBytes) throw tooLarge(maxBytes);
   return out;
-}
-
-/**
- * Largest window any frame of a zstd payload declares. fzstd allocates that window up
- * front (up to ~2 GiB) before it yields a byte, so it is bounded like the output.
- * Reads frame and block headers only; malformed input is left to the decoder.
- */
-function zstdMaxWindowBytes(p: Uint8Array): number {
-  const u32 = (at: number) => (p[at]! | (p[at + 1]! << 8) | (p[at + 2]! << 16) | (p[at + 3]! << 24)) >>> 0;
-  let max = 0;
-  let at = 0;
-  while (at + 8 <= p.length) {
-    const magic = u32(at);
-    if ((magic & 0xfffffff0) === 0x184d2a50) {
-      at += 8 + u32(at + 4); // skippable frame
-      continue;
-    }
-    if (magic !== 0xfd2fb528) break;
-    const fhd = p[at + 4]!;
-    const singleSegment = (fhd & 0x20) !== 0;
-    const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fhd >> 6]!;
-    let pos = at + 5;
-    let window = 0;
-    if (!singleSegment) {
-      const wd = p[pos++]!;
-      const base = 2 ** (10 + (wd >> 3));
-      window = base + (base / 8) * (wd & 7);
-    }
-    pos += [0, 1, 2, 4][fhd & 3]!; // dictionary id
-    if (singleSegment) {
-      let fcs = 0;
-      for (let i = fcsBytes - 1; i >= 0; i--) fcs = fcs * 256 + (p[pos + i] ?? 0);
-      window = fcsBytes === 2 ? fcs + 256 : fcs;
-    }
-    pos += fcsBytes;
-    max = Math.max(max, window);
-    for (;;) {
-      if (pos + 3 > p.length) return max;
-      const h = p[pos]! | (p[pos + 1]! << 8) | (p[pos + 2]! << 16);
-      pos += 3 + (((h >> 1) & 3) === 1 ? 1 : h >>> 3); // an RLE block stores one byte
-      if (h & 1) break;
-    }
-    at = pos + (fhd & 4 ? 4 : 0); // content checksum
-  }
-  return max;
-}
-
-/** Windows up to this size are always accepted (zstd's own default limit for decoders is 128 MiB; level 19 uses 8 MiB). */
-const ZSTD_WINDOW_FLOOR_BYTES = 8 * 1024 * 1024;
-
-function unzstd(payload: Buffer, maxBytes: number): Buffer {
-  // Encoders declare windows up to a few MiB whatever the content size (the zstd CLI
-  // reading stdin says 512 KiB at level 1), so bound the window by a ceiling, not by
-  // the output; the output itself is bounded below.
-  if (zstdMaxWindowBytes(payload) > Math.max(2 * maxBytes, ZSTD_WINDOW_FLOOR_BYTES)) throw tooLarge(maxBytes);
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  const stream = new ZstdDecompress((part) => {
-    total += part.byteLength;
-    if (total > maxBytes) throw tooLarge(maxBytes);
-    parts.push(part);
-  });
-  try {
-    stream.push(payload, true);
-  } catch (cause) {
-    if (cause instanceof IntegrityError) throw cause;
-    throw new IntegrityError('ERR_LR_DECOMPRESS_FAILED', 'zstd payload is corrupt', { cause });
-  }
-  return parts.length === 1 ? toBuffer(parts[0]!) : Buffer.concat(parts, total);
 }
 
 /**
@@ -290,6 +215,6 @@ export function decodeBlob(blob: Uint8Array, options: DecodeBlobOptions = {}): B
     case 'deflate':
       return inflate(payload, maxBytes);
     case 'zstd':
-      return unzstd(payload, maxBytes);
+      return zstdDecompress(payload, maxBytes);
   }
 }

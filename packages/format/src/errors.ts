@@ -31,6 +31,14 @@ export class IntegrityError extends LiverestoreError {}
 /** Encryption is involved and the key is missing, wrong or unusable. */
 export class CryptError extends LiverestoreError {}
 
+/** The decoded size of a blob is over its limit: a decompression bomb, or a chunk longer than its index says. */
+export function blobTooLarge(maxBytes: number, detail?: string): IntegrityError {
+  return new IntegrityError(
+    'ERR_LR_BLOB_TOO_LARGE',
+    `decoded blob exceeds the limit of ${maxBytes} bytes${detail === undefined ? '' : ` (${detail})`}`,
+  );
+}
+
 /** True when `err` is a liverestore error with the given code. */
 export function hasCode(err: unknown, code: string): boolean {
   return err instanceof Error && (err as { code?: unknown }).code === code;

@@ -11,3 +11,5 @@ export * from './key-file.js';
 export * from './magic.js';
 export * from './manifest.js';
 export * from './read-index.js';
+export { nodeZlibZstd, wasmZstd, type ZstdDecoderBackend, type ZstdEncoderBackend } from './zstd-backends.js';
+export * from './zstd-codec.js';

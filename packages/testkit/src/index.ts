@@ -26,6 +26,7 @@ export {
   sha256OfImage,
 } from './stream.js';
 export { type TempDir, tempDir } from './temp.js';
+export { hasTool, requireTool, type ToolContext } from './tools.js';
 export {
   DATA_DISK_MIX,
   SYSTEM_DISK_MIX,

@@ -13,7 +13,7 @@ import type { Progress } from '../progress.js';
 import { NAMESPACE_OPTION } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
-const COMPRESSIONS: readonly Compression[] = ['deflate', 'zstd', 'none'];
+const COMPRESSIONS: readonly Compression[] = ['zstd', 'deflate', 'none'];
 
 export const backupCommand = defineCommand({
   name: 'backup',
@@ -38,9 +38,9 @@ Options:
   --snapshot TYPE/ID   backup group, e.g. vm/100 (TYPE is vm, ct or host) (required)
   --ns NS              PBS namespace to back up into, e.g. prod or prod/db (up to
                        7 levels; created if missing; default: the root namespace)
-  --compress ALGO      deflate (default), zstd or none. zstd needs Node.js >= 22.15
-                       (older node:zlib has no zstd encoder; reading zstd always works).
-                       Chunks that do not shrink are stored uncompressed, as PBS does.
+  --compress ALGO      zstd (default: level 1, as PBS writes), deflate (liverestore's
+                       own blob magic, PBS cannot read it) or none. Chunks that do not
+                       shrink are stored uncompressed, as PBS does.
   --chunk-size SIZE    fixed-index chunk size, power of two 64KiB..4MiB (default 4MiB)
   --keyfile FILE       encrypt with this PBS key file (see: liverestore key create)
   --json               print the result as JSON
@@ -63,7 +63,7 @@ chunks new and reused, bytes written.`,
     const spec = parseSnapshotSpec(required(values.snapshot, '--snapshot', 'backup'), values.ns);
     if (spec.time !== undefined)
       throw new UsageError('backup: --snapshot takes TYPE/ID; the time is chosen by the backup');
-    const compress = (values.compress ?? 'deflate') as Compression;
+    const compress = (values.compress ?? 'zstd') as Compression;
     if (!COMPRESSIONS.includes(compress)) {
       throw new UsageError(
         `backup: --compress must be one of ${COMPRESSIONS.join(', ')}, got "${values.compress}"`,

@@ -1,0 +1,166 @@
+/*
+ * The one zstd codec of liverestore, chosen once when this module loads (top-level
+ * await: the WebAssembly build compiles asynchronously, ~8 ms), so that encodeBlob and
+ * decodeBlob stay synchronous on every thread that imports @liverestore/format.
+ *
+ * Rule (numbers in docs/formats.md, measured by `bench codecs` and `bench backup`):
+ * node:zlib where this Node.js has zstd (>= 22.15, native libzstd), else the WebAssembly
+ * build @foxglove/wasm-zstd for both directions: its decoder writes into a buffer of the
+ * size it is given (bounded), and its one-shot encoder keeps up with the backup pipeline
+ * on any content (the native encoder measured was 6× slower on incompressible chunks and
+ * no faster end to end). LIVERESTORE_ZSTD=wasm forces the WebAssembly build on any Node.
+ */
+
+import { IntegrityError, LiverestoreError, blobTooLarge as tooLarge } from './errors.js';
+import { nodeZlibZstd, wasmZstd, type ZstdDecoderBackend, type ZstdEncoderBackend } from './zstd-backends.js';
+import { zstdPayloadBounds } from './zstd-frame.js';
+
+/** Which implementation does what, and why: for `bench codecs`, `--version` and bug reports. */
+export interface ZstdCodecInfo {
+  /** e.g. `node:zlib Node.js v24.1.0` or `@foxglove/wasm-zstd 1.0.1`. */
+  readonly encoder: string;
+  /** e.g. `@foxglove/wasm-zstd 1.0.1`. */
+  readonly decoder: string;
+  /** Why the faster candidates were passed over (empty when node:zlib does both). */
+  readonly notes: readonly string[];
+}
+
+/** The selected encoder and decoder, plus how they were chosen. */
+export interface ZstdCodec {
+  readonly info: ZstdCodecInfo;
+  readonly encoder: ZstdEncoderBackend | undefined;
+  readonly decoder: ZstdDecoderBackend | undefined;
+}
+
+/** An encoder and a decoder from the same implementation. */
+type BackendPair = { encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend };
+
+/** Where the candidates come from; tests replace one to force a fallback. */
+export interface ZstdLoaders {
+  readonly nodeZlib: typeof nodeZlibZstd;
+  readonly wasm: () => Promise<BackendPair>;
+}
+
+/** The real candidates of this machine. */
+export const DEFAULT_ZSTD_LOADERS: ZstdLoaders = {
+  nodeZlib: nodeZlibZstd,
+  wasm: () => wasmZstd(),
+};
+
+/** What `LIVERESTORE_ZSTD` may say: `auto` (the rule above) or `wasm` (WebAssembly for both). */
+export type ZstdPreference = 'auto' | 'wasm';
+
+function label(backend: { name: string; version: string } | undefined): string {
+  return backend === undefined ? 'none' : `${backend.name} ${backend.version}`;
+}
+
+function reason(err: unknown): string {
+  return err instanceof Error ? err.message.split('\n')[0]! : String(err);
+}
+
+function codecOf(pair: BackendPair | undefined, notes: readonly string[]): ZstdCodec {
+  return {
+    info: { encoder: label(pair?.encoder), decoder: label(pair?.decoder), notes },
+    encoder: pair?.encoder,
+    decoder: pair?.decoder,
+  };
+}
+
+/** Applies the selection rule to `loaders`; never throws (a codec without backends says why in `notes`). */
+export async function selectZstdCodec(
+  preference: ZstdPreference = 'auto',
+  loaders: ZstdLoaders = DEFAULT_ZSTD_LOADERS,
+): Promise<ZstdCodec> {
+  const notes: string[] = [];
+  if (preference === 'wasm') {
+    notes.push('LIVERESTORE_ZSTD=wasm forces the WebAssembly build');
+  } else {
+    const node = loaders.nodeZlib();
+    if (node !== undefined) return codecOf(node, notes);
+    notes.push(`node:zlib of Node.js ${process.version} has no zstd (needs >= 22.15)`);
+  }
+  try {
+    return codecOf(await loaders.wasm(), notes);
+  } catch (err) {
+    notes.push(`WebAssembly zstd unavailable: ${reason(err)}`);
+    return codecOf(undefined, notes);
+  }
+}
+
+/** Reads LIVERESTORE_ZSTD; an unknown value runs the rule and says so (in `--version`), rather than failing every import. */
+async function codecFromEnv(value: string | undefined): Promise<ZstdCodec> {
+  if (value === 'wasm') return selectZstdCodec('wasm');
+  const codec = await selectZstdCodec('auto');
+  if (value === undefined || value === '' || value === 'auto') return codec;
+  return {
+    ...codec,
+    info: {
+      ...codec.info,
+      notes: [...codec.info.notes, `LIVERESTORE_ZSTD="${value}" ignored (auto or wasm)`],
+    },
+  };
+}
+
+/** The codec this process uses, selected when the module loaded. */
+export const zstdCodec: ZstdCodec = await codecFromEnv(process.env.LIVERESTORE_ZSTD);
+
+/** Which zstd implementation encodes and which decodes in this process, and why. */
+export const zstdCodecInfo: ZstdCodecInfo = zstdCodec.info;
+
+function unavailable(what: string, codec: ZstdCodec): LiverestoreError {
+  return new LiverestoreError(
+    'ERR_LR_ZSTD_UNAVAILABLE',
+    `no zstd ${what} could be loaded (${codec.info.notes.join('; ')})`,
+  );
+}
+
+/** zstd-compresses `data` at `level` with the codec's encoder. */
+export function zstdCompress(data: Uint8Array, level: number, codec: ZstdCodec = zstdCodec): Buffer {
+  if (codec.encoder === undefined) throw unavailable('encoder', codec);
+  return codec.encoder.compress(data, level);
+}
+
+/** Windows up to this size are always accepted (zstd's own decoder default limit is 128 MiB; level 19 uses 8 MiB). */
+const ZSTD_WINDOW_FLOOR_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Decodes a zstd payload to at most `maxBytes`, allocating no more than its headers
+ * promise: a frame that declares more than `maxBytes`, or whose raw and RLE blocks alone
+ * exceed it, is refused before decoding (`ERR_LR_BLOB_TOO_LARGE`); otherwise the decoder
+ * gets an output of min(maxBytes, what the headers allow), so a 4 MiB chunk costs a
+ * 4 MiB buffer whatever the limit. Corrupt input is `ERR_LR_DECOMPRESS_FAILED`.
+ */
+export function zstdDecompress(payload: Uint8Array, maxBytes: number, codec: ZstdCodec = zstdCodec): Buffer {
+  const decoder = codec.decoder;
+  if (decoder === undefined) throw unavailable('decoder', codec);
+  const bounds = zstdPayloadBounds(payload);
+  if (bounds.declaredBytes !== undefined && bounds.declaredBytes > maxBytes)
+    throw tooLarge(maxBytes, `its frames declare ${bounds.declaredBytes}`);
+  if (bounds.minBytes > maxBytes) throw tooLarge(maxBytes, `its blocks hold at least ${bounds.minBytes}`);
+  // A streaming decoder (node:zlib) allocates the declared window first; the one-shot
+  // WebAssembly decoder does not, but both refuse the same payloads. Encoders declare
+  // windows of a few MiB whatever the content size (the zstd CLI on stdin says 512 KiB
+  // at level 1), so the window gets a ceiling, not the output's bound.
+  if (bounds.maxWindowBytes > Math.max(2 * maxBytes, ZSTD_WINDOW_FLOOR_BYTES))
+    throw tooLarge(maxBytes, `a frame declares a ${bounds.maxWindowBytes}-byte window`);
+  const capacity = Math.min(maxBytes, bounds.declaredBytes ?? bounds.maxBytes);
+  let out: Buffer;
+  try {
+    out = decoder.decompress(payload, Math.max(capacity, 1));
+  } catch (cause) {
+    // Beyond the limit itself it is too large; beyond a tighter capacity the frame lied
+    // about its size, which is corruption (as the one-shot decoder reports it).
+    if ((cause as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' && capacity >= maxBytes)
+      throw tooLarge(maxBytes, 'while decoding');
+    const maybeLarger = bounds.declaredBytes === undefined && bounds.maxBytes > maxBytes;
+    throw new IntegrityError(
+      'ERR_LR_DECOMPRESS_FAILED',
+      maybeLarger
+        ? `zstd payload is corrupt or decodes to more than ${maxBytes} bytes (its frames do not declare their size)`
+        : 'zstd payload is corrupt',
+      { cause },
+    );
+  }
+  if (out.byteLength > maxBytes) throw tooLarge(maxBytes, `it decoded to ${out.byteLength}`);
+  return out;
+}

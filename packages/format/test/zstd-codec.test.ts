@@ -1,0 +1,150 @@
+import { execFileSync } from 'node:child_process';
+import * as zlib from 'node:zlib';
+import { imageBytes, requireTool } from '@liverestore/testkit';
+import test from 'ava';
+import { decodeBlob, MAGIC, MAX_BLOB_BYTES, zstdCodecInfo } from '../src/index.js';
+import { wasmZstd, type ZstdDecoderBackend } from '../src/zstd-backends.js';
+import {
+  selectZstdCodec,
+  type ZstdCodec,
+  type ZstdLoaders,
+  zstdCompress,
+  zstdDecompress,
+} from '../src/zstd-codec.js';
+import { zstdPayloadBounds } from '../src/zstd-frame.js';
+import { assembleBlob, fixtureLines, readFixture } from './helpers.js';
+
+const MiB = 1024 * 1024;
+const CHUNK_BYTES = 4 * MiB;
+/** A 4 MiB chunk like the VM mix: 1 MiB zeros, 2 MiB text, 1 MiB random (testkit content). */
+const chunk = Buffer.concat([
+  Buffer.alloc(MiB),
+  imageBytes({ sizeBytes: 2 * MiB, seed: 3, mix: { text: 1 } }, 0, 2 * MiB),
+  imageBytes({ sizeBytes: MiB, seed: 3, mix: { random: 1 } }, 0, MiB),
+]);
+const hasNodeZstd = typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function';
+
+/** The real loaders, with node:zlib hidden so the rule of Node < 22.15 runs on any Node. */
+const WITHOUT_NODE_ZSTD: ZstdLoaders = { nodeZlib: () => undefined, wasm: () => wasmZstd() };
+
+/** Decodes with the `zstd` CLI: an implementation that shares nothing with ours. */
+function zstdCli(frame: Uint8Array): Buffer {
+  return execFileSync('zstd', ['-d', '-q', '-c'], { input: frame, maxBuffer: 64 * MiB });
+}
+
+test(`the selected codec follows the rule on this Node.js (${process.version})`, (t) => {
+  t.log(zstdCodecInfo);
+  if (hasNodeZstd && process.env.LIVERESTORE_ZSTD !== 'wasm') {
+    t.regex(zstdCodecInfo.encoder, /^node:zlib /);
+    t.regex(zstdCodecInfo.decoder, /^node:zlib /);
+  } else {
+    t.regex(zstdCodecInfo.encoder, /^@foxglove\/wasm-zstd /);
+    t.regex(zstdCodecInfo.decoder, /^@foxglove\/wasm-zstd /, 'decoding is bounded WebAssembly');
+  }
+});
+
+test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI reads', async (t) => {
+  const codec = await selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
+  t.regex(codec.info.encoder, /^@foxglove\/wasm-zstd /);
+  t.regex(codec.info.decoder, /^@foxglove\/wasm-zstd /);
+  t.true(codec.info.notes.some((n) => n.includes('has no zstd')));
+  const frame = zstdCompress(chunk, 1, codec);
+  t.true(frame.byteLength < chunk.byteLength, 'the mix compresses');
+  t.is(zstdPayloadBounds(frame).declaredBytes, CHUNK_BYTES, 'frames declare their content size');
+  t.true(zstdDecompress(frame, CHUNK_BYTES, codec).equals(chunk));
+  if (!requireTool(t, 'zstd')) return;
+  t.true(zstdCli(frame).equals(chunk));
+});
+
+test('LIVERESTORE_ZSTD=wasm (preference "wasm") uses WebAssembly for both directions', async (t) => {
+  const codec = await selectZstdCodec('wasm');
+  t.regex(codec.info.encoder, /^@foxglove\/wasm-zstd /);
+  t.regex(codec.info.decoder, /^@foxglove\/wasm-zstd /);
+  t.true(zstdDecompress(zstdCompress(chunk, 1, codec), CHUNK_BYTES, codec).equals(chunk));
+});
+
+test('a codec with no backend at all says why: ERR_LR_ZSTD_UNAVAILABLE', async (t) => {
+  const codec = await selectZstdCodec('auto', {
+    nodeZlib: () => undefined,
+    wasm: async () => {
+      throw new Error('WebAssembly is disabled (forced by the test)');
+    },
+  });
+  t.is(codec.encoder, undefined);
+  const error = t.throws(() => zstdCompress(chunk, 1, codec), { code: 'ERR_LR_ZSTD_UNAVAILABLE' });
+  t.regex(error?.message ?? '', /WebAssembly is disabled/);
+  t.throws(() => zstdDecompress(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), MiB, codec), {
+    code: 'ERR_LR_ZSTD_UNAVAILABLE',
+  });
+});
+
+test('the encoder in use writes level-1 frames that the zstd CLI decodes', (t) => {
+  if (!requireTool(t, 'zstd')) return;
+  const frame = zstdCompress(chunk, 1);
+  t.true(zstdCli(frame).equals(chunk));
+});
+
+test('zstd CLI frames (no content size, from stdin) decode within the exact chunk length', (t) => {
+  if (!requireTool(t, 'zstd')) return;
+  const frame = execFileSync('zstd', ['-1', '-q', '-c'], { input: chunk, maxBuffer: 64 * MiB });
+  t.is(zstdPayloadBounds(frame).declaredBytes, undefined, 'stdin frames do not declare their size');
+  t.true(zstdDecompress(frame, CHUNK_BYTES).equals(chunk));
+  const blob = assembleBlob([...MAGIC.zstdBlob], frame);
+  t.true(decodeBlob(blob, { maxBytes: CHUNK_BYTES }).equals(chunk));
+});
+
+/** The real decoder of `codec`, recording the output capacity it is given. */
+async function recordingCodec(): Promise<{ codec: ZstdCodec; capacities: number[] }> {
+  const capacities: number[] = [];
+  const codec = await selectZstdCodec('auto', {
+    ...WITHOUT_NODE_ZSTD,
+    wasm: async () => {
+      const real = await wasmZstd();
+      const decoder: ZstdDecoderBackend = {
+        ...real.decoder,
+        decompress: (payload, capacityBytes) => {
+          capacities.push(capacityBytes);
+          return real.decoder.decompress(payload, capacityBytes);
+        },
+      };
+      return { encoder: real.encoder, decoder };
+    },
+  });
+  return { codec, capacities };
+}
+
+test('the decoder gets an output as small as the headers allow, not the 128 MiB limit', async (t) => {
+  const { codec, capacities } = await recordingCodec();
+  const declared = zstdCompress(chunk, 1, codec); // one-shot: declares its content size
+  t.true(zstdDecompress(declared, MAX_BLOB_BYTES, codec).equals(chunk));
+  t.deepEqual(capacities, [CHUNK_BYTES]);
+  if (!requireTool(t, 'zstd')) return;
+  // The zstd CLI reading a pipe declares no size: the block headers bound the output.
+  const undeclared = execFileSync('zstd', ['-1', '-q', '-c'], { input: chunk, maxBuffer: 64 * MiB });
+  t.true(zstdDecompress(undeclared, MAX_BLOB_BYTES, codec).equals(chunk));
+  t.deepEqual(capacities, [CHUNK_BYTES, CHUNK_BYTES]);
+});
+
+test('header bounds: declared size, exact RLE sizes, block maxima', (t) => {
+  const lines = readFixture('lines.txt.zst');
+  t.like(zstdPayloadBounds(lines), { declaredBytes: fixtureLines().byteLength });
+  const zeros = zstdPayloadBounds(readFixture('zeros-64mib.zst'));
+  t.is(zeros.declaredBytes, undefined);
+  t.true(zeros.minBytes > 32 * MiB, `RLE blocks alone give ${zeros.minBytes}`);
+  t.is(zeros.maxBytes, 64 * MiB);
+  t.is(zeros.maxWindowBytes, 512 * 1024);
+});
+
+test('a frame declaring more than maxBytes is refused before decoding: ERR_LR_BLOB_TOO_LARGE', async (t) => {
+  const { codec, capacities } = await recordingCodec();
+  const frame = (await wasmZstd()).encoder.compress(Buffer.alloc(2 * MiB), 1);
+  const error = t.throws(() => zstdDecompress(frame, MiB, codec), { code: 'ERR_LR_BLOB_TOO_LARGE' });
+  t.regex(error?.message ?? '', /declare 2097152/);
+  t.deepEqual(capacities, [], 'the decoder never ran');
+});
+
+test('a frame whose blocks hold more than it declares is ERR_LR_DECOMPRESS_FAILED', (t) => {
+  // single segment, content size 1, one last raw block of 2 bytes "xy"
+  const lying = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x01, 0x11, 0x00, 0x00, 0x78, 0x79]);
+  t.throws(() => zstdDecompress(lying, MiB), { code: 'ERR_LR_DECOMPRESS_FAILED' });
+});
