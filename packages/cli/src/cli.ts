@@ -11,6 +11,7 @@ import { serveCommand } from './commands/serve.js';
 import { snapshotsCommand } from './commands/snapshots.js';
 import { verifyCommand } from './commands/verify.js';
 import { UsageError } from './errors.js';
+import { printableLine } from './terminal-text.js';
 
 /** Every sub-command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -77,19 +78,19 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
 
 function report(err: unknown, io: CommandIo): number {
   if (err instanceof LiverestoreError) {
-    io.stderr.write(`liverestore: ${err.code}: ${err.message}\n`);
+    io.stderr.write(`liverestore: ${printableLine(`${err.code}: ${err.message}`)}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
   if (err instanceof RangeError) {
     // Option values checked by the library (e.g. a cache size of 0); a TypeError is a bug
     // and falls through to the internal-error report with its stack.
-    io.stderr.write(`liverestore: ERR_LR_INVALID_ARGUMENT: ${err.message}\n`);
+    io.stderr.write(`liverestore: ERR_LR_INVALID_ARGUMENT: ${printableLine(err.message)}\n`);
     return 2;
   }
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {
     // A system error (EACCES, ENOSPC, …) that no layer translated: still no stack trace.
-    io.stderr.write(`liverestore: ERR_LR_SYSTEM: ${(err as Error).message}\n`);
+    io.stderr.write(`liverestore: ERR_LR_SYSTEM: ${printableLine((err as Error).message)}\n`);
     return 1;
   }
   throw err;

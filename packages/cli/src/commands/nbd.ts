@@ -2,6 +2,7 @@ import { type NbdListen, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
+import { parseWorkers } from '../option-values.js';
 import { loadTokenFile } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
 import { parseBytes } from '../units.js';
@@ -36,7 +37,7 @@ Options:
   --socket PATH        listen on a Unix socket instead (must not exist)
   --cache-size SIZE    chunk cache (default 256MiB)
 ${SPILL_HELP}
-  --workers N          decode threads (default: CPU count)
+  --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
@@ -70,7 +71,7 @@ Prints the address and the exports, then serves until stopped.`,
         : parseListen(values.listen ?? '127.0.0.1:10809', 'nbd');
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
-    const workers = nonNegativeInteger(values.workers, '--workers');
+    const workers = parseWorkers(values.workers, 'nbd');
     const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
     const crypt = await loadKeyFile(values.keyfile);
     const token = await loadTokenFile(values['token-file'], values.from, 'nbd');

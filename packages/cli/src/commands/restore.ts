@@ -16,6 +16,7 @@ import {
   required,
 } from '../command.js';
 import { UsageError } from '../errors.js';
+import { parseWorkers } from '../option-values.js';
 import { loadTokenFile } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
@@ -42,7 +43,7 @@ Options:
   --all               restore every archive of the snapshot
   --out-dir DIR       output directory (with --all; created if missing)
   --cache-size SIZE   chunk cache budget (default 256MiB)
-  --workers N         decode threads (default: CPU count)
+  --workers N         decode threads, 0 to 64 (default: CPU count)
   --keyfile FILE      PBS key file of an encrypted snapshot
   --json              print the summary as JSON
   -h, --help          show this help`,
@@ -71,10 +72,7 @@ Options:
     }
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
-    const workers = values.workers === undefined ? undefined : Number(values.workers);
-    if (workers !== undefined && (!Number.isInteger(workers) || workers < 0)) {
-      throw new UsageError(`restore: --workers must be a non-negative integer, got "${values.workers}"`);
-    }
+    const workers = parseWorkers(values.workers, 'restore');
     const crypt = await loadKeyFile(values.keyfile);
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),

@@ -7,6 +7,7 @@ import {
 import { LiverestoreError } from '@liverestore/format';
 import { COMMON_OPTIONS, defineCommand, printJson } from '../command.js';
 import { isSourceFailure, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
+import { printableLine } from '../terminal-text.js';
 import { formatBytes } from '../units.js';
 
 export const snapshotsCommand = defineCommand({
@@ -43,7 +44,7 @@ Options:
         }
       }
       for (const b of broken)
-        io.stderr.write(`liverestore: ${b.code}: snapshot ${b.snapshot}: ${b.message}\n`);
+        io.stderr.write(`liverestore: ${printableLine(`${b.code}: snapshot ${b.snapshot}: ${b.message}`)}\n`);
       const status = broken.length === 0 ? 0 : 1;
       if (values.json === true) {
         printJson(io, [
