@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   BACKUP_TYPES,
@@ -11,6 +11,7 @@ import {
 import type { ArchiveName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { DatastoreError } from './errors.js';
+import { MAX_CHUNK_FILE_BYTES, readRegularFile } from './regular-file.js';
 import { readSnapshotArchiveIndex, readSnapshotInfo, readSnapshotManifest } from './snapshot-files.js';
 import {
   formatBackupTime,
@@ -123,7 +124,7 @@ export class Datastore {
   async readChunk(digest: Uint8Array | string, signal?: AbortSignal): Promise<Buffer> {
     const path = this.chunkPath(digest);
     try {
-      return await readFile(path, signal === undefined ? {} : { signal });
+      return await readRegularFile(path, MAX_CHUNK_FILE_BYTES, signal);
     } catch (err) {
       if (isNotFound(err)) {
         throw new DatastoreError(
@@ -192,7 +193,7 @@ export class Datastore {
       throw new DatastoreError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `invalid snapshot file name "${filename}"`);
     }
     try {
-      return await readFile(join(this.snapshotDir(ref), filename));
+      return await readRegularFile(join(this.snapshotDir(ref), filename));
     } catch (cause) {
       if (isNotFound(cause)) {
         throw new DatastoreError(
