@@ -11,6 +11,7 @@ import { serveCommand } from './commands/serve.js';
 import { snapshotsCommand } from './commands/snapshots.js';
 import { verifyCommand } from './commands/verify.js';
 import { UsageError } from './errors.js';
+import { removeTempsOnSignal, TEMP_WRITING_COMMANDS } from './signal-cleanup.js';
 import { printableLine } from './terminal-text.js';
 
 /** Every sub-command, in the order `--help` lists them. */
@@ -70,7 +71,12 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       io.stdout.write(`${command.help}\n`);
       return 0;
     }
-    return await command.run(args, io);
+    const release = TEMP_WRITING_COMMANDS.has(command.name) ? removeTempsOnSignal() : undefined;
+    try {
+      return await command.run(args, io);
+    } finally {
+      release?.();
+    }
   } catch (err) {
     return report(err, io);
   }

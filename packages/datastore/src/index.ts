@@ -7,4 +7,5 @@ export * from './image-source.js';
 export * from './regular-file.js';
 export * from './snapshot-files.js';
 export * from './snapshot-ref.js';
+export * from './temp-files.js';
 export * from './verify.js';
