@@ -84,7 +84,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
 
 function report(err: unknown, io: CommandIo): number {
   if (err instanceof LiverestoreError) {
-    io.stderr.write(`liverestore: ${printableLine(`${err.code}: ${err.message}`)}\n`);
+    const code = err.code === 'ERR_LR_NBD_LISTEN' ? 'ERR_LR_LISTEN' : err.code; // one code for every front end
+    io.stderr.write(`liverestore: ${printableLine(`${code}: ${err.message}`)}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
   if (err instanceof RangeError) {

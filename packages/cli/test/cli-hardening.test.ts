@@ -3,12 +3,14 @@
  * --workers, a --rate-limit too slow for Node's timers, a negative size, and error text
  * from a malicious server printed raw (terminal escapes, forged lines).
  */
+import { rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import test from 'ava';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
 import { MAX_WORKERS } from '../src/option-values.js';
 import { printableLine } from '../src/terminal-text.js';
-import { assertCliError, runIn } from './helpers.js';
+import { assertCliError, KiB, runIn, testDir, vmArgs, writeVm } from './helpers.js';
 
 const workersCases: readonly (readonly string[])[] = [
   ['restore', '--from', '/nonexistent', 'vm/100', 'drive-scsi0', '--out', '/nonexistent/x.img'],
@@ -85,4 +87,56 @@ test("a malicious server's error text reaches stderr as one line with its contro
   // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters is the point
   t.false(/[\u0000-\u001f\u007f-\u009f]/.test(out.stderr.slice(0, -1)), JSON.stringify(out.stderr));
   t.true(line.includes('\\x1b[2J\\r\\nliverestore: ERR_LR_FAKE: forged line'), line);
+});
+
+async function storeWithSnapshot(
+  t: ExecutionContext,
+): Promise<{ dir: string; store: string; snapshot: string }> {
+  const dir = await testDir(t);
+  const vm = await writeVm(dir, { seed: 1512, sizes: [256 * KiB + 5, 64 * KiB] });
+  const store = join(dir, 'store');
+  const out = await runIn(['backup', '--json', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)]);
+  t.is(out.code, 0, out.stderr);
+  return { dir, store, snapshot: (JSON.parse(out.stdout) as { snapshot: string }).snapshot };
+}
+
+test('a busy port is ERR_LR_LISTEN in serve and in nbd alike', async (t) => {
+  const { store } = await storeWithSnapshot(t);
+  const busy = createNetServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => busy.close());
+  const listen = `127.0.0.1:${(busy.address() as AddressInfo).port}`;
+  const serve = await runIn(['serve', '--store', store, '--listen', listen]);
+  t.true(assertCliError(t, serve, 'ERR_LR_LISTEN').includes(listen));
+  const nbd = await runIn(['nbd', '--from', store, 'vm/100', '--listen', listen, '--workers', '0']);
+  assertCliError(t, nbd, 'ERR_LR_LISTEN');
+});
+
+test('restore --all --out-dir on a file: ERR_LR_OUTPUT_INVALID naming it (was ERR_LR_SYSTEM: EEXIST)', async (t) => {
+  const { dir, store } = await storeWithSnapshot(t);
+  const file = join(dir, 'a-file');
+  await writeFile(file, 'x');
+  const out = await runIn(['restore', '--from', store, 'vm/100', '--all', '--out-dir', file]);
+  t.true(assertCliError(t, out, 'ERR_LR_OUTPUT_INVALID').includes(file));
+});
+
+test('a deleted manifest is ERR_LR_SNAPSHOT_NOT_FOUND in verify and in restore alike', async (t) => {
+  const { dir, store, snapshot } = await storeWithSnapshot(t);
+  await rm(join(store, snapshot, 'index.json.blob'));
+  const verify = await runIn(['verify', '--json', '--store', store, snapshot]);
+  t.is(verify.code, 1);
+  t.is(
+    (JSON.parse(verify.stdout) as { badFiles: { code: string }[] }).badFiles[0]?.code,
+    'ERR_LR_SNAPSHOT_NOT_FOUND',
+  );
+  const restore = await runIn([
+    'restore',
+    '--from',
+    store,
+    snapshot,
+    'drive-scsi0',
+    '--out',
+    join(dir, 'x.img'),
+  ]);
+  assertCliError(t, restore, 'ERR_LR_SNAPSHOT_NOT_FOUND');
 });

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { constants } from 'node:fs';
 import { mkdir, open, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { encodeManifest } from '@liverestore/format';
 import test, { type ExecutionContext } from 'ava';
 import { backup, Datastore, MAX_CHUNK_FILE_BYTES, verifySnapshots } from '../src/index.js';
 import { KiB, testDir, textBytes, writeInput } from './helpers.js';
@@ -133,4 +134,27 @@ test('verify over a store whose chunk is a FIFO reports that chunk with the code
     report.badChunks.map((c) => [c.digest, c.code]),
     [[hex, 'ERR_LR_STORE_FILE_NOT_REGULAR']],
   );
+});
+
+test('verify reports a manifest entry named ../../../../x.img.fidx as ERR_LR_MANIFEST_INVALID (it was dropped silently)', async (t) => {
+  const dir = await testDir(t);
+  const store = await Datastore.create(join(dir, 'store'));
+  const input = await writeInput(dir, 'disk.raw', textBytes(100 * KiB));
+  const { ref } = await backup(store, {
+    type: 'vm',
+    id: '1',
+    inputs: [{ name: 'drive-scsi0', path: input }],
+  });
+  const manifest = await store.readManifest(ref);
+  const hostile = '../../../../x.img.fidx';
+  manifest.files.push({ ...manifest.files[0]!, filename: hostile });
+  await writeFile(join(store.snapshotDir(ref), 'index.json.blob'), encodeManifest(manifest));
+  const report = await verifySnapshots(store, [ref]);
+  t.false(report.ok);
+  t.deepEqual(
+    report.badFiles.map((f) => [f.filename, f.code]),
+    [['index.json.blob', 'ERR_LR_MANIFEST_INVALID']],
+  );
+  t.true(report.badFiles[0]!.message.includes(hostile));
+  t.deepEqual(report.badChunks, [], 'the good archive is still checked');
 });

@@ -518,9 +518,14 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
         resolve();
       });
     });
-  } catch (err) {
+  } catch (cause) {
     if (ownsCache) await cache.close();
-    throw err;
+    // One code for "cannot listen" in every front end (was ERR_LR_SYSTEM here).
+    throw new ServerError(
+      'ERR_LR_LISTEN',
+      `cannot listen on ${listen.host}:${listen.port} (${(cause as { code?: string }).code ?? String(cause)})`,
+      { cause },
+    );
   }
   server.on('error', (err) => logger.error({ err }, 'server error'));
   const address = server.address() as AddressInfo;

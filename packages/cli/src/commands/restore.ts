@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LiverestoreError } from '@liverestore/format';
 import {
   ChunkCache,
   type ChunkCacheStats,
@@ -19,6 +20,23 @@ import { UsageError } from '../errors.js';
 import { parseWorkers } from '../option-values.js';
 import { loadTokenFile } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
+
+/** Creates `--out-dir`; a file in the way is a clear output error, not a bare EEXIST. */
+async function makeOutDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (cause) {
+    const code = (cause as { code?: string }).code ?? 'error';
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : code;
+    throw new LiverestoreError(
+      'ERR_LR_OUTPUT_INVALID',
+      `--out-dir ${dir} cannot be made a directory (${why})`,
+      {
+        cause,
+      },
+    );
+  }
+}
 
 export const restoreCommand = defineCommand({
   name: 'restore',
@@ -89,7 +107,7 @@ Options:
       });
       try {
         const names = values.all === true ? snap.archives.map((a) => a.name) : [archiveArg!];
-        if (values.all === true) await mkdir(values['out-dir']!, { recursive: true });
+        if (values.all === true) await makeOutDir(values['out-dir']!);
         const results: (RestoreResult & { archive: string })[] = [];
         for (const name of names) {
           const reader = await snap.openArchive(name);
