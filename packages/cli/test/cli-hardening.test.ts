@@ -3,14 +3,28 @@
  * --workers, a --rate-limit too slow for Node's timers, a negative size, and error text
  * from a malicious server printed raw (terminal escapes, forged lines).
  */
+import { spawn } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
+import { NbdClient } from '@liverestore/nbd';
 import test, { type ExecutionContext } from 'ava';
 import { MAX_WORKERS } from '../src/option-values.js';
 import { printableLine } from '../src/terminal-text.js';
-import { assertCliError, KiB, runIn, testDir, vmArgs, writeVm } from './helpers.js';
+import {
+  assertCliError,
+  BIN,
+  chunkPath,
+  flipByte,
+  indexDigests,
+  KiB,
+  lines,
+  runIn,
+  testDir,
+  vmArgs,
+  writeVm,
+} from './helpers.js';
 
 const workersCases: readonly (readonly string[])[] = [
   ['restore', '--from', '/nonexistent', 'vm/100', 'drive-scsi0', '--out', '/nonexistent/x.img'],
@@ -93,9 +107,19 @@ async function storeWithSnapshot(
   t: ExecutionContext,
 ): Promise<{ dir: string; store: string; snapshot: string }> {
   const dir = await testDir(t);
-  const vm = await writeVm(dir, { seed: 1512, sizes: [256 * KiB + 5, 64 * KiB] });
+  const vm = await writeVm(dir, { seed: 1, sizes: [1024 * KiB + 5, 64 * KiB] }); // drive-scsi0: text, no zero chunk
   const store = join(dir, 'store');
-  const out = await runIn(['backup', '--json', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)]);
+  const out = await runIn([
+    'backup',
+    '--json',
+    '--store',
+    store,
+    '--snapshot',
+    'vm/100',
+    '--chunk-size',
+    '64KiB',
+    ...vmArgs(vm),
+  ]);
   t.is(out.code, 0, out.stderr);
   return { dir, store, snapshot: (JSON.parse(out.stdout) as { snapshot: string }).snapshot };
 }
@@ -139,4 +163,49 @@ test('a deleted manifest is ERR_LR_SNAPSHOT_NOT_FOUND in verify and in restore a
     join(dir, 'x.img'),
   ]);
   assertCliError(t, restore, 'ERR_LR_SNAPSHOT_NOT_FOUND');
+});
+
+test('nbd logs one line with the code and digest when a corrupt chunk makes a read fail with EIO', async (t) => {
+  const { store, snapshot } = await storeWithSnapshot(t);
+  // Every chunk of the drive damaged: whichever the read needs (an all-zero chunk is never read).
+  const digests = await indexDigests(join(store, snapshot, 'drive-scsi0.img.fidx'));
+  for (const digest of new Set(digests)) await flipByte(chunkPath(store, digest), 20);
+  const child = spawn(process.execPath, [BIN, 'nbd', '--listen', '127.0.0.1:0', '--from', store, 'vm/100'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      if (out.includes('\n')) resolve(out.split('\n')[0]!.trim());
+    });
+    child.once('exit', (code) => reject(new Error(`nbd exited early with ${code}: ${stderr}`)));
+  });
+  const [host, port] = address.split(':');
+  const client = await NbdClient.connect({ host, port: Number(port), exportName: 'drive-scsi0.img' });
+  t.teardown(() => client.close());
+  let err: { errnoName?: string } | undefined;
+  for (let offset = 0; err === undefined && offset + 4096 <= 1024 * KiB; offset += 4096) {
+    err = await client.read(Buffer.alloc(4096), offset).then(
+      () => undefined,
+      (e: unknown) => e as { errnoName?: string },
+    );
+  }
+  t.is(err?.errnoName, 'EIO');
+  for (let i = 0; i < 200 && !stderr.includes('\n'); i++) await new Promise((r) => setTimeout(r, 25));
+  const logLines = lines(stderr);
+  t.is(logLines.length, 1, stderr);
+  t.regex(
+    logLines[0] ?? '',
+    /read of drive-scsi0\.img at \d+ failed .*ERR_LR_(BLOB_CRC_MISMATCH|DIGEST_MISMATCH|DECOMPRESS_FAILED)/,
+  );
+  t.true(
+    digests.some((d) => logLines[0]?.includes(d)),
+    'the line names the chunk',
+  );
 });

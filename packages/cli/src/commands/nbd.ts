@@ -1,7 +1,8 @@
-import { type NbdListen, startNbdServer } from '@liverestore/nbd';
+import { type NbdListen, snapshotExports, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
+import { loggedExport } from '../logged-export.js';
 import { parseWorkers } from '../option-values.js';
 import { loadTokenFile } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
@@ -89,7 +90,15 @@ Prints the address and the exports, then serves until stopped.`,
         http: token === undefined ? {} : { token },
       });
       try {
-        const server = await startNbdServer({ snapshot, listen, readaheadChunks });
+        const readerOptions = readaheadChunks === undefined ? {} : { readaheadChunks };
+        // Each export logs its failed reads (the client only sees EIO).
+        const exports = (await snapshotExports(snapshot, readerOptions)).map((e) =>
+          loggedExport(e, io.stderr),
+        );
+        // No disk image: let the library say so about the snapshot.
+        const server = await startNbdServer(
+          exports.length === 0 ? { snapshot, listen } : { exports, listen },
+        );
         io.stdout.write(`${server.address}\n`);
         for (const name of server.exports) io.stdout.write(`  export ${name}\n`);
         await stopSignal();
