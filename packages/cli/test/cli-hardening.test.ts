@@ -4,7 +4,7 @@
  * from a malicious server printed raw (terminal escapes, forged lines).
  */
 import { spawn } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
@@ -16,11 +16,13 @@ import {
   assertCliError,
   BIN,
   chunkPath,
+  exec,
   flipByte,
   indexDigests,
   KiB,
   lines,
   runIn,
+  tempLeftovers,
   testDir,
   vmArgs,
   writeVm,
@@ -208,4 +210,29 @@ test('nbd logs one line with the code and digest when a corrupt chunk makes a re
     digests.some((d) => logLines[0]?.includes(d)),
     'the line names the chunk',
   );
+});
+
+/** A 512 KiB tmpfs at a fresh directory, unmounted after the test (tests run as root, as in CI). */
+async function smallFileSystem(t: ExecutionContext): Promise<string> {
+  const dir = join(await testDir(t), 'full');
+  await mkdir(dir);
+  const mount = await exec('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', dir]);
+  t.is(mount.code, 0, `mount a tmpfs (tests run as root): ${mount.stderr}`);
+  t.teardown(async () => {
+    await exec('umount', [dir]);
+  });
+  return dir;
+}
+
+test('a full file system is ERR_LR_NO_SPACE naming the file, in restore and backup, nothing left behind', async (t) => {
+  const { dir, store } = await storeWithSnapshot(t);
+  const full = await smallFileSystem(t);
+  const out = join(full, 'disk.img');
+  const restore = await runIn(['restore', '--from', store, 'vm/100', 'drive-scsi0', '--out', out]);
+  t.true(assertCliError(t, restore, 'ERR_LR_NO_SPACE').includes(out));
+  t.deepEqual(await readdir(full), [], 'the temp image is removed');
+  const vm = await writeVm(dir, { seed: 1, sizes: [1024 * KiB + 5, 64 * KiB] });
+  const backup = await runIn(['backup', '--store', join(full, 'store'), '--snapshot', 'vm/1', ...vmArgs(vm)]);
+  t.true(assertCliError(t, backup, 'ERR_LR_NO_SPACE').includes(join(full, 'store')));
+  t.deepEqual(await tempLeftovers(full), [], 'no temp file left in the store');
 });

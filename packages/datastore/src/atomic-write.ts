@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { isNoSpace, noSpaceError } from './no-space.js';
 
 /** Prefix of every temporary file or directory the datastore writes; readers skip these names. */
 export const TEMP_PREFIX = '.tmp-';
@@ -79,7 +80,7 @@ export async function writeFileAtomic(
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true });
-    throw err;
+    throw isNoSpace(err) ? noSpaceError(path, err) : err;
   } finally {
     untrack();
   }

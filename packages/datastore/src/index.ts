@@ -4,6 +4,7 @@ export * from './backup-writer.js';
 export * from './datastore.js';
 export * from './errors.js';
 export * from './image-source.js';
+export * from './no-space.js';
 export * from './regular-file.js';
 export * from './snapshot-files.js';
 export * from './snapshot-ref.js';

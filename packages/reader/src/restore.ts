@@ -1,6 +1,6 @@
 import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { sweepStaleTemps, tempPathFor, trackTemp } from '@liverestore/datastore';
+import { isNoSpace, noSpaceError, sweepStaleTemps, tempPathFor, trackTemp } from '@liverestore/datastore';
 import type { CachedChunkReader } from './cached-chunk-reader.js';
 import { ReaderError } from './errors.js';
 
@@ -170,7 +170,7 @@ export async function restoreArchive(
     await handle.close();
     if (!isDevice) await rm(target, { force: true });
     untrack();
-    throw err;
+    throw isNoSpace(err) ? noSpaceError(path, err) : err;
   }
   await handle.close();
   if (!isDevice) {
