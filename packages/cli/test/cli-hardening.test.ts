@@ -27,6 +27,7 @@ import {
   vmArgs,
   writeVm,
 } from './helpers.js';
+import { storeWithSnapshot } from './store-fixture.js';
 
 const workersCases: readonly (readonly string[])[] = [
   ['restore', '--from', '/nonexistent', 'vm/100', 'drive-scsi0', '--out', '/nonexistent/x.img'],
@@ -104,27 +105,6 @@ test("a malicious server's error text reaches stderr as one line with its contro
   t.false(/[\u0000-\u001f\u007f-\u009f]/.test(out.stderr.slice(0, -1)), JSON.stringify(out.stderr));
   t.true(line.includes('\\x1b[2J\\r\\nliverestore: ERR_LR_FAKE: forged line'), line);
 });
-
-async function storeWithSnapshot(
-  t: ExecutionContext,
-): Promise<{ dir: string; store: string; snapshot: string }> {
-  const dir = await testDir(t);
-  const vm = await writeVm(dir, { seed: 1, sizes: [1024 * KiB + 5, 64 * KiB] }); // drive-scsi0: text, no zero chunk
-  const store = join(dir, 'store');
-  const out = await runIn([
-    'backup',
-    '--json',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    ...vmArgs(vm),
-  ]);
-  t.is(out.code, 0, out.stderr);
-  return { dir, store, snapshot: (JSON.parse(out.stdout) as { snapshot: string }).snapshot };
-}
 
 test('a busy port is ERR_LR_LISTEN in serve and in nbd alike', async (t) => {
   const { store } = await storeWithSnapshot(t);
@@ -232,7 +212,15 @@ test('a full file system is ERR_LR_NO_SPACE naming the file, in restore and back
   t.true(assertCliError(t, restore, 'ERR_LR_NO_SPACE').includes(out));
   t.deepEqual(await readdir(full), [], 'the temp image is removed');
   const vm = await writeVm(dir, { seed: 1, sizes: [1024 * KiB + 5, 64 * KiB] });
-  const backup = await runIn(['backup', '--store', join(full, 'store'), '--snapshot', 'vm/1', ...vmArgs(vm)]);
+  const backup = await runIn([
+    'backup',
+    '--json',
+    '--store',
+    join(full, 'store'),
+    '--snapshot',
+    'vm/1',
+    ...vmArgs(vm),
+  ]);
   t.true(assertCliError(t, backup, 'ERR_LR_NO_SPACE').includes(join(full, 'store')));
   t.deepEqual(await tempLeftovers(full), [], 'no temp file left in the store');
 });

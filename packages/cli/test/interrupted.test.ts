@@ -9,35 +9,18 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startChunkServer } from '@liverestore/server';
-import test, { type ExecutionContext } from 'ava';
-import { BIN, KiB, MiB, runIn, tempLeftovers, testDir, vmArgs, writeVm } from './helpers.js';
+import test from 'ava';
+import { BIN, KiB, MiB, runIn, tempLeftovers, vmArgs, writeVm } from './helpers.js';
+import { storeWithSnapshot } from './store-fixture.js';
 
 /** A pid that no process has now: a child's, after it ended. */
 function deadPid(): number {
   return spawnSync(process.execPath, ['-e', '0']).pid;
 }
 
-async function storeWithVm(t: ExecutionContext): Promise<{ dir: string; store: string }> {
-  const dir = await testDir(t);
-  const vm = await writeVm(dir, { seed: 15, sizes: [2 * MiB + 7, 64 * KiB] });
-  const store = join(dir, 'store');
-  const out = await runIn([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    ...vmArgs(vm),
-  ]);
-  t.is(out.code, 0, out.stderr);
-  return { dir, store };
-}
-
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`restore stopped by ${signal} removes its temp image`, async (t) => {
-    const { dir, store } = await storeWithVm(t);
+    const { dir, store } = await storeWithSnapshot(t);
     // A server whose chunk requests never end: the restore waits with its temp file open.
     const real = await startChunkServer({
       store,
@@ -90,7 +73,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 test('the next restore removes the temp image a killed restore left; a live process keeps its own', async (t) => {
-  const { dir, store } = await storeWithVm(t);
+  const { dir, store } = await storeWithSnapshot(t);
   const outDir = join(dir, 'out');
   await mkdir(outDir);
   const stale = `.tmp-disk.img-${deadPid()}-0badf00d`;
@@ -111,7 +94,7 @@ test('the next restore removes the temp image a killed restore left; a live proc
 });
 
 test('the next backup removes the temp snapshot dir and chunk files a killed backup left', async (t) => {
-  const { dir, store } = await storeWithVm(t);
+  const { dir, store } = await storeWithSnapshot(t);
   const pid = deadPid();
   const staleSnapshot = join(store, 'vm', '100', `.tmp-2026-01-01T00:00:00Z-${pid}-0badf00d`);
   await mkdir(staleSnapshot);

@@ -9,7 +9,7 @@ import { mkdir, open, rm, symlink, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { encodeManifest } from '@liverestore/format';
 import test, { type ExecutionContext } from 'ava';
-import { backup, Datastore, MAX_CHUNK_FILE_BYTES, verifySnapshots } from '../src/index.js';
+import { backup, Datastore, MAX_CHUNK_FILE_BYTES, type SnapshotRef, verifySnapshots } from '../src/index.js';
 import { KiB, testDir, textBytes, writeInput } from './helpers.js';
 
 const HEX = 'ab'.repeat(32);
@@ -22,6 +22,19 @@ async function storeWithChunkDir(
   const path = store.chunkPath(HEX);
   await mkdir(join(path, '..'), { recursive: true });
   return { dir, store, path };
+}
+
+/** A store with one snapshot vm/1 of a 100 KiB text disk `drive-scsi0`. */
+async function backedUpStore(t: ExecutionContext): Promise<{ store: Datastore; ref: SnapshotRef }> {
+  const dir = await testDir(t);
+  const store = await Datastore.create(join(dir, 'store'));
+  const input = await writeInput(dir, 'disk.raw', textBytes(100 * KiB));
+  const { ref } = await backup(store, {
+    type: 'vm',
+    id: '1',
+    inputs: [{ name: 'drive-scsi0', path: input }],
+  });
+  return { store, ref };
 }
 
 /** Makes `path` a FIFO; the teardown opens its write end once, which frees any open still blocked on it. */
@@ -94,14 +107,7 @@ test('a chunk file larger than any blob: ERR_LR_STORE_FILE_TOO_LARGE, nothing re
 });
 
 test('a snapshot file (the manifest) that is a FIFO: refused at once, not hung', async (t) => {
-  const dir = await testDir(t);
-  const store = await Datastore.create(join(dir, 'store'));
-  const input = await writeInput(dir, 'disk.raw', textBytes(100 * KiB));
-  const { ref } = await backup(store, {
-    type: 'vm',
-    id: '1',
-    inputs: [{ name: 'drive-scsi0', path: input }],
-  });
+  const { store, ref } = await backedUpStore(t);
   const manifest = join(store.snapshotDir(ref), 'index.json.blob');
   await rm(manifest);
   makeFifo(t, manifest);
@@ -110,14 +116,7 @@ test('a snapshot file (the manifest) that is a FIFO: refused at once, not hung',
 });
 
 test('verify over a store whose chunk is a FIFO reports that chunk with the code and ends', async (t) => {
-  const dir = await testDir(t);
-  const store = await Datastore.create(join(dir, 'store'));
-  const input = await writeInput(dir, 'disk.raw', textBytes(100 * KiB));
-  const { ref } = await backup(store, {
-    type: 'vm',
-    id: '1',
-    inputs: [{ name: 'drive-scsi0', path: input }],
-  });
+  const { store, ref } = await backedUpStore(t);
   const index = await store.readArchiveIndex(ref, 'drive-scsi0');
   const hex = Buffer.from(index.digestAt(0)).toString('hex');
   await rm(store.chunkPath(hex));
@@ -137,14 +136,7 @@ test('verify over a store whose chunk is a FIFO reports that chunk with the code
 });
 
 test('verify reports a manifest entry named ../../../../x.img.fidx as ERR_LR_MANIFEST_INVALID (it was dropped silently)', async (t) => {
-  const dir = await testDir(t);
-  const store = await Datastore.create(join(dir, 'store'));
-  const input = await writeInput(dir, 'disk.raw', textBytes(100 * KiB));
-  const { ref } = await backup(store, {
-    type: 'vm',
-    id: '1',
-    inputs: [{ name: 'drive-scsi0', path: input }],
-  });
+  const { store, ref } = await backedUpStore(t);
   const manifest = await store.readManifest(ref);
   const hostile = '../../../../x.img.fidx';
   manifest.files.push({ ...manifest.files[0]!, filename: hostile });
