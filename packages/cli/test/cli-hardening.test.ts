@@ -224,3 +224,12 @@ test('a full file system is ERR_LR_NO_SPACE naming the file, in restore and back
   t.true(assertCliError(t, backup, 'ERR_LR_NO_SPACE').includes(join(full, 'store')));
   t.deepEqual(await tempLeftovers(full), [], 'no temp file left in the store');
 });
+
+test('serve --max-per-client and --min-rate: bad values are usage errors', async (t) => {
+  const perClient = await runIn(['serve', '--store', '/nonexistent', '--max-per-client', '0']);
+  t.true(
+    assertCliError(t, perClient, 'ERR_LR_USAGE', 2).includes('--max-per-client must be a positive integer'),
+  );
+  const rate = await runIn(['serve', '--store', '/nonexistent', '--min-rate', 'slow']);
+  t.true(assertCliError(t, rate, 'ERR_LR_USAGE', 2).includes('--min-rate must be a size'));
+});
