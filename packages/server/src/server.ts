@@ -268,7 +268,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
 
   /** Cuts `ex`'s response when its body moves slower than the minimum rate (see client-limits.ts). */
   function watchRate(ex: Exchange): void {
-    enforceMinTransferRate(ex.res, minBytesPerSecond, minRateWindowMs, () => {
+    enforceMinTransferRate(ex.res, minBytesPerSecond, minRateWindowMs, FILE_PIECE_BYTES, () => {
       ex.code = 'ERR_LR_HTTP_TOO_SLOW';
       logger.warn(
         { remote: ex.req.socket.remoteAddress, path: (ex.req.url ?? '').slice(0, 256), bytes: ex.bytes },

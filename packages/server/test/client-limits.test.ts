@@ -12,7 +12,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Datastore } from '@liverestore/datastore';
 import anyTest, { type TestFn } from 'ava';
-import { bytesTakenByKernel } from '../src/client-limits.js';
+import { bytesTakenByKernel, rateWindowMs } from '../src/client-limits.js';
 import { type Fixture, get, MiB, makeFixture, serve } from './helpers.js';
 
 const test = anyTest as TestFn<{ fixture: Fixture; bigPath: string; fifoPath: string }>;
@@ -148,5 +148,18 @@ test('bytesTakenByKernel falls back to completed writes without libuv counters',
       _handle: { writeQueueSize: 300 },
     }),
     4200,
+  );
+});
+
+test('rateWindowMs: the requested window where the kernel count moves byte by byte; on TLS, long enough for one whole write', (t) => {
+  const tcp = { bytesWritten: 0, writableLength: 0, _bytesDispatched: 0, _handle: { writeQueueSize: 0 } };
+  t.is(rateWindowMs(tcp, 30_000, 4096, MiB), 30_000);
+  t.is(rateWindowMs({ ...tcp, encrypted: true }, 30_000, 4096, MiB), 256_000);
+  t.is(rateWindowMs({ ...tcp, encrypted: true }, 30_000, 1024 * 1024, MiB), 30_000);
+  t.is(rateWindowMs({ bytesWritten: 0, writableLength: 0 }, 30_000, 1, MiB), 1_048_576_000);
+  t.is(
+    rateWindowMs({ bytesWritten: 0, writableLength: 0 }, 30_000, 0.1, MiB),
+    2 ** 31 - 1,
+    'a timer cannot wait longer',
   );
 });
