@@ -11,6 +11,8 @@ import { serveCommand } from './commands/serve.js';
 import { snapshotsCommand } from './commands/snapshots.js';
 import { verifyCommand } from './commands/verify.js';
 import { UsageError } from './errors.js';
+import { removeTempsOnSignal, TEMP_WRITING_COMMANDS } from './signal-cleanup.js';
+import { printableLine } from './terminal-text.js';
 
 /** Every sub-command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -73,7 +75,12 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       io.stdout.write(`${command.help}\n`);
       return 0;
     }
-    return await command.run(args, io);
+    const release = TEMP_WRITING_COMMANDS.has(command.name) ? removeTempsOnSignal() : undefined;
+    try {
+      return await command.run(args, io);
+    } finally {
+      release?.();
+    }
   } catch (err) {
     return report(err, io);
   }
@@ -81,19 +88,20 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
 
 function report(err: unknown, io: CommandIo): number {
   if (err instanceof LiverestoreError) {
-    io.stderr.write(`liverestore: ${err.code}: ${err.message}\n`);
+    const code = err.code === 'ERR_LR_NBD_LISTEN' ? 'ERR_LR_LISTEN' : err.code; // one code for every front end
+    io.stderr.write(`liverestore: ${printableLine(`${code}: ${err.message}`)}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
   if (err instanceof RangeError) {
     // Option values checked by the library (e.g. a cache size of 0); a TypeError is a bug
     // and falls through to the internal-error report with its stack.
-    io.stderr.write(`liverestore: ERR_LR_INVALID_ARGUMENT: ${err.message}\n`);
+    io.stderr.write(`liverestore: ERR_LR_INVALID_ARGUMENT: ${printableLine(err.message)}\n`);
     return 2;
   }
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {
     // A system error (EACCES, ENOSPC, …) that no layer translated: still no stack trace.
-    io.stderr.write(`liverestore: ERR_LR_SYSTEM: ${(err as Error).message}\n`);
+    io.stderr.write(`liverestore: ERR_LR_SYSTEM: ${printableLine((err as Error).message)}\n`);
     return 1;
   }
   throw err;

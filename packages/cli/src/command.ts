@@ -44,10 +44,31 @@ export const COMMON_OPTIONS = {
 /** Parses argv for a command; parseArgs' own errors become a {@link UsageError} naming the command. */
 export function parseCommandArgs<O extends Options>(command: Command<O>, argv: string[]): ParsedArgs<O> {
   try {
-    return parseArgs({ args: argv, options: command.options, allowPositionals: true, strict: true });
+    const args = withNegativeValuesJoined(argv, command.options);
+    return parseArgs({ args, options: command.options, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError(`${command.name}: ${(err as Error).message.split('\n')[0]}`);
   }
+}
+
+/**
+ * `--cache-size -1` → `--cache-size=-1`: parseArgs refuses a value that starts with a dash
+ * as "ambiguous", which hides the real problem; joined, the option's own check reports
+ * the bad value (e.g. "--cache-size must be a size like 4MiB").
+ */
+function withNegativeValuesJoined(argv: string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    const option = arg.startsWith('--') ? options[arg.slice(2)] : undefined;
+    if (option?.type === 'string' && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }
 
 /** Typed helper so each command keeps its option types. */

@@ -12,6 +12,14 @@ export interface ArchiveName {
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 /**
+ * True for a plain file name a snapshot directory may hold (`A-Za-z0-9._-`, not starting
+ * with a dot or dash): a manifest entry like `../../../../x.img.fidx` is not one.
+ */
+export function isSnapshotFileName(filename: string): boolean {
+  return NAME.test(filename);
+}
+
+/**
  * Resolves an archive name the PBS way: `NAME.img` is a fixed-index image (`NAME.img.fidx`),
  * another extension is a dynamic-index archive (`NAME.ext.didx`), no extension means
  * `NAME.img`. The `.fidx`/`.didx` suffix may be given or left out.

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { isNoSpace, noSpaceError } from './no-space.js';
 
 /** Prefix of every temporary file or directory the datastore writes; readers skip these names. */
 export const TEMP_PREFIX = '.tmp-';
@@ -11,6 +13,28 @@ export function tempPathFor(path: string): string {
     dirname(path),
     `${TEMP_PREFIX}${basename(path)}-${process.pid}-${randomBytes(4).toString('hex')}`,
   );
+}
+
+const tracked = new Set<string>();
+
+/** Records a temp file or directory being written; call the returned function once it is renamed or removed. */
+export function trackTemp(path: string): () => void {
+  tracked.add(path);
+  return () => {
+    tracked.delete(path);
+  };
+}
+
+/** Removes every tracked temp now (synchronously: for a signal handler, just before the process ends). */
+export function removeTrackedTemps(): void {
+  for (const path of tracked) {
+    try {
+      rmSync(path, { recursive: true, force: true });
+    } catch {
+      // Best effort: the process is ending; the next run sweeps what is left.
+    }
+  }
+  tracked.clear();
 }
 
 /** fsyncs a directory so that a rename inside it survives a crash. */
@@ -44,6 +68,7 @@ export async function writeFileAtomic(
   options: { syncDir?: boolean } = {},
 ): Promise<void> {
   const temp = tempPathFor(path);
+  const untrack = trackTemp(temp);
   try {
     const handle = await open(temp, 'wx', 0o644);
     try {
@@ -55,7 +80,9 @@ export async function writeFileAtomic(
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true });
-    throw err;
+    throw isNoSpace(err) ? noSpaceError(path, err) : err;
+  } finally {
+    untrack();
   }
   if (options.syncDir === true) await fsyncDir(dirname(path));
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   BACKUP_TYPES,
   type BackupType,
@@ -21,7 +21,7 @@ import {
   writeFixedIndex,
 } from '@liverestore/format';
 import { type ArchiveName, resolveArchiveName } from './archive-name.js';
-import { fsyncDir, fsyncDirs, TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
+import { fsyncDir, fsyncDirs, TEMP_PREFIX, trackTemp, writeFileAtomic } from './atomic-write.js';
 import type { Datastore } from './datastore.js';
 import { type ChunkEncoder, createChunkEncoder } from './encode-pool.js';
 import { BackupSourceError, DatastoreError } from './errors.js';
@@ -35,6 +35,7 @@ import {
   isBackupId,
   type SnapshotRef,
 } from './snapshot-ref.js';
+import { sweepStaleTemps } from './temp-files.js';
 import { DEFAULT_AUTH_ID } from './verify-state.js';
 
 /** One input of a backup: archive name (`drive-scsi0`, `drive-scsi0.img`, `notes.txt`) and the file or device to read. */
@@ -117,6 +118,8 @@ const EXTRA_IN_FLIGHT = 4;
 /** Shared state of one backup run: dedup set, counters, bounded write queue. */
 class ChunkSink {
   readonly #known = new Set<string>();
+  /** Chunk directories already swept of stale temps (see #sweepOnce). */
+  readonly #swept = new Set<string>();
   readonly #zeroDigests = new Map<number, Buffer>();
   readonly #jobs = new Set<Promise<void>>();
   /** Directories whose entries new chunks changed: fsynced once, before the index names them. */
@@ -131,6 +134,17 @@ class ChunkSink {
     readonly encoder: ChunkEncoder,
     readonly crypt: CryptConfig | undefined,
   ) {}
+
+  /**
+   * Sweeps the temp chunk files of dead processes (an interrupted backup) from a chunk
+   * directory, the first time this backup writes into it: one readdir per directory
+   * written, none for the chunks that dedup skips.
+   */
+  async #sweepOnce(dir: string): Promise<void> {
+    if (this.#swept.has(dir)) return;
+    this.#swept.add(dir);
+    await sweepStaleTemps(dir);
+  }
 
   /** Digest of `length` zero bytes, computed once per length: every zero chunk costs one compare. */
   zeroDigest(length: number): Buffer {
@@ -161,6 +175,7 @@ class ChunkSink {
       .encode(data)
       .then(async (blob) => {
         this.bytesWritten += blob.byteLength;
+        await this.#sweepOnce(dirname(this.store.chunkPath(hex)));
         await this.store.insertChunk(hex, blob, this.#dirtyDirs);
       })
       .catch((err: unknown) => {
@@ -251,7 +266,9 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     groupDir,
     `${TEMP_PREFIX}${formatBackupTime(backupTime)}-${process.pid}-${randomBytes(4).toString('hex')}`,
   );
+  await sweepStaleTemps(groupDir);
   await mkdir(tempDir);
+  const untrackTempDir = trackTemp(tempDir);
 
   // Starting worker threads costs ~100 ms: not worth it for a few chunks.
   const totalBytes = runs.reduce((sum, r) => sum + r.sizeBytes, 0);
@@ -314,6 +331,7 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     await rm(tempDir, { recursive: true, force: true });
     throw err;
   } finally {
+    untrackTempDir();
     await encoder.close();
   }
   return {

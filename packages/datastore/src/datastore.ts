@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   BACKUP_TYPES,
@@ -21,6 +21,7 @@ import {
   parseNamespace,
   ROOT_NAMESPACE,
 } from './namespace.js';
+import { MAX_CHUNK_FILE_BYTES, readRegularFile } from './regular-file.js';
 import { readSnapshotArchiveIndex, readSnapshotInfo, readSnapshotManifest } from './snapshot-files.js';
 import {
   formatBackupTime,
@@ -160,7 +161,7 @@ export class Datastore {
   async readChunk(digest: Uint8Array | string, signal?: AbortSignal): Promise<Buffer> {
     const path = this.chunkPath(digest);
     try {
-      return await readFile(path, signal === undefined ? {} : { signal });
+      return await readRegularFile(path, MAX_CHUNK_FILE_BYTES, signal);
     } catch (err) {
       if (isNotFound(err)) {
         throw new DatastoreError(
@@ -297,7 +298,7 @@ export class Datastore {
       throw new DatastoreError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `invalid snapshot file name "${filename}"`);
     }
     try {
-      return await readFile(join(this.snapshotDir(ref), filename));
+      return await readRegularFile(join(this.snapshotDir(ref), filename));
     } catch (cause) {
       if (isNotFound(cause)) {
         throw new DatastoreError(

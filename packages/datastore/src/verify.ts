@@ -8,7 +8,7 @@ import {
   toHex,
   verifyBlobCrc,
 } from '@liverestore/format';
-import { archiveOfFilename } from './archive-name.js';
+import { archiveOfFilename, isSnapshotFileName } from './archive-name.js';
 import { readSnapshotArchiveIndex, readSnapshotManifest, type SnapshotFiles } from './snapshot-files.js';
 import { formatSnapshot, type SnapshotRef } from './snapshot-ref.js';
 
@@ -102,6 +102,16 @@ export async function verifySnapshots(
       continue;
     }
     for (const file of manifest.files) {
+      if (!isSnapshotFileName(file.filename)) {
+        // Never read, but never silently dropped either: the manifest is not one PBS writes.
+        badFiles.push({
+          snapshot,
+          filename: 'index.json.blob',
+          code: 'ERR_LR_MANIFEST_INVALID',
+          message: `the manifest lists a file with an invalid name: ${JSON.stringify(file.filename)}`,
+        });
+        continue;
+      }
       const archive = archiveOfFilename(file.filename);
       if (archive === undefined) {
         // A blob file the manifest lists (PBS's client.log.blob, say): checked as PBS's verify does.

@@ -121,8 +121,9 @@ export function openRemoteArchive(
       const pending = remote.acquire(digestHex, length, background) as Promise<Lease>;
       if (signal === undefined) return pending;
       if (signal.aborted) {
+        // Through `unpin`, so the `held` count drops too (else the port's close unpins again).
         void pending.then(
-          (lease) => table.unpin(lease),
+          (lease) => unpin(lease),
           () => undefined,
         );
         return Promise.reject(abortError(signal));

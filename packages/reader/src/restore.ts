@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
+import { isNoSpace, noSpaceError, sweepStaleTemps, tempPathFor, trackTemp } from '@liverestore/datastore';
 import type { CachedChunkReader } from './cached-chunk-reader.js';
 import { ReaderError } from './errors.js';
 
@@ -111,9 +111,9 @@ export async function restoreArchive(
       `${path} is a directory; give a file name for the restored image`,
     );
   }
-  const target = isDevice
-    ? path
-    : join(dirname(path), `.tmp-${basename(path)}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // A restore of this file interrupted by a signal or a crash left its temp file: remove it.
+  if (!isDevice) await sweepStaleTemps(dirname(path), `${basename(path)}-`);
+  const target = isDevice ? path : tempPathFor(path);
   let handle: FileHandle;
   try {
     handle = await open(target, isDevice ? 'r+' : 'wx', 0o644);
@@ -124,6 +124,7 @@ export async function restoreArchive(
       { cause },
     );
   }
+  const untrack = isDevice ? () => undefined : trackTemp(target);
   const index = reader.index;
   let bytesDone = 0;
   let bytesWritten = 0;
@@ -168,11 +169,13 @@ export async function restoreArchive(
     await writeback.settle();
     await handle.close();
     if (!isDevice) await rm(target, { force: true });
-    throw err;
+    untrack();
+    throw isNoSpace(err) ? noSpaceError(path, err) : err;
   }
   await handle.close();
   if (!isDevice) {
     await rename(target, path);
+    untrack();
     const dir = await open(dirname(path), 'r');
     await dir.sync().finally(() => dir.close());
   }

@@ -3,6 +3,7 @@ import {
   archiveOfFilename,
   formatSnapshot,
   parseSnapshotSpec,
+  readSnapshotManifest,
   resolveArchiveName,
   type SnapshotRef,
   type SnapshotSpec,
@@ -11,8 +12,6 @@ import {
   type ChunkIndex,
   type CryptConfig,
   checkIndexAgainstManifest,
-  decodeManifest,
-  MANIFEST_BLOB_NAME,
   type Manifest,
   manifestFile,
   readIndex,
@@ -141,9 +140,8 @@ export async function openSnapshot(options: OpenSnapshotOptions): Promise<Snapsh
     const spec =
       typeof options.snapshot === 'string' ? parseSnapshotSpec(options.snapshot) : options.snapshot;
     const ref = await source.resolveSnapshot(spec);
-    const manifest = decodeManifest(await source.readSnapshotFile(ref, MANIFEST_BLOB_NAME), {
-      crypt: options.crypt,
-    });
+    // The datastore's reading: a missing manifest is ERR_LR_SNAPSHOT_NOT_FOUND, as in verify.
+    const manifest = await readSnapshotManifest(source, ref, options.crypt);
     return new Snapshot(source, ref, manifest, options.cache, options.crypt, owns);
   } catch (err) {
     if (owns) await source.close?.();

@@ -312,3 +312,28 @@ test('a reader thread that dies while its chunk loads does not leave the chunk p
   t.is(n, 100, String(n));
   assertNoPins(t, cache);
 });
+
+test('a remote read whose signal is aborted before it is sent drops its pin once (held count too)', async (t) => {
+  const { cache, snapshot } = await open(t);
+  const handle = await exportArchive(snapshot, 'drive-scsi0');
+  const remote = openRemoteArchive(handle, { readaheadChunks: 0 });
+  const held = new Int32Array(handle.held);
+  const err = await remote.readAt(Buffer.alloc(100), 2 * CHUNK, AbortSignal.abort()).catch((e: unknown) => e);
+  t.is((err as { name?: string }).name, 'AbortError');
+  // The coordinator still loads the chunk and pins it for the reply (in the same turn as
+  // the load ends); the remote side then drops that pin.
+  const pinned = (): number => {
+    let sum = 0;
+    for (let slot = 0; slot < cache.table.slotCount; slot++) sum += cache.table.pins(slot as never);
+    return sum;
+  };
+  await waitFor(() => {
+    const stats = cache.stats();
+    return stats.misses === 1 && stats.inFlight === 0 && pinned() === 0;
+  }, 'the load to end and its pin to drop');
+  t.deepEqual([...held], new Array<number>(held.length).fill(0), 'the held count dropped with the pin');
+  // Closing the port unpins what the held count says is still out: nothing, so no throw.
+  handle.port.close();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  assertNoPins(t, cache);
+});

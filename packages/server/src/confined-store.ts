@@ -1,7 +1,13 @@
-import { constants } from 'node:fs';
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { sep } from 'node:path';
-import { Datastore, type NamespaceScope, type SnapshotRef, type SnapshotSpec } from '@liverestore/datastore';
+import {
+  Datastore,
+  MAX_CHUNK_FILE_BYTES,
+  type NamespaceScope,
+  type SnapshotRef,
+  type SnapshotSpec,
+  STORE_FILE_OPEN_FLAGS,
+} from '@liverestore/datastore';
 import type { ChunkSource } from '@liverestore/reader';
 import { ServerError } from './errors.js';
 
@@ -49,7 +55,8 @@ export class ConfinedStore implements ChunkSource {
     if (!real.startsWith(this.realDir + sep)) return undefined;
     let handle: FileHandle;
     try {
-      handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+      // O_NONBLOCK: a FIFO must not block the open (and with it a libuv thread) forever.
+      handle = await open(real, STORE_FILE_OPEN_FLAGS);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -87,8 +94,13 @@ export class ConfinedStore implements ChunkSource {
   }
 
   async fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
-    const { handle } = await this.openChunk(digestHex);
+    const { handle, sizeBytes } = await this.openChunk(digestHex);
     try {
+      if (sizeBytes > MAX_CHUNK_FILE_BYTES)
+        throw new ServerError(
+          'ERR_LR_STORE_FILE_TOO_LARGE',
+          `chunk ${digestHex} is larger than any blob can be`,
+        );
       return await handle.readFile(signal === undefined ? {} : { signal });
     } finally {
       await handle.close();

@@ -39,8 +39,22 @@ export function describeError(
   if (err instanceof LiverestoreError) {
     const status = STATUS_OF_CODE[err.code] ?? 500;
     // Messages of the datastore name the store directory; clients need not know it.
-    const message = storeDir === '' ? err.message : err.message.split(storeDir).join('<store>');
+    const message = redactStoreDir(err.message, storeDir);
     return { status, code: err.code, message };
   }
   return { status: 500, code: INTERNAL_CODE, message: 'internal server error' };
+}
+
+/**
+ * `message` with every path that starts with `storeDir` shown as starting with `<store>`.
+ * Only whole path prefixes are replaced (the directory at the start of a word, followed by
+ * `/` or the end of the word): with `--store .`, replacing every "." made
+ * `drive-scsi7.img.fidx` read `drive-scsi7<store>img<store>fidx`.
+ */
+export function redactStoreDir(message: string, storeDir: string): string {
+  const dir = storeDir.length > 1 ? storeDir.replace(/\/+$/, '') : storeDir;
+  if (dir === '') return message;
+  const literal = dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const prefix = new RegExp(`(^|[\\s"'(=])${literal}(?=/|$|[\\s"'),;:])`, 'g');
+  return message.replace(prefix, '$1<store>');
 }

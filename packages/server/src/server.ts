@@ -14,6 +14,7 @@ import { LiverestoreError, toHex } from '@liverestore/format';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '@liverestore/reader';
 import { destination, type Logger, pino } from 'pino';
 import { ArchivePool } from './archive-pool.js';
+import { ClientShares, enforceMinTransferRate } from './client-limits.js';
 import { type ConfinedFile, ConfinedStore } from './confined-store.js';
 import { describeError, ServerError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
@@ -39,6 +40,13 @@ export const FILE_PIECE_BYTES = 1024 * 1024;
 export const FILE_PIECES_KEPT = 64;
 /** Requests in progress beyond which the server answers 503 (see IMAGE_STREAM_PIECE_BYTES). */
 export const DEFAULT_MAX_CONCURRENT_REQUESTS = 256;
+/**
+ * A response body slower than this (bytes per second, over each {@link DEFAULT_MIN_RATE_WINDOW_MS})
+ * is cut: a client trickling a download would otherwise hold a request slot for hours.
+ */
+export const DEFAULT_MIN_BYTES_PER_SECOND = 4 * 1024;
+/** The window over which {@link DEFAULT_MIN_BYTES_PER_SECOND} is measured. */
+export const DEFAULT_MIN_RATE_WINDOW_MS = 30_000;
 /** Time a client gets to send its request headers. */
 export const HEADERS_TIMEOUT_MS = 10_000;
 /** Time a client gets to send its whole request (GET/HEAD have no body to wait for). */
@@ -68,6 +76,15 @@ export interface ChunkServerOptions {
   logLevel?: 'info' | 'warn' | 'error' | 'silent';
   /** Requests in progress beyond which the server answers 503; default 256. */
   maxConcurrentRequests?: number;
+  /**
+   * Requests in progress one client address may hold (beyond: 503); default half of
+   * `maxConcurrentRequests`, rounded up. Behind a reverse proxy, set it to `maxConcurrentRequests`.
+   */
+  maxRequestsPerClient?: number;
+  /** A response body slower than this many bytes per second over `minRateWindowMs` is cut; default 4096, 0 = never. */
+  minBytesPerSecond?: number;
+  /** Window of `minBytesPerSecond`, default 30 s. */
+  minRateWindowMs?: number;
 }
 
 /** A running server. */
@@ -87,6 +104,8 @@ interface Exchange {
   route: RouteLabel;
   code: string | undefined;
   bytes: number;
+  /** The client address whose share this request holds (see ClientShares). */
+  share?: string;
 }
 
 /** Equal-sized buffers handed out and given back; at most `keep` idle ones are held. */
@@ -139,6 +158,15 @@ function checkOptions(options: ChunkServerOptions): void {
   const max = options.maxConcurrentRequests;
   if (max !== undefined && (!Number.isSafeInteger(max) || max < 1))
     throw new RangeError('maxConcurrentRequests must be a positive integer');
+  const perClient = options.maxRequestsPerClient;
+  if (perClient !== undefined && (!Number.isSafeInteger(perClient) || perClient < 1))
+    throw new RangeError('maxRequestsPerClient must be a positive integer');
+  const rate = options.minBytesPerSecond;
+  if (rate !== undefined && (!Number.isFinite(rate) || rate < 0))
+    throw new RangeError('minBytesPerSecond must be a non-negative number');
+  const windowMs = options.minRateWindowMs;
+  if (windowMs !== undefined && (!Number.isSafeInteger(windowMs) || windowMs < 1 || windowMs > 2 ** 31 - 1))
+    throw new RangeError('minRateWindowMs must be an integer from 1 to 2^31-1');
 }
 
 /**
@@ -151,6 +179,9 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
   const source = await ConfinedStore.open(options.store);
   const listen = options.listen ?? DEFAULT_LISTEN;
   const maxActive = options.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS;
+  const shares = new ClientShares(options.maxRequestsPerClient ?? Math.ceil(maxActive / 2));
+  const minBytesPerSecond = options.minBytesPerSecond ?? DEFAULT_MIN_BYTES_PER_SECOND;
+  const minRateWindowMs = options.minRateWindowMs ?? DEFAULT_MIN_RATE_WINDOW_MS;
   const logger =
     options.logger ?? pino({ name: 'liverestore-server', level: options.logLevel ?? 'info' }, destination(2));
   const ownsCache = options.cache === undefined;
@@ -185,6 +216,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
 
   function finish(ex: Exchange, counted: boolean): void {
     if (counted) active--;
+    if (ex.share !== undefined) shares.give(ex.share);
     inFlight--;
     if (inFlight === 0) drained?.();
     const ms = performance.now() - ex.startMs;
@@ -234,11 +266,28 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     sendJson(ex, status, { error: { code, message } }, headers);
   }
 
+  /** Cuts `ex`'s response when its body moves slower than the minimum rate (see client-limits.ts). */
+  function watchRate(ex: Exchange): void {
+    enforceMinTransferRate(ex.res, minBytesPerSecond, minRateWindowMs, FILE_PIECE_BYTES, () => {
+      ex.code = 'ERR_LR_HTTP_TOO_SLOW';
+      logger.warn(
+        { remote: ex.req.socket.remoteAddress, path: (ex.req.url ?? '').slice(0, 256), bytes: ex.bytes },
+        `response cut: the client read less than ${minBytesPerSecond} bytes/s over ${minRateWindowMs} ms`,
+      );
+      // A reset, not a FIN: the bytes still queued for this client are dropped with it
+      // (a FIN would wait behind them, and keep them in kernel memory, for as long as it reads).
+      const socket = ex.res.socket;
+      if (socket !== null && socket.resetAndDestroy !== undefined) socket.resetAndDestroy();
+      else ex.res.destroy();
+    });
+  }
+
   /** Pipes a body with backpressure; a client that goes away destroys `body` (and its pending reads). */
   async function sendStream(ex: Exchange, body: Readable): Promise<void> {
     body.on('data', (piece: Buffer) => {
       ex.bytes += piece.length;
     });
+    watchRate(ex);
     try {
       await pipeline(body, ex.res);
     } catch (err) {
@@ -309,6 +358,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
   async function sendFileBody(ex: Exchange, file: ConfinedFile, start: number, end: number): Promise<void> {
     const { res } = ex;
     let writing: Promise<void> | undefined;
+    watchRate(ex);
     try {
       for (let at = start; at <= end && !res.destroyed; ) {
         const piece = pieces.take();
@@ -444,6 +494,20 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       sendError(ex, new ServerError('ERR_LR_HTTP_BUSY', 'too many requests in progress; retry shortly'));
       return;
     }
+    const client = req.socket.remoteAddress ?? '';
+    if (counted) {
+      if (!shares.tryTake(client)) {
+        sendError(
+          ex,
+          new ServerError(
+            'ERR_LR_HTTP_BUSY',
+            'too many requests in progress from your address; retry shortly',
+          ),
+        );
+        return;
+      }
+      ex.share = client;
+    }
     serve(ex, path).catch((err: unknown) => sendError(ex, err));
   }
 
@@ -464,9 +528,14 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
         resolve();
       });
     });
-  } catch (err) {
+  } catch (cause) {
     if (ownsCache) await cache.close();
-    throw err;
+    // One code for "cannot listen" in every front end (was ERR_LR_SYSTEM here).
+    throw new ServerError(
+      'ERR_LR_LISTEN',
+      `cannot listen on ${listen.host}:${listen.port} (${(cause as { code?: string }).code ?? String(cause)})`,
+      { cause },
+    );
   }
   server.on('error', (err) => logger.error({ err }, 'server error'));
   const address = server.address() as AddressInfo;

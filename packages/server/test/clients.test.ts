@@ -392,7 +392,15 @@ async function fastClients(
         const t0 = performance.now();
         return new Promise<FastResult>((resolve, reject) => {
           const req = httpRequest(
-            { host: url.hostname, port: url.port, path, agent, headers: { range: `bytes=${start}-${end}` } },
+            {
+              host: url.hostname,
+              port: url.port,
+              path,
+              agent,
+              // Another client address than the slow readers' (each address has its own share).
+              localAddress: '127.0.0.2',
+              headers: { range: `bytes=${start}-${end}` },
+            },
             (res) => {
               const parts: Buffer[] = [];
               res.on('data', (p: Buffer) => parts.push(p));
@@ -433,7 +441,14 @@ async function slowAndFast(
   maxConcurrentRequests: number | undefined,
 ): Promise<{ slowStatuses: number[]; fast: FastResult[]; rssGrowth: number }> {
   const f = t.context.fixture;
-  const server = await serve(t, f, maxConcurrentRequests === undefined ? {} : { maxConcurrentRequests });
+  // One address may hold half of the slots by default; these slow readers are meant to fill them all.
+  const server = await serve(
+    t,
+    f,
+    maxConcurrentRequests === undefined
+      ? {}
+      : { maxConcurrentRequests, maxRequestsPerClient: maxConcurrentRequests },
+  );
   const path = `/snapshots/${f.snapshot}/drive-scsi0.img`;
   globalThis.gc?.();
   const rssBefore = process.memoryUsage().rss;

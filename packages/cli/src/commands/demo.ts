@@ -9,6 +9,7 @@ import { startChunkServer } from '@liverestore/server';
 import { type ImageSpec, imageBytes, prng, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import { COMMON_OPTIONS, commandProgress, defineCommand, printJson, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
+import { parseRateLimit } from '../option-values.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 const MiB = 1024 * 1024;
@@ -160,7 +161,7 @@ Options:
   --size SIZE        size of each drive (default 256MiB)
   --seed N           generator and guest seed (default 1)
   --rate-limit RATE  background copy limit, e.g. 100MB/s (default 64MB/s, so the guest
-                     has time to run during the copy; 0 = unlimited)
+                     has time to run during the copy; at least 4KiB/s, 0 = unlimited)
   --keep             keep the datastore and targets, and keep serving (HTTP and NBD)
                      until Ctrl-C, to explore with qemu-img, nbdinfo or a VM
   --json             print the summary as JSON
@@ -179,8 +180,8 @@ Options:
     const seed = Number(values.seed ?? '1');
     if (!Number.isSafeInteger(seed) || seed < 0)
       throw new UsageError(`demo: --seed must be a non-negative integer, got "${values.seed}"`);
-    const rateText = (values['rate-limit'] ?? '64MB/s').replace(/\/s$/i, '');
-    const rateLimit = rateText === '0' ? 0 : parseBytes(rateText, '--rate-limit');
+    const rateText = values['rate-limit'] ?? '64MB/s';
+    const rateLimit = rateText === '0' ? 0 : parseRateLimit(rateText, 'demo');
     const say = (line: string): void => {
       if (values.json !== true) io.stdout.write(`${line}\n`);
     };

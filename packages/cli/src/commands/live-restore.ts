@@ -10,7 +10,9 @@ import {
   stopSignal,
 } from '../command.js';
 import { UsageError } from '../errors.js';
+import { parseRateLimit, parseWorkers } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
+import { printableLine } from '../terminal-text.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 import { parseListen } from './serve.js';
 
@@ -24,9 +26,7 @@ function nonNegativeInteger(text: string | undefined, option: string): number | 
 
 /** `200MB/s`, `50MiB/s`, `1g` (per second implied) → bytes per second. */
 export function parseRate(text: string): number {
-  const value = parseBytes(text.replace(/\/s$/i, ''), '--rate-limit');
-  if (value <= 0) throw new UsageError(`live-restore: --rate-limit must be more than 0, got "${text}"`);
-  return value;
+  return parseRateLimit(text, 'live-restore');
 }
 
 function percent(done: number, total: number): string {
@@ -130,9 +130,9 @@ Options:
   --listen HOST:PORT   TCP address (default 127.0.0.1:10809; port 0 picks one)
   --socket PATH        listen on a Unix socket instead (must not exist)
   --rate-limit RATE    backup bytes per second for the background copy, e.g. 200MB/s
-                       (guest reads are never limited)
+                       (at least 4KiB/s; guest reads are never limited)
   --cache-size SIZE    chunk cache (default 256MiB)
-  --workers N          decode threads (default: CPU count)
+  --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential guest reader (default 8)
   --exit-when-done     exit once every drive is local and no NBD client is connected
                        (or, exit 1, once a full disk stopped the copy and none is)
@@ -176,7 +176,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
         : parseListen(values.listen ?? '127.0.0.1:10809', 'live-restore');
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
-    const workers = nonNegativeInteger(values.workers, '--workers');
+    const workers = parseWorkers(values.workers, 'live-restore');
     const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
     const rate = values['rate-limit'] === undefined ? undefined : parseRate(values['rate-limit']);
     const json = values.json === true;
@@ -228,7 +228,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
         reporter.end();
         const code = (err as { code?: unknown }).code;
         io.stderr.write(
-          `liverestore: warning: ${typeof code === 'string' ? `${code}: ` : ''}${err.message}\n`,
+          `liverestore: warning: ${printableLine(`${typeof code === 'string' ? `${code}: ` : ''}${err.message}`)}\n`,
         );
       });
       void restore.done.then(

@@ -1,8 +1,10 @@
 import { parseSnapshotSpec } from '@liverestore/datastore';
-import { type NbdListen, startNbdServer } from '@liverestore/nbd';
+import { type NbdListen, snapshotExports, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
+import { loggedExport } from '../logged-export.js';
+import { parseWorkers } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
 import { parseBytes } from '../units.js';
@@ -38,7 +40,7 @@ Options:
   --socket PATH        listen on a Unix socket instead (must not exist)
   --cache-size SIZE    chunk cache (default 256MiB)
 ${SPILL_HELP}
-  --workers N          decode threads (default: CPU count)
+  --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
@@ -79,7 +81,7 @@ Prints the address and the exports, then serves until stopped.`,
         : parseListen(values.listen ?? '127.0.0.1:10809', 'nbd');
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
-    const workers = nonNegativeInteger(values.workers, '--workers');
+    const workers = parseWorkers(values.workers, 'nbd');
     const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
     const crypt = await loadKeyFile(values.keyfile);
     const token = await loadTokenFile(values['token-file'], values.from, 'nbd');
@@ -97,13 +99,19 @@ Prints the address and the exports, then serves until stopped.`,
         http: token === undefined ? {} : { token },
       });
       try {
-        const server = await startNbdServer({
-          snapshot,
-          listen,
-          readaheadChunks,
-          // Refused (over 1024 connections) and cut (replies unread for 60 s) connections.
-          log: (line) => io.stderr.write(`${line}\n`),
-        });
+        const readerOptions = readaheadChunks === undefined ? {} : { readaheadChunks };
+        // Each export logs its failed reads (the client only sees EIO).
+        const exports = (await snapshotExports(snapshot, readerOptions)).map((e) =>
+          loggedExport(e, io.stderr),
+        );
+        // Refused (over 1024 connections) and cut (replies unread for 60 s) connections.
+        const log = (line: string): void => {
+          io.stderr.write(`${line}\n`);
+        };
+        // No disk image: let the library say so about the snapshot.
+        const server = await startNbdServer(
+          exports.length === 0 ? { snapshot, listen, log } : { exports, listen, log },
+        );
         io.stdout.write(`${server.address}\n`);
         for (const name of server.exports) io.stdout.write(`  export ${name}\n`);
         await stopSignal();

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseSnapshotSpec } from '@liverestore/datastore';
+import { LiverestoreError } from '@liverestore/format';
 import {
   ChunkCache,
   type ChunkCacheStats,
@@ -17,8 +18,26 @@ import {
   required,
 } from '../command.js';
 import { UsageError } from '../errors.js';
+import { parseWorkers } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
+
+/** Creates `--out-dir`; a file in the way is a clear output error, not a bare EEXIST. */
+async function makeOutDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (cause) {
+    const code = (cause as { code?: string }).code ?? 'error';
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : code;
+    throw new LiverestoreError(
+      'ERR_LR_OUTPUT_INVALID',
+      `--out-dir ${dir} cannot be made a directory (${why})`,
+      {
+        cause,
+      },
+    );
+  }
+}
 
 export const restoreCommand = defineCommand({
   name: 'restore',
@@ -43,7 +62,7 @@ Options:
   --all               restore every archive of the snapshot
   --out-dir DIR       output directory (with --all; created if missing)
   --cache-size SIZE   chunk cache budget (default 256MiB)
-  --workers N         decode threads (default: CPU count)
+  --workers N         decode threads, 0 to 64 (default: CPU count)
   --keyfile FILE      PBS key file of an encrypted snapshot
 ${namespaceHelp()}
   --json              print the summary as JSON
@@ -75,10 +94,7 @@ ${namespaceHelp()}
     }
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
-    const workers = values.workers === undefined ? undefined : Number(values.workers);
-    if (workers !== undefined && (!Number.isInteger(workers) || workers < 0)) {
-      throw new UsageError(`restore: --workers must be a non-negative integer, got "${values.workers}"`);
-    }
+    const workers = parseWorkers(values.workers, 'restore');
     const crypt = await loadKeyFile(values.keyfile);
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
@@ -95,7 +111,7 @@ ${namespaceHelp()}
       });
       try {
         const names = values.all === true ? snap.archives.map((a) => a.name) : [archiveArg!];
-        if (values.all === true) await mkdir(values['out-dir']!, { recursive: true });
+        if (values.all === true) await makeOutDir(values['out-dir']!);
         const results: (RestoreResult & { archive: string })[] = [];
         for (const name of names) {
           const reader = await snap.openArchive(name);

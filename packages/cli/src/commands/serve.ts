@@ -30,11 +30,29 @@ async function readOptionFile(path: string, what: string): Promise<Buffer> {
   }
 }
 
+/** `--max-per-client N` and `--min-rate RATE` as startChunkServer options (only those given). */
+function clientLimitOptions(
+  perClient: string | undefined,
+  minRate: string | undefined,
+): { maxRequestsPerClient?: number; minBytesPerSecond?: number } {
+  const out: { maxRequestsPerClient?: number; minBytesPerSecond?: number } = {};
+  if (perClient !== undefined) {
+    const n = Number(perClient);
+    if (!Number.isSafeInteger(n) || n < 1)
+      throw new UsageError(`serve: --max-per-client must be a positive integer, got "${perClient}"`);
+    out.maxRequestsPerClient = n;
+  }
+  if (minRate !== undefined)
+    out.minBytesPerSecond = minRate === '0' ? 0 : parseBytes(minRate.replace(/\/s$/i, ''), '--min-rate');
+  return out;
+}
+
 export const serveCommand = defineCommand({
   name: 'serve',
   summary: 'serve a datastore read-only over HTTP (chunks, indexes, images with Range)',
   help: `Usage: liverestore serve --store DIR [--listen 127.0.0.1:8007] [--token-file F]
                          [--tls-cert F --tls-key F] [--cache-size SIZE]
+                         [--max-per-client N] [--min-rate RATE]
 
 Serves the datastore DIR read-only over HTTP (HTTPS with --tls-cert/--tls-key):
   GET /snapshots                          snapshots of the root namespace (JSON)
@@ -58,6 +76,10 @@ Options:
   --tls-cert FILE      PEM certificate (with --tls-key)
   --tls-key FILE       PEM private key (with --tls-cert)
   --cache-size SIZE    chunk cache for image downloads (default 256MiB)
+  --max-per-client N   requests in progress one client address may hold (default
+                       128, half of the server's 256; behind a proxy give 256)
+  --min-rate RATE      a download read slower than this over 30 s is cut, e.g. 4KiB/s
+                       (default 4KiB/s; 0 = never)
   -h, --help           show this help
 
 Prints the URL it listens on, then serves until stopped.`,
@@ -69,6 +91,8 @@ Prints the URL it listens on, then serves until stopped.`,
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'cache-size': { type: 'string' },
+    'max-per-client': { type: 'string' },
+    'min-rate': { type: 'string' },
   },
   async run({ values }, io) {
     const store = required(values.store, '--store', 'serve');
@@ -99,6 +123,7 @@ Prints the URL it listens on, then serves until stopped.`,
         ...(token === undefined ? {} : { token }),
         ...(tls === undefined ? {} : { tls }),
         ...(cache === undefined ? {} : { cache }),
+        ...clientLimitOptions(values['max-per-client'], values['min-rate']),
       });
       io.stdout.write(`${server.url}\n`);
       await stopSignal();

@@ -12,6 +12,7 @@ import {
 import { LiverestoreError } from '@liverestore/format';
 import { COMMON_OPTIONS, type CommandIo, defineCommand, printJson } from '../command.js';
 import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
+import { printableLine } from '../terminal-text.js';
 import { formatBytes } from '../units.js';
 
 /**
@@ -101,7 +102,7 @@ Options:
         }
       }
       for (const b of broken)
-        io.stderr.write(`liverestore: ${b.code}: snapshot ${b.snapshot}: ${b.message}\n`);
+        io.stderr.write(`liverestore: ${printableLine(`${b.code}: snapshot ${b.snapshot}: ${b.message}`)}\n`);
       const status = broken.length === 0 ? 0 : 1;
       if (values.json === true) {
         if (hint !== undefined) io.stderr.write(`liverestore: ${hint}\n`);

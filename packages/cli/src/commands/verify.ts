@@ -14,6 +14,7 @@ import { COMMON_OPTIONS, commandProgress, defineCommand, loadKeyFile, printJson 
 import { UsageError } from '../errors.js';
 import type { Progress } from '../progress.js';
 import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
+import { printableLine } from '../terminal-text.js';
 import { formatBytes } from '../units.js';
 
 export const verifyCommand = defineCommand({
@@ -106,10 +107,12 @@ Options:
         return report.ok ? 0 : 1;
       }
       for (const f of report.badFiles)
-        io.stdout.write(`BAD FILE ${f.snapshot}/${f.filename}: ${f.code}: ${f.message}\n`);
+        io.stdout.write(
+          `BAD FILE ${printableLine(`${f.snapshot}/${f.filename}: ${f.code}: ${f.message}`)}\n`,
+        );
       for (const c of report.badChunks) {
         io.stdout.write(
-          `BAD CHUNK ${c.digest}: ${c.code}: ${c.message}\n  used by: ${c.archives.join(', ')}\n`,
+          `BAD CHUNK ${c.digest}: ${printableLine(`${c.code}: ${c.message}`)}\n  used by: ${c.archives.join(', ')}\n`,
         );
       }
       io.stdout.write(
