@@ -28,7 +28,7 @@ import { distinctDataChunks, readIndexes } from './live-systems.js';
 import { machineInfo } from './machine.js';
 import { cacheSizeOption, iterationCount, optionText } from './options.js';
 import { processUsage } from './proc-stats.js';
-import { type QemuIteration, type QemuSettings, qemuResult } from './qemu-report.js';
+import { type QemuIteration, type QemuSettings, qemuResult, STORE_COMPRESSION } from './qemu-report.js';
 import { type RestoreSource, type Role, SYSTEMS, type SystemName, startSystem } from './qemu-systems.js';
 import type { BenchResult } from './result.js';
 import { requireTools } from './tools.js';
@@ -117,6 +117,7 @@ async function prepareSource(
     type: 'vm',
     id: '100',
     inputs: [{ name: drive!.name, path: imagePath }],
+    compress: STORE_COMPRESSION,
   });
   const [archive] = await readIndexes(storeDir, result.snapshot, [drive!.name]);
   return {
