@@ -5,7 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ChunkServerOptions, startChunkServer } from '@liverestore/server';
+import { startChunkServer } from '@liverestore/server';
 import test, { type ExecutionContext } from 'ava';
 import {
   assertCliError,
@@ -17,20 +17,11 @@ import {
   MiB,
   onlySnapshot,
   runIn,
+  silentServerLogger,
   testDir,
   vmArgs,
   writeVm,
 } from './helpers.js';
-
-/** The server's access log, silenced (pino is the server's dependency, not the CLI's). */
-const silentLogger = {
-  info: () => {},
-  error: () => {},
-  warn: () => {},
-  debug: () => {},
-  trace: () => {},
-  fatal: () => {},
-} as unknown as NonNullable<ChunkServerOptions['logger']>;
 
 interface Served {
   readonly dir: string;
@@ -71,7 +62,7 @@ async function served(t: ExecutionContext): Promise<Served> {
     store,
     listen: { host: '127.0.0.1', port: 0 },
     token,
-    logger: silentLogger,
+    logger: silentServerLogger,
   });
   t.teardown(() => server.close());
   return { dir, store, snapshot, url: server.url, tokenFile };

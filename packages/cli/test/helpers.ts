@@ -9,6 +9,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { ChunkServerOptions } from '@liverestore/server';
 import { imageBytes, imageRegions, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 import { run } from '../src/index.js';
@@ -248,3 +249,13 @@ export async function onlySnapshot(t: ExecutionContext, storeDir: string, group 
   t.is(names.length, 1, `one snapshot in ${group}: ${names.join(', ')}`);
   return `${group}/${names[0]}`;
 }
+
+/** A ChunkServer logger that drops everything (the server's access log would flood the test output). */
+export const silentServerLogger = {
+  info: () => {},
+  error: () => {},
+  warn: () => {},
+  debug: () => {},
+  trace: () => {},
+  fatal: () => {},
+} as unknown as NonNullable<ChunkServerOptions['logger']>;

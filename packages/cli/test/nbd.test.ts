@@ -1,20 +1,20 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ChunkServerOptions, startChunkServer } from '@liverestore/server';
-import test from 'ava';
-import { assertCliError, BIN, cli, exec, sha256File, testDir, vmArgs, writeVm } from './helpers.js';
+import { startChunkServer } from '@liverestore/server';
+import test, { type ExecutionContext } from 'ava';
+import {
+  assertCliError,
+  BIN,
+  cli,
+  exec,
+  sha256File,
+  silentServerLogger,
+  testDir,
+  vmArgs,
+  writeVm,
+} from './helpers.js';
 import { requireTool } from './tools.js';
-
-/** The server's access log, silenced. */
-const silentLogger = {
-  info: () => {},
-  error: () => {},
-  warn: () => {},
-  debug: () => {},
-  trace: () => {},
-  fatal: () => {},
-} as unknown as NonNullable<ChunkServerOptions['logger']>;
 
 /** Starts `liverestore nbd` on an ephemeral port; resolves with its address and a stop function. */
 async function startNbd(
@@ -42,6 +42,12 @@ async function startNbd(
   };
 }
 
+/** qemu-img copies an NBD export to a raw file; the test fails with qemu-img's stderr otherwise. */
+async function convertExport(t: ExecutionContext, url: string, out: string): Promise<void> {
+  const convert = await exec('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', url, out]);
+  t.is(convert.code, 0, convert.stderr);
+}
+
 test('liverestore nbd exports every drive; qemu-img reads the source image; SIGTERM stops it', async (t) => {
   if (!requireTool(t, 'qemu-img')) return;
   const dir = await testDir(t);
@@ -53,16 +59,7 @@ test('liverestore nbd exports every drive; qemu-img reads the source image; SIGT
   t.teardown(() => server.stop());
   t.regex(server.address, /^127\.0\.0\.1:\d+$/);
   const out = join(dir, 'nbd.raw');
-  const convert = await exec('qemu-img', [
-    'convert',
-    '-f',
-    'raw',
-    '-O',
-    'raw',
-    `nbd://${server.address}/drive-scsi1.img`,
-    out,
-  ]);
-  t.is(convert.code, 0, convert.stderr);
+  await convertExport(t, `nbd://${server.address}/drive-scsi1.img`, out);
   t.is(await sha256File(out), vm.sha256['drive-scsi1.img']!);
   t.is(await server.stop(), 0, 'nbd exits 0 on SIGTERM');
 });
@@ -86,16 +83,7 @@ test('liverestore nbd --ns exports the drives of a snapshot in a PBS namespace',
   const server = await startNbd(['--from', store, '--ns', 'prod/db', 'vm/100']);
   t.teardown(() => server.stop());
   const out = join(dir, 'nbd.raw');
-  const convert = await exec('qemu-img', [
-    'convert',
-    '-f',
-    'raw',
-    '-O',
-    'raw',
-    `nbd://${server.address}/drive-scsi0.img`,
-    out,
-  ]);
-  t.is(convert.code, 0, convert.stderr);
+  await convertExport(t, `nbd://${server.address}/drive-scsi0.img`, out);
   t.is(await sha256File(out), vm.sha256['drive-scsi0.img']!);
   t.is(await server.stop(), 0);
 });
@@ -121,7 +109,7 @@ test('nbd --from URL: with a cache smaller than the disk, a second full read fet
   const server = await startChunkServer({
     store,
     listen: { host: '127.0.0.1', port: 0 },
-    logger: silentLogger,
+    logger: silentServerLogger,
   });
   t.teardown(() => server.close());
   const chunkFetches = async (): Promise<number> => {
@@ -144,16 +132,7 @@ test('nbd --from URL: with a cache smaller than the disk, a second full read fet
   const fetched: number[] = [];
   for (const pass of [1, 2]) {
     const out = join(dir, `pass${pass}.raw`);
-    const convert = await exec('qemu-img', [
-      'convert',
-      '-f',
-      'raw',
-      '-O',
-      'raw',
-      `nbd://${nbd.address}/drive-scsi0.img`,
-      out,
-    ]);
-    t.is(convert.code, 0, convert.stderr);
+    await convertExport(t, `nbd://${nbd.address}/drive-scsi0.img`, out);
     t.is(await sha256File(out), vm.sha256['drive-scsi0.img']!, `pass ${pass} reads the image`);
     fetched.push(await chunkFetches());
   }
