@@ -106,6 +106,7 @@ export function enforceMinTransferRate(
   requestedWindowMs: number,
   writeBytes: number,
   onSlow: () => void,
+  timers: IntervalTimers = NODE_TIMERS,
 ): void {
   const socket = res.socket;
   if (minBytesPerSecond <= 0 || res.destroyed || socket === null) return;
@@ -114,15 +115,39 @@ export function enforceMinTransferRate(
   const windowMs = rateWindowMs(counters, requestedWindowMs, minBytesPerSecond, writeBytes);
   const minBytes = (minBytesPerSecond * windowMs) / 1000;
   let before = bytesSent();
-  const timer = setInterval(() => {
+  const timer = timers.setInterval(() => {
     const now = bytesSent();
-    if (now - before < minBytes) {
-      clearInterval(timer);
+    // Nothing is waiting for the client: the server itself was slow to produce the body
+    // (a cache miss, a decode on a busy machine). That says nothing about the client.
+    if (now - before < minBytes && bytesWaiting(counters) > 0) {
+      timers.clearInterval(timer);
       onSlow();
       return;
     }
     before = now;
   }, windowMs);
   timer.unref();
-  res.once('close', () => clearInterval(timer));
+  res.once('close', () => timers.clearInterval(timer));
+}
+
+/** A repeating timer as {@link enforceMinTransferRate} needs it. */
+export interface IntervalTimer {
+  unref(): void;
+}
+
+/** The interval timers {@link enforceMinTransferRate} uses (injected by tests). */
+export interface IntervalTimers {
+  setInterval(callback: () => void, ms: number): IntervalTimer;
+  clearInterval(timer: IntervalTimer): void;
+}
+
+const NODE_TIMERS: IntervalTimers = {
+  setInterval: (callback, ms) => setInterval(callback, ms),
+  clearInterval: (timer) => clearInterval(timer as NodeJS.Timeout),
+};
+
+/** Bytes written to the socket that the kernel has not taken yet (what the client has not read). */
+function bytesWaiting(socket: SocketCounters): number {
+  const queued = socket._handle?.writeQueueSize;
+  return socket.writableLength + (typeof queued === 'number' ? queued : 0);
 }

@@ -5,14 +5,20 @@
  * minimum rate is cut. Real sockets on loopback, small limits, bounded in count and time.
  */
 import { execFileSync } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { constants } from 'node:fs';
 import { mkdir, open, writeFile } from 'node:fs/promises';
-import { get as httpGet, type IncomingMessage } from 'node:http';
+import { get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Datastore } from '@liverestore/datastore';
 import anyTest, { type TestFn } from 'ava';
-import { bytesTakenByKernel, rateWindowMs } from '../src/client-limits.js';
+import {
+  bytesTakenByKernel,
+  enforceMinTransferRate,
+  type IntervalTimers,
+  rateWindowMs,
+} from '../src/client-limits.js';
 import { type Fixture, get, MiB, makeFixture, serve } from './helpers.js';
 
 const test = anyTest as TestFn<{ fixture: Fixture; bigPath: string; fifoPath: string }>;
@@ -162,4 +168,67 @@ test('rateWindowMs: the requested window where the kernel count moves byte by by
     2 ** 31 - 1,
     'a timer cannot wait longer',
   );
+});
+
+/** A response on a fake TCP socket whose counters the test moves, and the one interval the guard arms. */
+function watchedResponse(): {
+  socket: {
+    bytesWritten: number;
+    writableLength: number;
+    _bytesDispatched: number;
+    _handle: { writeQueueSize: number };
+  };
+  tick(): void;
+  cut: () => boolean;
+} {
+  const socket = { bytesWritten: 0, writableLength: 0, _bytesDispatched: 0, _handle: { writeQueueSize: 0 } };
+  const res = Object.assign(new EventEmitter(), { socket, destroyed: false });
+  let callback: (() => void) | undefined;
+  let cleared = false;
+  const timers: IntervalTimers = {
+    setInterval: (fn) => {
+      callback = fn;
+      return { unref: () => {} };
+    },
+    clearInterval: () => {
+      cleared = true;
+    },
+  };
+  let slow = false;
+  enforceMinTransferRate(
+    res as unknown as ServerResponse,
+    4096,
+    30_000,
+    MiB,
+    () => {
+      slow = true;
+    },
+    timers,
+  );
+  return {
+    socket,
+    tick: () => {
+      if (!cleared) callback!();
+    },
+    cut: () => slow,
+  };
+}
+
+test('the minimum rate cuts a client that leaves bytes unread, not one the server is slow to feed', (t) => {
+  // The server has nothing to send for a whole window (a slow cache miss): the client is not judged.
+  const starved = watchedResponse();
+  starved.tick();
+  t.false(starved.cut());
+  // Bytes wait for the client and fewer than 4 KiB/s × 30 s were taken: cut.
+  const stalled = watchedResponse();
+  stalled.socket._bytesDispatched = 2 * MiB;
+  stalled.socket._handle.writeQueueSize = 2 * MiB - 1000;
+  stalled.tick();
+  t.true(stalled.cut());
+  // A client that reads enough in the window is kept.
+  const reading = watchedResponse();
+  reading.socket._bytesDispatched = 2 * MiB;
+  reading.socket._handle.writeQueueSize = MiB;
+  reading.tick();
+  t.false(reading.cut());
 });
