@@ -7,6 +7,9 @@ export interface Clock {
   setTimer(fn: () => void, ms: number): () => void;
 }
 
+/** The longest timer Node.js keeps (2^31 - 1 ms, about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The real clock: `performance.now()` and `setTimeout`. */
 export const systemClock: Clock = {
   now: () => performance.now(),
@@ -143,8 +146,11 @@ export class TokenBucket {
           return;
         }
         // At least 1 ms (what a real timer waits anyway): a debt of a rounding error must
-        // not turn into timers of 0 ms that see no time pass.
-        await sleep(Math.max(1, (-this.#tokens / this.#rate) * 1000), signal, this.#clock);
+        // not turn into timers of 0 ms that see no time pass. At most what a Node timer
+        // holds: a longer one fires at once with a TimeoutOverflowWarning (a tiny rate
+        // and a 4 MiB region make such debts); the loop just waits again.
+        const waitMs = Math.min(MAX_TIMER_MS, Math.max(1, (-this.#tokens / this.#rate) * 1000));
+        await sleep(waitMs, signal, this.#clock);
       }
     });
     this.#queue = turn.catch(() => undefined);

@@ -3,7 +3,15 @@
  * time, an order of events), never slept for.
  */
 import test from 'ava';
-import { type Clock, GuestPriority, RegionLocks, Semaphore, sleep, TokenBucket } from '../src/index.js';
+import {
+  type Clock,
+  GuestPriority,
+  MAX_TIMER_MS,
+  RegionLocks,
+  Semaphore,
+  sleep,
+  TokenBucket,
+} from '../src/index.js';
 
 /** A clock that moves only when told; timers fire in due order during {@link advance}. */
 class FakeClock implements Clock {
@@ -202,4 +210,18 @@ test('sleep: resolves after the clock moved; an abort rejects with the reason', 
   const aborted = new AbortController();
   aborted.abort(new Error('early'));
   await t.throwsAsync(sleep(30, aborted.signal, clock), { message: 'early' });
+});
+
+test('TokenBucket: a debt longer than a Node timer can hold waits in timers of at most 2^31 - 1 ms', async (t) => {
+  const clock = new FakeClock();
+  const bucket = new TokenBucket(1, 1, clock); // 1 byte per second
+  await bucket.take(4 * 1024 * 1024); // a 4 MiB region: 4,194,304 s of debt
+  const next = watch(bucket.take(1));
+  await settle();
+  t.deepEqual(clock.pending, [MAX_TIMER_MS], 'one timer due at the limit, not one Node would fire at once');
+  await clock.advance(MAX_TIMER_MS);
+  await settle();
+  t.false(next.done, 'the debt is not paid yet: it waits again');
+  t.is(clock.pending.length, 1);
+  t.true(clock.pending[0]! - clock.now() <= MAX_TIMER_MS, 'and again in a timer Node can hold');
 });
