@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, read, unlinkSync, writev } from 'node:fs';
+import { closeSync, openSync, read, unlinkSync, writev } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ReaderError } from './errors.js';
@@ -115,7 +115,6 @@ export class SpillStore {
     }
     try {
       unlinkSync(path);
-      if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
     } catch (cause) {
       closeSync(fd);
       throw new ReaderError('ERR_LR_SPILL_DIR', `cannot use a spill file in ${options.dir}`, { cause });
@@ -126,6 +125,11 @@ export class SpillStore {
   /** True when the chunk can be read from the file now. */
   has(digestHex: string): boolean {
     return this.#entries.has(digestHex);
+  }
+
+  /** Chunks being written now. */
+  get writesInFlight(): number {
+    return this.#writing.size;
   }
 
   /** True when the chunk is stored or on its way: spilling it again would be wasted. */

@@ -19,8 +19,6 @@ const SPILL_AHEAD_WRITES = 2;
 export class SpillWriter implements EvictionHook {
   readonly spill: SpillStore;
   readonly #arena: PageArena;
-  /** Ready chunks being written (each holds a pin). */
-  readonly #writing = new Set<string>();
   /** Ready chunks the spill file refused (full of chunks being read, a full disk): droppable as they are. */
   readonly #refused = new Set<string>();
   #closed = false;
@@ -55,7 +53,7 @@ export class SpillWriter implements EvictionHook {
     if (this.#arena.freeBytes >= limit) return;
     let bytes = 0;
     for (const [key, slot] of this.#arena.oldestFirst()) {
-      if (this.#writing.size >= SPILL_AHEAD_WRITES || bytes >= limit) return;
+      if (this.spill.writesInFlight >= SPILL_AHEAD_WRITES || bytes >= limit) return;
       bytes += this.#arena.pages(slot).length * this.#arena.table.pageBytes;
       if (!this.#droppable(key)) this.#write(key, slot);
     }
@@ -73,15 +71,13 @@ export class SpillWriter implements EvictionHook {
   }
 
   #write(key: string, slot: SlotIndex): void {
-    if (this.#writing.has(key) || this.spill.holdsOrWrites(key)) return;
+    if (this.spill.holdsOrWrites(key)) return;
     const table = this.#arena.table;
-    this.#writing.add(key);
     table.pin(slot);
     void this.spill
       .put(key, table.field(slot, kLengthField), table.arena, this.#arena.pages(slot))
       .then((stored) => {
         if (!stored) this.#refused.add(key);
-        this.#writing.delete(key);
         table.unpinSlot(slot);
         this.writeAhead();
       });
