@@ -7,7 +7,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { Datastore } from '@liverestore/datastore';
+import { Datastore, esmWorkerPool } from '@liverestore/datastore';
 import { toHex } from '@liverestore/format';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { Piscina } from 'piscina';
@@ -62,8 +62,7 @@ export async function collectRestoreChunks(
 /** A pool of `workers` threads running the decode-limit worker. */
 export function decodeLimitPool(workers: number): Piscina {
   return new Piscina({
-    filename: new URL('./decode-limit-worker.js', import.meta.url).href,
-    name: 'decodeOne',
+    ...esmWorkerPool(new URL('./decode-limit-worker.js', import.meta.url), 'decodeOne'),
     minThreads: workers,
     maxThreads: workers,
   });

@@ -1,3 +1,4 @@
+import { esmWorkerPool } from '@liverestore/datastore';
 /**
  * Worker of C's optional decode pool (`bench live-restore --pbs-decode-threads N`): the
  * decode of one chunk (CRC-32, decompress, SHA-256 check) off the event-loop thread, as a
@@ -26,8 +27,7 @@ export function pbsDecodePool(threads: number): {
   close(): Promise<void>;
 } {
   const pool = new Piscina({
-    filename: new URL('./pbs-decode-worker.js', import.meta.url).href,
-    name: 'decodeMoved',
+    ...esmWorkerPool(new URL('./pbs-decode-worker.js', import.meta.url), 'decodeMoved'),
     minThreads: threads,
     maxThreads: threads,
   });

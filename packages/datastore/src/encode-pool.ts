@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { type Compression, type CryptConfig, encodeBlob } from '@liverestore/format';
 import { Piscina } from 'piscina';
 import type { EncodeTask } from './encode-worker.js';
+import { esmWorkerPool } from './esm-worker-pool.js';
 
 /** Compresses and encrypts chunks; `close()` when done. */
 export interface ChunkEncoder {
@@ -35,8 +36,7 @@ export function createChunkEncoder(options: {
     };
   }
   const pool = new Piscina({
-    filename: new URL('./encode-worker.js', import.meta.url).href,
-    name: 'encode',
+    ...esmWorkerPool(new URL('./encode-worker.js', import.meta.url), 'encode'),
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: 1000,

@@ -3,6 +3,7 @@ export * from './atomic-write.js';
 export * from './backup-writer.js';
 export * from './datastore.js';
 export * from './errors.js';
+export * from './esm-worker-pool.js';
 export * from './group-owner.js';
 export * from './image-source.js';
 export * from './namespace.js';

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { esmWorkerPool } from '@liverestore/datastore';
 import { Piscina } from 'piscina';
 import { type DecodeResult, type DecodeTask, decodeInto } from './decode-worker.js';
 import { ReaderError } from './errors.js';
@@ -38,12 +39,10 @@ export function poolDecoder(
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError('workers must be a positive integer (or 0 for inline)');
   const pool = new Piscina({
-    filename: new URL('./decode-worker.js', import.meta.url).href,
-    name: 'decode',
+    ...esmWorkerPool(new URL('./decode-worker.js', import.meta.url), 'decode', { memory }),
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: 30_000,
-    workerData: { memory },
   });
   return {
     pool,

@@ -1,0 +1,40 @@
+/*
+ * The CommonJS entry of every piscina pool whose worker is an ES module of this project.
+ *
+ * piscina loads a worker file with require() first and falls back to import(). Node.js
+ * 20.19+ lets require() load ES modules, but not a module graph with top-level await
+ * (@liverestore/format awaits its zstd codec): it should throw, and Node 20 sometimes
+ * aborts the whole process instead ("v8::Module::IsGraphAsync must be used on an
+ * instantiated module", seen in the test suite). This file is what piscina requires: a
+ * plain CommonJS module that exports the handler piscina looks up by name, and loads the
+ * real worker with import() as the worker starts.
+ */
+import workerThreads = require('node:worker_threads');
+
+/** What {@link esmWorkerPool} (esm-worker-pool.ts) puts in the pool's workerData. */
+interface EsmWorkerData {
+  /** file: URL of the ES module that holds the handler. */
+  readonly esmWorker: string;
+  /** Name of its exported handler. */
+  readonly esmExport: string;
+}
+
+type Handler = (task: unknown) => unknown;
+
+const { esmWorker, esmExport } = workerThreads.workerData as EsmWorkerData;
+// Loaded as the worker starts, so the first task does not wait for it; a failure is
+// reported to every task (and not as an unhandled rejection before the first one).
+const loaded: Promise<Handler> = import(esmWorker).then((module: Record<string, Handler>) => {
+  const handler = module[esmExport];
+  if (typeof handler !== 'function') throw new TypeError(`${esmWorker} exports no function ${esmExport}`);
+  return handler;
+});
+loaded.catch(() => undefined);
+
+function run(task: unknown): Promise<unknown> {
+  return loaded.then((handler) => handler(task));
+}
+
+// An ES-module-shaped exports object, so that piscina's interop hands it over as it is and
+// finds the handler under the pool's `name`.
+export = { __esModule: true, [esmExport]: run };
