@@ -21,6 +21,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { backup, Datastore } from '@liverestore/datastore';
 import { NbdClient } from '@liverestore/nbd';
@@ -33,8 +34,6 @@ const MiB = 1024 * 1024;
 const READS_PER_CLIENT = 8;
 const READ_BYTES = 32 * MiB;
 const SETTLE_MS = 8000;
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { cp, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { imageBytes, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { parseRate, progressLine } from '../src/commands/live-restore.js';
@@ -73,7 +74,6 @@ async function backedUpVm(
 }
 
 const NAMES = ['drive-scsi0.img', 'drive-scsi1.img'];
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);

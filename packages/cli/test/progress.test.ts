@@ -3,6 +3,7 @@
  * size units of the command line.
  */
 import type { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { formatBytes, parseBytes } from '../src/index.js';
 import { Progress } from '../src/progress.js';
@@ -22,11 +23,6 @@ function fakeStream(isTTY: boolean, columns = 80): { writes: string[]; stream: W
 }
 
 const ESC = '\x1b';
-
-/** Lets performance.now() move past the redraw interval. */
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 test('non-TTY: plain lines only, each ending in a newline, no \\r, no ANSI; the last is 100%', async (t) => {
   const { writes, stream } = fakeStream(false);

@@ -16,9 +16,5 @@ export async function forNbd(work: Promise<void>): Promise<void> {
   }
 }
 
-/** Waits for every promise; rejects with the first rejection (in order) once all have settled. */
-export async function settleAll(pending: readonly Promise<unknown>[]): Promise<void> {
-  const results = await Promise.allSettled(pending);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed !== undefined) throw failed.reason;
-}
+// The repository's one "wait for all, fail with the first" (live-drive and copy-job import it from here).
+export { settleAll } from '@liverestore/format/internal';

@@ -1,23 +1,13 @@
+import { type Clock, sleep, systemClock } from '@liverestore/format/internal';
+
 /** Small scheduling pieces of the live restore: per-region locks, guest priority, a rate limit. */
 
-/** Time as the schedulers see it (milliseconds); tests drive a fake one instead of sleeping. */
-export interface Clock {
-  now(): number;
-  /** Calls `fn` once after `ms`; returns a function that cancels it. */
-  setTimer(fn: () => void, ms: number): () => void;
-}
+// The clock, sleep and semaphore are the repository's shared ones; re-exported as part of
+// this package's API (LiveDriveOptions.fillSlots takes a Semaphore, tests inject a Clock).
+export { type Clock, Semaphore, sleep, systemClock } from '@liverestore/format/internal';
 
 /** The longest timer Node.js keeps (2^31 - 1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** The real clock: `performance.now()` and `setTimeout`. */
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  setTimer(fn, ms) {
-    const timer = setTimeout(fn, Math.max(0, ms));
-    return () => clearTimeout(timer);
-  },
-};
 
 /**
  * One mutex per region, created on demand. The background copy, copy-on-read fills and
@@ -155,49 +145,5 @@ export class TokenBucket {
     });
     this.#queue = turn.catch(() => undefined);
     return turn;
-  }
-}
-
-/** A timer of `clock` as a promise that an AbortSignal cuts short (rejecting with its reason). */
-export function sleep(ms: number, signal?: AbortSignal, clock: Clock = systemClock): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      cancel();
-      reject(signal?.reason);
-    };
-    const cancel = clock.setTimer(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** A counting semaphore (FIFO): bounds the memory of region buffers held by guest fills. */
-export class Semaphore {
-  #free: number;
-  readonly #waiters: (() => void)[] = [];
-
-  constructor(readonly slots: number) {
-    if (!Number.isInteger(slots) || slots < 1) throw new RangeError('slots must be a positive integer');
-    this.#free = slots;
-  }
-
-  /** Resolves with the release function once a slot is held. */
-  async acquire(): Promise<() => void> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.#waiters.shift();
-      if (next !== undefined) next();
-      else this.#free++;
-    };
   }
 }

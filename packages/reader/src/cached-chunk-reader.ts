@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { type ChunkIndex, type CryptConfig, chunkDigest, toHex } from '@liverestore/format';
+import { settleAll } from '@liverestore/format/internal';
 import type { ChunkAccess } from './chunk-access.js';
 import { MAX_READAHEAD_CACHE_FRACTION } from './chunk-cache-options.js';
 import { ReadaheadTracker } from './readahead.js';
@@ -113,9 +114,7 @@ export class CachedChunkReader {
       );
     }
     if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
-    const results = await Promise.allSettled(copies);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
+    await settleAll(copies);
     return end - offset;
   }
 

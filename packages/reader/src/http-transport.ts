@@ -1,6 +1,6 @@
 import { LiverestoreError } from '@liverestore/format';
+import { linkedController, Semaphore, sleep } from '@liverestore/format/internal';
 import { Pool } from 'undici';
-import { linkedController, Semaphore, sleep } from './abort-util.js';
 import { abortError, ReaderError } from './errors.js';
 import { type ExpectedBody, readErrorBody, readPiece, readWholeBody } from './http-body.js';
 import type { BlobPiece } from './link-scheduler.js';
@@ -173,8 +173,9 @@ export class HttpTransport {
     let last: unknown;
     try {
       for (let attempt = 1; attempt <= attempts; attempt++) {
+        let releaseSlot: () => void;
         try {
-          await this.#slots.acquire(stop.signal);
+          releaseSlot = await this.#slots.acquire(stop.signal);
         } catch {
           throw this.#stopError(signal, yieldTo);
         }
@@ -193,7 +194,7 @@ export class HttpTransport {
           }
           last = err;
         } finally {
-          this.#slots.release();
+          releaseSlot();
         }
         if (attempt < attempts) {
           const ceiling = Math.min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2 ** (attempt - 1));

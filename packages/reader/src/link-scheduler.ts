@@ -1,4 +1,4 @@
-import { linkedController, onAbort, Semaphore } from './abort-util.js';
+import { linkedController, onAbort, Semaphore } from '@liverestore/format/internal';
 import type { FetchHints } from './chunk-source.js';
 import { abortError } from './errors.js';
 
@@ -91,7 +91,7 @@ export class LinkScheduler {
   ): Promise<Uint8Array> {
     const stop = linkedController([signal, this.#closed]);
     try {
-      await this.#lanes.acquire(stop.signal).catch(() => {
+      const releaseLane = await this.#lanes.acquire(stop.signal).catch(() => {
         throw this.#stopError(signal);
       });
       try {
@@ -113,7 +113,7 @@ export class LinkScheduler {
           }
         }
       } finally {
-        this.#lanes.release();
+        releaseLane();
       }
     } finally {
       stop.dispose();

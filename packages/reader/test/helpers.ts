@@ -13,6 +13,10 @@ import type { ExecutionContext } from 'ava';
 import { type ChunkSource, exportArchive, type FetchHints, type Snapshot } from '../src/index.js';
 import type { RemoteReaderData, RemoteReaderReport } from './fixtures/remote-reader.js';
 
+// A plain timer and testkit's hang guard (a hang becomes a failure), not copies of their own.
+export { setTimeout as sleep } from 'node:timers/promises';
+export { withTimeout } from '@liverestore/testkit';
+
 export { between, prng } from './fixtures/random.js';
 
 export const KiB = 1024;
@@ -23,19 +27,6 @@ export async function testDir(t: ExecutionContext, prefix = 'lr-reader-'): Promi
   const dir = await tempDir(prefix);
   t.teardown(() => dir.cleanup());
   return dir.path;
-}
-
-/** Rejects with `what` when `promise` does not settle within `ms`: a hang becomes a failure. */
-export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Settles as 'pending' when `promise` has not settled after a few turns of the event loop. */
@@ -51,10 +42,6 @@ export async function promiseState(promise: Promise<unknown>): Promise<'pending'
   );
   for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
   return state;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function noSnapshots(): Promise<never> {

@@ -1,0 +1,132 @@
+/** The shared async utilities of `@liverestore/format/internal`. */
+import { getEventListeners } from 'node:events';
+import test from 'ava';
+import { type Clock, linkedController, onAbort, Semaphore, settleAll, sleep } from '../src/internal.js';
+
+/** A clock whose timers fire only when the test says so. */
+function manualClock(): Clock & { fire(): void; readonly armed: number } {
+  const timers = new Set<() => void>();
+  return {
+    now: () => 0,
+    setTimer(fn) {
+      timers.add(fn);
+      return () => timers.delete(fn);
+    },
+    fire() {
+      const due = [...timers];
+      timers.clear();
+      for (const fn of due) fn();
+    },
+    get armed() {
+      return timers.size;
+    },
+  };
+}
+
+/** Resolves with the settled state of `promise` after the microtasks queued so far have run. */
+async function stateOf(promise: Promise<unknown>): Promise<'pending' | 'fulfilled' | 'rejected'> {
+  let state: 'pending' | 'fulfilled' | 'rejected' = 'pending';
+  promise.then(
+    () => {
+      state = 'fulfilled';
+    },
+    () => {
+      state = 'rejected';
+    },
+  );
+  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  return state;
+}
+
+test('Semaphore: a wait aborted while queued holds nothing; the slot goes to the next waiter in order', async (t) => {
+  const sem = new Semaphore(1);
+  const releaseFirst = await sem.acquire();
+  const quit = new AbortController();
+  const aborted = sem.acquire(quit.signal);
+  const second = sem.acquire();
+  quit.abort(new Error('gave up'));
+  await t.throwsAsync(aborted, { message: 'gave up' });
+  t.is(await stateOf(second), 'pending');
+  releaseFirst();
+  const releaseSecond = await second;
+  // Had the aborted waiter kept a place, this third acquire would get a slot the second holds.
+  const third = sem.acquire();
+  t.is(await stateOf(third), 'pending');
+  releaseSecond();
+  releaseSecond(); // a second release is harmless: it does not free a slot twice
+  const releaseThird = await third;
+  const fourth = sem.acquire();
+  t.is(await stateOf(fourth), 'pending');
+  releaseThird();
+  (await fourth)();
+});
+
+test('Semaphore: an already aborted signal rejects at once and takes no slot', async (t) => {
+  const sem = new Semaphore(1);
+  await t.throwsAsync(sem.acquire(AbortSignal.abort(new Error('late'))), { message: 'late' });
+  const release = await sem.acquire();
+  release();
+  t.throws(() => new Semaphore(0), { instanceOf: RangeError, message: 'slots must be a positive integer' });
+});
+
+test('onAbort: many callbacks on one signal share one listener; an unregistered callback is not called', (t) => {
+  const controller = new AbortController();
+  const calls: number[] = [];
+  const unregister = [1, 2, 3].map((n) => onAbort(controller.signal, () => calls.push(n)));
+  t.is(getEventListeners(controller.signal, 'abort').length, 1);
+  unregister[1]!();
+  controller.abort();
+  t.deepEqual(calls, [1, 3]);
+});
+
+test('linkedController: aborts with the reason of the parent that fired; after dispose it no longer follows', (t) => {
+  const caller = new AbortController();
+  const closing = new AbortController();
+  const linked = linkedController([caller.signal, undefined, closing.signal]);
+  const reason = new Error('closed');
+  closing.abort(reason);
+  t.is(linked.signal.reason, reason);
+
+  const parent = new AbortController();
+  const disposed = linkedController([parent.signal]);
+  disposed.dispose();
+  parent.abort();
+  t.false(disposed.signal.aborted);
+
+  t.is(linkedController([AbortSignal.abort('early')]).signal.reason, 'early');
+});
+
+test('sleep: resolves when its timer fires; an abort cancels the timer and rejects with the reason', async (t) => {
+  const clock = manualClock();
+  const slept = sleep(1000, undefined, clock);
+  t.is(await stateOf(slept), 'pending');
+  clock.fire();
+  await slept;
+
+  const controller = new AbortController();
+  const cut = sleep(1000, controller.signal, clock);
+  t.is(clock.armed, 1);
+  controller.abort(new Error('stop'));
+  await t.throwsAsync(cut, { message: 'stop' });
+  t.is(clock.armed, 0);
+});
+
+test('settleAll: waits for every promise, then rejects with the first rejection in order', async (t) => {
+  const order: string[] = [];
+  let finishSlow!: () => void;
+  const slow = new Promise<void>((resolve) => {
+    finishSlow = resolve;
+  }).then(() => order.push('slow'));
+  const all = settleAll([
+    slow,
+    Promise.reject(new Error('first')),
+    Promise.reject(new Error('second')),
+  ]).catch((err: Error) => {
+    order.push(err.message);
+  });
+  t.is(await stateOf(all), 'pending');
+  finishSlow();
+  await all;
+  t.deepEqual(order, ['slow', 'first']);
+  await t.notThrowsAsync(settleAll([Promise.resolve(1)]));
+});
