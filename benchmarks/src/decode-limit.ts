@@ -7,7 +7,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { Datastore, esmWorkerPool } from '@liverestore/datastore';
+import { Datastore } from '@liverestore/datastore';
+import { esmWorkerPool } from '@liverestore/datastore/internal';
 import { toHex } from '@liverestore/format';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { Piscina } from 'piscina';

@@ -1,4 +1,4 @@
-import { esmWorkerPool } from '@liverestore/datastore';
+import { esmWorkerPool } from '@liverestore/datastore/internal';
 /**
  * Worker of C's optional decode pool (`bench live-restore --pbs-decode-threads N`): the
  * decode of one chunk (CRC-32, decompress, SHA-256 check) off the event-loop thread, as a

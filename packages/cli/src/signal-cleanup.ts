@@ -1,4 +1,4 @@
-import { removeTrackedTemps } from '@liverestore/datastore';
+import { removeTrackedTemps } from '@liverestore/datastore/internal';
 
 /** Commands that write temp files (restore's `.tmp-OUT-…`, backup's snapshot and chunk temps). */
 export const TEMP_WRITING_COMMANDS: ReadonlySet<string> = new Set(['backup', 'restore']);

@@ -8,7 +8,6 @@ import {
   Chunker,
   type Compression,
   type CryptConfig,
-  checkFixedChunkSize,
   chunkDigest,
   DEFAULT_DYNAMIC_AVG_BYTES,
   DEFAULT_FIXED_CHUNK_BYTES,
@@ -20,6 +19,7 @@ import {
   writeDynamicIndex,
   writeFixedIndex,
 } from '@liverestore/format';
+import { checkFixedChunkSize } from '@liverestore/format/internal';
 import { type ArchiveName, resolveArchiveName } from './archive-name.js';
 import { fsyncDir, fsyncDirs, TEMP_PREFIX, trackTemp, writeFileAtomic } from './atomic-write.js';
 import type { Datastore } from './datastore.js';

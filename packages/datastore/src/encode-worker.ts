@@ -1,4 +1,5 @@
-import { type Compression, cryptConfigForKey, encodeBlob } from '@liverestore/format';
+import { type Compression, encodeBlob } from '@liverestore/format';
+import { cryptConfigForKey } from '@liverestore/format/internal';
 import { move } from 'piscina';
 
 /** A chunk to compress (and maybe encrypt) off the main thread. */

@@ -1,16 +1,50 @@
-export * from './archive-name.js';
-export * from './atomic-write.js';
-export * from './backup-writer.js';
-export * from './datastore.js';
-export * from './errors.js';
-export * from './esm-worker-pool.js';
-export * from './group-owner.js';
-export * from './image-source.js';
-export * from './namespace.js';
-export * from './no-space.js';
-export * from './regular-file.js';
-export * from './snapshot-files.js';
-export * from './snapshot-ref.js';
-export * from './temp-files.js';
-export * from './verify.js';
-export * from './verify-state.js';
+/*
+ * The public API of @liverestore/datastore: exactly what docs/api.md documents (a test
+ * checks the two agree). Internals are in ./internal.ts.
+ */
+export { type ArchiveName, resolveArchiveName } from './archive-name.js';
+export {
+  type ArchiveBackupResult,
+  type BackupInput,
+  type BackupOptions,
+  type BackupProgress,
+  type BackupResult,
+  backup,
+} from './backup-writer.js';
+export { type ArchiveInfo, Datastore, type NamespaceScope, type SnapshotInfo } from './datastore.js';
+export { BackupSourceError, DatastoreError } from './errors.js';
+export { ensureGroupOwner } from './group-owner.js';
+export {
+  describeNamespace,
+  MAX_NAMESPACE_DEPTH,
+  namespacePath,
+  parseNamespace,
+  ROOT_NAMESPACE,
+} from './namespace.js';
+export {
+  formatBackupTime,
+  formatGroup,
+  formatSnapshot,
+  inNamespace,
+  isBackupId,
+  namespaceOf,
+  parseBackupTime,
+  parseSnapshotSpec,
+  type SnapshotRef,
+  type SnapshotSpec,
+} from './snapshot-ref.js';
+export {
+  type BadChunk,
+  type BadFile,
+  type VerifyProgress,
+  type VerifyReport,
+  verifySnapshots,
+} from './verify.js';
+export {
+  makeUpid,
+  type RecordedVerify,
+  recordVerifyResults,
+  recordVerifyState,
+  type SnapshotVerifyState,
+  verifyStateOf,
+} from './verify-state.js';

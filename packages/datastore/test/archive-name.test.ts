@@ -1,6 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { archiveOfFilename, resolveArchiveName } from '../src/index.js';
+import { resolveArchiveName } from '../src/index.js';
+import { archiveOfFilename } from '../src/internal.js';
 
 const resolves = test.macro({
   exec(t, input: string, filename: string, kind: 'fixed' | 'dynamic') {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { Piscina } from 'piscina';
-import { esmWorkerPool } from '../src/index.js';
+import { esmWorkerPool } from '../src/internal.js';
 
 test("esmWorkerPool runs a named handler of an ES module with top-level await, with the pool's workerData", async (t) => {
   const pool = new Piscina({

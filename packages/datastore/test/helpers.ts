@@ -6,13 +6,8 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  type ChunkIndex,
-  type CryptConfig,
-  decodeChunk,
-  MAGIC_SOURCE_STRINGS,
-  readIndex,
-} from '@liverestore/format';
+import { type ChunkIndex, type CryptConfig, decodeChunk, readIndex } from '@liverestore/format';
+import { MAGIC_SOURCE_STRINGS } from '@liverestore/format/internal';
 import { tempDir } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 

@@ -9,7 +9,8 @@ import { mkdir, open, rm, symlink, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { encodeManifest } from '@liverestore/format';
 import test, { type ExecutionContext } from 'ava';
-import { backup, Datastore, MAX_CHUNK_FILE_BYTES, type SnapshotRef, verifySnapshots } from '../src/index.js';
+import { backup, Datastore, type SnapshotRef, verifySnapshots } from '../src/index.js';
+import { MAX_CHUNK_FILE_BYTES } from '../src/internal.js';
 import { KiB, testDir, textBytes, writeInput } from './helpers.js';
 
 const HEX = 'ab'.repeat(32);

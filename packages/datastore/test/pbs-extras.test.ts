@@ -10,10 +10,10 @@ import {
   Datastore,
   recordVerifyResults,
   type SnapshotRef,
-  UPID_PATTERN,
   verifySnapshots,
   verifyStateOf,
 } from '../src/index.js';
+import { UPID_PATTERN } from '../src/internal.js';
 import {
   chunkFilePath,
   indexDigests,

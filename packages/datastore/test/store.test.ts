@@ -13,10 +13,8 @@ import {
   formatSnapshot,
   parseBackupTime,
   parseSnapshotSpec,
-  TEMP_PREFIX,
-  tempPathFor,
-  writeFileAtomic,
 } from '../src/index.js';
+import { TEMP_PREFIX, tempPathFor, writeFileAtomic } from '../src/internal.js';
 import { indexDigests, KiB, MiB, readIndexFile, testDir, writeInput } from './helpers.js';
 
 const CHUNK = 64 * KiB;

@@ -6,15 +6,8 @@ import { join } from 'node:path';
 import { LiverestoreError, MANIFEST_BLOB_NAME } from '@liverestore/format';
 import { imageBytes } from '@liverestore/testkit';
 import test from 'ava';
-import {
-  backup,
-  Datastore,
-  formatSnapshot,
-  readSnapshotInfo,
-  type SnapshotFiles,
-  type SnapshotRef,
-  verifySnapshots,
-} from '../src/index.js';
+import { backup, Datastore, formatSnapshot, type SnapshotRef, verifySnapshots } from '../src/index.js';
+import { readSnapshotInfo, type SnapshotFiles } from '../src/internal.js';
 import {
   chunkDigestsOnDisk,
   indexDigests,

@@ -1,6 +1,19 @@
 /**
  * Internals of @liverestore/format for the other packages, tests and tools of this
- * repository: the shared async utilities. Not a stable API: it changes without notice.
- * @internal
+ * repository: the shared async utilities, header sizes and field constants, range
+ * checkers, key material helpers, the selected zstd codec. Not a stable API: it changes
+ * without notice. Modules are re-exported whole, so a name of the main entry may appear
+ * here too (the same object).
  */
 export * from './async-util.js';
+export * from './blob.js';
+export * from './chunk-index.js';
+export * from './chunker.js';
+export * from './crypt-config.js';
+export * from './dynamic-index.js';
+export * from './errors.js';
+export * from './fixed-index.js';
+export * from './hex.js';
+export * from './magic.js';
+export * from './zstd-codec.js';
+export * from './zstd-frame.js';

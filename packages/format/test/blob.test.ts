@@ -3,18 +3,16 @@ import * as zlib from 'node:zlib';
 import test from 'ava';
 import fc from 'fast-check';
 import {
-  BLOB_HEADER_BYTES,
   blobKind,
   CryptConfig,
   canEncodeZstd,
   decodeBlob,
-  ENCRYPTED_BLOB_HEADER_BYTES,
   encodeBlob,
   MAGIC,
-  MAGIC_SOURCE_STRINGS,
   MAX_BLOB_BYTES,
   verifyBlobCrc,
 } from '../src/index.js';
+import { BLOB_HEADER_BYTES, ENCRYPTED_BLOB_HEADER_BYTES, MAGIC_SOURCE_STRINGS } from '../src/internal.js';
 import {
   assembleBlob,
   assembleEncryptedBlob,

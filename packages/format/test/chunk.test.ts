@@ -1,15 +1,8 @@
 import { createHash } from 'node:crypto';
 import test from 'ava';
 import fc from 'fast-check';
-import {
-  CryptConfig,
-  chunkDigest,
-  decodeBlob,
-  decodeChunk,
-  encodeBlob,
-  encodeChunk,
-  KEY_BYTES,
-} from '../src/index.js';
+import { CryptConfig, chunkDigest, decodeBlob, decodeChunk, encodeBlob, encodeChunk } from '../src/index.js';
+import { KEY_BYTES } from '../src/internal.js';
 import { atOddOffset, fixtureLines, idKeyOf, TEST_KEY } from './helpers.js';
 
 const crypt = new CryptConfig(TEST_KEY);

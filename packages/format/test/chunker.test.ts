@@ -1,6 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { CHUNKER_WINDOW_BYTES, Chunker, chunkLengths, DEFAULT_DYNAMIC_AVG_BYTES } from '../src/index.js';
+import { Chunker, chunkLengths, DEFAULT_DYNAMIC_AVG_BYTES } from '../src/index.js';
+import { CHUNKER_WINDOW_BYTES } from '../src/internal.js';
 import { xorshift32Bytes } from './helpers.js';
 
 const KiB = 1024;

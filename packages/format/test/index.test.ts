@@ -4,16 +4,15 @@ import fc from 'fast-check';
 import {
   type ChunkIndex,
   DEFAULT_FIXED_CHUNK_BYTES,
-  DYNAMIC_ENTRY_BYTES,
   DynamicIndex,
   FixedIndex,
-  INDEX_HEADER_BYTES,
   readDynamicIndex,
   readFixedIndex,
   readIndex,
   writeDynamicIndex,
   writeFixedIndex,
 } from '../src/index.js';
+import { DYNAMIC_ENTRY_BYTES, INDEX_HEADER_BYTES } from '../src/internal.js';
 import { atOddOffset } from './helpers.js';
 
 const FIXED_MAGIC = [47, 127, 65, 237, 145, 253, 15, 205];

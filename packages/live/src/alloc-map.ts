@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { fsyncDir, writeFileAtomic } from '@liverestore/datastore';
+import { fsyncDir, writeFileAtomic } from '@liverestore/datastore/internal';
 import { LiveError, systemCode, targetIoError } from './errors.js';
 
 /** First 8 bytes of an allocation map file. */

@@ -1,4 +1,4 @@
-import { dataExtents } from '@liverestore/reader';
+import { dataExtents } from '@liverestore/reader/internal';
 import { targetIoError } from './errors.js';
 import { RegionEvent, RegionState, type RegionStates } from './region-state.js';
 import type { GuestPriority, RegionLocks, Semaphore } from './sched.js';

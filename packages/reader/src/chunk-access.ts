@@ -1,4 +1,4 @@
-import type { ChunkCache } from './chunk-cache.js';
+import { type ChunkCache, chunkCacheInternals } from './chunk-cache.js';
 import type { ChunkSource } from './chunk-source.js';
 import type { Lease, SlotTable } from './slot-table.js';
 
@@ -38,7 +38,7 @@ export function localChunkAccess(
   key: Uint8Array | undefined,
 ): ChunkAccess {
   return {
-    table: cache.table,
+    table: chunkCacheInternals(cache).table,
     capacityBytes: cache.capacityBytes,
     acquire: (digestHex, length, signal, background) =>
       cache.acquire({ digestHex, length, source, key, background }, signal),

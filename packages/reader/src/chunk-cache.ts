@@ -55,6 +55,9 @@ function checkPositiveInteger(value: number, name: string): void {
   if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
 }
 
+/** Set by ChunkCache's static block: the one door to its private table and memory. */
+let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
+
 /**
  * The shared chunk cache: a coordinator actor over a page arena in shared memory
  * ({@link PageArena}), a decode scheduler ({@link DecodeScheduler}), a readahead budget
@@ -80,8 +83,12 @@ function checkPositiveInteger(value: number, name: string): void {
  *   back from there: no chunk is fetched and decoded twice while the file keeps it.
  */
 export class ChunkCache {
-  readonly table: SlotTable;
-  readonly memory: SharedCacheMemory;
+  static {
+    cacheInternals = (cache) => ({ table: cache.#table, memory: cache.#memory });
+  }
+
+  readonly #table: SlotTable;
+  readonly #memory: SharedCacheMemory;
   readonly #arena: PageArena;
   readonly #decoder: ChunkDecoder;
   readonly #decodes: DecodeScheduler;
@@ -131,11 +138,11 @@ export class ChunkCache {
         if (this.#readahead.markRead(key)) this.#stats.prefetchesUnused++;
       },
     });
-    this.table = this.#arena.table;
-    this.memory = this.#arena.memory;
+    this.#table = this.#arena.table;
+    this.#memory = this.#arena.memory;
     this.#spill = options.spill === undefined ? undefined : new SpillWriter(options.spill, this.#arena);
     this.#readahead = new ReadaheadBudget(this.#arena.capacityBytes * MAX_READAHEAD_CACHE_FRACTION);
-    this.#decoder = workers === 0 ? inlineDecoder(this.table) : poolDecoder(this.memory, workers);
+    this.#decoder = workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers);
     this.#decodes = new DecodeScheduler(this.#decoder, () => this.#urgentFetching());
   }
 
@@ -157,7 +164,7 @@ export class ChunkCache {
   tryAcquire(digestHex: string, length: number): Lease | undefined {
     if (this.#closed) return undefined;
     const slot = this.#arena.get(digestHex);
-    if (slot === undefined || this.table.field(slot, kLengthField) !== length) return undefined;
+    if (slot === undefined || this.#table.field(slot, kLengthField) !== length) return undefined;
     return this.#hit(digestHex, slot);
   }
 
@@ -165,13 +172,13 @@ export class ChunkCache {
   #hit(hex: string, slot: SlotIndex): Lease {
     this.#stats.hits++;
     this.#readahead.markRead(hex);
-    this.table.pin(slot);
+    this.#table.pin(slot);
     return this.#arena.leaseOf(slot);
   }
 
   /**
    * A pinned lease on the chunk, fetched and decoded (or read back from the spill file) if
-   * needed. Call {@link release} (or `table.unpin`) exactly once after copying. Rejects
+   * needed. Copy with {@link copyOut}, then call {@link release} exactly once. Rejects
    * with the load's error, or with the abort reason when `signal` fires first.
    */
   acquire(request: ChunkRequest, signal?: AbortSignal): Promise<Lease> {
@@ -180,7 +187,7 @@ export class ChunkCache {
     const hex = request.digestHex;
     const slot = this.#arena.get(hex);
     if (slot !== undefined) {
-      const length = this.table.field(slot, kLengthField);
+      const length = this.#table.field(slot, kLengthField);
       if (length !== request.length) return Promise.reject(lengthMismatch(hex, length, request.length));
       return Promise.resolve(this.#hit(hex, slot));
     }
@@ -222,9 +229,17 @@ export class ChunkCache {
     return leased;
   }
 
+  /**
+   * Copies `count` bytes at `chunkOffset` of a leased chunk into `target` (shared memory to
+   * the caller's buffer); throws if the lease was already released.
+   */
+  copyOut(lease: Lease, chunkOffset: number, target: Uint8Array, targetOffset: number, count: number): void {
+    this.#table.copyOut(lease, chunkOffset, target, targetOffset, count);
+  }
+
   /** Drops the pin of a lease. */
   release(lease: Lease): void {
-    this.table.unpin(lease);
+    this.#table.unpin(lease);
   }
 
   /**
@@ -240,7 +255,7 @@ export class ChunkCache {
     if (this.#spill?.spill.has(hex) === true) return false;
     if (this.#allocWaiters.length > 0) return false;
     const pageCount = this.#arena.pagesFor(request.length);
-    if (!this.#readahead.admit(hex, pageCount * this.table.pageBytes)) return false;
+    if (!this.#readahead.admit(hex, pageCount * this.#table.pageBytes)) return false;
     const slot = this.#arena.tryAllocate(pageCount);
     if (slot === undefined) {
       this.#readahead.markRead(hex);
@@ -300,7 +315,7 @@ export class ChunkCache {
     this.#closing.abort(closedError());
     for (const waiter of this.#allocWaiters.splice(0)) waiter.reject(closedError());
     this.#decodes.rejectQueued(closedError());
-    Atomics.notify(this.table.header, kReleaseSeqField);
+    Atomics.notify(this.#table.header, kReleaseSeqField);
     // Decodes already on a thread take milliseconds: let them answer before the pool
     // stops (piscina reports an answer to a task it no longer knows as an 'error' event).
     await this.#decodes.idle();
@@ -329,7 +344,7 @@ export class ChunkCache {
     let slot: SlotIndex | undefined = preallocated;
     try {
       const pageCount = this.#arena.pagesFor(request.length);
-      if (pageCount > this.table.pageCount) {
+      if (pageCount > this.#table.pageCount) {
         throw new ReaderError(
           'ERR_LR_CHUNK_TOO_LARGE_FOR_CACHE',
           `chunk ${hex} needs ${request.length} bytes but the cache holds only ${this.capacityBytes}`,
@@ -337,7 +352,7 @@ export class ChunkCache {
       }
       slot ??= await this.#allocate(pageCount, load);
       this.#awaitingBlob.add(load);
-      this.table.setField(slot, kLengthField, request.length);
+      this.#table.setField(slot, kLengthField, request.length);
       if (!(await this.#loadFromSpill(hex, request.length, slot, load)))
         await this.#fetchAndDecode(request, load, slot);
       this.#ready(hex, slot, load);
@@ -389,11 +404,11 @@ export class ChunkCache {
     const spill = this.#spill?.spill;
     if (spill === undefined || spill.lengthOf(hex) !== length) return false;
     const pages = this.#arena.pages(slot);
-    const pageBytes = this.table.pageBytes;
+    const pageBytes = this.#table.pageBytes;
     const reads: Promise<boolean>[] = [];
     for (let i = 0; i < pages.length; i++) {
       const count = Math.min(pageBytes, length - i * pageBytes);
-      reads.push(spill.read(hex, i * pageBytes, this.table.arena, pages[i]! * pageBytes, count));
+      reads.push(spill.read(hex, i * pageBytes, this.#table.arena, pages[i]! * pageBytes, count));
     }
     const whole = (await Promise.all(reads)).every(Boolean);
     if (whole) this.#awaitingBlob.delete(load);
@@ -406,7 +421,7 @@ export class ChunkCache {
     this.#arena.markReady(hex, slot);
     this.#loads.delete(hex);
     for (const waiter of load.waiters) {
-      this.table.pin(slot);
+      this.#table.pin(slot);
       waiter.resolve(this.#arena.leaseOf(slot));
     }
     this.#spill?.writeAhead();
@@ -433,7 +448,7 @@ export class ChunkCache {
   /** Serves waiting allocations in order; arms a wait for the next unpin if the head cannot be served. */
   #pump(): void {
     while (this.#allocWaiters.length > 0 && !this.#closed) {
-      const seq = Atomics.load(this.table.header, kReleaseSeqField);
+      const seq = Atomics.load(this.#table.header, kReleaseSeqField);
       const head = this.#allocWaiters[0]!;
       const slot = this.#arena.tryAllocate(head.pageCount);
       if (slot === undefined) {
@@ -448,7 +463,7 @@ export class ChunkCache {
 
   #waitForRelease(seq: number): void {
     if (this.#waitingForRelease) return;
-    const result = waitAsync(this.table.header, kReleaseSeqField, seq);
+    const result = waitAsync(this.#table.header, kReleaseSeqField, seq);
     if (!result.async) {
       queueMicrotask(() => this.#pump());
       return;
@@ -459,6 +474,21 @@ export class ChunkCache {
       this.#pump();
     });
   }
+}
+
+/** The cache's shared memory and its slot table, for the reader's own modules and tests. */
+export interface ChunkCacheInternals {
+  readonly table: SlotTable;
+  readonly memory: SharedCacheMemory;
+}
+
+/**
+ * The slot table and shared memory behind a cache: what readers in this package copy from
+ * and hand to other threads, and what tests walk to count pins. Exported only through
+ * `@liverestore/reader/internal`: writing to the table bypasses every invariant.
+ */
+export function chunkCacheInternals(cache: ChunkCache): ChunkCacheInternals {
+  return cacheInternals(cache);
 }
 
 /** `Atomics.waitAsync` (ES2024; in Node.js since 16) without raising the project's lib to ES2024. */

@@ -1,4 +1,5 @@
-import { cryptConfigForKey, decodeChunk, LiverestoreError } from '@liverestore/format';
+import { decodeChunk, LiverestoreError } from '@liverestore/format';
+import { cryptConfigForKey } from '@liverestore/format/internal';
 import { workerData } from 'piscina';
 import { type ErrorRecord, toErrorRecord } from './errors.js';
 import { type SharedCacheMemory, SlotTable } from './slot-table.js';

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { esmWorkerPool } from '@liverestore/datastore';
+import { esmWorkerPool } from '@liverestore/datastore/internal';
 import { Piscina } from 'piscina';
 import { type DecodeResult, type DecodeTask, decodeInto } from './decode-worker.js';
 import { ReaderError } from './errors.js';

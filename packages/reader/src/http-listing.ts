@@ -4,14 +4,13 @@ import {
   isBackupId,
   MAX_NAMESPACE_DEPTH,
   type NamespaceScope,
-  namespaceContains,
   namespaceOf,
-  namespacePathSegments,
   parseNamespace,
   parseSnapshotSpec,
   ROOT_NAMESPACE,
   type SnapshotRef,
 } from '@liverestore/datastore';
+import { namespaceContains, namespacePathSegments } from '@liverestore/datastore/internal';
 import { BACKUP_TYPES, type BackupType, LiverestoreError } from '@liverestore/format';
 import { ReaderError } from './errors.js';
 

@@ -1,13 +1,27 @@
-export * from './cached-chunk-reader.js';
-export * from './chunk-access.js';
-export * from './chunk-cache.js';
-export * from './chunk-cache-options.js';
-export * from './chunk-source.js';
-export * from './errors.js';
-export * from './http-source.js';
-export * from './readahead.js';
-export * from './remote.js';
-export * from './restore.js';
-export * from './slot-table.js';
-export * from './snapshot.js';
-export * from './spill-store.js';
+/*
+ * The public API of @liverestore/reader: exactly what docs/api.md documents (a test
+ * checks the two agree). Internals are in ./internal.ts.
+ */
+export { type ArchiveReaderOptions, CachedChunkReader } from './cached-chunk-reader.js';
+export { ChunkCache } from './chunk-cache.js';
+export {
+  type ChunkCacheOptions,
+  type ChunkCacheStats,
+  type ChunkRequest,
+  DEFAULT_CACHE_BYTES,
+} from './chunk-cache-options.js';
+export { type ChunkSource, type FetchHints, LocalChunkSource } from './chunk-source.js';
+export { ReaderError } from './errors.js';
+export { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
+export { exportArchive, openRemoteArchive, type RemoteArchiveHandle } from './remote.js';
+export {
+  RESTORE_SYNC_EVERY_BYTES,
+  type RestoreOptions,
+  type RestoreProgress,
+  type RestoreResult,
+  restoreArchive,
+  Writeback,
+} from './restore.js';
+export { DEFAULT_PAGE_BYTES, type Lease } from './slot-table.js';
+export { type OpenSnapshotOptions, openChunkSource, openSnapshot, Snapshot } from './snapshot.js';
+export { DEFAULT_SPILL_BYTES, type SpillStats, SpillStore, type SpillStoreOptions } from './spill-store.js';

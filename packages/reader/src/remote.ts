@@ -3,6 +3,7 @@ import { type ChunkIndex, CryptConfig, readIndex } from '@liverestore/format';
 import { type Endpoint, expose, type Remote, transferHandlers, wrap } from 'comlink';
 import { type ArchiveReaderOptions, CachedChunkReader } from './cached-chunk-reader.js';
 import type { ChunkAccess } from './chunk-access.js';
+import { chunkCacheInternals } from './chunk-cache.js';
 import { abortError, fromErrorRecord, ReaderError, toErrorRecord } from './errors.js';
 import { type Lease, type SharedCacheMemory, type SlotIndex, SlotTable } from './slot-table.js';
 import type { Snapshot } from './snapshot.js';
@@ -63,10 +64,11 @@ export async function exportArchive(snapshot: Snapshot, archive: string): Promis
   const { name, raw } = await snapshot.readIndex(archive);
   const key = snapshot.crypt?.exportKey();
   const { cache, source } = snapshot;
+  const { table, memory } = chunkCacheInternals(cache);
   // Pins this export handed out and not yet dropped, per slot (shared: the remote side
   // decrements as it unpins). If the remote thread dies holding leases, its port closes
   // and we drop what it still held, so one dead reader cannot wedge the cache.
-  const held = new Int32Array(new SharedArrayBuffer(cache.table.slotCount * 4));
+  const held = new Int32Array(new SharedArrayBuffer(table.slotCount * 4));
   let portClosed = false;
   const endpoint: RemoteChunkEndpoint = {
     acquire: async (digestHex, length, background) => {
@@ -88,14 +90,14 @@ export async function exportArchive(snapshot: Snapshot, archive: string): Promis
   port1.once('close', () => {
     portClosed = true;
     for (let slot = 0; slot < held.length; slot++) {
-      for (let n = Atomics.exchange(held, slot, 0); n > 0; n--) cache.table.unpinSlot(slot as SlotIndex);
+      for (let n = Atomics.exchange(held, slot, 0); n > 0; n--) table.unpinSlot(slot as SlotIndex);
     }
   });
   return {
     name,
     index: raw,
     ...(key === undefined ? {} : { key }),
-    memory: cache.memory,
+    memory,
     capacityBytes: cache.capacityBytes,
     port: port2,
     held: held.buffer as SharedArrayBuffer,

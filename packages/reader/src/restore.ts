@@ -1,6 +1,12 @@
 import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { isNoSpace, noSpaceError, sweepStaleTemps, tempPathFor, trackTemp } from '@liverestore/datastore';
+import {
+  isNoSpace,
+  noSpaceError,
+  sweepStaleTemps,
+  tempPathFor,
+  trackTemp,
+} from '@liverestore/datastore/internal';
 import type { CachedChunkReader } from './cached-chunk-reader.js';
 import { ReaderError } from './errors.js';
 

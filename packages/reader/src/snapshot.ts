@@ -1,13 +1,12 @@
 import {
   type ArchiveInfo,
-  archiveOfFilename,
   formatSnapshot,
   parseSnapshotSpec,
-  readSnapshotManifest,
   resolveArchiveName,
   type SnapshotRef,
   type SnapshotSpec,
 } from '@liverestore/datastore';
+import { archiveOfFilename, readSnapshotManifest } from '@liverestore/datastore/internal';
 import {
   type ChunkIndex,
   type CryptConfig,

@@ -16,6 +16,7 @@ import {
   openSnapshot,
   type Snapshot,
 } from '../src/index.js';
+import { chunkCacheInternals } from '../src/internal.js';
 import type { RemoteReaderData } from './fixtures/remote-reader.js';
 import {
   backupInputs,
@@ -54,8 +55,8 @@ async function open(t: ExecutionContext, cacheBytes = 4 * MiB, readaheadChunks?:
 }
 
 function assertNoPins(t: ExecutionContext, cache: ChunkCache): void {
-  for (let slot = 0; slot < cache.table.slotCount; slot++) {
-    if (cache.table.pins(slot as never) !== 0) t.fail(`slot ${slot} is still pinned`);
+  for (let slot = 0; slot < chunkCacheInternals(cache).table.slotCount; slot++) {
+    if (chunkCacheInternals(cache).table.pins(slot as never) !== 0) t.fail(`slot ${slot} is still pinned`);
   }
 }
 
@@ -164,7 +165,7 @@ test('a waiter aborted while its load waits for memory does not stop the load or
   cache.release(pinned);
   const leaseB = await withTimeout(waitingB, 2000, 'waiter B after the release');
   const copy = new Uint8Array(page);
-  cache.table.copyOut(leaseB, 0, copy, 0, page);
+  cache.copyOut(leaseB, 0, copy, 0, page);
   t.true(Buffer.from(copy).equals(data[1]!));
   cache.release(leaseB);
   const leaseC = await withTimeout(waitingC, 2000, 'waiter C after B released');
@@ -234,7 +235,7 @@ test('close() rejects requests waiting for a fetch and for memory with ERR_LR_CA
   await t.throwsAsync(cache.acquire(request(h0)), { code: 'ERR_LR_CACHE_CLOSED' });
   // A lease taken before close stays readable until released.
   const copy = new Uint8Array(page);
-  cache.table.copyOut(kept, 0, copy, 0, page);
+  cache.copyOut(kept, 0, copy, 0, page);
   t.true(Buffer.from(copy).equals(data[0]!));
   cache.release(kept);
 });
@@ -277,7 +278,10 @@ test('an aborted read of a reader in another thread (comlink) ends at once and l
   t.is(await withTimeout(other, 5000, 'the other remote read'), 100);
   t.true(kept.equals(imageBytes(SPEC, 2 * CHUNK, 100)));
   // The coordinator pinned a lease for the aborted read too; the remote side must drop it.
-  await waitFor(() => cache.table.pins(0 as never) === 0 && cache.stats().inFlight === 0, 'pins to drop');
+  await waitFor(
+    () => chunkCacheInternals(cache).table.pins(0 as never) === 0 && cache.stats().inFlight === 0,
+    'pins to drop',
+  );
   await sleep(20);
   assertNoPins(t, cache);
   t.is(source.fetchCount, 1);
@@ -324,7 +328,8 @@ test('a remote read whose signal is aborted before it is sent drops its pin once
   // the load ends); the remote side then drops that pin.
   const pinned = (): number => {
     let sum = 0;
-    for (let slot = 0; slot < cache.table.slotCount; slot++) sum += cache.table.pins(slot as never);
+    for (let slot = 0; slot < chunkCacheInternals(cache).table.slotCount; slot++)
+      sum += chunkCacheInternals(cache).table.pins(slot as never);
     return sum;
   };
   await waitFor(() => {

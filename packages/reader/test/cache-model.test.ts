@@ -10,6 +10,7 @@ import { randomBytes } from '@liverestore/testkit';
 import test from 'ava';
 import fc from 'fast-check';
 import { ChunkCache, type Lease } from '../src/index.js';
+import { chunkCacheInternals } from '../src/internal.js';
 import { FetchFailure, MemorySource, type PendingFetch, withTimeout } from './helpers.js';
 import { CacheModel, PAGE } from './reference-model.js';
 
@@ -98,7 +99,7 @@ async function runScenario(scenario: Scenario, totals: RunTotals): Promise<void>
   const chunkBytesOk = (k: number, lease: Lease): boolean => {
     if (lease.length !== chunkLengths[k]) return false;
     const copy = new Uint8Array(lease.length);
-    cache.table.copyOut(lease, 0, copy, 0, lease.length);
+    cache.copyOut(lease, 0, copy, 0, lease.length);
     return Buffer.from(copy).equals(data[k]!);
   };
   const signature = (): string =>
@@ -181,8 +182,8 @@ async function runScenario(scenario: Scenario, totals: RunTotals): Promise<void>
       check(chunkBytesOk(lease.k, lease.lease), () => `held lease of chunk ${lease.k} changed ${where()}`);
       pinsBySlot.set(lease.lease.slot, (pinsBySlot.get(lease.lease.slot) ?? 0) + 1);
     }
-    for (let slot = 0; slot < cache.table.slotCount; slot++) {
-      const pins = cache.table.pins(slot as Lease['slot']);
+    for (let slot = 0; slot < chunkCacheInternals(cache).table.slotCount; slot++) {
+      const pins = chunkCacheInternals(cache).table.pins(slot as Lease['slot']);
       check(
         pins === (pinsBySlot.get(slot) ?? 0),
         () => `slot ${slot} has ${pins} pins for ${pinsBySlot.get(slot) ?? 0} held leases ${where()}`,

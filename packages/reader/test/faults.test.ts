@@ -286,7 +286,7 @@ test('a decode worker terminated while it decodes a large chunk fails that read,
     'acquire after the worker was terminated',
   );
   const tail = new Uint8Array(4096);
-  cache.table.copyOut(lease, data.byteLength - 4096, tail, 0, 4096);
+  cache.copyOut(lease, data.byteLength - 4096, tail, 0, 4096);
   cache.release(lease);
   t.true(Buffer.from(tail).equals(data.subarray(data.byteLength - 4096)));
   cache.checkInvariants();
@@ -433,7 +433,7 @@ test('a source whose blobs are transferable hands them to the pool without a cop
   t.teardown(() => cache.close());
   const lease = await cache.acquire({ digestHex: hex, length: data.byteLength, source });
   const out = new Uint8Array(data.byteLength);
-  cache.table.copyOut(lease, 0, out, 0, out.length);
+  cache.copyOut(lease, 0, out, 0, out.length);
   cache.release(lease);
   t.deepEqual(Buffer.from(out), Buffer.from(data));
   t.is(given.length, 1);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { type ImageSpec, imageBytes, tempDir, vmImageSet } from '@liverestore/testkit';
 import test from 'ava';
 import { type CachedChunkReader, ChunkCache, openSnapshot, type Snapshot } from '../src/index.js';
+import { chunkCacheInternals } from '../src/internal.js';
 import { expectedCount, randomRead } from './fixtures/random.js';
 import { backupInputs, KiB, MiB, prng, runRemoteReader, withTimeout } from './helpers.js';
 
@@ -191,8 +192,8 @@ const loadMacro = test.macro({
     t.is(stats.inFlight, 0);
     cache.checkInvariants();
     // Nothing stays pinned once every read returned.
-    for (let slot = 0; slot < cache.table.slotCount; slot++) {
-      if (cache.table.pins(slot as never) !== 0) t.fail(`slot ${slot} still pinned`);
+    for (let slot = 0; slot < chunkCacheInternals(cache).table.slotCount; slot++) {
+      if (chunkCacheInternals(cache).table.pins(slot as never) !== 0) t.fail(`slot ${slot} still pinned`);
     }
     if (cacheBytes < 64 * MiB) t.true(stats.evictions > 0, 'a small cache evicts');
     t.true(stats.dedupJoins + stats.hits > 0);
@@ -240,8 +241,9 @@ const remoteMacro = test.macro({
     }
     t.is(cache.stats().inFlight, 0);
     cache.checkInvariants();
-    for (let slot = 0; slot < cache.table.slotCount; slot++) {
-      if (cache.table.pins(slot as never) !== 0) t.fail(`slot ${slot} still pinned after the workers ended`);
+    for (let slot = 0; slot < chunkCacheInternals(cache).table.slotCount; slot++) {
+      if (chunkCacheInternals(cache).table.pins(slot as never) !== 0)
+        t.fail(`slot ${slot} still pinned after the workers ended`);
     }
   },
   title: (_, cacheBytes: number) =>

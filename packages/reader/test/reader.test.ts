@@ -12,10 +12,10 @@ import {
   type CachedChunkReader,
   ChunkCache,
   LocalChunkSource,
-  MAX_READAHEAD_CACHE_FRACTION,
   openSnapshot,
   restoreArchive,
 } from '../src/index.js';
+import { MAX_READAHEAD_CACHE_FRACTION } from '../src/internal.js';
 import {
   backupInputs,
   CountingSource,

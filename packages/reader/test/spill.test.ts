@@ -177,7 +177,7 @@ async function readThrough(
   if (await cache.readSpilled(hex, data.byteLength, offset, out, 0, count)) return out;
   const lease = await cache.acquire({ digestHex: hex, length: data.byteLength, source });
   try {
-    cache.table.copyOut(lease, offset, out, 0, count);
+    cache.copyOut(lease, offset, out, 0, count);
   } finally {
     cache.release(lease);
   }
@@ -207,7 +207,7 @@ test('acquire of a spilled chunk loads it from the spill file, not from the sour
   const { hex, data } = env.chunks[0]!;
   const lease = await env.cache.acquire({ digestHex: hex, length: data.byteLength, source: env.source });
   const out = Buffer.alloc(data.byteLength);
-  env.cache.table.copyOut(lease, 0, out, 0, out.length);
+  env.cache.copyOut(lease, 0, out, 0, out.length);
   env.cache.release(lease);
   t.deepEqual(out, Buffer.from(data));
   t.is(env.source.fetches.get(hex), 1);

@@ -1,13 +1,7 @@
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { sep } from 'node:path';
-import {
-  Datastore,
-  MAX_CHUNK_FILE_BYTES,
-  type NamespaceScope,
-  type SnapshotRef,
-  type SnapshotSpec,
-  STORE_FILE_OPEN_FLAGS,
-} from '@liverestore/datastore';
+import { Datastore, type NamespaceScope, type SnapshotRef, type SnapshotSpec } from '@liverestore/datastore';
+import { MAX_CHUNK_FILE_BYTES, STORE_FILE_OPEN_FLAGS } from '@liverestore/datastore/internal';
 import type { ChunkSource } from '@liverestore/reader';
 import { ServerError } from './errors.js';
 

@@ -1,15 +1,14 @@
 import {
-  checkMaxDepth,
   formatSnapshot,
   inNamespace,
   isBackupId,
   MAX_NAMESPACE_DEPTH,
-  NAMESPACE_DIR,
   type NamespaceScope,
   parseBackupTime,
   parseNamespace,
   type SnapshotRef,
 } from '@liverestore/datastore';
+import { checkMaxDepth, NAMESPACE_DIR } from '@liverestore/datastore/internal';
 import { BACKUP_TYPES, type BackupType, LiverestoreError } from '@liverestore/format';
 import { ServerError } from './errors.js';
 

@@ -1,5 +1,6 @@
 import { backup, Datastore, parseSnapshotSpec } from '@liverestore/datastore';
-import { type Compression, checkFixedChunkSize } from '@liverestore/format';
+import type { Compression } from '@liverestore/format';
+import { checkFixedChunkSize } from '@liverestore/format/internal';
 import {
   COMMON_OPTIONS,
   commandProgress,

@@ -4,11 +4,10 @@ import {
   MAX_NAMESPACE_DEPTH,
   namespaceOf,
   parseNamespace,
-  readSnapshotInfo,
   type SnapshotInfo,
   type SnapshotRef,
-  snapshotListingJson,
 } from '@liverestore/datastore';
+import { readSnapshotInfo, snapshotListingJson } from '@liverestore/datastore/internal';
 import { LiverestoreError } from '@liverestore/format';
 import { COMMON_OPTIONS, type CommandIo, defineCommand, printJson } from '../command.js';
 import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';

@@ -5,10 +5,10 @@ import {
   parseSnapshotSpec,
   type RecordedVerify,
   recordVerifyResults,
-  type SnapshotFiles,
   type SnapshotRef,
   verifySnapshots,
 } from '@liverestore/datastore';
+import type { SnapshotFiles } from '@liverestore/datastore/internal';
 import { LocalChunkSource } from '@liverestore/reader';
 import { COMMON_OPTIONS, commandProgress, defineCommand, loadKeyFile, printJson } from '../command.js';
 import { UsageError } from '../errors.js';
