@@ -1,4 +1,6 @@
+import { availableParallelism } from 'node:os';
 import type { ChunkSource } from './chunk-source.js';
+import { DEFAULT_PAGE_BYTES } from './slot-table.js';
 import type { SpillStats, SpillStore } from './spill-store.js';
 
 /*
@@ -80,4 +82,28 @@ export interface ChunkCacheStats {
   usedBytes: number;
   /** The fixed budget. */
   capacityBytes: number;
+}
+
+function checkPositiveInteger(value: number, name: string): void {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
+}
+
+/** The cache's sizes from its options, with defaults; RangeError for values it cannot work with. */
+export function checkCacheOptions(options: ChunkCacheOptions): {
+  pageBytes: number;
+  pageCount: number;
+  workers: number;
+} {
+  const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
+  checkPositiveInteger(pageBytes, 'pageBytes');
+  if (pageBytes < 4096 || (pageBytes & (pageBytes - 1)) !== 0)
+    throw new RangeError('pageBytes must be a power of two ≥ 4096');
+  const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  checkPositiveInteger(cacheBytes, 'cacheBytes');
+  const pageCount = Math.floor(cacheBytes / pageBytes);
+  if (pageCount < 1) throw new RangeError(`cacheBytes must be at least one page (${pageBytes} bytes)`);
+  const workers = options.workers ?? availableParallelism();
+  if (!Number.isInteger(workers) || workers < 0)
+    throw new RangeError('workers must be a non-negative integer');
+  return { pageBytes, pageCount, workers };
 }

@@ -1,18 +1,19 @@
 /*
- * The cache's coordinator. Over 400 lines on purpose: it is the load lifecycle (acquire,
- * prefetch, spill reads, fetch and decode, memory waits, close), which one thread owns
- * and which reads best in one place; memory, decode order, readahead and spilling are
- * in page-arena.ts, decode-scheduler.ts, readahead-budget.ts and spill-writer.ts.
+ * The cache's coordinator: the load lifecycle (acquire, prefetch, spill reads, fetch and
+ * decode, close), which one thread owns. Memory is in page-arena.ts, memory waits in
+ * allocation-queue.ts, a load and its waiters in chunk-load.ts, decode order in
+ * decode-scheduler.ts, readahead in readahead-budget.ts, spilling in spill-writer.ts.
  */
-import { availableParallelism } from 'node:os';
 import { LiverestoreError } from '@liverestore/format';
+import { AllocationQueue } from './allocation-queue.js';
 import {
   type ChunkCacheOptions,
   type ChunkCacheStats,
   type ChunkRequest,
-  DEFAULT_CACHE_BYTES,
+  checkCacheOptions,
   MAX_READAHEAD_CACHE_FRACTION,
 } from './chunk-cache-options.js';
+import { ChunkLoad } from './chunk-load.js';
 import type { FetchHints } from './chunk-source.js';
 import { DecodeScheduler } from './decode-scheduler.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
@@ -20,40 +21,13 @@ import { abortError, fromErrorRecord, ReaderError } from './errors.js';
 import { PageArena } from './page-arena.js';
 import { ReadaheadBudget } from './readahead-budget.js';
 import {
-  DEFAULT_PAGE_BYTES,
   kLengthField,
-  kReleaseSeqField,
   type Lease,
   type SharedCacheMemory,
   type SlotIndex,
   type SlotTable,
 } from './slot-table.js';
 import { SpillWriter } from './spill-writer.js';
-
-interface Waiter {
-  resolve(lease: Lease): void;
-  reject(err: unknown): void;
-}
-
-/** A chunk being fetched and decoded; its `urgent` flag is the live hint its fetch and decode read. */
-interface Load extends FetchHints {
-  readonly waiters: Set<Waiter>;
-  /** Plaintext length the index expects; every joiner must expect the same. */
-  readonly length: number;
-  /** A reader outside any sequential stream waits for it; raised when one joins, never lowered. */
-  urgent: boolean;
-}
-
-interface AllocWaiter {
-  readonly pageCount: number;
-  readonly load: Load;
-  resolve(slot: SlotIndex): void;
-  reject(err: unknown): void;
-}
-
-function checkPositiveInteger(value: number, name: string): void {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
-}
 
 /** Set by ChunkCache's static block: the one door to its private table and memory. */
 let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
@@ -94,16 +68,15 @@ export class ChunkCache {
   readonly #decodes: DecodeScheduler;
   readonly #readahead: ReadaheadBudget;
   readonly #spill: SpillWriter | undefined;
-  readonly #loads = new Map<string, Load>();
-  readonly #allocWaiters: AllocWaiter[] = [];
+  readonly #loads = new Map<string, ChunkLoad>();
+  readonly #allocations: AllocationQueue<ChunkLoad>;
   readonly #closing = new AbortController();
   /**
    * Loads that have memory and whose blob is on its way (from the source or the spill
    * file). A load joins the moment it gets memory, so held background decodes see an
    * urgent load that was just given memory as on its way.
    */
-  readonly #awaitingBlob = new Set<Load>();
-  #waitingForRelease = false;
+  readonly #awaitingBlob = new Set<ChunkLoad>();
   #closed = false;
   readonly #stats = {
     hits: 0,
@@ -113,24 +86,12 @@ export class ChunkCache {
     prefetchesUnused: 0,
     bytesDecoded: 0,
     failures: 0,
-    memoryWaits: 0,
     spillReads: 0,
     spillLoads: 0,
   };
 
   constructor(options: ChunkCacheOptions = {}) {
-    const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
-    checkPositiveInteger(pageBytes, 'pageBytes');
-    if (pageBytes < 4096 || (pageBytes & (pageBytes - 1)) !== 0)
-      throw new RangeError('pageBytes must be a power of two ≥ 4096');
-    const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
-    checkPositiveInteger(cacheBytes, 'cacheBytes');
-    const pageCount = Math.floor(cacheBytes / pageBytes);
-    if (pageCount < 1) throw new RangeError(`cacheBytes must be at least one page (${pageBytes} bytes)`);
-    const workers = options.workers ?? availableParallelism();
-    if (!Number.isInteger(workers) || workers < 0)
-      throw new RangeError('workers must be a non-negative integer');
-
+    const { pageBytes, pageCount, workers } = checkCacheOptions(options);
     this.#arena = new PageArena(pageCount, pageBytes, {
       mayEvict: (key, slot) => this.#spill?.mayEvict(key, slot) ?? true,
       evicted: (key) => {
@@ -138,6 +99,7 @@ export class ChunkCache {
         if (this.#readahead.markRead(key)) this.#stats.prefetchesUnused++;
       },
     });
+    this.#allocations = new AllocationQueue<ChunkLoad>(this.#arena, (load) => this.#awaitingBlob.add(load));
     this.#table = this.#arena.table;
     this.#memory = this.#arena.memory;
     this.#spill = options.spill === undefined ? undefined : new SpillWriter(options.spill, this.#arena);
@@ -204,28 +166,11 @@ export class ChunkCache {
       this.#readahead.markRead(hex);
       if (request.background !== true) load.urgent = true;
     }
-    const joined = load;
-    const leased = new Promise<Lease>((resolve, reject) => {
-      const onAbort = (): void => {
-        if (joined.waiters.delete(waiter)) reject(abortError(signal));
-      };
-      const waiter: Waiter = {
-        resolve: (lease) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(lease);
-        },
-        reject: (err) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      };
-      joined.waiters.add(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    const leased = load.join(signal);
     // Start only once the waiter is registered: a load may end before its first await.
-    if (isNew) void this.#runLoad(request, joined, undefined);
+    if (isNew) void this.#runLoad(request, load, undefined);
     // A fetched background load held for an urgent fetch may have just become urgent.
-    else if (joined.urgent) this.#decodes.pump();
+    else if (load.urgent) this.#decodes.pump();
     return leased;
   }
 
@@ -253,7 +198,7 @@ export class ChunkCache {
     const hex = request.digestHex;
     if (this.#closed || this.#arena.has(hex) || this.#loads.has(hex)) return false;
     if (this.#spill?.spill.has(hex) === true) return false;
-    if (this.#allocWaiters.length > 0) return false;
+    if (this.#allocations.waiting > 0) return false;
     const pageCount = this.#arena.pagesFor(request.length);
     if (!this.#readahead.admit(hex, pageCount * this.#table.pageBytes)) return false;
     const slot = this.#arena.tryAllocate(pageCount);
@@ -296,6 +241,7 @@ export class ChunkCache {
   stats(): ChunkCacheStats {
     return {
       ...this.#stats,
+      memoryWaits: this.#allocations.waits,
       evictions: this.#arena.evictions,
       spill: this.#spill?.spill.stats(),
       inFlight: this.#loads.size,
@@ -313,9 +259,8 @@ export class ChunkCache {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort(closedError());
-    for (const waiter of this.#allocWaiters.splice(0)) waiter.reject(closedError());
+    this.#allocations.close(closedError);
     this.#decodes.rejectQueued(closedError());
-    Atomics.notify(this.#table.header, kReleaseSeqField);
     // Decodes already on a thread take milliseconds: let them answer before the pool
     // stops (piscina reports an answer to a task it no longer knows as an 'error' event).
     await this.#decodes.idle();
@@ -333,13 +278,13 @@ export class ChunkCache {
     this.#spill?.spill.checkInvariants();
   }
 
-  #newLoad(request: ChunkRequest, urgent: boolean): Load {
-    const load: Load = { waiters: new Set(), length: request.length, urgent };
+  #newLoad(request: ChunkRequest, urgent: boolean): ChunkLoad {
+    const load = new ChunkLoad(request.length, urgent);
     this.#loads.set(request.digestHex, load);
     return load;
   }
 
-  async #runLoad(request: ChunkRequest, load: Load, preallocated: SlotIndex | undefined): Promise<void> {
+  async #runLoad(request: ChunkRequest, load: ChunkLoad, preallocated: SlotIndex | undefined): Promise<void> {
     const hex = request.digestHex;
     let slot: SlotIndex | undefined = preallocated;
     try {
@@ -350,11 +295,12 @@ export class ChunkCache {
           `chunk ${hex} needs ${request.length} bytes but the cache holds only ${this.capacityBytes}`,
         );
       }
-      slot ??= await this.#allocate(pageCount, load);
+      slot ??= await this.#allocations.allocate(pageCount, load, closedError);
       this.#awaitingBlob.add(load);
       this.#table.setField(slot, kLengthField, request.length);
-      if (!(await this.#loadFromSpill(hex, request.length, slot, load)))
-        await this.#fetchAndDecode(request, load, slot);
+      if (this.#spill !== undefined && (await this.#spill.readBack(hex, request.length, slot)))
+        this.#awaitingBlob.delete(load);
+      else await this.#fetchAndDecode(request, load, slot);
       this.#ready(hex, slot, load);
     } catch (err) {
       this.#awaitingBlob.delete(load);
@@ -364,16 +310,16 @@ export class ChunkCache {
       this.#stats.failures++;
       // A load cut short by close() fails because of the close, whatever broke first.
       const reason = this.#closed ? closedError() : err;
-      for (const waiter of load.waiters) waiter.reject(reason);
+      load.reject(reason);
     }
     // A load that ended may have left an unpinned slot (no waiters) or freed pages; then
     // decodes held for its fetch may start, unless a load that got memory now is urgent.
-    this.#pump();
+    this.#allocations.pump();
     this.#decodes.pump();
   }
 
   /** Fetches the chunk's blob from its source and decodes it into the loading slot. */
-  async #fetchAndDecode(request: ChunkRequest, load: Load, slot: SlotIndex): Promise<void> {
+  async #fetchAndDecode(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<void> {
     const hex = request.digestHex;
     let blob: Uint8Array;
     try {
@@ -399,80 +345,21 @@ export class ChunkCache {
     this.#stats.bytesDecoded += request.length;
   }
 
-  /** Fills a loading slot from the spill file; false when the chunk is not there (any more). */
-  async #loadFromSpill(hex: string, length: number, slot: SlotIndex, load: Load): Promise<boolean> {
-    const spill = this.#spill?.spill;
-    if (spill === undefined || spill.lengthOf(hex) !== length) return false;
-    const pages = this.#arena.pages(slot);
-    const pageBytes = this.#table.pageBytes;
-    const reads: Promise<boolean>[] = [];
-    for (let i = 0; i < pages.length; i++) {
-      const count = Math.min(pageBytes, length - i * pageBytes);
-      reads.push(spill.read(hex, i * pageBytes, this.#table.arena, pages[i]! * pageBytes, count));
-    }
-    const whole = (await Promise.all(reads)).every(Boolean);
-    if (whole) this.#awaitingBlob.delete(load);
-    return whole;
-  }
-
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */
-  #ready(hex: string, slot: SlotIndex, load: Load): void {
+  #ready(hex: string, slot: SlotIndex, load: ChunkLoad): void {
     if (this.#closed) throw closedError();
     this.#arena.markReady(hex, slot);
     this.#loads.delete(hex);
-    for (const waiter of load.waiters) {
+    load.resolve(() => {
       this.#table.pin(slot);
-      waiter.resolve(this.#arena.leaseOf(slot));
-    }
+      return this.#arena.leaseOf(slot);
+    });
     this.#spill?.writeAhead();
   }
 
   #urgentFetching(): boolean {
     for (const load of this.#awaitingBlob) if (load.urgent) return true;
     return false;
-  }
-
-  #allocate(pageCount: number, load: Load): Promise<SlotIndex> {
-    if (this.#allocWaiters.length === 0) {
-      const slot = this.#arena.tryAllocate(pageCount);
-      if (slot !== undefined) return Promise.resolve(slot);
-    }
-    if (this.#closed) return Promise.reject(closedError());
-    this.#stats.memoryWaits++;
-    return new Promise<SlotIndex>((resolve, reject) => {
-      this.#allocWaiters.push({ pageCount, load, resolve, reject });
-      this.#pump();
-    });
-  }
-
-  /** Serves waiting allocations in order; arms a wait for the next unpin if the head cannot be served. */
-  #pump(): void {
-    while (this.#allocWaiters.length > 0 && !this.#closed) {
-      const seq = Atomics.load(this.#table.header, kReleaseSeqField);
-      const head = this.#allocWaiters[0]!;
-      const slot = this.#arena.tryAllocate(head.pageCount);
-      if (slot === undefined) {
-        this.#waitForRelease(seq);
-        return;
-      }
-      this.#allocWaiters.shift();
-      this.#awaitingBlob.add(head.load);
-      head.resolve(slot);
-    }
-  }
-
-  #waitForRelease(seq: number): void {
-    if (this.#waitingForRelease) return;
-    const result = waitAsync(this.#table.header, kReleaseSeqField, seq);
-    if (!result.async) {
-      queueMicrotask(() => this.#pump());
-      return;
-    }
-    this.#waitingForRelease = true;
-    void result.value.then(() => {
-      this.#waitingForRelease = false;
-      this.#pump();
-    });
   }
 }
 
@@ -490,17 +377,6 @@ export interface ChunkCacheInternals {
 export function chunkCacheInternals(cache: ChunkCache): ChunkCacheInternals {
   return cacheInternals(cache);
 }
-
-/** `Atomics.waitAsync` (ES2024; in Node.js since 16) without raising the project's lib to ES2024. */
-const waitAsync = (
-  Atomics as unknown as {
-    waitAsync(
-      array: Int32Array,
-      index: number,
-      value: number,
-    ): { async: false; value: string } | { async: true; value: Promise<string> };
-  }
-).waitAsync;
 
 function lengthMismatch(hex: string, actual: number, expected: number): LiverestoreError {
   return new LiverestoreError(

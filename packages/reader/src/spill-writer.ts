@@ -59,6 +59,22 @@ export class SpillWriter implements EvictionHook {
     }
   }
 
+  /**
+   * Fills a loading slot with a chunk read back from the spill file; false when the file
+   * does not hold it (any more), and the chunk must be fetched.
+   */
+  async readBack(key: string, length: number, slot: SlotIndex): Promise<boolean> {
+    if (this.spill.lengthOf(key) !== length) return false;
+    const pages = this.#arena.pages(slot);
+    const { pageBytes, arena } = this.#arena.table;
+    const reads: Promise<boolean>[] = [];
+    for (let i = 0; i < pages.length; i++) {
+      const count = Math.min(pageBytes, length - i * pageBytes);
+      reads.push(this.spill.read(key, i * pageBytes, arena, pages[i]! * pageBytes, count));
+    }
+    return (await Promise.all(reads)).every(Boolean);
+  }
+
   /** Stops writing ahead and closes the spill file once its reads and writes are done. */
   async close(): Promise<void> {
     this.#closed = true;
