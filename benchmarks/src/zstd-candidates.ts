@@ -85,7 +85,7 @@ export async function loadZstdCandidates(): Promise<ZstdCandidate[]> {
     out.push({ label: '@toondepauw/node-zstd (native)', skip: `does not load here: ${failure(err)}` });
   }
   try {
-    const wasm = await wasmZstd();
+    const wasm = wasmZstd();
     out.push({
       label: `${wasm.encoder.name} ${wasm.encoder.version} (WebAssembly)`,
       compress: (data, level) => wasm.encoder.compress(data, level),

@@ -3,7 +3,7 @@
  *
  * piscina loads a worker file with require() first and falls back to import(). Node.js
  * 20.19+ lets require() load ES modules, but not a module graph with top-level await
- * (@liverestore/format awaits its zstd codec): it should throw, and Node 20 sometimes
+ * (@liverestore/format had one for its zstd codec): it should throw, and Node 20 sometimes
  * aborts the whole process instead ("v8::Module::IsGraphAsync must be used on an
  * instantiated module", seen in the test suite). This file is what piscina requires: a
  * plain CommonJS module that exports the handler piscina looks up by name, and loads the

@@ -9,6 +9,7 @@
  * another WebAssembly build, fzstd); docs/formats.md says why they lost.
  */
 
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
 
@@ -79,31 +80,120 @@ export function nodeZlibZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDeco
   };
 }
 
-interface WasmZstdModule {
-  isLoaded: Promise<unknown>;
-  compress(data: Uint8Array, level: number): Buffer;
-  decompress(data: Uint8Array, destBytes: number): Buffer;
+/** The C entry points of the @foxglove/wasm-zstd Emscripten build (one-shot ZSTD_compress / ZSTD_decompress). */
+interface EmscriptenZstd {
+  /** The module's memory; replaced when memory grows, so read it after every allocation. */
+  readonly HEAPU8: Uint8Array;
+  _malloc(bytes: number): number;
+  _free(pointer: number): void;
+  _compressBound(sourceBytes: number): number;
+  /** Bytes written to `dest`, or a negative value on failure. */
+  _compress(dest: number, destBytes: number, source: number, sourceBytes: number, level: number): number;
+  /** Bytes written to `dest`, or a negative value on failure (corrupt input, `destBytes` too small). */
+  _decompress(dest: number, destBytes: number, source: number, sourceBytes: number): number;
+}
+
+/** The part of the WebAssembly global used here (the project's lib has no DOM types). */
+interface WasmInstance {
+  readonly exports: object;
+}
+const wasmApi = (
+  globalThis as unknown as {
+    WebAssembly: {
+      Module: new (bytes: Uint8Array) => object;
+      Instance: new (module: object, imports: object) => WasmInstance;
+    };
+  }
+).WebAssembly;
+
+/**
+ * Instantiates the Emscripten build synchronously: its .wasm is compiled with `new
+ * WebAssembly.Module` (Node.js allows synchronous compilation of any size; ≈ 5 ms for this
+ * 400 KiB module, as fast as the asynchronous path) and handed to the build through its
+ * `instantiateWasm` hook, so the module runs before this returns. Hence no top-level await
+ * in @liverestore/format, which CommonJS programs can then require() on Node.js 20
+ * (require() of an ES module graph with top-level await fails or aborts there).
+ */
+function instantiateWasmZstd(): EmscriptenZstd {
+  const name = '@foxglove/wasm-zstd';
+  const factory = require(`${name}/dist/wasm-zstd.js`) as (module: object) => unknown;
+  const wasmModule = new wasmApi.Module(readFileSync(require.resolve(`${name}/dist/wasm-zstd.wasm`)));
+  const module = {
+    instantiateWasm(imports: object, receive: (instance: WasmInstance) => void) {
+      const instance = new wasmApi.Instance(wasmModule, imports);
+      receive(instance);
+      return instance.exports;
+    },
+  };
+  void factory(module);
+  const ready = module as unknown as Partial<EmscriptenZstd>;
+  if (typeof ready._compress !== 'function' || ready.HEAPU8 === undefined)
+    throw new Error(`${name} did not initialise synchronously`);
+  return ready as EmscriptenZstd;
+}
+
+/**
+ * Runs `work` with `sourceBytes` of input copied into the module's memory and `destBytes`
+ * of output space; returns the output it reports (a copy), or throws `failure`.
+ */
+function viaHeap(
+  wasm: EmscriptenZstd,
+  source: Uint8Array,
+  destBytes: number,
+  work: (dest: number, source: number) => number,
+  failure: string,
+): Buffer {
+  const sourcePointer = wasm._malloc(Math.max(source.byteLength, 1));
+  const destPointer = wasm._malloc(Math.max(destBytes, 1));
+  try {
+    if (sourcePointer === 0 || destPointer === 0) throw new Error(`${failure}: out of WebAssembly memory`);
+    wasm.HEAPU8.set(source, sourcePointer);
+    const written = work(destPointer, sourcePointer);
+    if (written < 0) throw new Error(failure);
+    return Buffer.from(wasm.HEAPU8.subarray(destPointer, destPointer + written));
+  } finally {
+    wasm._free(sourcePointer);
+    wasm._free(destPointer);
+  }
 }
 
 /**
  * libzstd compiled to WebAssembly (`@foxglove/wasm-zstd`): needs no compiler and no
  * download beyond npm, so it is the encoder and decoder every Node.js can run. Its
  * decoder writes into a buffer of the size it is given and fails beyond it (one-shot
- * ZSTD_decompress), so output is bounded and the window costs nothing extra.
+ * ZSTD_decompress), so output is bounded and the window costs nothing extra. Loads
+ * synchronously (see instantiateWasmZstd); throws when the module cannot be loaded.
  */
-export async function wasmZstd(
-  load: (name: string) => unknown = require,
-): Promise<{ encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend }> {
+export function wasmZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend } {
   const name = '@foxglove/wasm-zstd';
-  const wasm = load(name) as WasmZstdModule;
-  await wasm.isLoaded;
+  const wasm = instantiateWasmZstd();
   const version = packageVersion(name);
   return {
-    encoder: { name, version, compress: (data, level) => wasm.compress(data, level) },
+    encoder: {
+      name,
+      version,
+      compress: (data, level) => {
+        const bound = wasm._compressBound(data.byteLength);
+        return viaHeap(
+          wasm,
+          data,
+          bound,
+          (dest, source) => wasm._compress(dest, bound, source, data.byteLength, level),
+          'zstd compression failed',
+        );
+      },
+    },
     decoder: {
       name,
       version,
-      decompress: (payload, capacityBytes) => wasm.decompress(payload, capacityBytes),
+      decompress: (payload, capacityBytes) =>
+        viaHeap(
+          wasm,
+          payload,
+          capacityBytes,
+          (dest, source) => wasm._decompress(dest, capacityBytes, source, payload.byteLength),
+          'zstd decompression failed',
+        ),
     },
   };
 }

@@ -1,7 +1,8 @@
 /*
- * The one zstd codec of liverestore, chosen once when this module loads (top-level
- * await: the WebAssembly build compiles asynchronously, ~8 ms), so that encodeBlob and
- * decodeBlob stay synchronous on every thread that imports @liverestore/format.
+ * The one zstd codec of liverestore, chosen once when this module loads (synchronously:
+ * the WebAssembly build is compiled with `new WebAssembly.Module`, ≈ 5 ms, and no
+ * top-level await keeps CommonJS consumers out), so that encodeBlob and decodeBlob stay
+ * synchronous on every thread that imports @liverestore/format.
  *
  * Rule (numbers in docs/formats.md, measured by `bench codecs` and `bench backup`):
  * node:zlib where this Node.js has zstd (>= 22.15, native libzstd), else the WebAssembly
@@ -38,7 +39,7 @@ type BackendPair = { encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend };
 /** Where the candidates come from; tests replace one to force a fallback. */
 export interface ZstdLoaders {
   readonly nodeZlib: typeof nodeZlibZstd;
-  readonly wasm: () => Promise<BackendPair>;
+  readonly wasm: () => BackendPair;
 }
 
 /** The real candidates of this machine. */
@@ -67,10 +68,10 @@ function codecOf(pair: BackendPair | undefined, notes: readonly string[]): ZstdC
 }
 
 /** Applies the selection rule to `loaders`; never throws (a codec without backends says why in `notes`). */
-export async function selectZstdCodec(
+export function selectZstdCodec(
   preference: ZstdPreference = 'auto',
   loaders: ZstdLoaders = DEFAULT_ZSTD_LOADERS,
-): Promise<ZstdCodec> {
+): ZstdCodec {
   const notes: string[] = [];
   if (preference === 'wasm') {
     notes.push('LIVERESTORE_ZSTD=wasm forces the WebAssembly build');
@@ -80,7 +81,7 @@ export async function selectZstdCodec(
     notes.push(`node:zlib of Node.js ${process.version} has no zstd (needs >= 22.15)`);
   }
   try {
-    return codecOf(await loaders.wasm(), notes);
+    return codecOf(loaders.wasm(), notes);
   } catch (err) {
     notes.push(`WebAssembly zstd unavailable: ${reason(err)}`);
     return codecOf(undefined, notes);
@@ -88,9 +89,9 @@ export async function selectZstdCodec(
 }
 
 /** Reads LIVERESTORE_ZSTD; an unknown value runs the rule and says so (in `--version`), rather than failing every import. */
-async function codecFromEnv(value: string | undefined): Promise<ZstdCodec> {
+function codecFromEnv(value: string | undefined): ZstdCodec {
   if (value === 'wasm') return selectZstdCodec('wasm');
-  const codec = await selectZstdCodec('auto');
+  const codec = selectZstdCodec('auto');
   if (value === undefined || value === '' || value === 'auto') return codec;
   return {
     ...codec,
@@ -102,7 +103,7 @@ async function codecFromEnv(value: string | undefined): Promise<ZstdCodec> {
 }
 
 /** The codec this process uses, selected when the module loaded. */
-export const zstdCodec: ZstdCodec = await codecFromEnv(process.env.LIVERESTORE_ZSTD);
+export const zstdCodec: ZstdCodec = codecFromEnv(process.env.LIVERESTORE_ZSTD);
 
 /** Which zstd implementation encodes and which decodes in this process, and why. */
 export const zstdCodecInfo: ZstdCodecInfo = zstdCodec.info;

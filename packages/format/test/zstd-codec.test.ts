@@ -44,7 +44,7 @@ test(`the selected codec follows the rule on this Node.js (${process.version})`,
 });
 
 test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI reads', async (t) => {
-  const codec = await selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
+  const codec = selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
   t.regex(codec.info.encoder, /^@foxglove\/wasm-zstd /);
   t.regex(codec.info.decoder, /^@foxglove\/wasm-zstd /);
   t.true(codec.info.notes.some((n) => n.includes('has no zstd')));
@@ -57,16 +57,16 @@ test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI
 });
 
 test('LIVERESTORE_ZSTD=wasm (preference "wasm") uses WebAssembly for both directions', async (t) => {
-  const codec = await selectZstdCodec('wasm');
+  const codec = selectZstdCodec('wasm');
   t.regex(codec.info.encoder, /^@foxglove\/wasm-zstd /);
   t.regex(codec.info.decoder, /^@foxglove\/wasm-zstd /);
   t.true(zstdDecompress(zstdCompress(chunk, 1, codec), CHUNK_BYTES, codec).equals(chunk));
 });
 
 test('a codec with no backend at all says why: ERR_LR_ZSTD_UNAVAILABLE', async (t) => {
-  const codec = await selectZstdCodec('auto', {
+  const codec = selectZstdCodec('auto', {
     nodeZlib: () => undefined,
-    wasm: async () => {
+    wasm: () => {
       throw new Error('WebAssembly is disabled (forced by the test)');
     },
   });
@@ -94,12 +94,12 @@ test('zstd CLI frames (no content size, from stdin) decode within the exact chun
 });
 
 /** The real decoder of `codec`, recording the output capacity it is given. */
-async function recordingCodec(): Promise<{ codec: ZstdCodec; capacities: number[] }> {
+function recordingCodec(): { codec: ZstdCodec; capacities: number[] } {
   const capacities: number[] = [];
-  const codec = await selectZstdCodec('auto', {
+  const codec = selectZstdCodec('auto', {
     ...WITHOUT_NODE_ZSTD,
-    wasm: async () => {
-      const real = await wasmZstd();
+    wasm: () => {
+      const real = wasmZstd();
       const decoder: ZstdDecoderBackend = {
         ...real.decoder,
         decompress: (payload, capacityBytes) => {
@@ -114,7 +114,7 @@ async function recordingCodec(): Promise<{ codec: ZstdCodec; capacities: number[
 }
 
 test('the decoder gets an output as small as the headers allow, not the 128 MiB limit', async (t) => {
-  const { codec, capacities } = await recordingCodec();
+  const { codec, capacities } = recordingCodec();
   const declared = zstdCompress(chunk, 1, codec); // one-shot: declares its content size
   t.true(zstdDecompress(declared, MAX_BLOB_BYTES, codec).equals(chunk));
   t.deepEqual(capacities, [CHUNK_BYTES]);
@@ -136,8 +136,8 @@ test('header bounds: declared size, exact RLE sizes, block maxima', (t) => {
 });
 
 test('a frame declaring more than maxBytes is refused before decoding: ERR_LR_BLOB_TOO_LARGE', async (t) => {
-  const { codec, capacities } = await recordingCodec();
-  const frame = (await wasmZstd()).encoder.compress(Buffer.alloc(2 * MiB), 1);
+  const { codec, capacities } = recordingCodec();
+  const frame = wasmZstd().encoder.compress(Buffer.alloc(2 * MiB), 1);
   const error = t.throws(() => zstdDecompress(frame, MiB, codec), { code: 'ERR_LR_BLOB_TOO_LARGE' });
   t.regex(error?.message ?? '', /declare 2097152/);
   t.deepEqual(capacities, [], 'the decoder never ran');
