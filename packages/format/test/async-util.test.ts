@@ -1,5 +1,6 @@
 /** The shared async utilities of `@liverestore/format/internal`. */
 import { getEventListeners } from 'node:events';
+import { promiseState } from '@liverestore/testkit';
 import test from 'ava';
 import { type Clock, linkedController, onAbort, Semaphore, settleAll, sleep } from '../src/internal.js';
 
@@ -23,21 +24,6 @@ function manualClock(): Clock & { fire(): void; readonly armed: number } {
   };
 }
 
-/** Resolves with the settled state of `promise` after the microtasks queued so far have run. */
-async function stateOf(promise: Promise<unknown>): Promise<'pending' | 'fulfilled' | 'rejected'> {
-  let state: 'pending' | 'fulfilled' | 'rejected' = 'pending';
-  promise.then(
-    () => {
-      state = 'fulfilled';
-    },
-    () => {
-      state = 'rejected';
-    },
-  );
-  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-  return state;
-}
-
 test('Semaphore: a wait aborted while queued holds nothing; the slot goes to the next waiter in order', async (t) => {
   const sem = new Semaphore(1);
   const releaseFirst = await sem.acquire();
@@ -46,17 +32,17 @@ test('Semaphore: a wait aborted while queued holds nothing; the slot goes to the
   const second = sem.acquire();
   quit.abort(new Error('gave up'));
   await t.throwsAsync(aborted, { message: 'gave up' });
-  t.is(await stateOf(second), 'pending');
+  t.is(await promiseState(second), 'pending');
   releaseFirst();
   const releaseSecond = await second;
   // Had the aborted waiter kept a place, this third acquire would get a slot the second holds.
   const third = sem.acquire();
-  t.is(await stateOf(third), 'pending');
+  t.is(await promiseState(third), 'pending');
   releaseSecond();
   releaseSecond(); // a second release is harmless: it does not free a slot twice
   const releaseThird = await third;
   const fourth = sem.acquire();
-  t.is(await stateOf(fourth), 'pending');
+  t.is(await promiseState(fourth), 'pending');
   releaseThird();
   (await fourth)();
 });
@@ -99,7 +85,7 @@ test('linkedController: aborts with the reason of the parent that fired; after d
 test('sleep: resolves when its timer fires; an abort cancels the timer and rejects with the reason', async (t) => {
   const clock = manualClock();
   const slept = sleep(1000, undefined, clock);
-  t.is(await stateOf(slept), 'pending');
+  t.is(await promiseState(slept), 'pending');
   clock.fire();
   await slept;
 
@@ -124,7 +110,7 @@ test('settleAll: waits for every promise, then rejects with the first rejection 
   ]).catch((err: Error) => {
     order.push(err.message);
   });
-  t.is(await stateOf(all), 'pending');
+  t.is(await promiseState(all), 'pending');
   finishSlow();
   await all;
   t.deepEqual(order, ['slow', 'first']);

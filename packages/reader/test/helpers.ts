@@ -15,7 +15,7 @@ import type { RemoteReaderData, RemoteReaderReport } from './fixtures/remote-rea
 
 // A plain timer and testkit's hang guard (a hang becomes a failure), not copies of their own.
 export { setTimeout as sleep } from 'node:timers/promises';
-export { withTimeout } from '@liverestore/testkit';
+export { promiseState, withTimeout } from '@liverestore/testkit';
 
 export { between, prng } from './fixtures/random.js';
 
@@ -27,21 +27,6 @@ export async function testDir(t: ExecutionContext, prefix = 'lr-reader-'): Promi
   const dir = await tempDir(prefix);
   t.teardown(() => dir.cleanup());
   return dir.path;
-}
-
-/** Settles as 'pending' when `promise` has not settled after a few turns of the event loop. */
-export async function promiseState(promise: Promise<unknown>): Promise<'pending' | 'fulfilled' | 'rejected'> {
-  let state: 'pending' | 'fulfilled' | 'rejected' = 'pending';
-  promise.then(
-    () => {
-      state = 'fulfilled';
-    },
-    () => {
-      state = 'rejected';
-    },
-  );
-  for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-  return state;
 }
 
 function noSnapshots(): Promise<never> {
