@@ -1,5 +1,5 @@
 import { LiverestoreError } from '@liverestore/format';
-import { linkedController, Semaphore, sleep } from '@liverestore/format/internal';
+import { type Clock, linkedController, Semaphore, sleep, systemClock } from '@liverestore/format/internal';
 import { Pool } from 'undici';
 import { abortError, ReaderError } from './errors.js';
 import { type ExpectedBody, readErrorBody, readPiece, readWholeBody } from './http-body.js';
@@ -57,6 +57,10 @@ export interface HttpTransportOptions {
    * returns no code, so 404 becomes the request's `notFoundCode`).
    */
   readonly parseErrorBody?: ((text: string) => ServerError | undefined) | undefined;
+  /** Times the attempt deadlines and backoff sleeps (default the real clock); tests drive a fake one. */
+  readonly clock?: Clock | undefined;
+  /** Uniform in [0, 1): the backoff jitter (default Math.random). */
+  readonly random?: (() => number) | undefined;
 }
 
 /** What a request is given besides its path: the caller's signal, a piece to resume, a yield signal. */
@@ -201,7 +205,8 @@ export class HttpTransport {
           try {
             // "Equal jitter": at least half the ceiling, so the waits of one request add up to
             // a real outage budget (≈ 8 s with 8 retries) while clients still spread out.
-            await sleep(ceiling / 2 + (Math.random() * ceiling) / 2, stop.signal);
+            const random = this.#options.random ?? Math.random;
+            await sleep(ceiling / 2 + (random() * ceiling) / 2, stop.signal, this.#options.clock);
           } catch {
             throw this.#stopError(signal, yieldTo);
           }
@@ -244,7 +249,7 @@ export class HttpTransport {
   ): Promise<Uint8Array | undefined> {
     const { timeoutMs } = this.#options;
     const deadline = linkedController([stop]);
-    const timer = setTimeout(
+    const cancelDeadline = (this.#options.clock ?? systemClock).setTimer(
       () =>
         deadline.abort(
           new ReaderError(
@@ -278,7 +283,7 @@ export class HttpTransport {
       if (deadline.signal.aborted && !stop.aborted) throw deadline.signal.reason;
       throw err;
     } finally {
-      clearTimeout(timer);
+      cancelDeadline();
       deadline.dispose();
     }
   }

@@ -1,0 +1,145 @@
+/**
+ * The HTTP transport against a scripted loopback server, on a fake clock: the backoff
+ * between retries, the per-attempt deadline and the transient/permanent split are
+ * observed as timers and requests, without waiting for real time.
+ */
+import { once } from 'node:events';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Clock } from '@liverestore/format/internal';
+import { withTimeout } from '@liverestore/testkit';
+import test, { type ExecutionContext } from 'ava';
+import { HttpTransport, type RequestKind } from '../src/internal.js';
+
+const TIMEOUT_MS = 30_000;
+const KIND: RequestKind = { notFoundCode: 'ERR_LR_CHUNK_MISSING', maxBytes: 1 << 20, what: 'chunk x' };
+
+interface Timer {
+  readonly ms: number;
+  fire(): void;
+}
+
+/** A clock whose timers fire when the test says; `nextTimer` resolves when one is set. */
+class FakeClock implements Clock {
+  readonly #armed = new Set<Timer>();
+  readonly #watchers: { match: (ms: number) => boolean; resolve: (timer: Timer) => void }[] = [];
+
+  now(): number {
+    return 0;
+  }
+
+  setTimer(fn: () => void, ms: number): () => void {
+    const timer: Timer = {
+      ms,
+      fire: () => {
+        if (this.#armed.delete(timer)) fn();
+      },
+    };
+    this.#armed.add(timer);
+    const at = this.#watchers.findIndex((w) => w.match(ms));
+    if (at >= 0) this.#watchers.splice(at, 1)[0]!.resolve(timer);
+    return () => this.#armed.delete(timer);
+  }
+
+  /**
+   * The next timer set (from now on, or already armed) whose duration passes `match`; a
+   * transport that stopped using this clock fails here instead of hanging the test.
+   */
+  nextTimer(match: (ms: number) => boolean): Promise<Timer> {
+    for (const timer of this.#armed) if (match(timer.ms)) return Promise.resolve(timer);
+    const set = new Promise<Timer>((resolve) => this.#watchers.push({ match, resolve }));
+    return withTimeout(set, 20_000, 'a timer on the injected clock');
+  }
+}
+
+const isBackoff = (ms: number): boolean => ms < TIMEOUT_MS;
+const isDeadline = (ms: number): boolean => ms === TIMEOUT_MS;
+
+/** A loopback server answering request n with `script[n]` (the last entry repeats). */
+async function scriptedServer(
+  t: ExecutionContext,
+  script: ((res: ServerResponse) => void)[],
+): Promise<{ url: URL; requests: () => number }> {
+  let requests = 0;
+  const server = createServer((_req, res) => {
+    const answer = script[Math.min(requests, script.length - 1)]!;
+    requests++;
+    answer(res);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const { port } = server.address() as AddressInfo;
+  return { url: new URL(`http://127.0.0.1:${port}`), requests: () => requests };
+}
+
+function transport(t: ExecutionContext, url: URL, clock: Clock, retries: number): HttpTransport {
+  const http = new HttpTransport(url, {
+    timeoutMs: TIMEOUT_MS,
+    retries,
+    connections: 2,
+    refusalHint: 'a token is required',
+    clock,
+    random: () => 0.5,
+  });
+  t.teardown(() => http.close());
+  return http;
+}
+
+const status503 = (res: ServerResponse): void => {
+  res.writeHead(503).end();
+};
+
+test('transient failures are retried after equal-jitter backoff: 75 ms, then 150 ms (base 100, random 0.5)', async (t) => {
+  const server = await scriptedServer(t, [status503, status503, (res) => res.end('hello')]);
+  const clock = new FakeClock();
+  const body = transport(t, server.url, clock, 8).get('/chunks/x', KIND);
+  const first = await clock.nextTimer(isBackoff);
+  t.is(first.ms, 75);
+  t.is(server.requests(), 1);
+  first.fire();
+  const second = await clock.nextTimer(isBackoff);
+  t.is(second.ms, 150);
+  t.is(server.requests(), 2);
+  second.fire();
+  t.is(Buffer.from((await body)!).toString(), 'hello');
+  t.is(server.requests(), 3);
+});
+
+test('an attempt past its deadline fails with ERR_LR_SOURCE_TIMEOUT, counted as transient', async (t) => {
+  const server = await scriptedServer(t, [() => undefined]); // never answers
+  const clock = new FakeClock();
+  const body = transport(t, server.url, clock, 0).get('/chunks/x', KIND);
+  (await clock.nextTimer(isDeadline)).fire();
+  const error = await t.throwsAsync(body, { code: 'ERR_LR_SOURCE_UNAVAILABLE' });
+  t.is((error?.cause as { code?: string } | undefined)?.code, 'ERR_LR_SOURCE_TIMEOUT');
+  t.regex(error?.message ?? '', /1 attempt failed/);
+});
+
+test('a permanent failure is not retried: the server’s code and message, after one request', async (t) => {
+  const server = await scriptedServer(t, [
+    (res) =>
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { code: 'ERR_LR_CHUNK_MISSING', message: 'no such chunk' } })),
+  ]);
+  const clock = new FakeClock();
+  const error = await t.throwsAsync(transport(t, server.url, clock, 8).get('/chunks/x', KIND), {
+    code: 'ERR_LR_CHUNK_MISSING',
+  });
+  t.regex(error?.message ?? '', /no such chunk \(HTTP 404\)/);
+  t.is(server.requests(), 1);
+});
+
+test('close() ends a backoff sleep with ERR_LR_SOURCE_CLOSED', async (t) => {
+  const server = await scriptedServer(t, [status503]);
+  const clock = new FakeClock();
+  const http = transport(t, server.url, clock, 8);
+  const body = http.get('/chunks/x', KIND);
+  await clock.nextTimer(isBackoff);
+  await http.close();
+  await t.throwsAsync(body, { code: 'ERR_LR_SOURCE_CLOSED' });
+});
