@@ -1,6 +1,6 @@
 /**
  * Internals of @liverestore/format for the other packages, tests and tools of this
- * repository: the shared async utilities, header sizes and field constants, range
+ * repository: the shared async utilities and option checks, header sizes and field constants, range
  * checkers, key material helpers, the selected zstd codec. Not a stable API: it changes
  * without notice. Modules are re-exported whole, so a name of the main entry may appear
  * here too (the same object).
@@ -15,5 +15,6 @@ export * from './errors.js';
 export * from './fixed-index.js';
 export * from './hex.js';
 export * from './magic.js';
+export * from './option-checks.js';
 export * from './zstd-codec.js';
 export * from './zstd-frame.js';

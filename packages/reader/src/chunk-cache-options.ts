@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { checkPositiveInteger } from '@liverestore/format/internal';
 import type { ChunkSource } from './chunk-source.js';
 import { DEFAULT_PAGE_BYTES } from './slot-table.js';
 import type { SpillStats, SpillStore } from './spill-store.js';
@@ -82,10 +83,6 @@ export interface ChunkCacheStats {
   usedBytes: number;
   /** The fixed budget. */
   capacityBytes: number;
-}
-
-function checkPositiveInteger(value: number, name: string): void {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
 }
 
 /** The cache's sizes from its options, with defaults; RangeError for values it cannot work with. */

@@ -11,6 +11,7 @@ import {
   type SnapshotSpec,
 } from '@liverestore/datastore';
 import { isHexDigest, LiverestoreError, MAX_BLOB_BYTES } from '@liverestore/format';
+import { checkNonNegativeInteger, checkPositiveInteger } from '@liverestore/format/internal';
 import type { ChunkSource, FetchHints } from './chunk-source.js';
 import { ReaderError } from './errors.js';
 import { listingQuery, parseListing, parseNamespaceListing, snapshotFilePath } from './http-listing.js';
@@ -75,15 +76,6 @@ export interface HttpChunkSourceOptions {
 /** True when `text` names an HTTP(S) source rather than a datastore directory. */
 export function isSourceUrl(text: string): boolean {
   return /^https?:\/\//i.test(text);
-}
-
-function checkPositiveInteger(value: number, name: string): void {
-  if (!Number.isSafeInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
-}
-
-function checkNonNegativeInteger(value: number, name: string): void {
-  if (!Number.isSafeInteger(value) || value < 0)
-    throw new RangeError(`${name} must be a non-negative integer`);
 }
 
 /**
