@@ -1,4 +1,5 @@
 export * from './blob.js';
+export * from './byte-size.js';
 export * from './chunk.js';
 export * from './chunk-index.js';
 export * from './chunker.js';

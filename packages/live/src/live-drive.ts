@@ -1,5 +1,11 @@
 import { join } from 'node:path';
-import type { AllocationExtent, NbdExport, NbdWriter } from '@liverestore/nbd';
+import {
+  type AllocationExtent,
+  type ExtentUnits,
+  mergedExtents,
+  type NbdExport,
+  type NbdWriter,
+} from '@liverestore/nbd';
 import type { CachedChunkReader } from '@liverestore/reader';
 import { ALLOC_MAP_SUFFIX, type MapIdentity } from './alloc-map.js';
 import { forNbd, settleAll } from './async-util.js';
@@ -359,23 +365,20 @@ export class LiveDrive implements NbdExport {
 
   /** Allocation: regions not local whose chunk is all-zero on a pristine target, and known-zero local ones, are holes. */
   blockStatus(offset: number, length: number, maxExtents: number): AllocationExtent[] {
-    const extents: AllocationExtent[] = [];
-    const end = Math.min(offset + length, this.size);
-    for (let i = Math.floor(offset / this.regionBytes); this.regionStart(i) < end; i++) {
-      const from = Math.max(offset, this.regionStart(i));
-      const to = Math.min(end, this.regionStart(i) + this.regionLength(i));
-      const state = this.#states.get(i);
-      const zero =
-        state === RegionState.LOCAL_KNOWN_ZERO ||
-        (state === RegionState.REMOTE_PRISTINE && !this.#detached && this.#reader.isZeroChunk(i));
-      const last = extents[extents.length - 1];
-      if (last !== undefined && last.zero === zero) last.length += to - from;
-      else {
-        if (extents.length >= maxExtents) break;
-        extents.push({ length: to - from, hole: zero, zero });
-      }
-    }
-    return extents;
+    const units: ExtentUnits = {
+      count: this.regionCount,
+      indexAt: (at) => Math.floor(at / this.regionBytes),
+      start: (i) => this.regionStart(i),
+      end: (i) => this.regionStart(i) + this.regionLength(i),
+      zero: (i) => {
+        const state = this.#states.get(i);
+        return (
+          state === RegionState.LOCAL_KNOWN_ZERO ||
+          (state === RegionState.REMOTE_PRISTINE && !this.#detached && this.#reader.isZeroChunk(i))
+        );
+      },
+    };
+    return mergedExtents(units, offset, Math.min(offset + length, this.size), maxExtents);
   }
 
   /** A guest write of `data` (or of zeroes when undefined: WRITE_ZEROES, TRIM) at `offset`. */

@@ -1,6 +1,6 @@
 import {
   type ArchiveInfo,
-  archiveOfFilename,
+  archivesOfManifest,
   formatSnapshot,
   parseSnapshotSpec,
   readSnapshotManifest,
@@ -79,12 +79,7 @@ export class Snapshot {
 
   /** The index archives of the snapshot, as the manifest lists them. */
   get archives(): ArchiveInfo[] {
-    const out: ArchiveInfo[] = [];
-    for (const file of this.manifest.files) {
-      const archive = archiveOfFilename(file.filename);
-      if (archive !== undefined) out.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
-    }
-    return out;
+    return archivesOfManifest(this.manifest);
   }
 
   /** Reads and checks an archive's index (against the manifest: size and checksum). */

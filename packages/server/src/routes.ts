@@ -3,6 +3,7 @@ import {
   formatSnapshot,
   inNamespace,
   isBackupId,
+  isSnapshotFileName,
   MAX_NAMESPACE_DEPTH,
   NAMESPACE_DIR,
   type NamespaceScope,
@@ -30,7 +31,6 @@ export type Route =
 /** Metric label of a route (bounded cardinality: never the path itself). */
 export type RouteLabel = Route['kind'] | 'unknown';
 
-const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const DIGEST = /^[0-9a-f]{64}$/;
 const MAX_PATH_CHARS = 1024;
 const MAX_NAME_CHARS = 255;
@@ -135,7 +135,8 @@ export function parseRoute(path: string, query = ''): Route {
   if (!isBackupId(id)) throw badPath('invalid backup id');
   const time = parseBackupTime(timeText);
   if (time === undefined) throw badPath('snapshot time must be RFC 3339 UTC like 2026-11-26T10:00:00Z');
-  if (!FILE_NAME.test(name) || name.length > MAX_NAME_CHARS) throw badPath('invalid file or archive name');
+  if (!isSnapshotFileName(name) || name.length > MAX_NAME_CHARS)
+    throw badPath('invalid file or archive name');
   const ref: SnapshotRef = inNamespace({ type: type as BackupType, id, time }, namespace);
   if (name.endsWith('.fidx') || name.endsWith('.didx') || name.endsWith('.blob'))
     return { kind: 'snapshot-file', ref, filename: name };

@@ -10,19 +10,11 @@ import {
   stopSignal,
 } from '../command.js';
 import { UsageError } from '../errors.js';
-import { parseRateLimit, parseWorkers } from '../option-values.js';
+import { parseNonNegativeInteger, parseRateLimit, parseWorkers } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { printableLine } from '../terminal-text.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 import { parseListen } from './serve.js';
-
-function nonNegativeInteger(text: string | undefined, option: string): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0)
-    throw new UsageError(`live-restore: ${option} must be a non-negative integer, got "${text}"`);
-  return value;
-}
 
 /** `200MB/s`, `50MiB/s`, `1g` (per second implied) → bytes per second. */
 export function parseRate(text: string): number {
@@ -177,7 +169,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
     const workers = parseWorkers(values.workers, 'live-restore');
-    const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
+    const readaheadChunks = parseNonNegativeInteger(values.readahead, '--readahead', 'live-restore');
     const rate = values['rate-limit'] === undefined ? undefined : parseRate(values['rate-limit']);
     const json = values.json === true;
     const crypt = await loadKeyFile(values.keyfile);

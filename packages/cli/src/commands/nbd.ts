@@ -4,19 +4,11 @@ import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
 import { loggedExport } from '../logged-export.js';
-import { parseWorkers } from '../option-values.js';
+import { parseNonNegativeInteger, parseWorkers } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
 import { parseBytes } from '../units.js';
 import { parseListen } from './serve.js';
-
-function nonNegativeInteger(text: string | undefined, option: string): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0)
-    throw new UsageError(`nbd: ${option} must be a non-negative integer, got "${text}"`);
-  return value;
-}
 
 export const nbdCommand = defineCommand({
   name: 'nbd',
@@ -82,7 +74,7 @@ Prints the address and the exports, then serves until stopped.`,
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
     const workers = parseWorkers(values.workers, 'nbd');
-    const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
+    const readaheadChunks = parseNonNegativeInteger(values.readahead, '--readahead', 'nbd');
     const crypt = await loadKeyFile(values.keyfile);
     const token = await loadTokenFile(values['token-file'], values.from, 'nbd');
     const cache = new ChunkCache({
