@@ -1,3 +1,14 @@
+/**
+ * LiveDrive, one drive of a writable live restore. A little over 400 lines on purpose: it
+ * is one concept, the export's view of a region (which state it is in, which lock it
+ * takes, where its bytes come from), and each operation (read, write, copy, block status,
+ * flush) is a short method over the pieces already split out of it: RegionStates (the
+ * state enum and its transition table), RegionWriter (fills and stores under the region
+ * locks), MapPersister (durability), target-open (create or resume) and TargetFile (the
+ * file seam). Splitting the operations further would spread one region's rules over
+ * several files.
+ */
+
 import { join } from 'node:path';
 import {
   type AllocationExtent,

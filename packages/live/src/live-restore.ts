@@ -1,3 +1,12 @@
+/**
+ * liveRestore and the LiveRestore it returns: opening a live restore in its safe order
+ * (snapshot, NBD address, target dir, lock, drives), then the running restore's life (copy
+ * jobs, stall and retry on a full disk, progress, completion, close). About 400 lines on
+ * purpose: the open order and the close order mirror each other and are read together;
+ * the types are in live-restore-types.ts, the pieces it drives (LiveDrive, runCopyJob,
+ * lockTargetDir, the schedulers) in their own modules.
+ */
+
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { type NbdServer, startNbdServer } from '@liverestore/nbd';
