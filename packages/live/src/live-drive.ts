@@ -87,6 +87,11 @@ export class LiveDrive implements NbdExport {
   onLocal: ((drive: LiveDrive) => void) | undefined;
   /** Called when a background store of a copy-on-read failed (the read itself succeeded). */
   onStoreError: ((err: LiveError, drive: LiveDrive) => void) | undefined;
+  /**
+   * Called when a guest read fails (the client only gets an NBD error code: a corrupt
+   * chunk would leave no trace otherwise); not for reads cut by their client.
+   */
+  onReadError: ((err: unknown, offset: number, drive: LiveDrive) => void) | undefined;
 
   private constructor(
     options: LiveDriveOptions,
@@ -294,7 +299,12 @@ export class LiveDrive implements NbdExport {
 
   /** Fills `buffer` with the bytes at `offset` (within the image). */
   read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
-    return forNbd(this.#readImpl(buffer, offset, signal));
+    return forNbd(
+      this.#readImpl(buffer, offset, signal).catch((err: unknown) => {
+        if (!signal.aborted) this.onReadError?.(err, offset, this);
+        throw err;
+      }),
+    );
   }
 
   async #readImpl(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
