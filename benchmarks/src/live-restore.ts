@@ -5,480 +5,47 @@
  * `liverestore serve` through the same injected network conditions (net-proxy.ts), in
  * turn within each iteration (A, C, B), under a workload modelled on a QEMU live restore
  * (live-workload.ts); live-report.ts turns the runs into tables, goals and the plot.
+ * The options are in live-settings.ts, one system's iteration in live-iteration.ts, the
+ * cold full restore in live-cold-restore.ts.
  * Optionally also a scaling run (1…8 drives, one cache budget) and a cold full restore
  * next to the decode limit of the same chunks.
  */
 
-import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { backup, Datastore } from '@liverestore/datastore';
-import type { ChunkIndex } from '@liverestore/format';
-import { NbdClient } from '@liverestore/nbd';
-import { type CachedChunkReader, ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
-import {
-  type ContentMix,
-  DATA_DISK_MIX,
-  SYSTEM_DISK_MIX,
-  vmImageSet,
-  writeImageFile,
-} from '@liverestore/testkit';
+import { Datastore } from '@liverestore/datastore';
 import type { BenchContext, Benchmark } from './benchmark.js';
-import { MIXES } from './codec-inputs.js';
-import { collectRestoreChunks, decodeLimitPool, timeDecodeLimit } from './decode-limit.js';
-import { UsageError } from './errors.js';
+import { coldRestoreSection } from './live-cold-restore.js';
+import { backupVm, type Environment, roundTrips, runIteration, warmPageCache } from './live-iteration.js';
 import {
   cpuTable,
   goalNotes,
   type Iteration,
   iterationTable,
-  median,
   ms,
   pct,
   plotSeries,
   rssText,
   SYSTEM_NAMES,
   SYSTEMS,
-  type System,
   speedupOver,
   systemCases,
 } from './live-report.js';
-import type { ChildConfig, ChildOutput } from './live-restore-child.js';
-import { distinctDataChunks, readIndexes, zeroDigests } from './live-systems.js';
-import {
-  bootTrace,
-  ChunkRefCounter,
-  COPY_REQUEST_BYTES,
-  defaultGuestReads,
-  GUEST_QUEUE_DEPTH,
-  MEAN_THINK_MS,
-  percentile,
-  runWorkload,
-  type WorkloadResult,
-} from './live-workload.js';
+import { DEFAULTS, LIVE_RESTORE_OPTIONS, readSettings } from './live-settings.js';
+import { COPY_REQUEST_BYTES, GUEST_QUEUE_DEPTH, MEAN_THINK_MS, percentile } from './live-workload.js';
 import {
   type LiverestoreProcess,
   notInfoLog,
   startLiverestoreProcess,
   startNodeProcess,
 } from './liverestore-process.js';
-import { machineBusySeconds, machineInfo } from './machine.js';
-import { measureRoundTrips, startEchoServer } from './net-proxy.js';
-import { cacheSizeOption, iterationCount, optionText } from './options.js';
+import { machineInfo } from './machine.js';
 import { PBS_SHARED_CACHE_CHUNKS } from './pbs-today-reader.js';
-import { peakRssBytes, processCpuSeconds, serveChunkCounters } from './proc-stats.js';
-import { type Costed, costed, fetchEveryBlob, writeBytes } from './restore-costs.js';
-import { type BenchResult, type CaseResult, measuredCase, type PlainTable } from './result.js';
+import type { BenchResult, PlainTable } from './result.js';
 import { summarize } from './stats.js';
-import {
-  formatBitRate,
-  formatBytes,
-  formatNumber,
-  formatRate,
-  mbPerSecond,
-  parseBitsPerSecond,
-  parseBytes,
-  parseList,
-  parseMilliseconds,
-  parseNonNegativeInt,
-  parsePositiveInt,
-} from './units.js';
-
-type Mode = 'nbd' | 'api';
-
-/** The mixes `--mix` accepts: vm (system disk + data disks, testkit's VM), or one mix for every drive. */
-const DRIVE_MIXES: ReadonlyMap<string, ContentMix | undefined> = new Map<string, ContentMix | undefined>([
-  ['vm', undefined],
-  ['system', SYSTEM_DISK_MIX],
-  ['data', DATA_DISK_MIX],
-  ...MIXES.filter((m) => m.name !== 'vm').map((m) => [m.name, m.mix] as [string, ContentMix]),
-]);
-
-interface Settings {
-  readonly iterations: number;
-  readonly sizeBytes: number;
-  readonly drives: number;
-  readonly mix: string;
-  readonly cacheBytes: number;
-  readonly workers: number;
-  readonly readaheadChunks: number;
-  /** C's decode threads, standing in for PBS's tokio workers (0: inline, the default). */
-  readonly pbsDecodeThreads: number;
-  readonly rttMs: number;
-  readonly bitsPerSecond: number;
-  readonly mode: Mode;
-  readonly guestReads: number;
-  readonly seed: number;
-  readonly quick: boolean;
-  readonly scaling: readonly number[];
-  readonly scalingSizeBytes: number;
-  readonly profileDir: string | undefined;
-  readonly dir: string;
-}
-
-const DEFAULTS = { iterations: 12, size: '512MiB', drives: 2, scalingSize: '512MiB' } as const;
-const QUICK = { iterations: 3, size: '256MiB' } as const;
-
-function readSettings(context: BenchContext): Settings {
-  const o = context.options;
-  const str = optionText(context);
-  const quick = o.quick === true;
-  const iterations = iterationCount(context, QUICK.iterations);
-  const sizeBytes = parseBytes(str('size') ?? (quick ? QUICK.size : DEFAULTS.size), '--size');
-  if (sizeBytes < 8 * 1024 ** 2) throw new UsageError('--size must be at least 8MiB');
-  const drives = str('drives') === undefined ? DEFAULTS.drives : parsePositiveInt(str('drives')!, '--drives');
-  const mix = str('mix') ?? 'vm';
-  if (!DRIVE_MIXES.has(mix))
-    throw new UsageError(`--mix: unknown mix "${mix}" (one of: ${[...DRIVE_MIXES.keys()].join(', ')})`);
-  const mode = str('mode') ?? 'nbd';
-  if (mode !== 'nbd' && mode !== 'api') throw new UsageError(`--mode must be nbd or api, got "${mode}"`);
-  const readahead = str('readahead');
-  if (readahead !== undefined && !/^\d+$/.test(readahead))
-    throw new UsageError(`--readahead must be a non-negative integer, got "${readahead}"`);
-  const scaling =
-    o.scaling === true
-      ? str('scaling-drives') === undefined
-        ? [1, 2, 4, 8]
-        : parseList(str('scaling-drives')!).map((d) => parsePositiveInt(d, '--scaling-drives'))
-      : [];
-  const cacheBytes = cacheSizeOption(context, '256MiB');
-  return {
-    iterations,
-    sizeBytes,
-    drives,
-    mix,
-    cacheBytes,
-    workers:
-      str('workers') === undefined ? availableParallelism() : parsePositiveInt(str('workers')!, '--workers'),
-    readaheadChunks: readahead === undefined ? 8 : Number(readahead),
-    pbsDecodeThreads:
-      str('pbs-decode-threads') === undefined
-        ? 0
-        : parseNonNegativeInt(str('pbs-decode-threads')!, '--pbs-decode-threads'),
-    rttMs: parseMilliseconds(str('rtt') ?? '1ms', '--rtt'),
-    bitsPerSecond: parseBitsPerSecond(str('bandwidth') ?? '1Gbit', '--bandwidth'),
-    mode,
-    guestReads:
-      str('guest-reads') === undefined
-        ? defaultGuestReads(sizeBytes)
-        : parsePositiveInt(str('guest-reads')!, '--guest-reads'),
-    seed: str('seed') === undefined ? 1 : parsePositiveInt(str('seed')!, '--seed'),
-    quick,
-    scaling,
-    scalingSizeBytes: parseBytes(
-      str('scaling-size') ?? (quick ? QUICK.size : DEFAULTS.scalingSize),
-      '--scaling-size',
-    ),
-    profileDir: str('profile'),
-    dir: str('dir') ?? tmpdir(),
-  };
-}
-
-/** One backed-up VM: its snapshot and, per drive, the archive name and index. */
-interface BackedUpVm {
-  readonly snapshot: string;
-  readonly drives: readonly { readonly name: string; readonly index: ChunkIndex }[];
-  readonly sizeBytes: number;
-  readonly storedBytes: number;
-}
-
-async function backupVm(
-  context: BenchContext,
-  store: Datastore,
-  scratch: string,
-  id: string,
-  s: Settings,
-  drives: number,
-  sizeBytes: number,
-): Promise<BackedUpVm> {
-  const mix = DRIVE_MIXES.get(s.mix);
-  const set = vmImageSet(s.seed, { drives, sizeBytes }).map((d) =>
-    mix === undefined ? d : { ...d, spec: { ...d.spec, mix } },
-  );
-  context.progress(
-    `writing ${drives} synthetic ${formatBytes(sizeBytes)} drive${drives === 1 ? '' : 's'} (mix ${s.mix}) and backing them up as vm/${id} …`,
-  );
-  const inputs = [];
-  for (const d of set) {
-    const path = join(scratch, `${id}-${d.name}.raw`);
-    await writeImageFile(d.spec, path);
-    inputs.push({ name: d.name, path });
-  }
-  const result = await backup(store, { type: 'vm', id, inputs });
-  for (const input of inputs) await rm(input.path);
-  return {
-    snapshot: result.snapshot,
-    drives: await readIndexes(
-      store.dir,
-      result.snapshot,
-      set.map((d) => d.name),
-    ),
-    sizeBytes: drives * sizeBytes,
-    storedBytes: result.bytesWritten,
-  };
-}
-
-/** Reads every chunk file once, so no iteration pays for a cold page cache. */
-async function warmPageCache(dir: string): Promise<void> {
-  const entries = await readdir(join(dir, '.chunks'), { recursive: true, withFileTypes: true });
-  for (const e of entries) if (e.isFile()) await readFile(join(e.parentPath, e.name));
-}
-
-interface CpuSnapshot {
-  readonly serve: number | undefined;
-  readonly proxy: number | undefined;
-  readonly self: number;
-  readonly machine: number | undefined;
-}
-
-/**
- * CPU seconds per component between two snapshots; `readerTotal` is what the reading
- * process used in the window (all of it for an API child, start-up included).
- */
-function cpuShares(
-  before: CpuSnapshot,
-  after: CpuSnapshot,
-  reader: number,
-  readerTotal: number,
-  clientHere: boolean,
-): Iteration['cpuSeconds'] {
-  const delta = (k: keyof CpuSnapshot): number => (after[k] ?? Number.NaN) - (before[k] ?? Number.NaN);
-  const ours = readerTotal + delta('serve') + delta('proxy') + delta('self');
-  return {
-    reader,
-    serve: delta('serve'),
-    proxy: delta('proxy'),
-    client: clientHere ? delta('self') : 0,
-    others: delta('machine') - ours,
-  };
-}
-
-async function cpuSnapshot(env: Environment): Promise<CpuSnapshot> {
-  const self = process.cpuUsage();
-  return {
-    serve: await processCpuSeconds(env.servePid),
-    proxy: await processCpuSeconds(env.proxyPid),
-    self: (self.user + self.system) / 1e6,
-    machine: machineBusySeconds(),
-  };
-}
-
-interface Environment {
-  readonly s: Settings;
-  readonly servePid: number;
-  readonly proxyPid: number;
-  readonly serveUrl: string;
-  readonly sourceUrl: string;
-  readonly context: BenchContext;
-}
-
-const PBS_NBD_CHILD = fileURLToPath(new URL('./pbs-nbd-child.js', import.meta.url));
-const API_CHILD = fileURLToPath(new URL('./live-restore-child.js', import.meta.url));
-
-async function runNbdIteration(
-  env: Environment,
-  system: System,
-  vm: BackedUpVm,
-  drives: number,
-): Promise<{
-  workload: WorkloadResult;
-  peakRssBytes: number | undefined;
-  cpu: Iteration['cpuSeconds'];
-}> {
-  const { s } = env;
-  const names = vm.drives.slice(0, drives).map((d) => d.name);
-  const profile = s.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', s.profileDir];
-  const server: LiverestoreProcess =
-    system === 'B'
-      ? await startLiverestoreProcess(
-          [
-            'nbd',
-            '--from',
-            env.sourceUrl,
-            vm.snapshot,
-            '--listen',
-            '127.0.0.1:0',
-            '--cache-size',
-            String(s.cacheBytes),
-            '--workers',
-            String(s.workers),
-            '--readahead',
-            String(s.readaheadChunks),
-          ],
-          profile,
-        )
-      : await startNodeProcess(
-          PBS_NBD_CHILD,
-          [system, String(s.pbsDecodeThreads), env.sourceUrl, vm.snapshot, ...names],
-          `NBD server of ${SYSTEM_NAMES[system]}`,
-          profile,
-        );
-  const clients: NbdClient[] = [];
-  try {
-    const port = Number(server.address.slice(server.address.lastIndexOf(':') + 1));
-    for (const name of names) clients.push(await NbdClient.connect({ port, exportName: name }));
-    const traces = clients.map((c, i) => bootTrace(s.seed, i, c.size, s.guestReads));
-    const counters = vm.drives
-      .slice(0, drives)
-      .map((d) => new ChunkRefCounter(d.index, zeroDigests(d.index)));
-    const cpu0 = await processCpuSeconds(server.pid);
-    const before = await cpuSnapshot(env);
-    const workload = await runWorkload(clients, traces, counters);
-    const after = await cpuSnapshot(env);
-    const cpu1 = await processCpuSeconds(server.pid);
-    const rss = await peakRssBytes(server.pid);
-    const reader = cpu0 === undefined || cpu1 === undefined ? Number.NaN : cpu1 - cpu0;
-    return { workload, peakRssBytes: rss, cpu: cpuShares(before, after, reader, reader, true) };
-  } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    server.stop();
-    await server.exited;
-  }
-}
-
-function runApiIteration(
-  env: Environment,
-  system: System,
-  vm: BackedUpVm,
-  drives: number,
-): Promise<ChildOutput> {
-  const { s } = env;
-  const config: ChildConfig = {
-    system,
-    url: env.sourceUrl,
-    snapshot: vm.snapshot,
-    drives: vm.drives.slice(0, drives).map((d) => d.name),
-    cache: { cacheBytes: s.cacheBytes, workers: s.workers, readaheadChunks: s.readaheadChunks },
-    pbsDecodeThreads: s.pbsDecodeThreads,
-    seed: s.seed,
-    guestReads: s.guestReads,
-  };
-  const profile = s.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', s.profileDir];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...profile, API_CHILD, JSON.stringify(config)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (t: string) => {
-      out += t;
-    });
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (code !== 0) {
-        reject(new Error(`live-restore API child (${system}) exited (${code ?? signal})`));
-        return;
-      }
-      try {
-        resolve(JSON.parse(out.trim().split('\n').at(-1)!) as ChildOutput);
-      } catch (error) {
-        reject(new Error(`live-restore API child printed no result: ${(error as Error).message}`));
-      }
-    });
-  });
-}
-
-async function runIteration(
-  env: Environment,
-  system: System,
-  vm: BackedUpVm,
-  drives: number,
-  iteration: number,
-): Promise<Iteration> {
-  const before = await serveChunkCounters(env.serveUrl);
-  let workload: WorkloadResult;
-  let rss: number | undefined;
-  let cpu: Iteration['cpuSeconds'];
-  let stats: Record<string, number> | undefined;
-  if (env.s.mode === 'nbd') {
-    ({ workload, peakRssBytes: rss, cpu } = await runNbdIteration(env, system, vm, drives));
-  } else {
-    const cpuBefore = await cpuSnapshot(env);
-    const out = await runApiIteration(env, system, vm, drives);
-    cpu = cpuShares(cpuBefore, await cpuSnapshot(env), out.cpuSeconds, out.cpuTotalSeconds, false);
-    workload = out.workload;
-    rss = out.peakRssBytes ?? undefined;
-    stats = out.stats;
-  }
-  const after = await serveChunkCounters(env.serveUrl);
-  const sorted = [...workload.guestLatenciesMs].sort((a, b) => a - b);
-  const fetches = after.requests - before.requests;
-  return {
-    system,
-    drives,
-    iteration,
-    seconds: workload.seconds,
-    copySeconds: workload.copySeconds,
-    guestReads: sorted.length,
-    guestReadsPlanned: workload.guestReadsPlanned,
-    guestP50Ms: percentile(sorted, 50),
-    guestP99Ms: percentile(sorted, 99),
-    guestMaxMs: sorted.at(-1) ?? Number.NaN,
-    chunkRefs: workload.chunkRefs,
-    chunkFetches: fetches,
-    minFetches: distinctDataChunks(vm.drives.slice(0, drives)),
-    fetchedBytes: after.bytes - before.bytes,
-    hitRate: workload.chunkRefs === 0 ? Number.NaN : 1 - fetches / workload.chunkRefs,
-    peakRssBytes: rss ?? null,
-    cpuSeconds: cpu,
-    ...(stats === undefined ? {} : { stats }),
-  };
-}
-
-/** A cold full restore of every drive at once from `url`: its wall time and CPU (ours and serve's). */
-async function timeColdRestore(
-  env: Environment,
-  url: string,
-  vm: BackedUpVm,
-  scratch: string,
-): Promise<Costed> {
-  const s = env.s;
-  const cache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
-  try {
-    const snap = await openSnapshot({ source: url, snapshot: vm.snapshot, cache });
-    try {
-      const readers: CachedChunkReader[] = [];
-      for (const d of vm.drives)
-        readers.push(await snap.openArchive(d.name, { readaheadChunks: s.readaheadChunks }));
-      const cost = await costed(env.servePid, async () => {
-        await Promise.all(
-          readers.map((r, i) =>
-            restoreArchive(r, join(scratch, `restored-${i}.raw`), { concurrency: 2 * s.workers + 2 }),
-          ),
-        );
-      });
-      for (let i = 0; i < readers.length; i++) await rm(join(scratch, `restored-${i}.raw`), { force: true });
-      return cost;
-    } finally {
-      await snap.close();
-    }
-  } finally {
-    await cache.close();
-  }
-}
-
-/** Round trips through a second proxy child with the same settings, in front of an echo server. */
-async function roundTrips(proxyScript: string, shaping: readonly string[]): Promise<number[]> {
-  const echo = await startEchoServer();
-  try {
-    const proxy = await startNodeProcess(
-      proxyScript,
-      [`127.0.0.1:${echo.port}`, ...shaping],
-      'network proxy',
-    );
-    try {
-      const port = Number(proxy.address.slice(proxy.address.lastIndexOf(':') + 1));
-      return (await measureRoundTrips(port, 200)).sort((a, b) => a - b);
-    } finally {
-      proxy.stop();
-      await proxy.exited;
-    }
-  } finally {
-    await echo.close();
-  }
-}
+import { formatBitRate, formatBytes, formatNumber, mbPerSecond } from './units.js';
 
 async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
   const started = performance.now();
@@ -550,103 +117,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       }
     }
 
-    let coldSection: BenchResult['sections'][number] | undefined;
-    let coldGoal: string | undefined;
-    if (s.scaling.length > 0) {
-      const chunks = await collectRestoreChunks(
-        storeDir,
-        vm.snapshot,
-        vm.drives.map((d) => d.name),
-      );
-      const pool = decodeLimitPool(s.workers);
-      const decode: Costed[] = [];
-      const fetchOnly: Costed[] = [];
-      const writeOnly: Costed[] = [];
-      const direct: Costed[] = [];
-      const shaped: Costed[] = [];
-      try {
-        for (let round = 1; round <= 3; round++) {
-          context.progress(
-            `cold full restore round ${round}/3: decode limit, fetch only, write only, restore from serve, restore through the proxy …`,
-          );
-          decode.push(await timeDecodeLimit(pool, chunks));
-          fetchOnly.push(
-            await costed(env.servePid, () => fetchEveryBlob(env.serveUrl, chunks, 2 * s.workers + 2)),
-          );
-          writeOnly.push(
-            await costed(env.servePid, () => writeBytes(join(scratch, 'write-only.raw'), chunks.dataBytes)),
-          );
-          direct.push(await timeColdRestore(env, env.serveUrl, vm, scratch));
-          shaped.push(await timeColdRestore(env, env.sourceUrl, vm, scratch));
-        }
-      } finally {
-        await pool.destroy();
-      }
-      const seconds = (runs: readonly Costed[]): number[] => runs.map((r) => r.seconds);
-      const cpu = (runs: readonly Costed[]): number => median(runs.map((r) => r.cpuSeconds));
-      const cpuDetail = (runs: readonly Costed[]) => ({ cpuSeconds: cpu(runs) });
-      const decodeCase = measuredCase(
-        `decode limit: ${chunks.tasks.size} distinct chunks on ${s.workers} threads`,
-        chunks.distinctBytes,
-        seconds(decode),
-        cpuDetail(decode),
-      );
-      const limit = decodeCase.throughputMBps!;
-      const restoreCase = (name: string, runs: readonly Costed[]): CaseResult => {
-        const rate = mbPerSecond(chunks.dataBytes, summarize(seconds(runs)).mean);
-        return measuredCase(name, vm.sizeBytes, seconds(runs), {
-          dataRateMBps: rate,
-          ofDecodeLimit: `${formatNumber((100 * rate) / limit)} %`,
-          ...cpuDetail(runs),
-        });
-      };
-      const fetchCase = measuredCase(
-        `fetch only: the ${chunks.tasks.size} distinct blobs from liverestore serve (loopback), not decoded`,
-        chunks.blobBytes,
-        seconds(fetchOnly),
-        cpuDetail(fetchOnly),
-      );
-      const writeCase = measuredCase(
-        `write only: ${formatBytes(chunks.dataBytes)} to the scratch directory, then fsync`,
-        chunks.dataBytes,
-        seconds(writeOnly),
-        cpuDetail(writeOnly),
-      );
-      const directCase = restoreCase(
-        'cold full restore from liverestore serve (loopback, no shaping)',
-        direct,
-      );
-      const shapedCase = restoreCase(
-        `cold full restore through the proxy (${s.rttMs} ms, ${formatBitRate(s.bitsPerSecond)})`,
-        shaped,
-      );
-      const directShare = (directCase.details!.dataRateMBps as number) / limit;
-      // The parts of a restore measured alone need this much CPU; on `cores` cores even a
-      // perfectly overlapped restore takes at least that divided by the cores.
-      // Nor can it be done before its bytes are on disk, which writing them alone takes.
-      const cores = availableParallelism();
-      const partsCpu = cpu(decode) + cpu(fetchOnly) + cpu(writeOnly);
-      const cpuFloor = partsCpu / cores;
-      const diskFloor = median(seconds(writeOnly));
-      // As a rate of non-zero bytes, like the restore rows' share.
-      const bestShare = mbPerSecond(chunks.dataBytes, Math.max(cpuFloor, diskFloor)) / limit;
-      coldGoal = `Cold full restore: ${formatNumber(100 * directShare)} % of the decode limit over loopback (goal ≥ 70 %: ${directShare >= 0.7 ? 'met' : 'missed'}); through the ${formatBitRate(s.bitsPerSecond)} proxy ${formatNumber((100 * (shapedCase.details!.dataRateMBps as number)) / limit)} %. Decoding, fetching and writing, each measured alone, need ${formatNumber(partsCpu)} CPU s (${formatNumber(cpu(decode))} + ${formatNumber(cpu(fetchOnly))} + ${formatNumber(cpu(writeOnly))}), at least ${formatNumber(cpuFloor)} s on ${cores} cores, and writing alone takes ${formatNumber(diskFloor)} s: no restore here can beat ${formatNumber(Math.max(cpuFloor, diskFloor))} s, ${formatNumber(100 * bestShare)} % of the decode limit (the restore took ${formatNumber(median(seconds(direct)))} s and ${formatNumber(cpu(direct))} CPU s).`;
-      coldSection = {
-        title: `Cold full restore of the ${s.drives} drives vs the decode limit of the same chunks`,
-        meanLabel: 'mean / run',
-        cases: [decodeCase, fetchCase, writeCase, directCase, shapedCase],
-        columns: [
-          { key: 'dataRateMBps', label: 'non-zero MB/s', format: 'decimal' },
-          { key: 'ofDecodeLimit', label: 'of decode limit', format: 'text' },
-          { key: 'cpuSeconds', label: 'CPU s', format: 'decimal' },
-        ],
-        notes: [
-          `${formatBytes(chunks.dataBytes)} in non-zero chunks (${chunks.tasks.size} distinct, ${formatBytes(chunks.distinctBytes)}; ${formatBytes(chunks.blobBytes)} of blobs); the decode limit decodes each distinct chunk once on a pool of ${s.workers} threads with the blobs in memory (${formatRate(limit)}), as \`bench restore\` does.`,
-          `The restores run restoreArchive on all drives at once through one fresh ChunkCache (${formatBytes(s.cacheBytes)}, ${s.workers} workers), writing to scratch files, in the benchmark process; "non-zero MB/s" counts the bytes of non-zero chunks, which is what compares with the decode limit.`,
-          `"fetch only" and "write only" are the other two parts of a restore, measured alone: every distinct blob fetched once as a background fetch (${2 * s.workers + 2} at a time, through HttpChunkSource's lanes) and dropped; the non-zero bytes written in 4 MiB pieces to one file in the scratch directory as restoreArchive writes (writeback started every 256 MiB, fsync at the end). "CPU s" (median) is this process, all threads, plus \`serve\`.`,
-        ],
-      };
-    }
+    const cold = s.scaling.length > 0 ? await coldRestoreSection(env, vm, storeDir, scratch) : undefined;
 
     const tables: PlainTable[] = [iterationTable(runs), cpuTable(runs)];
     const notes: string[] = goalNotes(runs);
@@ -686,7 +157,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
         ]),
       });
     }
-    if (coldGoal !== undefined) notes.push(coldGoal);
+    if (cold !== undefined) notes.push(cold.goal);
     const rssWhat =
       s.mode === 'nbd'
         ? "peak RSS is the VmHWM of the NBD server process (`liverestore nbd` for B, the PBS read path's NBD server for A and C), a fresh process per iteration"
@@ -736,7 +207,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
           meanLabel: 'mean / iteration',
           ...systemCases(runs, vm.sizeBytes),
         },
-        ...(coldSection === undefined ? [] : [coldSection]),
+        ...(cold === undefined ? [] : [cold.section]),
       ],
       tables,
       notes,
@@ -783,135 +254,6 @@ B's median speed-up over C and over A (paired per iteration) and a plot. --scali
 cold full restore next to the decode limit. Defaults take about 4 minutes on a quiet
 2-core machine (more under load); --quick (3 iterations of 2 × 256 MiB) about a minute.`,
   defaultSamples: DEFAULTS.iterations,
-  options: [
-    {
-      name: 'iterations',
-      type: 'string',
-      valueName: 'N',
-      description: 'iterations of A, C and B (same as --samples)',
-      defaultText: String(DEFAULTS.iterations),
-    },
-    {
-      name: 'size',
-      type: 'string',
-      valueName: 'SIZE',
-      description: 'size of each drive',
-      defaultText: DEFAULTS.size,
-    },
-    {
-      name: 'drives',
-      type: 'string',
-      valueName: 'N',
-      description: 'drives of the VM',
-      defaultText: String(DEFAULTS.drives),
-    },
-    {
-      name: 'mix',
-      type: 'string',
-      valueName: 'NAME',
-      description: `content: ${[...DRIVE_MIXES.keys()].join(', ')} (vm = system disk + data disks)`,
-      defaultText: 'vm',
-    },
-    {
-      name: 'cache-size',
-      type: 'string',
-      valueName: 'SIZE',
-      description: "B's chunk cache, shared by all drives",
-      defaultText: '256MiB',
-    },
-    {
-      name: 'workers',
-      type: 'string',
-      valueName: 'N',
-      description: "B's decode threads",
-      defaultText: 'machine parallelism',
-    },
-    {
-      name: 'readahead',
-      type: 'string',
-      valueName: 'N',
-      description: "B's readahead window in chunks",
-      defaultText: '8',
-    },
-    {
-      name: 'pbs-decode-threads',
-      type: 'string',
-      valueName: 'N',
-      description: "C's decode threads, as PBS's tokio workers (0: inline on the event loop)",
-      defaultText: '0',
-    },
-    {
-      name: 'rtt',
-      type: 'string',
-      valueName: 'TIME',
-      description: 'round-trip time added by the proxy (1ms, 500us, 0)',
-      defaultText: '1ms',
-    },
-    {
-      name: 'bandwidth',
-      type: 'string',
-      valueName: 'RATE',
-      description: 'bandwidth cap per direction (1Gbit, 100Mbit, unlimited)',
-      defaultText: '1Gbit',
-    },
-    {
-      name: 'mode',
-      type: 'string',
-      valueName: 'nbd|api',
-      description: 'drive the workload over NBD or through the library',
-      defaultText: 'nbd',
-    },
-    {
-      name: 'guest-reads',
-      type: 'string',
-      valueName: 'N',
-      description: 'guest reads per drive',
-      defaultText: 'one per 2 MiB of drive',
-    },
-    {
-      name: 'seed',
-      type: 'string',
-      valueName: 'N',
-      description: 'testkit VM seed and guest trace seed',
-      defaultText: '1',
-    },
-    {
-      name: 'quick',
-      type: 'boolean',
-      description: `quick setting: ${QUICK.iterations} iterations of ${QUICK.size} drives (explicit options win)`,
-    },
-    {
-      name: 'scaling',
-      type: 'boolean',
-      description: 'also run B at 1, 2, 4, 8 drives and a cold full restore vs the decode limit',
-    },
-    {
-      name: 'scaling-drives',
-      type: 'string',
-      valueName: 'LIST',
-      description: 'drive counts of the scaling run',
-      defaultText: '1,2,4,8',
-    },
-    {
-      name: 'scaling-size',
-      type: 'string',
-      valueName: 'SIZE',
-      description: 'size of each drive in the scaling run',
-      defaultText: DEFAULTS.scalingSize,
-    },
-    {
-      name: 'profile',
-      type: 'string',
-      valueName: 'DIR',
-      description: 'write --cpu-prof profiles of the reading processes to DIR',
-    },
-    {
-      name: 'dir',
-      type: 'string',
-      valueName: 'DIR',
-      description: 'scratch directory',
-      defaultText: 'the OS temp dir',
-    },
-  ],
+  options: LIVE_RESTORE_OPTIONS,
   run: runLiveRestore,
 };

@@ -11,6 +11,7 @@ import { liveRestoreBenchmark } from './live-restore.js';
 import { nbdBenchmark } from './nbd.js';
 import { qemuBenchmark } from './qemu.js';
 import { restoreBenchmark } from './restore.js';
+import { testkitBenchmark } from './testkit.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
   codecsBenchmark,
@@ -19,4 +20,5 @@ export const BENCHMARKS: readonly Benchmark[] = [
   nbdBenchmark,
   liveRestoreBenchmark,
   qemuBenchmark,
+  testkitBenchmark,
 ];

@@ -25,6 +25,19 @@ export function parseWorkers(text: string | undefined, command: string): number 
   return value;
 }
 
+/** An option that takes a count from 0 up (`--readahead 0`); undefined when not given. */
+export function parseNonNegativeInteger(
+  text: string | undefined,
+  option: string,
+  command: string,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0)
+    throw new UsageError(`${command}: ${option} must be a non-negative integer, got "${text}"`);
+  return value;
+}
+
 /** `200MB/s`, `50MiB/s`, `1g` (per second implied) → bytes per second, at least {@link MIN_RATE_LIMIT_BYTES_PER_SECOND}. */
 export function parseRateLimit(text: string, command: string): number {
   const value = parseBytes(text.replace(/\/s$/i, ''), '--rate-limit');

@@ -1,32 +1,29 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import {
   BACKUP_TYPES,
   type BackupType,
   Chunker,
   type Compression,
   type CryptConfig,
-  chunkDigest,
   DEFAULT_DYNAMIC_AVG_BYTES,
   DEFAULT_FIXED_CHUNK_BYTES,
-  DIGEST_BYTES,
   encodeBlob,
   encodeManifest,
   type ManifestFile,
   toHex,
-  writeDynamicIndex,
-  writeFixedIndex,
 } from '@liverestore/format';
 import { checkFixedChunkSize } from '@liverestore/format/internal';
-import { type ArchiveName, resolveArchiveName } from './archive-name.js';
-import { fsyncDir, fsyncDirs, TEMP_PREFIX, trackTemp, writeFileAtomic } from './atomic-write.js';
+import { type ArchiveRun, backupDynamic, backupFixed } from './archive-chunking.js';
+import { resolveArchiveName } from './archive-name.js';
+import { fsyncDir, TEMP_PREFIX, trackTemp, writeFileAtomic } from './atomic-write.js';
+import { ChunkSink } from './chunk-sink.js';
 import type { Datastore } from './datastore.js';
-import { type ChunkEncoder, createChunkEncoder } from './encode-pool.js';
-import { BackupSourceError, DatastoreError } from './errors.js';
+import { createChunkEncoder } from './encode-pool.js';
+import { DatastoreError } from './errors.js';
 import { checkOwner, ensureGroupOwner } from './group-owner.js';
-import { openImageSource, readFully } from './image-source.js';
+import { openImageSource } from './image-source.js';
 import { parseNamespace, ROOT_NAMESPACE } from './namespace.js';
 import {
   formatBackupTime,
@@ -111,100 +108,6 @@ export interface BackupResult {
 
 /** Below this much input a backup encodes on the main thread (default of `encodeThreads`). */
 const SMALL_BACKUP_BYTES = 16 * 1024 * 1024;
-
-/** Chunks being encoded or written beyond the encoder's parallelism (keeps the disk busy too). */
-const EXTRA_IN_FLIGHT = 4;
-
-/** Shared state of one backup run: dedup set, counters, bounded write queue. */
-class ChunkSink {
-  readonly #known = new Set<string>();
-  /** Chunk directories already swept of stale temps (see #sweepOnce). */
-  readonly #swept = new Set<string>();
-  readonly #zeroDigests = new Map<number, Buffer>();
-  readonly #jobs = new Set<Promise<void>>();
-  /** Directories whose entries new chunks changed: fsynced once, before the index names them. */
-  readonly #dirtyDirs = new Set<string>();
-  #failure: unknown;
-  chunksNew = 0;
-  chunksReused = 0;
-  bytesWritten = 0;
-
-  constructor(
-    readonly store: Datastore,
-    readonly encoder: ChunkEncoder,
-    readonly crypt: CryptConfig | undefined,
-  ) {}
-
-  /**
-   * Sweeps the temp chunk files of dead processes (an interrupted backup) from a chunk
-   * directory, the first time this backup writes into it: one readdir per directory
-   * written, none for the chunks that dedup skips.
-   */
-  async #sweepOnce(dir: string): Promise<void> {
-    if (this.#swept.has(dir)) return;
-    this.#swept.add(dir);
-    await sweepStaleTemps(dir);
-  }
-
-  /** Digest of `length` zero bytes, computed once per length: every zero chunk costs one compare. */
-  zeroDigest(length: number): Buffer {
-    let digest = this.#zeroDigests.get(length);
-    if (digest === undefined) {
-      digest = chunkDigest(Buffer.alloc(length), this.crypt);
-      this.#zeroDigests.set(length, digest);
-    }
-    return digest;
-  }
-
-  /**
-   * Stores one chunk unless known; returns its digest and whether it was new. A new
-   * chunk's memory is handed to the encoder: the caller must not reuse `data`.
-   */
-  async add(data: Buffer, isZero: boolean): Promise<{ digest: Buffer; isNew: boolean }> {
-    if (this.#failure !== undefined) throw this.#failure;
-    const digest = isZero ? this.zeroDigest(data.byteLength) : chunkDigest(data, this.crypt);
-    const hex = toHex(digest);
-    if (this.#known.has(hex) || (await this.store.hasChunk(hex))) {
-      this.#known.add(hex);
-      this.chunksReused++;
-      return { digest, isNew: false };
-    }
-    this.#known.add(hex);
-    this.chunksNew++;
-    const job = this.encoder
-      .encode(data)
-      .then(async (blob) => {
-        this.bytesWritten += blob.byteLength;
-        await this.#sweepOnce(dirname(this.store.chunkPath(hex)));
-        await this.store.insertChunk(hex, blob, this.#dirtyDirs);
-      })
-      .catch((err: unknown) => {
-        this.#failure ??= err;
-      });
-    this.#jobs.add(job);
-    void job.finally(() => this.#jobs.delete(job));
-    if (this.#jobs.size >= this.encoder.parallelism + EXTRA_IN_FLIGHT) await Promise.race(this.#jobs);
-    return { digest, isNew: true };
-  }
-
-  /** Waits for every chunk write and makes the new chunks durable; throws the first error. */
-  async flush(): Promise<void> {
-    await Promise.all(this.#jobs);
-    if (this.#failure !== undefined) throw this.#failure;
-    await fsyncDirs(this.#dirtyDirs);
-    this.#dirtyDirs.clear();
-  }
-}
-
-function isAllZero(buf: Buffer, zeros: Buffer): boolean {
-  return buf.equals(zeros.subarray(0, buf.byteLength));
-}
-
-interface ArchiveRun {
-  readonly archive: ArchiveName;
-  readonly path: string;
-  readonly sizeBytes: number;
-}
 
 /**
  * Backs up files and block devices into a new snapshot of `store`.
@@ -344,110 +247,4 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     bytesWritten: sink.bytesWritten,
     seconds: (performance.now() - started) / 1000,
   };
-}
-
-interface WrittenIndex {
-  readonly index: Buffer;
-  readonly chunks: number;
-  readonly zeroChunks: number;
-}
-
-async function backupFixed(
-  run: ArchiveRun,
-  sink: ChunkSink,
-  chunkSizeBytes: number,
-  ctime: number,
-  progress: (bytesDone: number, delta: number) => void,
-  signal: AbortSignal | undefined,
-): Promise<WrittenIndex> {
-  const source = await openImageSource(run.path);
-  try {
-    if (source.sizeBytes !== run.sizeBytes) {
-      throw new BackupSourceError('ERR_LR_SOURCE_CHANGED', `${run.path} changed size while being backed up`);
-    }
-    const count = Math.ceil(run.sizeBytes / chunkSizeBytes);
-    const digests = Buffer.alloc(count * DIGEST_BYTES);
-    const zeros = Buffer.alloc(chunkSizeBytes);
-    let zeroChunks = 0;
-    for (let i = 0; i < count; i++) {
-      signal?.throwIfAborted();
-      const start = i * chunkSizeBytes;
-      const length = Math.min(chunkSizeBytes, run.sizeBytes - start);
-      // A fresh buffer per chunk: a new chunk's memory moves to the encoder thread.
-      const data = Buffer.allocUnsafeSlow(length);
-      await readFully(source, data, length, start, run.path);
-      const isZero = isAllZero(data, zeros);
-      if (isZero) zeroChunks++;
-      const { digest } = await sink.add(data, isZero);
-      digest.copy(digests, i * DIGEST_BYTES);
-      progress(start + length, length);
-    }
-    return {
-      index: writeFixedIndex({ sizeBytes: run.sizeBytes, chunkSizeBytes, digests, ctime }),
-      chunks: count,
-      zeroChunks,
-    };
-  } finally {
-    await source.handle.close();
-  }
-}
-
-async function backupDynamic(
-  run: ArchiveRun,
-  sink: ChunkSink,
-  avgBytes: number,
-  ctime: number,
-  progress: (bytesDone: number, delta: number) => void,
-  signal: AbortSignal | undefined,
-): Promise<WrittenIndex> {
-  const chunker = new Chunker(avgBytes);
-  const entries: { endOffset: number; digest: Buffer }[] = [];
-  const zeros = Buffer.alloc(chunker.maxBytes);
-  let zeroChunks = 0;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let offset = 0;
-  let emitting = false;
-  const emit = async (): Promise<void> => {
-    emitting = true;
-    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    const isZero = isAllZero(data, zeros);
-    if (isZero) zeroChunks++;
-    const { digest } = await sink.add(data, isZero);
-    offset += pendingBytes;
-    entries.push({ endOffset: offset, digest });
-    progress(offset, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    emitting = false;
-  };
-  const stream = createReadStream(run.path, {
-    highWaterMark: 1024 * 1024,
-    ...(signal === undefined ? {} : { signal }),
-  });
-  try {
-    for await (const piece of stream as AsyncIterable<Buffer>) {
-      let rest = piece;
-      while (rest.byteLength > 0) {
-        const cut = chunker.scan(rest);
-        if (cut === 0) {
-          pending.push(rest);
-          pendingBytes += rest.byteLength;
-          break;
-        }
-        pending.push(rest.subarray(0, cut));
-        pendingBytes += cut;
-        rest = rest.subarray(cut);
-        await emit();
-      }
-    }
-  } catch (cause) {
-    if (emitting || (cause instanceof Error && cause.name === 'AbortError')) throw cause;
-    throw new BackupSourceError('ERR_LR_SOURCE_UNREADABLE', `read error in ${run.path}`, { cause });
-  }
-  if (pendingBytes > 0) await emit();
-  if (offset !== run.sizeBytes) {
-    throw new BackupSourceError('ERR_LR_SOURCE_CHANGED', `${run.path} changed size while being backed up`);
-  }
-  return { index: writeDynamicIndex({ entries, ctime }), chunks: entries.length, zeroChunks };
 }

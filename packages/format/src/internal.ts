@@ -7,6 +7,7 @@
  */
 export * from './async-util.js';
 export * from './blob.js';
+export * from './byte-size.js';
 export * from './chunk-index.js';
 export * from './chunker.js';
 export * from './crypt-config.js';

@@ -1,5 +1,22 @@
+/**
+ * LiveDrive, one drive of a writable live restore. A little over 400 lines on purpose: it
+ * is one concept, the export's view of a region (which state it is in, which lock it
+ * takes, where its bytes come from), and each operation (read, write, copy, block status,
+ * flush) is a short method over the pieces already split out of it: RegionStates (the
+ * state enum and its transition table), RegionWriter (fills and stores under the region
+ * locks), MapPersister (durability), target-open (create or resume) and TargetFile (the
+ * file seam). Splitting the operations further would spread one region's rules over
+ * several files.
+ */
+
 import { join } from 'node:path';
-import type { AllocationExtent, NbdExport, NbdWriter } from '@liverestore/nbd';
+import {
+  type AllocationExtent,
+  type ExtentUnits,
+  mergedExtents,
+  type NbdExport,
+  type NbdWriter,
+} from '@liverestore/nbd';
 import type { CachedChunkReader } from '@liverestore/reader';
 import { ALLOC_MAP_SUFFIX, type MapIdentity } from './alloc-map.js';
 import { forNbd, settleAll } from './async-util.js';
@@ -70,6 +87,11 @@ export class LiveDrive implements NbdExport {
   onLocal: ((drive: LiveDrive) => void) | undefined;
   /** Called when a background store of a copy-on-read failed (the read itself succeeded). */
   onStoreError: ((err: LiveError, drive: LiveDrive) => void) | undefined;
+  /**
+   * Called when a guest read fails (the client only gets an NBD error code: a corrupt
+   * chunk would leave no trace otherwise); not for reads cut by their client.
+   */
+  onReadError: ((err: unknown, offset: number, drive: LiveDrive) => void) | undefined;
 
   private constructor(
     options: LiveDriveOptions,
@@ -277,7 +299,12 @@ export class LiveDrive implements NbdExport {
 
   /** Fills `buffer` with the bytes at `offset` (within the image). */
   read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
-    return forNbd(this.#readImpl(buffer, offset, signal));
+    return forNbd(
+      this.#readImpl(buffer, offset, signal).catch((err: unknown) => {
+        if (!signal.aborted) this.onReadError?.(err, offset, this);
+        throw err;
+      }),
+    );
   }
 
   async #readImpl(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
@@ -359,23 +386,20 @@ export class LiveDrive implements NbdExport {
 
   /** Allocation: regions not local whose chunk is all-zero on a pristine target, and known-zero local ones, are holes. */
   blockStatus(offset: number, length: number, maxExtents: number): AllocationExtent[] {
-    const extents: AllocationExtent[] = [];
-    const end = Math.min(offset + length, this.size);
-    for (let i = Math.floor(offset / this.regionBytes); this.regionStart(i) < end; i++) {
-      const from = Math.max(offset, this.regionStart(i));
-      const to = Math.min(end, this.regionStart(i) + this.regionLength(i));
-      const state = this.#states.get(i);
-      const zero =
-        state === RegionState.LOCAL_KNOWN_ZERO ||
-        (state === RegionState.REMOTE_PRISTINE && !this.#detached && this.#reader.isZeroChunk(i));
-      const last = extents[extents.length - 1];
-      if (last !== undefined && last.zero === zero) last.length += to - from;
-      else {
-        if (extents.length >= maxExtents) break;
-        extents.push({ length: to - from, hole: zero, zero });
-      }
-    }
-    return extents;
+    const units: ExtentUnits = {
+      count: this.regionCount,
+      indexAt: (at) => Math.floor(at / this.regionBytes),
+      start: (i) => this.regionStart(i),
+      end: (i) => this.regionStart(i) + this.regionLength(i),
+      zero: (i) => {
+        const state = this.#states.get(i);
+        return (
+          state === RegionState.LOCAL_KNOWN_ZERO ||
+          (state === RegionState.REMOTE_PRISTINE && !this.#detached && this.#reader.isZeroChunk(i))
+        );
+      },
+    };
+    return mergedExtents(units, offset, Math.min(offset + length, this.size), maxExtents);
   }
 
   /** A guest write of `data` (or of zeroes when undefined: WRITE_ZEROES, TRIM) at `offset`. */

@@ -1,3 +1,12 @@
+/**
+ * liveRestore and the LiveRestore it returns: opening a live restore in its safe order
+ * (snapshot, NBD address, target dir, lock, drives), then the running restore's life (copy
+ * jobs, stall and retry on a full disk, progress, completion, close). About 400 lines on
+ * purpose: the open order and the close order mirror each other and are read together;
+ * the types are in live-restore-types.ts, the pieces it drives (LiveDrive, runCopyJob,
+ * lockTargetDir, the schedulers) in their own modules.
+ */
+
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { type NbdServer, startNbdServer } from '@liverestore/nbd';
@@ -17,10 +26,16 @@ export type {
   LiveRestoreSummary,
 } from './live-restore-types.js';
 
+/** Distinct guest read failures a restore reports as warnings; beyond, they are only answered. */
+const MAX_READ_FAILURES_REPORTED = 1000;
+
 interface Events {
   progress: [LiveRestoreProgress];
   done: [LiveRestoreSummary];
-  /** A non-fatal problem (a copy-on-read store or a periodic persist failed; it is retried). */
+  /**
+   * A non-fatal problem: a copy-on-read store or a periodic persist failed (it is retried),
+   * or a guest read failed (its client got an NBD error; reported once per distinct failure).
+   */
   warning: [Error];
   /**
    * The background copy stopped because the target file system is full
@@ -59,6 +74,8 @@ export class LiveRestore extends EventEmitter<Events> {
   #backupClosed = false;
   #closed: Promise<void> | undefined;
   #finalCacheStats: ChunkCacheStats | undefined;
+  /** Distinct guest read failures reported (see #readFailed). */
+  readonly #readFailures = new Set<string>();
 
   /** @internal use {@link liveRestore} */
   constructor(
@@ -94,6 +111,7 @@ export class LiveRestore extends EventEmitter<Events> {
     this.done.catch(() => undefined); // a caller that never awaits it must not crash the process
     for (const drive of drives) {
       drive.onStoreError = (err) => this.emit('warning', err);
+      drive.onReadError = (err, offset) => this.#readFailed(drive, offset, err);
     }
     const persistMs = options.persistIntervalMs ?? 1000;
     const progressMs = options.progressIntervalMs ?? 1000;
@@ -171,6 +189,28 @@ export class LiveRestore extends EventEmitter<Events> {
    * A full disk stops only the copy: local regions stay served, writes and fills that
    * need space fail with ENOSPC, and the copy is tried again later.
    */
+  /**
+   * A guest read failed: a warning naming the drive, the offset, the code and the message
+   * (which names a corrupt chunk's digest), once per distinct failure and at most
+   * {@link MAX_READ_FAILURES_REPORTED} of them (later ones still fail, unreported).
+   */
+  #readFailed(drive: LiveDrive, offset: number, err: unknown): void {
+    const code = (err as { code?: unknown }).code;
+    const message = err instanceof Error ? err.message : String(err);
+    const key = `${drive.name}\0${String(code)}\0${message}`;
+    if (this.#readFailures.has(key) || this.#readFailures.size >= MAX_READ_FAILURES_REPORTED) return;
+    this.#readFailures.add(key);
+    const errno = err instanceof LiveError ? (err.errno ?? 'EIO') : 'EIO';
+    this.emit(
+      'warning',
+      new LiveError(
+        typeof code === 'string' ? code : 'ERR_LR_LIVE_TARGET_IO',
+        `read of ${drive.name} at ${offset} failed (the client got ${errno}): ${message}`,
+        { cause: err },
+      ),
+    );
+  }
+
   #stall(err: Error): void {
     this.#copy = undefined;
     this.#stalled = err;

@@ -43,6 +43,45 @@ export interface NbdWriter {
   flush(): Promise<void>;
 }
 
+/** A device cut in units (chunks, regions), each of which reads as zeroes or not. */
+export interface ExtentUnits {
+  readonly count: number;
+  /** The unit holding byte `offset`. */
+  indexAt(offset: number): number;
+  /** Where unit `i` starts and ends, in bytes. */
+  start(i: number): number;
+  end(i: number): number;
+  /** True when unit `i` reads as zeroes (reported as a hole). */
+  zero(i: number): boolean;
+}
+
+/**
+ * The allocation extents of [offset, end) over `units`, as `NbdExport.blockStatus`
+ * answers: neighbouring units that agree on `zero` merged into one extent, at most
+ * `maxExtents` (the reply then covers less than asked, which NBD allows).
+ */
+export function mergedExtents(
+  units: ExtentUnits,
+  offset: number,
+  end: number,
+  maxExtents: number,
+): AllocationExtent[] {
+  const extents: AllocationExtent[] = [];
+  for (let i = units.indexAt(offset); i < units.count; i++) {
+    const from = Math.max(offset, units.start(i));
+    if (from >= end) break;
+    const to = Math.min(end, units.end(i));
+    const zero = units.zero(i);
+    const last = extents[extents.length - 1];
+    if (last !== undefined && last.zero === zero) last.length += to - from;
+    else {
+      if (extents.length >= maxExtents) break;
+      extents.push({ length: to - from, hole: zero, zero });
+    }
+  }
+  return extents;
+}
+
 /** A read-only export of one archive read through the shared cache. */
 export function readerExport(reader: CachedChunkReader): NbdExport {
   const index = reader.index;
@@ -53,23 +92,19 @@ export function readerExport(reader: CachedChunkReader): NbdExport {
       await reader.readAt(buffer, offset, signal);
     },
     tryReadSync: (buffer, offset) => reader.tryReadAtSync(buffer, offset),
-    blockStatus(offset, length, maxExtents) {
-      const end = offset + length;
-      const extents: AllocationExtent[] = [];
-      for (let i = index.chunkIndexAt(offset); i < index.chunkCount; i++) {
-        const from = Math.max(offset, index.chunkStart(i));
-        if (from >= end) break;
-        const to = Math.min(end, index.chunkEnd(i));
-        const zero = reader.isZeroChunk(i);
-        const last = extents[extents.length - 1];
-        if (last !== undefined && last.zero === zero) last.length += to - from;
-        else {
-          if (extents.length >= maxExtents) break;
-          extents.push({ length: to - from, hole: zero, zero });
-        }
-      }
-      return extents;
-    },
+    blockStatus: (offset, length, maxExtents) =>
+      mergedExtents(
+        {
+          count: index.chunkCount,
+          indexAt: (at) => index.chunkIndexAt(at),
+          start: (i) => index.chunkStart(i),
+          end: (i) => index.chunkEnd(i),
+          zero: (i) => reader.isZeroChunk(i),
+        },
+        offset,
+        offset + length,
+        maxExtents,
+      ),
   };
 }
 

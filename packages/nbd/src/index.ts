@@ -2,6 +2,8 @@ export { NbdClient, type NbdClientOptions, type NbdWriteOptions } from './client
 export { NbdError } from './errors.js';
 export {
   type AllocationExtent,
+  type ExtentUnits,
+  mergedExtents,
   type NbdExport,
   type NbdWriter,
   readerExport,

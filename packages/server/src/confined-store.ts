@@ -1,8 +1,12 @@
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { sep } from 'node:path';
-import { Datastore, type NamespaceScope, type SnapshotRef, type SnapshotSpec } from '@liverestore/datastore';
-import { MAX_CHUNK_FILE_BYTES, STORE_FILE_OPEN_FLAGS } from '@liverestore/datastore/internal';
-import type { ChunkSource } from '@liverestore/reader';
+import { Datastore, type SnapshotRef } from '@liverestore/datastore';
+import {
+  isSnapshotFileName,
+  MAX_CHUNK_FILE_BYTES,
+  STORE_FILE_OPEN_FLAGS,
+} from '@liverestore/datastore/internal';
+import { LocalChunkSource } from '@liverestore/reader';
 import { ServerError } from './errors.js';
 
 /** An opened regular file inside the store, with its size. */
@@ -22,19 +26,17 @@ function isNotFound(err: unknown): boolean {
  * to lie inside the store's real directory, with O_NOFOLLOW on the last component. A
  * symlink pointing out of the store reads as missing.
  */
-export class ConfinedStore implements ChunkSource {
+export class ConfinedStore extends LocalChunkSource {
   private constructor(
-    readonly store: Datastore,
+    store: Datastore,
     readonly realDir: string,
-  ) {}
-
-  static async open(dir: string): Promise<ConfinedStore> {
-    const store = await Datastore.open(dir);
-    return new ConfinedStore(store, await realpath(dir));
+  ) {
+    super(store);
   }
 
-  get name(): string {
-    return this.store.dir;
+  static override async open(dir: string): Promise<ConfinedStore> {
+    const store = await Datastore.open(dir);
+    return new ConfinedStore(store, await realpath(dir));
   }
 
   /** Opens `path` if it is a regular file inside the store; `undefined` otherwise. */
@@ -78,7 +80,7 @@ export class ConfinedStore implements ChunkSource {
 
   /** A file of a snapshot directory; the snapshot must exist (`ERR_LR_SNAPSHOT_NOT_FOUND`). */
   async openSnapshotFile(ref: SnapshotRef, filename: string): Promise<ConfinedFile> {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(filename))
+    if (!isSnapshotFileName(filename))
       throw new ServerError('ERR_LR_HTTP_BAD_PATH', 'invalid snapshot file name');
     await this.store.resolveSnapshot(ref);
     const file = await this.#openInside(`${this.store.snapshotDir(ref)}${sep}${filename}`);
@@ -87,7 +89,7 @@ export class ConfinedStore implements ChunkSource {
     return file;
   }
 
-  async fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+  override async fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
     const { handle, sizeBytes } = await this.openChunk(digestHex);
     try {
       if (sizeBytes > MAX_CHUNK_FILE_BYTES)
@@ -101,19 +103,7 @@ export class ConfinedStore implements ChunkSource {
     }
   }
 
-  listSnapshots(scope?: NamespaceScope): Promise<SnapshotRef[]> {
-    return this.store.listSnapshotRefs(scope);
-  }
-
-  listNamespaces(scope?: NamespaceScope): Promise<string[]> {
-    return this.store.listNamespaces(scope);
-  }
-
-  resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
-    return this.store.resolveSnapshot(spec);
-  }
-
-  async readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array> {
+  override async readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array> {
     const { handle } = await this.openSnapshotFile(ref, filename);
     try {
       return await handle.readFile();

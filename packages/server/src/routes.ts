@@ -8,7 +8,7 @@ import {
   parseNamespace,
   type SnapshotRef,
 } from '@liverestore/datastore';
-import { checkMaxDepth, NAMESPACE_DIR } from '@liverestore/datastore/internal';
+import { checkMaxDepth, isSnapshotFileName, NAMESPACE_DIR } from '@liverestore/datastore/internal';
 import { BACKUP_TYPES, type BackupType, LiverestoreError } from '@liverestore/format';
 import { ServerError } from './errors.js';
 
@@ -29,7 +29,6 @@ export type Route =
 /** Metric label of a route (bounded cardinality: never the path itself). */
 export type RouteLabel = Route['kind'] | 'unknown';
 
-const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const DIGEST = /^[0-9a-f]{64}$/;
 const MAX_PATH_CHARS = 1024;
 const MAX_NAME_CHARS = 255;
@@ -134,7 +133,8 @@ export function parseRoute(path: string, query = ''): Route {
   if (!isBackupId(id)) throw badPath('invalid backup id');
   const time = parseBackupTime(timeText);
   if (time === undefined) throw badPath('snapshot time must be RFC 3339 UTC like 2026-11-26T10:00:00Z');
-  if (!FILE_NAME.test(name) || name.length > MAX_NAME_CHARS) throw badPath('invalid file or archive name');
+  if (!isSnapshotFileName(name) || name.length > MAX_NAME_CHARS)
+    throw badPath('invalid file or archive name');
   const ref: SnapshotRef = inNamespace({ type: type as BackupType, id, time }, namespace);
   if (name.endsWith('.fidx') || name.endsWith('.didx') || name.endsWith('.blob'))
     return { kind: 'snapshot-file', ref, filename: name };

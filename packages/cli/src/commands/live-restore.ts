@@ -1,6 +1,4 @@
-import { parseSnapshotSpec } from '@liverestore/datastore';
 import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@liverestore/live';
-import type { NbdListen } from '@liverestore/nbd';
 import {
   COMMON_OPTIONS,
   type CommandIo,
@@ -9,20 +7,11 @@ import {
   required,
   stopSignal,
 } from '../command.js';
-import { UsageError } from '../errors.js';
-import { parseRateLimit, parseWorkers } from '../option-values.js';
+import { parseNbdServeArgs } from '../nbd-serve-args.js';
+import { parseRateLimit } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { printableLine } from '../terminal-text.js';
-import { formatBytes, formatRate, parseBytes } from '../units.js';
-import { parseListen } from './serve.js';
-
-function nonNegativeInteger(text: string | undefined, option: string): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0)
-    throw new UsageError(`live-restore: ${option} must be a non-negative integer, got "${text}"`);
-  return value;
-}
+import { formatBytes, formatRate } from '../units.js';
 
 /** `200MB/s`, `50MiB/s`, `1g` (per second implied) → bytes per second. */
 export function parseRate(text: string): number {
@@ -161,23 +150,13 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
-    const from = required(values.from, '--from DIR|URL', 'live-restore');
+    required(values.from, '--from DIR|URL', 'live-restore');
     const targetDir = required(values['target-dir'], '--target-dir', 'live-restore');
-    const [snapshotArg, ...extra] = positionals;
-    if (snapshotArg === undefined) throw new UsageError('live-restore: SNAPSHOT is required (e.g. vm/100)');
-    if (extra.length > 0) throw new UsageError(`live-restore: unexpected argument "${extra[0]}"`);
-    const spec = parseSnapshotSpec(snapshotArg, values.ns);
-    if (values.listen !== undefined && values.socket !== undefined) {
-      throw new UsageError('live-restore: give either --listen or --socket, not both');
-    }
-    const listen: NbdListen =
-      values.socket !== undefined
-        ? { socket: values.socket }
-        : parseListen(values.listen ?? '127.0.0.1:10809', 'live-restore');
-    const cacheBytes =
-      values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
-    const workers = parseWorkers(values.workers, 'live-restore');
-    const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
+    const { from, spec, listen, cacheBytes, workers, readaheadChunks } = parseNbdServeArgs(
+      values,
+      positionals,
+      'live-restore',
+    );
     const rate = values['rate-limit'] === undefined ? undefined : parseRate(values['rate-limit']);
     const json = values.json === true;
     const crypt = await loadKeyFile(values.keyfile);

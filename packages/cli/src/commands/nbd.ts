@@ -1,22 +1,10 @@
-import { parseSnapshotSpec } from '@liverestore/datastore';
-import { type NbdListen, snapshotExports, startNbdServer } from '@liverestore/nbd';
+import { snapshotExports, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
-import { UsageError } from '../errors.js';
 import { loggedExport } from '../logged-export.js';
-import { parseWorkers } from '../option-values.js';
+import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
-import { parseBytes } from '../units.js';
-import { parseListen } from './serve.js';
-
-function nonNegativeInteger(text: string | undefined, option: string): number | undefined {
-  if (text === undefined) return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0)
-    throw new UsageError(`nbd: ${option} must be a non-negative integer, got "${text}"`);
-  return value;
-}
 
 export const nbdCommand = defineCommand({
   name: 'nbd',
@@ -66,25 +54,13 @@ Prints the address and the exports, then serves until stopped.`,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
-    if (values.from === undefined)
-      throw new UsageError('nbd: --from DIR|URL is required (see liverestore nbd --help)');
-    const [snapshotArg, ...extra] = positionals;
-    if (snapshotArg === undefined) throw new UsageError('nbd: SNAPSHOT is required (e.g. vm/100)');
-    if (extra.length > 0) throw new UsageError(`nbd: unexpected argument "${extra[0]}"`);
-    const spec = parseSnapshotSpec(snapshotArg, values.ns);
-    if (values.listen !== undefined && values.socket !== undefined) {
-      throw new UsageError('nbd: give either --listen or --socket, not both');
-    }
-    const listen: NbdListen =
-      values.socket !== undefined
-        ? { socket: values.socket }
-        : parseListen(values.listen ?? '127.0.0.1:10809', 'nbd');
-    const cacheBytes =
-      values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
-    const workers = parseWorkers(values.workers, 'nbd');
-    const readaheadChunks = nonNegativeInteger(values.readahead, '--readahead');
+    const { from, spec, listen, cacheBytes, workers, readaheadChunks } = parseNbdServeArgs(
+      values,
+      positionals,
+      'nbd',
+    );
     const crypt = await loadKeyFile(values.keyfile);
-    const token = await loadTokenFile(values['token-file'], values.from, 'nbd');
+    const token = await loadTokenFile(values['token-file'], from, 'nbd');
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
       ...(workers === undefined ? {} : { workers }),
@@ -92,7 +68,7 @@ Prints the address and the exports, then serves until stopped.`,
     });
     try {
       const snapshot = await openSnapshot({
-        source: values.from,
+        source: from,
         snapshot: spec,
         cache,
         crypt,
