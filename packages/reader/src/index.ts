@@ -5,6 +5,8 @@ export * from './chunk-cache-options.js';
 export * from './chunk-source.js';
 export * from './errors.js';
 export * from './http-source.js';
+export * from './persistent-cache-source.js';
+export * from './persistent-chunk-cache.js';
 export * from './readahead.js';
 export * from './remote.js';
 export * from './restore.js';
