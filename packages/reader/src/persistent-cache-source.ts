@@ -35,7 +35,10 @@ export class PersistentCacheSource implements ChunkSource {
   }
 
   /** Opens a cache with `options` and wraps `origin` in it; closing the source closes both. */
-  static async open(origin: ChunkSource, options: PersistentChunkCacheOptions): Promise<PersistentCacheSource> {
+  static async open(
+    origin: ChunkSource,
+    options: PersistentChunkCacheOptions,
+  ): Promise<PersistentCacheSource> {
     const cache = await PersistentChunkCache.open(options);
     return new PersistentCacheSource(origin, cache, { closeCache: true });
   }
@@ -49,7 +52,8 @@ export class PersistentCacheSource implements ChunkSource {
     if (cached !== undefined) return cached;
     const blob = await this.origin.fetchChunk(digestHex, signal, hints);
     // The caller may hand its blob to another thread while the cache writes the other one.
-    const copy = blob.slice();
+    // (A copy: `slice` of a Buffer would be a view of the same memory.)
+    const copy = new Uint8Array(blob);
     if (this.origin.blobsAreTransferable === true) {
       this.cache.store(digestHex, copy);
       return blob;

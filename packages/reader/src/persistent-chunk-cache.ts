@@ -106,7 +106,8 @@ export class PersistentChunkCache {
 
   /** Opens (or makes) the cache in `options.dir` and rebuilds its LRU order from the files there. */
   static async open(options: PersistentChunkCacheOptions): Promise<PersistentChunkCache> {
-    if (typeof options.dir !== 'string' || options.dir === '') throw new TypeError('dir must be a non-empty string');
+    if (typeof options.dir !== 'string' || options.dir === '')
+      throw new TypeError('dir must be a non-empty string');
     const capacityBytes = options.capacityBytes ?? DEFAULT_PERSISTENT_CACHE_BYTES;
     checkPositiveInteger(capacityBytes, 'capacityBytes');
     const touchIntervalMs = options.touchIntervalMs ?? DEFAULT_TOUCH_INTERVAL_MS;
@@ -214,16 +215,22 @@ export class PersistentChunkCache {
     for (const entry of this.#entries.values()) bytes += entry.bytes;
     if (this.#writes.size === 0 && bytes !== this.#bytes)
       throw new Error(`entries hold ${bytes} bytes, the count says ${this.#bytes}`);
-    if (bytes > this.#bytes) throw new Error(`entries hold ${bytes} bytes, more than the count ${this.#bytes}`);
+    if (bytes > this.#bytes)
+      throw new Error(`entries hold ${bytes} bytes, more than the count ${this.#bytes}`);
     if (this.#writes.size === 0 && this.#bytes > this.#capacityBytes)
       throw new Error(`${this.#bytes} bytes cached, capacity ${this.#capacityBytes}`);
+  }
+
+  /** Resolves once no write, deletion or touch is in progress (those started meanwhile too). */
+  async idle(): Promise<void> {
+    while (this.#writes.size > 0 || this.#chores.size > 0)
+      await Promise.all([...this.#writes.values(), ...this.#chores]);
   }
 
   /** Stops storing; waits for writes, deletions and touches in progress. */
   async close(): Promise<void> {
     this.#closed = true;
-    while (this.#writes.size > 0 || this.#chores.size > 0)
-      await Promise.all([...this.#writes.values(), ...this.#chores]);
+    await this.idle();
   }
 
   async #write(digestHex: string, blob: Uint8Array): Promise<void> {

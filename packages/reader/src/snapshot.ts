@@ -141,13 +141,16 @@ export class Snapshot {
 export async function openSnapshot(options: OpenSnapshotOptions): Promise<Snapshot> {
   const owns = typeof options.source === 'string';
   if (!owns && options.chunkCache !== undefined)
-    throw new TypeError('chunkCache needs a source given by name: wrap an opened source in a PersistentCacheSource');
+    throw new TypeError(
+      'chunkCache needs a source given by name: wrap an opened source in a PersistentCacheSource',
+    );
   let source =
     typeof options.source === 'string'
       ? await openChunkSource(options.source, options.http ?? {})
       : options.source;
   try {
-    if (options.chunkCache !== undefined) source = await PersistentCacheSource.open(source, options.chunkCache);
+    if (options.chunkCache !== undefined)
+      source = await PersistentCacheSource.open(source, options.chunkCache);
     const spec =
       typeof options.snapshot === 'string' ? parseSnapshotSpec(options.snapshot) : options.snapshot;
     const ref = await source.resolveSnapshot(spec);
