@@ -14,6 +14,7 @@ import { LiverestoreError, toHex } from '@liverestore/format';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '@liverestore/reader';
 import { destination, type Logger, pino } from 'pino';
 import { ArchivePool } from './archive-pool.js';
+import { cacheControlOf, etagMatches, NO_STORE } from './cache-headers.js';
 import { ClientShares, enforceMinTransferRate } from './client-limits.js';
 import { type ConfinedFile, ConfinedStore } from './confined-store.js';
 import { describeError, ServerError } from './errors.js';
@@ -258,7 +259,10 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       ex.res.destroy();
       return;
     }
-    const headers: Record<string, string> = { 'x-content-type-options': 'nosniff' };
+    const headers: Record<string, string> = {
+      'x-content-type-options': 'nosniff',
+      'cache-control': NO_STORE,
+    };
     if (status === 401) headers['www-authenticate'] = 'Bearer';
     if (status === 405) headers.allow = ALLOW;
     if (status === 503) headers['retry-after'] = '1';
@@ -392,6 +396,22 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     }
   }
 
+  /**
+   * A chunk blob: cacheable for good (cache-headers.ts), its digest as strong ETag, 304 to
+   * an If-None-Match that names it (once the store is known to hold it).
+   */
+  async function sendChunk(ex: Exchange, digestHex: string): Promise<void> {
+    const file = await source.openChunk(digestHex);
+    const etag = `"${digestHex}"`;
+    if (etagMatches(ex.req.headers['if-none-match'], etag)) {
+      await file.handle.close();
+      ex.res.writeHead(304, { etag });
+      ex.res.end();
+      return;
+    }
+    return sendFile(ex, file, etag);
+  }
+
   async function listNamespaces(ex: Exchange, scope: NamespaceScope): Promise<void> {
     sendJson(
       ex,
@@ -444,6 +464,8 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       throw new ServerError('ERR_LR_HTTP_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed`);
     const route = parseRoute(path, queryOf(req.url));
     ex.route = route.kind;
+    // For the answers below; an error answer says no-store instead (sendError).
+    ex.res.setHeader('cache-control', cacheControlOf(route.kind));
     switch (route.kind) {
       case 'metrics': {
         const text = Buffer.from(await metrics.registry.metrics());
@@ -463,7 +485,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       case 'namespaces':
         return listNamespaces(ex, route.scope);
       case 'chunk':
-        return sendFile(ex, await source.openChunk(route.digestHex), `"${route.digestHex}"`);
+        return sendChunk(ex, route.digestHex);
       case 'snapshot-file':
         return sendFile(ex, await source.openSnapshotFile(route.ref, route.filename));
       case 'image':
@@ -570,13 +592,4 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       return closed;
     },
   };
-}
-
-/** True when an If-None-Match header names `etag` (weak comparison, as RFC 9110 asks for it) or is `*`. */
-function etagMatches(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  return header.split(',').some((tag) => {
-    const t = tag.trim();
-    return t === '*' || t === etag || t === `W/${etag}`;
-  });
 }
