@@ -167,4 +167,20 @@ test('--chunk-cache mistakes are clear errors', async (t) => {
   const line = assertCliError(t, await runIn([...base, '--chunk-cache', dir]), 'ERR_LR_CHUNK_CACHE_DIR');
   t.regex(line, /not empty and is not a chunk cache/);
   t.is(await readFile(join(dir, 'a-file'), 'utf8'), 'x', 'the directory is left alone');
+  // nbd and live-restore open the same cache (and refuse the same directory).
+  const nbd = ['nbd', '--from', s.url, s.snapshot, '--listen', '127.0.0.1:0'];
+  assertCliError(t, await runIn([...nbd, '--chunk-cache-size', '1GiB']), 'ERR_LR_USAGE', 2);
+  assertCliError(t, await runIn([...nbd, '--chunk-cache', dir]), 'ERR_LR_CHUNK_CACHE_DIR');
+  const live = [
+    'live-restore',
+    '--from',
+    s.url,
+    s.snapshot,
+    '--target-dir',
+    join(dir, 't'),
+    '--listen',
+    '127.0.0.1:0',
+  ];
+  assertCliError(t, await runIn([...live, '--chunk-cache-size', '1GiB']), 'ERR_LR_USAGE', 2);
+  assertCliError(t, await runIn([...live, '--chunk-cache', dir]), 'ERR_LR_CHUNK_CACHE_DIR');
 });
