@@ -73,6 +73,11 @@ export interface ChunkCacheStats {
   spillReads: number;
   /** Loads served from the spill file instead of a fetch and decode. */
   spillLoads: number;
+  /**
+   * Blobs that failed verification and that their source dropped (a persistent cache's
+   * damaged copy, see ChunkSource.discardBlob): each was fetched once more.
+   */
+  discardedBlobs: number;
   /** The spill file's own counters; undefined without one. */
   spill: SpillStats | undefined;
   /** Loads in flight now. */

@@ -16,6 +16,7 @@ import {
 import { ChunkLoad } from './chunk-load.js';
 import type { FetchHints } from './chunk-source.js';
 import { DecodeScheduler } from './decode-scheduler.js';
+import type { DecodeResult } from './decode-worker.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
 import { abortError, fromErrorRecord, ReaderError } from './errors.js';
 import { PageArena } from './page-arena.js';
@@ -88,6 +89,7 @@ export class ChunkCache {
     failures: 0,
     spillReads: 0,
     spillLoads: 0,
+    discardedBlobs: 0,
   };
 
   constructor(options: ChunkCacheOptions = {}) {
@@ -318,8 +320,27 @@ export class ChunkCache {
     this.#decodes.pump();
   }
 
-  /** Fetches the chunk's blob from its source and decodes it into the loading slot. */
+  /**
+   * Fetches the chunk's blob from its source and decodes it into the loading slot. A blob
+   * that fails verification is offered to the source to drop (a persistent cache's damaged
+   * copy, see ChunkSource.discardBlob); when it did, the chunk is fetched once more.
+   */
   async #fetchAndDecode(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<void> {
+    const hex = request.digestHex;
+    let result = await this.#fetchAndDecodeOnce(request, load, slot);
+    if (!result.ok && request.source.discardBlob !== undefined && (await request.source.discardBlob(hex))) {
+      if (this.#closed) throw closedError();
+      this.#stats.discardedBlobs++;
+      this.#awaitingBlob.add(load);
+      result = await this.#fetchAndDecodeOnce(request, load, slot);
+      // A bad blob from the origin itself: the source may have stored it again.
+      if (!result.ok) await request.source.discardBlob(hex);
+    }
+    if (!result.ok) throw fromErrorRecord(result.error);
+    this.#stats.bytesDecoded += request.length;
+  }
+
+  async #fetchAndDecodeOnce(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<DecodeResult> {
     const hex = request.digestHex;
     let blob: Uint8Array;
     try {
@@ -330,7 +351,7 @@ export class ChunkCache {
       this.#awaitingBlob.delete(load);
     }
     if (this.#closed) throw closedError();
-    const result = await this.#decodes.decode(
+    return this.#decodes.decode(
       load,
       {
         blob,
@@ -341,8 +362,6 @@ export class ChunkCache {
       },
       request.source.blobsAreTransferable === true,
     );
-    if (!result.ok) throw fromErrorRecord(result.error);
-    this.#stats.bytesDecoded += request.length;
   }
 
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */

@@ -22,6 +22,14 @@ export interface ChunkSource {
    */
   readonly blobsAreTransferable?: boolean;
   /**
+   * The cache calls this when a blob `fetchChunk` returned failed verification (CRC, digest,
+   * length, decryption). A source that keeps copies of blobs (a persistent chunk cache)
+   * drops its copy here, so that it is never served again, and resolves true when it had
+   * one: a second fetch may then bring other bytes, and the cache fetches once more.
+   * Without it (or on false) the failure is final for that load.
+   */
+  discardBlob?(digestHex: string): Promise<boolean>;
+  /**
    * Snapshots this source offers: of the root namespace, or of `scope.namespace`, and of
    * the namespaces `scope.maxDepth` levels below it.
    */

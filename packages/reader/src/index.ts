@@ -13,6 +13,14 @@ export {
 export { type ChunkSource, type FetchHints, LocalChunkSource } from './chunk-source.js';
 export { ReaderError } from './errors.js';
 export { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
+export { PersistentCacheSource } from './persistent-cache-source.js';
+export {
+  DEFAULT_PERSISTENT_CACHE_BYTES,
+  DEFAULT_TOUCH_INTERVAL_MS,
+  PersistentChunkCache,
+  type PersistentChunkCacheOptions,
+  type PersistentChunkCacheStats,
+} from './persistent-chunk-cache.js';
 export { exportArchive, openRemoteArchive, type RemoteArchiveHandle } from './remote.js';
 export {
   RESTORE_SYNC_EVERY_BYTES,

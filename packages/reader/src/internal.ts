@@ -16,6 +16,8 @@ export * from './http-listing.js';
 export * from './http-source.js';
 export * from './http-transport.js';
 export * from './link-scheduler.js';
+export * from './persistent-cache-source.js';
+export * from './persistent-chunk-cache.js';
 export * from './readahead.js';
 export * from './restore.js';
 export * from './slot-table.js';

@@ -21,6 +21,8 @@ import type { ChunkCache } from './chunk-cache.js';
 import { type ChunkSource, LocalChunkSource } from './chunk-source.js';
 import { ReaderError } from './errors.js';
 import { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
+import { PersistentCacheSource } from './persistent-cache-source.js';
+import type { PersistentChunkCacheOptions } from './persistent-chunk-cache.js';
 
 /** Opens the source a user names: a datastore directory or the http(s):// URL of a liverestore server. */
 export async function openChunkSource(
@@ -53,6 +55,12 @@ export interface OpenSnapshotOptions {
   cache: ChunkCache;
   /** Key of an encrypted snapshot; also checks the manifest signature. */
   crypt?: CryptConfig | undefined;
+  /**
+   * Keep the chunk blobs of a source named by `source` (a string) in a persistent cache
+   * directory ({@link PersistentCacheSource}), so that the next restore fetches none it
+   * holds. An opened source is wrapped by its caller instead.
+   */
+  chunkCache?: PersistentChunkCacheOptions | undefined;
 }
 
 /** An opened snapshot: its manifest, archives and readers, all over one shared cache. */
@@ -126,11 +134,17 @@ export class Snapshot {
 /** Opens a snapshot of a source for reading through a shared cache. */
 export async function openSnapshot(options: OpenSnapshotOptions): Promise<Snapshot> {
   const owns = typeof options.source === 'string';
-  const source =
+  if (!owns && options.chunkCache !== undefined)
+    throw new TypeError(
+      'chunkCache needs a source given by name: wrap an opened source in a PersistentCacheSource',
+    );
+  let source =
     typeof options.source === 'string'
       ? await openChunkSource(options.source, options.http ?? {})
       : options.source;
   try {
+    if (options.chunkCache !== undefined)
+      source = await PersistentCacheSource.open(source, options.chunkCache);
     const spec =
       typeof options.snapshot === 'string' ? parseSnapshotSpec(options.snapshot) : options.snapshot;
     const ref = await source.resolveSnapshot(spec);

@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LiverestoreError } from '@liverestore/format';
 import type { Logger } from 'pino';
+import { NO_STORE } from './cache-headers.js';
 import { enforceMinTransferRate } from './client-limits.js';
 import type { ConfinedFile } from './confined-store.js';
 import { describeError, ServerError } from './errors.js';
@@ -65,15 +66,6 @@ function writable(res: ServerResponse): Promise<void> {
   });
 }
 
-/** True when an If-None-Match header names `etag` (weak comparison, as RFC 9110 asks for it) or is `*`. */
-export function etagMatches(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  return header.split(',').some((tag) => {
-    const t = tag.trim();
-    return t === '*' || t === etag || t === `W/${etag}`;
-  });
-}
-
 /** What the responses of one server share. */
 export interface ResponsesOptions {
   readonly logger: Logger;
@@ -111,7 +103,10 @@ export class Responses {
       ex.res.destroy();
       return;
     }
-    const headers: Record<string, string> = { 'x-content-type-options': 'nosniff' };
+    const headers: Record<string, string> = {
+      'x-content-type-options': 'nosniff',
+      'cache-control': NO_STORE,
+    };
     if (status === 401) headers['www-authenticate'] = 'Bearer';
     if (status === 405) headers.allow = ALLOW;
     if (status === 503) headers['retry-after'] = '1';

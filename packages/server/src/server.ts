@@ -20,11 +20,12 @@ import { ChunkCache, DEFAULT_CACHE_BYTES } from '@liverestore/reader';
 import { destination, pino } from 'pino';
 import { ArchivePool } from './archive-pool.js';
 import { bearerAuth } from './bearer-auth.js';
+import { cacheControlOf, etagMatches } from './cache-headers.js';
 import { ClientShares } from './client-limits.js';
 import { ConfinedStore } from './confined-store.js';
 import { describeError, ServerError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
-import { type Exchange, etagMatches, Responses } from './responses.js';
+import { type Exchange, Responses } from './responses.js';
 import { parseRoute, pathOf, queryOf, type Route } from './routes.js';
 import {
   type ChunkServer,
@@ -118,6 +119,22 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     respond.json(ex, 200, out);
   }
 
+  /**
+   * A chunk blob: cacheable for good (cache-headers.ts), its digest as strong ETag, 304 to
+   * an If-None-Match that names it (once the store is known to hold it).
+   */
+  async function sendChunk(ex: Exchange, digestHex: string): Promise<void> {
+    const file = await source.openChunk(digestHex);
+    const etag = `"${digestHex}"`;
+    if (etagMatches(ex.req.headers['if-none-match'], etag)) {
+      await file.handle.close();
+      ex.res.writeHead(304, { etag });
+      ex.res.end();
+      return;
+    }
+    return respond.file(ex, file, etag);
+  }
+
   async function sendImage(ex: Exchange, route: Extract<Route, { kind: 'image' }>): Promise<void> {
     const reader = await pool.reader(route.ref, route.archive);
     const size = reader.size;
@@ -149,6 +166,8 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       throw new ServerError('ERR_LR_HTTP_METHOD_NOT_ALLOWED', `method ${req.method} is not allowed`);
     const route = parseRoute(path, queryOf(req.url));
     ex.route = route.kind;
+    // For the answers below; an error answer says no-store instead (Responses.error).
+    ex.res.setHeader('cache-control', cacheControlOf(route.kind));
     switch (route.kind) {
       case 'metrics': {
         const text = Buffer.from(await metrics.registry.metrics());
@@ -168,7 +187,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       case 'namespaces':
         return listNamespaces(ex, route.scope);
       case 'chunk':
-        return respond.file(ex, await source.openChunk(route.digestHex), `"${route.digestHex}"`);
+        return sendChunk(ex, route.digestHex);
       case 'snapshot-file':
         return respond.file(ex, await source.openSnapshotFile(route.ref, route.filename));
       case 'image':

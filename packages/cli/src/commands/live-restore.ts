@@ -1,5 +1,11 @@
 import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@liverestore/live';
 import {
+  CHUNK_CACHE_OPTIONS,
+  chunkCacheFromOptions,
+  chunkCacheHelp,
+  openCachedSource,
+} from '../chunk-cache-options.js';
+import {
   COMMON_OPTIONS,
   type CommandIo,
   defineCommand,
@@ -91,7 +97,8 @@ export const liveRestoreCommand = defineCommand({
   summary: 'restore every drive to local files while serving them writable over NBD (crash-safe, resumable)',
   help: `Usage: liverestore live-restore --from DIR|URL SNAPSHOT --target-dir DIR
                        [--listen 127.0.0.1:10809 | --socket PATH] [--rate-limit RATE]
-                       [--cache-size SIZE] [--workers N] [--readahead N]
+                       [--cache-size SIZE] [--chunk-cache DIR] [--chunk-cache-size SIZE]
+                       [--workers N] [--readahead N]
                        [--exit-when-done] [--json] [--keyfile F] [--token-file F]
                        [--ns NS]
 
@@ -121,6 +128,7 @@ Options:
   --rate-limit RATE    backup bytes per second for the background copy, e.g. 200MB/s
                        (at least 4KiB/s; guest reads are never limited)
   --cache-size SIZE    chunk cache (default 256MiB)
+${chunkCacheHelp(23)}
   --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential guest reader (default 8)
   --exit-when-done     exit once every drive is local and no NBD client is connected
@@ -147,6 +155,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     'exit-when-done': { type: 'boolean' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
@@ -161,10 +170,14 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const json = values.json === true;
     const crypt = await loadKeyFile(values.keyfile);
     const token = await loadTokenFile(values['token-file'], from, 'live-restore');
+    const chunkCache = chunkCacheFromOptions(values, 'live-restore');
+    const http = token === undefined ? {} : { token };
+    // With a persistent chunk cache the source is opened here (and closed at the end).
+    const source = chunkCache === undefined ? from : await openCachedSource(from, http, chunkCache);
     const stop = stopSignal();
     const restore = await liveRestore({
-      source: from,
-      http: token === undefined ? {} : { token },
+      source,
+      http,
       snapshot: spec,
       crypt,
       targetDir,
@@ -175,6 +188,9 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       readaheadChunks,
       rateLimitBytesPerSecond: rate,
       progressIntervalMs: json ? 1000 : io.stderr.isTTY === true ? 200 : 1000,
+    }).catch(async (err: unknown) => {
+      if (typeof source !== 'string') await source.close?.();
+      throw err;
     });
     const reporter = progressReporter(io, json);
     let closed = false;
@@ -262,6 +278,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       return 0;
     } finally {
       if (!closed) await restore.close();
+      if (typeof source !== 'string') await source.close?.();
     }
   },
 });

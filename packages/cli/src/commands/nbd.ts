@@ -1,5 +1,6 @@
 import { snapshotExports, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
+import { CHUNK_CACHE_OPTIONS, chunkCacheFromOptions, chunkCacheHelp } from '../chunk-cache-options.js';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
 import { loggedExport } from '../logged-export.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
@@ -11,6 +12,7 @@ export const nbdCommand = defineCommand({
   summary: 'export every drive of a snapshot read-only over NBD (QEMU, nbdcopy, qemu-img)',
   help: `Usage: liverestore nbd --from DIR|URL SNAPSHOT [--listen 127.0.0.1:10809 | --socket PATH]
                        [--cache-size SIZE] [--spill-dir DIR] [--spill-size SIZE]
+                       [--chunk-cache DIR] [--chunk-cache-size SIZE]
                        [--workers N] [--readahead N] [--keyfile F] [--token-file F]
                        [--ns NS]
 
@@ -28,6 +30,7 @@ Options:
   --socket PATH        listen on a Unix socket instead (must not exist)
   --cache-size SIZE    chunk cache (default 256MiB)
 ${SPILL_HELP}
+${chunkCacheHelp(23)}
   --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
   --keyfile FILE       PBS key file of an encrypted snapshot
@@ -47,6 +50,7 @@ Prints the address and the exports, then serves until stopped.`,
     socket: { type: 'string' },
     'cache-size': { type: 'string' },
     ...SPILL_OPTIONS,
+    ...CHUNK_CACHE_OPTIONS,
     workers: { type: 'string' },
     readahead: { type: 'string' },
     keyfile: { type: 'string' },
@@ -59,6 +63,7 @@ Prints the address and the exports, then serves until stopped.`,
       positionals,
       'nbd',
     );
+    const chunkCache = chunkCacheFromOptions(values, 'nbd');
     const crypt = await loadKeyFile(values.keyfile);
     const token = await loadTokenFile(values['token-file'], from, 'nbd');
     const cache = new ChunkCache({
@@ -73,6 +78,7 @@ Prints the address and the exports, then serves until stopped.`,
         cache,
         crypt,
         http: token === undefined ? {} : { token },
+        chunkCache,
       });
       try {
         const readerOptions = readaheadChunks === undefined ? {} : { readaheadChunks };

@@ -10,6 +10,13 @@ import {
   restoreArchive,
 } from '@liverestore/reader';
 import {
+  CHUNK_CACHE_OPTIONS,
+  chunkCacheFromOptions,
+  chunkCacheHelp,
+  chunkCacheLine,
+  chunkCacheStats,
+} from '../chunk-cache-options.js';
+import {
   COMMON_OPTIONS,
   commandProgress,
   defineCommand,
@@ -62,6 +69,7 @@ Options:
   --all               restore every archive of the snapshot
   --out-dir DIR       output directory (with --all; created if missing)
   --cache-size SIZE   chunk cache budget (default 256MiB)
+${chunkCacheHelp()}
   --workers N         decode threads, 0 to 64 (default: CPU count)
   --keyfile FILE      PBS key file of an encrypted snapshot
 ${namespaceHelp()}
@@ -77,6 +85,7 @@ ${namespaceHelp()}
     workers: { type: 'string' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
@@ -95,6 +104,7 @@ ${namespaceHelp()}
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
     const workers = parseWorkers(values.workers, 'restore');
+    const chunkCache = chunkCacheFromOptions(values, 'restore');
     const crypt = await loadKeyFile(values.keyfile);
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
@@ -108,6 +118,7 @@ ${namespaceHelp()}
         cache,
         crypt,
         http: token === undefined ? {} : { token },
+        chunkCache,
       });
       try {
         const names = values.all === true ? snap.archives.map((a) => a.name) : [archiveArg!];
@@ -131,12 +142,20 @@ ${namespaceHelp()}
           }
         }
         const stats: ChunkCacheStats = cache.stats();
-        if (values.json === true) printJson(io, { snapshot: snap.path, archives: results, cache: stats });
-        else {
+        const persistent = await chunkCacheStats(snap.source);
+        if (values.json === true) {
+          printJson(io, {
+            snapshot: snap.path,
+            archives: results,
+            cache: stats,
+            ...(persistent === undefined ? {} : { chunkCache: persistent }),
+          });
+        } else {
           io.stdout.write(
             `cache: ${stats.misses} fetched, ${stats.hits} hits, ${stats.dedupJoins} shared fetches, ${stats.prefetches} prefetched, ` +
               `${formatBytes(stats.bytesDecoded)} decoded\n`,
           );
+          if (persistent !== undefined) io.stdout.write(`${chunkCacheLine(persistent)}\n`);
         }
         return 0;
       } finally {

@@ -1,0 +1,105 @@
+/*
+ * nginx as the cache tier of docs/scale-out.md, for the tests: the configuration block of
+ * that page, with its addresses and cache path replaced, inside a main configuration of
+ * its own (pid, logs and temp paths in a temp directory; never the system's), run in the
+ * foreground on loopback.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { tempDir } from '@liverestore/testkit';
+import type { ExecutionContext } from 'ava';
+import { ROOT } from './helpers.js';
+
+/** True when nginx runs (`nginx -v`: it knows no `--version`). */
+export function hasNginx(): boolean {
+  const result = spawnSync('nginx', ['-v'], { stdio: 'ignore', timeout: 30_000 });
+  return result.error === undefined && result.status === 0;
+}
+
+/** A free TCP port on 127.0.0.1 (bound, then released for nginx to take). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The ```nginx block of docs/scale-out.md (the first one: the whole configuration). */
+export async function documentedConfig(): Promise<string> {
+  const page = await readFile(join(ROOT, 'docs', 'scale-out.md'), 'utf8');
+  const block = /```nginx\n([\s\S]*?)```/.exec(page);
+  if (block === null) throw new Error('docs/scale-out.md has no nginx configuration block');
+  return block[1]!;
+}
+
+/** A running nginx; `url` is its address. */
+export interface Nginx {
+  readonly url: string;
+  readonly prefix: string;
+}
+
+/**
+ * Starts nginx with the documented configuration in front of `upstream` (`127.0.0.1:PORT`);
+ * stopped (and its directory removed) when the test ends.
+ */
+export async function startNginx(t: ExecutionContext, upstream: string): Promise<Nginx> {
+  const dir = await tempDir('lr-nginx-');
+  // Workers run as an unprivileged user when nginx starts as root: they must reach the cache.
+  await chmod(dir.path, 0o755);
+  const prefix = dir.path;
+  const port = await freePort();
+  const documented = await documentedConfig();
+  for (const text of ['127.0.0.1:8007', '127.0.0.1:8080', '/var/cache/nginx/liverestore'])
+    if (!documented.includes(text))
+      throw new Error(`the documented nginx configuration no longer names ${text}`);
+  const http = documented
+    .replace('127.0.0.1:8007', upstream)
+    .replace('127.0.0.1:8080', `127.0.0.1:${port}`)
+    .replace('/var/cache/nginx/liverestore', join(prefix, 'cache'));
+  const config = `worker_processes 2;
+error_log ${prefix}/error.log warn;
+pid ${prefix}/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log ${prefix}/access.log;
+  client_body_temp_path ${prefix}/body;
+  proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fastcgi;
+  uwsgi_temp_path ${prefix}/uwsgi;
+  scgi_temp_path ${prefix}/scgi;
+${http}
+}
+`;
+  const configPath = join(prefix, 'nginx.conf');
+  await writeFile(configPath, config);
+  const child: ChildProcess = spawn('nginx', ['-c', configPath, '-p', prefix, '-g', 'daemon off;'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    stderr += s;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  t.teardown(async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+    await dir.cleanup();
+  });
+  const url = `http://127.0.0.1:${port}`;
+  // Ready once it answers (a 502 is fine: nginx is up); fails when nginx exits first.
+  for (;;) {
+    if (child.exitCode !== null)
+      throw new Error(
+        `nginx exited with ${child.exitCode}: ${stderr}${await readFile(join(prefix, 'error.log'), 'utf8').catch(() => '')}`,
+      );
+    try {
+      await fetch(`${url}/metrics`);
+      return { url, prefix };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
