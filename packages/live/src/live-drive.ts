@@ -1,6 +1,13 @@
 import { join } from 'node:path';
 import type { AllocationExtent, NbdExport, NbdWriter } from '@liverestore/nbd';
-import type { CachedChunkReader } from '@liverestore/reader';
+import {
+  type CachedChunkReader,
+  joinLeases,
+  type ReadLease,
+  type ScratchBuffers,
+  scratchLease,
+  zeroLease,
+} from '@liverestore/reader';
 import { ALLOC_MAP_SUFFIX, type MapIdentity } from './alloc-map.js';
 import { forNbd, settleAll } from './async-util.js';
 import { LiveError, targetIoError } from './errors.js';
@@ -264,10 +271,16 @@ export class LiveDrive implements NbdExport {
         await this.#regionWriter.zeroForCopy(i);
         return 0;
       }
-      const data = await this.#fetchRegion(this.#copyReader, i, signal);
-      await this.#regionWriter.fillRegion(i, data);
-      this.#stats.bytesCopied += data.length;
-      return data.length;
+      if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
+      // Stored from the cache's pages (a copy only when the cache lends no more).
+      const data = await this.#copyReader.leaseAt(this.regionStart(i), this.regionLength(i), signal);
+      try {
+        await this.#regionWriter.fillRegion(i, data.views);
+      } finally {
+        data.release();
+      }
+      this.#stats.bytesCopied += data.byteLength;
+      return data.byteLength;
     } finally {
       release();
     }
@@ -301,7 +314,13 @@ export class LiveDrive implements NbdExport {
       }
       flushRun();
       fromBackup = true;
-      pending.push(this.#readRemote(i, buffer.subarray(from - offset, to - offset), from, signal));
+      const dest = buffer.subarray(from - offset, to - offset);
+      pending.push(
+        this.#readRemote(i, async () => {
+          if (this.#reader.isZeroChunk(i)) dest.fill(0);
+          else await this.#reader.readAt(dest, from, signal);
+        }),
+      );
     });
     flushRun();
     if (fromBackup) this.#stats.guestReadsFromBackup++;
@@ -317,31 +336,98 @@ export class LiveDrive implements NbdExport {
   }
 
   /**
-   * A read of part of a region not local: answered from the backup through the shared
-   * cache, without the region's lock, so it never waits behind the copy or another fill
-   * of that region (a write overlapping it is concurrent, and NBD leaves the order of
-   * concurrent overlapping requests open). The region is then stored in the target in
-   * the background (copy-on-read), so the next read of it is local.
+   * The bytes at [offset, offset + length) lent rather than copied (NbdExport.lease): local
+   * runs are read from the target into `scratch` buffers, parts of regions not local are
+   * views on the cache's pages, as {@link read} answers them (and with the same
+   * write-behind store).
    */
-  async #readRemote(i: number, dest: Buffer, position: number, signal: AbortSignal): Promise<void> {
+  lease(offset: number, length: number, signal: AbortSignal, scratch: ScratchBuffers): Promise<ReadLease> {
+    return forNbd(this.#leaseImpl(offset, length, signal, scratch));
+  }
+
+  async #leaseImpl(
+    offset: number,
+    length: number,
+    signal: AbortSignal,
+    scratch: ScratchBuffers,
+  ): Promise<ReadLease> {
+    this.#checkOpen();
+    if (length === 0) return zeroLease(0);
+    this.#stats.guestReads++;
+    const parts: Promise<ReadLease>[] = [];
+    let fromBackup = false;
+    let runFrom = -1; // start of the current run of local regions (one pread for the run)
+    let runTo = -1;
+    const flushRun = (): void => {
+      if (runFrom < 0) return;
+      const buffer = scratch.take(runTo - runFrom);
+      parts.push(this.#readLocal(buffer, runFrom).then(() => scratchLease(buffer, scratch)));
+      runFrom = -1;
+    };
+    this.#eachRegion(offset, length, (i, from, to) => {
+      if (this.isLocal(i)) {
+        if (runFrom < 0) runFrom = from;
+        runTo = to;
+        return;
+      }
+      flushRun();
+      fromBackup = true;
+      parts.push(this.#fromBackup(i, () => this.#reader.leaseAt(from, to - from, signal, scratch)));
+    });
+    flushRun();
+    if (fromBackup) this.#stats.guestReadsFromBackup++;
+    const results = await Promise.allSettled(parts);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      for (const r of results) if (r.status === 'fulfilled') r.value.release();
+      throw failed.reason;
+    }
+    return joinLeases(results.map((r) => (r as PromiseFulfilledResult<ReadLease>).value));
+  }
+
+  /** Part of a region not local, as {@link #readRemote} reads it, with a lease. */
+  async #fromBackup(i: number, lease: () => Promise<ReadLease>): Promise<ReadLease> {
+    let part: ReadLease | undefined;
+    await this.#readRemote(i, async () => {
+      part = await lease();
+    });
+    return part!;
+  }
+
+  /**
+   * A read of part of a region not local (`read` fills the guest's bytes): answered from
+   * the backup through the shared cache, without the region's lock, so it never waits
+   * behind the copy or another fill of that region (a write overlapping it is concurrent,
+   * and NBD leaves the order of concurrent overlapping requests open). The region is then
+   * stored in the target behind the reply (copy-on-read, write-behind), so the next read
+   * of it is local.
+   */
+  async #readRemote(i: number, read: () => Promise<void>): Promise<void> {
     if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
     this.#priority.enter();
     try {
-      if (this.#reader.isZeroChunk(i)) dest.fill(0);
-      else await this.#reader.readAt(dest, position, signal);
+      await read();
     } finally {
       this.#priority.leave();
     }
     this.#storeAfterRead(i);
   }
 
-  /** Copy-on-read: stores region `i` in the target once, in the background, under its lock. */
+  /**
+   * Copy-on-read, written behind: stores region `i` in the target once, in the
+   * background, under its lock. The region's chunk, in memory since the guest just read
+   * it, stays pinned from now until it is stored (when the cache lends it: else the store
+   * takes the bytes once a fill slot is free, as the copy would).
+   */
   #storeAfterRead(i: number): void {
-    if (this.isLocal(i) || this.#reader.isZeroChunk(i)) return;
+    if (this.isLocal(i) || this.#reader.isZeroChunk(i) || this.#regionWriter.storing(i)) return;
+    const held = this.#reader.tryLeaseAtSync(this.regionStart(i), this.regionLength(i), undefined);
+    if (held !== undefined) this.#stats.bytesFilledForGuest += held.byteLength;
     this.#regionWriter.storeInBackground(i, {
+      held,
       fetch: async () => {
-        const data = await this.#fetchRegion(this.#reader, i);
-        this.#stats.bytesFilledForGuest += data.length;
+        const data = await this.#reader.leaseAt(this.regionStart(i), this.regionLength(i));
+        this.#stats.bytesFilledForGuest += data.byteLength;
         return data;
       },
       cancelled: () => this.#closed,

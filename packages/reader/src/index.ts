@@ -5,6 +5,7 @@ export * from './chunk-cache-options.js';
 export * from './chunk-source.js';
 export * from './errors.js';
 export * from './http-source.js';
+export * from './read-lease.js';
 export * from './readahead.js';
 export * from './remote.js';
 export * from './restore.js';
