@@ -273,7 +273,8 @@ async function runScenario(scenario: Scenario, totals: RunTotals): Promise<void>
           entry.lent = cache.lend(entry.lease);
           check(
             entry.lent === expected,
-            () => `lend(chunk ${entry.k}) returned ${entry.lent}, the model says ${expected}\n  ${log.join('\n  ')}`,
+            () =>
+              `lend(chunk ${entry.k}) returned ${entry.lent}, the model says ${expected}\n  ${log.join('\n  ')}`,
           );
           if (entry.lent) totals.lends++;
           else totals.lendsRefused++;

@@ -64,7 +64,11 @@ function onArena(cache: ChunkCache, view: Buffer): boolean {
 test('leases equal readAt at random ranges; chunks in memory are lent as views; release drops every pin', async (t) => {
   const { spec, cache, reader } = await openStore(t);
   const data = [...Array(reader.index.chunkCount).keys()].find((i) => !reader.isZeroChunk(i))!;
-  t.is(reader.tryLeaseAtSync(data * CHUNK, 10, undefined), undefined, 'not in memory: no lease without waiting');
+  t.is(
+    reader.tryLeaseAtSync(data * CHUNK, 10, undefined),
+    undefined,
+    'not in memory: no lease without waiting',
+  );
   t.is(totalPins(cache), 0);
   const random = prng(7);
   let lent = 0;
@@ -112,7 +116,8 @@ test('lent chunks never hold more than half the cache; beyond, leases copy and h
     const offset = i * CHUNK + 1000;
     const lease = await reader.leaseAt(offset, 5000);
     t.true(bytesOf(lease).equals(imageBytes(spec, offset, 5000)));
-    if (lease.views.some((v) => onArena(cache, v))) t.is(lease.heldBytes, CHUNK, 'a lent view holds its chunk');
+    if (lease.views.some((v) => onArena(cache, v)))
+      t.is(lease.heldBytes, CHUNK, 'a lent view holds its chunk');
     else {
       copied++;
       t.is(lease.heldBytes, 5000, 'a copied part holds its own bytes only');
@@ -138,7 +143,8 @@ test('a lease whose chunk is missing fails and releases the chunks it got; an ab
   let missing = -1;
   for (let i = 1; i < index.chunkCount - 1 && missing < 0; i++) {
     const hex = toHex(index.digestAt(i));
-    const unique = [...Array(index.chunkCount).keys()].filter((j) => toHex(index.digestAt(j)) === hex).length === 1;
+    const unique =
+      [...Array(index.chunkCount).keys()].filter((j) => toHex(index.digestAt(j)) === hex).length === 1;
     if (unique && !reader.isZeroChunk(i) && !reader.isZeroChunk(i - 1)) missing = i;
   }
   t.true(missing > 0, 'the image has a unique data chunk after a data chunk');
