@@ -1,11 +1,19 @@
+/*
+ * Over 400 lines on purpose: one drive's region lifecycle (reads lent from the target or
+ * the cache with their write-behind stores, fills, guest writes, copy, durability) reads best
+ * where its state lives; the pieces with their own state are in region-writer.ts,
+ * region-state.ts, map-persister.ts, target-open.ts and sched.ts.
+ */
 import { join } from 'node:path';
 import type { AllocationExtent, NbdExport, NbdWriter } from '@liverestore/nbd';
 import {
   type CachedChunkReader,
-  joinLeases,
+  copyLease,
+  heapScratch,
   type ReadLease,
   type ScratchBuffers,
   scratchLease,
+  settleLeases,
   zeroLease,
 } from '@liverestore/reader';
 import { ALLOC_MAP_SUFFIX, type MapIdentity } from './alloc-map.js';
@@ -288,43 +296,17 @@ export class LiveDrive implements NbdExport {
 
   // ---- NbdExport ----------------------------------------------------------------------
 
-  /** Fills `buffer` with the bytes at `offset` (within the image). */
-  read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
-    return forNbd(this.#readImpl(buffer, offset, signal));
-  }
-
-  async #readImpl(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
-    this.#checkOpen();
-    if (buffer.length === 0) return;
-    this.#stats.guestReads++;
-    const pending: Promise<void>[] = [];
-    let runFrom = -1; // start of the current run of local regions (one pread for the run)
-    let runTo = -1;
-    const flushRun = (): void => {
-      if (runFrom < 0) return;
-      pending.push(this.#readLocal(buffer.subarray(runFrom - offset, runTo - offset), runFrom));
-      runFrom = -1;
-    };
-    let fromBackup = false;
-    this.#eachRegion(offset, buffer.length, (i, from, to) => {
-      if (this.isLocal(i)) {
-        if (runFrom < 0) runFrom = from;
-        runTo = to;
-        return;
-      }
-      flushRun();
-      fromBackup = true;
-      const dest = buffer.subarray(from - offset, to - offset);
-      pending.push(
-        this.#readRemote(i, async () => {
-          if (this.#reader.isZeroChunk(i)) dest.fill(0);
-          else await this.#reader.readAt(dest, from, signal);
-        }),
-      );
-    });
-    flushRun();
-    if (fromBackup) this.#stats.guestReadsFromBackup++;
-    await settleAll(pending);
+  /**
+   * Fills `buffer` with the bytes at `offset` (within the image): {@link lease}'s bytes,
+   * copied (the NBD server takes the lease itself).
+   */
+  async read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
+    const leased = await this.lease(offset, buffer.length, signal, heapScratch);
+    try {
+      copyLease(leased, buffer);
+    } finally {
+      leased.release();
+    }
   }
 
   async #readLocal(buffer: Buffer, position: number): Promise<void> {
@@ -372,45 +354,37 @@ export class LiveDrive implements NbdExport {
       }
       flushRun();
       fromBackup = true;
-      parts.push(this.#fromBackup(i, () => this.#reader.leaseAt(from, to - from, signal, scratch)));
+      parts.push(this.#readRemote(i, from, to - from, signal, scratch));
     });
     flushRun();
     if (fromBackup) this.#stats.guestReadsFromBackup++;
-    const results = await Promise.allSettled(parts);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed !== undefined) {
-      for (const r of results) if (r.status === 'fulfilled') r.value.release();
-      throw failed.reason;
-    }
-    return joinLeases(results.map((r) => (r as PromiseFulfilledResult<ReadLease>).value));
-  }
-
-  /** Part of a region not local, as {@link #readRemote} reads it, with a lease. */
-  async #fromBackup(i: number, lease: () => Promise<ReadLease>): Promise<ReadLease> {
-    let part: ReadLease | undefined;
-    await this.#readRemote(i, async () => {
-      part = await lease();
-    });
-    return part!;
+    return settleLeases(parts);
   }
 
   /**
-   * A read of part of a region not local (`read` fills the guest's bytes): answered from
-   * the backup through the shared cache, without the region's lock, so it never waits
-   * behind the copy or another fill of that region (a write overlapping it is concurrent,
-   * and NBD leaves the order of concurrent overlapping requests open). The region is then
-   * stored in the target behind the reply (copy-on-read, write-behind), so the next read
-   * of it is local.
+   * A read of part of a region not local: answered from the backup through the shared
+   * cache, without the region's lock, so it never waits behind the copy or another fill
+   * of that region (a write overlapping it is concurrent, and NBD leaves the order of
+   * concurrent overlapping requests open). The region is then stored in the target behind
+   * the reply (copy-on-read, write-behind), so the next read of it is local.
    */
-  async #readRemote(i: number, read: () => Promise<void>): Promise<void> {
+  async #readRemote(
+    i: number,
+    offset: number,
+    length: number,
+    signal: AbortSignal,
+    scratch: ScratchBuffers,
+  ): Promise<ReadLease> {
     if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
     this.#priority.enter();
+    let part: ReadLease;
     try {
-      await read();
+      part = await this.#reader.leaseAt(offset, length, signal, scratch);
     } finally {
       this.#priority.leave();
     }
     this.#storeAfterRead(i);
+    return part;
   }
 
   /**

@@ -8,6 +8,7 @@ import {
   type ReadLease,
   type ScratchBuffers,
   scratchLease,
+  settleLeases,
   viewLease,
   zeroLease,
 } from './read-lease.js';
@@ -220,13 +221,7 @@ export class CachedChunkReader {
       else parts.push(this.#leaseChunk(this.#hex[i]!, chunkLength, from, count, signal, background, scratch));
     }
     if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
-    const results = await Promise.allSettled(parts);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed !== undefined) {
-      for (const r of results) if (r.status === 'fulfilled') r.value.release();
-      throw failed.reason;
-    }
-    return joinLeases(results.map((r) => (r as PromiseFulfilledResult<ReadLease>).value));
+    return settleLeases(parts);
   }
 
   /**

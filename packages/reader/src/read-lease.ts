@@ -86,6 +86,20 @@ export function joinLeases(parts: readonly ReadLease[]): ReadLease {
   });
 }
 
+/**
+ * One lease of the parts of a read, in order, once all have settled; if one failed, the
+ * others are released and its error thrown (nothing stays pinned).
+ */
+export async function settleLeases(parts: readonly Promise<ReadLease>[]): Promise<ReadLease> {
+  const results = await Promise.allSettled(parts);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) {
+    for (const r of results) if (r.status === 'fulfilled') r.value.release();
+    throw failed.reason;
+  }
+  return joinLeases(results.map((r) => (r as PromiseFulfilledResult<ReadLease>).value));
+}
+
 /** Copies a lease's bytes into `target` at `targetOffset` (the copy fallback); the lease stays held. */
 export function copyLease(lease: ReadLease, target: Uint8Array, targetOffset = 0): void {
   let at = targetOffset;
