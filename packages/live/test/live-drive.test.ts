@@ -466,7 +466,7 @@ test('write-behind: the guest is answered, then its region is stored from the pi
   // The test holds the only fill slot: the store of the region waits behind the reply.
   const releaseSlot = await fillSlots.acquire();
   const at = i * CHUNK_BYTES + 8192;
-  const lease = await drive.lease(at, 65536, signal, heapScratch);
+  const lease = await drive.lease(at, 65536, new AbortController().signal, heapScratch);
   t.is(firstDifference(Buffer.concat(lease.views), model.subarray(at, at + 65536)), -1);
   lease.release();
   t.false(drive.isLocal(i), 'answered before the region is stored');
