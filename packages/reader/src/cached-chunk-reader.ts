@@ -227,8 +227,10 @@ export class CachedChunkReader {
   /**
    * {@link leaseAt} without waiting: undefined as soon as one chunk is not in memory (or
    * with `scratch` undefined, one the cache will not lend: a lease then holds only the
-   * cache's pages, never a copy). Chunks already pinned are released then. Readers in
-   * other threads always return undefined.
+   * cache's pages, never a copy, and is no read of the reader's stream: readahead does
+   * not move; live restore pins a region this way to store it behind a guest read).
+   * Chunks already pinned are released then. Readers in other threads always return
+   * undefined.
    */
   tryLeaseAtSync(offset: number, length: number, scratch: ScratchBuffers | undefined): ReadLease | undefined {
     const tryAcquire = this.#access.tryAcquire;
