@@ -13,24 +13,39 @@ const MAX_LOGGED_FAILURES = 1000;
  */
 export function loggedExport(exp: NbdExport, log: NodeJS.WritableStream): NbdExport {
   const logged = new Set<string>();
+  const failed = (err: unknown, offset: number, signal: AbortSignal): void => {
+    if (signal.aborted) return;
+    const code = (err as { code?: unknown }).code;
+    const what = `${typeof code === 'string' ? code : 'EIO'}: ${(err as Error).message}`;
+    if (!logged.has(what) && logged.size < MAX_LOGGED_FAILURES) {
+      logged.add(what);
+      log.write(
+        `liverestore: ${printableLine(`read of ${exp.name} at ${offset} failed (the client got EIO): ${what}`)}\n`,
+      );
+    }
+  };
+  const lease = exp.lease;
   return {
     ...exp,
     async read(buffer, offset, signal) {
       try {
         await exp.read(buffer, offset, signal);
       } catch (err) {
-        if (!signal.aborted) {
-          const code = (err as { code?: unknown }).code;
-          const what = `${typeof code === 'string' ? code : 'EIO'}: ${(err as Error).message}`;
-          if (!logged.has(what) && logged.size < MAX_LOGGED_FAILURES) {
-            logged.add(what);
-            log.write(
-              `liverestore: ${printableLine(`read of ${exp.name} at ${offset} failed (the client got EIO): ${what}`)}\n`,
-            );
-          }
-        }
+        failed(err, offset, signal);
         throw err;
       }
     },
+    ...(lease === undefined
+      ? {}
+      : {
+          async lease(offset, length, signal, scratch) {
+            try {
+              return await lease.call(exp, offset, length, signal, scratch);
+            } catch (err) {
+              failed(err, offset, signal);
+              throw err;
+            }
+          },
+        }),
   };
 }

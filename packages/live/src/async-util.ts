@@ -5,9 +5,9 @@ import { LiveError } from './errors.js';
  * and EIO otherwise: a LiveError that knows its POSIX error is re-thrown with that code
  * (the LiveError, with its ERR_LR_ code, as `cause`).
  */
-export async function forNbd(work: Promise<void>): Promise<void> {
+export async function forNbd<T>(work: Promise<T>): Promise<T> {
   try {
-    await work;
+    return await work;
   } catch (err) {
     if (err instanceof LiveError && err.errno !== undefined) {
       throw Object.assign(new Error(`${err.code}: ${err.message}`, { cause: err }), { code: err.errno });

@@ -19,6 +19,7 @@ export function deferredExport(name: string, size: number, drive: Promise<LiveDr
     name,
     size,
     read: async (buffer, offset, signal) => (await drive).read(buffer, offset, signal),
+    lease: async (offset, length, signal, scratch) => (await drive).lease(offset, length, signal, scratch),
     blockStatus(offset: number, length: number, maxExtents: number): AllocationExtent[] {
       if (opened !== undefined) return opened.blockStatus(offset, length, maxExtents);
       return [{ length: Math.min(length, size - offset), hole: false, zero: false }];

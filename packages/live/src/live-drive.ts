@@ -1,14 +1,9 @@
-/**
- * LiveDrive, one drive of a writable live restore. A little over 400 lines on purpose: it
- * is one concept, the export's view of a region (which state it is in, which lock it
- * takes, where its bytes come from), and each operation (read, write, copy, block status,
- * flush) is a short method over the pieces already split out of it: RegionStates (the
- * state enum and its transition table), RegionWriter (fills and stores under the region
- * locks), MapPersister (durability), target-open (create or resume) and TargetFile (the
- * file seam). Splitting the operations further would spread one region's rules over
- * several files.
+/*
+ * Over 400 lines on purpose: one drive's region lifecycle (reads lent from the target or
+ * the cache with their write-behind stores, fills, guest writes, copy, durability) reads best
+ * where its state lives; the pieces with their own state are in region-writer.ts,
+ * region-state.ts, map-persister.ts, target-open.ts and sched.ts.
  */
-
 import { join } from 'node:path';
 import {
   type AllocationExtent,
@@ -17,7 +12,16 @@ import {
   type NbdExport,
   type NbdWriter,
 } from '@liverestore/nbd';
-import type { CachedChunkReader } from '@liverestore/reader';
+import {
+  type CachedChunkReader,
+  copyLease,
+  heapScratch,
+  type ReadLease,
+  type ScratchBuffers,
+  scratchLease,
+  settleLeases,
+  zeroLease,
+} from '@liverestore/reader/internal';
 import { ALLOC_MAP_SUFFIX, type MapIdentity } from './alloc-map.js';
 import { forNbd, settleAll } from './async-util.js';
 import { LiveError, targetIoError } from './errors.js';
@@ -286,10 +290,16 @@ export class LiveDrive implements NbdExport {
         await this.#regionWriter.zeroForCopy(i);
         return 0;
       }
-      const data = await this.#fetchRegion(this.#copyReader, i, signal);
-      await this.#regionWriter.fillRegion(i, data);
-      this.#stats.bytesCopied += data.length;
-      return data.length;
+      if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
+      // Stored from the cache's pages (a copy only when the cache lends no more).
+      const data = await this.#copyReader.leaseAt(this.regionStart(i), this.regionLength(i), signal);
+      try {
+        await this.#regionWriter.fillRegion(i, data.views);
+      } finally {
+        data.release();
+      }
+      this.#stats.bytesCopied += data.byteLength;
+      return data.byteLength;
     } finally {
       release();
     }
@@ -297,42 +307,17 @@ export class LiveDrive implements NbdExport {
 
   // ---- NbdExport ----------------------------------------------------------------------
 
-  /** Fills `buffer` with the bytes at `offset` (within the image). */
-  read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
-    return forNbd(
-      this.#readImpl(buffer, offset, signal).catch((err: unknown) => {
-        if (!signal.aborted) this.onReadError?.(err, offset, this);
-        throw err;
-      }),
-    );
-  }
-
-  async #readImpl(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
-    this.#checkOpen();
-    if (buffer.length === 0) return;
-    this.#stats.guestReads++;
-    const pending: Promise<void>[] = [];
-    let runFrom = -1; // start of the current run of local regions (one pread for the run)
-    let runTo = -1;
-    const flushRun = (): void => {
-      if (runFrom < 0) return;
-      pending.push(this.#readLocal(buffer.subarray(runFrom - offset, runTo - offset), runFrom));
-      runFrom = -1;
-    };
-    let fromBackup = false;
-    this.#eachRegion(offset, buffer.length, (i, from, to) => {
-      if (this.isLocal(i)) {
-        if (runFrom < 0) runFrom = from;
-        runTo = to;
-        return;
-      }
-      flushRun();
-      fromBackup = true;
-      pending.push(this.#readRemote(i, buffer.subarray(from - offset, to - offset), from, signal));
-    });
-    flushRun();
-    if (fromBackup) this.#stats.guestReadsFromBackup++;
-    await settleAll(pending);
+  /**
+   * Fills `buffer` with the bytes at `offset` (within the image): {@link lease}'s bytes,
+   * copied (the NBD server takes the lease itself).
+   */
+  async read(buffer: Buffer, offset: number, signal: AbortSignal): Promise<void> {
+    const leased = await this.lease(offset, buffer.length, signal, heapScratch);
+    try {
+      copyLease(leased, buffer);
+    } finally {
+      leased.release();
+    }
   }
 
   async #readLocal(buffer: Buffer, position: number): Promise<void> {
@@ -344,31 +329,95 @@ export class LiveDrive implements NbdExport {
   }
 
   /**
+   * The bytes at [offset, offset + length) lent rather than copied (NbdExport.lease): local
+   * runs are read from the target into `scratch` buffers, parts of regions not local are
+   * views on the cache's pages, as {@link read} answers them (and with the same
+   * write-behind store).
+   */
+  lease(offset: number, length: number, signal: AbortSignal, scratch: ScratchBuffers): Promise<ReadLease> {
+    return forNbd(
+      this.#leaseImpl(offset, length, signal, scratch).catch((err: unknown) => {
+        if (!signal.aborted) this.onReadError?.(err, offset, this);
+        throw err;
+      }),
+    );
+  }
+
+  async #leaseImpl(
+    offset: number,
+    length: number,
+    signal: AbortSignal,
+    scratch: ScratchBuffers,
+  ): Promise<ReadLease> {
+    this.#checkOpen();
+    if (length === 0) return zeroLease(0);
+    this.#stats.guestReads++;
+    const parts: Promise<ReadLease>[] = [];
+    let fromBackup = false;
+    let runFrom = -1; // start of the current run of local regions (one pread for the run)
+    let runTo = -1;
+    const flushRun = (): void => {
+      if (runFrom < 0) return;
+      const buffer = scratch.take(runTo - runFrom);
+      parts.push(this.#readLocal(buffer, runFrom).then(() => scratchLease(buffer, scratch)));
+      runFrom = -1;
+    };
+    this.#eachRegion(offset, length, (i, from, to) => {
+      if (this.isLocal(i)) {
+        if (runFrom < 0) runFrom = from;
+        runTo = to;
+        return;
+      }
+      flushRun();
+      fromBackup = true;
+      parts.push(this.#readRemote(i, from, to - from, signal, scratch));
+    });
+    flushRun();
+    if (fromBackup) this.#stats.guestReadsFromBackup++;
+    return settleLeases(parts);
+  }
+
+  /**
    * A read of part of a region not local: answered from the backup through the shared
    * cache, without the region's lock, so it never waits behind the copy or another fill
    * of that region (a write overlapping it is concurrent, and NBD leaves the order of
-   * concurrent overlapping requests open). The region is then stored in the target in
-   * the background (copy-on-read), so the next read of it is local.
+   * concurrent overlapping requests open). The region is then stored in the target behind
+   * the reply (copy-on-read, write-behind), so the next read of it is local.
    */
-  async #readRemote(i: number, dest: Buffer, position: number, signal: AbortSignal): Promise<void> {
+  async #readRemote(
+    i: number,
+    offset: number,
+    length: number,
+    signal: AbortSignal,
+    scratch: ScratchBuffers,
+  ): Promise<ReadLease> {
     if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
     this.#priority.enter();
+    let part: ReadLease;
     try {
-      if (this.#reader.isZeroChunk(i)) dest.fill(0);
-      else await this.#reader.readAt(dest, position, signal);
+      part = await this.#reader.leaseAt(offset, length, signal, scratch);
     } finally {
       this.#priority.leave();
     }
     this.#storeAfterRead(i);
+    return part;
   }
 
-  /** Copy-on-read: stores region `i` in the target once, in the background, under its lock. */
+  /**
+   * Copy-on-read, written behind: stores region `i` in the target once, in the
+   * background, under its lock. The region's chunk, in memory since the guest just read
+   * it, stays pinned from now until it is stored (when the cache lends it: else the store
+   * takes the bytes once a fill slot is free, as the copy would).
+   */
   #storeAfterRead(i: number): void {
-    if (this.isLocal(i) || this.#reader.isZeroChunk(i)) return;
+    if (this.isLocal(i) || this.#reader.isZeroChunk(i) || this.#regionWriter.storing(i)) return;
+    const held = this.#reader.tryLeaseAtSync(this.regionStart(i), this.regionLength(i), undefined);
+    if (held !== undefined) this.#stats.bytesFilledForGuest += held.byteLength;
     this.#regionWriter.storeInBackground(i, {
+      held,
       fetch: async () => {
-        const data = await this.#fetchRegion(this.#reader, i);
-        this.#stats.bytesFilledForGuest += data.length;
+        const data = await this.#reader.leaseAt(this.regionStart(i), this.regionLength(i));
+        this.#stats.bytesFilledForGuest += data.byteLength;
         return data;
       },
       cancelled: () => this.#closed,

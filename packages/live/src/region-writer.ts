@@ -1,4 +1,4 @@
-import { dataExtents } from '@liverestore/reader/internal';
+import { dataExtents, type ReadLease } from '@liverestore/reader/internal';
 import { targetIoError } from './errors.js';
 import { RegionEvent, RegionState, type RegionStates } from './region-state.js';
 import type { GuestPriority, RegionLocks, Semaphore } from './sched.js';
@@ -57,19 +57,24 @@ export class RegionWriter {
   }
 
   /**
-   * Writes a full region buffer into region `i`, not local (holding the region's lock),
-   * and marks it local. A pristine region (a hole) skips all-zero 64 KiB blocks and stays sparse.
+   * Writes a full region into region `i`, not local (holding the region's lock), and
+   * marks it local. `data` is the region's bytes in order: one buffer, or the views of a
+   * lease on the cache's pages. A pristine region (a hole) skips all-zero 64 KiB blocks
+   * and stays sparse.
    */
-  async fillRegion(i: number, data: Buffer): Promise<void> {
-    const start = this.#geometry.regionStart(i);
+  async fillRegion(i: number, data: readonly Buffer[]): Promise<void> {
     const pristine = this.#states.get(i) === RegionState.REMOTE_PRISTINE;
     this.#transition(i, RegionEvent.FILL_STARTED);
     try {
-      if (pristine) {
-        for (const [from, to] of dataExtents(data))
-          await this.#file.pwrite(data.subarray(from, to), start + from);
-      } else {
-        await this.#file.pwrite(data, start);
+      let at = this.#geometry.regionStart(i);
+      for (const view of data) {
+        if (pristine) {
+          for (const [from, to] of dataExtents(view))
+            await this.#file.pwrite(view.subarray(from, to), at + from);
+        } else {
+          await this.#file.pwrite(view, at);
+        }
+        at += view.byteLength;
       }
     } catch (err) {
       throw targetIoError(err, this.#targetPath, 'writing');
@@ -142,7 +147,7 @@ export class RegionWriter {
       const region = await this.#fetchForGuest(i);
       if (data === undefined) region.fill(0, from - start, to - start);
       else data.copy(region, from - start);
-      await this.fillRegion(i, region);
+      await this.fillRegion(i, [region]);
     } finally {
       slot();
     }
@@ -157,33 +162,53 @@ export class RegionWriter {
     }
   }
 
+  /** True while a background store of region `i` is queued or running. */
+  storing(i: number): boolean {
+    return this.#stores.has(i);
+  }
+
   /**
-   * Copy-on-read: fills region `i` with `fetch()`'s bytes in the background, once, under
-   * its lock and a fill slot, unless it is local or `cancelled()` by then; a failure goes
-   * to `onError` (the region stays not local and is filled again later).
+   * Copy-on-read, written behind the guest's reply: fills region `i` in the background,
+   * once, under its lock and a fill slot, unless it is local or `cancelled()` by then.
+   * The bytes are `held` (the region's chunk pinned in the cache when the guest read it:
+   * it cannot be evicted and fetched again meanwhile), else taken with `fetch()` once a
+   * fill slot is free. A failure goes to `onError` (the region stays not local and is
+   * filled again later). The lease is released once, whatever happens.
    */
   storeInBackground(
     i: number,
-    how: { fetch: () => Promise<Buffer>; cancelled: () => boolean; onError: (err: unknown) => void },
+    how: {
+      held: ReadLease | undefined;
+      fetch: () => Promise<ReadLease>;
+      cancelled: () => boolean;
+      onError: (err: unknown) => void;
+    },
   ): void {
-    if (this.#stores.has(i)) return;
+    if (this.#stores.has(i)) {
+      how.held?.release();
+      return;
+    }
     const store = async (): Promise<void> => {
-      const slot = await this.#fillSlots.acquire();
+      let data = how.held;
       try {
-        if (this.#states.isLocal(i) || how.cancelled()) return;
-        // The region's bytes are taken at once, while the chunk the guest just read is
-        // still in the cache: waiting for the lock first (the copy may hold it) could let
-        // the chunk be evicted and cost a second fetch and decode.
-        const data = await how.fetch();
-        const release = await this.#locks.acquire(i);
+        const slot = await this.#fillSlots.acquire();
         try {
           if (this.#states.isLocal(i) || how.cancelled()) return;
-          await this.fillRegion(i, data);
+          // Taken before the region's lock (the copy may hold it), while the chunk the
+          // guest just read is still in the cache.
+          data ??= await how.fetch();
+          const release = await this.#locks.acquire(i);
+          try {
+            if (this.#states.isLocal(i) || how.cancelled()) return;
+            await this.fillRegion(i, data.views);
+          } finally {
+            release();
+          }
         } finally {
-          release();
+          slot();
         }
       } finally {
-        slot();
+        data?.release();
       }
     };
     this.#stores.set(

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { type CachedChunkReader, ChunkCache, openSnapshot } from '@liverestore/reader';
+import { chunkCacheInternals, heapScratch, type SlotIndex } from '@liverestore/reader/internal';
 import { prng, tempDir } from '@liverestore/testkit';
 import anyTest, { type TestFn } from 'ava';
 import fc from 'fast-check';
@@ -35,6 +36,7 @@ const signal = new AbortController().signal;
 
 interface Context {
   source: Buffer;
+  cache: ChunkCache;
   reader: CachedChunkReader;
   snapshot: string;
   /** Where each sequence gets its target directory (tmpfs when there is one: fsync is free there). */
@@ -69,6 +71,7 @@ test.before(async (t) => {
   const scratch = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'lr-model-'));
   t.context = {
     source,
+    cache,
     reader,
     snapshot: snap.path,
     scratch,
@@ -85,7 +88,12 @@ test.after.always(async (t) => {
 });
 
 type Op =
-  | { kind: 'read'; offset: number; length: number }
+  /**
+   * `lease`: through LiveDrive.lease (views on the cache's pages, as the NBD server reads)
+   * instead of read; `settle` false: the next step starts while the copy-on-read stores
+   * this read started are still written behind (a write, flush, copy or crash meets them).
+   */
+  | { kind: 'read'; offset: number; length: number; lease: boolean; settle: boolean }
   | { kind: 'write'; offset: number; length: number; fill: number; fua: boolean }
   | { kind: 'zero' | 'trim'; offset: number; length: number }
   | { kind: 'copy'; region: number }
@@ -110,8 +118,9 @@ const regionRange = fc.tuple(fc.nat(REGIONS - 1), fc.integer({ min: 1, max: 2 })
   length: Math.min(SIZE, (region + count) * REGION) - region * REGION,
 }));
 const range = fc.oneof({ weight: 3, arbitrary: sectorRange }, { weight: 1, arbitrary: regionRange });
+const readFlags = fc.record({ lease: fc.boolean(), settle: fc.boolean() });
 const concurrentArb: fc.Arbitrary<ConcurrentOp> = fc.oneof(
-  range.map((r): ConcurrentOp => ({ kind: 'read', ...r })),
+  fc.tuple(range, readFlags).map(([r, flags]): ConcurrentOp => ({ kind: 'read', ...r, ...flags })),
   fc
     .tuple(range, fc.integer({ min: 1, max: 255 }))
     .map(([r, fill]): ConcurrentOp => ({ kind: 'write', ...r, fill, fua: false })),
@@ -125,7 +134,10 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       .array(concurrentArb, { minLength: 2, maxLength: 4 })
       .map((ops): Op => ({ kind: 'concurrent', ops: disjoint(ops) })),
   },
-  { weight: 3, arbitrary: range.map((r): Op => ({ kind: 'read', ...r })) },
+  {
+    weight: 3,
+    arbitrary: fc.tuple(range, readFlags).map(([r, flags]): Op => ({ kind: 'read', ...r, ...flags })),
+  },
   {
     weight: 4,
     arbitrary: fc
@@ -167,6 +179,29 @@ function guestBytes(offset: number, length: number, fill: number): Buffer {
   return data;
 }
 
+/** Reads through `read`, or through `lease` (the bytes copied out, then released) as the NBD server does. */
+async function guestRead(drive: LiveDrive, offset: number, length: number, lease: boolean): Promise<Buffer> {
+  if (!lease) {
+    const buf = Buffer.alloc(length);
+    await drive.read(buf, offset, signal);
+    return buf;
+  }
+  const leased = await drive.lease(offset, length, signal, heapScratch);
+  try {
+    return Buffer.concat(leased.views, length);
+  } finally {
+    leased.release();
+  }
+}
+
+/** Pins held in the cache now: by guest reads, by stores written behind. */
+function cachePins(cache: ChunkCache): number {
+  let pins = 0;
+  for (let slot = 0; slot < chunkCacheInternals(cache).table.slotCount; slot++)
+    pins += chunkCacheInternals(cache).table.pins(slot as SlotIndex);
+  return pins;
+}
+
 /** One simulated process: its faulty files and its drive over `dir`. */
 async function startProcess(ctx: Context, dir: string): Promise<{ files: FaultFiles; drive: LiveDrive }> {
   const files = new FaultFiles();
@@ -178,6 +213,7 @@ async function startProcess(ctx: Context, dir: string): Promise<{ files: FaultFi
 async function runSequence(ctx: Context, ops: readonly Op[]): Promise<void> {
   const dir = await mkdtemp(join(ctx.scratch, 'seq-'));
   let { files, drive } = await startProcess(ctx, dir);
+  const drives = [drive]; // every process's drive: their stores must all end and unpin
   const image = Buffer.from(ctx.source); // what reads must return now
   // What a crash may leave, sector by sector: the image at the last acknowledged flush,
   // or after any write since (unflushed writes may or may not survive).
@@ -199,6 +235,7 @@ async function runSequence(ctx: Context, ops: readonly Op[]): Promise<void> {
     const states = Array.from({ length: REGIONS }, (_, i) => stateName(verifier.drive.regionState(i)));
     await verifier.files.crash(() => false);
     ({ files, drive } = await startProcess(ctx, dir));
+    drives.push(verifier.drive, drive);
     for (let at = 0; at < SIZE; at += SECTOR) {
       const sector = after.subarray(at, at + SECTOR);
       if (!candidates.some((c) => c.subarray(at, at + SECTOR).equals(sector))) {
@@ -216,8 +253,7 @@ async function runSequence(ctx: Context, ops: readonly Op[]): Promise<void> {
     for (const op of ops) {
       switch (op.kind) {
         case 'read': {
-          const buf = Buffer.alloc(op.length);
-          await drive.read(buf, op.offset, signal);
+          const buf = await guestRead(drive, op.offset, op.length, op.lease);
           if (!buf.equals(image.subarray(op.offset, op.offset + op.length))) {
             throw new Error(`read ${op.offset}+${op.length} differs from the model`);
           }
@@ -258,9 +294,7 @@ async function runSequence(ctx: Context, ops: readonly Op[]): Promise<void> {
               else if (sub.kind === 'write') {
                 await drive.writer.write(guestBytes(sub.offset, sub.length, sub.fill), sub.offset, false);
               } else {
-                const buf = Buffer.alloc(sub.length);
-                await drive.read(buf, sub.offset, signal);
-                return { at: sub.offset, buf };
+                return { at: sub.offset, buf: await guestRead(drive, sub.offset, sub.length, sub.lease) };
               }
               return undefined;
             }),
@@ -290,10 +324,19 @@ async function runSequence(ctx: Context, ops: readonly Op[]): Promise<void> {
           break;
         }
       }
-      await drive.storesSettled(); // copy-on-read stores finish: the sequence replays the same way
+      // Copy-on-read stores finish (the sequence replays the same way), unless this read
+      // leaves them to run behind into the next step.
+      if (op.kind !== 'read' || op.settle) await drive.storesSettled();
+    }
+    for (const d of drives) await d.storesSettled();
+    if (cachePins(ctx.cache) !== 0 || ctx.cache.stats().lentBytes !== 0) {
+      throw new Error(
+        `${cachePins(ctx.cache)} cache pins (${ctx.cache.stats().lentBytes} bytes lent) left after every store ended`,
+      );
     }
   } finally {
     await drive.close().catch(() => undefined);
+    for (const d of drives) await d.storesSettled();
     await rm(dir, { recursive: true, force: true });
   }
 }

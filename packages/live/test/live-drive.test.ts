@@ -1,5 +1,6 @@
 import { cp, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { heapScratch } from '@liverestore/reader/internal';
 
 import {
   encodeMap,
@@ -447,4 +448,40 @@ test('a guest read of a region not local never waits for the region lock (a fill
     -1,
     'the write landed on the filled region',
   );
+});
+
+test('write-behind: the guest is answered, then its region is stored from the pinned chunk, never fetched again however the cache turns over', async (t) => {
+  const { f } = t.context;
+  const { snapshot, cache } = await openFixtureSnapshot(t, f);
+  const d = f.drives[0]!;
+  const model = sourceImage(d.spec);
+  const fillSlots = new Semaphore(1);
+  const drive = await LiveDrive.open({
+    reader: await snapshot.openArchive(d.name),
+    targetDir: targetDir(f),
+    snapshot: snapshot.path,
+    fillSlots,
+  });
+  const i = [...Array(drive.regionCount).keys()].find((r) => !drive.isLocal(r))!;
+  // The test holds the only fill slot: the store of the region waits behind the reply.
+  const releaseSlot = await fillSlots.acquire();
+  const at = i * CHUNK_BYTES + 8192;
+  const lease = await drive.lease(at, 65536, new AbortController().signal, heapScratch);
+  t.is(firstDifference(Buffer.concat(lease.views), model.subarray(at, at + 65536)), -1);
+  lease.release();
+  t.false(drive.isLocal(i), 'answered before the region is stored');
+  // Every other chunk of the image passes through the 8 MiB cache (13 MiB of them).
+  const other = await snapshot.openArchive(d.name, { readaheadChunks: 0 });
+  const scratch = Buffer.alloc(CHUNK_BYTES);
+  for (let k = 0; k < drive.regionCount; k++) if (k !== i) await other.readAt(scratch, k * CHUNK_BYTES);
+  t.true(cache.stats().evictions > 0, 'the cache turned over');
+  const loads = cache.stats().misses;
+  releaseSlot();
+  await drive.storesSettled();
+  t.true(drive.isLocal(i));
+  t.is(cache.stats().misses, loads, 'the store did not fetch the chunk again');
+  t.is(cache.stats().lentBytes, 0, 'the held chunk was returned');
+  await drive.close();
+  const region = (await readTarget(drive.targetPath)).subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES);
+  t.is(firstDifference(region, model.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES)), -1);
 });

@@ -1,4 +1,10 @@
-import type { ArchiveReaderOptions, CachedChunkReader, Snapshot } from '@liverestore/reader';
+import type {
+  ArchiveReaderOptions,
+  CachedChunkReader,
+  ReadLease,
+  ScratchBuffers,
+  Snapshot,
+} from '@liverestore/reader';
 
 /** One run of the `base:allocation` context: `length` bytes that are all holes/zero or not. */
 export interface AllocationExtent {
@@ -26,6 +32,15 @@ export interface NbdExport {
    * is at hand (e.g. cached); returns false (buffer contents unspecified) otherwise.
    */
   tryReadSync?(buffer: Buffer, offset: number): boolean;
+  /**
+   * Optional zero-copy read, preferred by the server when present: the `length` bytes at
+   * `offset` lent where they lie (the cache's pinned pages), parts that cannot be lent
+   * copied into buffers from `scratch`. The server writes the views to the socket and
+   * releases the lease once the socket has taken them (or the connection is gone).
+   */
+  lease?(offset: number, length: number, signal: AbortSignal, scratch: ScratchBuffers): Promise<ReadLease>;
+  /** Optional: {@link lease} without waiting, or undefined when it would have to wait. */
+  tryLeaseSync?(offset: number, length: number, scratch: ScratchBuffers): ReadLease | undefined;
   /** Allocation extents covering [offset, offset + length), merged, at most `maxExtents`. */
   blockStatus(offset: number, length: number, maxExtents: number): AllocationExtent[];
   /** Present on writable exports: stores `data` at `offset`; durable on return when `fua`. */
@@ -92,6 +107,8 @@ export function readerExport(reader: CachedChunkReader): NbdExport {
       await reader.readAt(buffer, offset, signal);
     },
     tryReadSync: (buffer, offset) => reader.tryReadAtSync(buffer, offset),
+    lease: (offset, length, signal, scratch) => reader.leaseAt(offset, length, signal, scratch),
+    tryLeaseSync: (offset, length, scratch) => reader.tryLeaseAtSync(offset, length, scratch),
     blockStatus: (offset, length, maxExtents) =>
       mergedExtents(
         {

@@ -7,6 +7,7 @@
  */
 
 import type { Socket } from 'node:net';
+import type { ReadLease } from '@liverestore/reader';
 import type { AllocationExtent } from './export.js';
 import type { ReplyBudget } from './reply-budget.js';
 import type { ReplyBuffers } from './reply-buffers.js';
@@ -140,11 +141,35 @@ export class ReplyWriter {
    * buffers): the buffer goes back to them once the socket no longer needs it.
    */
   read(handle: bigint, offset: number, buffer: Buffer, charged: number): void {
-    if (this.#structured && buffer.length === 0) {
+    this.#readReply(handle, offset, [buffer], buffer.length, charged, (ok) => {
+      if (ok) this.#buffers.give(buffer);
+    });
+  }
+
+  /**
+   * The successful reply of a read whose data a lease lends (views on the cache's pages,
+   * see ReadLease): written without a copy, and the lease released exactly once, when the
+   * socket has taken the bytes, failed to, or was already gone.
+   */
+  readLease(handle: bigint, offset: number, lease: ReadLease, charged: number): void {
+    this.#readReply(handle, offset, lease.views, lease.byteLength, charged, () => lease.release());
+  }
+
+  /** `done` runs once the data is no longer referenced (ok: it was written). */
+  #readReply(
+    handle: bigint,
+    offset: number,
+    data: readonly Buffer[],
+    length: number,
+    charged: number,
+    done: (ok: boolean) => void,
+  ): void {
+    if (this.#structured && length === 0) {
       this.#write(
         [W.encodeStructuredReplyHeader(handle, W.NBD_REPLY_FLAG_DONE, W.NBD_REPLY_TYPE_NONE, 0)],
         charged,
       );
+      done(true);
       return;
     }
     const head = this.#structured
@@ -153,19 +178,17 @@ export class ReplyWriter {
             handle,
             W.NBD_REPLY_FLAG_DONE,
             W.NBD_REPLY_TYPE_OFFSET_DATA,
-            8 + buffer.length,
+            8 + length,
           ),
           W.encodeOffset(offset),
         ]
       : [W.encodeSimpleReply(handle, 0)];
-    if (this.#socket.destroyed || buffer.length + 32 <= COALESCE_REPLY_BYTES) {
-      this.#write([...head, buffer], charged); // copied into one write: the buffer is free at once
-      this.#buffers.give(buffer);
+    if (this.#socket.destroyed || length + 32 <= COALESCE_REPLY_BYTES) {
+      this.#write([...head, ...data], charged); // copied into one write: the data is free at once
+      done(true);
       return;
     }
-    this.#write([...head, buffer], charged, (ok) => {
-      if (ok) this.#buffers.give(buffer);
-    });
+    this.#write([...head, ...data], charged, done);
   }
 
   /** A block-status reply of `extents` in the `base:allocation` context. */

@@ -8,6 +8,7 @@
  */
 
 import type { Socket } from 'node:net';
+import type { ReadLease } from '@liverestore/reader';
 import type { NbdExport } from './export.js';
 import type { Session } from './handshake.js';
 import { ConnectionClosed, type Input } from './input.js';
@@ -281,6 +282,23 @@ export class Transmission {
   }
 
   #read(r: W.RequestHeader, charge: number): void {
+    const exp = this.#export;
+    if (exp.lease !== undefined) {
+      const lease = exp.tryLeaseSync?.(r.offset, r.length, this.#host.replyBuffers);
+      if (lease !== undefined) {
+        this.#replyLease(r, charge, lease);
+        return;
+      }
+      this.#inFlight++;
+      exp
+        .lease(r.offset, r.length, this.#closed, this.#host.replyBuffers)
+        .then(
+          (leased) => this.#replyLease(r, charge, leased),
+          (err: unknown) => this.#readFailed(r, charge, err),
+        )
+        .finally(() => this.#settled());
+      return;
+    }
     const buffers = this.#host.replyBuffers;
     const buffer = buffers.take(r.length);
     if (this.#export.tryReadSync?.(buffer, r.offset) === true) {
@@ -292,13 +310,43 @@ export class Transmission {
       .read(buffer, r.offset, this.#closed)
       .then(
         () => this.#writer.read(r.handle, r.offset, buffer, charge),
-        (err: unknown) => {
-          // The buffer is not returned to the pool: an aborted read may still be filling it.
-          const code = (err as { code?: unknown }).code;
-          this.#writer.error(r.handle, nbdErrno(err), `read failed: ${String(code ?? 'EIO')}`, true, charge);
-        },
+        // The buffer is not returned to the pool: an aborted read may still be filling it.
+        (err: unknown) => this.#readFailed(r, charge, err),
       )
       .finally(() => this.#settled());
+  }
+
+  #readFailed(r: W.RequestHeader, charge: number, err: unknown): void {
+    const code = (err as { code?: unknown }).code;
+    this.#writer.error(r.handle, nbdErrno(err), `read failed: ${String(code ?? 'EIO')}`, true, charge);
+  }
+
+  /**
+   * Replies from a lease. The request's charge covers a reply buffer of its length; a lease
+   * may hold more (a 64 KiB view pins its whole 4 MiB chunk), and that too is charged,
+   * to this connection's bound and the server's budget, until the socket has taken the
+   * reply. When it does not fit, the bytes are copied into a reply buffer and the lease
+   * released at once: so pinned cache memory stays within both bounds.
+   */
+  #replyLease(r: W.RequestHeader, charge: number, lease: ReadLease): void {
+    const extra = lease.heldBytes - r.length;
+    if (extra <= 0) {
+      this.#writer.readLease(r.handle, r.offset, lease, charge);
+      return;
+    }
+    if (this.#writer.heldBytes + extra <= this.#host.maxQueuedBytes && this.#host.budget.tryAcquire(extra)) {
+      this.#writer.hold(extra);
+      this.#writer.readLease(r.handle, r.offset, lease, charge + extra);
+      return;
+    }
+    const buffer = this.#host.replyBuffers.take(r.length);
+    try {
+      let at = 0;
+      for (const view of lease.views) at += view.copy(buffer, at);
+    } finally {
+      lease.release();
+    }
+    this.#writer.read(r.handle, r.offset, buffer, charge);
   }
 
   /** Runs a write, zeroing, trim or flush; replies 0 or its NBD error when it settles. */

@@ -55,6 +55,52 @@ test.serial('never-reading clients together stay within maxServerQueuedBytes', a
 });
 
 test.serial(
+  'replies written from the cache pin whole chunks: the budget counts them, never-reading clients pin at most its worth',
+  async (t) => {
+    const f = t.context.fixture;
+    const budget = 4 * MiB;
+    // 64 KiB replies each pin a 1 MiB chunk: charged by their length alone, the 4 MiB budget
+    // would let 64 of them pin 16 chunks (the cache lends 8 MiB of its 16).
+    const { server, cache } = await serve(t, f, { maxQueuedBytes: 2 * MiB, maxServerQueuedBytes: budget });
+    t.timeout(90_000, 'the connections never all stopped reading requests');
+    const size = f.drives[0]!.spec.sizeBytes;
+    const clients: MiniClient[] = [];
+    t.teardown(() => {
+      for (const c of clients) c.socket.destroy();
+    });
+    let mostLent = 0;
+    const sampler = setInterval(() => {
+      mostLent = Math.max(mostLent, cache.stats().lentBytes);
+    }, 1);
+    t.teardown(() => clearInterval(sampler));
+    for (let n = 0; n < 4; n++) {
+      const c = await MiniClient.connect(server.port!);
+      clients.push(c);
+      await c.greet();
+      await c.go('');
+      c.socket.pause();
+      for (let k = 0; k < 600; k++) {
+        const offset = (((k + n * 5) * MiB + (k % 16) * 65536) % (size - 65536)) & ~4095;
+        c.socket.write(
+          P.encodeRequestHeader({ flags: 0, type: P.NBD_CMD_READ, handle: BigInt(k), offset, length: 65536 }),
+        );
+      }
+    }
+    await until(() => server.stats().blockedConnections === clients.length);
+    mostLent = Math.max(mostLent, cache.stats().lentBytes);
+    const stats = server.stats();
+    t.log(stats, `most lent ${mostLent}`);
+    t.true(stats.queuedBytes <= budget, `${stats.queuedBytes} bytes held, budget ${budget}`);
+    t.true(mostLent > 0, 'replies were written from the cache');
+    t.true(mostLent <= budget, `${mostLent} bytes of cache pinned by replies, budget ${budget}`);
+    for (const c of clients) c.socket.destroy();
+    await until(() => server.stats().connections === 0 && cache.stats().inFlight === 0);
+    t.is(cache.stats().lentBytes, 0);
+    t.is(server.stats().queuedBytes, 0);
+  },
+);
+
+test.serial(
   'clients that never read are cut after replyStallTimeoutMs; what they held is released',
   async (t) => {
     const f = t.context.fixture;

@@ -3,7 +3,18 @@ import { type ChunkIndex, type CryptConfig, chunkDigest, toHex } from '@liverest
 import { settleAll } from '@liverestore/format/internal';
 import type { ChunkAccess } from './chunk-access.js';
 import { MAX_READAHEAD_CACHE_FRACTION } from './chunk-cache-options.js';
+import {
+  heapScratch,
+  joinLeases,
+  type ReadLease,
+  type ScratchBuffers,
+  scratchLease,
+  settleLeases,
+  viewLease,
+  zeroLease,
+} from './read-lease.js';
 import { ReadaheadTracker } from './readahead.js';
+import type { Lease } from './slot-table.js';
 
 /** Default readahead window: chunks kept loading ahead of a sequential stream. */
 export const DEFAULT_READAHEAD_CHUNKS = 8;
@@ -176,6 +187,142 @@ export class CachedChunkReader {
     const ahead = this.#readahead.observe(offset, end, first, last);
     if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
     return true;
+  }
+
+  /**
+   * The bytes at [offset, offset + length) (within the image) lent rather than copied: a
+   * chunk in memory is a view on its pinned pages (see {@link ReadLease}); a chunk read
+   * from the spill file, or one the cache will not lend any more of (or a reader in another
+   * thread), is copied into a buffer from `scratch`. Chunks are requested at once, as in
+   * {@link readAt}; if one fails, the others are released and the error thrown.
+   */
+  async leaseAt(
+    offset: number,
+    length: number,
+    signal?: AbortSignal,
+    scratch: ScratchBuffers = heapScratch,
+  ): Promise<ReadLease> {
+    this.#checkRange(offset, length);
+    if (length === 0) return zeroLease(0);
+    const end = offset + length;
+    const index = this.index;
+    const first = index.chunkIndexAt(offset);
+    const last = index.chunkIndexAt(end - 1);
+    const ahead = this.#readahead.observe(offset, end, first, last);
+    const background = this.#readahead.sequential;
+    const parts: Promise<ReadLease>[] = [];
+    for (let i = first; i <= last; i++) {
+      const chunkStart = index.chunkStart(i);
+      const chunkLength = index.chunkEnd(i) - chunkStart;
+      const from = Math.max(offset, chunkStart) - chunkStart;
+      const count = Math.min(end, chunkStart + chunkLength) - chunkStart - from;
+      if (this.isZeroChunk(i)) parts.push(Promise.resolve(zeroLease(count)));
+      else parts.push(this.#leaseChunk(this.#hex[i]!, chunkLength, from, count, signal, background, scratch));
+    }
+    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
+    return settleLeases(parts);
+  }
+
+  /**
+   * {@link leaseAt} without waiting: undefined as soon as one chunk is not in memory (or
+   * with `scratch` undefined, one the cache will not lend: a lease then holds only the
+   * cache's pages, never a copy, and is no read of the reader's stream: readahead does
+   * not move; live restore pins a region this way to store it behind a guest read).
+   * Chunks already pinned are released then. Readers in other threads always return
+   * undefined.
+   */
+  tryLeaseAtSync(offset: number, length: number, scratch: ScratchBuffers | undefined): ReadLease | undefined {
+    const tryAcquire = this.#access.tryAcquire;
+    if (tryAcquire === undefined) return undefined;
+    this.#checkRange(offset, length);
+    if (length === 0) return zeroLease(0);
+    const end = offset + length;
+    const index = this.index;
+    const first = index.chunkIndexAt(offset);
+    const last = index.chunkIndexAt(end - 1);
+    const parts: ReadLease[] = [];
+    for (let i = first; i <= last; i++) {
+      const chunkStart = index.chunkStart(i);
+      const chunkLength = index.chunkEnd(i) - chunkStart;
+      const from = Math.max(offset, chunkStart) - chunkStart;
+      const count = Math.min(end, chunkStart + chunkLength) - chunkStart - from;
+      let part: ReadLease | undefined;
+      if (this.isZeroChunk(i)) part = zeroLease(count);
+      else {
+        const lease = tryAcquire(this.#hex[i]!, chunkLength);
+        if (lease !== undefined) part = this.#lend(lease, from, count, scratch);
+      }
+      if (part === undefined) {
+        for (const p of parts) p.release();
+        return undefined;
+      }
+      parts.push(part);
+    }
+    if (scratch !== undefined) {
+      const ahead = this.#readahead.observe(offset, end, first, last);
+      if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
+    }
+    return joinLeases(parts);
+  }
+
+  #checkRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
+      throw new RangeError(`a lease needs a non-negative offset and length, got ${offset}, ${length}`);
+    if (offset + length > this.size)
+      throw new RangeError(`a lease of ${length} bytes at ${offset} reaches past the end (${this.size})`);
+  }
+
+  /** One chunk's part of a lease: from the spill file (copied), else a pinned lease lent or copied. */
+  async #leaseChunk(
+    hex: string,
+    length: number,
+    chunkOffset: number,
+    count: number,
+    signal: AbortSignal | undefined,
+    background: boolean,
+    scratch: ScratchBuffers,
+  ): Promise<ReadLease> {
+    const access = this.#access;
+    if (access.readSpilled !== undefined) {
+      const buffer = scratch.take(count);
+      if (await access.readSpilled(hex, length, chunkOffset, buffer, 0, count))
+        return scratchLease(buffer, scratch);
+      scratch.give(buffer);
+    }
+    const lease = await access.acquire(hex, length, signal, background);
+    return this.#lend(lease, chunkOffset, count, scratch)!;
+  }
+
+  /**
+   * A pinned lease as part of a read lease: lent (views on its pages) when the cache
+   * agrees, else copied into `scratch` and released (undefined and released without scratch).
+   */
+  #lend(
+    lease: Lease,
+    chunkOffset: number,
+    count: number,
+    scratch: ScratchBuffers | undefined,
+  ): ReadLease | undefined {
+    const access = this.#access;
+    if (access.lend?.(lease) === true) {
+      const returnLent = (): void => access.returnLent!(lease);
+      let views: Buffer[];
+      try {
+        views = access.table.viewsOf(lease, chunkOffset, count);
+      } catch (err) {
+        returnLent();
+        throw err;
+      }
+      return viewLease(views, access.table.pageBytes * lease.pages.length, returnLent);
+    }
+    try {
+      if (scratch === undefined) return undefined;
+      const buffer = scratch.take(count);
+      access.table.copyOut(lease, chunkOffset, buffer, 0, count);
+      return scratchLease(buffer, scratch);
+    } finally {
+      access.release(lease);
+    }
   }
 
   #prefetch(from: number, to: number): void {

@@ -16,6 +16,13 @@ export interface ChunkAccess {
   /** A lease without waiting when the chunk is cached; only on the cache's own thread. */
   tryAcquire?(digestHex: string, length: number): Lease | undefined;
   release(lease: Lease): void;
+  /**
+   * Lends a lease (keeps its pages after the read: see ChunkCache.lend); false when the
+   * cache's lending share is spent. Only on the cache's own thread.
+   */
+  lend?(lease: Lease): boolean;
+  /** Drops the pin of a lease {@link lend} lent. */
+  returnLent?(lease: Lease): void;
   prefetch(digestHex: string, length: number): void;
   /**
    * Copies part of a chunk that left memory straight from the cache's spill file; false
@@ -44,6 +51,8 @@ export function localChunkAccess(
       cache.acquire({ digestHex, length, source, key, background }, signal),
     tryAcquire: (digestHex, length) => cache.tryAcquire(digestHex, length),
     release: (lease) => cache.release(lease),
+    lend: (lease) => cache.lend(lease),
+    returnLent: (lease) => cache.returnLent(lease),
     prefetch: (digestHex, length) => {
       cache.prefetch({ digestHex, length, source, key });
     },

@@ -18,6 +18,13 @@ export const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
  */
 export const MAX_READAHEAD_CACHE_FRACTION = 0.25;
 
+/**
+ * Lent chunks (pinned after a read returned, until an NBD reply has left or a region is
+ * stored: see ChunkCache.lend) never hold more than this share of the cache, however many
+ * clients leave their replies unread; beyond it reads copy, so loads always find memory.
+ */
+export const MAX_LENT_CACHE_FRACTION = 0.5;
+
 /** Options of {@link ChunkCache}. */
 export interface ChunkCacheOptions {
   /** Memory for decoded chunks, fixed for the cache's life whatever is opened. Default 256 MiB. */
@@ -84,6 +91,8 @@ export interface ChunkCacheStats {
   inFlight: number;
   /** Ready chunks now. */
   cachedChunks: number;
+  /** Bytes of the chunks lent now (see ChunkCache.lend), each chunk counted once. */
+  lentBytes: number;
   /** Bytes of pages holding ready or loading chunks now. */
   usedBytes: number;
   /** The fixed budget. */

@@ -11,6 +11,7 @@ import {
   type ChunkCacheStats,
   type ChunkRequest,
   checkCacheOptions,
+  MAX_LENT_CACHE_FRACTION,
   MAX_READAHEAD_CACHE_FRACTION,
 } from './chunk-cache-options.js';
 import { ChunkLoad } from './chunk-load.js';
@@ -78,6 +79,9 @@ export class ChunkCache {
    * urgent load that was just given memory as on its way.
    */
   readonly #awaitingBlob = new Set<ChunkLoad>();
+  /** Lent pins by slot (see {@link lend}), and the bytes of the chunks they hold. */
+  readonly #lent = new Map<SlotIndex, number>();
+  #lentBytes = 0;
   #closed = false;
   readonly #stats = {
     hits: 0,
@@ -190,6 +194,36 @@ export class ChunkCache {
   }
 
   /**
+   * Turns the pin of `lease` into a lent one: the reader keeps the chunk's pages after its
+   * read returns (an NBD reply written from them, a region stored from them) instead of
+   * copying. Refused (false: copy and release as usual) when lent chunks would hold more
+   * than {@link MAX_LENT_CACHE_FRACTION} of the cache, each chunk counted once, so replies
+   * that clients never read cannot take the memory loads need. Give it back with
+   * {@link returnLent}, not release.
+   */
+  lend(lease: Lease): boolean {
+    const pins = this.#lent.get(lease.slot) ?? 0;
+    if (pins === 0) {
+      const bytes = this.#arena.pages(lease.slot).length * this.#table.pageBytes;
+      if (this.#lentBytes + bytes > this.capacityBytes * MAX_LENT_CACHE_FRACTION) return false;
+      this.#lentBytes += bytes;
+    }
+    this.#lent.set(lease.slot, pins + 1);
+    return true;
+  }
+
+  /** Drops the pin of a lease {@link lend} lent. */
+  returnLent(lease: Lease): void {
+    const pins = this.#lent.get(lease.slot);
+    if (pins === undefined) throw new Error(`internal: slot ${lease.slot} returned but not lent`);
+    if (pins === 1) {
+      this.#lent.delete(lease.slot);
+      this.#lentBytes -= this.#arena.pages(lease.slot).length * this.#table.pageBytes;
+    } else this.#lent.set(lease.slot, pins - 1);
+    this.#table.unpin(lease);
+  }
+
+  /**
    * Starts loading a chunk nobody waits for yet (readahead). Never waits and never
    * competes with waiting requests: returns false when the chunk is cached, loading or
    * spilled (a pread away), when memory would have to be waited for, or when prefetched
@@ -248,6 +282,7 @@ export class ChunkCache {
       spill: this.#spill?.spill.stats(),
       inFlight: this.#loads.size,
       cachedChunks: this.#arena.readyCount,
+      lentBytes: this.#lentBytes,
       usedBytes: this.#arena.capacityBytes - this.#arena.freeBytes,
       capacityBytes: this.capacityBytes,
     };
@@ -278,6 +313,16 @@ export class ChunkCache {
   checkInvariants(): void {
     this.#arena.checkInvariants(this.#loads.size);
     this.#spill?.spill.checkInvariants();
+    let lentBytes = 0;
+    for (const [slot, pins] of this.#lent) {
+      if (this.#table.pins(slot) < pins)
+        throw new Error(`cache invariant violated: slot ${slot} lent more than pinned`);
+      lentBytes += this.#arena.pages(slot).length * this.#table.pageBytes;
+    }
+    if (lentBytes !== this.#lentBytes || lentBytes > this.capacityBytes * MAX_LENT_CACHE_FRACTION)
+      throw new Error(
+        `cache invariant violated: lent bytes ${this.#lentBytes}, lent chunks hold ${lentBytes}`,
+      );
   }
 
   #newLoad(request: ChunkRequest, urgent: boolean): ChunkLoad {

@@ -21,6 +21,7 @@ export {
   type PersistentChunkCacheOptions,
   type PersistentChunkCacheStats,
 } from './persistent-chunk-cache.js';
+export type { ReadLease, ScratchBuffers } from './read-lease.js';
 export { exportArchive, openRemoteArchive, type RemoteArchiveHandle } from './remote.js';
 export {
   RESTORE_SYNC_EVERY_BYTES,

@@ -18,6 +18,7 @@ export * from './http-transport.js';
 export * from './link-scheduler.js';
 export * from './persistent-cache-source.js';
 export * from './persistent-chunk-cache.js';
+export * from './read-lease.js';
 export * from './readahead.js';
 export * from './restore.js';
 export * from './slot-table.js';

@@ -105,7 +105,11 @@ export class PageArena {
     if (this.#freePages.length < pageCount || this.#freeSlots.length === 0) this.#evict(pageCount);
     if (this.#freePages.length < pageCount || this.#freeSlots.length === 0) return undefined;
     const slot = this.#freeSlots.pop()!;
-    const pages = Int32Array.from(this.#freePages.splice(this.#freePages.length - pageCount, pageCount));
+    // Reversed: the free list is a stack, so a chunk's pages come out in ascending order
+    // when they are adjacent, and a read of several pages is one view (see viewsOf).
+    const pages = Int32Array.from(
+      this.#freePages.splice(this.#freePages.length - pageCount, pageCount),
+    ).reverse();
     this.#pageLists[slot] = pages;
     this.table.setField(slot, kGenerationField, (this.table.field(slot, kGenerationField) + 1) | 0);
     this.table.setField(slot, kPageCountField, pageCount);

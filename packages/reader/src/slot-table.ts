@@ -131,12 +131,7 @@ export class SlotTable {
    * The lease's generation is checked first: a reader never reads a reused slot.
    */
   copyOut(lease: Lease, chunkOffset: number, target: Uint8Array, targetOffset: number, length: number): void {
-    if (this.field(lease.slot, kGenerationField) !== lease.generation || this.pins(lease.slot) <= 0) {
-      throw new Error(`internal: slot ${lease.slot} read without a valid pin`);
-    }
-    if (chunkOffset < 0 || length < 0 || chunkOffset + length > lease.length) {
-      throw new RangeError(`copy of ${length} bytes at ${chunkOffset} is outside a chunk of ${lease.length}`);
-    }
+    this.#checkRange(lease, chunkOffset, length);
     const pageBytes = this.pageBytes;
     let done = 0;
     while (done < length) {
@@ -147,6 +142,41 @@ export class SlotTable {
       const start = page * pageBytes + inPage;
       this.#arenaBytes.copy(target, targetOffset + done, start, start + n);
       done += n;
+    }
+  }
+
+  /**
+   * Views of `length` bytes at `chunkOffset` of a leased chunk, straight on the arena (no
+   * copy): one per run of adjacent pages. Valid while the lease's pin is held; read-only.
+   */
+  viewsOf(lease: Lease, chunkOffset: number, length: number): Buffer[] {
+    this.#checkRange(lease, chunkOffset, length);
+    const pageBytes = this.pageBytes;
+    const views: Buffer[] = [];
+    let runStart = -1;
+    let runEnd = -1;
+    for (let done = 0; done < length; ) {
+      const at = chunkOffset + done;
+      const inPage = at % pageBytes;
+      const n = Math.min(pageBytes - inPage, length - done);
+      const start = lease.pages[Math.floor(at / pageBytes)]! * pageBytes + inPage;
+      if (start !== runEnd) {
+        if (runStart >= 0) views.push(this.#arenaBytes.subarray(runStart, runEnd));
+        runStart = start;
+      }
+      runEnd = start + n;
+      done += n;
+    }
+    if (runStart >= 0) views.push(this.#arenaBytes.subarray(runStart, runEnd));
+    return views;
+  }
+
+  #checkRange(lease: Lease, chunkOffset: number, length: number): void {
+    if (this.field(lease.slot, kGenerationField) !== lease.generation || this.pins(lease.slot) <= 0) {
+      throw new Error(`internal: slot ${lease.slot} read without a valid pin`);
+    }
+    if (chunkOffset < 0 || length < 0 || chunkOffset + length > lease.length) {
+      throw new RangeError(`copy of ${length} bytes at ${chunkOffset} is outside a chunk of ${lease.length}`);
     }
   }
 

@@ -49,8 +49,8 @@ export class CacheModel {
   readonly queue: ModelLoad[] = [];
   readonly fetches: ModelFetch[] = [];
   readonly outcomes = new Map<number, Outcome>();
-  /** Acquires holding a lease (kept), in the order they got it. */
-  readonly held: { readonly id: number; readonly k: number }[] = [];
+  /** Acquires holding a lease (kept), in the order they got it; `lent` once lend() took it. */
+  readonly held: { readonly id: number; readonly k: number; lent: boolean }[] = [];
   readonly #failNext = new Set<number>();
   readonly #delayNext = new Set<number>();
   readonly keeps = new Map<number, boolean>();
@@ -166,6 +166,24 @@ export class CacheModel {
     return true;
   }
 
+  /** Pages of the chunks lent leases hold, each chunk once. */
+  lentPages(): number {
+    const lent = new Set(this.held.filter((h) => h.lent).map((h) => h.k));
+    return [...lent].reduce((sum, k) => sum + this.pagesOf(k), 0);
+  }
+
+  /**
+   * Lends the held lease at `index`: always for a chunk already lent, else only if lent
+   * chunks then hold at most half the cache. A lent lease is a pin like any other.
+   */
+  lend(index: number): boolean {
+    const lease = this.held[index]!;
+    const alreadyLent = this.held.some((h) => h.lent && h.k === lease.k);
+    if (!alreadyLent && this.lentPages() + this.pagesOf(lease.k) > this.capacity * 0.5) return false;
+    lease.lent = true;
+    return true;
+  }
+
   release(index: number): void {
     const [lease] = this.held.splice(index, 1);
     const entry = this.ready.find((r) => r.k === lease!.k)!;
@@ -248,7 +266,7 @@ export class CacheModel {
     this.outcomes.set(id, { state: 'fulfilled' });
     if (this.keeps.get(id) === true) {
       entry.pins++;
-      this.held.push({ id, k: entry.k });
+      this.held.push({ id, k: entry.k, lent: false });
     }
   }
 
