@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseSnapshotSpec } from '@liverestore/datastore';
 import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@liverestore/live';
 import type { NbdListen } from '@liverestore/nbd';
@@ -81,7 +82,7 @@ function progressReporter(
 /** Resolves when the restore is complete and no NBD client is connected (polled). */
 async function completeAndIdle(restore: LiveRestore): Promise<void> {
   await restore.done;
-  while (restore.clients() > 0) await new Promise((r) => setTimeout(r, 200));
+  while (restore.clients() > 0) await sleep(200);
 }
 
 /**
@@ -93,7 +94,7 @@ async function stalledAndIdle(restore: LiveRestore): Promise<Error> {
     const stalled =
       restore.stalled ?? (await new Promise<Error>((resolve) => restore.once('stalled', resolve)));
     if (restore.clients() === 0 && restore.stalled === stalled) return stalled;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 
