@@ -8,7 +8,7 @@ import {
   type Manifest,
   toHex,
 } from '@liverestore/format';
-import type { ArchiveName } from './archive-name.js';
+import { type ArchiveName, isSnapshotFileName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { DatastoreError } from './errors.js';
 import {
@@ -25,12 +25,12 @@ import { MAX_CHUNK_FILE_BYTES, readRegularFile } from './regular-file.js';
 import { readSnapshotArchiveIndex, readSnapshotInfo, readSnapshotManifest } from './snapshot-files.js';
 import {
   formatBackupTime,
-  formatGroup,
   formatSnapshot,
   inNamespace,
   isBackupId,
   namespaceOf,
   parseBackupTime,
+  pickSnapshot,
   type SnapshotRef,
   type SnapshotSpec,
 } from './snapshot-ref.js';
@@ -277,16 +277,12 @@ export class Datastore {
    */
   async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
     const namespace = parseNamespace(namespaceOf(spec));
-    const times = await this.snapshotTimes(spec.type, spec.id, namespace);
-    const time = spec.time ?? times.at(-1);
-    if (time === undefined || !times.includes(time)) {
-      const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
-      throw new DatastoreError(
-        'ERR_LR_SNAPSHOT_NOT_FOUND',
-        `no snapshot ${what} in ${describeNamespace(namespace)} of ${this.dir}`,
-      );
-    }
-    return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
+    return pickSnapshot(
+      spec,
+      await this.snapshotTimes(spec.type, spec.id, namespace),
+      namespace,
+      `of ${this.dir}`,
+    );
   }
 
   /**
@@ -294,7 +290,7 @@ export class Datastore {
    * when absent. The name must be a plain file name: nothing outside the snapshot is reachable.
    */
   async readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Buffer> {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(filename)) {
+    if (!isSnapshotFileName(filename)) {
       throw new DatastoreError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `invalid snapshot file name "${filename}"`);
     }
     try {
