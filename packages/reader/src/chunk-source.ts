@@ -1,8 +1,8 @@
 import { Datastore, type NamespaceScope, type SnapshotRef, type SnapshotSpec } from '@liverestore/datastore';
 
 /**
- * Where raw chunk blobs and snapshot files come from: a local datastore now, an HTTP
- * server later. A source may be asked for many chunks at once and should fetch them
+ * Where raw chunk blobs and snapshot files come from: a local datastore
+ * ({@link LocalChunkSource}) or a liverestore HTTP server (HttpChunkSource). A source may be asked for many chunks at once and should fetch them
  * in parallel; retrying is its business (it knows what a transient failure looks like),
  * the cache never retries on its own. Blobs are untrusted: the decode pool checks them.
  */
