@@ -81,13 +81,19 @@ export async function readSnapshotInfo(
   return snapshotInfoOfManifest(ref, await readSnapshotManifest(files, ref));
 }
 
-/** What {@link readSnapshotInfo} says about an already decoded manifest. */
-export function snapshotInfoOfManifest(ref: SnapshotRef, manifest: Manifest): SnapshotInfo {
+/** The index archives a manifest lists (blobs and unknown files are not archives). */
+export function archivesOfManifest(manifest: Manifest): ArchiveInfo[] {
   const archives: ArchiveInfo[] = [];
   for (const file of manifest.files) {
     const archive = archiveOfFilename(file.filename);
     if (archive !== undefined) archives.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
   }
+  return archives;
+}
+
+/** What {@link readSnapshotInfo} says about an already decoded manifest. */
+export function snapshotInfoOfManifest(ref: SnapshotRef, manifest: Manifest): SnapshotInfo {
+  const archives = archivesOfManifest(manifest);
   const fingerprint = manifest.unprotected['key-fingerprint'];
   const verifyState = verifyStateOf(manifest);
   return {

@@ -6,7 +6,7 @@ import {
   type SnapshotRef,
   type SnapshotSpec,
 } from '@liverestore/datastore';
-import { archiveOfFilename, readSnapshotManifest } from '@liverestore/datastore/internal';
+import { archivesOfManifest, readSnapshotManifest } from '@liverestore/datastore/internal';
 import {
   type ChunkIndex,
   type CryptConfig,
@@ -78,12 +78,7 @@ export class Snapshot {
 
   /** The index archives of the snapshot, as the manifest lists them. */
   get archives(): ArchiveInfo[] {
-    const out: ArchiveInfo[] = [];
-    for (const file of this.manifest.files) {
-      const archive = archiveOfFilename(file.filename);
-      if (archive !== undefined) out.push({ ...archive, sizeBytes: file.size, cryptMode: file.cryptMode });
-    }
-    return out;
+    return archivesOfManifest(this.manifest);
   }
 
   /** Reads and checks an archive's index (against the manifest: size and checksum). */
