@@ -8,7 +8,7 @@ import {
   type Manifest,
   toHex,
 } from '@liverestore/format';
-import { type ArchiveName, isSnapshotFileName } from './archive-name.js';
+import { isSnapshotFileName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { DatastoreError } from './errors.js';
 import {
@@ -22,7 +22,12 @@ import {
   ROOT_NAMESPACE,
 } from './namespace.js';
 import { MAX_CHUNK_FILE_BYTES, readRegularFile } from './regular-file.js';
-import { readSnapshotArchiveIndex, readSnapshotInfo, readSnapshotManifest } from './snapshot-files.js';
+import {
+  readSnapshotArchiveIndex,
+  readSnapshotInfo,
+  readSnapshotManifest,
+  type SnapshotInfo,
+} from './snapshot-files.js';
 import {
   formatBackupTime,
   formatSnapshot,
@@ -34,17 +39,9 @@ import {
   type SnapshotRef,
   type SnapshotSpec,
 } from './snapshot-ref.js';
-import type { SnapshotVerifyState } from './verify-state.js';
 
 /** Folder of the chunk store inside a datastore. */
 export const CHUNKS_DIR = '.chunks';
-
-/** One archive of a snapshot, as listed. */
-export interface ArchiveInfo extends ArchiveName {
-  /** Image or file size in bytes, from the manifest. */
-  readonly sizeBytes: number;
-  readonly cryptMode: string;
-}
 
 /** Which namespaces a listing covers. */
 export interface NamespaceScope {
@@ -55,18 +52,6 @@ export interface NamespaceScope {
    * default) lists `namespace` alone, {@link MAX_NAMESPACE_DEPTH} everything below it.
    */
   readonly maxDepth?: number | undefined;
-}
-
-/** A snapshot with what its manifest says. */
-export interface SnapshotInfo {
-  readonly ref: SnapshotRef;
-  /** `vm/100/2026-11-26T10:00:00Z` (`ns/prod/vm/100/…` in a namespace). */
-  readonly path: string;
-  readonly archives: readonly ArchiveInfo[];
-  /** The key fingerprint recorded in the manifest, for encrypted snapshots. */
-  readonly keyFingerprint?: string;
-  /** The last verify's result, when one was recorded (`unprotected.verify_state`). */
-  readonly verifyState?: SnapshotVerifyState;
 }
 
 function isNotFound(err: unknown): boolean {

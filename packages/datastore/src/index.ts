@@ -11,7 +11,7 @@ export {
   type BackupResult,
   backup,
 } from './backup-writer.js';
-export { type ArchiveInfo, Datastore, type NamespaceScope, type SnapshotInfo } from './datastore.js';
+export { Datastore, type NamespaceScope } from './datastore.js';
 export { BackupSourceError, DatastoreError } from './errors.js';
 export { ensureGroupOwner } from './group-owner.js';
 export {
@@ -21,6 +21,7 @@ export {
   parseNamespace,
   ROOT_NAMESPACE,
 } from './namespace.js';
+export type { ArchiveInfo, SnapshotInfo } from './snapshot-files.js';
 export {
   formatBackupTime,
   formatGroup,

@@ -9,11 +9,29 @@ import {
   manifestFile,
   readIndex,
 } from '@liverestore/format';
-import { archiveOfFilename, resolveArchiveName } from './archive-name.js';
-import type { ArchiveInfo, SnapshotInfo } from './datastore.js';
+import { type ArchiveName, archiveOfFilename, resolveArchiveName } from './archive-name.js';
 import { DatastoreError } from './errors.js';
 import { formatSnapshot, namespaceOf, type SnapshotRef } from './snapshot-ref.js';
 import { type SnapshotVerifyState, verifyStateOf } from './verify-state.js';
+
+/** One archive of a snapshot, as listed. */
+export interface ArchiveInfo extends ArchiveName {
+  /** Image or file size in bytes, from the manifest. */
+  readonly sizeBytes: number;
+  readonly cryptMode: string;
+}
+
+/** A snapshot with what its manifest says. */
+export interface SnapshotInfo {
+  readonly ref: SnapshotRef;
+  /** `vm/100/2026-11-26T10:00:00Z` (`ns/prod/vm/100/…` in a namespace). */
+  readonly path: string;
+  readonly archives: readonly ArchiveInfo[];
+  /** The key fingerprint recorded in the manifest, for encrypted snapshots. */
+  readonly keyFingerprint?: string;
+  /** The last verify's result, when one was recorded (`unprotected.verify_state`). */
+  readonly verifyState?: SnapshotVerifyState;
+}
 
 /**
  * The raw files of a snapshot store, wherever they live: a local {@link Datastore}
