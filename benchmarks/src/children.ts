@@ -8,6 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** How long a child gets after SIGTERM before SIGKILL. */
 const STOP_GRACE_MS = 5000;
@@ -217,6 +218,6 @@ export async function waitUntilReady(
     if (await ready()) return;
     if (performance.now() > deadline)
       throw new Error(`${child.what} did not get ready within ${timeoutMs} ms:\n${child.output()}`);
-    await new Promise((r) => setTimeout(r, READY_POLL_MS));
+    await sleep(READY_POLL_MS);
   }
 }

@@ -21,6 +21,7 @@
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Network conditions of the proxy. */
 export interface LinkConditions {
@@ -289,7 +290,7 @@ export async function measureRoundTrips(port: number, count = 200, bytes = 64): 
   try {
     const payload = Buffer.alloc(bytes, 0x5a);
     for (let i = 0; i < count; i++) {
-      await new Promise((r) => setTimeout(r, 1 + Math.random() * 3));
+      await sleep(1 + Math.random() * 3);
       const t0 = performance.now();
       let got = 0;
       await new Promise<void>((resolve) => {

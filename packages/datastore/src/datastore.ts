@@ -30,12 +30,12 @@ import {
 } from './snapshot-files.js';
 import {
   formatBackupTime,
-  formatGroup,
   formatSnapshot,
   inNamespace,
   isBackupId,
   namespaceOf,
   parseBackupTime,
+  pickSnapshot,
   type SnapshotRef,
   type SnapshotSpec,
 } from './snapshot-ref.js';
@@ -262,16 +262,12 @@ export class Datastore {
    */
   async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
     const namespace = parseNamespace(namespaceOf(spec));
-    const times = await this.snapshotTimes(spec.type, spec.id, namespace);
-    const time = spec.time ?? times.at(-1);
-    if (time === undefined || !times.includes(time)) {
-      const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
-      throw new DatastoreError(
-        'ERR_LR_SNAPSHOT_NOT_FOUND',
-        `no snapshot ${what} in ${describeNamespace(namespace)} of ${this.dir}`,
-      );
-    }
-    return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
+    return pickSnapshot(
+      spec,
+      await this.snapshotTimes(spec.type, spec.id, namespace),
+      namespace,
+      `of ${this.dir}`,
+    );
   }
 
   /**

@@ -1,6 +1,12 @@
 import { BACKUP_TYPES, type BackupType } from '@liverestore/format';
 import { DatastoreError } from './errors.js';
-import { namespacePath, parseNamespace, ROOT_NAMESPACE, splitNamespacePath } from './namespace.js';
+import {
+  describeNamespace,
+  namespacePath,
+  parseNamespace,
+  ROOT_NAMESPACE,
+  splitNamespacePath,
+} from './namespace.js';
 
 /**
  * A snapshot's identity: `[ns/<name>/…]<type>/<id>/<time>`, e.g. `vm/100/2026-11-26T10:00:00Z`
@@ -109,4 +115,31 @@ export function formatGroup(ref: {
 }): string {
   const prefix = namespacePath(namespaceOf(ref));
   return `${prefix === '' ? '' : `${prefix}/`}${ref.type}/${ref.id}`;
+}
+
+/**
+ * The snapshot of `spec` among the snapshot `times` of its group in `namespace`: its own
+ * time when listed, the latest when `spec.time` is absent. A datastore and an HTTP source
+ * resolve the same way; `where` names the store in the ERR_LR_SNAPSHOT_NOT_FOUND message
+ * (`of /srv/store`, `at https://host`).
+ */
+export function pickSnapshot(
+  spec: SnapshotSpec,
+  times: readonly number[],
+  namespace: string,
+  where: string,
+): SnapshotRef {
+  const latest = times.reduce<number | undefined>(
+    (max, time) => (max === undefined || time > max ? time : max),
+    undefined,
+  );
+  const time = spec.time ?? latest;
+  if (time === undefined || !times.includes(time)) {
+    const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
+    throw new DatastoreError(
+      'ERR_LR_SNAPSHOT_NOT_FOUND',
+      `no snapshot ${what} in ${describeNamespace(namespace)} ${where}`,
+    );
+  }
+  return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
 }

@@ -1,8 +1,5 @@
 import {
-  describeNamespace,
-  formatGroup,
   formatSnapshot,
-  inNamespace,
   MAX_NAMESPACE_DEPTH,
   type NamespaceScope,
   namespaceOf,
@@ -10,6 +7,7 @@ import {
   type SnapshotRef,
   type SnapshotSpec,
 } from '@liverestore/datastore';
+import { isSnapshotFileName, pickSnapshot } from '@liverestore/datastore/internal';
 import { isHexDigest, LiverestoreError, MAX_BLOB_BYTES } from '@liverestore/format';
 import { checkNonNegativeInteger, checkPositiveInteger } from '@liverestore/format/internal';
 import type { ChunkSource, FetchHints } from './chunk-source.js';
@@ -195,19 +193,11 @@ export class HttpChunkSource implements ChunkSource {
     const times = (await this.listSnapshots({ namespace }))
       .filter((ref) => ref.type === spec.type && ref.id === spec.id)
       .map((ref) => ref.time);
-    const time = spec.time ?? (times.length === 0 ? undefined : Math.max(...times));
-    if (time === undefined || !times.includes(time)) {
-      const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
-      throw new ReaderError(
-        'ERR_LR_SNAPSHOT_NOT_FOUND',
-        `no snapshot ${what} in ${describeNamespace(namespace)} at ${this.name}`,
-      );
-    }
-    return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
+    return pickSnapshot(spec, times, namespace, `at ${this.name}`);
   }
 
   readSnapshotFile(ref: SnapshotRef, filename: string, signal?: AbortSignal): Promise<Uint8Array> {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(filename)) {
+    if (!isSnapshotFileName(filename)) {
       return Promise.reject(
         new ReaderError('ERR_LR_SNAPSHOT_FILE_NOT_FOUND', `invalid snapshot file name "${filename}"`),
       );

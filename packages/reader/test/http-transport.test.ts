@@ -3,7 +3,7 @@
  * between retries, the per-attempt deadline and the transient/permanent split are
  * observed as timers and requests, without waiting for real time.
  */
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '@liverestore/format/internal';
@@ -41,6 +41,11 @@ class FakeClock implements Clock {
     return () => this.#armed.delete(timer);
   }
 
+  /** Durations of the timers set and neither fired nor cancelled. */
+  get armed(): number[] {
+    return [...this.#armed].map((timer) => timer.ms);
+  }
+
   /**
    * The next timer set (from now on, or already armed) whose duration passes `match`; a
    * transport that stopped using this clock fails here instead of hanging the test.
@@ -59,11 +64,13 @@ const isDeadline = (ms: number): boolean => ms === TIMEOUT_MS;
 async function scriptedServer(
   t: ExecutionContext,
   script: ((res: ServerResponse) => void)[],
-): Promise<{ url: URL; requests: () => number }> {
+): Promise<{ url: URL; requests: () => number; received: (count: number) => Promise<void> }> {
   let requests = 0;
+  const arrivals = new EventEmitter();
   const server = createServer((_req, res) => {
     const answer = script[Math.min(requests, script.length - 1)]!;
     requests++;
+    arrivals.emit('request');
     answer(res);
   });
   server.listen(0, '127.0.0.1');
@@ -73,7 +80,11 @@ async function scriptedServer(
     server.close();
   });
   const { port } = server.address() as AddressInfo;
-  return { url: new URL(`http://127.0.0.1:${port}`), requests: () => requests };
+  /** Resolves once `count` requests have arrived in all. */
+  const received = async (count: number): Promise<void> => {
+    while (requests < count) await withTimeout(once(arrivals, 'request'), 20_000, `request ${count}`);
+  };
+  return { url: new URL(`http://127.0.0.1:${port}`), requests: () => requests, received };
 }
 
 function transport(t: ExecutionContext, url: URL, clock: Clock, retries: number): HttpTransport {
@@ -113,6 +124,7 @@ test('an attempt past its deadline fails with ERR_LR_SOURCE_TIMEOUT, counted as 
   const server = await scriptedServer(t, [() => undefined]); // never answers
   const clock = new FakeClock();
   const body = transport(t, server.url, clock, 0).get('/chunks/x', KIND);
+  await server.received(1);
   (await clock.nextTimer(isDeadline)).fire();
   const error = await t.throwsAsync(body, { code: 'ERR_LR_SOURCE_UNAVAILABLE' });
   t.is((error?.cause as { code?: string } | undefined)?.code, 'ERR_LR_SOURCE_TIMEOUT');
@@ -142,4 +154,47 @@ test('close() ends a backoff sleep with ERR_LR_SOURCE_CLOSED', async (t) => {
   await clock.nextTimer(isBackoff);
   await http.close();
   await t.throwsAsync(body, { code: 'ERR_LR_SOURCE_CLOSED' });
+});
+
+test('a stalled attempt ends at its deadline and is retried: 3 attempts, then ERR_LR_SOURCE_UNAVAILABLE', async (t) => {
+  const server = await scriptedServer(t, [() => undefined]); // never answers
+  const clock = new FakeClock();
+  const body = transport(t, server.url, clock, 2).get('/chunks/x', KIND);
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    await server.received(attempt);
+    (await clock.nextTimer(isDeadline)).fire();
+    if (attempt < 3) (await clock.nextTimer(isBackoff)).fire();
+  }
+  const error = await t.throwsAsync(body, { code: 'ERR_LR_SOURCE_UNAVAILABLE' });
+  t.regex(error?.message ?? '', /3 attempts failed, the last with ERR_LR_SOURCE_TIMEOUT/);
+  t.is(server.requests(), 3);
+  t.deepEqual(clock.armed, [], 'no timer left behind');
+});
+
+test('an abort during a stalled attempt or a backoff rejects with the signal reason and cancels its timer', async (t) => {
+  const server = await scriptedServer(t, [() => undefined]);
+  const clock = new FakeClock();
+  const http = transport(t, server.url, clock, 20);
+  const stalled = new AbortController();
+  const reason = new Error('user gave up');
+  const inStall = http.get('/chunks/x', KIND, { signal: stalled.signal });
+  await server.received(1);
+  await clock.nextTimer(isDeadline);
+  stalled.abort(reason);
+  t.is(await inStall.catch((err: unknown) => err), reason);
+  t.deepEqual(clock.armed, [], 'the deadline timer is cancelled');
+
+  const failing = await scriptedServer(t, [status503]);
+  const backingOff = new AbortController();
+  const inBackoff = transport(t, failing.url, clock, 20).get('/chunks/x', KIND, {
+    signal: backingOff.signal,
+  });
+  await clock.nextTimer(isBackoff);
+  // abort() without a reason: the signal's own reason (a DOMException AbortError) comes back.
+  backingOff.abort();
+  const err = await inBackoff.catch((e: unknown) => e);
+  t.is(err, backingOff.signal.reason);
+  t.is((err as Error).name, 'AbortError');
+  t.deepEqual(clock.armed, [], 'the backoff sleep is cancelled: no attempt can follow');
+  t.is(failing.requests(), 1);
 });

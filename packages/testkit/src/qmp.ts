@@ -7,6 +7,7 @@
  */
 
 import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** One message from the monitor: the greeting, a reply (`return` or `error`) or an event. */
 export interface QmpMessage {
@@ -139,7 +140,7 @@ export class Qmp {
       } catch (err) {
         options.alive?.();
         if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, RETRY_MS));
+        await sleep(RETRY_MS);
       }
     }
   }

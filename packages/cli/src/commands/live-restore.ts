@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@liverestore/live';
 import {
   CHUNK_CACHE_OPTIONS,
@@ -76,7 +77,7 @@ function progressReporter(
 /** Resolves when the restore is complete and no NBD client is connected (polled). */
 async function completeAndIdle(restore: LiveRestore): Promise<void> {
   await restore.done;
-  while (restore.clients() > 0) await new Promise((r) => setTimeout(r, 200));
+  while (restore.clients() > 0) await sleep(200);
 }
 
 /**
@@ -88,7 +89,7 @@ async function stalledAndIdle(restore: LiveRestore): Promise<Error> {
     const stalled =
       restore.stalled ?? (await new Promise<Error>((resolve) => restore.once('stalled', resolve)));
     if (restore.clients() === 0 && restore.stalled === stalled) return stalled;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
 }
 
