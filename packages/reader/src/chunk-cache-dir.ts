@@ -72,7 +72,8 @@ export async function prepareCacheDir(dir: string): Promise<void> {
     throw dirError(dir, `cannot be made or read (${(cause as { code?: string }).code ?? 'error'})`, cause);
   }
   if (names.includes(CHUNK_CACHE_MARKER)) return;
-  if (names.length > 0)
+  // A file system of its own (a mount point) starts with lost+found: that is empty too.
+  if (names.some((name) => name !== 'lost+found'))
     throw dirError(dir, 'is not empty and is not a chunk cache: give an empty or new directory');
   try {
     await writeFile(join(dir, CHUNK_CACHE_MARKER), 'liverestore chunk cache 1\n', { flag: 'wx' });

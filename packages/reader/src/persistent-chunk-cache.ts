@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { mkdir, open, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { isNoSpace } from '@liverestore/datastore/internal';
@@ -134,9 +135,11 @@ export class PersistentChunkCache {
     let blob: Buffer;
     let mtimeMs: number;
     try {
-      const handle = await open(path, 'r');
+      // Never follow a link or wait on a FIFO that took an entry's name.
+      const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
       try {
         const stat = await handle.stat();
+        if (!stat.isFile()) throw new Error(`${path} is not a regular file`);
         mtimeMs = stat.mtimeMs;
         if (stat.size < BLOB_HEADER_BYTES || stat.size > MAX_BLOB_BYTES) blob = Buffer.alloc(0);
         else {

@@ -4,7 +4,7 @@
  * entries, several processes on one directory, a full disk.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdir, readdir, readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -306,6 +306,11 @@ test('a directory that is not a chunk cache is refused; temp files of dead write
     instanceOf: RangeError,
   });
 
+  const mountPoint = join(dir, 'mounted');
+  await mkdir(join(mountPoint, 'lost+found'), { recursive: true });
+  await (await PersistentChunkCache.open({ dir: mountPoint })).close();
+  t.pass('a directory holding only lost+found (a file system of its own) counts as empty');
+
   const cacheDir = join(dir, 'cache');
   const { hex, blob } = blobOf(9);
   const first = await PersistentChunkCache.open({ dir: cacheDir });
@@ -325,4 +330,21 @@ test('a directory that is not a chunk cache is refused; temp files of dead write
   t.deepEqual((await readdir(prefixDir)).sort(), [fresh, hex].sort(), 'the stale temp file is gone');
   t.deepEqual(await second.read(hex), blob);
   await second.close();
+});
+
+test('an entry name taken by a FIFO or a symbolic link is a miss, not a hang or a redirect', async (t) => {
+  const dir = join(await testDir(t), 'cache');
+  const cache = await PersistentChunkCache.open({ dir });
+  t.teardown(() => cache.close());
+  const fifo = blobOf(1).hex;
+  const link = blobOf(2);
+  await mkdir(join(dir, fifo.slice(0, 4)), { recursive: true });
+  execFileSync('mkfifo', [join(dir, fifo.slice(0, 4), fifo)]);
+  await mkdir(join(dir, link.hex.slice(0, 4)), { recursive: true });
+  const target = join(dir, 'elsewhere');
+  await writeFile(target, link.blob);
+  await symlink(target, join(dir, link.hex.slice(0, 4), link.hex));
+  t.is(await withTimeout(cache.read(fifo), 5000, 'read of a FIFO'), undefined);
+  t.is(await cache.read(link.hex), undefined);
+  t.is(cache.stats().misses, 2);
 });
