@@ -40,7 +40,10 @@ export function seriesPlot(result: BenchResult, plot: SeriesPlot): string {
   const top = Math.ceil(Math.max(...all, 1e-9) / step) * step;
   const plotW = width - LEFT - RIGHT;
   const plotH = HEIGHT - TOP - BOTTOM;
-  const x = (i: number): number => LEFT + (count === 1 ? plotW / 2 : (i / (count - 1)) * plotW);
+  /** Iterations sit inside the frame, clear of the axes, with room for side-by-side markers. */
+  const inset = 28;
+  const x = (i: number): number =>
+    LEFT + (count === 1 ? plotW / 2 : inset + (i / (count - 1)) * (plotW - 2 * inset));
   const y = (v: number): number => TOP + plotH - (v / top) * plotH;
   const body: string[] = [];
   for (let t = 0; t <= top * 1.0001; t += step) {

@@ -24,7 +24,7 @@ Runs benchmark NAME of the benchmarks package, exactly as "pnpm bench NAME [opti
 does: every argument is passed on unchanged, the benchmark's output goes to this
 terminal, and its exit status is this command's (0 ok, 1 failed, 2 usage error).
 Results are written under --out DIR (default bench-results/ at the repository root):
-NAME.json, NAME.md, NAME.svg and, when a converter is installed, NAME.png.
+NAME.json, NAME.md, NAME.svg and NAME.png (and NAME-GOAL.svg/.png per goal figure).
 
 Benchmarks:
   qemu          QEMU live restore (overlay + qemu-storage-daemon block-stream, or
