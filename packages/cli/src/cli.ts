@@ -1,3 +1,4 @@
+import { closestNames } from '@liverestore/datastore';
 import { LiverestoreError, zstdCodecInfo } from '@liverestore/format';
 import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
@@ -39,6 +40,10 @@ Usage: liverestore COMMAND [options]
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
+Options:
+  -h, --help     this overview ("liverestore COMMAND --help": the options of a command)
+  -V, --version  the version, and which zstd implementation this Node.js runs
+
 Run "liverestore COMMAND --help" for the options of a command.
 Errors are printed as "liverestore: CODE: message"; docs/errors.md lists every code.`;
 }
@@ -65,8 +70,16 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === name);
   try {
-    if (command === undefined)
-      throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
+    if (command === undefined) {
+      const close = closestNames(
+        name,
+        COMMANDS.map((c) => c.name),
+      );
+      const hint = close.length > 0 ? `did you mean ${close.join(' or ')}? ` : '';
+      throw new UsageError(
+        `unknown command "${name}"; ${hint}(commands: ${COMMANDS.map((c) => c.name).join(', ')})`,
+      );
+    }
     const args =
       command.rawArgs === true
         ? ({ values: {}, positionals: rest } as unknown as ReturnType<typeof parseCommandArgs>)

@@ -34,6 +34,7 @@ import {
   type SnapshotRef,
   type SnapshotSpec,
 } from './snapshot-ref.js';
+import { snapshotHint } from './snapshot-suggestions.js';
 import type { SnapshotVerifyState } from './verify-state.js';
 
 /** Folder of the chunk store inside a datastore. */
@@ -281,9 +282,10 @@ export class Datastore {
     const time = spec.time ?? times.at(-1);
     if (time === undefined || !times.includes(time)) {
       const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
+      const hint = snapshotHint(spec, await this.listSnapshotRefs({ namespace }));
       throw new DatastoreError(
         'ERR_LR_SNAPSHOT_NOT_FOUND',
-        `no snapshot ${what} in ${describeNamespace(namespace)} of ${this.dir}`,
+        `no snapshot ${what} in ${describeNamespace(namespace)} of ${this.dir}; ${hint}`,
       );
     }
     return inNamespace({ type: spec.type, id: spec.id, time }, namespace);

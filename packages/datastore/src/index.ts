@@ -11,6 +11,7 @@ export * from './no-space.js';
 export * from './regular-file.js';
 export * from './snapshot-files.js';
 export * from './snapshot-ref.js';
+export { closestNames, snapshotHint } from './snapshot-suggestions.js';
 export * from './temp-files.js';
 export * from './verify.js';
 export * from './verify-state.js';
