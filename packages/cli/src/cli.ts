@@ -3,6 +3,7 @@ import { LiverestoreError, zstdCodecInfo } from '@liverestore/format';
 import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { benchCommand } from './commands/bench.js';
+import { completionCommand } from './commands/completion.js';
 import { demoCommand } from './commands/demo.js';
 import { keyCommand } from './commands/key.js';
 import { liveRestoreCommand } from './commands/live-restore.js';
@@ -27,9 +28,11 @@ export const COMMANDS: readonly Command[] = [
   liveRestoreCommand,
   keyCommand,
   benchCommand,
+  completionCommand(() => COMMANDS),
 ] as Command[];
 
-const VERSION = '0.1.0';
+/** The version of the CLI (its package.json's). */
+export const VERSION = '0.1.0';
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -27,6 +27,8 @@ export interface Command<O extends Options = Options> {
    * `bench` hands them on to another program that has its own options.
    */
   readonly rawArgs?: boolean;
+  /** The words its first positional argument is one of (`key`: create, show), for completion. */
+  readonly actions?: readonly string[];
   /** Returns the exit status. */
   run(args: ParsedArgs<O>, io: CommandIo): Promise<number>;
 }

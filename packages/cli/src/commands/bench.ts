@@ -42,6 +42,7 @@ Needs a built workspace checkout (pnpm build): the benchmarks are not part of th
 installed CLI; without them this fails with ERR_LR_BENCH_NOT_BUILT.`,
   options: {},
   rawArgs: true,
+  actions: ['qemu', 'live-restore', 'restore', 'nbd', 'codecs', 'backup'],
   async run({ positionals }, io) {
     const [first] = positionals;
     if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
