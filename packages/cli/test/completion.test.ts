@@ -48,10 +48,7 @@ test('bash completion completes commands, options, actions and paths', async (t)
   await writeFile(join(dir, 'image.raw'), '');
   t.deepEqual(await bashOffers(script, ['liverestore', 'res']), ['restore']);
   t.deepEqual(await bashOffers(script, ['liverestore', 'restore', '--fr']), ['--from']);
-  t.deepEqual(await bashOffers(script, ['liverestore', 'nbd', '--sp']), [
-    '--spill-dir',
-    '--spill-size',
-  ]);
+  t.deepEqual(await bashOffers(script, ['liverestore', 'nbd', '--sp']), ['--spill-dir', '--spill-size']);
   t.deepEqual(await bashOffers(script, ['liverestore', 'key', '']), ['create', 'show']);
   t.deepEqual(await bashOffers(script, ['liverestore', 'key', 'create', '--keyfile', `${dir}/ima`]), [
     `${dir}/image.raw`,
