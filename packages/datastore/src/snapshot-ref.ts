@@ -110,3 +110,24 @@ export function formatGroup(ref: {
   const prefix = namespacePath(namespaceOf(ref));
   return `${prefix === '' ? '' : `${prefix}/`}${ref.type}/${ref.id}`;
 }
+
+/**
+ * A snapshot in every JSON a command or the server prints: its PBS name and its parts.
+ * Results about one snapshot carry these fields at their top level, lists of snapshots
+ * hold one such object per snapshot (docs/cli.md, "JSON output").
+ */
+export interface SnapshotJson {
+  /** As PBS prints it: `vm/100/2026-11-26T10:00:00Z`, `ns/prod/vm/100/…` in a namespace. */
+  snapshot: string;
+  /** PBS namespace (`a/b`), `""` for the root. */
+  ns: string;
+  type: string;
+  id: string;
+  /** Seconds since the epoch. */
+  time: number;
+}
+
+/** The {@link SnapshotJson} of a snapshot. */
+export function snapshotJson(ref: SnapshotRef): SnapshotJson {
+  return { snapshot: formatSnapshot(ref), ns: namespaceOf(ref), type: ref.type, id: ref.id, time: ref.time };
+}

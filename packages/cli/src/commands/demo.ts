@@ -9,6 +9,7 @@ import { startChunkServer } from '@liverestore/server';
 import { type ImageSpec, imageBytes, prng, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import { COMMON_OPTIONS, commandProgress, defineCommand, printJson, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
+import { backupResultJson, verifyReportJson } from '../json-shapes.js';
 import { parseRateLimit } from '../option-values.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
@@ -334,8 +335,8 @@ Options:
           ok,
           workDir: work.path,
           kept: values.keep === true,
-          backup: backedUp,
-          verify: verified,
+          backup: backupResultJson(backedUp),
+          verify: verifyReportJson(verified, [backedUp.ref]),
           http: http.url,
           nbd: address,
           liveRestore: summary,

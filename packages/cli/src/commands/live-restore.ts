@@ -200,8 +200,8 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const reporter = progressReporter(io, json);
     let closed = false;
     try {
-      io.stdout.write(`${restore.address}\n`);
       const start = restore.progress();
+      if (!json) io.stdout.write(`${restore.address}\n`);
       if (json) {
         io.stdout.write(
           `${JSON.stringify({

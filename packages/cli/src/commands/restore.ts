@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseSnapshotSpec } from '@liverestore/datastore';
+import { parseSnapshotSpec, snapshotJson } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
 import {
   ChunkCache,
@@ -145,8 +145,10 @@ ${namespaceHelp()}
           }
         }
         const stats: ChunkCacheStats = cache.stats();
-        if (values.json === true) printJson(io, { snapshot: snap.path, archives: results, cache: stats });
-        else {
+        if (values.json === true) {
+          const archives = results.map(({ archive, ...result }) => ({ name: archive, ...result }));
+          printJson(io, { ...snapshotJson(snap.ref), archives, cache: stats });
+        } else {
           io.stdout.write(
             `cache: ${stats.misses} fetched, ${stats.hits} hits, ${stats.dedupJoins} shared fetches, ${stats.prefetches} prefetched, ` +
               `${formatBytes(stats.bytesDecoded)} decoded\n`,
