@@ -143,6 +143,39 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** The QEMU line that boots a VM from live-restore's default exports. */
+function realVmRecipeQemu(driveNames: readonly string[]): string {
+  return (
+    'qemu-system-x86_64 -m 2048 -machine accel=kvm ' +
+    driveNames
+      .map((name) => `-drive file=nbd://127.0.0.1:10809/${name},format=raw,if=virtio,cache=none`)
+      .join(' ')
+  );
+}
+
+/**
+ * The closing recipe: the same steps on a real VM. It names only what still exists after
+ * the demo: this demo's store when --keep keeps it, otherwise example paths (the demo's
+ * temporary directory is removed when it exits).
+ */
+function realVmRecipe(keptStoreDir: string | undefined, driveNames: readonly string[]): string {
+  const store = keptStoreDir ?? '/srv/liverestore';
+  return [
+    `\nOn a real VM: back it up, serve the store, live-restore it, and boot straight from the exports${
+      keptStoreDir === undefined
+        ? " (example paths; this demo's store is removed on exit, --keep keeps it)"
+        : ''
+    }:`,
+    ...(keptStoreDir === undefined
+      ? ['  liverestore backup --store /srv/liverestore --snapshot vm/100 drive-scsi0=/dev/vg0/vm-100-disk-0']
+      : []),
+    '  printf %s "$(openssl rand -hex 32)" > token   # printf: no newline, QEMU\'s secret file= reads it verbatim',
+    `  liverestore serve --store ${store} --token-file token &`,
+    '  liverestore live-restore --from http://127.0.0.1:8007 --token-file token vm/100 --target-dir /var/lib/vms/100 &',
+    `  ${realVmRecipeQemu(driveNames)}`,
+  ].join('\n');
+}
+
 export const demoCommand = defineCommand({
   name: 'demo',
   summary: 'a live restore of a generated two-drive VM, with a guest writing during the copy (no setup)',
@@ -317,19 +350,13 @@ Options:
           )
           .join('; ')}`,
       );
-      const qemu =
-        `qemu-system-x86_64 -m 2048 -machine accel=kvm ` +
-        restore.drives
-          .map((d) => `-drive file=nbd://${address}/${d.name},format=raw,if=virtio,cache=none`)
-          .join(' ');
+      const qemu = realVmRecipeQemu(restore.drives.map((d) => d.name));
       say(
-        '\nOn a real VM: back it up, serve the store, live-restore it, and boot straight from the exports:',
+        realVmRecipe(
+          values.keep === true ? storeDir : undefined,
+          restore.drives.map((d) => d.name),
+        ),
       );
-      say(`  liverestore serve --store ${storeDir} --token-file TOKEN &`);
-      say(
-        `  liverestore live-restore --from http://127.0.0.1:8007 --token-file TOKEN vm/100 --target-dir /var/lib/vms/100 &`,
-      );
-      say(`  ${qemu}`);
       if (values.json === true) {
         printJson(io, {
           ok,
