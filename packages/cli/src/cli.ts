@@ -12,6 +12,7 @@ import { restoreCommand } from './commands/restore.js';
 import { serveCommand } from './commands/serve.js';
 import { snapshotsCommand } from './commands/snapshots.js';
 import { verifyCommand } from './commands/verify.js';
+import { daemonIo, runForked } from './daemon.js';
 import { UsageError } from './errors.js';
 import { removeTempsOnSignal, TEMP_WRITING_COMMANDS } from './signal-cleanup.js';
 import { printableLine } from './terminal-text.js';
@@ -52,7 +53,9 @@ Errors are printed as "liverestore: CODE: message"; docs/errors.md lists every c
 }
 
 /** Exit statuses: 0 ok, 1 the work failed (e.g. verify found bad chunks), 2 usage error. */
-export async function run(argv: string[], io: CommandIo): Promise<number> {
+export async function run(argv: string[], processIo: CommandIo): Promise<number> {
+  // A server started by --fork prints through its readiness channel (daemon.ts).
+  const io = daemonIo(processIo);
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic =
@@ -91,6 +94,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       io.stdout.write(`${command.help}\n`);
       return 0;
     }
+    if ((args.values as { fork?: unknown }).fork === true) return await runForked(argv, io);
     const release = TEMP_WRITING_COMMANDS.has(command.name) ? removeTempsOnSignal() : undefined;
     try {
       return await command.run(args, io);

@@ -9,6 +9,7 @@ import {
   required,
   stopSignal,
 } from '../command.js';
+import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { UsageError } from '../errors.js';
 import { parseRateLimit, parseWorkers } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
@@ -140,6 +141,7 @@ Options:
   --keyfile FILE       PBS key file of an encrypted snapshot
 ${namespaceHelp(23)}
   --token-file FILE    bearer token for an http(s) --from
+${DAEMON_HELP}
   -h, --help           show this help
 
 Prints the NBD address on the first line of stdout, then one line per export; progress
@@ -147,6 +149,7 @@ goes to stderr (a bar on a terminal, a line every 5 s otherwise). Stops graceful
 SIGINT/SIGTERM (maps persisted; run again to resume).`,
   options: {
     ...COMMON_OPTIONS,
+    ...DAEMON_OPTIONS,
     from: { type: 'string' },
     'target-dir': { type: 'string' },
     listen: { type: 'string' },
@@ -161,6 +164,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
+    checkPidFile(values['pid-file']);
     const from = required(values.from, '--from DIR|URL', 'live-restore');
     const targetDir = required(values['target-dir'], '--target-dir', 'live-restore');
     const [snapshotArg, ...extra] = positionals;
@@ -223,6 +227,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
           );
         }
       }
+      announceReady(values, `live-restoring ${restore.snapshot}; exports on ${restore.address}`, io);
       restore.on('progress', (p) => reporter.update(p));
       restore.on('warning', (err) => {
         reporter.end();

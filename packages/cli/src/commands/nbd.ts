@@ -2,6 +2,7 @@ import { parseSnapshotSpec } from '@liverestore/datastore';
 import { type NbdListen, snapshotExports, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
+import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { UsageError } from '../errors.js';
 import { loggedExport } from '../logged-export.js';
 import { parseWorkers } from '../option-values.js';
@@ -45,6 +46,7 @@ ${SPILL_HELP}
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
 ${namespaceHelp(23)}
+${DAEMON_HELP}
   -h, --help           show this help
 
 At most 1024 connections are open at once (more are closed at once, with a line on
@@ -54,6 +56,7 @@ connections together hold at most 256 MiB of replies.
 Prints the address and the exports, then serves until stopped.`,
   options: {
     help: COMMON_OPTIONS.help,
+    ...DAEMON_OPTIONS,
     from: { type: 'string' },
     listen: { type: 'string' },
     socket: { type: 'string' },
@@ -66,6 +69,7 @@ Prints the address and the exports, then serves until stopped.`,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
+    checkPidFile(values['pid-file']);
     if (values.from === undefined)
       throw new UsageError('nbd: --from DIR|URL is required (see liverestore nbd --help)');
     const [snapshotArg, ...extra] = positionals;
@@ -114,6 +118,7 @@ Prints the address and the exports, then serves until stopped.`,
         );
         io.stdout.write(`${server.address}\n`);
         for (const name of server.exports) io.stdout.write(`  export ${name}\n`);
+        announceReady(values, `serving ${server.exports.length} export(s) on ${server.address}`, io);
         await stopSignal();
         await server.close();
         return 0;
