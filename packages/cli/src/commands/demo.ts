@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { backup, Datastore, verifySnapshots } from '@liverestore/datastore';
 import { type LiveRestoreSummary, liveRestore } from '@liverestore/live';
 import { NbdClient } from '@liverestore/nbd';
 import { startChunkServer } from '@liverestore/server';
-import { type ImageSpec, imageBytes, prng, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import { type ImageSpec, imageBytes, prng, vmImageSet, writeImageFile } from '@liverestore/vmgen';
 import { COMMON_OPTIONS, commandProgress, defineCommand, printJson, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
 import { backupResultJson, verifyReportJson } from '../json-shapes.js';
@@ -219,7 +220,11 @@ Options:
     const say = (line: string): void => {
       if (values.json !== true) io.stdout.write(`${line}\n`);
     };
-    const work = await tempDir('liverestore-demo-');
+    const workPath = await mkdtemp(join(tmpdir(), 'liverestore-demo-'));
+    const work = {
+      path: workPath,
+      cleanup: () => rm(workPath, { recursive: true, force: true, maxRetries: 3 }),
+    };
     const cleanups: (() => Promise<void>)[] = [];
     try {
       const storeDir = join(work.path, 'store');
