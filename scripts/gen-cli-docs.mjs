@@ -1,7 +1,10 @@
-// Regenerates docs/cli.md from the commands' own --help texts (run: pnpm docs:cli).
-// packages/cli/test/docs.test.ts fails when docs/cli.md and the help texts disagree.
-import { readFile, writeFile } from 'node:fs/promises';
+// Regenerates docs/cli.md and the man page packages/cli/man/liverestore.1 from the
+// commands' own --help texts (run: pnpm docs:cli). packages/cli/test/docs.test.ts fails
+// when either disagrees with the help texts.
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { VERSION } from '../packages/cli/dist/src/cli.js';
 import { COMMANDS } from '../packages/cli/dist/src/index.js';
+import { manPage } from '../packages/cli/dist/src/man-page.js';
 
 const path = new URL('../docs/cli.md', import.meta.url);
 const text = await readFile(path, 'utf8');
@@ -14,3 +17,8 @@ for (const c of COMMANDS)
   out += `\n## liverestore ${c.name}\n\n${c.summary[0].toUpperCase()}${c.summary.slice(1)}.\n\n\`\`\`text\n${c.help}\n\`\`\`\n`;
 await writeFile(path, out);
 console.log(`wrote docs/cli.md (${COMMANDS.length} commands)`);
+
+const manDir = new URL('../packages/cli/man/', import.meta.url);
+await mkdir(manDir, { recursive: true });
+await writeFile(new URL('liverestore.1', manDir), manPage(COMMANDS, VERSION));
+console.log('wrote packages/cli/man/liverestore.1');

@@ -26,7 +26,7 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
     name: 'out',
     type: 'string',
     valueName: 'DIR',
-    description: 'directory for <name>.json, .md, .svg (and .png when a converter exists)',
+    description: 'directory for <name>.json, .md, .svg and .png (and <name>-<goal>.svg/.png per goal figure)',
     defaultText: 'bench-results/ at the repository root',
   },
   { name: 'help', type: 'boolean', description: 'show this help' },
@@ -135,12 +135,14 @@ export async function runCli(
     };
     const files = await writeResultFiles(result, outDir);
     io.stdout.write(values.json === true ? `${JSON.stringify(result, null, 2)}\n` : markdownReport(result));
-    io.stderr.write(`${bench.name}: wrote ${files.json}, ${files.markdown}, ${files.svg}\n`);
-    io.stderr.write(
-      files.png.written
-        ? `${bench.name}: wrote ${files.png.path} (${files.png.tool})\n`
-        : `${bench.name}: no PNG written (${files.png.reason})\n`,
-    );
+    io.stderr.write(`${bench.name}: wrote ${files.json}, ${files.markdown}\n`);
+    for (const plot of [files, ...files.figures]) {
+      io.stderr.write(
+        plot.png.written
+          ? `${bench.name}: wrote ${plot.svg}, ${plot.png.path} (${plot.png.tool})\n`
+          : `${bench.name}: wrote ${plot.svg}; no PNG (${plot.png.reason})\n`,
+      );
+    }
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {

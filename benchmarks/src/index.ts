@@ -15,7 +15,7 @@ export {
   measureSync,
 } from './measure.js';
 export { DEFAULT_OUT_DIR, type WrittenFiles, writeResultFiles } from './output.js';
-export { type PngOutcome, writePng } from './png.js';
+export { isPng, type PngOutcome, plotRenderer, type SvgRenderer, writePng } from './png.js';
 export { BENCHMARKS } from './registry.js';
 export { markdownReport } from './report.js';
 export {
@@ -30,6 +30,7 @@ export {
   skippedCase,
   slowestThroughput,
 } from './result.js';
+export { seriesPlot } from './series-plot.js';
 export { mean, type SampleStats, summarize, tCritical95 } from './stats.js';
 export { chooseScale, escapeXml, svgPlot } from './svg-plot.js';
 export {

@@ -9,6 +9,7 @@
 import {
   type CaseResult,
   type DetailColumn,
+  type GoalFigure,
   measuredCase,
   type PlainTable,
   type PlotSeries,
@@ -225,4 +226,34 @@ export function plotSeries(runs: readonly Iteration[]): PlotSeries[] {
     name: SYSTEM_NAMES[system],
     values: runsOf(runs, system).map((r) => r.seconds),
   }));
+}
+
+/** The goal figures beside the time plot: guest p99 (with its goal) and peak RSS per iteration. */
+export function goalFigures(runs: readonly Iteration[], subtitle: string): GoalFigure[] {
+  const series = (value: (r: Iteration) => number): PlotSeries[] =>
+    (['A', 'B', 'C'] as const).map((system) => ({
+      name: SYSTEM_NAMES[system],
+      values: runsOf(runs, system).map(value),
+    }));
+  return [
+    {
+      slug: 'p99',
+      title: 'Guest read p99 latency per iteration, during the copy',
+      xLabel: 'iteration',
+      yLabel: 'p99 latency of guest reads, ms',
+      unit: 'ms',
+      subtitle,
+      series: series((r) => r.guestP99Ms),
+      goal: { value: GUEST_P99_GOAL_MS, label: `goal for B: < ${GUEST_P99_GOAL_MS} ms` },
+    },
+    {
+      slug: 'memory',
+      title: 'Peak RSS of the reading process per iteration',
+      xLabel: 'iteration',
+      yLabel: 'peak RSS, MiB',
+      unit: 'MiB',
+      subtitle,
+      series: series((r) => (r.peakRssBytes ?? Number.NaN) / (1024 * 1024)),
+    },
+  ];
 }

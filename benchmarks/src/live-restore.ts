@@ -21,6 +21,7 @@ import { coldRestoreSection } from './live-cold-restore.js';
 import { backupVm, type Environment, roundTrips, runIteration, warmPageCache } from './live-iteration.js';
 import {
   cpuTable,
+  goalFigures,
   goalNotes,
   type Iteration,
   iterationTable,
@@ -196,6 +197,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       pbsTodayCacheChunks: PBS_SHARED_CACHE_CHUNKS,
       pbsDecodeThreads: s.pbsDecodeThreads,
     };
+    const plotSubtitle = `${s.mode} mode, ${s.drives} drives × ${formatBytes(s.sizeBytes)} (${s.mix}), ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}, B's cache ${formatBytes(s.cacheBytes)}; B's median speed-up ${formatNumber(overC.median)}× over C, ${formatNumber(overA.median)}× over A`;
     return {
       benchmark: 'live-restore',
       title: `Live restore, A (old PBS read path), C (PBS today) and B (liverestore): ${s.drives} × ${formatBytes(s.sizeBytes)}, ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}`,
@@ -220,9 +222,11 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       plot: {
         xLabel: 'iteration',
         yLabel: 'seconds per live restore',
-        subtitle: `${s.mode} mode, ${s.drives} drives × ${formatBytes(s.sizeBytes)} (${s.mix}), ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}, B's cache ${formatBytes(s.cacheBytes)}; B's median speed-up ${formatNumber(overC.median)}× over C, ${formatNumber(overA.median)}× over A`,
+        unit: 's',
+        subtitle: plotSubtitle,
         series: plotSeries(runs),
       },
+      figures: goalFigures(runs, plotSubtitle),
       durationSeconds: (performance.now() - started) / 1000,
     };
   } finally {

@@ -26,7 +26,7 @@ export interface LiverestoreProcess {
 export interface ProcessOptions {
   /** Filter of the child's stderr lines (e.g. drop per-request logs); default: all pass through. */
   readonly keepStderrLine?: (line: string) => boolean;
-  /** Called with each stdout line after the first (the address), e.g. `--json` events. */
+  /** Called with each stdout line but a first one that is only the address, e.g. `--json` events. */
   readonly onStdoutLine?: (line: string) => void;
 }
 
@@ -76,8 +76,11 @@ export async function startNodeProcess(
           out = out.slice(nl + 1);
           if (first === undefined) {
             first = line;
-            resolve(line);
-          } else options.onStdoutLine?.(line);
+            resolve(addressOf(line));
+            // With --json the first line is already an event (it carries the address).
+            if (!line.startsWith('{')) continue;
+          }
+          options.onStdoutLine?.(line);
         }
       });
       child.once('error', (error) => reject(new Error(`${what}: ${error.message}`)));
@@ -89,6 +92,17 @@ export async function startNodeProcess(
     stop();
     throw error;
   }
+}
+
+/**
+ * The address on a server's first stdout line: the line itself, or with `--json` the
+ * `address` of the JSON event it is (live-restore's `started`).
+ */
+function addressOf(line: string): string {
+  if (!line.startsWith('{')) return line;
+  const address = (JSON.parse(line) as { address?: unknown }).address;
+  if (typeof address !== 'string') throw new Error(`no address in the first line: ${line}`);
+  return address;
 }
 
 /** SIGKILL after SIGTERM when a server takes longer than this to exit. */

@@ -1,71 +1,118 @@
 /**
- * Optional PNG copies of the plots, for places that do not show SVG. No converter
- * is bundled: we use `rsvg-convert` or ImageMagick when one is installed and works,
- * and otherwise say why no PNG was written rather than failing the benchmark.
+ * PNG copies of the plots, rendered in this process by resvg with the DejaVu Sans font
+ * that ships in `benchmarks/fonts/`: every machine writes the same picture, with no
+ * converter program and no system fonts. The native build (`@resvg/resvg-js`, an optional
+ * dependency) renders when it loads on this platform; otherwise the WebAssembly build
+ * (`@resvg/resvg-wasm`) does. `LIVERESTORE_PLOT_RENDERER=wasm` picks the WebAssembly
+ * build even where the native one loads (the tests render with both).
  */
 
-import { execFile } from 'node:child_process';
-import { open } from 'node:fs/promises';
-import { promisify } from 'node:util';
-import { findOnPath } from './tools.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PLOT_FONT_FAMILY } from './svg-plot.js';
 
-const run = promisify(execFile);
+/** From benchmarks/dist/src/ (compiled) to benchmarks/fonts/. */
+const FONT_DIR = new URL('../../fonts/', import.meta.url);
+const FONT_FILES = ['DejaVuSans.ttf', 'DejaVuSans-Bold.ttf'] as const;
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-const CONVERT_TIMEOUT_MS = 60_000;
 
-/** A converter command line: the program and its arguments for (svg, png). */
-interface Converter {
-  readonly program: string;
-  args(svgPath: string, pngPath: string): string[];
+/** One build of resvg, ready to render. */
+export interface SvgRenderer {
+  /** Package and version, for the "wrote …" line. */
+  readonly name: string;
+  toPng(svg: string): Uint8Array;
 }
 
-const CONVERTERS: readonly Converter[] = [
-  { program: 'rsvg-convert', args: (svg, png) => ['--background-color=white', '-o', png, svg] },
-  { program: 'magick', args: (svg, png) => [svg, png] },
-  { program: 'convert', args: (svg, png) => [svg, png] },
-];
-
-/** What {@link writePng} did: the converter used, or why there is no PNG. */
+/** What {@link writePng} did: the renderer used, or why there is no PNG. */
 export type PngOutcome =
   | { readonly written: true; readonly tool: string }
   | { readonly written: false; readonly reason: string };
 
-async function isPng(path: string): Promise<boolean> {
-  try {
-    const file = await open(path, 'r');
-    try {
-      const head = Buffer.alloc(PNG_SIGNATURE.length);
-      await file.read(head, 0, head.length, 0);
-      return head.equals(PNG_SIGNATURE);
-    } finally {
-      await file.close();
-    }
-  } catch {
-    return false;
-  }
+const FONT_OPTIONS = {
+  defaultFontFamily: PLOT_FONT_FAMILY,
+  sansSerifFamily: PLOT_FONT_FAMILY,
+  serifFamily: PLOT_FONT_FAMILY,
+  monospaceFamily: PLOT_FONT_FAMILY,
+} as const;
+const BACKGROUND = 'white';
+const require = createRequire(import.meta.url);
+
+/** The version of the package whose file `entry` (a path in its root directory) is. */
+async function versionBeside(entry: string): Promise<string> {
+  const manifest = JSON.parse(await readFile(join(dirname(entry), 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return manifest.version;
 }
 
+async function nativeRenderer(): Promise<SvgRenderer> {
+  const { Resvg } = await import('@resvg/resvg-js');
+  const fontFiles = FONT_FILES.map((f) => fileURLToPath(new URL(f, FONT_DIR)));
+  return {
+    name: `@resvg/resvg-js ${await versionBeside(require.resolve('@resvg/resvg-js'))} (native)`,
+    toPng: (svg) =>
+      new Resvg(svg, { background: BACKGROUND, font: { loadSystemFonts: false, fontFiles, ...FONT_OPTIONS } })
+        .render()
+        .asPng(),
+  };
+}
+
+async function wasmRenderer(): Promise<SvgRenderer> {
+  const wasm = await import('@resvg/resvg-wasm');
+  const wasmFile = require.resolve('@resvg/resvg-wasm/index_bg.wasm');
+  await wasm.initWasm(await readFile(wasmFile));
+  const fontBuffers = await Promise.all(FONT_FILES.map((f) => readFile(new URL(f, FONT_DIR))));
+  return {
+    name: `@resvg/resvg-wasm ${await versionBeside(wasmFile)} (WebAssembly)`,
+    toPng: (svg) => {
+      const resvg = new wasm.Resvg(svg, { background: BACKGROUND, font: { fontBuffers, ...FONT_OPTIONS } });
+      try {
+        return resvg.render().asPng();
+      } finally {
+        resvg.free();
+      }
+    },
+  };
+}
+
+let wasmBuild: Promise<SvgRenderer> | undefined;
+let nativeBuild: Promise<SvgRenderer | undefined> | undefined;
+
 /**
- * Converts `svgPath` to `pngPath` with the first converter that exists and produces a
- * real PNG; a program that exists but fails (e.g. an ImageMagick without an SVG
- * delegate) is skipped and named in the reason.
+ * The renderer of this process: the native build when it loads (and the environment does
+ * not ask for WebAssembly), else the WebAssembly build, which loads on every machine.
+ * The WebAssembly module can be set up once per process, so both are kept.
  */
-export async function writePng(svgPath: string, pngPath: string): Promise<PngOutcome> {
-  const failures: string[] = [];
-  for (const converter of CONVERTERS) {
-    const path = await findOnPath(converter.program);
-    if (path === undefined) {
-      failures.push(`${converter.program}: not installed`);
-      continue;
-    }
-    try {
-      await run(path, converter.args(svgPath, pngPath), { timeout: CONVERT_TIMEOUT_MS });
-      if (await isPng(pngPath)) return { written: true, tool: converter.program };
-      failures.push(`${converter.program}: produced no PNG`);
-    } catch (err) {
-      const message = ((err as { stderr?: string }).stderr ?? (err as Error).message).trim().split('\n')[0];
-      failures.push(`${converter.program}: failed (${message ?? 'unknown error'})`);
-    }
+export async function plotRenderer(
+  prefer: 'native' | 'wasm' = process.env.LIVERESTORE_PLOT_RENDERER === 'wasm' ? 'wasm' : 'native',
+): Promise<SvgRenderer> {
+  if (prefer === 'native') {
+    nativeBuild ??= nativeRenderer().catch(() => undefined);
+    const native = await nativeBuild;
+    if (native !== undefined) return native;
   }
-  return { written: false, reason: failures.join('; ') };
+  wasmBuild ??= wasmRenderer();
+  return wasmBuild;
+}
+
+/** True when `bytes` start with the PNG signature. */
+export function isPng(bytes: Uint8Array): boolean {
+  return (
+    bytes.length >= PNG_SIGNATURE.length && PNG_SIGNATURE.equals(bytes.subarray(0, PNG_SIGNATURE.length))
+  );
+}
+
+/** Renders `svgPath` to `pngPath`; a rendering failure is reported, not thrown. */
+export async function writePng(svgPath: string, pngPath: string): Promise<PngOutcome> {
+  try {
+    const renderer = await plotRenderer();
+    const png = renderer.toPng(await readFile(svgPath, 'utf8'));
+    if (!isPng(png)) return { written: false, reason: `${renderer.name} produced no PNG` };
+    await writeFile(pngPath, png);
+    return { written: true, tool: renderer.name };
+  } catch (err) {
+    return { written: false, reason: `rendering failed (${(err as Error).message.split('\n')[0]})` };
+  }
 }

@@ -7,6 +7,7 @@
 
 import type { GuestJob, WorkloadName } from './guest-workloads.js';
 import type { MachineInfo } from './machine.js';
+import { qemuFigures } from './qemu-figures.js';
 import { ROLE_LABELS, ROLES, type Role, SYSTEM_LABELS, type SystemName } from './qemu-systems.js';
 import { type BenchResult, type CaseResult, measuredCase, type PlainTable, type Section } from './result.js';
 import { summarize } from './stats.js';
@@ -283,6 +284,7 @@ export function qemuResult(run: QemuRun): BenchResult {
       `CPU seconds: /proc/PID/stat utime+stime of each process from when the system was ready to the end of the iteration (start-up excluded); fio's from this process's reaped-children times. Roles: ${ROLES.map((r) => `${r} = ${ROLE_LABELS[r]}`).join('; ')}. Peak RSS is VmHWM at the end of the iteration; every process is fresh per iteration.`,
     ],
     raw: { iterations: run.runs, jobs: run.jobs },
+    figures: qemuFigures(run),
     durationSeconds: run.durationSeconds,
   };
 }

@@ -64,15 +64,27 @@ export interface PlotSeries {
 }
 
 /**
- * A line plot of a value per iteration (seconds per live restore, series A and B, as in
+ * A plot of a value per iteration (seconds per live restore, series A, B and C, as in
  * PBS's picture); when a result has one, its SVG is this plot instead of the bar chart.
  */
 export interface SeriesPlot {
+  /** The plot's own title; the result's title when absent. */
+  readonly title?: string;
   readonly xLabel: string;
   readonly yLabel: string;
+  /** Unit after the medians in the legend (`s`, `ms`, `MiB`). */
+  readonly unit?: string;
   readonly series: readonly PlotSeries[];
   /** A line under the title: the settings that produced the numbers. */
   readonly subtitle?: string;
+  /** The goal of this value, drawn as a dotted line (e.g. `goal: p99 ≤ 50 ms`). */
+  readonly goal?: { readonly value: number; readonly label: string };
+}
+
+/** A plot of one goal's value (guest p99, memory) written beside the main plot. */
+export interface GoalFigure extends SeriesPlot {
+  /** File name part: `<benchmark>-<slug>.svg` and `.png`. */
+  readonly slug: string;
 }
 
 /** Everything one run of one benchmark produced. */
@@ -92,6 +104,8 @@ export interface BenchResult {
   readonly raw?: Readonly<Record<string, unknown>>;
   /** Draw this plot instead of the throughput bar chart. */
   readonly plot?: SeriesPlot;
+  /** One more plot per goal that is not run time, each in its own files. */
+  readonly figures?: readonly GoalFigure[];
   /** Wall time of the whole run, setup included. */
   readonly durationSeconds: number;
 }

@@ -18,8 +18,8 @@ import { formatNumber, formatRate } from './units.js';
 
 const PLOT_WIDTH = 480;
 const VALUE_WIDTH = 120;
-/** Rough advance of one character at 12 px Helvetica/Arial, to size the label column. */
-const CHAR_WIDTH = 6.6;
+/** Rough advance of one character at 12 px DejaVu Sans, to size the label column. */
+const CHAR_WIDTH = 7.2;
 const MIN_LABEL_WIDTH = 160;
 const BAR_HEIGHT = 16;
 const ROW_HEIGHT = 22;
@@ -27,6 +27,13 @@ const SECTION_GAP = 14;
 const TOP = 74;
 const AXIS_HEIGHT = 36;
 const LOG_SCALE_SPREAD = 50;
+/**
+ * The font the plots ask for first: PNGs are rendered with it (png.ts bundles it), and a
+ * browser showing the SVG falls back to its own sans-serif.
+ */
+export const PLOT_FONT_FAMILY = 'DejaVu Sans';
+/** The CSS font stack of every plot's text. */
+export const FONT_STACK = `'${PLOT_FONT_FAMILY}',Helvetica,Arial,sans-serif`;
 export const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#b07aa1', '#9c755f'] as const;
 
 /** Escapes text for an SVG text node or attribute. */
@@ -132,7 +139,7 @@ export function svgPlot(result: BenchResult): string {
   return [
     `<?xml version="1.0" encoding="UTF-8"?>`,
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
-    `<style>text{font-family:Helvetica,Arial,sans-serif;font-size:12px;fill:#222}` +
+    `<style>text{font-family:${FONT_STACK};font-size:12px;fill:#222}` +
       `.title{font-size:17px;font-weight:bold}.machine{font-size:11px;fill:#555}` +
       `.section{font-weight:bold}.skipped{fill:#888;font-style:italic}.tick{font-size:10px;fill:#666}` +
       `.grid{stroke:#ddd;stroke-width:1}</style>`,

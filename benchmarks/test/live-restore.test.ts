@@ -107,12 +107,18 @@ async function checkOutput(t: ExecutionContext, dir: string, stdout: string, std
   t.is((svg.match(/<circle /g) ?? []).length, 3, 'one marker per series and iteration');
   t.regex(svg, /C: PBS today/);
   t.regex(svg, /seconds per live restore/);
-  if (/wrote .*live-restore\.png/.test(stderr)) {
-    const png = await readFile(`${dir}/live-restore.png`);
-    t.true(png.subarray(0, 8).equals(PNG_SIGNATURE), 'PNG signature');
-  } else {
-    t.regex(stderr, /no PNG written \(/, 'says why there is no PNG');
+  for (const name of ['live-restore', 'live-restore-p99', 'live-restore-memory']) {
+    t.regex(stderr, new RegExp(`wrote .*${name}\\.svg, .*${name}\\.png \\(@resvg`), `${name}: SVG and PNG`);
+    const png = await readFile(`${dir}/${name}.png`);
+    t.true(png.subarray(0, 8).equals(PNG_SIGNATURE), `${name}: PNG signature`);
   }
+  t.deepEqual(
+    json.figures.map((f: { slug: string; series: unknown[] }) => [f.slug, f.series.length]),
+    [
+      ['p99', 3],
+      ['memory', 3],
+    ],
+  );
   return json;
 }
 

@@ -10,6 +10,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
+import { isPng } from '../src/png.js';
 import { findOnPath } from '../src/tools.js';
 import { runNode as run } from './helpers.js';
 
@@ -132,6 +133,16 @@ test('liverestore bench qemu: one tiny iteration of every system writes a well-f
   t.regex(md, /Goals of issue 14 for lr-nbd/);
   const svg = await readFile(`${out.path}/qemu.svg`, 'utf8');
   t.is((svg.match(/<rect x=/g) ?? []).length, 8, 'a bar per system for the copy and for the guest');
+  t.deepEqual(
+    json.figures.map((f: { slug: string }) => f.slug),
+    ['copy', 'p99', 'guest-rate', 'memory'],
+  );
+  for (const slug of ['copy', 'p99', 'guest-rate', 'memory']) {
+    const figure = await readFile(`${out.path}/qemu-${slug}.svg`, 'utf8');
+    t.is((figure.match(/<circle /g) ?? []).length, 4, `${slug}: a marker per system in the one iteration`);
+    t.true(isPng(await readFile(`${out.path}/qemu-${slug}.png`)), `${slug}: PNG`);
+  }
+  t.regex(await readFile(`${out.path}/qemu-p99.svg`, 'utf8'), /goal: ≤ 50 ms/);
   t.deepEqual(await readdir(scratch.path), [], 'the scratch directory is left empty');
 });
 

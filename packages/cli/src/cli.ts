@@ -1,7 +1,9 @@
+import { closestNames } from '@liverestore/datastore/internal';
 import { LiverestoreError, zstdCodecInfo } from '@liverestore/format';
 import { type Command, type CommandIo, parseCommandArgs } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { benchCommand } from './commands/bench.js';
+import { completionCommand } from './commands/completion.js';
 import { demoCommand } from './commands/demo.js';
 import { keyCommand } from './commands/key.js';
 import { liveRestoreCommand } from './commands/live-restore.js';
@@ -10,6 +12,7 @@ import { restoreCommand } from './commands/restore.js';
 import { serveCommand } from './commands/serve.js';
 import { snapshotsCommand } from './commands/snapshots.js';
 import { verifyCommand } from './commands/verify.js';
+import { daemonIo, runForked } from './daemon.js';
 import { UsageError } from './errors.js';
 import { removeTempsOnSignal, TEMP_WRITING_COMMANDS } from './signal-cleanup.js';
 import { printableLine } from './terminal-text.js';
@@ -26,9 +29,11 @@ export const COMMANDS: readonly Command[] = [
   liveRestoreCommand,
   keyCommand,
   benchCommand,
+  completionCommand(() => COMMANDS),
 ] as Command[];
 
-const VERSION = '0.1.0';
+/** The version of the CLI (its package.json's). */
+export const VERSION = '0.1.0';
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -39,12 +44,18 @@ Usage: liverestore COMMAND [options]
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
+Options:
+  -h, --help     this overview ("liverestore COMMAND --help": the options of a command)
+  -V, --version  the version, and which zstd implementation this Node.js runs
+
 Run "liverestore COMMAND --help" for the options of a command.
 Errors are printed as "liverestore: CODE: message"; docs/errors.md lists every code.`;
 }
 
 /** Exit statuses: 0 ok, 1 the work failed (e.g. verify found bad chunks), 2 usage error. */
-export async function run(argv: string[], io: CommandIo): Promise<number> {
+export async function run(argv: string[], processIo: CommandIo): Promise<number> {
+  // A server started by --fork prints through its readiness channel (daemon.ts).
+  const io = daemonIo(processIo);
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic =
@@ -65,8 +76,16 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
   const command = COMMANDS.find((c) => c.name === name);
   try {
-    if (command === undefined)
-      throw new UsageError(`unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
+    if (command === undefined) {
+      const close = closestNames(
+        name,
+        COMMANDS.map((c) => c.name),
+      );
+      const hint = close.length > 0 ? `did you mean ${close.join(' or ')}? ` : '';
+      throw new UsageError(
+        `unknown command "${name}"; ${hint}(commands: ${COMMANDS.map((c) => c.name).join(', ')})`,
+      );
+    }
     const args =
       command.rawArgs === true
         ? ({ values: {}, positionals: rest } as unknown as ReturnType<typeof parseCommandArgs>)
@@ -75,6 +94,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       io.stdout.write(`${command.help}\n`);
       return 0;
     }
+    if ((args.values as { fork?: unknown }).fork === true) return await runForked(argv, io);
     const release = TEMP_WRITING_COMMANDS.has(command.name) ? removeTempsOnSignal() : undefined;
     try {
       return await command.run(args, io);

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { closestNames } from '@liverestore/datastore/internal';
 import { type CryptConfig, decodeKeyFile, LiverestoreError } from '@liverestore/format';
 import { UsageError } from './errors.js';
 import { Progress } from './progress.js';
@@ -26,6 +27,8 @@ export interface Command<O extends Options = Options> {
    * `bench` hands them on to another program that has its own options.
    */
   readonly rawArgs?: boolean;
+  /** The words its first positional argument is one of (`key`: create, show), for completion. */
+  readonly actions?: readonly string[];
   /** Returns the exit status. */
   run(args: ParsedArgs<O>, io: CommandIo): Promise<number>;
 }
@@ -47,8 +50,25 @@ export function parseCommandArgs<O extends Options>(command: Command<O>, argv: s
     const args = withNegativeValuesJoined(argv, command.options);
     return parseArgs({ args, options: command.options, allowPositionals: true, strict: true });
   } catch (err) {
+    const unknown = unknownOption(err);
+    if (unknown !== undefined) {
+      const close = closestNames(
+        unknown,
+        Object.keys(command.options).map((name) => `--${name}`),
+      );
+      const hint = close.length > 0 ? `; did you mean ${close.join(' or ')}?` : '';
+      throw new UsageError(
+        `${command.name}: unknown option ${unknown}${hint} (see liverestore ${command.name} --help)`,
+      );
+    }
     throw new UsageError(`${command.name}: ${(err as Error).message.split('\n')[0]}`);
   }
+}
+
+/** The option parseArgs did not know (`--frmo`), if that is what `err` says. */
+function unknownOption(err: unknown): string | undefined {
+  if ((err as { code?: unknown }).code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return undefined;
+  return /^Unknown option '([^']+)'/.exec((err as Error).message)?.[1];
 }
 
 /**

@@ -175,10 +175,13 @@ test('verify records ok/failed with a PBS UPID in every verified manifest of eve
   const out = await runIn(['verify', '--from', store, '--json']);
   t.is(out.code, 0, out.stderr);
   const report = JSON.parse(out.stdout) as {
-    snapshots: string[];
+    snapshots: { snapshot: string; ns: string }[];
     recorded: { upid: string; snapshots: number };
   };
-  t.deepEqual(report.snapshots, [mid, deep]);
+  t.deepEqual(
+    report.snapshots.map((s) => s.snapshot),
+    [mid, deep],
+  );
   t.is(report.recorded.snapshots, 2);
   t.regex(
     report.recorded.upid,

@@ -46,6 +46,10 @@ const HELP_MENTIONS: Record<string, readonly string[]> = {
 
 interface BackupJson {
   snapshot: string;
+  ns: string;
+  type: string;
+  id: string;
+  time: number;
   chunksNew: number;
   chunksReused: number;
   bytesRead: number;
@@ -261,6 +265,9 @@ test('backup --json (real binary): stdout is one JSON document with the counts; 
   t.is(out.code, 0, out.stderr);
   const json = JSON.parse(out.stdout) as BackupJson;
   t.regex(json.snapshot, SNAPSHOT_LINE);
+  t.deepEqual([json.ns, json.type, json.id], ['', 'vm', '100'], 'the snapshot fields at the top level');
+  t.is(typeof json.time, 'number');
+  t.false('ref' in json, 'one shape: no second copy of the snapshot');
   for (const key of ['chunksNew', 'chunksReused', 'bytesRead', 'bytesWritten'] as const) {
     t.is(typeof json[key], 'number', key);
     t.true(Number.isSafeInteger(json[key]) && json[key] >= 0, key);
@@ -377,9 +384,10 @@ test('verify SNAPSHOT: TYPE/ID is the latest, TYPE/ID/TIME that one, none means 
   const verified = async (...spec: string[]): Promise<string[]> => {
     const out = await runIn(['verify', '--store', store, '--json', ...spec]);
     t.is(out.code, 0, out.stderr);
-    const report = JSON.parse(out.stdout) as { ok: boolean; snapshots: string[] };
+    const report = JSON.parse(out.stdout) as { ok: boolean; snapshots: { snapshot: string; type: string }[] };
     t.true(report.ok);
-    return report.snapshots;
+    for (const s of report.snapshots) t.is(s.type, 'vm', 'each snapshot as an object with its parts');
+    return report.snapshots.map((s) => s.snapshot);
   };
   t.deepEqual(await verified('vm/100'), [snaps[1]]);
   t.deepEqual(await verified('vm/100/'), [snaps[1]], 'a trailing slash is accepted');
@@ -400,7 +408,7 @@ test('demo --size 1MiB --json: live restore with a guest writing, targets equal 
     kept: boolean;
     workDir: string;
     backup: BackupJson;
-    verify: { ok: boolean; snapshots: string[] };
+    verify: { ok: boolean; snapshots: { snapshot: string }[] };
     nbd: string;
     guest: { reads: number; readsChecked: number; writes: number; flushes: number };
     targets: { name: string; writes: number; identical: boolean }[];
@@ -409,7 +417,10 @@ test('demo --size 1MiB --json: live restore with a guest writing, targets equal 
   t.true(json.ok);
   t.true(json.verify.ok);
   t.false(json.kept);
-  t.deepEqual(json.verify.snapshots, [json.backup.snapshot]);
+  t.deepEqual(
+    json.verify.snapshots.map((s) => s.snapshot),
+    [json.backup.snapshot],
+  );
   t.regex(json.nbd, /^127\.0\.0\.1:\d+$/);
   t.true(json.guest.reads > 0);
   t.is(json.guest.readsChecked, json.guest.reads);

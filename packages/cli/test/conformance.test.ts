@@ -189,7 +189,7 @@ function pbsWrite(store: string, vm: VmFiles, compress: 'none' | 'zstd') {
 
 interface VerifyJson {
   ok: boolean;
-  snapshots: string[];
+  snapshots: { snapshot: string }[];
   archives: number;
   chunks: number;
   bytes: number;
@@ -227,7 +227,10 @@ const pythonToLiverestore = test.macro({
       (await runIn(['verify', '--store', store, '--json', PBS_SNAPSHOT])).stdout,
     ) as VerifyJson;
     t.true(cleanJson.ok);
-    t.deepEqual(cleanJson.snapshots, [PBS_SNAPSHOT]);
+    t.deepEqual(
+      cleanJson.snapshots.map((s) => s.snapshot),
+      [PBS_SNAPSHOT],
+    );
     t.is(cleanJson.chunks, distinct.size);
 
     // snapshots lists it with the right archives and sizes.

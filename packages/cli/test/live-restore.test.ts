@@ -151,11 +151,12 @@ test('live-restore: qemu-io writes during the copy, qemu-img reads, --exit-when-
     { timeoutMs: 30_000 },
   );
   t.is(again.code, 0, again.stderr);
+  // --json: every stdout line is one JSON event, the first one `started` with the address.
   const events = again.stdout
     .split('\n')
-    .slice(1)
-    .filter((l) => l.startsWith('{'))
+    .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as { event: string; resumed?: boolean; drives?: { bytesCopied: number }[] });
+  t.is(events[0]?.event, 'started');
   t.true(events.find((e) => e.event === 'started')?.resumed);
   const done = events.find((e) => e.event === 'done');
   t.deepEqual(

@@ -28,6 +28,7 @@ import {
   readSnapshotManifest,
   type SnapshotInfo,
 } from './snapshot-files.js';
+import { pickSnapshot } from './snapshot-pick.js';
 import {
   formatBackupTime,
   formatSnapshot,
@@ -35,7 +36,6 @@ import {
   isBackupId,
   namespaceOf,
   parseBackupTime,
-  pickSnapshot,
   type SnapshotRef,
   type SnapshotSpec,
 } from './snapshot-ref.js';
@@ -262,12 +262,7 @@ export class Datastore {
    */
   async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
     const namespace = parseNamespace(namespaceOf(spec));
-    return pickSnapshot(
-      spec,
-      await this.snapshotTimes(spec.type, spec.id, namespace),
-      namespace,
-      `of ${this.dir}`,
-    );
+    return pickSnapshot(spec, await this.listSnapshotRefs({ namespace }), namespace, `of ${this.dir}`);
   }
 
   /**

@@ -31,8 +31,10 @@ export {
   namespaceOf,
   parseBackupTime,
   parseSnapshotSpec,
+  type SnapshotJson,
   type SnapshotRef,
   type SnapshotSpec,
+  snapshotJson,
 } from './snapshot-ref.js';
 export {
   type BadChunk,

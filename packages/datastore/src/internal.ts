@@ -15,6 +15,7 @@ export * from './namespace.js';
 export * from './no-space.js';
 export * from './regular-file.js';
 export * from './snapshot-files.js';
+export * from './snapshot-pick.js';
 export * from './snapshot-ref.js';
 export * from './temp-files.js';
 export * from './verify-state.js';

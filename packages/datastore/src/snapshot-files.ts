@@ -11,7 +11,7 @@ import {
 } from '@liverestore/format';
 import { type ArchiveName, archiveOfFilename, resolveArchiveName } from './archive-name.js';
 import { DatastoreError } from './errors.js';
-import { formatSnapshot, namespaceOf, type SnapshotRef } from './snapshot-ref.js';
+import { formatSnapshot, type SnapshotJson, type SnapshotRef, snapshotJson } from './snapshot-ref.js';
 import { type SnapshotVerifyState, verifyStateOf } from './verify-state.js';
 
 /** One archive of a snapshot, as listed. */
@@ -124,14 +124,7 @@ export function snapshotInfoOfManifest(ref: SnapshotRef, manifest: Manifest): Sn
 }
 
 /** One snapshot as `GET /snapshots` and `liverestore snapshots --json` list it (a public shape). */
-export interface SnapshotListingJson {
-  /** `ns/prod/vm/100/…` in a namespace. */
-  snapshot: string;
-  /** PBS namespace (`a/b`), `""` for the root. */
-  ns: string;
-  type: string;
-  id: string;
-  time: number;
+export interface SnapshotListingJson extends SnapshotJson {
   archives: { name: string; filename: string; kind: string; sizeBytes: number; cryptMode: string }[];
   keyFingerprint?: string;
   /** The last verify's result as PBS records it in the manifest (`unprotected.verify_state`). */
@@ -141,11 +134,7 @@ export interface SnapshotListingJson {
 /** The listing entry of a snapshot: one function, so the CLI and the HTTP server agree byte for byte. */
 export function snapshotListingJson(info: SnapshotInfo): SnapshotListingJson {
   return {
-    snapshot: info.path,
-    ns: namespaceOf(info.ref),
-    type: info.ref.type,
-    id: info.ref.id,
-    time: info.ref.time,
+    ...snapshotJson(info.ref),
     archives: info.archives.map((a) => ({
       name: a.name,
       filename: a.filename,

@@ -1,7 +1,6 @@
 import { BACKUP_TYPES, type BackupType } from '@liverestore/format';
 import { DatastoreError } from './errors.js';
 import {
-  describeNamespace,
   namespacePath,
   parseNamespace,
   ROOT_NAMESPACE,
@@ -118,28 +117,22 @@ export function formatGroup(ref: {
 }
 
 /**
- * The snapshot of `spec` among the snapshot `times` of its group in `namespace`: its own
- * time when listed, the latest when `spec.time` is absent. A datastore and an HTTP source
- * resolve the same way; `where` names the store in the ERR_LR_SNAPSHOT_NOT_FOUND message
- * (`of /srv/store`, `at https://host`).
+ * A snapshot in every JSON a command or the server prints: its PBS name and its parts.
+ * Results about one snapshot carry these fields at their top level, lists of snapshots
+ * hold one such object per snapshot (docs/cli.md, "JSON output").
  */
-export function pickSnapshot(
-  spec: SnapshotSpec,
-  times: readonly number[],
-  namespace: string,
-  where: string,
-): SnapshotRef {
-  const latest = times.reduce<number | undefined>(
-    (max, time) => (max === undefined || time > max ? time : max),
-    undefined,
-  );
-  const time = spec.time ?? latest;
-  if (time === undefined || !times.includes(time)) {
-    const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
-    throw new DatastoreError(
-      'ERR_LR_SNAPSHOT_NOT_FOUND',
-      `no snapshot ${what} in ${describeNamespace(namespace)} ${where}`,
-    );
-  }
-  return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
+export interface SnapshotJson {
+  /** As PBS prints it: `vm/100/2026-11-26T10:00:00Z`, `ns/prod/vm/100/…` in a namespace. */
+  snapshot: string;
+  /** PBS namespace (`a/b`), `""` for the root. */
+  ns: string;
+  type: string;
+  id: string;
+  /** Seconds since the epoch. */
+  time: number;
+}
+
+/** The {@link SnapshotJson} of a snapshot. */
+export function snapshotJson(ref: SnapshotRef): SnapshotJson {
+  return { snapshot: formatSnapshot(ref), ns: namespaceOf(ref), type: ref.type, id: ref.id, time: ref.time };
 }

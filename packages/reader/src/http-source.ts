@@ -190,10 +190,7 @@ export class HttpChunkSource implements ChunkSource {
 
   async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
     const namespace = namespaceOf(spec);
-    const times = (await this.listSnapshots({ namespace }))
-      .filter((ref) => ref.type === spec.type && ref.id === spec.id)
-      .map((ref) => ref.time);
-    return pickSnapshot(spec, times, namespace, `at ${this.name}`);
+    return pickSnapshot(spec, await this.listSnapshots({ namespace }), namespace, `at ${this.name}`);
   }
 
   readSnapshotFile(ref: SnapshotRef, filename: string, signal?: AbortSignal): Promise<Uint8Array> {

@@ -10,6 +10,7 @@ import {
   required,
 } from '../command.js';
 import { UsageError } from '../errors.js';
+import { backupResultJson } from '../json-shapes.js';
 import type { Progress } from '../progress.js';
 import { NAMESPACE_OPTION } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
@@ -103,7 +104,7 @@ chunks new and reused, bytes written.`,
     });
     progress?.finish();
     if (values.json === true) {
-      printJson(io, result);
+      printJson(io, backupResultJson(result));
       return 0;
     }
     io.stdout.write(`${result.snapshot}\n`);

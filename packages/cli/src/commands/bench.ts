@@ -25,7 +25,7 @@ Runs benchmark NAME of the benchmarks package, exactly as "pnpm bench NAME [opti
 does: every argument is passed on unchanged, the benchmark's output goes to this
 terminal, and its exit status is this command's (0 ok, 1 failed, 2 usage error).
 Results are written under --out DIR (default bench-results/ at the repository root):
-NAME.json, NAME.md, NAME.svg and, when a converter is installed, NAME.png.
+NAME.json, NAME.md, NAME.svg and NAME.png (and NAME-GOAL.svg/.png per goal figure).
 
 Benchmarks:
   qemu          QEMU live restore (overlay + qemu-storage-daemon block-stream, or
@@ -43,6 +43,7 @@ Needs a built workspace checkout (pnpm build): the benchmarks are not part of th
 installed CLI; without them this fails with ERR_LR_BENCH_NOT_BUILT.`,
   options: {},
   rawArgs: true,
+  actions: ['qemu', 'live-restore', 'restore', 'nbd', 'codecs', 'backup'],
   async run({ positionals }, io) {
     const [first] = positionals;
     if (first === undefined || first === '--help' || first === '-h' || first === 'help') {

@@ -1,14 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { backup, Datastore, verifySnapshots } from '@liverestore/datastore';
 import { type LiveRestoreSummary, liveRestore } from '@liverestore/live';
 import { NbdClient } from '@liverestore/nbd';
 import { startChunkServer } from '@liverestore/server';
-import { type ImageSpec, imageBytes, prng, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import { type ImageSpec, imageBytes, prng, vmImageSet, writeImageFile } from '@liverestore/vmgen';
 import { COMMON_OPTIONS, commandProgress, defineCommand, printJson, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
+import { backupResultJson, verifyReportJson } from '../json-shapes.js';
 import { parseRateLimit } from '../option-values.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
@@ -142,6 +144,39 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** The QEMU line that boots a VM from live-restore's default exports. */
+function realVmRecipeQemu(driveNames: readonly string[]): string {
+  return (
+    'qemu-system-x86_64 -m 2048 -machine accel=kvm ' +
+    driveNames
+      .map((name) => `-drive file=nbd://127.0.0.1:10809/${name},format=raw,if=virtio,cache=none`)
+      .join(' ')
+  );
+}
+
+/**
+ * The closing recipe: the same steps on a real VM. It names only what still exists after
+ * the demo: this demo's store when --keep keeps it, otherwise example paths (the demo's
+ * temporary directory is removed when it exits).
+ */
+function realVmRecipe(keptStoreDir: string | undefined, driveNames: readonly string[]): string {
+  const store = keptStoreDir ?? '/srv/liverestore';
+  return [
+    `\nOn a real VM: back it up, serve the store, live-restore it, and boot straight from the exports${
+      keptStoreDir === undefined
+        ? " (example paths; this demo's store is removed on exit, --keep keeps it)"
+        : ''
+    }:`,
+    ...(keptStoreDir === undefined
+      ? ['  liverestore backup --store /srv/liverestore --snapshot vm/100 drive-scsi0=/dev/vg0/vm-100-disk-0']
+      : []),
+    '  printf %s "$(openssl rand -hex 32)" > token   # printf: no newline, QEMU\'s secret file= reads it verbatim',
+    `  liverestore serve --store ${store} --token-file token &`,
+    '  liverestore live-restore --from http://127.0.0.1:8007 --token-file token vm/100 --target-dir /var/lib/vms/100 &',
+    `  ${realVmRecipeQemu(driveNames)}`,
+  ].join('\n');
+}
+
 export const demoCommand = defineCommand({
   name: 'demo',
   summary: 'a live restore of a generated two-drive VM, with a guest writing during the copy (no setup)',
@@ -185,7 +220,11 @@ Options:
     const say = (line: string): void => {
       if (values.json !== true) io.stdout.write(`${line}\n`);
     };
-    const work = await tempDir('liverestore-demo-');
+    const workPath = await mkdtemp(join(tmpdir(), 'liverestore-demo-'));
+    const work = {
+      path: workPath,
+      cleanup: () => rm(workPath, { recursive: true, force: true, maxRetries: 3 }),
+    };
     const cleanups: (() => Promise<void>)[] = [];
     try {
       const storeDir = join(work.path, 'store');
@@ -316,26 +355,20 @@ Options:
           )
           .join('; ')}`,
       );
-      const qemu =
-        `qemu-system-x86_64 -m 2048 -machine accel=kvm ` +
-        restore.drives
-          .map((d) => `-drive file=nbd://${address}/${d.name},format=raw,if=virtio,cache=none`)
-          .join(' ');
+      const qemu = realVmRecipeQemu(restore.drives.map((d) => d.name));
       say(
-        '\nOn a real VM: back it up, serve the store, live-restore it, and boot straight from the exports:',
+        realVmRecipe(
+          values.keep === true ? storeDir : undefined,
+          restore.drives.map((d) => d.name),
+        ),
       );
-      say(`  liverestore serve --store ${storeDir} --token-file TOKEN &`);
-      say(
-        `  liverestore live-restore --from http://127.0.0.1:8007 --token-file TOKEN vm/100 --target-dir /var/lib/vms/100 &`,
-      );
-      say(`  ${qemu}`);
       if (values.json === true) {
         printJson(io, {
           ok,
           workDir: work.path,
           kept: values.keep === true,
-          backup: backedUp,
-          verify: verified,
+          backup: backupResultJson(backedUp),
+          verify: verifyReportJson(verified, [backedUp.ref]),
           http: http.url,
           nbd: address,
           liveRestore: summary,

@@ -19,6 +19,7 @@ Options:
   --json           print JSON
   -h, --help       show this help`,
   options: { ...COMMON_OPTIONS, keyfile: { type: 'string' } },
+  actions: ['create', 'show'],
   async run({ values, positionals }, io) {
     const action = positionals[0];
     const path = required(values.keyfile, '--keyfile', 'key');

@@ -14,6 +14,7 @@ import {
   required,
   stopSignal,
 } from '../command.js';
+import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { parseRateLimit } from '../option-values.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
@@ -138,6 +139,7 @@ ${chunkCacheHelp(23)}
   --keyfile FILE       PBS key file of an encrypted snapshot
 ${namespaceHelp(23)}
   --token-file FILE    bearer token for an http(s) --from
+${DAEMON_HELP}
   -h, --help           show this help
 
 Prints the NBD address on the first line of stdout, then one line per export; progress
@@ -145,6 +147,7 @@ goes to stderr (a bar on a terminal, a line every 5 s otherwise). Stops graceful
 SIGINT/SIGTERM (maps persisted; run again to resume).`,
   options: {
     ...COMMON_OPTIONS,
+    ...DAEMON_OPTIONS,
     from: { type: 'string' },
     'target-dir': { type: 'string' },
     listen: { type: 'string' },
@@ -160,6 +163,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
+    checkPidFile(values['pid-file']);
     required(values.from, '--from DIR|URL', 'live-restore');
     const targetDir = required(values['target-dir'], '--target-dir', 'live-restore');
     const { from, spec, listen, cacheBytes, workers, readaheadChunks } = parseNbdServeArgs(
@@ -196,8 +200,8 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const reporter = progressReporter(io, json);
     let closed = false;
     try {
-      io.stdout.write(`${restore.address}\n`);
       const start = restore.progress();
+      if (!json) io.stdout.write(`${restore.address}\n`);
       if (json) {
         io.stdout.write(
           `${JSON.stringify({
@@ -219,6 +223,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
           );
         }
       }
+      announceReady(values, `live-restoring ${restore.snapshot}; exports on ${restore.address}`, io);
       restore.on('progress', (p) => reporter.update(p));
       restore.on('warning', (err) => {
         reporter.end();

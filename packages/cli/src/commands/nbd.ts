@@ -2,6 +2,7 @@ import { snapshotExports, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { CHUNK_CACHE_OPTIONS, chunkCacheFromOptions, chunkCacheHelp } from '../chunk-cache-options.js';
 import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
+import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { loggedExport } from '../logged-export.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
@@ -36,6 +37,7 @@ ${chunkCacheHelp(23)}
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
 ${namespaceHelp(23)}
+${DAEMON_HELP}
   -h, --help           show this help
 
 At most 1024 connections are open at once (more are closed at once, with a line on
@@ -45,6 +47,7 @@ connections together hold at most 256 MiB of replies.
 Prints the address and the exports, then serves until stopped.`,
   options: {
     help: COMMON_OPTIONS.help,
+    ...DAEMON_OPTIONS,
     from: { type: 'string' },
     listen: { type: 'string' },
     socket: { type: 'string' },
@@ -58,6 +61,7 @@ Prints the address and the exports, then serves until stopped.`,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
+    checkPidFile(values['pid-file']);
     const { from, spec, listen, cacheBytes, workers, readaheadChunks } = parseNbdServeArgs(
       values,
       positionals,
@@ -96,6 +100,7 @@ Prints the address and the exports, then serves until stopped.`,
         );
         io.stdout.write(`${server.address}\n`);
         for (const name of server.exports) io.stdout.write(`  export ${name}\n`);
+        announceReady(values, `serving ${server.exports.length} export(s) on ${server.address}`, io);
         await stopSignal();
         await server.close();
         return 0;

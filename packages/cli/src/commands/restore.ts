@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseSnapshotSpec } from '@liverestore/datastore';
+import { parseSnapshotSpec, snapshotJson } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
 import {
   ChunkCache,
@@ -9,6 +9,7 @@ import {
   type RestoreResult,
   restoreArchive,
 } from '@liverestore/reader';
+import { writeArchiveTo } from '../archive-to-stream.js';
 import {
   CHUNK_CACHE_OPTIONS,
   chunkCacheFromOptions,
@@ -65,7 +66,8 @@ Options:
                       server (required)
   --token-file FILE   bearer token for an http(s) --from (a file, so the token
                       does not show in ps)
-  --out FILE          output file (one archive)
+  --out FILE          output file (one archive); - writes the archive to stdout
+                      (zeros included, the summary goes to stderr)
   --all               restore every archive of the snapshot
   --out-dir DIR       output directory (with --all; created if missing)
   --cache-size SIZE   chunk cache budget (default 256MiB)
@@ -100,6 +102,8 @@ ${namespaceHelp()}
     } else {
       if (archiveArg === undefined) throw new UsageError('restore: ARCHIVE is required (or --all)');
       required(values.out, '--out', 'restore');
+      if (values.out === '-' && values.json === true)
+        throw new UsageError('restore: --json prints to stdout, which --out - fills with the archive');
     }
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
@@ -128,6 +132,16 @@ ${namespaceHelp()}
           const reader = await snap.openArchive(name);
           const out = values.all === true ? join(values['out-dir']!, reader.name) : values.out!;
           const progress = commandProgress(io, `restore ${reader.name}`, reader.size, values.json);
+          if (out === '-') {
+            const started = performance.now();
+            const bytes = await writeArchiveTo(reader, io.stdout, (done) => progress.update(done));
+            progress.finish();
+            const seconds = (performance.now() - started) / 1000;
+            io.stderr.write(
+              `${reader.name} -> stdout: ${formatBytes(bytes)} in ${seconds.toFixed(1)} s (${formatRate(bytes, seconds)})\n`,
+            );
+            return 0;
+          }
           const result = await restoreArchive(reader, out, {
             concurrency: 2 * Math.max(1, cache.decoder.threads) + 2,
             onProgress: (p) => progress.update(p.bytesDone),
@@ -144,9 +158,10 @@ ${namespaceHelp()}
         const stats: ChunkCacheStats = cache.stats();
         const persistent = await chunkCacheStats(snap.source);
         if (values.json === true) {
+          const archives = results.map(({ archive, ...result }) => ({ name: archive, ...result }));
           printJson(io, {
-            snapshot: snap.path,
-            archives: results,
+            ...snapshotJson(snap.ref),
+            archives,
             cache: stats,
             ...(persistent === undefined ? {} : { chunkCache: persistent }),
           });

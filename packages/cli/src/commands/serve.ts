@@ -3,6 +3,7 @@ import { LiverestoreError } from '@liverestore/format';
 import { ChunkCache } from '@liverestore/reader';
 import { startChunkServer } from '@liverestore/server';
 import { COMMON_OPTIONS, defineCommand, required, stopSignal } from '../command.js';
+import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { UsageError } from '../errors.js';
 import { parseBytes } from '../units.js';
 
@@ -80,11 +81,13 @@ Options:
                        128, half of the server's 256; behind a proxy give 256)
   --min-rate RATE      a download read slower than this over 30 s is cut, e.g. 4KiB/s
                        (default 4KiB/s; 0 = never)
+${DAEMON_HELP}
   -h, --help           show this help
 
 Prints the URL it listens on, then serves until stopped.`,
   options: {
     help: COMMON_OPTIONS.help,
+    ...DAEMON_OPTIONS,
     store: { type: 'string' },
     listen: { type: 'string' },
     'token-file': { type: 'string' },
@@ -95,6 +98,7 @@ Prints the URL it listens on, then serves until stopped.`,
     'min-rate': { type: 'string' },
   },
   async run({ values }, io) {
+    checkPidFile(values['pid-file']);
     const store = required(values.store, '--store', 'serve');
     const listen = parseListen(values.listen ?? '127.0.0.1:8007');
     if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
@@ -126,6 +130,7 @@ Prints the URL it listens on, then serves until stopped.`,
         ...clientLimitOptions(values['max-per-client'], values['min-rate']),
       });
       io.stdout.write(`${server.url}\n`);
+      announceReady(values, `serving ${store} on ${server.url}`, io);
       await stopSignal();
       await server.close();
       return 0;

@@ -12,6 +12,7 @@ import type { SnapshotFiles } from '@liverestore/datastore/internal';
 import { LocalChunkSource } from '@liverestore/reader';
 import { COMMON_OPTIONS, commandProgress, defineCommand, loadKeyFile, printJson } from '../command.js';
 import { UsageError } from '../errors.js';
+import { verifyReportJson } from '../json-shapes.js';
 import type { Progress } from '../progress.js';
 import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
 import { printableLine } from '../terminal-text.js';
@@ -98,12 +99,9 @@ Options:
         }
       }
       if (values.json === true) {
-        printJson(
-          io,
-          recorded === undefined
-            ? report
-            : { ...report, recorded: { upid: recorded.upid, snapshots: recorded.recorded } },
-        );
+        const record =
+          recorded === undefined ? undefined : { upid: recorded.upid, snapshots: recorded.recorded };
+        printJson(io, verifyReportJson(report, refs, record));
         return report.ok ? 0 : 1;
       }
       for (const f of report.badFiles)
