@@ -208,7 +208,8 @@ test('a full file system is ERR_LR_NO_SPACE naming the file, in restore and back
   const { dir, store } = await storeWithSnapshot(t);
   const full = await smallFileSystem(t);
   const out = join(full, 'disk.img');
-  const restore = await runIn(['restore', '--from', store, 'vm/100', 'drive-scsi0', '--out', out]);
+  // --json: no progress line on stderr when a loaded machine makes the restore take > 5 s.
+  const restore = await runIn(['restore', '--json', '--from', store, 'vm/100', 'drive-scsi0', '--out', out]);
   t.true(assertCliError(t, restore, 'ERR_LR_NO_SPACE').includes(out));
   t.deepEqual(await readdir(full), [], 'the temp image is removed');
   const vm = await writeVm(dir, { seed: 1, sizes: [1024 * KiB + 5, 64 * KiB] });
