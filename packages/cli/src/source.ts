@@ -1,8 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import { LiverestoreError } from '@liverestore/format';
-import { type ChunkSource, isSourceUrl, LocalChunkSource, openChunkSource } from '@liverestore/reader';
-import { required } from './command.js';
+import {
+  type ChunkSource,
+  type HttpChunkSourceOptions,
+  isSourceUrl,
+  LocalChunkSource,
+  normalizeFingerprint,
+  openChunkSource,
+  type RetryEvent,
+} from '@liverestore/reader';
+import { type CommandIo, required } from './command.js';
 import { UsageError } from './errors.js';
+import { printableLine } from './terminal-text.js';
 
 /**
  * Reads the bearer token for an http(s) source from a file (never from the command line,
@@ -34,6 +43,8 @@ export const STORE_SOURCE_OPTIONS = {
   from: { type: 'string' },
   store: { type: 'string' },
   'token-file': { type: 'string' },
+  ca: { type: 'string' },
+  fingerprint: { type: 'string' },
 } as const;
 
 /**
@@ -42,21 +53,26 @@ export const STORE_SOURCE_OPTIONS = {
  * (a directory only, kept as an alias). Both or neither is a usage error.
  */
 export async function openStoreSource(
-  values: { from?: string | undefined; store?: string | undefined; 'token-file'?: string | undefined },
+  values: {
+    from?: string | undefined;
+    store?: string | undefined;
+    'token-file'?: string | undefined;
+    ca?: string | undefined;
+    fingerprint?: string | undefined;
+  },
   command: string,
+  io: CommandIo,
 ): Promise<ChunkSource> {
   if (values.from !== undefined && values.store !== undefined)
     throw new UsageError(`${command}: give either --from or --store, not both`);
   if (values.store !== undefined) {
     const dir = required(values.store, '--store', command);
-    if (values['token-file'] !== undefined)
-      throw new UsageError(`${command}: --token-file needs an http(s):// --from`);
+    await httpSourceOptions(values, dir, command, io); // refuses the http(s)-only options
     return LocalChunkSource.open(dir);
   }
   // The message names --from first and keeps "--store is required" for scripts that look for it.
   const from = required(values.from, '--from DIR|URL or --store', command);
-  const token = await loadTokenFile(values['token-file'], from, command);
-  return openChunkSource(from, token === undefined ? {} : { token });
+  return openChunkSource(from, await httpSourceOptions(values, from, command, io));
 }
 
 /**
@@ -67,6 +83,8 @@ export function isSourceFailure(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
   return (
     code === 'ERR_LR_UNAUTHORIZED' ||
+    code === 'ERR_LR_TLS_UNTRUSTED' ||
+    code === 'ERR_LR_TLS_FINGERPRINT' ||
     code === 'ERR_LR_SOURCE_UNAVAILABLE' ||
     code === 'ERR_LR_SOURCE_TIMEOUT' ||
     code === 'ERR_LR_SOURCE_CLOSED' ||
@@ -85,4 +103,105 @@ export function namespaceHelp(column = 22): string {
     `${pad}the root namespace); SNAPSHOT may also carry its namespace`,
     `${pad}as PBS prints it: ns/prod/vm/100`,
   ].join('\n');
+}
+
+/** How an https:// source's certificate is trusted (next to --token-file on every reading command). */
+export const TLS_TRUST_OPTIONS = {
+  ca: { type: 'string' },
+  fingerprint: { type: 'string' },
+} as const;
+
+/** The help lines of {@link TLS_TRUST_OPTIONS}, descriptions starting at `column`. */
+export function tlsTrustHelp(column: number): string {
+  const pad = ' '.repeat(column);
+  /** The option, then its description from `column` (on the next line when the option is too long). */
+  const entry = (option: string, lines: readonly string[]): string[] =>
+    option.length + 2 <= column
+      ? [`${option.padEnd(column)}${lines[0]}`, ...lines.slice(1).map((l) => `${pad}${l}`)]
+      : [option, ...lines.map((l) => `${pad}${l}`)];
+  return [
+    ...entry('  --ca FILE', [
+      'PEM CA certificate an https:// --from must chain to',
+      "(instead of the system's; env LIVERESTORE_CA)",
+    ]),
+    ...entry('  --fingerprint SHA256', [
+      'trust exactly the https:// certificate with this SHA-256',
+      "fingerprint, e.g. a self-signed serve's (env",
+      'LIVERESTORE_FINGERPRINT or PBS_FINGERPRINT)',
+    ]),
+  ].join('\n');
+}
+
+/** How often a command says that its server is not answering, at most. */
+const RETRY_NOTICE_INTERVAL_MS = 2_000;
+
+/**
+ * Tells stderr that a server does not answer and when the next attempt comes, at most
+ * every 2 s however many requests retry at once: with the server down a command says
+ * what it waits for instead of waiting in silence.
+ */
+export function retryNotices(io: CommandIo, command: string): (event: RetryEvent) => void {
+  let last = Number.NEGATIVE_INFINITY;
+  return (event) => {
+    const now = performance.now();
+    if (now - last < RETRY_NOTICE_INTERVAL_MS) return;
+    last = now;
+    io.stderr.write(
+      `${command}: ${printableLine(`${event.source} did not answer (${event.error})`)}; attempt ${event.attempt + 1} of ${event.attempts} in ${(event.delayMs / 1000).toFixed(1)} s\n`,
+    );
+  };
+}
+
+/**
+ * The settings of an http(s):// source from a command's options and the environment: the
+ * token (`--token-file`), the certificate trust (`--ca`, `--fingerprint`, or
+ * LIVERESTORE_CA, LIVERESTORE_FINGERPRINT, PBS_FINGERPRINT) and retry notices on stderr.
+ * Given with a source that is not http(s), --ca and --fingerprint are usage errors.
+ */
+export async function httpSourceOptions(
+  values: { 'token-file'?: string | undefined; ca?: string | undefined; fingerprint?: string | undefined },
+  source: string,
+  command: string,
+  io: CommandIo,
+): Promise<HttpChunkSourceOptions> {
+  const token = await loadTokenFile(values['token-file'], source, command);
+  if (!isSourceUrl(source)) {
+    for (const option of ['ca', 'fingerprint'] as const)
+      if (values[option] !== undefined)
+        throw new UsageError(`${command}: --${option} needs an https:// --from`);
+    return {};
+  }
+  const env = process.env;
+  const caFile = values.ca ?? nonEmpty(env.LIVERESTORE_CA);
+  const fingerprint =
+    values.fingerprint ?? nonEmpty(env.LIVERESTORE_FINGERPRINT) ?? nonEmpty(env.PBS_FINGERPRINT);
+  if (fingerprint !== undefined && normalizeFingerprint(fingerprint) === undefined)
+    throw new UsageError(
+      `${command}: --fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed), got "${fingerprint}"`,
+    );
+  let ca: Buffer | undefined;
+  if (caFile !== undefined) {
+    try {
+      ca = await readFile(caFile);
+    } catch (cause) {
+      throw new LiverestoreError(
+        'ERR_LR_CA_FILE_UNREADABLE',
+        `cannot read CA file ${caFile} (${(cause as { code?: string }).code ?? 'error'})`,
+        { cause },
+      );
+    }
+  }
+  return {
+    ...(token === undefined ? {} : { token }),
+    ...(ca === undefined && fingerprint === undefined
+      ? {}
+      : {
+          tls: { ...(ca === undefined ? {} : { ca }), ...(fingerprint === undefined ? {} : { fingerprint }) },
+        }),
+    onRetry: retryNotices(io, command),
+  };
+}
+
+function nonEmpty(text: string | undefined): string | undefined {
+  return text === undefined || text.trim() === '' ? undefined : text;
 }

@@ -1,11 +1,6 @@
 import { BACKUP_TYPES, type BackupType } from '@liverestore/format';
 import { DatastoreError } from './errors.js';
-import {
-  namespacePath,
-  parseNamespace,
-  ROOT_NAMESPACE,
-  splitNamespacePath,
-} from './namespace.js';
+import { namespacePath, parseNamespace, ROOT_NAMESPACE, splitNamespacePath } from './namespace.js';
 
 /**
  * A snapshot's identity: `[ns/<name>/…]<type>/<id>/<time>`, e.g. `vm/100/2026-11-26T10:00:00Z`

@@ -13,8 +13,9 @@ import { checkNonNegativeInteger, checkPositiveInteger } from '@liverestore/form
 import type { ChunkSource, FetchHints } from './chunk-source.js';
 import { ReaderError } from './errors.js';
 import { listingQuery, parseListing, parseNamespaceListing, snapshotFilePath } from './http-listing.js';
-import { HttpTransport, type RequestKind } from './http-transport.js';
+import { HttpTransport, type RequestKind, type RetryEvent } from './http-transport.js';
 import { LinkScheduler } from './link-scheduler.js';
+import type { TlsTrust } from './tls-trust.js';
 
 /*
  * A liverestore HTTP server as a chunk source. The paths are the server's public interface:
@@ -67,8 +68,10 @@ export interface HttpChunkSourceOptions {
   connections?: number | undefined;
   /** Background (readahead, sequential) fetches in flight at once. Default 4. */
   backgroundFetches?: number | undefined;
-  /** TLS settings of an https:// URL. */
-  tls?: { rejectUnauthorized?: boolean | undefined; ca?: Buffer | undefined } | undefined;
+  /** Which certificates an https:// URL may show: a CA file, or one certificate's SHA-256 fingerprint. */
+  tls?: TlsTrust | undefined;
+  /** Told before each retry of a failed request (see RetryEvent). */
+  onRetry?: ((event: RetryEvent) => void) | undefined;
 }
 
 /** True when `text` names an HTTP(S) source rather than a datastore directory. */
@@ -96,6 +99,7 @@ export class HttpChunkSource implements ChunkSource {
       retries: options.retries ?? DEFAULT_HTTP_RETRIES,
       connections: options.connections ?? DEFAULT_HTTP_CONNECTIONS,
       tls: options.tls,
+      onRetry: options.onRetry,
       requestHeaders: authorization === undefined ? undefined : () => ({ authorization }),
       refusalHint: authorization === undefined ? 'a token is required' : 'the token was not accepted',
     });

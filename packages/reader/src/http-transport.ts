@@ -4,6 +4,12 @@ import { Pool } from 'undici';
 import { abortError, ReaderError } from './errors.js';
 import { type ExpectedBody, readErrorBody, readPiece, readWholeBody } from './http-body.js';
 import type { BlobPiece } from './link-scheduler.js';
+import {
+  certificateErrorCode,
+  type TlsTrust,
+  tlsConnectOption,
+  untrustedCertificateError,
+} from './tls-trust.js';
 
 /*
  * One HTTP(S) origin as a request primitive: GET with a deadline per attempt (headers and
@@ -40,8 +46,14 @@ export interface HttpTransportOptions {
   readonly retries: number;
   /** Keep-alive connections: requests on the wire at most. */
   readonly connections: number;
-  /** TLS settings of an https:// origin. */
-  readonly tls?: { rejectUnauthorized?: boolean | undefined; ca?: Buffer | undefined } | undefined;
+  /** Which certificates an https:// origin may show (tls-trust.ts). */
+  readonly tls?: TlsTrust | undefined;
+  /**
+   * Told before each retry's backoff sleep (a server that does not answer, a 5xx): what
+   * failed and when the next attempt comes, so a command can say so instead of waiting in
+   * silence.
+   */
+  readonly onRetry?: ((event: RetryEvent) => void) | undefined;
   /**
    * Headers of one request besides `accept` and `range` (both given in `headers`), computed
    * per attempt: the HTTP chunk source sends its bearer token, an S3 source signs here.
@@ -61,6 +73,20 @@ export interface HttpTransportOptions {
   readonly clock?: Clock | undefined;
   /** Uniform in [0, 1): the backoff jitter (default Math.random). */
   readonly random?: (() => number) | undefined;
+}
+
+/** A failed attempt that will be retried. */
+export interface RetryEvent {
+  /** The origin (and path prefix) of the source. */
+  readonly source: string;
+  readonly url: string;
+  /** The attempt that failed, from 1, and how many there are in all. */
+  readonly attempt: number;
+  readonly attempts: number;
+  /** How long until the next attempt. */
+  readonly delayMs: number;
+  /** What failed, one line. */
+  readonly error: string;
 }
 
 /** What a request is given besides its path: the caller's signal, a piece to resume, a yield signal. */
@@ -122,6 +148,7 @@ export class HttpTransport {
   /** The base URL, without credentials: what logs and errors show. */
   readonly name: string;
   readonly #pool: Pool;
+  readonly #origin: URL;
   /** Path prefix of the server (`''` or `/some/prefix`), without a trailing slash. */
   readonly #prefix: string;
   readonly #options: HttpTransportOptions;
@@ -135,21 +162,16 @@ export class HttpTransport {
     this.name = `${base.origin}${this.#prefix}`;
     this.#options = options;
     this.#slots = new Semaphore(options.connections);
-    const { tls, timeoutMs } = options;
+    const { timeoutMs } = options;
+    this.#origin = base;
+    const connect = tlsConnectOption(options.tls);
     this.#pool = new Pool(base.origin, {
       connections: options.connections,
       pipelining: 1,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
       connectTimeout: timeoutMs,
-      ...(tls === undefined
-        ? {}
-        : {
-            connect: {
-              ...(tls.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: tls.rejectUnauthorized }),
-              ...(tls.ca === undefined ? {} : { ca: tls.ca }),
-            },
-          }),
+      ...(connect === undefined ? {} : { connect }),
     });
   }
 
@@ -188,6 +210,9 @@ export class HttpTransport {
         } catch (err) {
           if (stop.signal.aborted) throw this.#stopError(signal, yieldTo);
           if (err instanceof LiverestoreError && !isTransientError(err)) throw err;
+          const certificate = certificateErrorCode(err);
+          if (certificate !== undefined)
+            throw await untrustedCertificateError(this.#origin, certificate, err);
           if (!isTransientError(err)) {
             // Not transient and not ours (a TLS failure, a malformed answer): fail now, with a code.
             throw new ReaderError(
@@ -202,11 +227,20 @@ export class HttpTransport {
         }
         if (attempt < attempts) {
           const ceiling = Math.min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2 ** (attempt - 1));
+          // "Equal jitter": at least half the ceiling, so the waits of one request add up to
+          // a real outage budget (≈ 8 s with 8 retries) while clients still spread out.
+          const random = this.#options.random ?? Math.random;
+          const delayMs = ceiling / 2 + (random() * ceiling) / 2;
+          this.#options.onRetry?.({
+            source: this.name,
+            url,
+            attempt,
+            attempts,
+            delayMs,
+            error: describe(last),
+          });
           try {
-            // "Equal jitter": at least half the ceiling, so the waits of one request add up to
-            // a real outage budget (≈ 8 s with 8 retries) while clients still spread out.
-            const random = this.#options.random ?? Math.random;
-            await sleep(ceiling / 2 + (random() * ceiling) / 2, stop.signal, this.#options.clock);
+            await sleep(delayMs, stop.signal, this.#options.clock);
           } catch {
             throw this.#stopError(signal, yieldTo);
           }

@@ -13,6 +13,7 @@ export {
 export { type ChunkSource, type FetchHints, LocalChunkSource } from './chunk-source.js';
 export { ReaderError } from './errors.js';
 export { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
+export type { RetryEvent } from './http-transport.js';
 export { PersistentCacheSource } from './persistent-cache-source.js';
 export {
   DEFAULT_PERSISTENT_CACHE_BYTES,
@@ -34,3 +35,4 @@ export {
 export { DEFAULT_PAGE_BYTES, type Lease } from './slot-table.js';
 export { type OpenSnapshotOptions, openChunkSource, openSnapshot, Snapshot } from './snapshot.js';
 export { DEFAULT_SPILL_BYTES, type SpillStats, SpillStore, type SpillStoreOptions } from './spill-store.js';
+export { normalizeFingerprint, type TlsTrust } from './tls-trust.js';

@@ -22,3 +22,4 @@ export * from './read-lease.js';
 export * from './readahead.js';
 export * from './restore.js';
 export * from './slot-table.js';
+export * from './tls-trust.js';

@@ -17,7 +17,13 @@ import {
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { parseRateLimit } from '../option-values.js';
-import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
+import {
+  httpSourceOptions,
+  NAMESPACE_OPTION,
+  namespaceHelp,
+  TLS_TRUST_OPTIONS,
+  tlsTrustHelp,
+} from '../source.js';
 import { printableLine } from '../terminal-text.js';
 import { formatBytes, formatRate } from '../units.js';
 
@@ -139,6 +145,7 @@ ${chunkCacheHelp(23)}
   --keyfile FILE       PBS key file of an encrypted snapshot
 ${namespaceHelp(23)}
   --token-file FILE    bearer token for an http(s) --from
+${tlsTrustHelp(23)}
 ${DAEMON_HELP}
   -h, --help           show this help
 
@@ -159,6 +166,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     'exit-when-done': { type: 'boolean' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...TLS_TRUST_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -174,9 +182,8 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const rate = values['rate-limit'] === undefined ? undefined : parseRate(values['rate-limit']);
     const json = values.json === true;
     const crypt = await loadKeyFile(values.keyfile);
-    const token = await loadTokenFile(values['token-file'], from, 'live-restore');
     const chunkCache = chunkCacheFromOptions(values, 'live-restore');
-    const http = token === undefined ? {} : { token };
+    const http = await httpSourceOptions(values, from, 'live-restore', io);
     // With a persistent chunk cache the source is opened here (and closed at the end).
     const source = chunkCache === undefined ? from : await openCachedSource(from, http, chunkCache);
     const stop = stopSignal();

@@ -5,7 +5,13 @@ import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../comma
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { loggedExport } from '../logged-export.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
-import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
+import {
+  httpSourceOptions,
+  NAMESPACE_OPTION,
+  namespaceHelp,
+  TLS_TRUST_OPTIONS,
+  tlsTrustHelp,
+} from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
 
 export const nbdCommand = defineCommand({
@@ -36,6 +42,7 @@ ${chunkCacheHelp(23)}
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
+${tlsTrustHelp(23)}
 ${namespaceHelp(23)}
 ${DAEMON_HELP}
   -h, --help           show this help
@@ -58,6 +65,7 @@ Prints the address and the exports, then serves until stopped.`,
     readahead: { type: 'string' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...TLS_TRUST_OPTIONS,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
@@ -69,7 +77,7 @@ Prints the address and the exports, then serves until stopped.`,
     );
     const chunkCache = chunkCacheFromOptions(values, 'nbd');
     const crypt = await loadKeyFile(values.keyfile);
-    const token = await loadTokenFile(values['token-file'], from, 'nbd');
+    const http = await httpSourceOptions(values, from, 'nbd', io);
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
       ...(workers === undefined ? {} : { workers }),
@@ -81,7 +89,7 @@ Prints the address and the exports, then serves until stopped.`,
         snapshot: spec,
         cache,
         crypt,
-        http: token === undefined ? {} : { token },
+        http,
         chunkCache,
       });
       try {

@@ -27,7 +27,13 @@ import {
 } from '../command.js';
 import { UsageError } from '../errors.js';
 import { parseWorkers } from '../option-values.js';
-import { loadTokenFile, NAMESPACE_OPTION, namespaceHelp } from '../source.js';
+import {
+  httpSourceOptions,
+  NAMESPACE_OPTION,
+  namespaceHelp,
+  TLS_TRUST_OPTIONS,
+  tlsTrustHelp,
+} from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 /** Creates `--out-dir`; a file in the way is a clear output error, not a bare EEXIST. */
@@ -66,6 +72,7 @@ Options:
                       server (required)
   --token-file FILE   bearer token for an http(s) --from (a file, so the token
                       does not show in ps)
+${tlsTrustHelp(22)}
   --out FILE          output file (one archive); - writes the archive to stdout
                       (zeros included, the summary goes to stderr)
   --all               restore every archive of the snapshot
@@ -87,6 +94,7 @@ ${namespaceHelp()}
     workers: { type: 'string' },
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
+    ...TLS_TRUST_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -115,13 +123,13 @@ ${namespaceHelp()}
       ...(workers === undefined ? {} : { workers }),
     });
     try {
-      const token = await loadTokenFile(values['token-file'], from, 'restore');
+      const http = await httpSourceOptions(values, from, 'restore', io);
       const snap = await openSnapshot({
         source: from,
         snapshot: spec,
         cache,
         crypt,
-        http: token === undefined ? {} : { token },
+        http,
         chunkCache,
       });
       try {

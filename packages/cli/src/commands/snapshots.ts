@@ -10,7 +10,13 @@ import {
 import { readSnapshotInfo, snapshotListingJson } from '@liverestore/datastore/internal';
 import { LiverestoreError } from '@liverestore/format';
 import { COMMON_OPTIONS, type CommandIo, defineCommand, printJson } from '../command.js';
-import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
+import {
+  isSourceFailure,
+  NAMESPACE_OPTION,
+  openStoreSource,
+  STORE_SOURCE_OPTIONS,
+  tlsTrustHelp,
+} from '../source.js';
 import { printableLine } from '../terminal-text.js';
 import { formatBytes } from '../units.js';
 
@@ -65,6 +71,7 @@ Options:
   --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
                       server (required, or --store)
   --token-file FILE   bearer token for an http(s) --from
+${tlsTrustHelp(22)}
   --store DIR         datastore directory (same as --from DIR)
   --ns NS             namespace to list, e.g. prod or prod/db (default: the root)
   -r, --recursive     also list every namespace below (all of them, from the root)
@@ -78,7 +85,7 @@ Options:
   },
   async run({ values }, io) {
     const namespace = parseNamespace(values.ns ?? '');
-    const source = await openStoreSource(values, 'snapshots');
+    const source = await openStoreSource(values, 'snapshots', io);
     try {
       const all = await source.listSnapshots({ namespace, maxDepth: MAX_NAMESPACE_DEPTH });
       const refs = values.recursive === true ? all : all.filter((ref) => namespaceOf(ref) === namespace);

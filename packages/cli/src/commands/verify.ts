@@ -14,7 +14,13 @@ import { COMMON_OPTIONS, commandProgress, defineCommand, loadKeyFile, printJson 
 import { UsageError } from '../errors.js';
 import { verifyReportJson } from '../json-shapes.js';
 import type { Progress } from '../progress.js';
-import { isSourceFailure, NAMESPACE_OPTION, openStoreSource, STORE_SOURCE_OPTIONS } from '../source.js';
+import {
+  isSourceFailure,
+  NAMESPACE_OPTION,
+  openStoreSource,
+  STORE_SOURCE_OPTIONS,
+  tlsTrustHelp,
+} from '../source.js';
 import { printableLine } from '../terminal-text.js';
 import { formatBytes } from '../units.js';
 
@@ -46,6 +52,7 @@ Options:
   --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
                       server (required, or --store)
   --token-file FILE   bearer token for an http(s) --from
+${tlsTrustHelp(22)}
   --store DIR         datastore directory (same as --from DIR)
   --keyfile FILE      PBS key file of encrypted snapshots
   --ns NS             namespace of SNAPSHOT, or where to start verifying all
@@ -62,7 +69,7 @@ Options:
   },
   async run({ values, positionals }, io) {
     if (positionals.length > 1) throw new UsageError('verify: give at most one SNAPSHOT');
-    const source = await openStoreSource(values, 'verify');
+    const source = await openStoreSource(values, 'verify', io);
     try {
       const refs: SnapshotRef[] =
         positionals[0] === undefined
