@@ -44,6 +44,16 @@ export const DAEMON_HELP = `  --pid-file FILE      write the process id to FILE 
   --log-file FILE      with --fork: append the server's log lines to FILE
                        (default: discarded once it is ready)`;
 
+/**
+ * The listening socket systemd passed (socket activation: LISTEN_PID is this process and
+ * LISTEN_FDS ≥ 1): fd 3, the first one. Undefined when the server must listen itself.
+ */
+export function systemdListenFd(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  if (env.LISTEN_PID !== String(process.pid)) return undefined;
+  const count = Number(env.LISTEN_FDS);
+  return Number.isInteger(count) && count >= 1 ? 3 : undefined;
+}
+
 /** Set in the environment of the server a `--fork` run starts; its readiness goes to fd 3. */
 const FORKED_ENV = 'LIVERESTORE_FORKED_SERVER';
 const READY_FD = 3;

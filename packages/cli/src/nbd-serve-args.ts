@@ -2,6 +2,7 @@ import { parseSnapshotSpec, type SnapshotSpec } from '@liverestore/datastore';
 import type { NbdListen } from '@liverestore/nbd';
 import { required } from './command.js';
 import { parseListen } from './commands/serve.js';
+import { systemdListenFd } from './daemon.js';
 import { UsageError } from './errors.js';
 import { parseNonNegativeInteger, parseWorkers } from './option-values.js';
 import { parseBytes } from './units.js';
@@ -44,10 +45,15 @@ export function parseNbdServeArgs(
   const spec = parseSnapshotSpec(snapshotArg, values.ns);
   if (values.listen !== undefined && values.socket !== undefined)
     throw new UsageError(`${command}: give either --listen or --socket, not both`);
+  // Neither given: systemd's socket when it activated us, else the NBD port on loopback.
+  const activated =
+    values.listen === undefined && values.socket === undefined ? systemdListenFd() : undefined;
   const listen: NbdListen =
-    values.socket !== undefined
-      ? { socket: values.socket }
-      : parseListen(values.listen ?? '127.0.0.1:10809', command);
+    activated !== undefined
+      ? { fd: activated }
+      : values.socket !== undefined
+        ? { socket: values.socket }
+        : parseListen(values.listen ?? '127.0.0.1:10809', command);
   return {
     from,
     spec,

@@ -142,3 +142,40 @@ test('serve under systemd (NOTIFY_SOCKET): READY=1 with the server as MAINPID, a
   t.regex(received, /STATUS=serving .* on http:\/\/127\.0\.0\.1:\d+/);
   t.regex(url, /^http:\/\/127\.0\.0\.1:\d+\n/, 'the URL was printed before readiness was sent');
 });
+
+test('systemd socket activation (LISTEN_FDS): serve answers on the socket it was handed', async (t) => {
+  const found = await run('sh', ['-c', 'command -v systemd-socket-activate']).then(
+    () => true,
+    () => false,
+  );
+  if (!found) {
+    if (requireTools) throw new Error('systemd-socket-activate is required (Debian: systemd)');
+    return void t.log('systemd-socket-activate is not installed: not run');
+  }
+  const { store } = await storeWithVm(t);
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  // The activator listens, and starts serve with the socket as fd 3 at the first connection.
+  const activator = spawn(
+    'systemd-socket-activate',
+    ['-l', `127.0.0.1:${port}`, process.execPath, BIN, 'serve', '--store', store],
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+  );
+  let log = '';
+  activator.stderr.setEncoding('utf8').on('data', (text: string) => {
+    log += text;
+  });
+  t.teardown(() => {
+    try {
+      process.kill(-activator.pid!, 'SIGKILL');
+    } catch {}
+  });
+  await until(() => log.includes('Listening on'), 'the activator to listen');
+  const response = await fetch(`http://127.0.0.1:${port}/snapshots`);
+  t.is(response.status, 200);
+  const listing = (await response.json()) as { snapshot: string }[];
+  t.regex(listing[0]?.snapshot ?? '', /^vm\/100\//);
+  t.regex(log, /Communication attempt on fd 3/, 'serve was started with the socket, not on its own port');
+});

@@ -44,6 +44,8 @@ export interface LiveRestoreOptions {
   listen?: NbdListen | false | undefined;
   /** Lines the NBD server logs (connections refused at its limit, clients cut for not reading their replies). */
   log?: ((line: string) => void) | undefined;
+  /** PEM certificate and key: the NBD server requires TLS (see NbdServerOptions.tls). */
+  tls?: { cert: Buffer | string; key: Buffer | string } | undefined;
   /**
    * After the copy stopped on a full target file system (`stalled`), it is tried again
    * this often (the exports keep serving meanwhile). Default 10000.

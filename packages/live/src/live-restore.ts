@@ -407,6 +407,7 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
         ),
         listen: options.listen ?? { host: '127.0.0.1', port: 10809 },
         log: options.log,
+        tls: options.tls,
       });
     }
     try {

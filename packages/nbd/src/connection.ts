@@ -6,8 +6,9 @@
 
 import { once, setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import { NbdError } from './errors.js';
-import { type ExportDirectory, negotiate } from './handshake.js';
+import { type ExportDirectory, type HandshakeChannel, negotiate } from './handshake.js';
 import { Input } from './input.js';
 import { MAX_IN_FLIGHT, Transmission, type TransmissionHost } from './transmission.js';
 
@@ -16,11 +17,14 @@ export interface ConnectionHost extends ExportDirectory, TransmissionHost {
   readonly handshakeTimeoutMs: number;
   /** How long a finished connection may take to flush its last replies. */
   readonly lingerMs: number;
+  /** The server's certificate: TLS is offered, and required (NBD_OPT_STARTTLS). */
+  readonly tls?: SecureContext | undefined;
 }
 
 export class Connection {
-  readonly #socket: Socket;
-  readonly #input: Input;
+  /** The plain socket, then the TLS socket over it after STARTTLS. */
+  #socket: Socket;
+  #input: Input;
   readonly #host: ConnectionHost;
   readonly #abort = new AbortController();
   #transmission: Transmission | undefined;
@@ -89,14 +93,49 @@ export class Connection {
     const timer = setTimeout(() => this.#socket.destroy(), this.#host.handshakeTimeoutMs);
     timer.unref();
     let session: Awaited<ReturnType<typeof negotiate>>;
+    const connection = this;
+    const channel: HandshakeChannel = {
+      get input() {
+        return connection.#input;
+      },
+      get secure() {
+        return connection.#socket instanceof TLSSocket;
+      },
+      send: this.#send,
+      ...(this.#host.tls === undefined ? {} : { startTls: (ack: Buffer) => this.#startTls(ack) }),
+    };
     try {
-      session = await negotiate(this.#input, this.#send, this.#host, () => this.#stopping);
+      session = await negotiate(channel, this.#host, () => this.#stopping);
     } finally {
       clearTimeout(timer);
     }
     if (session === undefined || this.#stopping) return;
     this.#transmission = new Transmission(this.#socket, this.#input, session, this.#host, this.#abort.signal);
     await this.#transmission.run();
+  }
+
+  /**
+   * STARTTLS: the plain input stops (the client's next bytes are its TLS hello), the
+   * acknowledgement goes out in the clear, and from then on the connection reads and
+   * writes through a TLS socket over the same TCP connection.
+   */
+  async #startTls(ack: Buffer): Promise<void> {
+    const early = this.#input.detach();
+    if (early.length > 0)
+      throw new NbdError('ERR_LR_NBD_PROTOCOL', 'the client sent data before the STARTTLS reply');
+    const plain = this.#socket;
+    plain.write(ack);
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: this.#host.tls! });
+    secure.on('error', () => {});
+    this.#socket = secure;
+    this.#input = new Input(secure);
+    secure.setNoDelay(true);
+    await Promise.race([
+      once(secure, 'secure'),
+      once(secure, 'close').then(() => {
+        throw new NbdError('ERR_LR_NBD_DISCONNECTED', 'the TLS handshake failed');
+      }),
+    ]);
   }
 
   /** Ends the socket after the last replies are flushed; resolves once it is closed (bounded). */

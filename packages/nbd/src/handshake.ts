@@ -2,7 +2,10 @@
  * The fixed-newstyle handshake, server side: greeting, client flags, then options until
  * NBD_OPT_GO / NBD_OPT_EXPORT_NAME picks an export (or the client aborts or breaks the
  * protocol). What it negotiates is the connection's {@link Session}; transmission is
- * another module.
+ * another module. With TLS configured, TLS is required (as qemu-nbd --tls-creds does it):
+ * until NBD_OPT_STARTTLS has upgraded the connection, every option but STARTTLS and ABORT
+ * is answered NBD_REP_ERR_TLS_REQD (NBD_OPT_EXPORT_NAME, which cannot be answered, ends
+ * the connection), and the options agreed before STARTTLS are forgotten after it.
  */
 
 import type { NbdExport } from './export.js';
@@ -36,7 +39,21 @@ export function transmissionFlags(exp: NbdExport): number {
   return common | W.NBD_FLAG_SEND_FUA | W.NBD_FLAG_SEND_TRIM | W.NBD_FLAG_SEND_WRITE_ZEROES;
 }
 
-type Step = 'continue' | 'go' | 'close';
+type Step = 'continue' | 'go' | 'close' | 'starttls';
+
+/** How the handshake talks to its client; STARTTLS swaps the transport under it. */
+export interface HandshakeChannel {
+  /** The connection's input (a new one once TLS is on). */
+  readonly input: Input;
+  send(...parts: Buffer[]): void;
+  /** True once the connection is encrypted. */
+  readonly secure: boolean;
+  /**
+   * Present when the server has TLS: stops reading the plain socket, sends `ack` (the
+   * STARTTLS reply) and resolves once the TLS handshake is done; rejects when it fails.
+   */
+  readonly startTls?: ((ack: Buffer) => Promise<void>) | undefined;
+}
 
 /**
  * Runs the handshake on a connection. Resolves with the session, or undefined when the
@@ -44,17 +61,15 @@ type Step = 'continue' | 'go' | 'close';
  * export with NBD_OPT_EXPORT_NAME, or `stopping()` turned true).
  */
 export async function negotiate(
-  input: Input,
-  send: (...parts: Buffer[]) => void,
+  channel: HandshakeChannel,
   exports: ExportDirectory,
   stopping: () => boolean,
 ): Promise<Session | undefined> {
-  return new Handshake(input, send, exports, stopping).run();
+  return new Handshake(channel, exports, stopping).run();
 }
 
 class Handshake {
-  readonly #input: Input;
-  readonly #send: (...parts: Buffer[]) => void;
+  readonly #channel: HandshakeChannel;
   readonly #exports: ExportDirectory;
   readonly #stopping: () => boolean;
   #noZeroes = false;
@@ -63,34 +78,54 @@ class Handshake {
   readonly #metaExports = new Set<string>();
   #session: Session | undefined;
 
-  constructor(
-    input: Input,
-    send: (...parts: Buffer[]) => void,
-    exports: ExportDirectory,
-    stopping: () => boolean,
-  ) {
-    this.#input = input;
-    this.#send = send;
+  constructor(channel: HandshakeChannel, exports: ExportDirectory, stopping: () => boolean) {
+    this.#channel = channel;
     this.#exports = exports;
     this.#stopping = stopping;
   }
 
   async run(): Promise<Session | undefined> {
     this.#send(W.encodeGreeting(W.NBD_FLAG_FIXED_NEWSTYLE | W.NBD_FLAG_NO_ZEROES));
-    const clientFlags = (await this.#input.read(W.CLIENT_FLAGS_BYTES)).readUInt32BE(0);
+    const clientFlags = (await this.#channel.input.read(W.CLIENT_FLAGS_BYTES)).readUInt32BE(0);
     const known = W.NBD_FLAG_C_FIXED_NEWSTYLE | W.NBD_FLAG_C_NO_ZEROES;
     // Only fixed newstyle is spoken; unknown client flags must end the session (proto.md).
     if ((clientFlags & ~known) !== 0 || (clientFlags & W.NBD_FLAG_C_FIXED_NEWSTYLE) === 0) return undefined;
     this.#noZeroes = (clientFlags & W.NBD_FLAG_C_NO_ZEROES) !== 0;
     for (;;) {
       if (this.#stopping()) return undefined;
-      const header = W.decodeOptionHeader(await this.#input.read(W.OPTION_HEADER_BYTES));
+      const input = this.#channel.input;
+      const header = W.decodeOptionHeader(await input.read(W.OPTION_HEADER_BYTES));
       if (header === undefined || header.length > W.MAX_OPTION_BYTES) return undefined;
-      const data = header.length > 0 ? await this.#input.read(header.length) : Buffer.alloc(0);
-      const step = this.#option(header.option, data);
+      const data = header.length > 0 ? await input.read(header.length) : Buffer.alloc(0);
+      const step =
+        this.#tlsRequired && !this.#channel.secure
+          ? this.#beforeTls(header.option, data)
+          : this.#option(header.option, data);
       if (step === 'close') return undefined;
       if (step === 'go') return this.#session;
+      if (step === 'starttls') {
+        await this.#channel.startTls!(W.encodeOptionReplyHeader(W.NBD_OPT_STARTTLS, W.NBD_REP_ACK, 0));
+        // Nothing agreed in the clear carries over (proto.md, "TLS support").
+        this.#structured = false;
+        this.#metaExports.clear();
+      }
     }
+  }
+
+  get #tlsRequired(): boolean {
+    return this.#channel.startTls !== undefined;
+  }
+
+  /** An option before TLS when TLS is required: only STARTTLS and ABORT are served. */
+  #beforeTls(option: number, data: Buffer): Step {
+    if (option === W.NBD_OPT_STARTTLS || option === W.NBD_OPT_ABORT) return this.#option(option, data);
+    if (option === W.NBD_OPT_EXPORT_NAME) return 'close';
+    this.#replyError(option, W.NBD_REP_ERR_TLS_REQD, 'TLS is required: send NBD_OPT_STARTTLS first');
+    return 'continue';
+  }
+
+  #send(...parts: Buffer[]): void {
+    this.#channel.send(...parts);
   }
 
   #reply(option: number, type: number, data: Buffer = Buffer.alloc(0)): void {
@@ -113,6 +148,20 @@ class Handshake {
       case W.NBD_OPT_ABORT:
         this.#reply(option, W.NBD_REP_ACK);
         return 'close';
+      case W.NBD_OPT_STARTTLS:
+        if (this.#channel.startTls === undefined) {
+          this.#replyError(option, W.NBD_REP_ERR_UNSUP, 'this server has no TLS certificate');
+          return 'continue';
+        }
+        if (data.length !== 0) {
+          this.#replyError(option, W.NBD_REP_ERR_INVALID, 'NBD_OPT_STARTTLS takes no data');
+          return 'continue';
+        }
+        if (this.#channel.secure) {
+          this.#replyError(option, W.NBD_REP_ERR_INVALID, 'TLS is already on');
+          return 'continue';
+        }
+        return 'starttls';
       case W.NBD_OPT_LIST:
         if (data.length !== 0) {
           this.#replyError(option, W.NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');

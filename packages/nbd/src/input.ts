@@ -19,20 +19,38 @@ export class Input {
   #interrupted = false;
   #wake: (() => void) | undefined;
 
+  readonly #onData = (data: Buffer): void => {
+    this.#chunks.push(data);
+    this.#length += data.length;
+    if (this.#length >= INPUT_HIGH_WATER) this.#socket.pause();
+    this.#notify();
+  };
+  readonly #onEnd = (): void => {
+    this.#ended = true;
+    this.#notify();
+  };
+
   constructor(socket: Socket) {
     this.#socket = socket;
-    socket.on('data', (data: Buffer) => {
-      this.#chunks.push(data);
-      this.#length += data.length;
-      if (this.#length >= INPUT_HIGH_WATER) socket.pause();
-      this.#notify();
-    });
-    const end = (): void => {
-      this.#ended = true;
-      this.#notify();
-    };
-    socket.on('end', end);
-    socket.on('close', end);
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onEnd);
+  }
+
+  /**
+   * Stops reading the socket (for STARTTLS: what comes next is the TLS handshake, which
+   * the TLS layer reads). Returns the bytes already buffered: none, unless the client
+   * sent more than it may before the server's answer.
+   */
+  detach(): Buffer {
+    this.#socket.pause();
+    this.#socket.off('data', this.#onData);
+    this.#socket.off('end', this.#onEnd);
+    this.#socket.off('close', this.#onEnd);
+    const rest = Buffer.concat(this.#chunks);
+    this.#chunks = [];
+    this.#length = 0;
+    return rest;
   }
 
   #notify(): void {

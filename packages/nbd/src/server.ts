@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Snapshot } from '@liverestore/reader';
 import { Connection, type ConnectionHost } from './connection.js';
 import { NbdError } from './errors.js';
@@ -8,8 +9,11 @@ import { ReplyBudget } from './reply-budget.js';
 import { ReplyBuffers } from './reply-buffers.js';
 import * as W from './wire.js';
 
-/** Where the server listens: TCP (127.0.0.1:10809 by default; port 0 = ephemeral) or a Unix socket. */
-export type NbdListen = { host?: string; port?: number } | { socket: string };
+/**
+ * Where the server listens: TCP (127.0.0.1:10809 by default; port 0 = ephemeral), a Unix
+ * socket, or a listening socket it is handed (`fd`: systemd socket activation).
+ */
+export type NbdListen = { host?: string; port?: number } | { socket: string } | { fd: number };
 
 /** Options of {@link startNbdServer}. */
 export interface NbdServerOptions {
@@ -49,6 +53,26 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number | undefined;
   /** Receives one line per notable event (refused, stalled or idle connections); rate-limited. */
   log?: ((line: string) => void) | undefined;
+  /**
+   * A PEM certificate and key: the server then requires TLS (NBD_OPT_STARTTLS, as
+   * `qemu-nbd --tls-creds`); clients connect with `nbds://`.
+   */
+  tls?: { cert: Buffer | string; key: Buffer | string } | undefined;
+}
+
+/** The server's TLS context; a bad certificate or key is ERR_LR_NBD_TLS (at start, not per client). */
+function tlsContext(tls: { cert: Buffer | string; key: Buffer | string }): SecureContext {
+  try {
+    return createSecureContext({ cert: tls.cert, key: tls.key });
+  } catch (cause) {
+    throw new NbdError(
+      'ERR_LR_NBD_TLS',
+      `the TLS certificate or key is not usable: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
+  }
 }
 
 /** Live counters of an {@link NbdServer}. */
@@ -114,6 +138,7 @@ class NbdServerImpl implements ConnectionHost {
   readonly maxQueuedBytes: number;
   readonly handshakeTimeoutMs: number;
   readonly lingerMs: number;
+  readonly tls: SecureContext | undefined;
   readonly maxConnections: number;
   readonly stallTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -147,6 +172,7 @@ class NbdServerImpl implements ConnectionHost {
     );
     this.lingerMs = positiveInteger(options.closeTimeoutMs, d.closeTimeoutMs, 'closeTimeoutMs', true);
     this.#log = options.log;
+    this.tls = options.tls === undefined ? undefined : tlsContext(options.tls);
     const shortest = Math.min(this.stallTimeoutMs, this.idleTimeoutMs || Number.POSITIVE_INFINITY);
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.floor(shortest / 4)));
     this.#sweeper.unref();
@@ -272,6 +298,8 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   try {
     if ('socket' in listen) {
       server.listen(listen.socket);
+    } else if ('fd' in listen) {
+      server.listen({ fd: listen.fd });
     } else {
       server.listen(listen.port ?? W.NBD_DEFAULT_PORT, listen.host ?? '127.0.0.1');
     }

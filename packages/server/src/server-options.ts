@@ -47,8 +47,11 @@ export const CLOSE_GRACE_MS = 5_000;
 export interface ChunkServerOptions {
   /** Datastore directory. */
   store: string;
-  /** Default 127.0.0.1:8007; port 0 picks a free port. */
-  listen?: { host: string; port: number };
+  /**
+   * Default 127.0.0.1:8007; port 0 picks a free port. `{ fd }`: a listening socket the
+   * server is handed (systemd socket activation).
+   */
+  listen?: { host: string; port: number } | { fd: number };
   /** When set, every request except `/metrics` needs `Authorization: Bearer <token>`. */
   token?: string;
   /** Serve HTTPS with this PEM certificate and key. */
@@ -87,7 +90,10 @@ export function checkOptions(options: ChunkServerOptions): void {
   if (typeof options.store !== 'string' || options.store === '')
     throw new TypeError('store must be a non-empty string');
   const listen = options.listen;
-  if (listen !== undefined) {
+  if (listen !== undefined && 'fd' in listen) {
+    if (!Number.isInteger(listen.fd) || listen.fd < 0)
+      throw new RangeError('listen.fd must be a non-negative integer');
+  } else if (listen !== undefined) {
     if (typeof listen.host !== 'string' || listen.host === '')
       throw new TypeError('listen.host must be a non-empty string');
     if (!Number.isInteger(listen.port) || listen.port < 0 || listen.port > 65535)

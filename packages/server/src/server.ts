@@ -247,17 +247,19 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(listen.port, listen.host, () => {
+      const listening = () => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      if ('fd' in listen) server.listen({ fd: listen.fd }, listening);
+      else server.listen(listen.port, listen.host, listening);
     });
   } catch (cause) {
     if (ownsCache) await cache.close();
     // One code for "cannot listen" in every front end (was ERR_LR_SYSTEM here).
     throw new ServerError(
       'ERR_LR_LISTEN',
-      `cannot listen on ${listen.host}:${listen.port} (${(cause as { code?: string }).code ?? String(cause)})`,
+      `cannot listen on ${'fd' in listen ? `fd ${listen.fd}` : `${listen.host}:${listen.port}`} (${(cause as { code?: string }).code ?? String(cause)})`,
       { cause },
     );
   }

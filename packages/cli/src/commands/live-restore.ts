@@ -25,6 +25,7 @@ import {
   tlsTrustHelp,
 } from '../source.js';
 import { printableLine } from '../terminal-text.js';
+import { SERVER_TLS_OPTIONS, serverTlsFromOptions, serverTlsHelp } from '../tls-options.js';
 import { formatBytes, formatRate } from '../units.js';
 
 /** `200MB/s`, `50MiB/s`, `1g` (per second implied) → bytes per second. */
@@ -146,6 +147,7 @@ ${chunkCacheHelp(23)}
 ${namespaceHelp(23)}
   --token-file FILE    bearer token for an http(s) --from
 ${tlsTrustHelp(23)}
+${serverTlsHelp(23, 'clients must use TLS (nbds://)')}
 ${DAEMON_HELP}
   -h, --help           show this help
 
@@ -155,6 +157,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
   options: {
     ...COMMON_OPTIONS,
     ...DAEMON_OPTIONS,
+    ...SERVER_TLS_OPTIONS,
     from: { type: 'string' },
     'target-dir': { type: 'string' },
     listen: { type: 'string' },
@@ -184,6 +187,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const crypt = await loadKeyFile(values.keyfile);
     const chunkCache = chunkCacheFromOptions(values, 'live-restore');
     const http = await httpSourceOptions(values, from, 'live-restore', io);
+    const tls = await serverTlsFromOptions(values, 'live-restore');
     // With a persistent chunk cache the source is opened here (and closed at the end).
     const source = chunkCache === undefined ? from : await openCachedSource(from, http, chunkCache);
     const stop = stopSignal();
@@ -195,6 +199,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       targetDir,
       listen,
       log: (line: string) => io.stderr.write(`${line}\n`),
+      ...(tls === undefined ? {} : { tls }),
       cacheBytes,
       workers,
       readaheadChunks,

@@ -13,6 +13,7 @@ import {
   tlsTrustHelp,
 } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
+import { SERVER_TLS_OPTIONS, serverTlsFromOptions, serverTlsHelp } from '../tls-options.js';
 
 export const nbdCommand = defineCommand({
   name: 'nbd',
@@ -44,6 +45,7 @@ ${chunkCacheHelp(23)}
   --token-file FILE    bearer token for an http(s) --from
 ${tlsTrustHelp(23)}
 ${namespaceHelp(23)}
+${serverTlsHelp(23, 'clients must use TLS (nbds://)')}
 ${DAEMON_HELP}
   -h, --help           show this help
 
@@ -55,6 +57,7 @@ Prints the address and the exports, then serves until stopped.`,
   options: {
     help: COMMON_OPTIONS.help,
     ...DAEMON_OPTIONS,
+    ...SERVER_TLS_OPTIONS,
     from: { type: 'string' },
     listen: { type: 'string' },
     socket: { type: 'string' },
@@ -78,6 +81,7 @@ Prints the address and the exports, then serves until stopped.`,
     const chunkCache = chunkCacheFromOptions(values, 'nbd');
     const crypt = await loadKeyFile(values.keyfile);
     const http = await httpSourceOptions(values, from, 'nbd', io);
+    const tls = await serverTlsFromOptions(values, 'nbd');
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
       ...(workers === undefined ? {} : { workers }),
@@ -104,7 +108,7 @@ Prints the address and the exports, then serves until stopped.`,
         };
         // No disk image: let the library say so about the snapshot.
         const server = await startNbdServer(
-          exports.length === 0 ? { snapshot, listen, log } : { exports, listen, log },
+          exports.length === 0 ? { snapshot, listen, log, tls } : { exports, listen, log, tls },
         );
         io.stdout.write(`${server.address}\n`);
         for (const name of server.exports) io.stdout.write(`  export ${name}\n`);

@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { LiverestoreError } from '@liverestore/format';
 import { ChunkCache } from '@liverestore/reader';
 import { startChunkServer } from '@liverestore/server';
 import { COMMON_OPTIONS, defineCommand, required, stopSignal } from '../command.js';
-import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
+import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS, systemdListenFd } from '../daemon.js';
 import { UsageError } from '../errors.js';
+import { readOptionFile, serverTlsFromOptions } from '../tls-options.js';
 import { parseBytes } from '../units.js';
 
 /** Parses `HOST:PORT`, `[v6]:PORT` or `:PORT` (host 127.0.0.1). */
@@ -15,20 +14,6 @@ export function parseListen(text: string, command = 'serve'): { host: string; po
     throw new UsageError(`${command}: --listen must be HOST:PORT (e.g. 127.0.0.1:8007), got "${text}"`);
   }
   return { host: match[1] ?? (match[2] === '' ? '127.0.0.1' : match[2]!), port };
-}
-
-async function readOptionFile(path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (cause) {
-    throw new LiverestoreError(
-      'ERR_LR_SERVE_FILE_UNREADABLE',
-      `cannot read ${what} ${path} (${(cause as { code?: string }).code ?? 'error'})`,
-      {
-        cause,
-      },
-    );
-  }
 }
 
 /** `--max-per-client N` and `--min-rate RATE` as startChunkServer options (only those given). */
@@ -100,22 +85,16 @@ Prints the URL it listens on, then serves until stopped.`,
   async run({ values }, io) {
     checkPidFile(values['pid-file']);
     const store = required(values.store, '--store', 'serve');
-    const listen = parseListen(values.listen ?? '127.0.0.1:8007');
-    if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
-      throw new UsageError('serve: give both --tls-cert and --tls-key, or neither');
-    }
+    // No --listen: systemd's socket when it activated us, else the PBS port on loopback.
+    const activated = values.listen === undefined ? systemdListenFd() : undefined;
+    const listen =
+      activated !== undefined ? { fd: activated } : parseListen(values.listen ?? '127.0.0.1:8007');
     let token: string | undefined;
     if (values['token-file'] !== undefined) {
       token = (await readOptionFile(values['token-file'], 'token file')).toString('utf8').trim();
       if (token === '') throw new UsageError(`serve: token file ${values['token-file']} is empty`);
     }
-    const tls =
-      values['tls-cert'] === undefined
-        ? undefined
-        : {
-            cert: await readOptionFile(values['tls-cert'], 'certificate'),
-            key: await readOptionFile(values['tls-key']!, 'private key'),
-          };
+    const tls = await serverTlsFromOptions(values, 'serve');
     const cache =
       values['cache-size'] === undefined
         ? undefined

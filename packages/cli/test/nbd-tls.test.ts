@@ -1,0 +1,165 @@
+/*
+ * NBD over TLS (`nbd --tls-cert/--tls-key`): real clients only get in with STARTTLS —
+ * nbdinfo over nbds:// and qemu-img with tls-creds-x509 read the export, a plain client
+ * is refused — and certificate mistakes are clear errors before anything listens.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { assertCliError, cli, MiB, runIn, testDir, vmArgs, writeVm } from './helpers.js';
+
+const run = promisify(execFile);
+const requireTools = process.env.LIVERESTORE_REQUIRE_TOOLS === '1';
+
+async function haveTools(t: { log(m: string): void }, tools: readonly string[]): Promise<boolean> {
+  for (const tool of tools) {
+    const found = await run('sh', ['-c', `command -v ${tool}`]).then(
+      () => true,
+      () => false,
+    );
+    if (!found) {
+      if (requireTools) throw new Error(`${tool} is required (LIVERESTORE_REQUIRE_TOOLS=1)`);
+      t.log(`${tool} is not installed: not run`);
+      return false;
+    }
+  }
+  return true;
+}
+
+/** A CA and a server certificate for 127.0.0.1 signed by it, in `dir` under the names QEMU and libnbd look for. */
+async function certificates(dir: string): Promise<void> {
+  const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
+  await openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=test CA',
+    '-days',
+    '1',
+    '-keyout',
+    'ca-key.pem',
+    '-out',
+    'ca-cert.pem',
+  );
+  await openssl(
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-keyout',
+    'server-key.pem',
+    '-out',
+    'server.csr',
+  );
+  await writeFile(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  await openssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca-cert.pem',
+    '-CAkey',
+    'ca-key.pem',
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-extfile',
+    'ext.cnf',
+    '-out',
+    'server-cert.pem',
+  );
+}
+
+test('nbd --tls-cert/--tls-key: nbdinfo (nbds://) and qemu-img (tls-creds) read the export, a plain client is refused', async (t) => {
+  if (!(await haveTools(t, ['openssl', 'nbdinfo', 'qemu-img']))) return t.pass();
+  const dir = await testDir(t);
+  const tls = join(dir, 'tls');
+  await run('mkdir', [tls]);
+  await certificates(tls);
+  const store = join(dir, 'store');
+  const vm = await writeVm(dir, { sizes: [3 * MiB + 512, 1 * MiB] });
+  t.is((await runIn(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);
+  const pidFile = join(dir, 'nbd.pid');
+  const started = await cli([
+    'nbd',
+    '--from',
+    store,
+    'vm/100',
+    '--listen',
+    '127.0.0.1:0',
+    '--fork',
+    '--pid-file',
+    pidFile,
+    '--tls-cert',
+    join(tls, 'server-cert.pem'),
+    '--tls-key',
+    join(tls, 'server-key.pem'),
+  ]);
+  t.is(started.code, 0, started.stderr);
+  const pid = Number((await readFile(pidFile, 'utf8')).trim());
+  t.teardown(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  });
+  const address = started.stdout.split('\n')[0]!;
+  const port = address.split(':')[1]!;
+
+  const info = await run('nbdinfo', [`nbds://${address}/drive-scsi0.img?tls-certificates=${tls}`]);
+  t.regex(info.stdout, /newstyle-fixed with TLS/);
+  t.regex(info.stdout, new RegExp(`export-size: ${3 * MiB + 512}\\b`));
+  const plain = await run('nbdinfo', ['--size', `nbd://${address}/drive-scsi0.img`]).then(
+    () => 'connected',
+    (err: { stderr?: string }) => err.stderr ?? '',
+  );
+  t.regex(plain, /requires TLS/, 'a client without TLS is refused');
+
+  const out = join(dir, 'copy.raw');
+  await run('qemu-img', [
+    'convert',
+    '-O',
+    'raw',
+    '--object',
+    `tls-creds-x509,id=tls0,dir=${tls},endpoint=client`,
+    '--image-opts',
+    `driver=nbd,host=127.0.0.1,port=${port},export=drive-scsi0.img,tls-creds=tls0`,
+    out,
+  ]);
+  t.true(
+    (await readFile(out)).equals(await readFile(vm.drives[0]!.path)),
+    'qemu-img read every byte over TLS',
+  );
+});
+
+test('nbd TLS options: both or neither, and a certificate that is not one fails before listening', async (t) => {
+  const dir = await testDir(t);
+  t.regex(
+    assertCliError(t, await cli(['nbd', '--from', dir, 'vm/100', '--tls-cert', 'x.pem']), 'ERR_LR_USAGE', 2),
+    /give both --tls-cert and --tls-key/,
+  );
+  const store = join(dir, 'store');
+  const vm = await writeVm(dir, { sizes: [1 * MiB, 1 * MiB] });
+  t.is((await runIn(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);
+  await writeFile(join(dir, 'bad.pem'), 'not a certificate\n');
+  const bad = await cli([
+    'nbd',
+    '--from',
+    store,
+    'vm/100',
+    '--listen',
+    '127.0.0.1:0',
+    '--tls-cert',
+    join(dir, 'bad.pem'),
+    '--tls-key',
+    join(dir, 'bad.pem'),
+  ]);
+  t.regex(assertCliError(t, bad, 'ERR_LR_NBD_TLS'), /certificate or key is not usable/);
+});
