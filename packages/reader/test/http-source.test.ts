@@ -468,8 +468,7 @@ test('a background fetch makes way for an urgent one and resumes with Range wher
   const events = f.server.counters.events;
   const background = source.fetchChunk(slow!, undefined, { urgent: false });
   // Part of the background blob has arrived: now a reader waits for another chunk.
-  await until(() => events.includes(`start /chunks/${slow} bytes=0-`));
-  await sleep(30);
+  await until(() => events.includes(`sent /chunks/${slow} ${2 * 64 * 1024}`));
   const first = await source.fetchChunk(urgent!);
   // Nothing of the background blob was asked for again while the urgent fetch ran.
   const startsOfSlow = (): string[] => events.filter((e) => e.startsWith(`start /chunks/${slow}`));
