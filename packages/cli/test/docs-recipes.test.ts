@@ -81,7 +81,11 @@ test.serial('every runnable recipe in README.md and docs/ runs as written', asyn
       const e = err as { stderr?: string; code?: unknown };
       t.fail(`${recipe.file}:${recipe.line} failed (${String(e.code)}): ${e.stderr ?? String(err)}`);
     }
-    for (const port of RECIPE_PORTS)
-      t.true(await portFree(port), `${recipe.file}:${recipe.line} left port ${port} in use`);
+    // kill(1) returns before a server has stopped (gracefully: up to 5 s, more on a loaded machine).
+    for (const port of RECIPE_PORTS) {
+      const deadline = Date.now() + 30_000;
+      while (!(await portFree(port)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      t.true(await portFree(port), `${recipe.file}:${recipe.line} left a server on port ${port}`);
+    }
   }
 });
