@@ -4,7 +4,11 @@ import { BENCHMARKS } from '../src/index.js';
 test('bench testkit: a case per content mix and one for the stream, each with its samples and bytes', async (t) => {
   const bench = BENCHMARKS.find((b) => b.name === 'testkit');
   t.truthy(bench);
-  const result = await bench!.run({ samples: 2, options: { 'stream-size': '4MiB' }, progress: () => undefined });
+  const result = await bench!.run({
+    samples: 2,
+    options: { 'stream-size': '4MiB' },
+    progress: () => undefined,
+  });
   const cases = result.sections[0]!.cases;
   t.deepEqual(
     cases.map((c) => c.name),
