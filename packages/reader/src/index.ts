@@ -3,6 +3,7 @@ export * from './chunk-access.js';
 export * from './chunk-cache.js';
 export * from './chunk-cache-options.js';
 export * from './chunk-source.js';
+export { dataExtents, type FileTarget } from './data-extents.js';
 export * from './errors.js';
 export * from './http-source.js';
 export * from './readahead.js';
