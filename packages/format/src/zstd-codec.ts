@@ -143,6 +143,9 @@ export function zstdDecompress(payload: Uint8Array, maxBytes: number, codec: Zst
   // at level 1), so the window gets a ceiling, not the output's bound.
   if (bounds.maxWindowBytes > Math.max(2 * maxBytes, ZSTD_WINDOW_FLOOR_BYTES))
     throw tooLarge(maxBytes, `a frame declares a ${bounds.maxWindowBytes}-byte window`);
+  // node:zlib decodes a truncated frame to what it holds, without an error: refuse it first.
+  if (!bounds.complete)
+    throw new IntegrityError('ERR_LR_DECOMPRESS_FAILED', 'zstd payload is truncated or corrupt');
   const capacity = Math.min(maxBytes, bounds.declaredBytes ?? bounds.maxBytes);
   let out: Buffer;
   try {
