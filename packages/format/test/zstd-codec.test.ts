@@ -10,6 +10,7 @@ import {
   type ZstdLoaders,
   zstdCompress,
   zstdDecompress,
+  zstdDecompressWith,
 } from '../src/zstd-codec.js';
 import { zstdPayloadBounds } from '../src/zstd-frame.js';
 import { assembleBlob, fixtureLines, readFixture } from './helpers.js';
@@ -70,6 +71,26 @@ test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI
   t.true(zstdDecompress(frame, CHUNK_BYTES, codec).equals(chunk));
   if (!requireTool(t, 'zstd')) return;
   t.true(zstdCli(frame).equals(chunk));
+});
+
+test('the WebAssembly decoder hands its plaintext over in place: the same memory chunk after chunk', async (t) => {
+  const codec = await selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
+  const other = Buffer.from(chunk).reverse();
+  const views = [chunk, other, chunk].map((plain) =>
+    zstdDecompressWith(
+      zstdCompress(plain, 1, codec),
+      CHUNK_BYTES,
+      (view) => {
+        t.true(Buffer.from(view).equals(plain));
+        return { buffer: view.buffer, byteOffset: view.byteOffset };
+      },
+      codec,
+    ),
+  );
+  t.false(views[0]!.buffer instanceof SharedArrayBuffer);
+  t.is(views[1]!.buffer, views[0]!.buffer, 'no new buffer per chunk');
+  t.is(views[2]!.buffer, views[0]!.buffer);
+  t.is(views[1]!.byteOffset, views[0]!.byteOffset);
 });
 
 test('LIVERESTORE_ZSTD=wasm (preference "wasm") uses WebAssembly for both directions', async (t) => {
