@@ -16,6 +16,7 @@ import {
 } from './chunk-cache-options.js';
 import { ChunkLoad } from './chunk-load.js';
 import type { FetchHints } from './chunk-source.js';
+import type { FileTarget } from './data-extents.js';
 import { DecodeScheduler } from './decode-scheduler.js';
 import type { DecodeResult } from './decode-worker.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
@@ -272,6 +273,55 @@ export class ChunkCache {
     if (!(await spill.read(digestHex, chunkOffset, target, targetOffset, count))) return false;
     this.#stats.spillReads++;
     return true;
+  }
+
+  /**
+   * Fetches a chunk and has a decode thread verify it and write the plaintext at every
+   * offset of `file`, past the arena: a restore's bytes need no slot, no copy out and no
+   * trip through this thread. A background load: urgent loads of other readers go first.
+   * Nothing is shared with cached or loading copies of the chunk (a restore reads each
+   * chunk once). Resolves with the bytes written; `signal` cancels the fetch and a decode
+   * still waiting for a thread, never one that runs, so once this settles no thread
+   * writes to `file.fd` for it any more.
+   */
+  async decodeToFile(request: ChunkRequest, file: FileTarget, signal?: AbortSignal): Promise<number> {
+    // A function, so that the checks after each await are not narrowed away.
+    const aborted = (): boolean => signal?.aborted === true;
+    if (this.#closed) throw closedError();
+    if (aborted()) throw abortError(signal);
+    const hex = request.digestHex;
+    this.#stats.misses++;
+    const hints: FetchHints = { urgent: false };
+    try {
+      const blob = await request.source.fetchChunk(
+        hex,
+        signal === undefined ? this.#closing.signal : AbortSignal.any([this.#closing.signal, signal]),
+        hints,
+      );
+      if (this.#closed) throw closedError();
+      if (aborted()) throw abortError(signal);
+      const result = await this.#decodes.decodeToFile(
+        hints,
+        {
+          blob,
+          digestHex: hex,
+          length: request.length,
+          file,
+          ...(request.key === undefined ? {} : { key: request.key }),
+        },
+        request.source.blobsAreTransferable === true,
+      );
+      if (!result.ok) throw fromErrorRecord(result.error);
+      this.#stats.bytesDecoded += request.length;
+      return result.bytesWritten;
+    } catch (err) {
+      this.#stats.failures++;
+      if (this.#closed) throw closedError();
+      throw aborted() ? abortError(signal) : err;
+    } finally {
+      // The scheduler's contract: the owner starts the next decode once it has the result.
+      this.#decodes.pump();
+    }
   }
 
   stats(): ChunkCacheStats {

@@ -9,6 +9,7 @@ export * from './cached-chunk-reader.js';
 export * from './chunk-access.js';
 export * from './chunk-cache.js';
 export * from './chunk-cache-options.js';
+export * from './data-extents.js';
 export * from './decoder.js';
 export * from './errors.js';
 export * from './http-body.js';
