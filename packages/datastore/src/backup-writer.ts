@@ -1,7 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import {
   BACKUP_TYPES,
   type BackupType,
@@ -21,21 +18,13 @@ import {
   writeFixedIndex,
 } from '@liverestore/format';
 import { type ArchiveName, resolveArchiveName } from './archive-name.js';
-import { fsyncDir, fsyncDirs, TEMP_PREFIX, trackTemp, writeFileAtomic } from './atomic-write.js';
-import type { Datastore } from './datastore.js';
+import type { BackupStore, BackupTarget } from './backup-target.js';
 import { type ChunkEncoder, createChunkEncoder } from './encode-pool.js';
 import { BackupSourceError, DatastoreError } from './errors.js';
-import { checkOwner, ensureGroupOwner } from './group-owner.js';
+import { checkOwner } from './group-owner.js';
 import { openImageSource, readFully } from './image-source.js';
 import { parseNamespace, ROOT_NAMESPACE } from './namespace.js';
-import {
-  formatBackupTime,
-  formatSnapshot,
-  inNamespace,
-  isBackupId,
-  type SnapshotRef,
-} from './snapshot-ref.js';
-import { sweepStaleTemps } from './temp-files.js';
+import { formatSnapshot, inNamespace, isBackupId, type SnapshotRef } from './snapshot-ref.js';
 import { DEFAULT_AUTH_ID } from './verify-state.js';
 
 /** One input of a backup: archive name (`drive-scsi0`, `drive-scsi0.img`, `notes.txt`) and the file or device to read. */
@@ -118,33 +107,18 @@ const EXTRA_IN_FLIGHT = 4;
 /** Shared state of one backup run: dedup set, counters, bounded write queue. */
 class ChunkSink {
   readonly #known = new Set<string>();
-  /** Chunk directories already swept of stale temps (see #sweepOnce). */
-  readonly #swept = new Set<string>();
   readonly #zeroDigests = new Map<number, Buffer>();
   readonly #jobs = new Set<Promise<void>>();
-  /** Directories whose entries new chunks changed: fsynced once, before the index names them. */
-  readonly #dirtyDirs = new Set<string>();
   #failure: unknown;
   chunksNew = 0;
   chunksReused = 0;
   bytesWritten = 0;
 
   constructor(
-    readonly store: Datastore,
+    readonly target: BackupTarget,
     readonly encoder: ChunkEncoder,
     readonly crypt: CryptConfig | undefined,
   ) {}
-
-  /**
-   * Sweeps the temp chunk files of dead processes (an interrupted backup) from a chunk
-   * directory, the first time this backup writes into it: one readdir per directory
-   * written, none for the chunks that dedup skips.
-   */
-  async #sweepOnce(dir: string): Promise<void> {
-    if (this.#swept.has(dir)) return;
-    this.#swept.add(dir);
-    await sweepStaleTemps(dir);
-  }
 
   /** Digest of `length` zero bytes, computed once per length: every zero chunk costs one compare. */
   zeroDigest(length: number): Buffer {
@@ -164,7 +138,7 @@ class ChunkSink {
     if (this.#failure !== undefined) throw this.#failure;
     const digest = isZero ? this.zeroDigest(data.byteLength) : chunkDigest(data, this.crypt);
     const hex = toHex(digest);
-    if (this.#known.has(hex) || (await this.store.hasChunk(hex))) {
+    if (this.#known.has(hex) || (await this.target.hasChunk(hex))) {
       this.#known.add(hex);
       this.chunksReused++;
       return { digest, isNew: false };
@@ -175,8 +149,7 @@ class ChunkSink {
       .encode(data)
       .then(async (blob) => {
         this.bytesWritten += blob.byteLength;
-        await this.#sweepOnce(dirname(this.store.chunkPath(hex)));
-        await this.store.insertChunk(hex, blob, this.#dirtyDirs);
+        await this.target.insertChunk(hex, blob);
       })
       .catch((err: unknown) => {
         this.#failure ??= err;
@@ -191,8 +164,7 @@ class ChunkSink {
   async flush(): Promise<void> {
     await Promise.all(this.#jobs);
     if (this.#failure !== undefined) throw this.#failure;
-    await fsyncDirs(this.#dirtyDirs);
-    this.#dirtyDirs.clear();
+    await this.target.flushChunks();
   }
 }
 
@@ -207,14 +179,15 @@ interface ArchiveRun {
 }
 
 /**
- * Backs up files and block devices into a new snapshot of `store`.
+ * Backs up files and block devices into a new snapshot of `store` (a local `Datastore`
+ * or an `S3Datastore`).
  *
  * Chunks are deduplicated against the whole store (an unchanged chunk is neither
- * compressed nor written), the snapshot is assembled in a temporary directory and renamed
- * into place after the manifest, so a crash at any point leaves no partial snapshot and
- * no torn chunk.
+ * compressed nor written); the manifest is stored after every chunk and index it names,
+ * and the snapshot becomes visible only then (locally: a temp directory renamed into
+ * place), so a crash at any point leaves no partial snapshot and no torn chunk.
  */
-export async function backup(store: Datastore, options: BackupOptions): Promise<BackupResult> {
+export async function backup(store: BackupStore, options: BackupOptions): Promise<BackupResult> {
   const started = performance.now();
   if (!BACKUP_TYPES.includes(options.type)) {
     throw new DatastoreError(
@@ -254,21 +227,12 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     runs.push({ archive, path: input.path, sizeBytes: source.sizeBytes });
   }
 
-  const times = await store.snapshotTimes(options.type, options.id, namespace);
+  const target = store.openBackupTarget();
+  const times = await target.snapshotTimes(options.type, options.id, namespace);
   const latest = times.at(-1) ?? -Infinity;
   const backupTime = Math.max(options.backupTime ?? Math.floor(Date.now() / 1000), latest + 1);
   const ref: SnapshotRef = inNamespace({ type: options.type, id: options.id, time: backupTime }, namespace);
-  const groupDir = store.groupDir(options.type, options.id, namespace);
-  await mkdir(groupDir, { recursive: true });
-  // Everything else in the group (snapshots, notes, PBS's lock files) is left as it is.
-  await ensureGroupOwner(groupDir, owner);
-  const tempDir = join(
-    groupDir,
-    `${TEMP_PREFIX}${formatBackupTime(backupTime)}-${process.pid}-${randomBytes(4).toString('hex')}`,
-  );
-  await sweepStaleTemps(groupDir);
-  await mkdir(tempDir);
-  const untrackTempDir = trackTemp(tempDir);
+  const draft = await target.beginSnapshot(ref, owner);
 
   // Starting worker threads costs ~100 ms: not worth it for a few chunks.
   const totalBytes = runs.reduce((sum, r) => sum + r.sizeBytes, 0);
@@ -278,7 +242,7 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     crypt: options.crypt,
     ...(encodeThreads === undefined ? {} : { threads: encodeThreads }),
   });
-  const sink = new ChunkSink(store, encoder, options.crypt);
+  const sink = new ChunkSink(target, encoder, options.crypt);
   let totalBytesDone = 0;
   const results: ArchiveBackupResult[] = [];
   const files: ManifestFile[] = [];
@@ -299,7 +263,7 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
         run.archive.kind === 'fixed'
           ? await backupFixed(run, sink, chunkSizeBytes, backupTime, progress, options.signal)
           : await backupDynamic(run, sink, dynamicAvgBytes, backupTime, progress, options.signal);
-      await writeFileAtomic(join(tempDir, run.archive.filename), written.index);
+      await draft.writeFile(run.archive.filename, written.index);
       files.push({
         filename: run.archive.filename,
         cryptMode: options.crypt === undefined ? 'none' : 'encrypt',
@@ -322,16 +286,12 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
       { backupType: options.type, backupId: options.id, backupTime, files, unprotected: {} },
       options.crypt === undefined ? {} : { crypt: options.crypt, fingerprint: options.crypt.fingerprint() },
     );
-    await writeFileAtomic(join(tempDir, 'index.json.blob'), manifest);
-    await fsyncDir(tempDir);
-    await rename(tempDir, store.snapshotDir(ref));
-    await fsyncDir(groupDir);
+    await draft.commit(manifest);
   } catch (err) {
     await sink.flush().catch(() => undefined);
-    await rm(tempDir, { recursive: true, force: true });
+    await draft.abort();
     throw err;
   } finally {
-    untrackTempDir();
     await encoder.close();
   }
   return {

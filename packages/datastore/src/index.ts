@@ -1,5 +1,6 @@
 export * from './archive-name.js';
 export * from './atomic-write.js';
+export * from './backup-target.js';
 export * from './backup-writer.js';
 export * from './datastore.js';
 export * from './errors.js';
@@ -9,6 +10,7 @@ export * from './image-source.js';
 export * from './namespace.js';
 export * from './no-space.js';
 export * from './regular-file.js';
+export * from './s3/index.js';
 export * from './snapshot-files.js';
 export * from './snapshot-ref.js';
 export * from './temp-files.js';

@@ -18,6 +18,7 @@ export { type ImageRegion, imageRegions, REPEAT_CYCLE_BLOCKS } from './layout.js
 export { type ByteRange, changedRanges, DEFAULT_CHANGE_BYTES, type MutateOptions, mutate } from './mutate.js';
 export { prng, randomBytes } from './prng.js';
 export { Qmp, type QmpMessage, type StorageDaemonPaths, storageDaemonArgs, withTimeout } from './qmp.js';
+export { ExtraGateway, type TestRgw, testRgw } from './rgw.js';
 export { type WriteImageFileOptions, type WriteImageFileResult, writeImageFile } from './sparse-file.js';
 export {
   createImageStream,
