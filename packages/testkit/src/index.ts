@@ -3,6 +3,7 @@
  * tests, benchmarks and the demo. See README.md for the model.
  */
 
+export { type FaultMatch, FaultProxy, type ProxyFault } from './fault-proxy.js';
 export { fileHashes } from './file-hashes.js';
 export { fillImage, imageBytes } from './generate.js';
 export {

@@ -68,7 +68,8 @@ export function testRgw(t: ToolContext, env: NodeJS.ProcessEnv = process.env): T
   const check = `curl -s -m 2 -o /dev/null http://127.0.0.1:${DEV_RGW_PORT}/ && test -f ${DEV_RGW_DIR}/s3.env`;
   const result = spawnSync(
     'flock',
-    [`${DEV_RGW_DIR}.lock`, 'bash', '-c', `${check} || "${join(SCRIPTS, 'rgw-up.sh')}" ${DEV_RGW_DIR}`],
+    // -o: the daemons rgw-up.sh starts must not inherit (and so hold forever) the lock.
+    ['-o', `${DEV_RGW_DIR}.lock`, 'bash', '-c', `${check} || "${join(SCRIPTS, 'rgw-up.sh')}" ${DEV_RGW_DIR}`],
     {
       env: { ...process.env, RGW_PORT: String(DEV_RGW_PORT), RGW_MON_PORT: String(DEV_RGW_MON_PORT) },
       encoding: 'utf8',

@@ -2,7 +2,19 @@ import { createHash } from 'node:crypto';
 import { LiverestoreError } from '@liverestore/format';
 import aws4 from 'aws4';
 import { Agent, type Dispatcher } from 'undici';
+import { readBounded, readErrorBody } from './s3-body.js';
 import { S3Error } from './s3-error.js';
+import {
+  abortReason,
+  DELETE_BATCH,
+  describe,
+  encodeRfc3986,
+  isRetryable,
+  MAX_ERROR_BODY_BYTES,
+  MAX_XML_BYTES,
+  sleep,
+  TRANSIENT_S3_CODES,
+} from './s3-retry.js';
 import type { S3Settings } from './s3-settings.js';
 import { escapeXml, type ListPage, parseDeleteErrors, parseErrorBody, parseListPage } from './s3-xml.js';
 
@@ -17,93 +29,6 @@ import { escapeXml, type ListPage, parseDeleteErrors, parseErrorBody, parseListP
  * the request fails with `ERR_LR_SOURCE_UNAVAILABLE`, its cause the last failure. Bodies
  * are bounded and read into fresh arrays the caller owns.
  */
-
-/** Network failures worth another attempt: the endpoint may be restarting or the path flapping. */
-const RETRYABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'ERR_LR_SOURCE_TIMEOUT',
-  'ERR_LR_SOURCE_HTTP_5XX',
-  'ERR_LR_S3_TRANSIENT',
-]);
-
-/** 4xx answers that S3 documents as "try again": throttling, a slow upload, a racing conditional write. */
-const TRANSIENT_S3_CODES = new Set([
-  'RequestTimeout',
-  'SlowDown',
-  'OperationAborted',
-  'ConditionalRequestConflict',
-  'TooManyRequests',
-]);
-
-/** Largest error body read (S3's XML error); anything longer is cut off. */
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
-/** Largest answer of a listing page or a DeleteObjects call (1000 keys of ≤ 1 KiB, escaped). */
-const MAX_XML_BYTES = 16 * 1024 * 1024;
-/** Keys one DeleteObjects call may name (S3's limit). */
-const DELETE_BATCH = 1000;
-
-function isRetryable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string' && (RETRYABLE_CODES.has(code) || code.startsWith('HPE_'))) return true;
-  const cause = (err as { cause?: unknown } | undefined)?.cause;
-  if (cause !== undefined && cause !== err) return isRetryable(cause);
-  const errors = (err as { errors?: unknown } | undefined)?.errors;
-  return Array.isArray(errors) && errors.some(isRetryable);
-}
-
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
-}
-
-/** Percent-encodes as SigV4 wants (RFC 3986 unreserved characters stay). */
-function encodeRfc3986(text: string): string {
-  return encodeURIComponent(text).replace(
-    /[!'()*]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
-}
-
-/** The caller's abort as an error: its reason when that is an Error. */
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error
-    ? signal.reason
-    : new LiverestoreError('ERR_LR_ABORTED', 'the S3 request was aborted');
-}
-
-/** Sleeps `ms`, or rejects as soon as `signal` fires. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(abortReason(signal));
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** One logical request (retried as a whole). */
 interface S3Request {
@@ -451,73 +376,4 @@ export class S3Client {
     if (status === 404) return new S3Error('ERR_LR_S3_NOT_FOUND', detail, options);
     return new S3Error('ERR_LR_S3_REQUEST_FAILED', detail, options);
   }
-}
-
-/** Reads a body of at most `maxBytes` into one fresh array (never a view of a pooled Buffer). */
-async function readBounded(
-  body: Dispatcher.ResponseData['body'],
-  maxBytes: number,
-  headers: Record<string, string | string[] | undefined>,
-  path: string,
-): Promise<Uint8Array> {
-  const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
-  const tooLarge = (): S3Error =>
-    new S3Error('ERR_LR_S3_RESPONSE_TOO_LARGE', `${path}: the answer is over the limit of ${maxBytes} bytes`);
-  if (declared !== undefined && declared > maxBytes) {
-    body.destroy();
-    throw tooLarge();
-  }
-  if (declared !== undefined && Number.isSafeInteger(declared)) {
-    const out = new Uint8Array(declared);
-    let offset = 0;
-    for await (const part of body as AsyncIterable<Uint8Array>) {
-      if (offset + part.byteLength > declared) {
-        body.destroy();
-        throw new S3Error(
-          'ERR_LR_S3_BAD_RESPONSE',
-          `${path}: more bytes than the Content-Length of ${declared}`,
-        );
-      }
-      out.set(part, offset);
-      offset += part.byteLength;
-    }
-    if (offset !== declared)
-      throw new S3Error(
-        'ERR_LR_S3_BAD_RESPONSE',
-        `${path}: ${offset} bytes of the Content-Length of ${declared}`,
-      );
-    return out;
-  }
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of body as AsyncIterable<Uint8Array>) {
-    total += part.byteLength;
-    if (total > maxBytes) {
-      body.destroy();
-      throw tooLarge();
-    }
-    parts.push(part);
-  }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
-
-/** The first bytes of an error body as text; the rest is discarded. */
-async function readErrorBody(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of body as AsyncIterable<Uint8Array>) {
-    parts.push(part);
-    total += part.byteLength;
-    if (total >= MAX_ERROR_BODY_BYTES) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(parts).subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8');
 }
