@@ -1,6 +1,13 @@
 import { readFile } from 'node:fs/promises';
+import { type BackupStore, Datastore, isS3Url, S3Datastore } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
-import { type ChunkSource, isSourceUrl, LocalChunkSource, openChunkSource } from '@liverestore/reader';
+import {
+  type ChunkSource,
+  isSourceUrl,
+  LocalChunkSource,
+  looksLikeUrl,
+  openChunkSource,
+} from '@liverestore/reader';
 import { required } from './command.js';
 import { UsageError } from './errors.js';
 
@@ -29,6 +36,33 @@ export async function loadTokenFile(
   return token;
 }
 
+/**
+ * Refuses a URL that `command` cannot use where it wants a store (`kinds` says what it
+ * takes), instead of taking `s3:/…` or `http:/…` for a directory name.
+ */
+export function refuseUnusableUrl(text: string, option: string, command: string, kinds: string): void {
+  if (looksLikeUrl(text) || /^[a-z][a-z0-9+.-]*:\//i.test(text)) {
+    throw new LiverestoreError(
+      'ERR_LR_SOURCE_UNSUPPORTED',
+      `${command}: ${option} "${text}" is not something ${command} can use: give ${kinds}`,
+    );
+  }
+}
+
+/**
+ * Opens the store `backup --store` writes to: a directory (created if missing) or an S3
+ * datastore `s3://BUCKET/STORE` (the bucket must exist; connection settings from AWS_*).
+ * Any other URL is refused.
+ */
+export async function openBackupStore(
+  store: string,
+  command: string,
+): Promise<BackupStore & { close?(): Promise<void> }> {
+  if (isS3Url(store)) return S3Datastore.open(store, { create: true });
+  refuseUnusableUrl(store, '--store', command, 'a datastore directory or s3://BUCKET/STORE');
+  return Datastore.create(store);
+}
+
 /** The options that name a snapshot store: `--from DIR|URL` (with `--token-file`), or `--store DIR`. */
 export const STORE_SOURCE_OPTIONS = {
   from: { type: 'string' },
@@ -51,6 +85,8 @@ export async function openStoreSource(
     const dir = required(values.store, '--store', command);
     if (values['token-file'] !== undefined)
       throw new UsageError(`${command}: --token-file needs an http(s):// --from`);
+    if (isS3Url(dir)) return openChunkSource(dir);
+    refuseUnusableUrl(dir, '--store', command, 'a datastore directory or s3://BUCKET/STORE');
     return LocalChunkSource.open(dir);
   }
   // The message names --from first and keeps "--store is required" for scripts that look for it.
@@ -67,6 +103,8 @@ export function isSourceFailure(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
   return (
     code === 'ERR_LR_UNAUTHORIZED' ||
+    code === 'ERR_LR_S3_ACCESS_DENIED' ||
+    code === 'ERR_LR_S3_BUCKET_NOT_FOUND' ||
     code === 'ERR_LR_SOURCE_UNAVAILABLE' ||
     code === 'ERR_LR_SOURCE_TIMEOUT' ||
     code === 'ERR_LR_SOURCE_CLOSED' ||

@@ -8,6 +8,7 @@ export * from './http-source.js';
 export * from './readahead.js';
 export * from './remote.js';
 export * from './restore.js';
+export * from './s3-source.js';
 export * from './slot-table.js';
 export * from './snapshot.js';
 export * from './spill-store.js';

@@ -4,6 +4,7 @@ import { ChunkCache } from '@liverestore/reader';
 import { startChunkServer } from '@liverestore/server';
 import { COMMON_OPTIONS, defineCommand, required, stopSignal } from '../command.js';
 import { UsageError } from '../errors.js';
+import { refuseUnusableUrl } from '../source.js';
 import { parseBytes } from '../units.js';
 
 /** Parses `HOST:PORT`, `[v6]:PORT` or `:PORT` (host 127.0.0.1). */
@@ -96,6 +97,8 @@ Prints the URL it listens on, then serves until stopped.`,
   },
   async run({ values }, io) {
     const store = required(values.store, '--store', 'serve');
+    // The server reads store files by path (Range answers straight from the file).
+    refuseUnusableUrl(store, '--store', 'serve', 'a datastore directory');
     const listen = parseListen(values.listen ?? '127.0.0.1:8007');
     if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
       throw new UsageError('serve: give both --tls-cert and --tls-key, or neither');
