@@ -1,0 +1,328 @@
+import { LiverestoreError } from '@liverestore/format';
+import { Pool } from 'undici';
+import { linkedController, Semaphore, sleep } from './abort-util.js';
+import { abortError, ReaderError } from './errors.js';
+import { type ExpectedBody, readErrorBody, readPiece, readWholeBody } from './http-body.js';
+import type { BlobPiece } from './link-scheduler.js';
+
+/*
+ * One HTTP(S) origin as a request primitive: GET with a deadline per attempt (headers and
+ * body), retried with exponential backoff and equal jitter when the failure is transient
+ * (connection failures, timeouts, 5xx), never when it is permanent (4xx, TLS, a malformed
+ * answer). Requests share one keep-alive pool and wait for a free connection before their
+ * deadline starts. Like undici's RetryHandler, it knows nothing of what is fetched or who
+ * goes first: the link scheduler decides that, the sources say what a path means.
+ */
+
+/** First backoff step: the n-th retry sleeps a random time in [c/2, c) with c = min(cap, base·2ⁿ⁻¹) (equal jitter). */
+export const HTTP_BACKOFF_BASE_MS = 100;
+/** Longest backoff sleep: a restarting server is polled at least this often. */
+export const HTTP_BACKOFF_CAP_MS = 2_000;
+
+/** What a request expects back, for error codes and bounds. */
+export interface RequestKind extends ExpectedBody {
+  /** Code of a 404 whose body names none (or an unusable one). */
+  readonly notFoundCode: string;
+}
+
+/** A server's own description of a failure, read from an error body. */
+export interface ServerError {
+  /** An `ERR_LR_*` code the failure is reported with, if the server named one worth trusting. */
+  readonly code: string | undefined;
+  readonly message: string | undefined;
+}
+
+/** Options of {@link HttpTransport}. */
+export interface HttpTransportOptions {
+  /** Deadline of one attempt, headers and body together. */
+  readonly timeoutMs: number;
+  /** Attempts after the first for transient failures. */
+  readonly retries: number;
+  /** Keep-alive connections: requests on the wire at most. */
+  readonly connections: number;
+  /** TLS settings of an https:// origin. */
+  readonly tls?: { rejectUnauthorized?: boolean | undefined; ca?: Buffer | undefined } | undefined;
+  /**
+   * Headers of one request besides `accept` and `range` (both given in `headers`), computed
+   * per attempt: the HTTP chunk source sends its bearer token, an S3 source signs here.
+   */
+  readonly requestHeaders?:
+    | ((request: { path: string; headers: Record<string, string> }) => Record<string, string>)
+    | undefined;
+  /** What a 401 or 403 answer means for the user: `a token is required`. */
+  readonly refusalHint: string;
+  /**
+   * Reads an error body (at most 64 KiB of text). Default: liverestore's JSON
+   * `{ error: { code, message } }`. An S3 source parses its XML `<Error>` here (and
+   * returns no code, so 404 becomes the request's `notFoundCode`).
+   */
+  readonly parseErrorBody?: ((text: string) => ServerError | undefined) | undefined;
+}
+
+/** What a request is given besides its path: the caller's signal, a piece to resume, a yield signal. */
+export interface TransportRequestOptions {
+  readonly signal?: AbortSignal | undefined;
+  /** Ask only for the rest of this blob (`Range: bytes=START-`) and write it there. */
+  readonly piece?: BlobPiece | undefined;
+  /** When it fires the request stops and rejects with its reason (see LinkScheduler). */
+  readonly yieldTo?: AbortSignal | undefined;
+}
+
+/** Network failures worth another attempt: the server may be restarting or the path flapping. */
+const TRANSIENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ERR_LR_SOURCE_TIMEOUT',
+  'ERR_LR_SOURCE_HTTP_5XX',
+]);
+
+/** True for a failure another attempt may not see (network, timeout, 5xx); false for a permanent one. */
+export function isTransientError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && (TRANSIENT_CODES.has(code) || code.startsWith('HPE_'))) return true;
+  // Errors without a code but with a network cause (AggregateError of a dual-stack connect).
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  if (cause !== undefined && cause !== err) return isTransientError(cause);
+  const errors = (err as { errors?: unknown } | undefined)?.errors;
+  return Array.isArray(errors) && errors.some(isTransientError);
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+}
+
+/**
+ * GETs from one origin with deadlines and retries. To reuse it (an S3 source): construct
+ * it with the endpoint URL (its path is the prefix of every request path), pass
+ * `requestHeaders` to sign each attempt, `parseErrorBody` for the service's error format
+ * and a `refusalHint`; call `get(path, kind, { signal, piece, yieldTo })` from the
+ * {@link BlobRequest} you hand the LinkScheduler, and pass `closed` to the scheduler.
+ * Errors: the first permanent failure as it is (`ERR_LR_*` from the answer), or
+ * ERR_LR_SOURCE_UNAVAILABLE once the retries are spent; ERR_LR_SOURCE_CLOSED after close.
+ */
+export class HttpTransport {
+  /** The base URL, without credentials: what logs and errors show. */
+  readonly name: string;
+  readonly #pool: Pool;
+  /** Path prefix of the server (`''` or `/some/prefix`), without a trailing slash. */
+  readonly #prefix: string;
+  readonly #options: HttpTransportOptions;
+  /** Fires on close: every attempt and backoff sleep stops. */
+  readonly #closing = new AbortController();
+  /** Requests on the wire at most: one per pooled connection. */
+  readonly #slots: Semaphore;
+
+  constructor(base: URL, options: HttpTransportOptions) {
+    this.#prefix = base.pathname.replace(/\/+$/, '');
+    this.name = `${base.origin}${this.#prefix}`;
+    this.#options = options;
+    this.#slots = new Semaphore(options.connections);
+    const { tls, timeoutMs } = options;
+    this.#pool = new Pool(base.origin, {
+      connections: options.connections,
+      pipelining: 1,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      connectTimeout: timeoutMs,
+      ...(tls === undefined
+        ? {}
+        : {
+            connect: {
+              ...(tls.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: tls.rejectUnauthorized }),
+              ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+            },
+          }),
+    });
+  }
+
+  /** Fires (with ERR_LR_SOURCE_CLOSED as its reason) once {@link close} is called. */
+  get closed(): AbortSignal {
+    return this.#closing.signal;
+  }
+
+  /**
+   * GET with retries: the body, or the first permanent error, or ERR_LR_SOURCE_UNAVAILABLE.
+   * With `piece`, asks for the rest of the blob from `piece.start` and writes it into
+   * `piece.blob` (returning undefined), unless the server answers with the whole body
+   * (returned). When `yieldTo` fires, stops and throws its reason.
+   */
+  async get(
+    path: string,
+    kind: RequestKind,
+    request: TransportRequestOptions = {},
+  ): Promise<Uint8Array | undefined> {
+    const { signal, piece, yieldTo } = request;
+    const url = `${this.name}${path}`;
+    const attempts = this.#options.retries + 1;
+    // One signal for the caller and for close(), so a wait, a sleep or a request stops on either.
+    const stop = linkedController([signal, this.#closing.signal, yieldTo]);
+    let last: unknown;
+    try {
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        try {
+          await this.#slots.acquire(stop.signal);
+        } catch {
+          throw this.#stopError(signal, yieldTo);
+        }
+        try {
+          return await this.#attempt(this.#prefix + path, url, kind, stop.signal, piece);
+        } catch (err) {
+          if (stop.signal.aborted) throw this.#stopError(signal, yieldTo);
+          if (err instanceof LiverestoreError && !isTransientError(err)) throw err;
+          if (!isTransientError(err)) {
+            // Not transient and not ours (a TLS failure, a malformed answer): fail now, with a code.
+            throw new ReaderError(
+              'ERR_LR_SOURCE_UNAVAILABLE',
+              `${kind.what} from ${this.name}: GET ${url} failed (not retried) with ${describe(err)}`,
+              { cause: err },
+            );
+          }
+          last = err;
+        } finally {
+          this.#slots.release();
+        }
+        if (attempt < attempts) {
+          const ceiling = Math.min(HTTP_BACKOFF_CAP_MS, HTTP_BACKOFF_BASE_MS * 2 ** (attempt - 1));
+          try {
+            // "Equal jitter": at least half the ceiling, so the waits of one request add up to
+            // a real outage budget (≈ 8 s with 8 retries) while clients still spread out.
+            await sleep(ceiling / 2 + (Math.random() * ceiling) / 2, stop.signal);
+          } catch {
+            throw this.#stopError(signal, yieldTo);
+          }
+        }
+      }
+    } finally {
+      stop.dispose();
+    }
+    throw new ReaderError(
+      'ERR_LR_SOURCE_UNAVAILABLE',
+      `${kind.what} from ${this.name}: ${attempts} attempt${attempts === 1 ? '' : 's'} failed, the last with ${describe(last)}`,
+      { cause: last },
+    );
+  }
+
+  /** Stops every request in flight and closes the pool's sockets. */
+  async close(): Promise<void> {
+    if (this.#closing.signal.aborted) return;
+    this.#closing.abort(closedError(this.name));
+    await this.#pool.destroy();
+  }
+
+  /** Why a request stopped early: the caller's abort, the source's close, or making way. */
+  #stopError(signal: AbortSignal | undefined, yieldTo: AbortSignal | undefined): unknown {
+    if (signal?.aborted === true) return abortError(signal);
+    if (this.#closing.signal.aborted || yieldTo?.aborted !== true) return closedError(this.name);
+    return yieldTo.reason;
+  }
+
+  /**
+   * One request with its own deadline over headers and body. It runs only once a
+   * connection is free (see #slots), so time queued behind other fetches never counts.
+   */
+  async #attempt(
+    path: string,
+    url: string,
+    kind: RequestKind,
+    stop: AbortSignal,
+    piece: BlobPiece | undefined,
+  ): Promise<Uint8Array | undefined> {
+    const { timeoutMs } = this.#options;
+    const deadline = linkedController([stop]);
+    const timer = setTimeout(
+      () =>
+        deadline.abort(
+          new ReaderError(
+            'ERR_LR_SOURCE_TIMEOUT',
+            `GET ${url} got no complete answer within ${timeoutMs} ms`,
+          ),
+        ),
+      timeoutMs,
+    );
+    try {
+      const headers: Record<string, string> = {
+        accept: '*/*',
+        ...(piece === undefined ? {} : { range: `bytes=${piece.start}-` }),
+      };
+      const response = await this.#pool.request({
+        method: 'GET',
+        path,
+        signal: deadline.signal,
+        headers: { ...headers, ...this.#options.requestHeaders?.({ path, headers }) },
+      });
+      const { statusCode, body } = response;
+      if (statusCode === 206 && piece !== undefined) {
+        await readPiece(response, piece, kind, url);
+        return undefined;
+      }
+      if (statusCode >= 200 && statusCode < 300 && statusCode !== 206)
+        return await readWholeBody(response, kind, url);
+      throw this.#refusal(statusCode, await readErrorBody(body), kind, url);
+    } catch (err) {
+      // The deadline fired: report the timeout, not undici's generic abort.
+      if (deadline.signal.aborted && !stop.aborted) throw deadline.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      deadline.dispose();
+    }
+  }
+
+  /** The error of a non-2xx answer: 5xx transient, 401/403 unauthorized, else the server's code or the kind's. */
+  #refusal(statusCode: number, text: string, kind: RequestKind, url: string): ReaderError {
+    const served = (this.#options.parseErrorBody ?? liverestoreErrorBody)(text);
+    if (statusCode >= 500) {
+      const detail =
+        served === undefined
+          ? ''
+          : `: ${[served.code, served.message].filter((s) => s !== undefined).join(': ')}`;
+      return new ReaderError('ERR_LR_SOURCE_HTTP_5XX', `HTTP ${statusCode} from GET ${url}${detail}`);
+    }
+    if (statusCode === 401 || statusCode === 403) {
+      return new ReaderError(
+        'ERR_LR_UNAUTHORIZED',
+        `${this.name} refused ${kind.what} (HTTP ${statusCode}): ${this.#options.refusalHint}`,
+      );
+    }
+    const code = served?.code ?? (statusCode === 404 ? kind.notFoundCode : 'ERR_LR_SOURCE_REQUEST_REFUSED');
+    return new ReaderError(
+      code,
+      `${kind.what} from ${this.name}: ${served?.message ?? `HTTP ${statusCode}`} (HTTP ${statusCode})`,
+    );
+  }
+}
+
+function closedError(name: string): ReaderError {
+  return new ReaderError('ERR_LR_SOURCE_CLOSED', `the HTTP source ${name} is closed`);
+}
+
+/** `{ error: { code, message } }` of a liverestore server, if the body is that and the code looks like ours. */
+export function liverestoreErrorBody(text: string): ServerError | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const error = (parsed as { error?: unknown } | null)?.error;
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return {
+    code: typeof code === 'string' && /^ERR_LR_[A-Z0-9_]{1,64}$/.test(code) ? code : undefined,
+    message: typeof message === 'string' ? message.slice(0, 1000) : undefined,
+  };
+}
