@@ -6,7 +6,6 @@ import {
   parseSnapshotSpec,
   readSnapshotManifest,
   resolveArchiveName,
-  type S3ConnectionOptions,
   type SnapshotRef,
   type SnapshotSpec,
 } from '@liverestore/datastore';
@@ -24,7 +23,7 @@ import type { ChunkCache } from './chunk-cache.js';
 import { type ChunkSource, LocalChunkSource } from './chunk-source.js';
 import { ReaderError } from './errors.js';
 import { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
-import { S3ChunkSource } from './s3-source.js';
+import { S3ChunkSource, type S3ChunkSourceOptions } from './s3-source.js';
 
 /** True when `text` looks like a URL (`scheme://…`) rather than a directory. */
 export function looksLikeUrl(text: string): boolean {
@@ -39,7 +38,7 @@ export function looksLikeUrl(text: string): boolean {
 export async function openChunkSource(
   source: string,
   http: HttpChunkSourceOptions = {},
-  s3: S3ConnectionOptions = {},
+  s3: S3ChunkSourceOptions = {},
 ): Promise<ChunkSource> {
   if (isSourceUrl(source)) return HttpChunkSource.open(source, http);
   if (isS3Url(source)) return S3ChunkSource.open(source, s3);
@@ -59,7 +58,7 @@ export interface OpenSnapshotOptions {
   /** Options of an http(s):// source (token, timeouts, TLS). */
   http?: HttpChunkSourceOptions | undefined;
   /** Connection settings of an s3:// source (endpoint, region, keys); absent ones come from AWS_*. */
-  s3?: S3ConnectionOptions | undefined;
+  s3?: S3ChunkSourceOptions | undefined;
   /**
    * `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the group's latest snapshot, either
    * prefixed by its namespace as PBS prints it (`ns/prod/vm/100`); or a parsed spec, whose

@@ -30,6 +30,8 @@ export class FaultProxy {
   readonly #faults: { fault: ProxyFault; match: FaultMatch }[] = [];
   /** Requests received, and those a fault changed. */
   readonly counts = { requests: 0, faulted: 0 };
+  /** Every request received: method, path and Range header. */
+  readonly log: { method: string; path: string; range: string | undefined }[] = [];
 
   private constructor(
     readonly server: Server,
@@ -77,6 +79,7 @@ export class FaultProxy {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     this.counts.requests++;
+    this.log.push({ method: req.method ?? '', path: req.url ?? '', range: req.headers.range });
     const fault = this.#take(req);
     if (fault !== undefined) this.counts.faulted++;
     if (fault?.kind === 'status') {

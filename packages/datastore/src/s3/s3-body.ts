@@ -78,3 +78,41 @@ export async function readErrorBody(body: Dispatcher.ResponseData['body']): Prom
   }
   return Buffer.concat(parts).subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8');
 }
+
+/**
+ * Copies a 206 answer to `Range: bytes=START-` into `piece.blob` at `piece.start`,
+ * advancing `piece.start` as bytes arrive. `Content-Range: bytes START-LAST/TOTAL` must
+ * start at `piece.start`, end at the object's end and name the same TOTAL every time.
+ */
+export async function readPieceBody(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  body: Dispatcher.ResponseData['body'],
+  piece: { start: number; blob: Uint8Array | undefined },
+  maxBytes: number,
+  key: string,
+): Promise<void> {
+  const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(headers['content-range'] ?? ''));
+  const bad = (why: string): S3Error => {
+    discard(body);
+    return new S3Error('ERR_LR_S3_BAD_RESPONSE', `GET ${key} from byte ${piece.start}: ${why}`);
+  };
+  if (status !== 206 || range === null) throw bad(`expected 206 with a Content-Range, got ${status}`);
+  const [first, last, total] = [Number(range[1]), Number(range[2]), Number(range[3])];
+  if (total > maxBytes) throw bad(`the object is ${total} bytes, over the limit of ${maxBytes}`);
+  if (first !== piece.start || last !== total - 1)
+    throw bad(`Content-Range ${range[0]} is not the rest of the object`);
+  if (piece.blob === undefined) piece.blob = new Uint8Array(total);
+  else if (piece.blob.byteLength !== total)
+    throw bad(`the object changed size (${piece.blob.byteLength} → ${total})`);
+  for await (const part of body as AsyncIterable<Uint8Array>) {
+    if (piece.start + part.byteLength > total) throw bad('more bytes than the Content-Range names');
+    piece.blob.set(part, piece.start);
+    piece.start += part.byteLength;
+  }
+  if (piece.start !== total)
+    throw new S3Error(
+      'ERR_LR_S3_BAD_RESPONSE',
+      `GET ${key}: the answer ended at byte ${piece.start} of ${total}`,
+    );
+}

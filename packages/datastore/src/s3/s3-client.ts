@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { LiverestoreError } from '@liverestore/format';
 import aws4 from 'aws4';
 import { Agent, type Dispatcher } from 'undici';
-import { readBounded, readErrorBody } from './s3-body.js';
+import { readBounded, readErrorBody, readPieceBody } from './s3-body.js';
 import { S3Error } from './s3-error.js';
 import {
   abortReason,
@@ -36,13 +36,20 @@ interface S3Request {
   /** Object key; absent for a request on the bucket itself. */
   readonly key?: string;
   readonly query?: Readonly<Record<string, string>>;
-  readonly headers?: Readonly<Record<string, string>>;
+  /** Headers, or a function giving them per attempt (a resumed Range starts where the last attempt stopped). */
+  readonly headers?: Readonly<Record<string, string>> | (() => Readonly<Record<string, string>>);
   readonly body?: Uint8Array;
   /** Largest body accepted on success. */
   readonly maxBytes: number;
   /** Statuses that are answers rather than failures (412 of If-None-Match, 404 of HEAD). */
   readonly accept?: readonly number[];
   readonly signal?: AbortSignal | undefined;
+  /** Reads a 2xx body in place of the bounded read into one array. */
+  readonly readBody?: (
+    status: number,
+    headers: Record<string, string | string[] | undefined>,
+    body: Dispatcher.ResponseData['body'],
+  ) => Promise<void>;
 }
 
 /** What came back. */
@@ -61,6 +68,12 @@ export interface S3ClientStats {
   attempts: number;
   /** Attempts that failed and were tried again. */
   retries: number;
+}
+
+/** An object read in parts (see {@link S3Client.readInto}): where the next part starts, and the bytes so far. */
+export interface ObjectPiece {
+  start: number;
+  blob: Uint8Array | undefined;
 }
 
 /** An S3 client bound to one bucket. */
@@ -117,6 +130,26 @@ export class S3Client {
       );
     }
     return response.body;
+  }
+
+  /**
+   * Reads the rest of an object, from `piece.start`, into `piece.blob` (allocated from the
+   * size the first answer names), advancing `piece.start` as bytes arrive: a retry, or a
+   * later call after an abort, asks only for what is missing (`Range: bytes=START-`).
+   */
+  async readInto(
+    key: string,
+    piece: ObjectPiece,
+    options: { maxBytes: number; signal?: AbortSignal | undefined },
+  ): Promise<void> {
+    await this.#send({
+      method: 'GET',
+      key,
+      headers: () => ({ range: `bytes=${piece.start}-` }),
+      maxBytes: options.maxBytes,
+      signal: options.signal,
+      readBody: (status, headers, body) => readPieceBody(status, headers, body, piece, options.maxBytes, key),
+    });
   }
 
   /** Size of an object, or undefined when there is none. */
@@ -244,6 +277,11 @@ export class S3Client {
       );
   }
 
+  /** Fires when the client closes (its reason is `ERR_LR_SOURCE_CLOSED`). */
+  get closed(): AbortSignal {
+    return this.#closing.signal;
+  }
+
   /** Fails requests in flight with `ERR_LR_SOURCE_CLOSED` and closes the connections. */
   async close(): Promise<void> {
     this.#closing.abort(
@@ -301,7 +339,7 @@ export class S3Client {
         method: request.method,
         host,
         path,
-        headers: { ...request.headers },
+        headers: { ...(typeof request.headers === 'function' ? request.headers() : request.headers) },
         ...(request.body === undefined
           ? {}
           : { body: Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength) }),
@@ -336,10 +374,9 @@ export class S3Client {
       });
       const { statusCode: status, headers, body } = response;
       if ((status >= 200 && status < 300) || request.accept?.includes(status)) {
-        const bytes =
-          request.method === 'HEAD'
-            ? new Uint8Array(0)
-            : await readBounded(body, request.maxBytes, headers, path);
+        let bytes: Uint8Array = new Uint8Array(0);
+        if (request.readBody !== undefined) await request.readBody(status, headers, body);
+        else if (request.method !== 'HEAD') bytes = await readBounded(body, request.maxBytes, headers, path);
         return { status, headers, body: bytes };
       }
       throw await this.#failure(request, path, status, body);

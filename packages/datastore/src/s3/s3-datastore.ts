@@ -33,7 +33,7 @@ import {
   type SnapshotSpec,
 } from '../snapshot-ref.js';
 import { S3BackupTarget } from './s3-backup-target.js';
-import { S3Client } from './s3-client.js';
+import { type ObjectPiece, S3Client } from './s3-client.js';
 import { S3Error } from './s3-error.js';
 import { parseS3Url, resolveS3Settings, type S3ConnectionOptions, type S3Location } from './s3-settings.js';
 
@@ -154,6 +154,22 @@ export class S3Datastore implements BackupStore {
         maxBytes: MAX_CHUNK_FILE_BYTES,
         signal,
       });
+    } catch (cause) {
+      if (isNotFound(cause))
+        throw new DatastoreError('ERR_LR_CHUNK_MISSING', `chunk ${digestHex} is missing from ${this.name}`, {
+          cause,
+        });
+      throw cause;
+    }
+  }
+
+  /**
+   * The rest of a chunk's blob from `piece.start` into `piece.blob` (see
+   * {@link S3Client.readInto}); `ERR_LR_CHUNK_MISSING` when the store does not have it.
+   */
+  async readChunkInto(digestHex: string, piece: ObjectPiece, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.readInto(this.chunkKey(digestHex), piece, { maxBytes: MAX_CHUNK_FILE_BYTES, signal });
     } catch (cause) {
       if (isNotFound(cause))
         throw new DatastoreError('ERR_LR_CHUNK_MISSING', `chunk ${digestHex} is missing from ${this.name}`, {
