@@ -33,7 +33,7 @@ import { ToolMissingError, UsageError } from './errors.js';
 import { machineInfo } from './machine.js';
 import { optionText } from './options.js';
 import { type BenchResult, type DetailColumn, measuredCase } from './result.js';
-import { formatBytes, parseBytes, parsePositiveInt } from './units.js';
+import { formatBytes, parseBytes, parseList, parsePositiveInt } from './units.js';
 
 const SCRIPTS = fileURLToPath(new URL('../../../scripts/', import.meta.url));
 /** Ports of an RGW this benchmark starts itself (apart from the tests' 7488 and a user's 7480). */
@@ -49,6 +49,8 @@ interface Settings {
   readonly dir: string;
   /** Given with --endpoint (keys from AWS_*), or undefined: start an RGW. */
   readonly endpoint: string | undefined;
+  /** One S3 case per value: the source's background fetches in flight (lanes). */
+  readonly lanes: readonly number[];
 }
 
 function readSettings(context: BenchContext): Settings {
@@ -65,6 +67,13 @@ function readSettings(context: BenchContext): Settings {
     seed: str('seed') === undefined ? 1 : parsePositiveInt(str('seed')!, '--seed'),
     dir: str('dir') ?? tmpdir(),
     endpoint: str('endpoint'),
+    lanes: [
+      ...new Set(
+        (str('lanes') === undefined ? ['4'] : parseList(str('lanes')!)).map((n) =>
+          parsePositiveInt(n, '--lanes'),
+        ),
+      ),
+    ],
   };
 }
 
@@ -147,20 +156,21 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
       await s3Store.close();
       await rm(imagePath);
 
-      const samples = { local: [] as number[], s3: [] as number[] };
+      // 0 = the local store; n > 0 = the S3 store with n background lanes.
+      const systems = [0, ...s.lanes];
+      const samples = new Map(systems.map((n) => [n, [] as number[]]));
       let requests = 0;
       let retries = 0;
       const out = join(scratch, 'restored.raw');
       for (let round = 1; round <= s.samples; round++) {
-        const order = round % 2 === 1 ? (['local', 's3'] as const) : (['s3', 'local'] as const);
-        for (const which of order) {
-          context.progress(
-            `round ${round}/${s.samples}: cold restore from ${which === 'local' ? localDir : url} …`,
-          );
-          if (which === 'local') samples.local.push(await coldRestore(localDir, local.snapshot, s, out));
+        const order = round % 2 === 1 ? systems : [...systems].reverse();
+        for (const lanes of order) {
+          const what = lanes === 0 ? localDir : `${url} (${lanes} lanes)`;
+          context.progress(`round ${round}/${s.samples}: cold restore from ${what} …`);
+          if (lanes === 0) samples.get(0)!.push(await coldRestore(localDir, local.snapshot, s, out));
           else {
-            const source = await S3ChunkSource.open(url, connection);
-            samples.s3.push(await coldRestore(source, remote.snapshot, s, out));
+            const source = await S3ChunkSource.open(url, { ...connection, backgroundFetches: lanes });
+            samples.get(lanes)!.push(await coldRestore(source, remote.snapshot, s, out));
             requests += source.store.client.stats.attempts;
             retries += source.store.client.stats.retries;
             await source.close();
@@ -173,6 +183,7 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
         title: `Cold restore of a ${formatBytes(s.sizeBytes)} synthetic VM disk: S3 (Ceph RGW, loopback) vs local datastore`,
         machine: machineInfo(),
         settings: {
+          lanes: s.lanes.join(','),
           samples: s.samples,
           sizeBytes: s.sizeBytes,
           workers: s.workers,
@@ -189,10 +200,17 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
             title: 'Cold full restore (restoreArchive, fresh cache each run)',
             meanLabel: 'mean / run',
             cases: [
-              measuredCase('local datastore (blobs in the page cache)', s.sizeBytes, samples.local),
-              measuredCase(`S3 datastore in RGW (${url})`, s.sizeBytes, samples.s3, {
-                vsLocal: `${(mean(samples.local) / mean(samples.s3)).toFixed(2)}`,
-              }),
+              measuredCase('local datastore (blobs in the page cache)', s.sizeBytes, samples.get(0)!),
+              ...s.lanes.map((lanes) =>
+                measuredCase(
+                  `S3 datastore in RGW (${url}), ${lanes} background lanes`,
+                  s.sizeBytes,
+                  samples.get(lanes)!,
+                  {
+                    vsLocal: `${(mean(samples.get(0)!) / mean(samples.get(lanes)!)).toFixed(2)}`,
+                  },
+                ),
+              ),
             ],
             columns: COLUMNS,
             notes: [
@@ -240,6 +258,13 @@ and AWS_SECRET_ACCESS_KEY; a fresh bucket is created and emptied afterwards).`,
       valueName: 'SIZE',
       description: 'chunk cache budget',
       defaultText: '256MiB',
+    },
+    {
+      name: 'lanes',
+      type: 'string',
+      valueName: 'LIST',
+      description: 'one S3 case per value: background fetches in flight (S3ChunkSource backgroundFetches)',
+      defaultText: '4',
     },
     {
       name: 'endpoint',

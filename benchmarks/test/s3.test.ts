@@ -42,7 +42,10 @@ test('bench s3 --endpoint: one round restores from the local store and from RGW,
   const [section] = json.sections;
   t.deepEqual(
     section.cases.map((c: { name: string }) => c.name.replace(/lr-bench-[0-9a-f]+/, 'BUCKET')),
-    ['local datastore (blobs in the page cache)', 'S3 datastore in RGW (s3://BUCKET/store)'],
+    [
+      'local datastore (blobs in the page cache)',
+      'S3 datastore in RGW (s3://BUCKET/store), 4 background lanes',
+    ],
   );
   for (const c of section.cases) t.is(c.secondsPerOp.length, 1);
   t.regex(section.cases[1].details.vsLocal, /^\d+\.\d\d$/);
