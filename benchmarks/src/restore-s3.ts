@@ -6,7 +6,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -32,6 +32,7 @@ import type { BenchContext, Benchmark } from './benchmark.js';
 import { ToolMissingError, UsageError } from './errors.js';
 import { machineInfo } from './machine.js';
 import { optionText } from './options.js';
+import { processCpuSeconds } from './proc-stats.js';
 import { type BenchResult, type DetailColumn, measuredCase } from './result.js';
 import { formatBytes, parseBytes, parseList, parsePositiveInt } from './units.js';
 
@@ -78,7 +79,11 @@ function readSettings(context: BenchContext): Settings {
 }
 
 /** Starts an RGW in `dir` with scripts/rgw-up.sh; returns its connection and how to stop it. */
-function startRgw(dir: string): { connection: S3ConnectionOptions; stop(): void } {
+function startRgw(dir: string): {
+  connection: S3ConnectionOptions;
+  cpuSeconds(): Promise<number>;
+  stop(): void;
+} {
   const result = spawnSync(join(SCRIPTS, 'rgw-up.sh'), [dir], {
     env: { ...process.env, RGW_PORT: String(BENCH_RGW_PORT), RGW_MON_PORT: String(BENCH_RGW_MON_PORT) },
     encoding: 'utf8',
@@ -95,6 +100,15 @@ function startRgw(dir: string): { connection: S3ConnectionOptions; stop(): void 
       endpoint: `http://127.0.0.1:${BENCH_RGW_PORT}`,
       accessKeyId: 'TESTAK',
       secretAccessKey: 'TESTSK',
+    },
+    // CPU of the Ceph daemons (mon, OSD, radosgw), from their pid files.
+    cpuSeconds: async () => {
+      let total = 0;
+      for (const name of await readdir(join(dir, 'run'))) {
+        if (!name.endsWith('.pid')) continue;
+        total += (await processCpuSeconds(Number(await readFile(join(dir, 'run', name), 'utf8')))) ?? 0;
+      }
+      return total;
     },
     stop: () => spawnSync(join(SCRIPTS, 'rgw-down.sh'), [dir]),
   };
@@ -124,6 +138,8 @@ async function coldRestore(
 
 const COLUMNS: readonly DetailColumn[] = [
   { key: 'vsLocal', label: 'speed vs local restore', format: 'text' },
+  { key: 'clientCpu', label: 'restore CPU s / run', format: 'text' },
+  { key: 'rgwCpu', label: 'Ceph daemons CPU s / run', format: 'text' },
 ];
 
 async function runS3(context: BenchContext): Promise<BenchResult> {
@@ -159,6 +175,7 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
       // 0 = the local store; n > 0 = the S3 store with n background lanes.
       const systems = [0, ...s.lanes];
       const samples = new Map(systems.map((n) => [n, [] as number[]]));
+      const cpu = new Map(systems.map((n) => [n, { client: 0, rgw: 0 }]));
       let requests = 0;
       let retries = 0;
       const out = join(scratch, 'restored.raw');
@@ -167,6 +184,8 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
         for (const lanes of order) {
           const what = lanes === 0 ? localDir : `${url} (${lanes} lanes)`;
           context.progress(`round ${round}/${s.samples}: cold restore from ${what} …`);
+          const clientBefore = (await processCpuSeconds('self')) ?? Number.NaN;
+          const rgwBefore = (await rgw?.cpuSeconds()) ?? Number.NaN;
           if (lanes === 0) samples.get(0)!.push(await coldRestore(localDir, local.snapshot, s, out));
           else {
             const source = await S3ChunkSource.open(url, { ...connection, backgroundFetches: lanes });
@@ -175,8 +194,15 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
             retries += source.store.client.stats.retries;
             await source.close();
           }
+          const used = cpu.get(lanes)!;
+          used.client += ((await processCpuSeconds('self')) ?? Number.NaN) - clientBefore;
+          used.rgw += ((await rgw?.cpuSeconds()) ?? Number.NaN) - rgwBefore;
         }
       }
+      const cpuDetails = (lanes: number) => ({
+        clientCpu: (cpu.get(lanes)!.client / s.samples).toFixed(2),
+        rgwCpu: Number.isNaN(cpu.get(lanes)!.rgw) ? 'n/a' : (cpu.get(lanes)!.rgw / s.samples).toFixed(2),
+      });
       const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
       return {
         benchmark: 's3',
@@ -200,7 +226,10 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
             title: 'Cold full restore (restoreArchive, fresh cache each run)',
             meanLabel: 'mean / run',
             cases: [
-              measuredCase('local datastore (blobs in the page cache)', s.sizeBytes, samples.get(0)!),
+              measuredCase('local datastore (blobs in the page cache)', s.sizeBytes, samples.get(0)!, {
+                vsLocal: '',
+                ...cpuDetails(0),
+              }),
               ...s.lanes.map((lanes) =>
                 measuredCase(
                   `S3 datastore in RGW (${url}), ${lanes} background lanes`,
@@ -208,6 +237,7 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
                   samples.get(lanes)!,
                   {
                     vsLocal: `${(mean(samples.get(0)!) / mean(samples.get(lanes)!)).toFixed(2)}`,
+                    ...cpuDetails(lanes),
                   },
                 ),
               ),
@@ -217,6 +247,7 @@ async function runS3(context: BenchContext): Promise<BenchResult> {
               'Both stores hold the same backup of the same image; the rounds alternate between them.',
               `S3: ${requests} requests over all rounds, ${retries} retried; one GET per chunk object, the RGW process on the same two cores as the restore.`,
               '"speed vs local restore" is the local restore time divided by the S3 one (goal ≥ 0.8).',
+              'CPU seconds per run: of this process (restore, decode workers, S3 client) and of the Ceph daemons (mon, OSD, radosgw; /proc/PID/stat, only when the benchmark started RGW itself).',
             ],
           },
         ],
