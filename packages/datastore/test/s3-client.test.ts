@@ -94,6 +94,18 @@ test('RGW: listing follows continuation tokens; delimiters give prefixes; Delete
   t.deepEqual((await client.list('p/')).keys, keys.slice(5));
 });
 
+test('RGW: keys with XML and URL special characters list, read and delete as written', async (t) => {
+  const s3 = await s3Fixture(t);
+  if (s3 === undefined) return;
+  const { client } = s3;
+  const keys = ['x/a&b<c>\'d"e', 'x/sp ace+plus%25', 'x/ünï/cödé'];
+  for (const key of keys) await client.putObject(key, Buffer.from(key));
+  t.deepEqual((await client.list('x/')).keys.sort(), [...keys].sort());
+  for (const key of keys) t.is(Buffer.from(await client.getObject(key, { maxBytes: 100 })).toString(), key);
+  await client.deleteObjects(keys);
+  t.deepEqual((await client.list('x/')).keys, []);
+});
+
 test('RGW: a missing bucket and a wrong secret fail with their codes, without retries', async (t) => {
   const s3 = await s3Fixture(t);
   if (s3 === undefined) return;
