@@ -1,13 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { type BackupStore, Datastore, isS3Url, S3Datastore } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
-import {
-  type ChunkSource,
-  isSourceUrl,
-  LocalChunkSource,
-  looksLikeUrl,
-  openChunkSource,
-} from '@liverestore/reader';
+import { type ChunkSource, isSourceUrl, LocalChunkSource, openChunkSource } from '@liverestore/reader';
 import { required } from './command.js';
 import { UsageError } from './errors.js';
 
@@ -41,7 +35,8 @@ export async function loadTokenFile(
  * takes), instead of taking `s3:/…` or `http:/…` for a directory name.
  */
 export function refuseUnusableUrl(text: string, option: string, command: string, kinds: string): void {
-  if (looksLikeUrl(text) || /^[a-z][a-z0-9+.-]*:\//i.test(text)) {
+  // `scheme:/…` too: `s3:/bucket/store` is a mistyped URL, not a directory to create.
+  if (/^[a-z][a-z0-9+.-]*:\//i.test(text)) {
     throw new LiverestoreError(
       'ERR_LR_SOURCE_UNSUPPORTED',
       `${command}: ${option} "${text}" is not something ${command} can use: give ${kinds}`,
