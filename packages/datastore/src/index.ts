@@ -3,6 +3,7 @@
  * checks the two agree). Internals are in ./internal.ts.
  */
 export { type ArchiveName, resolveArchiveName } from './archive-name.js';
+export type { BackupStore } from './backup-target.js';
 export {
   type ArchiveBackupResult,
   type BackupInput,
@@ -21,6 +22,17 @@ export {
   parseNamespace,
   ROOT_NAMESPACE,
 } from './namespace.js';
+export {
+  isS3Url,
+  parseS3Url,
+  resolveS3Settings,
+  S3Client,
+  type S3ClientStats,
+  type S3ConnectionOptions,
+  S3Datastore,
+  type S3Location,
+  type S3Settings,
+} from './s3/index.js';
 export type { ArchiveInfo, SnapshotInfo } from './snapshot-files.js';
 export {
   formatBackupTime,

@@ -22,5 +22,7 @@ export * from './persistent-chunk-cache.js';
 export * from './read-lease.js';
 export * from './readahead.js';
 export * from './restore.js';
+export * from './s3-source.js';
 export * from './slot-table.js';
+export * from './snapshot.js';
 export * from './tls-trust.js';
