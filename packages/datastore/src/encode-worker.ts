@@ -16,5 +16,9 @@ export function encode(task: EncodeTask): Uint8Array {
     compress: task.compress,
     crypt: task.key === undefined ? undefined : cryptConfigForKey(task.key),
   });
-  return move(blob) as Uint8Array;
+  // A small blob (a zero chunk compresses to a few dozen bytes) is a view into Buffer's
+  // shared pool, which must not be transferred: Node 22 refuses it (DataCloneError, the
+  // backup dies), Node 20 copied it silently. Such a blob travels as a copy of its own.
+  const whole = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength;
+  return move(whole ? blob : new Uint8Array(blob)) as Uint8Array;
 }
