@@ -11,12 +11,14 @@ import { liveRestoreBenchmark } from './live-restore.js';
 import { nbdBenchmark } from './nbd.js';
 import { qemuBenchmark } from './qemu.js';
 import { restoreBenchmark } from './restore.js';
+import { s3Benchmark } from './restore-s3.js';
 import { testkitBenchmark } from './testkit.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
   codecsBenchmark,
   backupBenchmark,
   restoreBenchmark,
+  s3Benchmark,
   nbdBenchmark,
   liveRestoreBenchmark,
   qemuBenchmark,

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { type BackupStore, Datastore, isS3Url, S3Datastore } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
 import {
   type ChunkSource,
@@ -38,6 +39,34 @@ export async function loadTokenFile(
   return token;
 }
 
+/**
+ * Refuses a URL that `command` cannot use where it wants a store (`kinds` says what it
+ * takes), instead of taking `s3:/…` or `http:/…` for a directory name.
+ */
+export function refuseUnusableUrl(text: string, option: string, command: string, kinds: string): void {
+  // `scheme:/…` too: `s3:/bucket/store` is a mistyped URL, not a directory to create.
+  if (/^[a-z][a-z0-9+.-]*:\//i.test(text)) {
+    throw new LiverestoreError(
+      'ERR_LR_SOURCE_UNSUPPORTED',
+      `${command}: ${option} "${text}" is not something ${command} can use: give ${kinds}`,
+    );
+  }
+}
+
+/**
+ * Opens the store `backup --store` writes to: a directory (created if missing) or an S3
+ * datastore `s3://BUCKET/STORE` (the bucket must exist; connection settings from AWS_*).
+ * Any other URL is refused.
+ */
+export async function openBackupStore(
+  store: string,
+  command: string,
+): Promise<BackupStore & { close?(): Promise<void> }> {
+  if (isS3Url(store)) return S3Datastore.open(store, { create: true });
+  refuseUnusableUrl(store, '--store', command, 'a datastore directory or s3://BUCKET/STORE');
+  return Datastore.create(store);
+}
+
 /** The options that name a snapshot store: `--from DIR|URL` (with `--token-file`), or `--store DIR`. */
 export const STORE_SOURCE_OPTIONS = {
   from: { type: 'string' },
@@ -68,6 +97,8 @@ export async function openStoreSource(
   if (values.store !== undefined) {
     const dir = required(values.store, '--store', command);
     await httpSourceOptions(values, dir, command, io); // refuses the http(s)-only options
+    if (isS3Url(dir)) return openChunkSource(dir);
+    refuseUnusableUrl(dir, '--store', command, 'a datastore directory or s3://BUCKET/STORE');
     return LocalChunkSource.open(dir);
   }
   // The message names --from first and keeps "--store is required" for scripts that look for it.
@@ -85,6 +116,8 @@ export function isSourceFailure(err: unknown): boolean {
     code === 'ERR_LR_UNAUTHORIZED' ||
     code === 'ERR_LR_TLS_UNTRUSTED' ||
     code === 'ERR_LR_TLS_FINGERPRINT' ||
+    code === 'ERR_LR_S3_ACCESS_DENIED' ||
+    code === 'ERR_LR_S3_BUCKET_NOT_FOUND' ||
     code === 'ERR_LR_SOURCE_UNAVAILABLE' ||
     code === 'ERR_LR_SOURCE_TIMEOUT' ||
     code === 'ERR_LR_SOURCE_CLOSED' ||

@@ -1,6 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   BACKUP_TYPES,
   type BackupType,
@@ -17,22 +14,14 @@ import {
 import { checkFixedChunkSize } from '@liverestore/format/internal';
 import { type ArchiveRun, backupDynamic, backupFixed } from './archive-chunking.js';
 import { resolveArchiveName } from './archive-name.js';
-import { fsyncDir, TEMP_PREFIX, trackTemp, writeFileAtomic } from './atomic-write.js';
+import type { BackupStore } from './backup-target.js';
 import { ChunkSink } from './chunk-sink.js';
-import type { Datastore } from './datastore.js';
 import { createChunkEncoder } from './encode-pool.js';
 import { DatastoreError } from './errors.js';
-import { checkOwner, ensureGroupOwner } from './group-owner.js';
+import { checkOwner } from './group-owner.js';
 import { openImageSource } from './image-source.js';
 import { parseNamespace, ROOT_NAMESPACE } from './namespace.js';
-import {
-  formatBackupTime,
-  formatSnapshot,
-  inNamespace,
-  isBackupId,
-  type SnapshotRef,
-} from './snapshot-ref.js';
-import { sweepStaleTemps } from './temp-files.js';
+import { formatSnapshot, inNamespace, isBackupId, type SnapshotRef } from './snapshot-ref.js';
 import { DEFAULT_AUTH_ID } from './verify-state.js';
 
 /** One input of a backup: archive name (`drive-scsi0`, `drive-scsi0.img`, `notes.txt`) and the file or device to read. */
@@ -110,14 +99,15 @@ export interface BackupResult {
 const SMALL_BACKUP_BYTES = 16 * 1024 * 1024;
 
 /**
- * Backs up files and block devices into a new snapshot of `store`.
+ * Backs up files and block devices into a new snapshot of `store` (a local `Datastore`
+ * or an `S3Datastore`).
  *
  * Chunks are deduplicated against the whole store (an unchanged chunk is neither
- * compressed nor written), the snapshot is assembled in a temporary directory and renamed
- * into place after the manifest, so a crash at any point leaves no partial snapshot and
- * no torn chunk.
+ * compressed nor written); the manifest is stored after every chunk and index it names,
+ * and the snapshot becomes visible only then (locally: a temp directory renamed into
+ * place), so a crash at any point leaves no partial snapshot and no torn chunk.
  */
-export async function backup(store: Datastore, options: BackupOptions): Promise<BackupResult> {
+export async function backup(store: BackupStore, options: BackupOptions): Promise<BackupResult> {
   const started = performance.now();
   if (!BACKUP_TYPES.includes(options.type)) {
     throw new DatastoreError(
@@ -157,21 +147,12 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     runs.push({ archive, path: input.path, sizeBytes: source.sizeBytes });
   }
 
-  const times = await store.snapshotTimes(options.type, options.id, namespace);
+  const target = store.openBackupTarget();
+  const times = await target.snapshotTimes(options.type, options.id, namespace);
   const latest = times.at(-1) ?? -Infinity;
   const backupTime = Math.max(options.backupTime ?? Math.floor(Date.now() / 1000), latest + 1);
   const ref: SnapshotRef = inNamespace({ type: options.type, id: options.id, time: backupTime }, namespace);
-  const groupDir = store.groupDir(options.type, options.id, namespace);
-  await mkdir(groupDir, { recursive: true });
-  // Everything else in the group (snapshots, notes, PBS's lock files) is left as it is.
-  await ensureGroupOwner(groupDir, owner);
-  const tempDir = join(
-    groupDir,
-    `${TEMP_PREFIX}${formatBackupTime(backupTime)}-${process.pid}-${randomBytes(4).toString('hex')}`,
-  );
-  await sweepStaleTemps(groupDir);
-  await mkdir(tempDir);
-  const untrackTempDir = trackTemp(tempDir);
+  const draft = await target.beginSnapshot(ref, owner);
 
   // Starting worker threads costs ~100 ms: not worth it for a few chunks.
   const totalBytes = runs.reduce((sum, r) => sum + r.sizeBytes, 0);
@@ -181,7 +162,7 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
     crypt: options.crypt,
     ...(encodeThreads === undefined ? {} : { threads: encodeThreads }),
   });
-  const sink = new ChunkSink(store, encoder, options.crypt);
+  const sink = new ChunkSink(target, encoder, options.crypt);
   let totalBytesDone = 0;
   const results: ArchiveBackupResult[] = [];
   const files: ManifestFile[] = [];
@@ -202,7 +183,7 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
         run.archive.kind === 'fixed'
           ? await backupFixed(run, sink, chunkSizeBytes, backupTime, progress, options.signal)
           : await backupDynamic(run, sink, dynamicAvgBytes, backupTime, progress, options.signal);
-      await writeFileAtomic(join(tempDir, run.archive.filename), written.index);
+      await draft.writeFile(run.archive.filename, written.index);
       files.push({
         filename: run.archive.filename,
         cryptMode: options.crypt === undefined ? 'none' : 'encrypt',
@@ -225,16 +206,12 @@ export async function backup(store: Datastore, options: BackupOptions): Promise<
       { backupType: options.type, backupId: options.id, backupTime, files, unprotected: {} },
       options.crypt === undefined ? {} : { crypt: options.crypt, fingerprint: options.crypt.fingerprint() },
     );
-    await writeFileAtomic(join(tempDir, 'index.json.blob'), manifest);
-    await fsyncDir(tempDir);
-    await rename(tempDir, store.snapshotDir(ref));
-    await fsyncDir(groupDir);
+    await draft.commit(manifest);
   } catch (err) {
     await sink.flush().catch(() => undefined);
-    await rm(tempDir, { recursive: true, force: true });
+    await draft.abort();
     throw err;
   } finally {
-    untrackTempDir();
     await encoder.close();
   }
   return {

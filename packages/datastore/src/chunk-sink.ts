@@ -1,9 +1,6 @@
-import { dirname } from 'node:path';
 import { type CryptConfig, chunkDigest, toHex } from '@liverestore/format';
-import { fsyncDirs } from './atomic-write.js';
-import type { Datastore } from './datastore.js';
+import type { BackupTarget } from './backup-target.js';
 import type { ChunkEncoder } from './encode-pool.js';
-import { sweepStaleTemps } from './temp-files.js';
 
 /** Chunks being encoded or written beyond the encoder's parallelism (keeps the disk busy too). */
 const EXTRA_IN_FLIGHT = 4;
@@ -11,33 +8,18 @@ const EXTRA_IN_FLIGHT = 4;
 /** Shared state of one backup run: dedup set, counters, bounded write queue. */
 export class ChunkSink {
   readonly #known = new Set<string>();
-  /** Chunk directories already swept of stale temps (see #sweepOnce). */
-  readonly #swept = new Set<string>();
   readonly #zeroDigests = new Map<number, Buffer>();
   readonly #jobs = new Set<Promise<void>>();
-  /** Directories whose entries new chunks changed: fsynced once, before the index names them. */
-  readonly #dirtyDirs = new Set<string>();
   #failure: unknown;
   chunksNew = 0;
   chunksReused = 0;
   bytesWritten = 0;
 
   constructor(
-    readonly store: Datastore,
+    readonly target: BackupTarget,
     readonly encoder: ChunkEncoder,
     readonly crypt: CryptConfig | undefined,
   ) {}
-
-  /**
-   * Sweeps the temp chunk files of dead processes (an interrupted backup) from a chunk
-   * directory, the first time this backup writes into it: one readdir per directory
-   * written, none for the chunks that dedup skips.
-   */
-  async #sweepOnce(dir: string): Promise<void> {
-    if (this.#swept.has(dir)) return;
-    this.#swept.add(dir);
-    await sweepStaleTemps(dir);
-  }
 
   /** Digest of `length` zero bytes, computed once per length: every zero chunk costs one compare. */
   zeroDigest(length: number): Buffer {
@@ -57,7 +39,7 @@ export class ChunkSink {
     if (this.#failure !== undefined) throw this.#failure;
     const digest = isZero ? this.zeroDigest(data.byteLength) : chunkDigest(data, this.crypt);
     const hex = toHex(digest);
-    if (this.#known.has(hex) || (await this.store.hasChunk(hex))) {
+    if (this.#known.has(hex) || (await this.target.hasChunk(hex))) {
       this.#known.add(hex);
       this.chunksReused++;
       return { digest, isNew: false };
@@ -68,8 +50,7 @@ export class ChunkSink {
       .encode(data)
       .then(async (blob) => {
         this.bytesWritten += blob.byteLength;
-        await this.#sweepOnce(dirname(this.store.chunkPath(hex)));
-        await this.store.insertChunk(hex, blob, this.#dirtyDirs);
+        await this.target.insertChunk(hex, blob);
       })
       .catch((err: unknown) => {
         this.#failure ??= err;
@@ -84,8 +65,7 @@ export class ChunkSink {
   async flush(): Promise<void> {
     await Promise.all(this.#jobs);
     if (this.#failure !== undefined) throw this.#failure;
-    await fsyncDirs(this.#dirtyDirs);
-    this.#dirtyDirs.clear();
+    await this.target.flushChunks();
   }
 }
 

@@ -10,6 +10,7 @@ import {
 } from '@liverestore/format';
 import { isSnapshotFileName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
+import { type BackupStore, type BackupTarget, LocalBackupTarget } from './backup-target.js';
 import { DatastoreError } from './errors.js';
 import {
   describeNamespace,
@@ -86,8 +87,13 @@ export function checkMaxDepth(maxDepth: number | undefined): number {
  * What else PBS keeps there (group `owner` and `notes`, `.protected`, `.lock`, `.gc-status`)
  * is skipped when listing and never removed.
  */
-export class Datastore {
+export class Datastore implements BackupStore {
   private constructor(readonly dir: string) {}
+
+  /** A target for one backup run (see `backup`). */
+  openBackupTarget(): BackupTarget {
+    return new LocalBackupTarget(this);
+  }
 
   /** Opens an existing datastore; fails with `ERR_LR_STORE_NOT_FOUND` if `dir` has no `.chunks`. */
   static async open(dir: string): Promise<Datastore> {

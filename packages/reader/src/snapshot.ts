@@ -1,6 +1,7 @@
 import {
   type ArchiveInfo,
   formatSnapshot,
+  isS3Url,
   parseSnapshotSpec,
   resolveArchiveName,
   type SnapshotRef,
@@ -23,17 +24,29 @@ import { ReaderError } from './errors.js';
 import { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
 import { PersistentCacheSource } from './persistent-cache-source.js';
 import type { PersistentChunkCacheOptions } from './persistent-chunk-cache.js';
+import { S3ChunkSource, type S3ChunkSourceOptions } from './s3-source.js';
 
-/** Opens the source a user names: a datastore directory or the http(s):// URL of a liverestore server. */
+/** True when `text` looks like a URL (`scheme://…`) rather than a directory. */
+export function looksLikeUrl(text: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(text);
+}
+
+/**
+ * Opens the source a user names: a datastore directory, the http(s):// URL of a
+ * liverestore server, or an S3 datastore `s3://BUCKET/STORE` (connection settings in
+ * `s3`, else from the AWS_* environment). Any other URL is `ERR_LR_SOURCE_UNSUPPORTED`.
+ */
 export async function openChunkSource(
   source: string,
   http: HttpChunkSourceOptions = {},
+  s3: S3ChunkSourceOptions = {},
 ): Promise<ChunkSource> {
   if (isSourceUrl(source)) return HttpChunkSource.open(source, http);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {
+  if (isS3Url(source)) return S3ChunkSource.open(source, s3);
+  if (looksLikeUrl(source)) {
     throw new ReaderError(
       'ERR_LR_SOURCE_UNSUPPORTED',
-      `unsupported source "${source}": give a datastore directory or an http(s):// URL`,
+      `unsupported source "${source}": give a datastore directory, an http(s):// URL or s3://BUCKET/STORE`,
     );
   }
   return LocalChunkSource.open(source);
@@ -41,10 +54,12 @@ export async function openChunkSource(
 
 /** Options of {@link openSnapshot}. */
 export interface OpenSnapshotOptions {
-  /** A datastore directory or http(s):// URL, or an opened {@link ChunkSource} (kept open on close). */
+  /** A datastore directory, http(s):// URL or s3://BUCKET/STORE, or an opened {@link ChunkSource} (kept open on close). */
   source: string | ChunkSource;
   /** Options of an http(s):// source (token, timeouts, TLS). */
   http?: HttpChunkSourceOptions | undefined;
+  /** Connection settings of an s3:// source (endpoint, region, keys); absent ones come from AWS_*. */
+  s3?: S3ChunkSourceOptions | undefined;
   /**
    * `vm/100/2026-11-26T10:00:00Z`, or `vm/100` for the group's latest snapshot, either
    * prefixed by its namespace as PBS prints it (`ns/prod/vm/100`); or a parsed spec, whose
@@ -140,7 +155,7 @@ export async function openSnapshot(options: OpenSnapshotOptions): Promise<Snapsh
     );
   let source =
     typeof options.source === 'string'
-      ? await openChunkSource(options.source, options.http ?? {})
+      ? await openChunkSource(options.source, options.http ?? {}, options.s3 ?? {})
       : options.source;
   try {
     if (options.chunkCache !== undefined)

@@ -5,8 +5,10 @@
  */
 
 export * from '@liverestore/vmgen';
+export { type FaultMatch, FaultProxy, type ProxyFault } from './fault-proxy.js';
 export { fileHashes } from './file-hashes.js';
 export { promiseState } from './promise-state.js';
 export { Qmp, type QmpMessage, type StorageDaemonPaths, storageDaemonArgs, withTimeout } from './qmp.js';
+export { ExtraGateway, type TestRgw, testRgw } from './rgw.js';
 export { type TempDir, tempDir } from './temp.js';
 export { hasTool, requireTool, type ToolContext } from './tools.js';

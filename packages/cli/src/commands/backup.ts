@@ -1,4 +1,4 @@
-import { backup, Datastore, parseSnapshotSpec } from '@liverestore/datastore';
+import { backup, parseSnapshotSpec } from '@liverestore/datastore';
 import type { Compression } from '@liverestore/format';
 import { checkFixedChunkSize } from '@liverestore/format/internal';
 import {
@@ -12,7 +12,7 @@ import {
 import { UsageError } from '../errors.js';
 import { backupResultJson } from '../json-shapes.js';
 import type { Progress } from '../progress.js';
-import { NAMESPACE_OPTION } from '../source.js';
+import { NAMESPACE_OPTION, openBackupStore } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
 const COMPRESSIONS: readonly Compression[] = ['zstd', 'deflate', 'none'];
@@ -20,11 +20,13 @@ const COMPRESSIONS: readonly Compression[] = ['zstd', 'deflate', 'none'];
 export const backupCommand = defineCommand({
   name: 'backup',
   summary: 'back up disk images and files into a new snapshot',
-  help: `Usage: liverestore backup --store DIR [--ns NS] --snapshot TYPE/ID ARCHIVE=PATH [ARCHIVE=PATH ...] [options]
+  help: `Usage: liverestore backup --store DIR|s3://BUCKET/STORE [--ns NS] --snapshot TYPE/ID ARCHIVE=PATH [ARCHIVE=PATH ...] [options]
 
 Backs up raw disk images, block devices and other files into a new snapshot
 TYPE/ID/<now> of the datastore DIR (created if missing), in the Proxmox Backup Server
-format. Chunks already in the store are reused, so a second backup of a barely
+format, or of the S3 datastore s3://BUCKET/STORE (PBS 4.x's S3 layout; the bucket
+must exist; endpoint, region and keys from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL,
+AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). Chunks already in the store are reused, so a second backup of a barely
 changed image writes only the changed chunks. A new group gets an owner file
 (root@pam) as PBS writes it; an existing group keeps its owner, notes and
 snapshots untouched.
@@ -36,7 +38,7 @@ Archive names follow PBS:
                          chunks), stored as notes.txt.didx
 
 Options:
-  --store DIR          datastore directory (required)
+  --store DIR|URL      datastore directory or s3://BUCKET/STORE (required)
   --snapshot TYPE/ID   backup group, e.g. vm/100 (TYPE is vm, ct or host) (required)
   --ns NS              PBS namespace to back up into, e.g. prod or prod/db (up to
                        7 levels; created if missing; default: the root namespace)
@@ -87,21 +89,26 @@ chunks new and reused, bytes written.`,
       return { name: arg.slice(0, eq), path: arg.slice(eq + 1) };
     });
     const crypt = await loadKeyFile(values.keyfile);
-    const store = await Datastore.create(storeDir);
+    const store = await openBackupStore(storeDir, 'backup');
     let progress: Progress | undefined;
-    const result = await backup(store, {
-      namespace: spec.namespace,
-      type: spec.type,
-      id: spec.id,
-      inputs,
-      compress,
-      crypt,
-      ...(chunkSizeBytes === undefined ? {} : { chunkSizeBytes }),
-      onProgress: (p) => {
-        progress ??= commandProgress(io, 'backup', p.totalBytes, values.json);
-        progress.update(p.totalBytesDone);
-      },
-    });
+    let result: Awaited<ReturnType<typeof backup>>;
+    try {
+      result = await backup(store, {
+        namespace: spec.namespace,
+        type: spec.type,
+        id: spec.id,
+        inputs,
+        compress,
+        crypt,
+        ...(chunkSizeBytes === undefined ? {} : { chunkSizeBytes }),
+        onProgress: (p) => {
+          progress ??= commandProgress(io, 'backup', p.totalBytes, values.json);
+          progress.update(p.totalBytesDone);
+        },
+      });
+    } finally {
+      await store.close?.();
+    }
     progress?.finish();
     if (values.json === true) {
       printJson(io, backupResultJson(result));

@@ -17,7 +17,7 @@ export const BENCHMARKS_MAIN = fileURLToPath(
 export const benchCommand = defineCommand({
   name: 'bench',
   summary:
-    'run a benchmark of the workspace (pnpm bench): qemu, live-restore, restore, nbd, codecs, backup, testkit',
+    'run a benchmark of the workspace (pnpm bench): qemu, live-restore, restore, s3, nbd, codecs, backup, testkit',
   help: `Usage: liverestore bench NAME [options]
        liverestore bench NAME --help       (the options of benchmark NAME)
 

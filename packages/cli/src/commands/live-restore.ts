@@ -130,7 +130,8 @@ to resume: flushed writes are kept and nothing is copied twice. A target dir of 
 snapshot, a target of the wrong size or a damaged map is refused.
 
 Options:
-  --from DIR|URL       datastore directory, or http(s):// URL of liverestore serve (required)
+  --from DIR|URL       datastore directory, http(s):// URL of liverestore serve,
+                       or S3 datastore s3://BUCKET/STORE (required)
   --target-dir DIR     where the target files and maps live (required; created if missing)
   --listen HOST:PORT   TCP address (default 127.0.0.1:10809; port 0 picks one)
   --socket PATH        listen on a Unix socket instead (must not exist)

@@ -33,7 +33,8 @@ and decoded again. Zero chunks are
 reported as holes (base:allocation). Stops gracefully on SIGINT/SIGTERM.
 
 Options:
-  --from DIR|URL       datastore directory, or http(s):// URL of liverestore serve (required)
+  --from DIR|URL       datastore directory, http(s):// URL of liverestore serve,
+                       or S3 datastore s3://BUCKET/STORE (required)
   --listen HOST:PORT   TCP address (default 127.0.0.1:10809; port 0 picks one)
   --socket PATH        listen on a Unix socket instead (must not exist)
   --cache-size SIZE    chunk cache (default 256MiB)

@@ -68,8 +68,8 @@ complete, so FILE is either the whole image or untouched. A block device as FILE
 written in place.
 
 Options:
-  --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
-                      server (required)
+  --from DIR|URL      datastore directory, http(s):// URL of a liverestore
+                      server, or S3 datastore s3://BUCKET/STORE (required)
   --token-file FILE   bearer token for an http(s) --from (a file, so the token
                       does not show in ps)
 ${tlsTrustHelp(22)}

@@ -3,6 +3,7 @@ import { startChunkServer } from '@liverestore/server';
 import { COMMON_OPTIONS, defineCommand, required, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS, systemdListenFd } from '../daemon.js';
 import { UsageError } from '../errors.js';
+import { refuseUnusableUrl } from '../source.js';
 import { readOptionFile, serverTlsFromOptions } from '../tls-options.js';
 import { parseBytes } from '../units.js';
 
@@ -85,6 +86,8 @@ Prints the URL it listens on, then serves until stopped.`,
   async run({ values }, io) {
     checkPidFile(values['pid-file']);
     const store = required(values.store, '--store', 'serve');
+    // The server reads store files by path (Range answers straight from the file).
+    refuseUnusableUrl(store, '--store', 'serve', 'a datastore directory');
     // No --listen: systemd's socket when it activated us, else the PBS port on loopback.
     const activated = values.listen === undefined ? systemdListenFd() : undefined;
     const listen =

@@ -68,11 +68,11 @@ is reported on stderr (with --json: as an entry with "error") and the exit statu
 1; the other snapshots are still listed.
 
 Options:
-  --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
-                      server (required, or --store)
+  --from DIR|URL      datastore directory, http(s):// URL of a liverestore
+                      server, or S3 datastore s3://BUCKET/STORE (required, or --store)
   --token-file FILE   bearer token for an http(s) --from
 ${tlsTrustHelp(22)}
-  --store DIR         datastore directory (same as --from DIR)
+  --store DIR         datastore directory or s3://BUCKET/STORE (same as --from)
   --ns NS             namespace to list, e.g. prod or prod/db (default: the root)
   -r, --recursive     also list every namespace below (all of them, from the root)
   --json              print a JSON array (each entry has "ns", "" for the root)

@@ -49,11 +49,11 @@ Encrypted snapshots need --keyfile for a full check; without it only the CRC-32 
 their chunks is checked, and the summary says so.
 
 Options:
-  --from DIR|URL      datastore directory, or http(s):// URL of a liverestore
-                      server (required, or --store)
+  --from DIR|URL      datastore directory, http(s):// URL of a liverestore
+                      server, or S3 datastore s3://BUCKET/STORE (required, or --store)
   --token-file FILE   bearer token for an http(s) --from
 ${tlsTrustHelp(22)}
-  --store DIR         datastore directory (same as --from DIR)
+  --store DIR         datastore directory or s3://BUCKET/STORE (same as --from)
   --keyfile FILE      PBS key file of encrypted snapshots
   --ns NS             namespace of SNAPSHOT, or where to start verifying all
                       (e.g. prod or prod/db; default: the root namespace)

@@ -1,0 +1,416 @@
+import { createHash } from 'node:crypto';
+import { LiverestoreError } from '@liverestore/format';
+import aws4 from 'aws4';
+import { Agent, type Dispatcher } from 'undici';
+import { readBounded, readErrorBody, readPieceBody } from './s3-body.js';
+import { S3Error } from './s3-error.js';
+import {
+  abortReason,
+  DELETE_BATCH,
+  describe,
+  encodeRfc3986,
+  isRetryable,
+  MAX_ERROR_BODY_BYTES,
+  MAX_XML_BYTES,
+  sleep,
+  TRANSIENT_S3_CODES,
+} from './s3-retry.js';
+import type { S3Settings } from './s3-settings.js';
+import { escapeXml, type ListPage, parseDeleteErrors, parseErrorBody, parseListPage } from './s3-xml.js';
+
+/*
+ * A small S3 client: the six calls a datastore needs (GET with Range, HEAD, PUT with
+ * If-None-Match, ListObjectsV2 with paging, DeleteObjects, and bucket checks), each a
+ * SigV4-signed request (the `aws4` signer) over one keep-alive undici Agent.
+ *
+ * Every request has a deadline per attempt (headers and body). Connection failures,
+ * timeouts, 5xx (503 SlowDown included) and the 4xx answers S3 says to retry are retried
+ * with exponential backoff and equal jitter; other 4xx never. When the attempts run out
+ * the request fails with `ERR_LR_SOURCE_UNAVAILABLE`, its cause the last failure. Bodies
+ * are bounded and read into fresh arrays the caller owns.
+ */
+
+/** One logical request (retried as a whole). */
+interface S3Request {
+  readonly method: 'GET' | 'HEAD' | 'PUT' | 'POST';
+  /** Object key; absent for a request on the bucket itself. */
+  readonly key?: string;
+  readonly query?: Readonly<Record<string, string>>;
+  /** Headers, or a function giving them per attempt (a resumed Range starts where the last attempt stopped). */
+  readonly headers?: Readonly<Record<string, string>> | (() => Readonly<Record<string, string>>);
+  readonly body?: Uint8Array;
+  /** Largest body accepted on success. */
+  readonly maxBytes: number;
+  /** Statuses that are answers rather than failures (412 of If-None-Match, 404 of HEAD). */
+  readonly accept?: readonly number[];
+  readonly signal?: AbortSignal | undefined;
+  /** Reads a 2xx body in place of the bounded read into one array. */
+  readonly readBody?: (
+    status: number,
+    headers: Record<string, string | string[] | undefined>,
+    body: Dispatcher.ResponseData['body'],
+  ) => Promise<void>;
+}
+
+/** What came back. */
+interface S3Response {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Uint8Array;
+}
+
+/** A byte range of an object: `start`…`end` inclusive, or the last `suffixBytes`. */
+export type S3Range = { readonly start: number; readonly end?: number } | { readonly suffixBytes: number };
+
+/** Counters of one client, for tests and benchmarks. */
+export interface S3ClientStats {
+  /** Requests sent, retries included. */
+  attempts: number;
+  /** Attempts that failed and were tried again. */
+  retries: number;
+}
+
+/** An object read in parts (see {@link S3Client.readInto}): where the next part starts, and the bytes so far. */
+export interface ObjectPiece {
+  start: number;
+  blob: Uint8Array | undefined;
+}
+
+/** An S3 client bound to one bucket. */
+export class S3Client {
+  readonly #agent: Agent;
+  readonly #closing = new AbortController();
+  readonly stats: S3ClientStats = { attempts: 0, retries: 0 };
+
+  constructor(
+    readonly bucket: string,
+    readonly settings: S3Settings,
+  ) {
+    this.#agent = new Agent({
+      connections: settings.connections,
+      headersTimeout: settings.timeoutMs,
+      bodyTimeout: settings.timeoutMs,
+      keepAliveTimeout: 10_000,
+    });
+  }
+
+  /** `endpoint/bucket` or `bucket.endpoint`: for messages. */
+  get name(): string {
+    const { endpoint, pathStyle } = this.settings;
+    return pathStyle
+      ? `${endpoint.origin}/${this.bucket}`
+      : `${endpoint.protocol}//${this.bucket}.${endpoint.host}`;
+  }
+
+  /** An object's bytes (or a range of them); `ERR_LR_S3_NOT_FOUND` when there is no such key. */
+  async getObject(
+    key: string,
+    options: { range?: S3Range; maxBytes: number; signal?: AbortSignal | undefined },
+  ): Promise<Uint8Array> {
+    const { range } = options;
+    const headers: Record<string, string> = {};
+    if (range !== undefined) {
+      headers.range =
+        'suffixBytes' in range ? `bytes=-${range.suffixBytes}` : `bytes=${range.start}-${range.end ?? ''}`;
+    }
+    const response = await this.#send({
+      method: 'GET',
+      key,
+      headers,
+      maxBytes: options.maxBytes,
+      signal: options.signal,
+    });
+    if (range !== undefined && response.status !== 206) {
+      throw new S3Error(
+        'ERR_LR_S3_BAD_RESPONSE',
+        `GET ${key}: asked for a range, got status ${response.status}`,
+        {
+          status: response.status,
+        },
+      );
+    }
+    return response.body;
+  }
+
+  /**
+   * Reads the rest of an object, from `piece.start`, into `piece.blob` (allocated from the
+   * size the first answer names), advancing `piece.start` as bytes arrive: a retry, or a
+   * later call after an abort, asks only for what is missing (`Range: bytes=START-`).
+   */
+  async readInto(
+    key: string,
+    piece: ObjectPiece,
+    options: { maxBytes: number; signal?: AbortSignal | undefined },
+  ): Promise<void> {
+    await this.#send({
+      method: 'GET',
+      key,
+      headers: () => ({ range: `bytes=${piece.start}-` }),
+      maxBytes: options.maxBytes,
+      signal: options.signal,
+      readBody: (status, headers, body) => readPieceBody(status, headers, body, piece, options.maxBytes, key),
+    });
+  }
+
+  /** Size of an object, or undefined when there is none. */
+  async headObject(key: string, signal?: AbortSignal): Promise<{ sizeBytes: number } | undefined> {
+    const response = await this.#send({ method: 'HEAD', key, maxBytes: 0, accept: [404], signal });
+    if (response.status === 404) return undefined;
+    return { sizeBytes: Number(response.headers['content-length'] ?? Number.NaN) };
+  }
+
+  /**
+   * Stores an object. With `ifAbsent` the PUT carries `If-None-Match: *`: an object that is
+   * already there is kept and the answer is `'exists'` (S3's 412), never an overwrite.
+   */
+  async putObject(
+    key: string,
+    body: Uint8Array,
+    options: { ifAbsent?: boolean; signal?: AbortSignal | undefined } = {},
+  ): Promise<'created' | 'exists'> {
+    const response = await this.#send({
+      method: 'PUT',
+      key,
+      body,
+      headers: {
+        'content-type': 'application/octet-stream',
+        ...(options.ifAbsent === true ? { 'if-none-match': '*' } : {}),
+      },
+      maxBytes: MAX_ERROR_BODY_BYTES,
+      accept: options.ifAbsent === true ? [412] : [],
+      signal: options.signal,
+    });
+    return response.status === 412 ? 'exists' : 'created';
+  }
+
+  /** Every page of ListObjectsV2 under `prefix` (following continuation tokens). */
+  async *listPages(
+    prefix: string,
+    options: { delimiter?: string; maxKeys?: number; signal?: AbortSignal | undefined } = {},
+  ): AsyncGenerator<ListPage> {
+    let token: string | undefined;
+    do {
+      const query: Record<string, string> = { 'list-type': '2', prefix };
+      if (options.delimiter !== undefined) query.delimiter = options.delimiter;
+      if (options.maxKeys !== undefined) query['max-keys'] = String(options.maxKeys);
+      if (token !== undefined) query['continuation-token'] = token;
+      const response = await this.#send({
+        method: 'GET',
+        query,
+        maxBytes: MAX_XML_BYTES,
+        signal: options.signal,
+      });
+      const page = parseListPage(Buffer.from(response.body).toString('utf8'));
+      if (page === undefined)
+        throw new S3Error(
+          'ERR_LR_S3_BAD_RESPONSE',
+          `listing ${prefix} of ${this.name}: not a ListBucketResult`,
+        );
+      yield page;
+      token = page.continuationToken;
+    } while (token !== undefined);
+  }
+
+  /** All keys and common prefixes under `prefix`, every page read. */
+  async list(
+    prefix: string,
+    options: { delimiter?: string; maxKeys?: number; signal?: AbortSignal | undefined } = {},
+  ): Promise<{ keys: string[]; commonPrefixes: string[] }> {
+    const keys: string[] = [];
+    const commonPrefixes: string[] = [];
+    for await (const page of this.listPages(prefix, options)) {
+      for (const entry of page.keys) keys.push(entry.key);
+      commonPrefixes.push(...page.commonPrefixes);
+    }
+    return { keys, commonPrefixes };
+  }
+
+  /** Deletes objects (a missing one is no error), in batches of 1000. */
+  async deleteObjects(keys: readonly string[], signal?: AbortSignal): Promise<void> {
+    for (let at = 0; at < keys.length; at += DELETE_BATCH) {
+      const batch = keys.slice(at, at + DELETE_BATCH);
+      const xml = `<?xml version="1.0" encoding="UTF-8"?><Delete><Quiet>true</Quiet>${batch
+        .map((key) => `<Object><Key>${escapeXml(key)}</Key></Object>`)
+        .join('')}</Delete>`;
+      const body = Buffer.from(xml, 'utf8');
+      const response = await this.#send({
+        method: 'POST',
+        query: { delete: '' },
+        body,
+        headers: {
+          'content-type': 'application/xml',
+          'content-md5': createHash('md5').update(body).digest('base64'),
+        },
+        maxBytes: MAX_XML_BYTES,
+        signal,
+      });
+      const failed = parseDeleteErrors(Buffer.from(response.body).toString('utf8'));
+      if (failed.length > 0) {
+        throw new S3Error(
+          'ERR_LR_S3_REQUEST_FAILED',
+          `could not delete ${failed.length} object(s) from ${this.name}, first ${failed[0]!.key}: ${failed[0]!.code}`,
+        );
+      }
+    }
+  }
+
+  /** Creates the bucket; one that exists and is ours already is fine. */
+  async createBucket(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.#send({ method: 'PUT', maxBytes: MAX_ERROR_BODY_BYTES, signal });
+    } catch (err) {
+      if (err instanceof S3Error && err.s3Code === 'BucketAlreadyOwnedByYou') return;
+      throw err;
+    }
+  }
+
+  /** Checks that the bucket exists and the credentials reach it (`ERR_LR_S3_BUCKET_NOT_FOUND`, `ERR_LR_S3_ACCESS_DENIED`). */
+  async checkBucket(signal?: AbortSignal): Promise<void> {
+    const response = await this.#send({ method: 'HEAD', maxBytes: 0, accept: [404], signal });
+    if (response.status === 404)
+      throw new S3Error(
+        'ERR_LR_S3_BUCKET_NOT_FOUND',
+        `bucket ${this.bucket} does not exist at ${this.settings.endpoint.origin}`,
+        {
+          status: 404,
+        },
+      );
+  }
+
+  /** Fires when the client closes (its reason is `ERR_LR_SOURCE_CLOSED`). */
+  get closed(): AbortSignal {
+    return this.#closing.signal;
+  }
+
+  /** Fails requests in flight with `ERR_LR_SOURCE_CLOSED` and closes the connections. */
+  async close(): Promise<void> {
+    this.#closing.abort(
+      new LiverestoreError('ERR_LR_SOURCE_CLOSED', `the S3 client of ${this.name} is closed`),
+    );
+    await this.#agent.close();
+  }
+
+  /** Sends `request`, retrying transient failures with backoff. */
+  async #send(request: S3Request): Promise<S3Response> {
+    const { retries, backoffBaseMs, backoffCapMs } = this.settings;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#attempt(request);
+      } catch (err) {
+        if (request.signal?.aborted) throw abortReason(request.signal);
+        if (this.#closing.signal.aborted) throw abortReason(this.#closing.signal);
+        if (!isRetryable(err)) throw err;
+        if (attempt >= retries) {
+          throw new S3Error(
+            'ERR_LR_SOURCE_UNAVAILABLE',
+            `S3 ${request.method} ${request.key ?? this.bucket} at ${this.name} failed after ${attempt + 1} attempt(s): ${describe(err)}`,
+            { cause: err, status: (err as { status?: number }).status },
+          );
+        }
+        this.stats.retries++;
+        const ceiling = Math.min(backoffCapMs, backoffBaseMs * 2 ** attempt);
+        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), request.signal);
+      }
+    }
+  }
+
+  /** The URL parts of a request: host header, path with encoded key and query. */
+  #target(request: S3Request): { origin: string; host: string; path: string } {
+    const { endpoint, pathStyle } = this.settings;
+    const base = endpoint.pathname.replace(/\/+$/, '');
+    const keyPath = request.key === undefined ? '' : request.key.split('/').map(encodeRfc3986).join('/');
+    const host = pathStyle ? endpoint.host : `${this.bucket}.${endpoint.host}`;
+    let path = pathStyle
+      ? `${base}/${this.bucket}${request.key === undefined ? '' : `/${keyPath}`}`
+      : `${base}/${keyPath}`;
+    const query = Object.entries(request.query ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (query.length > 0)
+      path += `?${query.map(([k, v]) => `${encodeRfc3986(k)}=${encodeRfc3986(v)}`).join('&')}`;
+    return { origin: `${endpoint.protocol}//${host}`, host, path };
+  }
+
+  /** One signed attempt under its deadline. */
+  async #attempt(request: S3Request): Promise<S3Response> {
+    const { origin, host, path } = this.#target(request);
+    const signed = aws4.sign(
+      {
+        service: 's3',
+        region: this.settings.region,
+        method: request.method,
+        host,
+        path,
+        headers: { ...(typeof request.headers === 'function' ? request.headers() : request.headers) },
+        ...(request.body === undefined
+          ? {}
+          : { body: Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength) }),
+      },
+      this.settings.credentials,
+    );
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () =>
+        deadline.abort(
+          new S3Error(
+            'ERR_LR_SOURCE_TIMEOUT',
+            `S3 ${request.method} ${path} took over ${this.settings.timeoutMs} ms`,
+          ),
+        ),
+      this.settings.timeoutMs,
+    );
+    const signal = AbortSignal.any([
+      deadline.signal,
+      this.#closing.signal,
+      ...(request.signal === undefined ? [] : [request.signal]),
+    ]);
+    this.stats.attempts++;
+    try {
+      const response = await this.#agent.request({
+        origin,
+        path,
+        method: request.method,
+        headers: signed.headers as Record<string, string>,
+        ...(request.body === undefined ? {} : { body: request.body }),
+        signal,
+      });
+      const { statusCode: status, headers, body } = response;
+      if ((status >= 200 && status < 300) || request.accept?.includes(status)) {
+        let bytes: Uint8Array = new Uint8Array(0);
+        if (request.readBody !== undefined) await request.readBody(status, headers, body);
+        else if (request.method !== 'HEAD') bytes = await readBounded(body, request.maxBytes, headers, path);
+        return { status, headers, body: bytes };
+      }
+      throw await this.#failure(request, path, status, body);
+    } catch (err) {
+      if (signal.aborted && signal.reason !== undefined) throw signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The error of a non-2xx answer, from its status and S3's `<Code>`. */
+  async #failure(
+    request: S3Request,
+    path: string,
+    status: number,
+    body: Dispatcher.ResponseData['body'],
+  ): Promise<S3Error> {
+    const text = request.method === 'HEAD' ? '' : await readErrorBody(body);
+    if (request.method === 'HEAD') await body.dump();
+    const { code: s3Code, message } = parseErrorBody(text);
+    const detail = `${request.method} ${path} at ${this.settings.endpoint.origin}: ${status}${s3Code === undefined ? '' : ` ${s3Code}`}${message === undefined ? '' : `: ${message}`}`;
+    const options = { status, s3Code };
+    if (status >= 500) return new S3Error('ERR_LR_SOURCE_HTTP_5XX', detail, options);
+    if (status === 429 || (s3Code !== undefined && TRANSIENT_S3_CODES.has(s3Code)))
+      return new S3Error('ERR_LR_S3_TRANSIENT', detail, options);
+    if (status === 401 || status === 403) return new S3Error('ERR_LR_S3_ACCESS_DENIED', detail, options);
+    if (status === 404 && s3Code === 'NoSuchBucket')
+      return new S3Error(
+        'ERR_LR_S3_BUCKET_NOT_FOUND',
+        `bucket ${this.bucket} does not exist (${detail})`,
+        options,
+      );
+    if (status === 404) return new S3Error('ERR_LR_S3_NOT_FOUND', detail, options);
+    return new S3Error('ERR_LR_S3_REQUEST_FAILED', detail, options);
+  }
+}

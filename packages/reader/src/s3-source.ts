@@ -1,0 +1,87 @@
+import {
+  type NamespaceScope,
+  type S3ConnectionOptions,
+  S3Datastore,
+  type SnapshotRef,
+  type SnapshotSpec,
+} from '@liverestore/datastore';
+import { linkedController } from '@liverestore/format/internal';
+import type { ChunkSource, FetchHints } from './chunk-source.js';
+import { type BlobRequest, LinkScheduler } from './link-scheduler.js';
+
+/** Default background (readahead, sequential) fetches in flight at once: the HTTP source's lanes. */
+export const DEFAULT_S3_BACKGROUND_FETCHES = 4;
+
+/** Options of {@link S3ChunkSource.open}: the connection, and the lanes of background fetches. */
+export interface S3ChunkSourceOptions extends S3ConnectionOptions {
+  /** Background (readahead, sequential) fetches in flight at once. Default 4. */
+  backgroundFetches?: number | undefined;
+}
+
+/**
+ * An S3 datastore (`s3://BUCKET/STORE`, PBS 4.x layout) as a chunk source. Chunk fetches
+ * share the link as the HTTP source's do (a {@link LinkScheduler}): an urgent fetch is one
+ * GET of the chunk's object; background fetches run in a few lanes, make way for urgent
+ * ones and resume with `Range` from the first byte not yet received. The S3 client
+ * retries transient failures (5xx, 503 SlowDown, timeouts, a gateway restarting) and
+ * resumes a cut body where it stopped, so the cache never has to retry.
+ */
+export class S3ChunkSource implements ChunkSource {
+  /** Every blob is read into a fresh array only the caller holds. */
+  readonly blobsAreTransferable = true;
+  readonly #link: LinkScheduler;
+
+  private constructor(
+    readonly store: S3Datastore,
+    backgroundFetches: number,
+  ) {
+    this.#link = new LinkScheduler({ backgroundFetches, closed: store.client.closed });
+  }
+
+  /** Opens `s3://BUCKET/STORE`; endpoint, region and keys from `options`, else the AWS_* environment. */
+  static async open(url: string, options: S3ChunkSourceOptions = {}): Promise<S3ChunkSource> {
+    const { backgroundFetches = DEFAULT_S3_BACKGROUND_FETCHES, ...connection } = options;
+    if (!Number.isSafeInteger(backgroundFetches) || backgroundFetches <= 0)
+      throw new RangeError(`backgroundFetches must be a positive integer, got ${backgroundFetches}`);
+    return new S3ChunkSource(await S3Datastore.open(url, connection), backgroundFetches);
+  }
+
+  get name(): string {
+    return this.store.name;
+  }
+
+  fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array> {
+    const request: BlobRequest = async (piece, yieldTo) => {
+      if (piece === undefined) return this.store.readChunk(digestHex, signal);
+      const stop = linkedController([signal, yieldTo]);
+      try {
+        await this.store.readChunkInto(digestHex, piece, stop.signal);
+      } finally {
+        stop.dispose();
+      }
+      return undefined;
+    };
+    if (hints === undefined || hints.urgent) return this.#link.urgent(request);
+    return this.#link.background(request, hints, signal);
+  }
+
+  listSnapshots(scope?: NamespaceScope): Promise<SnapshotRef[]> {
+    return this.store.listSnapshotRefs(scope);
+  }
+
+  listNamespaces(scope?: NamespaceScope): Promise<string[]> {
+    return this.store.listNamespaces(scope);
+  }
+
+  resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
+    return this.store.resolveSnapshot(spec);
+  }
+
+  readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array> {
+    return this.store.readSnapshotFile(ref, filename);
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
