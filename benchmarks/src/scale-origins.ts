@@ -8,11 +8,13 @@
  *   rgw-nginx  RGW behind nginx (the S3 block of docs/scale-out.md)
  *
  * Each says how many chunk GETs reached the origin: serve's
- * `liverestore_http_chunk_fetches_total`, or RGW's own `rgw.get` perf counter (every
- * GET it answered, manifests and indexes included).
+ * `liverestore_http_chunk_fetches_total`, or the `GET …/.chunks/…` lines of radosgw's
+ * own access log (its beast frontend logs every request; flushed through the admin
+ * socket before it is read).
  */
 
 import { execFile } from 'node:child_process';
+import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { CleanupScope } from './children.js';
@@ -31,8 +33,8 @@ export interface RgwGateway {
   readonly secretAccessKey: string;
   /** `s3://BUCKET/STORE` holding the same snapshots as the local store. */
   readonly storeUrl: string;
-  /** radosgw's admin socket, for its GET counter; undefined when not ours (--endpoint). */
-  readonly adminSocket: string | undefined;
+  /** The Ceph directory of scripts/rgw-up.sh (its log and admin socket); undefined when not ours (--endpoint). */
+  readonly dir: string | undefined;
 }
 
 /** Where the backed-up snapshots are. */
@@ -65,18 +67,55 @@ export interface RunningOrigin {
 /** serve's image-download cache: its configured memory budget in this benchmark. */
 export const SERVE_CACHE_BYTES = 64 * 1024 ** 2;
 
-/** Every GET radosgw answered so far (its `rgw.get` perf counter). */
-export async function rgwGetCount(adminSocket: string): Promise<number> {
-  const { stdout } = await promisify(execFile)(
-    'ceph',
-    ['--admin-daemon', adminSocket, 'perf', 'dump', 'rgw'],
-    {
-      timeout: 30_000,
-    },
-  );
-  const get = (JSON.parse(stdout) as { rgw?: { get?: unknown } }).rgw?.get;
-  if (typeof get !== 'number') throw new Error(`no rgw.get in radosgw's perf dump: ${stdout.slice(0, 200)}`);
-  return get;
+/**
+ * radosgw's access log (`DIR/client.rgw.a.log`, beast frontend lines such as
+ * `"GET /BUCKET/store/.chunks/0123/0123… HTTP/1.1" 200`), read from a mark on.
+ */
+export class RgwAccessLog {
+  constructor(readonly dir: string) {}
+
+  get #log(): string {
+    return join(this.dir, 'client.rgw.a.log');
+  }
+
+  /** Writes out what radosgw has buffered (`ceph --admin-daemon … log flush`). */
+  async #flush(): Promise<void> {
+    await promisify(execFile)(
+      'ceph',
+      ['--admin-daemon', join(this.dir, 'run', 'client.rgw.a.asok'), 'log', 'flush'],
+      {
+        timeout: 30_000,
+      },
+    );
+  }
+
+  /** The log's length now: where {@link chunkGetsSince} starts counting. */
+  async mark(): Promise<number> {
+    await this.#flush();
+    return (await stat(this.#log)).size;
+  }
+
+  /** GETs of chunk objects under `storePath` (`/BUCKET/STORE`) logged since `mark`. */
+  async chunkGetsSince(mark: number, storePath: string): Promise<number> {
+    await this.#flush();
+    const file = await open(this.#log, 'r');
+    try {
+      const size = (await file.stat()).size;
+      const buffer = Buffer.alloc(Math.max(0, size - mark));
+      await file.read(buffer, 0, buffer.length, mark);
+      return countChunkGets(buffer.toString('utf8'), storePath);
+    } finally {
+      await file.close();
+    }
+  }
+}
+
+/** Access-log lines of GETs of chunk objects under `storePath`. */
+export function countChunkGets(log: string, storePath: string): number {
+  const needle = `"GET ${storePath}/.chunks/`;
+  let n = 0;
+  for (const line of log.split('\n')) if (line.includes(needle)) n++;
+  return n;
 }
 
 async function startServe(scope: CleanupScope, storeDir: string): Promise<{ url: string; pid: number }> {
@@ -137,9 +176,11 @@ export async function startOrigin(
   }
   const rgw = stores.rgw;
   if (rgw === undefined) throw new Error(`origin ${name} needs an RGW`);
-  const socket = rgw.adminSocket;
-  const before = socket === undefined ? Number.NaN : await rgwGetCount(socket);
-  const originGets = async () => (socket === undefined ? Number.NaN : (await rgwGetCount(socket)) - before);
+  const log = rgw.dir === undefined ? undefined : new RgwAccessLog(rgw.dir);
+  const mark = log === undefined ? 0 : await log.mark();
+  // s3://BUCKET/STORE is requested as /BUCKET/STORE/… (path style on loopback).
+  const storePath = `/${rgw.storeUrl.slice('s3://'.length)}`;
+  const originGets = async () => (log === undefined ? Number.NaN : log.chunkGetsSince(mark, storePath));
   if (name === 'rgw')
     return {
       name,
@@ -158,9 +199,4 @@ export async function startOrigin(
     originGets,
     cacheCounts: counts(cache, '/.chunks/'),
   };
-}
-
-/** Where a radosgw started by scripts/rgw-up.sh in `dir` has its admin socket. */
-export function rgwAdminSocket(dir: string): string {
-  return join(dir, 'run', 'client.rgw.a.asok');
 }

@@ -135,7 +135,7 @@ export function goalVerdicts(run: ScaleRun): string[] {
     const worst = Math.max(...runs.map((r) => r.originGets - r.distinctChunks));
     lines.push(
       `Origin GETs ≤ distinct chunks through nginx (${origin}, ${run.settings.readers} readers): **${worst <= 0 ? 'met' : 'not met'}** — ${runs.map((r) => `${r.originGets} GETs for ${r.distinctChunks} chunks`).join(', ')}` +
-        (origin === 'rgw-nginx' ? ' (RGW counts every GET: manifests and indexes too).' : '.'),
+        '.',
     );
   }
   for (const [origin, single] of run.singleTimesN) {
@@ -244,7 +244,7 @@ export function scaleResult(run: ScaleRun): BenchResult {
         notes: [
           `Reader r reads drive r mod ${s.snapshots * s.drives} of the ${s.snapshots} snapshots; the processes hold contiguous blocks of readers, so every drive is read in several processes at once. Each reader copies its whole drive in 4 MiB readAt calls, one after another (a live restore's background copy), through its process's one ChunkCache.`,
           'Throughput is all readers\' bytes over the total time. "single × N": each reader\'s drive restored alone (fresh origin, one process), summed over the N readers.',
-          "Origin GETs: serve's liverestore_http_chunk_fetches_total (chunk blobs), or RGW's rgw.get perf counter (every GET: manifests and indexes too). nginx hits: chunk requests answered from its cache / all chunk requests it saw.",
+          "Origin GETs: chunk blobs the origin was asked for: serve's liverestore_http_chunk_fetches_total, or the GETs of .chunks/ objects in radosgw's access log. nginx hits: chunk requests answered from its cache / all chunk requests it saw.",
           `Every origin is started fresh for each run (nginx with an empty cache); RGW runs for the whole benchmark. Peak RSS: VmHWM of each process; budget of a reader process = its --cache-size.`,
         ],
       },

@@ -11,6 +11,7 @@ import { percentile } from './live-workload.js';
 import type { AccessCounts } from './nginx-cache.js';
 import { peakRssBytes } from './proc-stats.js';
 import { type OriginName, type OriginStores, startOrigin } from './scale-origins.js';
+import type { ReaderOutcome } from './scale-reader-child.js';
 import { type ReaderSettings, runReaders } from './scale-readers.js';
 import type { DriveFixture } from './scale-setup.js';
 
@@ -53,6 +54,29 @@ export function readPercentiles(readMs: readonly number[]): { p50: number; p99: 
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
 }
 
+/**
+ * `SNAPSHOT DRIVE` of every reader whose bytes did not hash to its fixture's SHA-256
+ * (outcomes in the plan's order), or that restored another drive or size than planned.
+ */
+export function mismatchedDrives(
+  fixtures: readonly DriveFixture[],
+  outcomes: readonly ReaderOutcome[],
+): string[] {
+  if (outcomes.length !== fixtures.length)
+    throw new Error(`${outcomes.length} readers answered for ${fixtures.length} planned`);
+  return outcomes
+    .filter((o, i) => {
+      const f = fixtures[i]!;
+      return (
+        o.snapshot !== f.snapshot ||
+        o.drive !== f.drive ||
+        o.bytes !== f.index.sizeBytes ||
+        o.sha256 !== f.sha256
+      );
+    })
+    .map((o) => `${o.snapshot} ${o.drive}`);
+}
+
 /** Runs `plan` (fixtures per process) once against a fresh `origin`. */
 export async function runOnce(
   origin: OriginName,
@@ -70,9 +94,7 @@ export async function runOnce(
     const run = await runReaders(scope, running.from, tasks, settings, running.env);
     const fixtures = plan.flat();
     const outcomes = run.processes.flatMap((p) => p.readers);
-    const mismatched = outcomes
-      .filter((o, i) => o.sha256 !== fixtures[i]!.sha256)
-      .map((o) => `${o.snapshot} ${o.drive}`);
+    const mismatched = mismatchedDrives(fixtures, outcomes);
     const originProcesses: ProcessMemory[] = [];
     for (const p of running.processes)
       originProcesses.push({

@@ -18,7 +18,7 @@ import { warmPageCache } from './live-iteration.js';
 import { machineInfo } from './machine.js';
 import { startRgw } from './restore-s3.js';
 import type { BenchResult } from './result.js';
-import { type OriginName, type RgwGateway, rgwAdminSocket } from './scale-origins.js';
+import type { OriginName, RgwGateway } from './scale-origins.js';
 import { planReaders, type ReaderSettings } from './scale-readers.js';
 import { scaleResult } from './scale-report.js';
 import { type RunRecord, runOnce } from './scale-run.js';
@@ -42,7 +42,7 @@ interface RgwHandle {
 async function openRgw(s: ScaleSettings, scratch: string): Promise<RgwHandle | string> {
   let stop = (): void => {};
   let endpoint = s.endpoint;
-  let adminSocket: string | undefined;
+  let rgwDir: string | undefined;
   let accessKeyId = process.env.AWS_ACCESS_KEY_ID ?? '';
   let secretAccessKey = process.env.AWS_SECRET_ACCESS_KEY ?? '';
   if (endpoint === undefined) {
@@ -53,7 +53,7 @@ async function openRgw(s: ScaleSettings, scratch: string): Promise<RgwHandle | s
       endpoint = rgw.connection.endpoint!;
       accessKeyId = rgw.connection.accessKeyId!;
       secretAccessKey = rgw.connection.secretAccessKey!;
-      adminSocket = rgwAdminSocket(dir);
+      rgwDir = dir;
     } catch (error) {
       if (error instanceof ToolMissingError) return error.message;
       throw error;
@@ -63,7 +63,7 @@ async function openRgw(s: ScaleSettings, scratch: string): Promise<RgwHandle | s
   const client = new S3Client(bucket, resolveS3Settings({ endpoint, accessKeyId, secretAccessKey }));
   await client.createBucket();
   return {
-    gateway: { endpoint, accessKeyId, secretAccessKey, storeUrl: `s3://${bucket}/store`, adminSocket },
+    gateway: { endpoint, accessKeyId, secretAccessKey, storeUrl: `s3://${bucket}/store`, dir: rgwDir },
     async release() {
       await client.deleteObjects((await client.list('')).keys).catch(() => undefined);
       await client.close();
