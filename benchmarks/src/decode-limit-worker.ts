@@ -1,9 +1,10 @@
 /**
  * Worker of the decode-limit case of `pnpm bench restore`: the full decode path of one
  * chunk (CRC-32, decompress, SHA-256 check) and nothing else — no fetch, no cache, no copy
- * into shared memory. The restore is compared against this.
+ * of the plaintext anywhere (decodeChunkWith, as the decode threads of a restore run it).
+ * The restore is compared against this.
  */
-import { decodeChunk } from '@liverestore/format';
+import { decodeChunkWith } from '@liverestore/format/internal';
 
 export interface DecodeLimitTask {
   readonly blob: Uint8Array;
@@ -12,5 +13,10 @@ export interface DecodeLimitTask {
 }
 
 export function decodeOne(task: DecodeLimitTask): number {
-  return decodeChunk(task.blob, Buffer.from(task.digestHex, 'hex'), { maxBytes: task.length }).byteLength;
+  return decodeChunkWith(
+    task.blob,
+    Buffer.from(task.digestHex, 'hex'),
+    { maxBytes: task.length },
+    (plain) => plain.byteLength,
+  );
 }

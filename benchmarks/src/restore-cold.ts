@@ -1,7 +1,8 @@
 /**
  * The cold half of `bench restore`, for one datastore (one compression): the decode limit
  * of its chunks, a cold read of every chunk through a fresh cache, a cold restore to a
- * file, and the same restore over loopback HTTP. `bench restore` runs it for a zstd and a
+ * file, the same restore the way it ran before (through the cache, restore-through-cache.ts),
+ * and the restore over loopback HTTP. `bench restore` runs it for a zstd and a
  * DEFLATE store in the same rounds, so the two compare on the same machine state.
  */
 
@@ -10,10 +11,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { backup, Datastore } from '@liverestore/datastore';
 import type { Compression } from '@liverestore/format';
-import { ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
+import { type CachedChunkReader, ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
 import type { Piscina } from 'piscina';
 import { collectRestoreChunks, type RestoreChunks, timeDecodeLimit } from './decode-limit.js';
 import { type LiverestoreProcess, startLiverestoreProcess } from './liverestore-process.js';
+import { restoreThroughCache } from './restore-through-cache.js';
 import { type CaseResult, measuredCase, type PlainTable } from './result.js';
 import { formatNumber, formatRate, mbPerSecond } from './units.js';
 
@@ -25,7 +27,15 @@ export interface ColdStore {
   readonly chunks: RestoreChunks;
   readonly server: LiverestoreProcess;
   /** Samples in seconds, one per round. */
-  readonly samples: { decode: number[]; read: number[]; restore: number[]; http: number[]; elu: number[] };
+  readonly samples: {
+    decode: number[];
+    read: number[];
+    restore: number[];
+    before: number[];
+    http: number[];
+    elu: number[];
+    beforeElu: number[];
+  };
 }
 
 /** Backs up `imagePath` with `compress` into `<scratch>/store-<compress>` and starts `liverestore serve` on it. */
@@ -52,7 +62,7 @@ export async function prepareColdStore(
     snapshot: result.snapshot,
     chunks,
     server,
-    samples: { decode: [], read: [], restore: [], http: [], elu: [] },
+    samples: { decode: [], read: [], restore: [], before: [], http: [], elu: [], beforeElu: [] },
   };
 }
 
@@ -63,13 +73,14 @@ export interface ColdSettings {
   readonly sizeBytes: number;
 }
 
-/** One round of the four cold cases on `cold`; appends one sample to each. */
+/** One round of the five cold cases on `cold`; appends one sample to each. `flip` swaps the two local restores. */
 export async function coldRound(
   cold: ColdStore,
   s: ColdSettings,
   pool: Piscina,
   outPath: string,
   progress: (message: string) => void,
+  flip = false,
 ): Promise<void> {
   const { storeDir, snapshot, chunks, samples } = cold;
   progress(`${cold.compress}: decode limit (${chunks.tasks.size} chunks on ${s.workers} threads) …`);
@@ -100,20 +111,21 @@ export async function coldRound(
     await cache.close();
   }
 
-  progress(`${cold.compress}: cold full restore …`);
-  {
-    const cache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
-    const snap = await openSnapshot({ source: storeDir, snapshot, cache });
-    const reader = await snap.openArchive('drive-scsi0');
-    const before = performance.eventLoopUtilization();
-    const t = performance.now();
-    await restoreArchive(reader, outPath, { concurrency: 2 * s.workers + 2 });
-    samples.restore.push((performance.now() - t) / 1000);
-    samples.elu.push(performance.eventLoopUtilization(before).utilization);
-    await snap.close();
-    await cache.close();
-    await rm(outPath);
-  }
+  const restores = [
+    async (): Promise<void> => {
+      progress(`${cold.compress}: cold full restore …`);
+      await timedRestore(cold, s, outPath, samples.restore, samples.elu, (reader) =>
+        restoreArchive(reader, outPath, { concurrency: 2 * s.workers + 2 }),
+      );
+    },
+    async (): Promise<void> => {
+      progress(`${cold.compress}: cold full restore through the cache (before) …`);
+      await timedRestore(cold, s, outPath, samples.before, samples.beforeElu, (reader) =>
+        restoreThroughCache(reader, outPath, 2 * s.workers + 2),
+      );
+    },
+  ];
+  for (const run of flip ? restores.reverse() : restores) await run();
 
   progress(`${cold.compress}: cold full restore over loopback HTTP …`);
   {
@@ -129,13 +141,36 @@ export async function coldRound(
   }
 }
 
+/** One local restore through a fresh cache: its seconds and the main thread's event-loop utilisation. */
+async function timedRestore(
+  cold: ColdStore,
+  s: ColdSettings,
+  outPath: string,
+  seconds: number[],
+  elu: number[],
+  restore: (reader: CachedChunkReader) => Promise<unknown>,
+): Promise<void> {
+  const cache = new ChunkCache({ cacheBytes: s.cacheBytes, workers: s.workers });
+  const snap = await openSnapshot({ source: cold.storeDir, snapshot: cold.snapshot, cache });
+  const reader = await snap.openArchive('drive-scsi0');
+  const before = performance.eventLoopUtilization();
+  const t = performance.now();
+  await restore(reader);
+  seconds.push((performance.now() - t) / 1000);
+  elu.push(performance.eventLoopUtilization(before).utilization);
+  await snap.close();
+  await cache.close();
+  await rm(outPath);
+}
+
 const meanOf = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** Names of the cold cases, for the speed-up table. */
 const CASES = {
   decode: 'decode limit',
   read: 'cold full read through the cache, no output',
-  restore: 'cold full restore (restoreArchive, fresh cache)',
+  restore: 'cold full restore (restoreArchive: decode threads write)',
+  before: 'cold full restore through the cache (before: main thread copies and writes)',
   http: 'cold full restore over loopback HTTP (liverestore serve)',
 } as const;
 
@@ -163,6 +198,11 @@ export function coldCases(cold: ColdStore, s: ColdSettings): CaseResult[] {
       ofDecodeLimit: ofLimit(samples.restore),
       eventLoopUtilization: `${formatNumber(100 * meanOf(samples.elu))} %`,
     }),
+    measuredCase(`${cold.compress}: ${CASES.before}`, s.sizeBytes, samples.before, {
+      dataRateMBps: mbPerSecond(dataBytes, meanOf(samples.before)),
+      ofDecodeLimit: ofLimit(samples.before),
+      eventLoopUtilization: `${formatNumber(100 * meanOf(samples.beforeElu))} %`,
+    }),
     measuredCase(`${cold.compress}: ${CASES.http}`, s.sizeBytes, samples.http, {
       dataRateMBps: mbPerSecond(dataBytes, meanOf(samples.http)),
       ofDecodeLimit: ofLimit(samples.http),
@@ -179,7 +219,7 @@ export function coldSpeedups(stores: readonly ColdStore[], baseline: Compression
   const rows: string[][] = [];
   for (const cold of stores) {
     if (cold === base) continue;
-    for (const key of ['decode', 'read', 'restore', 'http'] as const) {
+    for (const key of ['decode', 'read', 'restore', 'before', 'http'] as const) {
       // Both stores hold the same plaintext; the decode limit counts distinct chunks once.
       const bytes = (c: ColdStore) => (key === 'decode' ? c.chunks.distinctBytes : c.chunks.dataBytes);
       const ours = mbPerSecond(bytes(cold), meanOf(cold.samples[key]));
@@ -191,6 +231,15 @@ export function coldSpeedups(stores: readonly ColdStore[], baseline: Compression
         `${formatNumber(ours / theirs)}×`,
       ]);
     }
+    // The goal of issue 13: today's restore of this store over the baseline store restored as before.
+    const ours = mbPerSecond(cold.chunks.dataBytes, meanOf(cold.samples.restore));
+    const before = mbPerSecond(base.chunks.dataBytes, meanOf(base.samples.before));
+    rows.push([
+      `${CASES.restore} vs the ${baseline} store restored through the cache (before)`,
+      `${cold.compress} ${formatRate(ours)}`,
+      `${baseline} ${formatRate(before)}`,
+      `${formatNumber(ours / before)}×`,
+    ]);
   }
   return {
     title: `Speed-up over the ${baseline} store (non-zero bytes per second, same run)`,

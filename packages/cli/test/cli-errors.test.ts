@@ -20,35 +20,12 @@ import {
   snapshotDirs,
   tempLeftovers,
   testDir,
-  vmArgs,
-  writeVm,
 } from './helpers.js';
-
-interface Fixture {
-  readonly dir: string;
-  readonly store: string;
-  readonly snapshot: string;
-  readonly vm: Awaited<ReturnType<typeof writeVm>>;
-}
+import { type StoreFixture, storeWithSnapshot as withSnapshot } from './store-fixture.js';
 
 /** A store with one good snapshot of a small VM. */
-async function storeWithSnapshot(t: ExecutionContext): Promise<Fixture> {
-  const dir = await testDir(t);
-  const vm = await writeVm(dir, { seed: 2216, sizes: [MiB + 123, 512 * KiB + 5] });
-  const store = join(dir, 'store');
-  const out = await runIn([
-    'backup',
-    '--json',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    ...vmArgs(vm),
-  ]);
-  t.is(out.code, 0, out.stderr);
-  return { dir, store, vm, snapshot: (JSON.parse(out.stdout) as { snapshot: string }).snapshot };
+function storeWithSnapshot(t: ExecutionContext): Promise<StoreFixture> {
+  return withSnapshot(t, { seed: 2216, sizes: [MiB + 123, 512 * KiB + 5] });
 }
 
 interface StoreState {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import {
   assertCliError,
+  backupArgv,
   chunkFiles,
   cli,
   flipByte,
@@ -196,19 +197,9 @@ test('encrypted backup: verify with the key checks everything; without it exits 
   const fingerprint = (JSON.parse(await readFile(keyfile, 'utf8')) as { fingerprint: string }).fingerprint;
   const vm = await writeVm(dir, { seed: 2216, sizes: [MiB + 77, 256 * KiB + 1] });
   const store = join(dir, 'store');
-  const backup = await cli([
-    'backup',
-    '--json',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    '--keyfile',
-    keyfile,
-    ...vmArgs(vm),
-  ]);
+  const backup = await cli(
+    backupArgv(store, vmArgs(vm), { chunkSize: '64KiB', extra: ['--keyfile', keyfile] }),
+  );
   t.is(backup.code, 0, backup.stderr);
   const { snapshot, chunksNew } = JSON.parse(backup.stdout) as { snapshot: string; chunksNew: number };
 

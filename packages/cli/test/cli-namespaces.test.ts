@@ -9,7 +9,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { decodeBlob } from '@liverestore/format';
 import test, { type ExecutionContext } from 'ava';
-import { assertCliError, cli, KiB, lines, runIn, sha256File, testDir, writeVm } from './helpers.js';
+import {
+  assertCliError,
+  backupArgv,
+  cli,
+  KiB,
+  lines,
+  runIn,
+  sha256File,
+  testDir,
+  writeVm,
+} from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -21,20 +31,10 @@ async function namespacedStore(t: ExecutionContext) {
   const store = join(dir, 'store');
   const vm = await writeVm(dir, { sizes: [300 * KiB + 1, 200 * KiB + 7], notesBytes: 10 * KiB });
   const drive = `drive-scsi0=${vm.drives[0]!.path}`;
-  const deep = await runIn([
-    'backup',
-    '--store',
-    store,
-    '--ns',
-    'prod/db',
-    '--snapshot',
-    'vm/100',
-    drive,
-    '--json',
-  ]);
+  const deep = await runIn(backupArgv(store, [drive], { ns: 'prod/db' }));
   t.is(deep.code, 0, deep.stderr);
   // The namespace may also be written as PBS prints it.
-  const mid = await runIn(['backup', '--store', store, '--snapshot', 'ns/prod/vm/101', drive, '--json']);
+  const mid = await runIn(backupArgv(store, [drive], { snapshot: 'ns/prod/vm/101' }));
   t.is(mid.code, 0, mid.stderr);
   const snapshot = (out: string): string => (JSON.parse(out) as { snapshot: string }).snapshot;
   return { dir, store, vm, deep: snapshot(deep.stdout), mid: snapshot(mid.stdout) };

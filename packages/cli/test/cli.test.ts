@@ -10,6 +10,7 @@ import test from 'ava';
 import { COMMANDS } from '../src/index.js';
 import {
   assertCliError,
+  backupArgv,
   cli,
   KiB,
   lines,
@@ -198,16 +199,7 @@ test('backup (real binary) prints the snapshot vm/100/<RFC 3339 Z>, per-archive 
   const vm = await writeVm(dir);
   const store = join(dir, 'store');
   const before = Date.now();
-  const out = await cli([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '256KiB',
-    ...vmArgs(vm),
-  ]);
+  const out = await cli(backupArgv(store, vmArgs(vm), { json: false, chunkSize: '256KiB' }));
   t.is(out.code, 0, out.stderr);
   const [first, ...rest] = lines(out.stdout);
   const match = SNAPSHOT_LINE.exec(first ?? '');
@@ -251,17 +243,7 @@ test('backup --json (real binary): stdout is one JSON document with the counts; 
   const dir = await testDir(t);
   const vm = await writeVm(dir);
   const store = join(dir, 'store');
-  const out = await cli([
-    'backup',
-    '--json',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    ...vmArgs(vm),
-  ]);
+  const out = await cli(backupArgv(store, vmArgs(vm), { chunkSize: '64KiB' }));
   t.is(out.code, 0, out.stderr);
   const json = JSON.parse(out.stdout) as BackupJson;
   t.regex(json.snapshot, SNAPSHOT_LINE);
@@ -329,17 +311,7 @@ test('incremental backup after mutate(changes: 2): reused > 0, new ≤ chunks to
   t.true(vm.drives[0]!.kinds.length >= 3, `drive-scsi0 has mixed content: ${vm.drives[0]!.kinds}`);
   const store = join(dir, 'store');
   const backup = async (): Promise<BackupJson> => {
-    const out = await runIn([
-      'backup',
-      '--json',
-      '--store',
-      store,
-      '--snapshot',
-      'vm/100',
-      '--chunk-size',
-      '128KiB',
-      ...vmArgs(vm),
-    ]);
+    const out = await runIn(backupArgv(store, vmArgs(vm), { chunkSize: '128KiB' }));
     t.is(out.code, 0, out.stderr);
     return JSON.parse(out.stdout) as BackupJson;
   };
@@ -445,15 +417,7 @@ test('backup into a new group of an existing store, and of other types', async (
   const vm = await writeVm(dir, { sizes: [256 * KiB, 100 * KiB] });
   const store = join(dir, 'store');
   for (const group of ['vm/100', 'ct/200', 'host/my-host.example']) {
-    const out = await runIn([
-      'backup',
-      '--json',
-      '--store',
-      store,
-      '--snapshot',
-      group,
-      `root.img=${vm.drives[0]!.path}`,
-    ]);
+    const out = await runIn(backupArgv(store, [`root.img=${vm.drives[0]!.path}`], { snapshot: group }));
     t.is(out.code, 0, out.stderr);
     t.true((JSON.parse(out.stdout) as BackupJson).snapshot.startsWith(`${group}/`));
   }

@@ -1,7 +1,17 @@
 import { join } from 'node:path';
 import { fileHashes } from '@liverestore/testkit';
 import test from 'ava';
-import { exec, KiB, PBS_READER, PBS_WRITER, runIn, sha256File, testDir, writeVm } from './helpers.js';
+import {
+  backupArgv,
+  exec,
+  KiB,
+  PBS_READER,
+  PBS_WRITER,
+  runIn,
+  sha256File,
+  testDir,
+  writeVm,
+} from './helpers.js';
 import { requireTool } from './tools.js';
 
 interface ReaderJson {
@@ -27,20 +37,12 @@ test('liverestore backup --ns passes pbs_reader.py: ns/ layout, owner file, then
   const dir = await testDir(t);
   const vm = await writeVm(dir, { sizes: [900 * KiB + 3, 300 * KiB + 1], notesBytes: 20 * KiB });
   const store = join(dir, 'store');
-  const out = await runIn([
-    'backup',
-    '--json',
-    '--store',
-    store,
-    '--ns',
-    'prod/db',
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    `drive-scsi0=${vm.drives[0]!.path}`,
-    `notes.txt=${vm.notesPath}`,
-  ]);
+  const out = await runIn(
+    backupArgv(store, [`drive-scsi0=${vm.drives[0]!.path}`, `notes.txt=${vm.notesPath}`], {
+      ns: 'prod/db',
+      chunkSize: '64KiB',
+    }),
+  );
   t.is(out.code, 0, out.stderr);
   const { snapshot } = JSON.parse(out.stdout) as { snapshot: string };
   t.regex(snapshot, /^ns\/prod\/ns\/db\/vm\/100\//);

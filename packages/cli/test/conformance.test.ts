@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { decodeChunk, readIndex } from '@liverestore/format';
 import test, { type ExecutionContext } from 'ava';
 import {
+  backupArgv,
   chunkPath,
   cli,
   exec,
@@ -74,17 +75,7 @@ async function liverestoreBackup(
   vm: VmFiles,
   extra: string[],
 ): Promise<string> {
-  const out = await cli([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '256KiB',
-    ...extra,
-    ...vmArgs(vm),
-  ]);
+  const out = await cli(backupArgv(store, [...extra, ...vmArgs(vm)], { json: false, chunkSize: '256KiB' }));
   t.is(out.code, 0, out.stderr);
   return lines(out.stdout)[0]!;
 }
@@ -349,17 +340,7 @@ test('liverestore backup into a pbs_writer.py store reuses its chunks, and the r
     String(256 * KiB),
   ]);
   t.is(written.code, 0, written.stderr);
-  const out = await runIn([
-    'backup',
-    '--json',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '256KiB',
-    ...vmArgs(vm),
-  ]);
+  const out = await runIn(backupArgv(store, vmArgs(vm), { chunkSize: '256KiB' }));
   t.is(out.code, 0, out.stderr);
   const result = JSON.parse(out.stdout) as {
     snapshot: string;

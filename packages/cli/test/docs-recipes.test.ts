@@ -5,7 +5,7 @@
  * after install. A recipe that starts servers must stop them itself.
  */
 import { execFile } from 'node:child_process';
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -35,6 +35,22 @@ async function recipes(): Promise<{ file: string; line: number; script: string }
     }
   }
   return out;
+}
+
+/**
+ * Kills what a recipe left running in its directory (servers it started with --fork when a
+ * later line failed before its `kill`): every process whose working directory is `dir`.
+ */
+async function killProcessesIn(dir: string): Promise<void> {
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cwd = await readlink(`/proc/${entry}/cwd`).catch(() => undefined);
+    if (cwd !== undefined && (cwd === dir || cwd.startsWith(`${dir}/`))) {
+      try {
+        process.kill(Number(entry), 'SIGKILL');
+      } catch {}
+    }
+  }
 }
 
 async function portFree(port: number): Promise<boolean> {
@@ -81,7 +97,12 @@ test.serial('every runnable recipe in README.md and docs/ runs as written', asyn
       const e = err as { stderr?: string; code?: unknown };
       t.fail(`${recipe.file}:${recipe.line} failed (${String(e.code)}): ${e.stderr ?? String(err)}`);
     }
-    for (const port of RECIPE_PORTS)
-      t.true(await portFree(port), `${recipe.file}:${recipe.line} left port ${port} in use`);
+    await killProcessesIn(work);
+    // kill(1) returns before a server has stopped (gracefully: up to 5 s, more on a loaded machine).
+    for (const port of RECIPE_PORTS) {
+      const deadline = Date.now() + 30_000;
+      while (!(await portFree(port)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      t.true(await portFree(port), `${recipe.file}:${recipe.line} left a server on port ${port}`);
+    }
   }
 });

@@ -9,6 +9,7 @@ import { startChunkServer } from '@liverestore/server';
 import test, { type ExecutionContext } from 'ava';
 import {
   assertCliError,
+  backupArgv,
   chunkPath,
   cli,
   flipByte,
@@ -41,17 +42,7 @@ async function served(t: ExecutionContext): Promise<Served> {
     ['vm/100', vmArgs(vm)],
     ['vm/101', [`notes.txt=${vm.notesPath}`]],
   ] as const) {
-    const out = await runIn([
-      'backup',
-      '--json',
-      '--store',
-      store,
-      '--snapshot',
-      group,
-      '--chunk-size',
-      '64KiB',
-      ...args,
-    ]);
+    const out = await runIn(backupArgv(store, args, { snapshot: group, chunkSize: '64KiB' }));
     t.is(out.code, 0, out.stderr);
   }
   const snapshot = await onlySnapshot(t, store);

@@ -187,6 +187,41 @@ export function vmArgs(vm: VmFiles): string[] {
   ];
 }
 
+/** Options of {@link backupArgv}. */
+export interface BackupArgvOptions {
+  /** Default `vm/100`. */
+  readonly snapshot?: string;
+  readonly ns?: string;
+  readonly chunkSize?: string;
+  /** `--json` unless false. */
+  readonly json?: boolean;
+  /** More options (`--keyfile`, K). */
+  readonly extra?: readonly string[];
+}
+
+/**
+ * `backup [--json] --store STORE [--ns NS] --snapshot SNAPSHOT [--chunk-size SIZE] EXTRA…
+ * INPUTS…`: the command line the tests back up with (`inputs`: `vmArgs(vm)` or NAME=PATH).
+ */
+export function backupArgv(
+  store: string,
+  inputs: readonly string[],
+  options: BackupArgvOptions = {},
+): string[] {
+  return [
+    'backup',
+    ...(options.json === false ? [] : ['--json']),
+    '--store',
+    store,
+    ...(options.ns === undefined ? [] : ['--ns', options.ns]),
+    '--snapshot',
+    options.snapshot ?? 'vm/100',
+    ...(options.chunkSize === undefined ? [] : ['--chunk-size', options.chunkSize]),
+    ...(options.extra ?? []),
+    ...inputs,
+  ];
+}
+
 /** Snapshot directories `TYPE/ID/NAME` under a store (root namespace), temp directories included, sorted. */
 export async function snapshotDirs(storeDir: string): Promise<string[]> {
   const out: string[] = [];

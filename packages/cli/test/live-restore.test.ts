@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { imageBytes, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { parseRate, progressLine } from '../src/commands/live-restore.js';
-import { assertCliError, BIN, cli, exec, lines, MiB, testDir } from './helpers.js';
+import { assertCliError, BIN, backupArgv, cli, exec, lines, MiB, testDir } from './helpers.js';
 import { requireTool } from './tools.js';
 
 /** A started `liverestore live-restore`: its address, output so far, and how it ended. */
@@ -59,16 +59,7 @@ async function backedUpVm(
     images.push(imageBytes(d.spec, 0, d.spec.sizeBytes));
   }
   const store = join(dir, 'store');
-  const backup = await cli([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '1MiB',
-    ...args,
-  ]);
+  const backup = await cli(backupArgv(store, args, { json: false, chunkSize: '1MiB' }));
   if (backup.code !== 0) throw new Error(backup.stderr);
   return { store, images };
 }
@@ -92,6 +83,22 @@ async function qemuWrite(address: string, drive: number, offset: number, length:
     { timeoutMs: 30_000 },
   );
   return { ...out, acknowledged: out.code === 0 && /wrote \d+\/\d+ bytes/.test(out.stdout) };
+}
+
+/** `live-restore --from STORE SNAPSHOT --target-dir TARGET --listen 127.0.0.1:0 --exit-when-done EXTRA…`. */
+function untilDoneArgv(store: string, target: string, snapshot = 'vm/100', ...extra: string[]): string[] {
+  return [
+    'live-restore',
+    '--from',
+    store,
+    snapshot,
+    '--target-dir',
+    target,
+    '--listen',
+    '127.0.0.1:0',
+    '--exit-when-done',
+    ...extra,
+  ];
 }
 
 test('live-restore: qemu-io writes during the copy, qemu-img reads, --exit-when-done; targets = source + writes', async (t) => {
@@ -135,21 +142,7 @@ test('live-restore: qemu-io writes during the copy, qemu-img reads, --exit-when-
     t.is(firstDifference(await readFile(join(target, name)), images[i]!), -1, name);
   }
   // Run again on the complete target dir: nothing to copy, exits at once.
-  const again = await cli(
-    [
-      'live-restore',
-      '--from',
-      store,
-      'vm/100',
-      '--target-dir',
-      target,
-      '--listen',
-      '127.0.0.1:0',
-      '--exit-when-done',
-      '--json',
-    ],
-    { timeoutMs: 30_000 },
-  );
+  const again = await cli(untilDoneArgv(store, target, 'vm/100', '--json'), { timeoutMs: 30_000 });
   t.is(again.code, 0, again.stderr);
   // --json: every stdout line is one JSON event, the first one `started` with the address.
   const events = again.stdout
@@ -305,20 +298,7 @@ test('live-restore: another snapshot, a wrong-size target, a damaged map are ref
   const dir = await testDir(t);
   const { store } = await backedUpVm(dir, [3 * MiB + 512, 2 * MiB]);
   const target = join(dir, 'target');
-  const first = await cli(
-    [
-      'live-restore',
-      '--from',
-      store,
-      'vm/100',
-      '--target-dir',
-      target,
-      '--listen',
-      '127.0.0.1:0',
-      '--exit-when-done',
-    ],
-    { timeoutMs: 30_000 },
-  );
+  const first = await cli(untilDoneArgv(store, target), { timeoutMs: 30_000 });
   t.is(first.code, 0, first.stderr);
   // A second snapshot of the group: vm/100 now names it.
   const other = join(dir, 'other.raw');
@@ -355,20 +335,7 @@ test('live-restore: another snapshot, a wrong-size target, a damaged map are ref
   await writeFile(map, bytes);
   await expectRefused(t, store, firstSnapshot, damaged, 'ERR_LR_LIVE_MAP_CORRUPT');
   // The intact dir still resumes with the full snapshot name.
-  const ok = await cli(
-    [
-      'live-restore',
-      '--from',
-      store,
-      firstSnapshot,
-      '--target-dir',
-      target,
-      '--listen',
-      '127.0.0.1:0',
-      '--exit-when-done',
-    ],
-    { timeoutMs: 30_000 },
-  );
+  const ok = await cli(untilDoneArgv(store, target, firstSnapshot), { timeoutMs: 30_000 });
   t.is(ok.code, 0, ok.stderr);
 });
 
@@ -388,20 +355,7 @@ test('live-restore: a full target file system stalls the copy; with --exit-when-
   t.teardown(async () => {
     await exec('umount', ['-l', target]);
   });
-  const out = await cli(
-    [
-      'live-restore',
-      '--from',
-      store,
-      'vm/100',
-      '--target-dir',
-      target,
-      '--listen',
-      '127.0.0.1:0',
-      '--exit-when-done',
-    ],
-    { timeoutMs: 60_000 },
-  );
+  const out = await cli(untilDoneArgv(store, target), { timeoutMs: 60_000 });
   t.is(out.code, 1, out.stderr);
   const last = lines(out.stderr).at(-1) ?? '';
   t.regex(last, /^liverestore: ERR_LR_LIVE_NO_SPACE: no space left on the device of /);

@@ -6,6 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import {
   assertCliError,
   BIN,
+  backupArgv,
   cli,
   exec,
   sha256File,
@@ -69,16 +70,7 @@ test('liverestore nbd --ns exports the drives of a snapshot in a PBS namespace',
   const dir = await testDir(t);
   const vm = await writeVm(dir, { sizes: [1024 * 1024 + 5 * 512, 512 * 1024] });
   const store = join(dir, 'store');
-  const backup = await cli([
-    'backup',
-    '--store',
-    store,
-    '--ns',
-    'prod/db',
-    '--snapshot',
-    'vm/100',
-    ...vmArgs(vm),
-  ]);
+  const backup = await cli(backupArgv(store, vmArgs(vm), { json: false, ns: 'prod/db' }));
   t.is(backup.code, 0, backup.stderr);
   const server = await startNbd(['--from', store, '--ns', 'prod/db', 'vm/100']);
   t.teardown(() => server.stop());

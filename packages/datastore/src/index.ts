@@ -3,12 +3,7 @@
  * checks the two agree). Internals are in ./internal.ts.
  */
 export { type ArchiveName, resolveArchiveName } from './archive-name.js';
-export {
-  type BackupStore,
-  type BackupTarget,
-  LocalBackupTarget,
-  type SnapshotDraft,
-} from './backup-target.js';
+export type { BackupStore } from './backup-target.js';
 export {
   type ArchiveBackupResult,
   type BackupInput,
@@ -27,19 +22,17 @@ export {
   parseNamespace,
   ROOT_NAMESPACE,
 } from './namespace.js';
-export { S3BackupTarget } from './s3/s3-backup-target.js';
-export { type ObjectPiece, S3Client, type S3ClientStats, type S3Range } from './s3/s3-client.js';
-export { S3_CHUNKS_PREFIX, S3_CONTENT_PREFIX, S3Datastore } from './s3/s3-datastore.js';
-export { S3Error } from './s3/s3-error.js';
 export {
   isS3Url,
-  needsPathStyle,
   parseS3Url,
   resolveS3Settings,
+  S3Client,
+  type S3ClientStats,
   type S3ConnectionOptions,
+  S3Datastore,
   type S3Location,
   type S3Settings,
-} from './s3/s3-settings.js';
+} from './s3/index.js';
 export type { ArchiveInfo, SnapshotInfo } from './snapshot-files.js';
 export {
   formatBackupTime,

@@ -7,6 +7,7 @@
  */
 export * from './archive-name.js';
 export * from './atomic-write.js';
+export * from './backup-target.js';
 export * from './datastore.js';
 export * from './esm-worker-pool.js';
 export * from './group-owner.js';
@@ -14,6 +15,7 @@ export * from './image-source.js';
 export * from './namespace.js';
 export * from './no-space.js';
 export * from './regular-file.js';
+export * from './s3/index.js';
 export * from './snapshot-files.js';
 export * from './snapshot-pick.js';
 export * from './snapshot-ref.js';

@@ -1,6 +1,6 @@
 import { FaultProxy } from '@liverestore/testkit';
 import test from 'ava';
-import { parseS3Url, resolveS3Settings, S3Client, S3Error } from '../src/index.js';
+import { parseS3Url, resolveS3Settings, S3Client, S3Error } from '../src/internal.js';
 import { s3Fixture } from './s3-fixture.js';
 
 const KEYS = { AWS_ACCESS_KEY_ID: 'AK', AWS_SECRET_ACCESS_KEY: 'SK' };

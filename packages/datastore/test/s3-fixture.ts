@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { type TestRgw, testRgw } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
-import { resolveS3Settings, S3Client, type S3ConnectionOptions } from '../src/index.js';
+import { resolveS3Settings, S3Client, type S3ConnectionOptions } from '../src/internal.js';
 
 export interface S3Fixture {
   readonly rgw: TestRgw;

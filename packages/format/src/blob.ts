@@ -3,7 +3,7 @@ import { deflateSync as fflateDeflate } from 'fflate';
 import { type CryptConfig, IV_BYTES, TAG_BYTES } from './crypt-config.js';
 import { CryptError, FormatError, IntegrityError, blobTooLarge as tooLarge } from './errors.js';
 import { MAGIC } from './magic.js';
-import { zstdCodec, zstdCompress, zstdDecompress } from './zstd-codec.js';
+import { zstdCodec, zstdCompress, zstdDecompress, zstdDecompressWith } from './zstd-codec.js';
 
 /*
  * Data blob layout (all PBS blobs: chunks, manifest, small files):
@@ -185,11 +185,11 @@ function inflate(payload: Buffer, maxBytes: number): Buffer {
   return out;
 }
 
-/**
- * Decodes a blob to its plaintext: CRC-32 check, decrypt, decompress, size limit.
- * It does not check a chunk digest; {@link decodeChunk} does.
- */
-export function decodeBlob(blob: Uint8Array, options: DecodeBlobOptions = {}): Buffer {
+/** A blob whose CRC-32 checked out: its compression and its payload, decrypted. */
+function openBlob(
+  blob: Uint8Array,
+  options: DecodeBlobOptions,
+): { compression: Compression; payload: Buffer; maxBytes: number } {
   const maxBytes = options.maxBytes ?? MAX_BLOB_BYTES;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
     throw new RangeError('maxBytes must be a non-negative integer');
@@ -208,13 +208,44 @@ export function decodeBlob(blob: Uint8Array, options: DecodeBlobOptions = {}): B
   } else {
     payload = buf.subarray(BLOB_HEADER_BYTES);
   }
-  switch (kind.compression) {
+  if (kind.compression === 'none' && payload.byteLength > maxBytes) throw tooLarge(maxBytes);
+  return { compression: kind.compression, payload, maxBytes };
+}
+
+/**
+ * Decodes a blob to its plaintext: CRC-32 check, decrypt, decompress, size limit.
+ * It does not check a chunk digest; {@link decodeChunk} does.
+ */
+export function decodeBlob(blob: Uint8Array, options: DecodeBlobOptions = {}): Buffer {
+  const { compression, payload, maxBytes } = openBlob(blob, options);
+  switch (compression) {
     case 'none':
-      if (payload.byteLength > maxBytes) throw tooLarge(maxBytes);
       return payload;
     case 'deflate':
       return inflate(payload, maxBytes);
     case 'zstd':
       return zstdDecompress(payload, maxBytes);
+  }
+}
+
+/**
+ * {@link decodeBlob} that hands the plaintext to `use` and returns its result. For a zstd
+ * blob the plaintext is the decoder's own memory where it can be (no copy into a new
+ * Buffer), so it is valid only during the call: `use` hashes it or copies it to where it
+ * goes, and keeps no reference.
+ */
+export function decodeBlobWith<T>(
+  blob: Uint8Array,
+  options: DecodeBlobOptions,
+  use: (plain: Uint8Array) => T,
+): T {
+  const { compression, payload, maxBytes } = openBlob(blob, options);
+  switch (compression) {
+    case 'none':
+      return use(payload);
+    case 'deflate':
+      return use(inflate(payload, maxBytes));
+    case 'zstd':
+      return zstdDecompressWith(payload, maxBytes, use);
   }
 }

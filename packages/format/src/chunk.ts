@@ -1,4 +1,4 @@
-import { type Compression, decodeBlob, encodeBlob, MAX_BLOB_BYTES } from './blob.js';
+import { type Compression, decodeBlob, decodeBlobWith, encodeBlob, MAX_BLOB_BYTES } from './blob.js';
 import type { CryptConfig } from './crypt-config.js';
 import { IntegrityError } from './errors.js';
 import { sha256, toHex } from './hex.js';
@@ -24,6 +24,28 @@ export function encodeChunk(
   return { digest: chunkDigest(data, options.crypt), blob: encodeBlob(data, options) };
 }
 
+/** Options of {@link decodeChunk} and {@link decodeChunkWith}. */
+export interface DecodeChunkOptions {
+  crypt?: CryptConfig | undefined;
+  maxBytes?: number;
+}
+
+/** Prefixes a decode error with the chunk it is about. */
+function aboutChunk(err: unknown, expectedDigest: Uint8Array): unknown {
+  if (err instanceof Error) err.message = `chunk ${toHex(expectedDigest)}: ${err.message}`;
+  return err;
+}
+
+function checkDigest(plain: Uint8Array, expectedDigest: Uint8Array, crypt: CryptConfig | undefined): void {
+  const actual = chunkDigest(plain, crypt);
+  if (!actual.equals(expectedDigest)) {
+    throw new IntegrityError(
+      'ERR_LR_DIGEST_MISMATCH',
+      `chunk ${toHex(expectedDigest)}: decoded data has digest ${toHex(actual)}`,
+    );
+  }
+}
+
 /**
  * Decodes a chunk blob and checks it is the chunk the index asked for. This is the
  * only way plaintext leaves a chunk: no byte is handed out before its digest matched.
@@ -31,21 +53,44 @@ export function encodeChunk(
 export function decodeChunk(
   blob: Uint8Array,
   expectedDigest: Uint8Array,
-  options: { crypt?: CryptConfig | undefined; maxBytes?: number } = {},
+  options: DecodeChunkOptions = {},
 ): Buffer {
   let plain: Buffer;
   try {
     plain = decodeBlob(blob, { crypt: options.crypt, maxBytes: options.maxBytes ?? MAX_BLOB_BYTES });
   } catch (err) {
-    if (err instanceof Error) err.message = `chunk ${toHex(expectedDigest)}: ${err.message}`;
-    throw err;
+    throw aboutChunk(err, expectedDigest);
   }
-  const actual = chunkDigest(plain, options.crypt);
-  if (!actual.equals(expectedDigest)) {
-    throw new IntegrityError(
-      'ERR_LR_DIGEST_MISMATCH',
-      `chunk ${toHex(expectedDigest)}: decoded data has digest ${toHex(actual)}`,
-    );
-  }
+  checkDigest(plain, expectedDigest, options.crypt);
   return plain;
+}
+
+/**
+ * {@link decodeChunk} without a copy of the plaintext: `use` gets it once its digest
+ * matched, in the decoder's memory where it can be (zstd on WebAssembly), valid only
+ * during the call. How decode threads put a chunk where it goes (a cache slot, a file)
+ * with one copy, and no new 4 MiB buffer per chunk.
+ */
+export function decodeChunkWith<T>(
+  blob: Uint8Array,
+  expectedDigest: Uint8Array,
+  options: DecodeChunkOptions,
+  use: (plain: Uint8Array) => T,
+): T {
+  // Errors of the decode get the chunk's name; the digest check names it itself, and what
+  // `use` throws (a failed write) passes through as it is.
+  let decoded = false as boolean;
+  try {
+    return decodeBlobWith(
+      blob,
+      { crypt: options.crypt, maxBytes: options.maxBytes ?? MAX_BLOB_BYTES },
+      (plain) => {
+        decoded = true;
+        checkDigest(plain, expectedDigest, options.crypt);
+        return use(plain);
+      },
+    );
+  } catch (err) {
+    throw decoded ? err : aboutChunk(err, expectedDigest);
+  }
 }

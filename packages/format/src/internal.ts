@@ -8,6 +8,7 @@
 export * from './async-util.js';
 export * from './blob.js';
 export * from './byte-size.js';
+export * from './chunk.js';
 export * from './chunk-index.js';
 export * from './chunker.js';
 export * from './crypt-config.js';

@@ -134,6 +134,35 @@ const ZSTD_WINDOW_FLOOR_BYTES = 8 * 1024 * 1024;
 export function zstdDecompress(payload: Uint8Array, maxBytes: number, codec: ZstdCodec = zstdCodec): Buffer {
   const decoder = codec.decoder;
   if (decoder === undefined) throw unavailable('decoder', codec);
+  return decodeChecked(payload, maxBytes, (capacity) => decoder.decompress(payload, capacity));
+}
+
+/**
+ * {@link zstdDecompress} that hands the plaintext to `use` without copying it out of the
+ * decoder's memory where the decoder can (WebAssembly): `plain` is valid only during the
+ * call. The hot path of chunk reads, which hash the plaintext and copy it once to where
+ * it goes.
+ */
+export function zstdDecompressWith<T>(
+  payload: Uint8Array,
+  maxBytes: number,
+  use: (plain: Uint8Array) => T,
+  codec: ZstdCodec = zstdCodec,
+): T {
+  const decoder = codec.decoder;
+  if (decoder === undefined) throw unavailable('decoder', codec);
+  const decompressView = decoder.decompressView;
+  if (decompressView === undefined) return use(zstdDecompress(payload, maxBytes, codec));
+  // `use` runs after the checks, so that its own errors are not taken for corrupt input.
+  return use(decodeChecked(payload, maxBytes, (capacity) => decompressView.call(decoder, payload, capacity)));
+}
+
+/** The header checks of {@link zstdDecompress} around one decode at the capacity they allow. */
+function decodeChecked<T extends Uint8Array>(
+  payload: Uint8Array,
+  maxBytes: number,
+  decode: (capacityBytes: number) => T,
+): T {
   const bounds = zstdPayloadBounds(payload);
   if (bounds.declaredBytes !== undefined && bounds.declaredBytes > maxBytes)
     throw tooLarge(maxBytes, `its frames declare ${bounds.declaredBytes}`);
@@ -144,10 +173,13 @@ export function zstdDecompress(payload: Uint8Array, maxBytes: number, codec: Zst
   // at level 1), so the window gets a ceiling, not the output's bound.
   if (bounds.maxWindowBytes > Math.max(2 * maxBytes, ZSTD_WINDOW_FLOOR_BYTES))
     throw tooLarge(maxBytes, `a frame declares a ${bounds.maxWindowBytes}-byte window`);
+  // node:zlib decodes a truncated frame to what it holds, without an error: refuse it first.
+  if (!bounds.complete)
+    throw new IntegrityError('ERR_LR_DECOMPRESS_FAILED', 'zstd payload is truncated or corrupt');
   const capacity = Math.min(maxBytes, bounds.declaredBytes ?? bounds.maxBytes);
-  let out: Buffer;
+  let out: T;
   try {
-    out = decoder.decompress(payload, Math.max(capacity, 1));
+    out = decode(Math.max(capacity, 1));
   } catch (cause) {
     // Beyond the limit itself it is too large; beyond a tighter capacity the frame lied
     // about its size, which is corruption (as the one-shot decoder reports it).

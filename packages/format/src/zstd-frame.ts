@@ -21,6 +21,12 @@ export interface ZstdPayloadBounds {
   readonly maxBytes: number;
   /** Largest window any frame declares: what a streaming decoder allocates up front. */
   readonly maxWindowBytes: number;
+  /**
+   * Every frame ends (a last block, and its checksum when it has one) and the payload ends
+   * with the last frame. A streaming decoder (node:zlib) returns what it decoded from a
+   * truncated frame without an error, so truncation is caught here, for every backend.
+   */
+  readonly complete: boolean;
 }
 
 /** zstd's cap on the output of one block. */
@@ -87,7 +93,8 @@ export function zstdPayloadBounds(p: Uint8Array): ZstdPayloadBounds {
     declared = declared === undefined || contentBytes === undefined ? undefined : declared + contentBytes;
     const blockMax = Math.min(window, BLOCK_MAX_BYTES);
     for (;;) {
-      if (pos + 3 > p.length) return { declaredBytes: declared, minBytes, maxBytes, maxWindowBytes };
+      if (pos + 3 > p.length)
+        return { declaredBytes: declared, minBytes, maxBytes, maxWindowBytes, complete: false };
       const h = p[pos]! | (p[pos + 1]! << 8) | (p[pos + 2]! << 16);
       const type = (h >> 1) & 3;
       const size = h >>> 3;
@@ -103,5 +110,5 @@ export function zstdPayloadBounds(p: Uint8Array): ZstdPayloadBounds {
     }
     at = pos + (fhd & 4 ? 4 : 0); // content checksum
   }
-  return { declaredBytes: declared, minBytes, maxBytes, maxWindowBytes };
+  return { declaredBytes: declared, minBytes, maxBytes, maxWindowBytes, complete: at === p.length };
 }

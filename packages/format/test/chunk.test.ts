@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import test from 'ava';
 import fc from 'fast-check';
 import { CryptConfig, chunkDigest, decodeBlob, decodeChunk, encodeBlob, encodeChunk } from '../src/index.js';
-import { KEY_BYTES } from '../src/internal.js';
+import { decodeChunkWith, KEY_BYTES } from '../src/internal.js';
 import { atOddOffset, fixtureLines, idKeyOf, TEST_KEY } from './helpers.js';
 
 const crypt = new CryptConfig(TEST_KEY);
@@ -104,6 +104,44 @@ test('blob errors keep their code and name the chunk', (t) => {
     code: 'ERR_LR_BLOB_TOO_LARGE',
   });
   t.is(decodeChunk(chunk.blob, chunk.digest, { maxBytes: lines.byteLength }).byteLength, lines.byteLength);
+});
+
+test('decodeChunkWith hands over the verified plaintext of every compression; decodeChunk agrees', (t) => {
+  for (const compress of ['zstd', 'deflate', 'none'] as const) {
+    for (const c of [undefined, crypt]) {
+      const { digest, blob } = encodeChunk(lines, { compress, crypt: c });
+      const seen = decodeChunkWith(blob, digest, { crypt: c }, (plain) => Buffer.from(plain));
+      t.true(seen.equals(lines), `${compress}${c === undefined ? '' : ', encrypted'}`);
+      t.true(decodeChunk(blob, digest, { crypt: c }).equals(seen));
+    }
+  }
+});
+
+test('decodeChunkWith calls nothing before the digest matched, and passes errors of its callback unchanged', (t) => {
+  const { digest, blob } = encodeChunk(lines);
+  let called = false;
+  const wrong = Buffer.from(digest);
+  wrong[0]! ^= 1;
+  t.throws(
+    () =>
+      decodeChunkWith(blob, wrong, {}, () => {
+        called = true;
+      }),
+    { code: 'ERR_LR_DIGEST_MISMATCH' },
+  );
+  t.false(called);
+  const failure = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+  const thrown = t.throws(() =>
+    decodeChunkWith(blob, digest, {}, () => {
+      throw failure;
+    }),
+  );
+  t.is(thrown, failure);
+  t.is(thrown?.message, 'no space left on device', 'not renamed after the chunk');
+  t.throws(() => decodeChunkWith(blob.subarray(0, blob.length - 1), digest, {}, () => undefined), {
+    code: 'ERR_LR_BLOB_CRC_MISMATCH',
+    message: new RegExp(`^chunk ${digest.toString('hex')}: `),
+  });
 });
 
 test('CryptConfig: keys of the wrong length are ERR_LR_KEY_INVALID; exportKey returns a copy', (t) => {

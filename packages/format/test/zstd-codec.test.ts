@@ -10,6 +10,7 @@ import {
   type ZstdLoaders,
   zstdCompress,
   zstdDecompress,
+  zstdDecompressWith,
 } from '../src/zstd-codec.js';
 import { zstdPayloadBounds } from '../src/zstd-frame.js';
 import { assembleBlob, fixtureLines, readFixture } from './helpers.js';
@@ -32,15 +33,31 @@ function zstdCli(frame: Uint8Array): Buffer {
   return execFileSync('zstd', ['-d', '-q', '-c'], { input: frame, maxBuffer: 64 * MiB });
 }
 
+/** node:zlib has zstd from Node.js 23.8 and 22.15 (the backport), by version rather than by probing. */
+function versionHasZstd(version: string): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 23 || (major === 23 && minor >= 8) || (major === 22 && minor >= 15);
+}
+
 test(`the selected codec follows the rule on this Node.js (${process.version})`, (t) => {
   t.log(zstdCodecInfo);
-  if (hasNodeZstd && process.env.LIVERESTORE_ZSTD !== 'wasm') {
+  // CI runs this file under Node 20 and Node 22: each time the version says which backend must run.
+  t.is(hasNodeZstd, versionHasZstd(process.versions.node), 'node:zlib has zstd exactly from 22.15 / 23.8');
+  if (versionHasZstd(process.versions.node) && process.env.LIVERESTORE_ZSTD !== 'wasm') {
     t.regex(zstdCodecInfo.encoder, /^node:zlib /);
     t.regex(zstdCodecInfo.decoder, /^node:zlib /);
+    t.deepEqual(zstdCodecInfo.notes, []);
+    const frame = zstdCompress(chunk, 1);
+    t.true(zstdDecompress(frame, CHUNK_BYTES).equals(chunk));
   } else {
     t.regex(zstdCodecInfo.encoder, /^@foxglove\/wasm-zstd /);
     t.regex(zstdCodecInfo.decoder, /^@foxglove\/wasm-zstd /, 'decoding is bounded WebAssembly');
   }
+});
+
+test('node:zlib zstd is recognised by version: 22.15 and 23.8 on, not before', (t) => {
+  for (const v of ['22.15.0', '22.23.3', '23.8.0', '24.1.0', '30.0.0']) t.true(versionHasZstd(v), v);
+  for (const v of ['20.19.0', '20.20.2', '22.14.9', '23.7.0']) t.false(versionHasZstd(v), v);
 });
 
 test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI reads', async (t) => {
@@ -54,6 +71,26 @@ test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI
   t.true(zstdDecompress(frame, CHUNK_BYTES, codec).equals(chunk));
   if (!requireTool(t, 'zstd')) return;
   t.true(zstdCli(frame).equals(chunk));
+});
+
+test('the WebAssembly decoder hands its plaintext over in place: the same memory chunk after chunk', async (t) => {
+  const codec = await selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
+  const other = Buffer.from(chunk).reverse();
+  const views = [chunk, other, chunk].map((plain) =>
+    zstdDecompressWith(
+      zstdCompress(plain, 1, codec),
+      CHUNK_BYTES,
+      (view) => {
+        t.true(Buffer.from(view).equals(plain));
+        return { buffer: view.buffer, byteOffset: view.byteOffset };
+      },
+      codec,
+    ),
+  );
+  t.false(views[0]!.buffer instanceof SharedArrayBuffer);
+  t.is(views[1]!.buffer, views[0]!.buffer, 'no new buffer per chunk');
+  t.is(views[2]!.buffer, views[0]!.buffer);
+  t.is(views[1]!.byteOffset, views[0]!.byteOffset);
 });
 
 test('LIVERESTORE_ZSTD=wasm (preference "wasm") uses WebAssembly for both directions', async (t) => {
@@ -133,6 +170,30 @@ test('header bounds: declared size, exact RLE sizes, block maxima', (t) => {
   t.true(zeros.minBytes > 32 * MiB, `RLE blocks alone give ${zeros.minBytes}`);
   t.is(zeros.maxBytes, 64 * MiB);
   t.is(zeros.maxWindowBytes, 512 * 1024);
+});
+
+test('a truncated payload is refused before decoding on every backend: ERR_LR_DECOMPRESS_FAILED', async (t) => {
+  // node:zlib (Node >= 22.15) decodes a truncated frame to what it holds without an error;
+  // the header walk sees that the last block or the checksum is missing.
+  const { codec, capacities } = await recordingCodec();
+  const frame = zstdCompress(chunk, 1, codec);
+  t.true(zstdPayloadBounds(frame).complete);
+  const skippable = Buffer.from([0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 0xaa, 0xbb]);
+  t.true(zstdPayloadBounds(Buffer.concat([skippable, frame, frame])).complete, 'frames in a row');
+  for (const [what, payload] of [
+    ['the last 40 bytes cut', frame.subarray(0, frame.byteLength - 40)],
+    ['the checksum or last block cut by one byte', frame.subarray(0, frame.byteLength - 1)],
+    ['trailing bytes that are no frame', Buffer.concat([frame, Buffer.from([1, 2, 3])])],
+    ['a skippable frame longer than the payload', skippable.subarray(0, 9)],
+  ] as const) {
+    t.false(zstdPayloadBounds(payload).complete, what);
+    t.throws(
+      () => zstdDecompress(payload, MAX_BLOB_BYTES, codec),
+      { code: 'ERR_LR_DECOMPRESS_FAILED' },
+      what,
+    );
+  }
+  t.deepEqual(capacities, [], 'the decoder never ran');
 });
 
 test('a frame declaring more than maxBytes is refused before decoding: ERR_LR_BLOB_TOO_LARGE', async (t) => {

@@ -3,7 +3,7 @@ import { type Clock, sleep, systemClock } from '@liverestore/format/internal';
 /** Small scheduling pieces of the live restore: per-region locks, guest priority, a rate limit. */
 
 // The clock, sleep and semaphore are the repository's shared ones; re-exported as part of
-// this package's API (LiveDriveOptions.fillSlots takes a Semaphore, tests inject a Clock).
+// this package's internal entry (LiveDriveOptions.fillSlots takes a Semaphore, tests inject a Clock).
 export { type Clock, Semaphore, sleep, systemClock } from '@liverestore/format/internal';
 
 /** The longest timer Node.js keeps (2^31 - 1 ms, about 24.8 days). */

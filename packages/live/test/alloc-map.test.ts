@@ -11,7 +11,7 @@ import {
   RegionBitmap,
   readMapFile,
   writeMapFile,
-} from '../src/index.js';
+} from '../src/internal.js';
 
 const identity: MapIdentity = {
   snapshot: 'vm/100/2026-11-26T10:00:00Z',

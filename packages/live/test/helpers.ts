@@ -13,7 +13,7 @@ import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from 
 export { prng } from '@liverestore/testkit';
 
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { GuestPriority, LiveDrive } from '../src/index.js';
+import { GuestPriority, LiveDrive } from '../src/internal.js';
 
 export const MiB = 1024 * 1024;
 export const CHUNK_BYTES = MiB;

@@ -10,7 +10,7 @@ import {
   runCopyJob,
   Semaphore,
   writeMapFile,
-} from '../src/index.js';
+} from '../src/internal.js';
 import {
   CHUNK_BYTES,
   type Fixture,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { NbdClient } from '@liverestore/nbd';
 import type { ExecutionContext } from 'ava';
-import { liveRestore, RegionBitmap, readMapFile } from '../src/index.js';
+import { liveRestore, RegionBitmap, readMapFile } from '../src/internal.js';
 import { CHUNK_BYTES, firstDifference, fixtureTest, MiB, sourceImage } from './helpers.js';
 
 const run = promisify(execFile);

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { NbdClient } from '@liverestore/nbd';
 import type { ExecutionContext } from 'ava';
-import { LiveDrive, liveRestore, readMapFile, stateName } from '../src/index.js';
+import { LiveDrive, liveRestore, readMapFile, stateName } from '../src/internal.js';
 import { FaultFiles } from './fault-files.js';
 import {
   CHUNK_BYTES,

@@ -8,33 +8,17 @@ import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { ExecutionContext } from 'ava';
+import { requireTool } from '@liverestore/testkit';
 import { type LiveRestoreProgress, liveRestore } from '../src/index.js';
 import { firstDifference, fixtureTest, MiB, sourceImage } from './helpers.js';
 
 const run = promisify(execFile);
 const test = fixtureTest(23, [24 * MiB + 512 * 5, 10 * MiB + 512]);
 
-/** True when the tool runs; otherwise skip with a log, or fail under LIVERESTORE_REQUIRE_TOOLS=1. */
-async function have(t: ExecutionContext, tool: string): Promise<boolean> {
-  try {
-    await run(tool, ['--version'], { timeout: 10_000 });
-    return true;
-  } catch (err) {
-    if ((err as { code?: unknown }).code !== 'ENOENT') return true;
-    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1') {
-      throw new Error(`${tool} is required (LIVERESTORE_REQUIRE_TOOLS=1) but not on PATH`);
-    }
-    t.log(`SKIPPED: ${tool} is not on PATH`);
-    t.pass();
-    return false;
-  }
-}
-
 const STEP = { timeout: 30_000 };
 
 test('qemu-io writes and reads, nbdcopy and qemu-img convert during the copy; final targets = source + writes', async (t) => {
-  for (const tool of ['qemu-io', 'qemu-img', 'nbdcopy']) if (!(await have(t, tool))) return;
+  for (const tool of ['qemu-io', 'qemu-img', 'nbdcopy']) if (!requireTool(t, tool)) return;
   const { f } = t.context;
   const targetDir = join(f.dir, 'target-nbd');
   const restore = await liveRestore({
@@ -131,7 +115,7 @@ test('qemu-io writes and reads, nbdcopy and qemu-img convert during the copy; fi
 });
 
 test('qemu-storage-daemon uses a writable export directly (no overlay): its writes land in the target', async (t) => {
-  for (const tool of ['qemu-storage-daemon', 'qemu-io', 'nbdcopy']) if (!(await have(t, tool))) return;
+  for (const tool of ['qemu-storage-daemon', 'qemu-io', 'nbdcopy']) if (!requireTool(t, tool)) return;
   const { f } = t.context;
   const targetDir = join(f.dir, 'target-qsd');
   const restore = await liveRestore({

@@ -11,7 +11,7 @@ import {
   Semaphore,
   sleep,
   TokenBucket,
-} from '../src/index.js';
+} from '../src/internal.js';
 
 /** A clock that moves only when told; timers fire in due order during {@link advance}. */
 class FakeClock implements Clock {

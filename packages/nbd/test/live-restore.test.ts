@@ -15,13 +15,14 @@ import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { type ChunkServerOptions, startChunkServer } from '@liverestore/server';
 import {
   Qmp,
+  requireTool,
   storageDaemonArgs,
   tempDir,
   vmImageSet,
   withTimeout,
   writeImageFile,
 } from '@liverestore/testkit';
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import anyTest, { type TestFn } from 'ava';
 import { startNbdServer } from '../src/index.js';
 import { CHUNK_BYTES, MiB, zeroChunks } from './helpers.js';
 
@@ -31,22 +32,6 @@ const test = anyTest as TestFn;
 /** ~32 MiB, a multiple of 512 but not of the chunk size or of qcow2's 64 KiB clusters. */
 const DRIVE_SIZE = 32 * MiB + 512 * 9;
 const STEP_TIMEOUT_MS = 20_000;
-
-/** True when the tool runs; otherwise skip with a log, or fail under LIVERESTORE_REQUIRE_TOOLS=1. */
-async function have(t: ExecutionContext, tool: string): Promise<boolean> {
-  try {
-    await run(tool, ['--version']);
-    return true;
-  } catch (err) {
-    if ((err as { code?: unknown }).code !== 'ENOENT') return true;
-    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1') {
-      throw new Error(`${tool} is required (LIVERESTORE_REQUIRE_TOOLS=1) but not on PATH`);
-    }
-    t.log(`skipped: ${tool} is not on PATH`);
-    t.pass();
-    return false;
-  }
-}
 
 /** The server's logger, silenced: the test reads its own output, not access logs. */
 const silentLogger = {
@@ -60,7 +45,7 @@ const silentLogger = {
 const liveRestore = test.macro(async (t, from: 'local store' | 'liverestore serve') => {
   t.timeout(60_000);
   for (const tool of ['qemu-img', 'qemu-io', 'qemu-storage-daemon', 'nbdcopy'])
-    if (!(await have(t, tool))) return;
+    if (!requireTool(t, tool)) return;
   const started = Date.now();
 
   // 1. A one-drive VM backup with zero regions, and our NBD server over it.

@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { requireTool } from '@liverestore/testkit';
+import anyTest, { type TestFn } from 'ava';
 import { DRIVE_SIZES, type Fixture, MiB, makeFixture, serve, zeroChunks } from './helpers.js';
 
 const run = promisify(execFile);
@@ -15,24 +16,8 @@ test.after.always(async (t) => {
   await t.context.fixture?.cleanup();
 });
 
-/** True when the tool runs; otherwise skip with a log, or fail under LIVERESTORE_REQUIRE_TOOLS=1. */
-async function have(t: ExecutionContext, tool: string): Promise<boolean> {
-  try {
-    await run(tool, ['--version']);
-    return true;
-  } catch (err) {
-    if ((err as { code?: unknown }).code !== 'ENOENT') return true;
-    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1') {
-      throw new Error(`${tool} is required (LIVERESTORE_REQUIRE_TOOLS=1) but not on PATH`);
-    }
-    t.log(`skipped: ${tool} is not on PATH`);
-    t.pass();
-    return false;
-  }
-}
-
 test('nbdinfo --list shows every drive with its size', async (t) => {
-  if (!(await have(t, 'nbdinfo'))) return;
+  if (!requireTool(t, 'nbdinfo')) return;
   const { server } = await serve(t, t.context.fixture);
   const { stdout } = await run('nbdinfo', ['--list', '--json', `nbd://127.0.0.1:${server.port}`]);
   const listed = (JSON.parse(stdout) as { exports: { 'export-name': string; 'export-size': number }[] })
@@ -47,7 +32,7 @@ test('nbdinfo --list shows every drive with its size', async (t) => {
 });
 
 test('qemu-img convert and nbdcopy give images equal to the sources', async (t) => {
-  if (!(await have(t, 'qemu-img')) || !(await have(t, 'nbdcopy'))) return;
+  if (!requireTool(t, 'qemu-img') || !requireTool(t, 'nbdcopy')) return;
   const f = t.context.fixture;
   const { server } = await serve(t, f);
   const out1 = join(f.dir, 'out1.raw');
@@ -69,7 +54,7 @@ test('qemu-img convert and nbdcopy give images equal to the sources', async (t) 
 });
 
 test('over a Unix socket: nbdcopy and nbdinfo --map (zero chunks are holes)', async (t) => {
-  if (!(await have(t, 'nbdinfo')) || !(await have(t, 'nbdcopy'))) return;
+  if (!requireTool(t, 'nbdinfo') || !requireTool(t, 'nbdcopy')) return;
   const f = t.context.fixture;
   const sock = join(f.dir, 'tools.sock');
   await serve(t, f, { listen: { socket: sock } });
@@ -93,7 +78,7 @@ test('over a Unix socket: nbdcopy and nbdinfo --map (zero chunks are holes)', as
 });
 
 test('a qcow2 overlay backed by the NBD export compares equal to the source (qemu-img)', async (t) => {
-  if (!(await have(t, 'qemu-img'))) return;
+  if (!requireTool(t, 'qemu-img')) return;
   const f = t.context.fixture;
   const { server } = await serve(t, f);
   const overlay = join(f.dir, 'overlay.qcow2');

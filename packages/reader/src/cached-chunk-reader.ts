@@ -3,6 +3,7 @@ import { type ChunkIndex, type CryptConfig, chunkDigest, toHex } from '@liverest
 import { settleAll } from '@liverestore/format/internal';
 import type { ChunkAccess } from './chunk-access.js';
 import { MAX_READAHEAD_CACHE_FRACTION } from './chunk-cache-options.js';
+import type { FileTarget } from './data-extents.js';
 import {
   heapScratch,
   joinLeases,
@@ -83,6 +84,33 @@ export class CachedChunkReader {
   isZeroChunk(i: number): boolean {
     const length = this.index.chunkEnd(i) - this.index.chunkStart(i);
     return this.#zeroHex.get(length) === this.#hex[i];
+  }
+
+  /** The digest of chunk `i` in hex: chunks with equal digests hold equal bytes. */
+  digestHexAt(i: number): string {
+    const hex = this.#hex[i];
+    if (hex === undefined)
+      throw new RangeError(`chunk ${i} is not in the index (${this.#hex.length} chunks)`);
+    return hex;
+  }
+
+  /** True when this reader can decode chunks straight into a file: it lives on the cache's thread. */
+  get decodesToFile(): boolean {
+    return this.#access.decodeToFile !== undefined;
+  }
+
+  /**
+   * Fetches chunk `i` and has a decode thread verify it and write it at every offset of
+   * `file` (the restore path: the bytes never reach this thread). Resolves with the bytes
+   * written; once it settles, no thread writes to `file.fd` for it. Only for readers with
+   * {@link decodesToFile}.
+   */
+  decodeChunkToFile(i: number, file: FileTarget, signal?: AbortSignal): Promise<number> {
+    const decodeToFile = this.#access.decodeToFile;
+    if (decodeToFile === undefined)
+      throw new TypeError("decodeChunkToFile needs a reader on the cache's thread (Snapshot.openArchive)");
+    const length = this.index.chunkEnd(i) - this.index.chunkStart(i);
+    return decodeToFile(this.digestHexAt(i), length, file, signal);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { type ChunkCache, chunkCacheInternals } from './chunk-cache.js';
 import type { ChunkSource } from './chunk-source.js';
+import type { FileTarget } from './data-extents.js';
 import type { Lease, SlotTable } from './slot-table.js';
 
 /**
@@ -36,6 +37,13 @@ export interface ChunkAccess {
     targetOffset: number,
     count: number,
   ): Promise<boolean>;
+  /**
+   * Fetches a chunk and has a decode thread write it at every offset of `file` (see
+   * ChunkCache.decodeToFile); resolves with the bytes written. Only on the cache's own
+   * thread: the file descriptor must stay open until the decode has answered, which a
+   * reader thread that may die cannot promise.
+   */
+  decodeToFile?(digestHex: string, length: number, file: FileTarget, signal?: AbortSignal): Promise<number>;
 }
 
 /** Chunk access for a reader living on the cache's own thread. */
@@ -58,5 +66,7 @@ export function localChunkAccess(
     },
     readSpilled: (digestHex, length, chunkOffset, target, targetOffset, count) =>
       cache.readSpilled(digestHex, length, chunkOffset, target, targetOffset, count),
+    decodeToFile: (digestHex, length, file, signal) =>
+      cache.decodeToFile({ digestHex, length, source, key, background: true }, file, signal),
   };
 }

@@ -68,7 +68,7 @@ export interface ChunkCacheStats {
   prefetches: number;
   /** Prefetched chunks evicted before anyone read them (readahead that was wasted). */
   prefetchesUnused: number;
-  /** Plaintext bytes decoded into the cache. */
+  /** Plaintext bytes decoded: into the cache, or by a restore straight into its file. */
   bytesDecoded: number;
   /** Ready chunks dropped to make room. */
   evictions: number;

@@ -2,7 +2,12 @@
  * The cache's coordinator: the load lifecycle (acquire, prefetch, spill reads, fetch and
  * decode, close), which one thread owns. Memory is in page-arena.ts, memory waits in
  * allocation-queue.ts, a load and its waiters in chunk-load.ts, decode order in
- * decode-scheduler.ts, readahead in readahead-budget.ts, spilling in spill-writer.ts.
+ * decode-scheduler.ts, readahead in readahead-budget.ts, spilling in spill-writer.ts,
+ * lending in lent-chunks.ts. About 500 lines on purpose: what is left is the public
+ * surface (each method a few lines of delegation) and the one load lifecycle that ties
+ * those pieces together; splitting the lifecycle would put its ordering rules (who gets
+ * memory, when a decode thread is refilled, when a damaged blob is fetched again) in
+ * several files.
  */
 import { LiverestoreError } from '@liverestore/format';
 import { AllocationQueue } from './allocation-queue.js';
@@ -16,10 +21,12 @@ import {
 } from './chunk-cache-options.js';
 import { ChunkLoad } from './chunk-load.js';
 import type { FetchHints } from './chunk-source.js';
+import type { FileTarget } from './data-extents.js';
 import { DecodeScheduler } from './decode-scheduler.js';
 import type { DecodeResult } from './decode-worker.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
 import { abortError, fromErrorRecord, ReaderError } from './errors.js';
+import { LentChunks } from './lent-chunks.js';
 import { PageArena } from './page-arena.js';
 import { ReadaheadBudget } from './readahead-budget.js';
 import {
@@ -80,8 +87,7 @@ export class ChunkCache {
    */
   readonly #awaitingBlob = new Set<ChunkLoad>();
   /** Lent pins by slot (see {@link lend}), and the bytes of the chunks they hold. */
-  readonly #lent = new Map<SlotIndex, number>();
-  #lentBytes = 0;
+  readonly #lent: LentChunks;
   #closed = false;
   readonly #stats = {
     hits: 0,
@@ -107,6 +113,10 @@ export class ChunkCache {
     });
     this.#allocations = new AllocationQueue<ChunkLoad>(this.#arena, (load) => this.#awaitingBlob.add(load));
     this.#table = this.#arena.table;
+    this.#lent = new LentChunks(
+      this.capacityBytes * MAX_LENT_CACHE_FRACTION,
+      (slot) => this.#arena.pages(slot).length * this.#table.pageBytes,
+    );
     this.#memory = this.#arena.memory;
     this.#spill = options.spill === undefined ? undefined : new SpillWriter(options.spill, this.#arena);
     this.#readahead = new ReadaheadBudget(this.#arena.capacityBytes * MAX_READAHEAD_CACHE_FRACTION);
@@ -202,24 +212,12 @@ export class ChunkCache {
    * {@link returnLent}, not release.
    */
   lend(lease: Lease): boolean {
-    const pins = this.#lent.get(lease.slot) ?? 0;
-    if (pins === 0) {
-      const bytes = this.#arena.pages(lease.slot).length * this.#table.pageBytes;
-      if (this.#lentBytes + bytes > this.capacityBytes * MAX_LENT_CACHE_FRACTION) return false;
-      this.#lentBytes += bytes;
-    }
-    this.#lent.set(lease.slot, pins + 1);
-    return true;
+    return this.#lent.lend(lease.slot);
   }
 
   /** Drops the pin of a lease {@link lend} lent. */
   returnLent(lease: Lease): void {
-    const pins = this.#lent.get(lease.slot);
-    if (pins === undefined) throw new Error(`internal: slot ${lease.slot} returned but not lent`);
-    if (pins === 1) {
-      this.#lent.delete(lease.slot);
-      this.#lentBytes -= this.#arena.pages(lease.slot).length * this.#table.pageBytes;
-    } else this.#lent.set(lease.slot, pins - 1);
+    this.#lent.giveBack(lease.slot);
     this.#table.unpin(lease);
   }
 
@@ -274,6 +272,57 @@ export class ChunkCache {
     return true;
   }
 
+  /**
+   * Fetches a chunk and has a decode thread verify it and write the plaintext at every
+   * offset of `file`, past the arena: a restore's bytes need no slot, no copy out and no
+   * trip through this thread. A background load: urgent loads of other readers go first.
+   * Nothing is shared with cached or loading copies of the chunk (a restore reads each
+   * chunk once). Resolves with the bytes written; `signal` cancels the fetch and a decode
+   * still waiting for a thread, never one that runs, so once this settles no thread
+   * writes to `file.fd` for it any more.
+   */
+  async decodeToFile(request: ChunkRequest, file: FileTarget, signal?: AbortSignal): Promise<number> {
+    // A function, so that the checks after each await are not narrowed away.
+    const aborted = (): boolean => signal?.aborted === true;
+    if (this.#closed) throw closedError();
+    if (aborted()) throw abortError(signal);
+    const hex = request.digestHex;
+    this.#stats.misses++;
+    const hints: FetchHints = { urgent: false };
+    try {
+      const result = await this.#withDiscardRetry(request, async () => {
+        const blob = await request.source.fetchChunk(
+          hex,
+          signal === undefined ? this.#closing.signal : AbortSignal.any([this.#closing.signal, signal]),
+          hints,
+        );
+        if (this.#closed) throw closedError();
+        if (aborted()) throw abortError(signal);
+        return this.#decodes.decodeToFile(
+          hints,
+          {
+            blob,
+            digestHex: hex,
+            length: request.length,
+            file,
+            ...(request.key === undefined ? {} : { key: request.key }),
+          },
+          request.source.blobsAreTransferable === true,
+        );
+      });
+      if (!result.ok) throw fromErrorRecord(result.error);
+      this.#stats.bytesDecoded += request.length;
+      return result.bytesWritten;
+    } catch (err) {
+      this.#stats.failures++;
+      if (this.#closed) throw closedError();
+      throw aborted() ? abortError(signal) : err;
+    } finally {
+      // The scheduler's contract: the owner starts the next decode once it has the result.
+      this.#decodes.pump();
+    }
+  }
+
   stats(): ChunkCacheStats {
     return {
       ...this.#stats,
@@ -282,7 +331,7 @@ export class ChunkCache {
       spill: this.#spill?.spill.stats(),
       inFlight: this.#loads.size,
       cachedChunks: this.#arena.readyCount,
-      lentBytes: this.#lentBytes,
+      lentBytes: this.#lent.bytes,
       usedBytes: this.#arena.capacityBytes - this.#arena.freeBytes,
       capacityBytes: this.capacityBytes,
     };
@@ -313,16 +362,7 @@ export class ChunkCache {
   checkInvariants(): void {
     this.#arena.checkInvariants(this.#loads.size);
     this.#spill?.spill.checkInvariants();
-    let lentBytes = 0;
-    for (const [slot, pins] of this.#lent) {
-      if (this.#table.pins(slot) < pins)
-        throw new Error(`cache invariant violated: slot ${slot} lent more than pinned`);
-      lentBytes += this.#arena.pages(slot).length * this.#table.pageBytes;
-    }
-    if (lentBytes !== this.#lentBytes || lentBytes > this.capacityBytes * MAX_LENT_CACHE_FRACTION)
-      throw new Error(
-        `cache invariant violated: lent bytes ${this.#lentBytes}, lent chunks hold ${lentBytes}`,
-      );
+    this.#lent.checkInvariants((slot) => this.#table.pins(slot));
   }
 
   #newLoad(request: ChunkRequest, urgent: boolean): ChunkLoad {
@@ -371,18 +411,36 @@ export class ChunkCache {
    * copy, see ChunkSource.discardBlob); when it did, the chunk is fetched once more.
    */
   async #fetchAndDecode(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<void> {
-    const hex = request.digestHex;
-    let result = await this.#fetchAndDecodeOnce(request, load, slot);
-    if (!result.ok && request.source.discardBlob !== undefined && (await request.source.discardBlob(hex))) {
-      if (this.#closed) throw closedError();
-      this.#stats.discardedBlobs++;
-      this.#awaitingBlob.add(load);
-      result = await this.#fetchAndDecodeOnce(request, load, slot);
-      // A bad blob from the origin itself: the source may have stored it again.
-      if (!result.ok) await request.source.discardBlob(hex);
-    }
+    const result = await this.#withDiscardRetry(
+      request,
+      () => this.#fetchAndDecodeOnce(request, load, slot),
+      () => this.#awaitingBlob.add(load),
+    );
     if (!result.ok) throw fromErrorRecord(result.error);
     this.#stats.bytesDecoded += request.length;
+  }
+
+  /**
+   * Runs `attempt` (one fetch and decode of a chunk). When the blob fails verification and
+   * the source drops its copy of it (a persistent cache's damaged entry, see
+   * ChunkSource.discardBlob), runs it once more, from the origin; a bad blob from the origin
+   * itself is offered to the source again, so that it does not keep it.
+   */
+  async #withDiscardRetry<R extends { ok: boolean }>(
+    request: ChunkRequest,
+    attempt: () => Promise<R>,
+    beforeRetry: () => void = () => {},
+  ): Promise<R> {
+    const { source, digestHex } = request;
+    let result = await attempt();
+    if (!result.ok && source.discardBlob !== undefined && (await source.discardBlob(digestHex))) {
+      if (this.#closed) throw closedError();
+      this.#stats.discardedBlobs++;
+      beforeRetry();
+      result = await attempt();
+      if (!result.ok) await source.discardBlob(digestHex);
+    }
+    return result;
   }
 
   async #fetchAndDecodeOnce(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<DecodeResult> {

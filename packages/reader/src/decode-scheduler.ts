@@ -1,4 +1,4 @@
-import type { DecodeResult, DecodeTask } from './decode-worker.js';
+import type { DecodeResult, DecodeTask, FileDecodeResult, FileDecodeTask } from './decode-worker.js';
 import type { ChunkDecoder } from './decoder.js';
 
 /** What the scheduler reads of a load: whether a reader outside any sequential stream waits for it (live). */
@@ -8,9 +8,9 @@ export interface DecodePriority {
 
 interface DecodeJob {
   readonly priority: DecodePriority;
-  readonly task: DecodeTask;
-  readonly takeBlob: boolean;
-  resolve(result: DecodeResult): void;
+  /** Hands the task to the decoder (into a slot or into a file). */
+  start(decoder: ChunkDecoder): Promise<unknown>;
+  resolve(result: unknown): void;
   reject(err: unknown): void;
 }
 
@@ -40,8 +40,17 @@ export class DecodeScheduler {
    * must call {@link pump} once it has handled the result (see #threadFreed).
    */
   decode(priority: DecodePriority, task: DecodeTask, takeBlob: boolean): Promise<DecodeResult> {
-    return new Promise<DecodeResult>((resolve, reject) => {
-      this.#queue.push({ priority, task, takeBlob, resolve, reject });
+    return this.#enqueue(priority, (decoder) => decoder.decode(task, takeBlob));
+  }
+
+  /** {@link decode} of a chunk whose plaintext goes straight to a file (a restore). */
+  decodeToFile(priority: DecodePriority, task: FileDecodeTask, takeBlob: boolean): Promise<FileDecodeResult> {
+    return this.#enqueue(priority, (decoder) => decoder.decodeToFile(task, takeBlob));
+  }
+
+  #enqueue<R>(priority: DecodePriority, start: (decoder: ChunkDecoder) => Promise<R>): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.#queue.push({ priority, start, resolve: resolve as (result: unknown) => void, reject });
       this.pump();
     });
   }
@@ -55,7 +64,7 @@ export class DecodeScheduler {
       // The first urgent job, else the oldest (findIndex gives -1 when none is urgent).
       const job = this.#queue.splice(Math.max(urgent, 0), 1)[0]!;
       this.#running++;
-      this.#decoder.decode(job.task, job.takeBlob).then(
+      job.start(this.#decoder).then(
         (result) => {
           this.#threadFreed();
           job.resolve(result);

@@ -1,7 +1,15 @@
 import { availableParallelism } from 'node:os';
 import { esmWorkerPool } from '@liverestore/datastore/internal';
 import { Piscina } from 'piscina';
-import { type DecodeResult, type DecodeTask, decodeInto } from './decode-worker.js';
+import {
+  type ChunkBlobTask,
+  type DecodeResult,
+  type DecodeTask,
+  decodeInto,
+  decodeToFile,
+  type FileDecodeResult,
+  type FileDecodeTask,
+} from './decode-worker.js';
 import { ReaderError } from './errors.js';
 import type { SharedCacheMemory, SlotTable } from './slot-table.js';
 
@@ -13,6 +21,8 @@ export interface ChunkDecoder {
    * pool may move its memory to a worker instead of copying it.
    */
   decode(task: DecodeTask, takeBlob?: boolean): Promise<DecodeResult>;
+  /** Resolves when the plaintext is written at every offset of the task's file, or with the reason it is not. */
+  decodeToFile(task: FileDecodeTask, takeBlob?: boolean): Promise<FileDecodeResult>;
   /** Decoding threads (0 for inline). */
   readonly threads: number;
   close(): Promise<void>;
@@ -23,12 +33,13 @@ export function inlineDecoder(table: SlotTable): ChunkDecoder {
   return {
     threads: 0,
     decode: async (task) => decodeInto(table, task),
+    decodeToFile: async (task) => decodeToFile(task),
     close: async () => undefined,
   };
 }
 
 /**
- * A piscina pool that decodes into the shared arena. A worker that dies (crash,
+ * A piscina pool that decodes into the shared arena, or straight into output files. A worker that dies (crash,
  * terminate, out of memory) is replaced by piscina; the task it held fails with
  * `ERR_LR_DECODE_WORKER_DIED` instead of hanging.
  */
@@ -44,32 +55,35 @@ export function poolDecoder(
     maxThreads: threads,
     idleTimeout: 30_000,
   });
+  /** Runs a task on a thread, moving the blob's memory there (see ChunkDecoder.decode). */
+  const run = async (task: ChunkBlobTask, takeBlob: boolean): Promise<unknown> => {
+    // The worker gets the blob's memory. Unless the caller gave it up and it is a whole
+    // ArrayBuffer of its own, that is a copy (≈0.3 ms per 4 MiB): a source may keep its
+    // blobs, and a view into a shared ArrayBuffer (Buffer pool) must never be transferred.
+    const blob = task.blob;
+    const whole =
+      takeBlob &&
+      blob.buffer instanceof ArrayBuffer &&
+      blob.byteOffset === 0 &&
+      blob.byteLength === blob.buffer.byteLength;
+    const moved = { ...task, blob: whole ? blob : new Uint8Array(blob) };
+    try {
+      return await pool.run(moved, { transferList: [moved.blob.buffer as ArrayBuffer] });
+    } catch (cause) {
+      throw new ReaderError(
+        'ERR_LR_DECODE_WORKER_DIED',
+        `decode worker failed while decoding chunk ${task.digestHex}`,
+        {
+          cause,
+        },
+      );
+    }
+  };
   return {
     pool,
     threads,
-    async decode(task, takeBlob = false) {
-      // The worker gets the blob's memory. Unless the caller gave it up and it is a whole
-      // ArrayBuffer of its own, that is a copy (≈0.3 ms per 4 MiB): a source may keep its
-      // blobs, and a view into a shared ArrayBuffer (Buffer pool) must never be transferred.
-      const blob = task.blob;
-      const whole =
-        takeBlob &&
-        blob.buffer instanceof ArrayBuffer &&
-        blob.byteOffset === 0 &&
-        blob.byteLength === blob.buffer.byteLength;
-      const moved = { ...task, blob: whole ? blob : new Uint8Array(blob) };
-      try {
-        return (await pool.run(moved, { transferList: [moved.blob.buffer as ArrayBuffer] })) as DecodeResult;
-      } catch (cause) {
-        throw new ReaderError(
-          'ERR_LR_DECODE_WORKER_DIED',
-          `decode worker failed while decoding chunk ${task.digestHex}`,
-          {
-            cause,
-          },
-        );
-      }
-    },
+    decode: async (task, takeBlob = false) => (await run(task, takeBlob)) as DecodeResult,
+    decodeToFile: async (task, takeBlob = false) => (await run(task, takeBlob)) as FileDecodeResult,
     close: () => pool.destroy(),
   };
 }

@@ -32,7 +32,7 @@ export {
   restoreArchive,
   Writeback,
 } from './restore.js';
-export { DEFAULT_S3_BACKGROUND_FETCHES, S3ChunkSource, type S3ChunkSourceOptions } from './s3-source.js';
+export { S3ChunkSource, type S3ChunkSourceOptions } from './s3-source.js';
 export { DEFAULT_PAGE_BYTES, type Lease } from './slot-table.js';
 export { type OpenSnapshotOptions, openChunkSource, openSnapshot, Snapshot } from './snapshot.js';
 export { DEFAULT_SPILL_BYTES, type SpillStats, SpillStore, type SpillStoreOptions } from './spill-store.js';

@@ -8,27 +8,7 @@ import {
   trackTemp,
 } from '@liverestore/datastore/internal';
 import type { CachedChunkReader } from './cached-chunk-reader.js';
-import { ReaderError } from './errors.js';
-
-/** Granularity of holes inside a chunk: zero runs this long and aligned are not written. */
-const HOLE_BYTES = 64 * 1024;
-const ZEROS = Buffer.alloc(HOLE_BYTES);
-
-/**
- * The [from, to) ranges of `data` that are not all-zero 64 KiB blocks, merged. A restored
- * file is then as sparse as the backed-up one was, not only at whole-chunk granularity.
- */
-export function dataExtents(data: Buffer): Array<readonly [number, number]> {
-  const extents: Array<[number, number]> = [];
-  for (let at = 0; at < data.byteLength; at += HOLE_BYTES) {
-    const end = Math.min(at + HOLE_BYTES, data.byteLength);
-    if (data.subarray(at, end).equals(ZEROS.subarray(0, end - at))) continue;
-    const last = extents.at(-1);
-    if (last !== undefined && last[1] === at) last[1] = end;
-    else extents.push([at, end]);
-  }
-  return extents;
-}
+import { abortError, ReaderError } from './errors.js';
 
 /** Writeback is started (fdatasync in the background) after every this many bytes written. */
 export const RESTORE_SYNC_EVERY_BYTES = 256 * 1024 * 1024;
@@ -76,7 +56,7 @@ export interface RestoreProgress {
 
 /** Options of {@link restoreArchive}. */
 export interface RestoreOptions {
-  /** Chunks read and written at once; default 2 × decode workers + 2 (keeps the pool busy). */
+  /** Chunks fetched and decoded at once; default 6 (the CLI gives 2 × decode workers + 2, which keeps the pool busy). */
   concurrency?: number;
   onProgress?: (progress: RestoreProgress) => void;
   signal?: AbortSignal;
@@ -93,12 +73,63 @@ export interface RestoreResult {
   readonly seconds: number;
 }
 
+/** One step of a restore, in index order: a chunk to decode and write, or a zero chunk. */
+type RestoreJob =
+  /** The first occurrence of a digest; `offsets` lists every place it occurs in the image. */
+  | { readonly kind: 'data'; readonly chunk: number; readonly length: number; readonly offsets: number[] }
+  /** An all-zero chunk: a hole in a regular file, zeros written on a block device. */
+  | { readonly kind: 'zero'; readonly offset: number; readonly length: number };
+
+/** The restore's steps: each distinct digest decoded once, at its first occurrence; zero chunks in place. */
+function planRestore(reader: CachedChunkReader): RestoreJob[] {
+  const index = reader.index;
+  const jobs: RestoreJob[] = [];
+  const byDigest = new Map<string, { offsets: number[] }>();
+  for (let i = 0; i < index.chunkCount; i++) {
+    const offset = index.chunkStart(i);
+    const length = index.chunkEnd(i) - offset;
+    if (reader.isZeroChunk(i)) {
+      jobs.push({ kind: 'zero', offset, length });
+      continue;
+    }
+    const hex = reader.digestHexAt(i);
+    const seen = byDigest.get(hex);
+    if (seen !== undefined) {
+      seen.offsets.push(offset);
+      continue;
+    }
+    const job: RestoreJob = { kind: 'data', chunk: i, length, offsets: [offset] };
+    byDigest.set(hex, job);
+    jobs.push(job);
+  }
+  return jobs;
+}
+
+/** Zeros for the zero chunks of a block device (which has no holes). */
+const ZERO_PIECE = Buffer.alloc(1024 * 1024);
+
+async function writeZeros(handle: FileHandle, offset: number, length: number): Promise<void> {
+  for (let done = 0; done < length; ) {
+    const { bytesWritten } = await handle.write(
+      ZERO_PIECE,
+      0,
+      Math.min(ZERO_PIECE.length, length - done),
+      offset + done,
+    );
+    done += bytesWritten;
+  }
+}
+
 /**
- * Restores a whole archive to `path`. Chunks are read concurrently through the cache (so
- * the decode pool works in parallel) and written at their offsets; all-zero chunks stay
- * holes in a regular file. A regular file is written to a temporary name, fsynced and
- * renamed, so `path` is either the complete image or untouched; a block device is
- * written in place (its zero chunks are written too, since a device has no holes).
+ * Restores a whole archive to `path`. The decode threads write the image themselves:
+ * this thread fetches the blob of each distinct chunk once (`concurrency` at a time) and a
+ * decode thread verifies it and writes it at every offset where it occurs, so decoded
+ * bytes never cross to this thread or through the cache's memory. All-zero chunks, and
+ * all-zero 64 KiB blocks inside chunks, stay holes in a regular file. A regular file is
+ * written to a temporary name, fsynced and renamed, so `path` is either the complete
+ * image or untouched; a block device is written in place (its zero chunks are written
+ * too, since a device has no holes). The reader must live on the cache's thread
+ * (`Snapshot.openArchive`, not a remote reader).
  */
 export async function restoreArchive(
   reader: CachedChunkReader,
@@ -109,6 +140,8 @@ export async function restoreArchive(
   const concurrency = options.concurrency ?? 6;
   if (!Number.isInteger(concurrency) || concurrency < 1)
     throw new RangeError('concurrency must be a positive integer');
+  if (!reader.decodesToFile)
+    throw new TypeError("restoreArchive needs a reader on the cache's thread (Snapshot.openArchive)");
   const existing = await stat(path).catch(() => undefined);
   const isDevice = existing?.isBlockDevice() === true;
   if (existing?.isDirectory() === true) {
@@ -131,45 +164,50 @@ export async function restoreArchive(
     );
   }
   const untrack = isDevice ? () => undefined : trackTemp(target);
-  const index = reader.index;
+  const jobs = planRestore(reader);
   let bytesDone = 0;
   let bytesWritten = 0;
   let zeroChunks = 0;
   const writeback = new Writeback(handle);
   try {
     if (!isDevice) await handle.truncate(reader.size);
+    const signal = options.signal;
     let next = 0;
-    const worker = async (): Promise<void> => {
-      // One buffer per worker for the whole restore, not one per chunk: 4 MiB allocations
-      // at hundreds of MB/s are garbage-collector work on the thread that also fetches.
-      let own = Buffer.alloc(0);
-      while (next < index.chunkCount) {
-        options.signal?.throwIfAborted();
-        const i = next++;
-        const start = index.chunkStart(i);
-        const length = index.chunkEnd(i) - start;
-        if (reader.isZeroChunk(i) && !isDevice) {
-          zeroChunks++;
-        } else {
-          if (own.length < length) own = Buffer.allocUnsafe(length);
-          const buffer = own.subarray(0, length);
-          await reader.readAt(buffer, start, options.signal);
-          for (const [from, to] of isDevice ? [[0, length] as const] : dataExtents(buffer)) {
-            let written = from;
-            while (written < to) {
-              const { bytesWritten: n } = await handle.write(buffer, written, to - written, start + written);
-              written += n;
+    // The first failure; lanes stop taking jobs, and every job in flight is waited for, so
+    // no decode thread writes to the descriptor after it is closed.
+    let failure: { readonly error: unknown } | undefined;
+    const lane = async (): Promise<void> => {
+      while (failure === undefined && next < jobs.length && signal?.aborted !== true) {
+        const job = jobs[next++]!;
+        try {
+          if (job.kind === 'zero') {
+            zeroChunks++;
+            if (isDevice) {
+              await writeZeros(handle, job.offset, job.length);
+              bytesWritten += job.length;
             }
-            bytesWritten += to - from;
+          } else {
+            // Not `bytesWritten += await …`: that would add to the count read before the wait.
+            const written = await reader.decodeChunkToFile(
+              job.chunk,
+              { fd: handle.fd, offsets: job.offsets, sparse: !isDevice },
+              signal,
+            );
+            bytesWritten += written;
           }
-          // Start writeback while decoding goes on, so the final fsync finds little left.
-          writeback.written(bytesWritten);
+        } catch (error) {
+          failure ??= { error };
+          return;
         }
-        bytesDone += length;
+        // Start writeback while decoding goes on, so the final fsync finds little left.
+        writeback.written(bytesWritten);
+        bytesDone += job.length * (job.kind === 'data' ? job.offsets.length : 1);
         options.onProgress?.({ bytesDone, bytesTotal: reader.size });
       }
     };
-    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, index.chunkCount)) }, worker));
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, jobs.length)) }, lane));
+    if (signal?.aborted === true) throw abortError(signal);
+    if (failure !== undefined) throw failure.error;
     await writeback.sync();
   } catch (err) {
     await writeback.settle();

@@ -5,6 +5,7 @@
  * reset connections, stall, corrupt a chunk, lie about a body's length, require a token,
  * or go away and come back.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Datastore, SnapshotRef } from '@liverestore/datastore';
@@ -362,7 +363,7 @@ test('a wrong or missing token fails with ERR_LR_UNAUTHORIZED, the right one wor
   t.true(buffer.equals(imageBytes(f.spec, 5000, 1000)));
 });
 
-test('https: the server certificate is checked against tls.ca, or not when rejectUnauthorized is false', async (t) => {
+test('https: the server certificate is checked against tls.ca or tls.fingerprint, or not when rejectUnauthorized is false', async (t) => {
   const { store, ref } = await sharedStore();
   const fixture = (name: string): Promise<Buffer> =>
     readFile(new URL(`../../test/fixtures/${name}`, import.meta.url));
@@ -378,11 +379,16 @@ test('https: the server certificate is checked against tls.ca, or not when rejec
     t.teardown(() => source.close());
     return source;
   };
+  const fingerprint = new X509Certificate(cert).fingerprint256;
   const untrusted = await open({});
-  const err = await t.throwsAsync(untrusted.listSnapshots(), { code: 'ERR_LR_SOURCE_UNAVAILABLE' });
-  t.regex(err.message, /not retried/);
-  t.is(server.counters.requests, 0);
+  const err = await t.throwsAsync(untrusted.listSnapshots(), { code: 'ERR_LR_TLS_UNTRUSTED' });
+  t.true(err.message.includes(`--fingerprint ${fingerprint}`), err.message);
+  t.is(server.counters.requests, 0, 'not retried, nothing reached the server');
   t.deepEqual(await (await open({ tls: { ca: cert } })).listSnapshots(), [ref]);
+  t.deepEqual(await (await open({ tls: { fingerprint } })).listSnapshots(), [ref]);
+  await t.throwsAsync((await open({ tls: { fingerprint: 'ab'.repeat(32) } })).listSnapshots(), {
+    code: 'ERR_LR_TLS_FINGERPRINT',
+  });
   t.deepEqual(await (await open({ tls: { rejectUnauthorized: false } })).listSnapshots(), [ref]);
 });
 

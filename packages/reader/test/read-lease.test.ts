@@ -161,3 +161,15 @@ test('a lease whose chunk is missing fails and releases the chunks it got; an ab
   t.is(totalPins(cache), 0, 'the load finished with nobody pinning it');
   cache.checkInvariants();
 });
+
+test("a chunk's pages are allocated in ascending order: on a fresh cache a whole-chunk lease is one view", async (t) => {
+  const { spec, cache, reader } = await openStore(t);
+  const data = [...Array(reader.index.chunkCount - 1).keys()].filter((i) => !reader.isZeroChunk(i));
+  for (const i of data.slice(0, 4)) {
+    const lease = await reader.leaseAt(i * CHUNK, CHUNK);
+    t.is(lease.views.length, 1, `chunk ${i}`);
+    t.true(onArena(cache, lease.views[0]!));
+    t.true(lease.views[0]!.equals(imageBytes(spec, i * CHUNK, CHUNK)));
+    lease.release();
+  }
+});

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { ChunkCache, openSnapshot, restoreArchive } from '@liverestore/reader';
-import { imageBytes, tempDir } from '@liverestore/testkit';
+import { imageBytes, requireTool, tempDir } from '@liverestore/testkit';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { pino } from 'pino';
 import type { ChunkServer } from '../src/index.js';
@@ -43,16 +43,6 @@ test.before(async (t) => {
 test.after.always(async (t) => {
   await t.context.fixture?.cleanup();
 });
-
-/** True when `tool` runs at all (ENOENT = not installed). */
-async function hasTool(tool: string, args: string[]): Promise<boolean> {
-  try {
-    await run(tool, args);
-    return true;
-  } catch (err) {
-    return (err as { code?: unknown }).code !== 'ENOENT';
-  }
-}
 
 interface RawAnswer {
   readonly status: number;
@@ -110,7 +100,7 @@ function metricValue(text: string, name: string, labels: string): number {
 
 test.serial('qemu-img convert reads the image over http:// byte for byte', async (t) => {
   t.timeout(60_000);
-  if (!(await hasTool('qemu-img', ['--version'])) && toolMissing(t, 'qemu-img')) return;
+  if (!requireTool(t, 'qemu-img')) return;
   const f = t.context.fixture;
   const server = await serve(t, f);
   const dir = await tempDir('lr-qemu-');

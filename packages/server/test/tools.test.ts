@@ -2,17 +2,9 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { imageBytes, tempDir } from '@liverestore/testkit';
+import { imageBytes, requireTool, tempDir } from '@liverestore/testkit';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import {
-  DRIVE_SIZES,
-  errorOf,
-  type Fixture,
-  makeFixture,
-  rawRequest,
-  serve,
-  toolMissing,
-} from './helpers.js';
+import { DRIVE_SIZES, errorOf, type Fixture, makeFixture, rawRequest, serve } from './helpers.js';
 
 const run = promisify(execFile);
 const test = anyTest as TestFn<{ fixture: Fixture }>;
@@ -23,17 +15,6 @@ test.before(async (t) => {
 test.after.always(async (t) => {
   await t.context.fixture?.cleanup();
 });
-
-/** True when `tool` runs (`tool --version` or `tool version`). */
-async function hasTool(tool: string, args: string[]): Promise<boolean> {
-  try {
-    await run(tool, args);
-    return true;
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') return false;
-    return true;
-  }
-}
 
 /** A throw-away self-signed certificate for localhost. */
 async function selfSigned(t: ExecutionContext): Promise<{ cert: Buffer; key: Buffer }> {
@@ -60,7 +41,7 @@ async function selfSigned(t: ExecutionContext): Promise<{ cert: Buffer; key: Buf
 }
 
 test('TLS: the server speaks HTTPS with the given certificate', async (t) => {
-  if (!(await hasTool('openssl', ['version'])) && toolMissing(t, 'openssl')) return;
+  if (!requireTool(t, 'openssl', process.env, ['version'])) return;
   const f = t.context.fixture;
   const server = await serve(t, f, { tls: await selfSigned(t), token: 'tls-token' });
   t.regex(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
@@ -78,7 +59,7 @@ test('TLS: the server speaks HTTPS with the given certificate', async (t) => {
 });
 
 test('curl -r A-B gets exactly those bytes', async (t) => {
-  if (!(await hasTool('curl', ['--version'])) && toolMissing(t, 'curl')) return;
+  if (!requireTool(t, 'curl')) return;
   const f = t.context.fixture;
   const server = await serve(t, f);
   const url = `${server.url}/snapshots/${f.snapshot}/drive-scsi1.img`;

@@ -15,13 +15,17 @@ export interface ToolContext {
 
 const found = new Map<string, boolean>();
 
-/** True when `name --version` runs (the answer is cached per process). */
-export function hasTool(name: string): boolean {
-  let ok = found.get(name);
+/**
+ * True when `name --version` (or `name ...versionArgs`: `openssl version`) runs and exits 0;
+ * the answer is cached per process.
+ */
+export function hasTool(name: string, versionArgs: readonly string[] = ['--version']): boolean {
+  const key = [name, ...versionArgs].join(' ');
+  let ok = found.get(key);
   if (ok === undefined) {
-    const result = spawnSync(name, ['--version'], { stdio: 'ignore', timeout: 30_000 });
+    const result = spawnSync(name, versionArgs, { stdio: 'ignore', timeout: 30_000 });
     ok = result.error === undefined && result.status === 0;
-    found.set(name, ok);
+    found.set(key, ok);
   }
   return ok;
 }
@@ -29,10 +33,16 @@ export function hasTool(name: string): boolean {
 /**
  * True when the tool is there. Otherwise the test is over: with
  * `LIVERESTORE_REQUIRE_TOOLS=1` it fails naming the tool, else it logs and passes as
- * skipped. Use as `if (!requireTool(t, 'python3')) return;`.
+ * skipped. Use as `if (!requireTool(t, 'python3')) return;`. `versionArgs` is how the tool
+ * is probed (`['version']` for openssl).
  */
-export function requireTool(t: ToolContext, name: string, env: NodeJS.ProcessEnv = process.env): boolean {
-  if (hasTool(name)) return true;
+export function requireTool(
+  t: ToolContext,
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  versionArgs: readonly string[] = ['--version'],
+): boolean {
+  if (hasTool(name, versionArgs)) return true;
   if (env.LIVERESTORE_REQUIRE_TOOLS === '1') {
     t.fail(
       `required tool "${name}" is missing (LIVERESTORE_REQUIRE_TOOLS=1): install it, e.g. apt-get install ${name}`,

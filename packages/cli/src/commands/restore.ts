@@ -61,9 +61,9 @@ export const restoreCommand = defineCommand({
 
 Restores one archive (e.g. drive-scsi0.img, with or without .fidx) of SNAPSHOT
 (TYPE/ID/TIME, or TYPE/ID for the latest) to FILE, or every archive with --all into
-DIR (one file per archive, named like the archive). Chunks are fetched and decoded in
-parallel through the shared cache and written at their offsets; all-zero chunks stay
-holes (sparse files). Each file is written under a temporary name and renamed when
+DIR (one file per archive, named like the archive). Each distinct chunk is fetched
+once and decoded and verified by a decode thread, which writes it at every offset where
+it occurs; all-zero chunks stay holes (sparse files). Each file is written under a temporary name and renamed when
 complete, so FILE is either the whole image or untouched. A block device as FILE is
 written in place.
 

@@ -20,8 +20,12 @@ import {
   ROOT_NAMESPACE,
 } from '../namespace.js';
 import { MAX_CHUNK_FILE_BYTES } from '../regular-file.js';
-import type { SnapshotInfo } from '../snapshot-files.js';
-import { readSnapshotArchiveIndex, readSnapshotInfo, readSnapshotManifest } from '../snapshot-files.js';
+import {
+  readSnapshotArchiveIndex,
+  readSnapshotInfo,
+  readSnapshotManifest,
+  type SnapshotInfo,
+} from '../snapshot-files.js';
 import {
   formatBackupTime,
   formatGroup,

@@ -1,0 +1,81 @@
+/*
+ * restoreArchive's data path: each distinct chunk is fetched and decoded once and written
+ * by a decode thread at every offset where it occurs, past the cache's memory; zstd,
+ * DEFLATE and encrypted stores, fixed and dynamic archives (unaligned offsets).
+ */
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CryptConfig } from '@liverestore/format';
+import { randomBytes } from '@liverestore/testkit';
+import test from 'ava';
+import { ChunkCache, LocalChunkSource, openSnapshot, restoreArchive } from '../src/index.js';
+import { backupInputs, CountingSource, KiB, testDir } from './helpers.js';
+
+const CHUNK = 256 * KiB;
+
+/** Chunks A B A 0 A C B + a short tail: three chunks used more than once, one zero, C half zeros. */
+function imageWithRepeats(): Buffer {
+  const a = randomBytes(1, CHUNK);
+  const b = randomBytes(2, CHUNK);
+  const c = Buffer.concat([Buffer.alloc(CHUNK / 2), randomBytes(3, CHUNK / 2)]);
+  const tail = randomBytes(4, 12_345);
+  return Buffer.concat([a, b, a, Buffer.alloc(CHUNK), a, c, b, tail]);
+}
+
+for (const store of [
+  { title: 'zstd', options: {} },
+  { title: 'DEFLATE', options: { compress: 'deflate' as const } },
+  { title: 'encrypted zstd', options: { crypt: new CryptConfig(Buffer.alloc(32, 7)) } },
+]) {
+  test(`${store.title}: every distinct chunk is fetched once and written at each of its offsets, past the cache's memory`, async (t) => {
+    const dir = await testDir(t);
+    const image = imageWithRepeats();
+    await backupInputs(dir, '100', [{ name: 'drive-scsi0.img', data: image }], {
+      chunkSizeBytes: CHUNK,
+      ...store.options,
+    });
+    const source = new CountingSource(await LocalChunkSource.open(join(dir, 'store')));
+    const cache = new ChunkCache({ cacheBytes: 4 * CHUNK, workers: 2 });
+    t.teardown(() => cache.close());
+    const crypt = 'crypt' in store.options ? store.options.crypt : undefined;
+    const snapshot = await openSnapshot({ source, snapshot: 'vm/100', cache, crypt });
+    const reader = await snapshot.openArchive('drive-scsi0.img');
+    await mkdir(join(dir, 'out'));
+    const target = join(dir, 'out', 'disk.raw');
+
+    const result = await restoreArchive(reader, target);
+    t.true((await readFile(target)).equals(image));
+    t.is(result.zeroChunks, 1);
+    // A, B, C and the tail: one fetch each, although A occurs three times and B twice.
+    t.is(source.fetchCount, 4);
+    t.deepEqual([...source.fetches.values()], [1, 1, 1, 1]);
+    // Written: every non-zero 64 KiB block of every occurrence (C's zero half stays a hole).
+    t.is(result.bytesWritten, image.byteLength - CHUNK - CHUNK / 2);
+    t.true((await stat(target)).blocks * 512 < image.byteLength - CHUNK);
+    // Nothing went through the cache's memory; the decodes are counted.
+    const stats = cache.stats();
+    t.is(stats.cachedChunks, 0);
+    t.is(stats.usedBytes, 0);
+    t.is(stats.misses, 4);
+    t.is(stats.bytesDecoded, 3 * CHUNK + 12_345);
+    cache.checkInvariants();
+  });
+}
+
+test('a dynamic archive (chunks at unaligned offsets) restores byte for byte, inline decoder too', async (t) => {
+  const dir = await testDir(t);
+  const block = randomBytes(5, 96 * KiB + 7);
+  const data = Buffer.concat([block, randomBytes(6, 300 * KiB), block, Buffer.alloc(200 * KiB), block]);
+  await backupInputs(dir, '100', [{ name: 'data.bin', data }], { dynamicAvgBytes: 64 * KiB });
+  for (const workers of [0, 1]) {
+    const cache = new ChunkCache({ cacheBytes: 4 * 1024 * KiB, workers });
+    t.teardown(() => cache.close());
+    const snapshot = await openSnapshot({ source: join(dir, 'store'), snapshot: 'vm/100', cache });
+    const reader = await snapshot.openArchive('data.bin');
+    t.is(reader.index.kind, 'dynamic');
+    const target = join(dir, `data-${workers}.bin`);
+    await restoreArchive(reader, target);
+    t.true((await readFile(target)).equals(data), `workers: ${workers}`);
+    t.is(cache.stats().cachedChunks, 0);
+  }
+});
