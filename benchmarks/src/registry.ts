@@ -12,6 +12,7 @@ import { nbdBenchmark } from './nbd.js';
 import { qemuBenchmark } from './qemu.js';
 import { restoreBenchmark } from './restore.js';
 import { s3Benchmark } from './restore-s3.js';
+import { scaleBenchmark } from './scale.js';
 import { testkitBenchmark } from './testkit.js';
 
 export const BENCHMARKS: readonly Benchmark[] = [
@@ -19,6 +20,7 @@ export const BENCHMARKS: readonly Benchmark[] = [
   backupBenchmark,
   restoreBenchmark,
   s3Benchmark,
+  scaleBenchmark,
   nbdBenchmark,
   liveRestoreBenchmark,
   qemuBenchmark,

@@ -78,8 +78,8 @@ function readSettings(context: BenchContext): Settings {
   };
 }
 
-/** Starts an RGW in `dir` with scripts/rgw-up.sh; returns its connection and how to stop it. */
-function startRgw(dir: string): {
+/** Starts an RGW in `dir` with scripts/rgw-up.sh (port 7489); returns its connection and how to stop it (bench scale uses it too). */
+export function startRgw(dir: string): {
   connection: S3ConnectionOptions;
   cpuSeconds(): Promise<number>;
   stop(): void;

@@ -17,7 +17,7 @@ export const BENCHMARKS_MAIN = fileURLToPath(
 export const benchCommand = defineCommand({
   name: 'bench',
   summary:
-    'run a benchmark of the workspace (pnpm bench): qemu, live-restore, restore, s3, nbd, codecs, backup, testkit',
+    'run a benchmark of the workspace (pnpm bench): qemu, live-restore, restore, s3, scale, nbd, codecs, backup, testkit',
   help: `Usage: liverestore bench NAME [options]
        liverestore bench NAME --help       (the options of benchmark NAME)
 
@@ -35,6 +35,9 @@ Benchmarks:
                 copy job and a booting guest over NBD, injected RTT and bandwidth,
                 scaling to 8 drives
   restore       cold full restore vs the decode limit, warm random 4 KiB reads
+  scale         40 restores at once from serve, serve behind nginx, Ceph RGW and RGW
+                behind nginx: total time vs one restore × 40, origin GETs, read p99,
+                memory per process, every byte checked
   nbd           warm random 4 KiB reads over NBD with fio, vs nbdkit
   codecs        single-thread MB/s of the codecs and hashes on 4 MiB chunks
   backup        backup MB/s: encoder inline, 1 and N threads, incremental
@@ -43,7 +46,7 @@ Needs a built workspace checkout (pnpm build): the benchmarks are not part of th
 installed CLI; without them this fails with ERR_LR_BENCH_NOT_BUILT.`,
   options: {},
   rawArgs: true,
-  actions: ['qemu', 'live-restore', 'restore', 'nbd', 'codecs', 'backup'],
+  actions: ['qemu', 'live-restore', 'restore', 'scale', 'nbd', 'codecs', 'backup'],
   async run({ positionals }, io) {
     const [first] = positionals;
     if (first === undefined || first === '--help' || first === '-h' || first === 'help') {

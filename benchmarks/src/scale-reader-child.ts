@@ -1,0 +1,124 @@
+/**
+ * One reader process of `bench scale`, started by scale-readers.ts with an IPC channel:
+ * opens its readers (one shared ChunkCache, as one restore host would have), says
+ * `ready`, waits for `go`, then every reader copies its whole drive sequentially in
+ * `readBytes` pieces through `readAt` (the background copy of a live restore), hashing
+ * what it got; it answers with one `done` message and exits.
+ *
+ *   child_process.fork('scale-reader-child.js', [JSON.stringify(ReaderChildConfig)])
+ *
+ * An s3:// origin takes its endpoint and keys from AWS_* in the environment.
+ */
+
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { type CachedChunkReader, ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
+import { peakRssBytes } from './proc-stats.js';
+
+/** One reader: a whole drive of a snapshot. */
+export interface ReaderTask {
+  readonly snapshot: string;
+  readonly drive: string;
+}
+
+/** What the parent passes as the only argument. */
+export interface ReaderChildConfig {
+  /** `http://…` (serve, nginx) or `s3://BUCKET/STORE` (RGW, or nginx before it). */
+  readonly origin: string;
+  readonly cacheBytes: number;
+  readonly workers: number;
+  readonly readaheadChunks: number;
+  readonly readBytes: number;
+  readonly readers: readonly ReaderTask[];
+}
+
+/** What one reader did. */
+export interface ReaderOutcome extends ReaderTask {
+  readonly bytes: number;
+  readonly sha256: string;
+  /** Wall-clock ms (performance.timeOrigin based, comparable across processes) of its first read and last answer. */
+  readonly startMs: number;
+  readonly endMs: number;
+  /** Latency of every `readAt`, ms, in read order. */
+  readonly readMs: readonly number[];
+}
+
+/** Child → parent messages. */
+export type ChildMessage =
+  | { readonly type: 'ready' }
+  | {
+      readonly type: 'done';
+      readonly readers: readonly ReaderOutcome[];
+      readonly peakRssBytes: number | null;
+      readonly cache: Readonly<Record<string, number>>;
+    };
+
+/** Parent → child messages. */
+export type ParentMessage = { readonly type: 'go' };
+
+function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Copies the whole drive through `readAt` in `readBytes` pieces, timing each and hashing the bytes. */
+async function copyDrive(
+  task: ReaderTask,
+  reader: CachedChunkReader,
+  readBytes: number,
+): Promise<ReaderOutcome> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(readBytes);
+  const readMs: number[] = [];
+  const startMs = now();
+  for (let offset = 0; offset < reader.size; offset += readBytes) {
+    const piece = buffer.subarray(0, Math.min(readBytes, reader.size - offset));
+    const t = performance.now();
+    await reader.readAt(piece, offset);
+    readMs.push(performance.now() - t);
+    hash.update(piece);
+  }
+  return { ...task, bytes: reader.size, sha256: hash.digest('hex'), startMs, endMs: now(), readMs };
+}
+
+function send(message: ChildMessage): Promise<void> {
+  return new Promise((resolve, reject) =>
+    process.send!(message, undefined, {}, (e) => (e ? reject(e) : resolve())),
+  );
+}
+
+const goMessage = new Promise<void>((resolve) => {
+  process.on('message', (m: ParentMessage) => {
+    if (m.type === 'go') resolve();
+  });
+});
+
+const config = JSON.parse(process.argv[2] ?? '{}') as ReaderChildConfig;
+const cache = new ChunkCache({ cacheBytes: config.cacheBytes, workers: config.workers });
+const snapshots = new Map<string, Snapshot>();
+try {
+  const readers: CachedChunkReader[] = [];
+  for (const task of config.readers) {
+    let snap = snapshots.get(task.snapshot);
+    if (snap === undefined) {
+      snap = await openSnapshot({ source: config.origin, snapshot: task.snapshot, cache });
+      snapshots.set(task.snapshot, snap);
+    }
+    readers.push(await snap.openArchive(task.drive, { readaheadChunks: config.readaheadChunks }));
+  }
+  await send({ type: 'ready' });
+  await goMessage;
+  const outcomes = await Promise.all(
+    config.readers.map((task, i) => copyDrive(task, readers[i]!, config.readBytes)),
+  );
+  const s = cache.stats();
+  await send({
+    type: 'done',
+    readers: outcomes,
+    peakRssBytes: (await peakRssBytes('self')) ?? null,
+    cache: { hits: s.hits, misses: s.misses, dedupJoins: s.dedupJoins, prefetches: s.prefetches },
+  });
+} finally {
+  for (const snap of snapshots.values()) await snap.close();
+  await cache.close();
+  process.disconnect?.();
+}
