@@ -16,7 +16,7 @@ import { vmImageSet, writeImageFile } from '@liverestore/testkit';
 import type { BenchContext } from './benchmark.js';
 import { type Iteration, SYSTEM_NAMES, type System } from './live-report.js';
 import type { ChildConfig, ChildOutput } from './live-restore-child.js';
-import { DRIVE_MIXES, type Settings } from './live-settings.js';
+import { DRIVE_MIXES, type Settings, STORE_COMPRESSION } from './live-settings.js';
 import { distinctDataChunks, readIndexes, zeroDigests } from './live-systems.js';
 import { bootTrace, ChunkRefCounter, percentile, runWorkload, type WorkloadResult } from './live-workload.js';
 import { type LiverestoreProcess, startLiverestoreProcess, startNodeProcess } from './liverestore-process.js';
@@ -55,7 +55,7 @@ export async function backupVm(
     await writeImageFile(d.spec, path);
     inputs.push({ name: d.name, path });
   }
-  const result = await backup(store, { type: 'vm', id, inputs });
+  const result = await backup(store, { type: 'vm', id, inputs, compress: STORE_COMPRESSION });
   for (const input of inputs) await rm(input.path);
   return {
     snapshot: result.snapshot,

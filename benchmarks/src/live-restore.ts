@@ -34,7 +34,7 @@ import {
   speedupOver,
   systemCases,
 } from './live-report.js';
-import { DEFAULTS, LIVE_RESTORE_OPTIONS, readSettings } from './live-settings.js';
+import { DEFAULTS, LIVE_RESTORE_OPTIONS, readSettings, STORE_COMPRESSION } from './live-settings.js';
 import { COPY_REQUEST_BYTES, GUEST_QUEUE_DEPTH, MEAN_THINK_MS, percentile } from './live-workload.js';
 import {
   type LiverestoreProcess,
@@ -166,7 +166,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
     notes.push(
       `Measured round trip through the proxy (64-byte ping-pong, ${rtts.length} samples, ${s.rttMs} ms configured): p50 ${ms(percentile(rtts, 50))}, p99 ${ms(percentile(rtts, 99))}; the proxy delays by scheduling on a 1 ms ticker, so single pieces see 0–1 ms jitter around the configured delay.`,
       `Hit rate = 1 − chunk fetches / chunk references: references are the (read, non-zero chunk) pairs of every copy and guest read issued, fetches are the chunk requests \`liverestore serve\` answered in the iteration (its /metrics); readahead fetches count as fetches. ${rssWhat}.`,
-      `A: per drive one reader holding only its current decoded chunk (plus PBS's cache hint: the ≤ 8 chunks the index uses more than once, i.e. the zero chunk), every read under the drive's mutex, chunks of a read fetched one after another, decode inline (CRC-32, inflate, SHA-256) on the main thread; same HTTP client and server as B.`,
+      `A: per drive one reader holding only its current decoded chunk (plus PBS's cache hint: the ≤ 8 chunks the index uses more than once, i.e. the zero chunk), every read under the drive's mutex, chunks of a read fetched one after another, decode inline (CRC-32, decompress, SHA-256) on the main thread; same HTTP client and server as B.`,
       `C: PBS today — one LRU of ${PBS_SHARED_CACHE_CHUNKS} decoded chunks (counted in entries, not bytes) shared by all drives, concurrent readers of a chunk sharing one fetch + decode, reads of a drive not serialised (no mutex), chunks of a read fetched one after another, decode ${s.pbsDecodeThreads === 0 ? 'inline on the main thread' : `on ${s.pbsDecodeThreads} thread${s.pbsDecodeThreads === 1 ? '' : 's'} (PBS's tokio workers)`}, no readahead, PBS's most-used cache hint per drive as in A; same HTTP client and server as A and B.`,
       `B: liverestore ${s.mode === 'nbd' ? '`liverestore nbd --from URL`' : 'library (openSnapshot, ChunkCache, CachedChunkReader.readAt) in-process'}: one ${formatBytes(s.cacheBytes)} cache shared by all drives, ${s.workers} decode workers, readahead ${s.readaheadChunks} chunks.`,
     );
@@ -193,7 +193,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       scalingSizeBytesPerDrive: s.scalingSizeBytes,
       storedBytes: vm.storedBytes,
       chunkBytes: 4 * 1024 * 1024,
-      compress: 'deflate',
+      compress: STORE_COMPRESSION,
       pbsTodayCacheChunks: PBS_SHARED_CACHE_CHUNKS,
       pbsDecodeThreads: s.pbsDecodeThreads,
     };

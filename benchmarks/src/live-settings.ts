@@ -21,6 +21,9 @@ import {
 
 export type Mode = 'nbd' | 'api';
 
+/** How the benchmark's store is written: the product default, as a user's backup would be. */
+export const STORE_COMPRESSION = 'zstd' as const;
+
 /** The mixes `--mix` accepts: vm (system disk + data disks, testkit's VM), or one mix for every drive. */
 export const DRIVE_MIXES: ReadonlyMap<string, ContentMix | undefined> = new Map<
   string,

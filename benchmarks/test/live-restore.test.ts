@@ -51,6 +51,11 @@ async function checkOutput(t: ExecutionContext, dir: string, stdout: string, std
   t.is(json.settings.drives, 2);
   t.is(json.settings.rttMs, 1);
   t.is(json.settings.bitsPerSecond, 1e9);
+  t.is(
+    json.settings.compress,
+    'zstd',
+    'the store is written as a user would back up (zstd), and the report says so',
+  );
   const [ab] = json.sections;
   t.deepEqual(
     ab.cases.map((c: { name: string }) => c.name),
