@@ -18,5 +18,6 @@ export * from './fixed-index.js';
 export * from './hex.js';
 export * from './magic.js';
 export * from './option-checks.js';
+export * from './transient-errors.js';
 export * from './zstd-codec.js';
 export * from './zstd-frame.js';

@@ -1,5 +1,13 @@
 import { LiverestoreError } from '@liverestore/format';
-import { type Clock, linkedController, Semaphore, sleep, systemClock } from '@liverestore/format/internal';
+import {
+  type Clock,
+  describeError,
+  isTransientError as isTransientNetworkError,
+  linkedController,
+  Semaphore,
+  sleep,
+  systemClock,
+} from '@liverestore/format/internal';
 import { Pool } from 'undici';
 import { abortError, ReaderError } from './errors.js';
 import { type ExpectedBody, readErrorBody, readPiece, readWholeBody } from './http-body.js';
@@ -98,41 +106,9 @@ export interface TransportRequestOptions {
   readonly yieldTo?: AbortSignal | undefined;
 }
 
-/** Network failures worth another attempt: the server may be restarting or the path flapping. */
-const TRANSIENT_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'ERR_LR_SOURCE_TIMEOUT',
-  'ERR_LR_SOURCE_HTTP_5XX',
-]);
-
 /** True for a failure another attempt may not see (network, timeout, 5xx); false for a permanent one. */
 export function isTransientError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string' && (TRANSIENT_CODES.has(code) || code.startsWith('HPE_'))) return true;
-  // Errors without a code but with a network cause (AggregateError of a dual-stack connect).
-  const cause = (err as { cause?: unknown } | undefined)?.cause;
-  if (cause !== undefined && cause !== err) return isTransientError(cause);
-  const errors = (err as { errors?: unknown } | undefined)?.errors;
-  return Array.isArray(errors) && errors.some(isTransientError);
-}
-
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+  return isTransientNetworkError(err);
 }
 
 /**
@@ -217,7 +193,7 @@ export class HttpTransport {
             // Not transient and not ours (a TLS failure, a malformed answer): fail now, with a code.
             throw new ReaderError(
               'ERR_LR_SOURCE_UNAVAILABLE',
-              `${kind.what} from ${this.name}: GET ${url} failed (not retried) with ${describe(err)}`,
+              `${kind.what} from ${this.name}: GET ${url} failed (not retried) with ${describeError(err)}`,
               { cause: err },
             );
           }
@@ -237,7 +213,7 @@ export class HttpTransport {
             attempt,
             attempts,
             delayMs,
-            error: describe(last),
+            error: describeError(last),
           });
           try {
             await sleep(delayMs, stop.signal, this.#options.clock);
@@ -251,7 +227,7 @@ export class HttpTransport {
     }
     throw new ReaderError(
       'ERR_LR_SOURCE_UNAVAILABLE',
-      `${kind.what} from ${this.name}: ${attempts} attempt${attempts === 1 ? '' : 's'} failed, the last with ${describe(last)}`,
+      `${kind.what} from ${this.name}: ${attempts} attempt${attempts === 1 ? '' : 's'} failed, the last with ${describeError(last)}`,
       { cause: last },
     );
   }

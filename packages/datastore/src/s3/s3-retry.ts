@@ -1,28 +1,14 @@
 import { LiverestoreError } from '@liverestore/format';
+import { describeError, isTransientError } from '@liverestore/format/internal';
 
 /* What the S3 client retries, and how long it waits in between. */
 
-/** Network failures worth another attempt: the endpoint may be restarting or the path flapping. */
-export const RETRYABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
-  'ERR_LR_SOURCE_TIMEOUT',
-  'ERR_LR_SOURCE_HTTP_5XX',
-  'ERR_LR_S3_TRANSIENT',
-]);
+/**
+ * Codes the S3 client retries beyond every client's network failures
+ * (`TRANSIENT_ERROR_CODES` of format): a connection undici closed under a request, and
+ * S3's own "try again" answers.
+ */
+const S3_RETRYABLE_CODES: ReadonlySet<string> = new Set(['UND_ERR_CLOSED', 'ERR_LR_S3_TRANSIENT']);
 
 /** 4xx answers that S3 documents as "try again": throttling, a slow upload, a racing conditional write. */
 export const TRANSIENT_S3_CODES = new Set([
@@ -40,20 +26,12 @@ export const MAX_XML_BYTES = 16 * 1024 * 1024;
 /** Keys one DeleteObjects call may name (S3's limit). */
 export const DELETE_BATCH = 1000;
 
+/** True for a failure another attempt may not see. */
 export function isRetryable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string' && (RETRYABLE_CODES.has(code) || code.startsWith('HPE_'))) return true;
-  const cause = (err as { cause?: unknown } | undefined)?.cause;
-  if (cause !== undefined && cause !== err) return isRetryable(cause);
-  const errors = (err as { errors?: unknown } | undefined)?.errors;
-  return Array.isArray(errors) && errors.some(isRetryable);
+  return isTransientError(err, S3_RETRYABLE_CODES);
 }
 
-export function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
-}
+export { describeError as describe };
 
 /** Percent-encodes as SigV4 wants (RFC 3986 unreserved characters stay). */
 export function encodeRfc3986(text: string): string {
