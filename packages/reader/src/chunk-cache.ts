@@ -67,7 +67,7 @@ let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
  */
 export class ChunkCache {
   static {
-    cacheInternals = (cache) => ({ table: cache.#table, memory: cache.#memory });
+    cacheInternals = (cache) => ({ table: cache.#table, memory: cache.#memory, decodes: cache.#decodes });
   }
 
   readonly #table: SlotTable;
@@ -489,6 +489,8 @@ export class ChunkCache {
 export interface ChunkCacheInternals {
   readonly table: SlotTable;
   readonly memory: SharedCacheMemory;
+  /** Decodes waiting (`queued`) and on a thread (`running`): what tests wait for instead of sleeping. */
+  readonly decodes: { readonly queued: number; readonly running: number };
 }
 
 /**

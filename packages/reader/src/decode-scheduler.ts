@@ -87,6 +87,16 @@ export class DecodeScheduler {
     if (--this.#running === 0) for (const done of this.#idle.splice(0)) done();
   }
 
+  /** Decodes waiting for a thread or for their turn (held while an urgent blob is on its way). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Decodes on a thread now. */
+  get running(): number {
+    return this.#running;
+  }
+
   /** Rejects every decode still waiting for a thread. */
   rejectQueued(reason: unknown): void {
     for (const job of this.#queue.splice(0)) job.reject(reason);

@@ -15,7 +15,7 @@ import {
   openSnapshot,
   restoreArchive,
 } from '../src/index.js';
-import { MAX_READAHEAD_CACHE_FRACTION } from '../src/internal.js';
+import { chunkCacheInternals, MAX_READAHEAD_CACHE_FRACTION } from '../src/internal.js';
 import {
   backupInputs,
   CountingSource,
@@ -25,7 +25,6 @@ import {
   MemorySource,
   MiB,
   prng,
-  sleep,
   testDir,
   withTimeout,
 } from './helpers.js';
@@ -414,8 +413,8 @@ test('an aborted restore rejects with the abort reason and leaves neither target
   );
   controller.abort(reason);
   source.release();
+  // restoreArchive rejects only once every lane has stopped and the temp file is removed.
   t.is(await restore.catch((err: unknown) => err), reason);
-  await new Promise((resolve) => setTimeout(resolve, 100));
   t.deepEqual(await readdir(outDir), []);
 });
 
@@ -531,16 +530,26 @@ function urgencySetup(t: ExecutionContext) {
     order.push(hex);
     cache.release(lease);
   };
-  return { source, add, cache, request, order, track };
+  /** Resolves once `check` holds, polling each turn of the event loop (bounded by ava's timeout). */
+  const until = async (check: () => boolean, what: string): Promise<void> => {
+    for (let turns = 0; !check(); turns++) {
+      if (turns > 100_000) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  };
+  /** Resolves once the source holds a fetch of `hex` (the load got its slot and asked). */
+  const fetching = (hex: string): Promise<void> =>
+    until(() => source.pending.some((p) => p.digestHex === hex), `the fetch of ${hex}`);
+  return { source, add, cache, request, order, track, fetching, until };
 }
 
 test('an urgent reader joining a background load raises its fetch hint, and decodes go urgent first', async (t) => {
-  const { source, add, cache, request, order, track } = urgencySetup(t);
+  const { source, add, cache, request, order, track, fetching } = urgencySetup(t);
   const [a, b, c, d] = [1, 2, 3, 4].map(add);
 
   source.holdAll = true;
   const joined = [cache.acquire(request(a!, true))];
-  await sleep(1); // the fetch starts once the slot is allocated
+  await fetching(a!); // the fetch starts once the slot is allocated
   t.false(source.hints.get(a!)?.urgent, 'a sequential read starts a background fetch');
   joined.push(cache.acquire(request(a!, false)));
   t.true(source.hints.get(a!)?.urgent, 'a waiting random read makes it urgent');
@@ -550,10 +559,11 @@ test('an urgent reader joining a background load raises its fetch hint, and deco
   // One decode thread, busy with b (readahead) when c (background) and d (urgent) arrive:
   // d is decoded before c although it arrived last.
   t.true(cache.prefetch(request(b!, true)));
-  await sleep(1);
+  await fetching(b!);
   t.false(source.hints.get(b!)?.urgent, 'readahead is background');
   const loads = [track(c!, true), track(d!, false)];
-  await sleep(1);
+  await fetching(c!);
+  await fetching(d!);
   for (const p of [...source.pending]) p.complete(); // b, c, d in that order
   await Promise.all(loads);
   t.deepEqual(order, [d, c]);
@@ -561,16 +571,19 @@ test('an urgent reader joining a background load raises its fetch hint, and deco
 });
 
 test('background decodes wait while an urgent blob is on its way; an urgent fetch that fails lets them go', async (t) => {
-  const { source, add, cache, request, order, track } = urgencySetup(t);
+  const { source, add, cache, request, order, track, fetching, until } = urgencySetup(t);
+  const decodes = chunkCacheInternals(cache).decodes;
   const [b, u, v] = [5, 6, 7].map(add);
   const pendingOf = (hex: string) => source.pending.find((p) => p.digestHex === hex)!;
 
   cache.release(await cache.acquire(request(add(9), false))); // the thread is up
   source.holdAll = true;
   const loads = [track(b!, true), track(u!, false)];
-  await sleep(1);
+  await fetching(b!);
+  await fetching(u!);
   pendingOf(b!).complete(); // the background blob arrives while the urgent one is on its way
-  await sleep(100); // far longer than decoding 1 MiB takes
+  // Observed, not slept on: b's decode is queued while the one thread is free.
+  await until(() => decodes.queued === 1 && decodes.running === 0, "b's decode to be held");
   t.false(cache.has(b!), 'its decode waits although the thread is free');
   pendingOf(u!).complete();
   await Promise.all(loads);
@@ -580,9 +593,10 @@ test('background decodes wait while an urgent blob is on its way; an urgent fetc
   const w = add(8);
   const background = track(w, true);
   const failing = cache.acquire(request(v!, false));
-  await sleep(1);
+  await fetching(w);
+  await fetching(v!);
   pendingOf(w).complete();
-  await sleep(20);
+  await until(() => decodes.queued === 1 && decodes.running === 0, "w's decode to be held");
   t.false(cache.has(w));
   pendingOf(v!).complete();
   await t.throwsAsync(failing, { code: 'ERR_TEST_FETCH_FAILED' });
