@@ -144,16 +144,28 @@ export function commandProgress(
   });
 }
 
-/** Resolves on the first SIGINT or SIGTERM: how the long-running commands (serve, nbd) stop gracefully. */
-export function stopSignal(): Promise<void> {
+/**
+ * Resolves on the first SIGINT or SIGTERM: how the long-running commands (serve, nbd)
+ * stop gracefully. A command that can also end another way (live-restore
+ * --exit-when-done) passes `cancel`: when it fires, the handlers are removed and the
+ * promise never settles, so no handler outlives the command (an in-process `run()`
+ * would otherwise collect them).
+ */
+export function stopSignal(cancel?: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {
-    const stop = (): void => {
+    const remove = (): void => {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      cancel?.removeEventListener('abort', remove);
+    };
+    const stop = (): void => {
+      remove();
       resolve();
     };
+    if (cancel?.aborted === true) return;
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    cancel?.addEventListener('abort', remove, { once: true });
   });
 }
 

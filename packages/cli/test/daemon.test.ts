@@ -179,3 +179,28 @@ test('systemd socket activation (LISTEN_FDS): serve answers on the socket it was
   t.regex(listing[0]?.snapshot ?? '', /^vm\/100\//);
   t.regex(log, /Communication attempt on fd 3/, 'serve was started with the socket, not on its own port');
 });
+
+test('stopSignal: a cancelled wait leaves no SIGINT/SIGTERM handler behind; a signal still ends an uncancelled one', async (t) => {
+  const { stopSignal } = await import('../src/command.js');
+  const before = [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+  const ended = new AbortController();
+  void stopSignal(ended.signal);
+  t.deepEqual(
+    [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')],
+    [before[0]! + 1, before[1]! + 1],
+  );
+  ended.abort();
+  t.deepEqual(
+    [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')],
+    before,
+    'removed on cancel',
+  );
+  const stopped = stopSignal();
+  process.emit('SIGTERM', 'SIGTERM');
+  await stopped;
+  t.deepEqual(
+    [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')],
+    before,
+    'removed on the signal',
+  );
+});

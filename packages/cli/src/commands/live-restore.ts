@@ -191,7 +191,9 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const tls = await serverTlsFromOptions(values, 'live-restore');
     // With a persistent chunk cache the source is opened here (and closed at the end).
     const source = chunkCache === undefined ? from : await openCachedSource(from, http, chunkCache);
-    const stop = stopSignal();
+    // The signal handlers go when the command ends, also when it ends without a signal.
+    const ended = new AbortController();
+    const stop = stopSignal(ended.signal);
     const restore = await liveRestore({
       source,
       http,
@@ -207,6 +209,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       rateLimitBytesPerSecond: rate,
       progressIntervalMs: json ? 1000 : io.stderr.isTTY === true ? 200 : 1000,
     }).catch(async (err: unknown) => {
+      ended.abort();
       if (typeof source !== 'string') await source.close?.();
       throw err;
     });
@@ -296,6 +299,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       }
       return 0;
     } finally {
+      ended.abort();
       if (!closed) await restore.close();
       if (typeof source !== 'string') await source.close?.();
     }
