@@ -17,10 +17,10 @@ import {
   isNamespaceComponent,
   MAX_NAMESPACE_DEPTH,
   NAMESPACE_DIR,
-  namespaceDepth,
   namespacePathSegments,
   parseNamespace,
   ROOT_NAMESPACE,
+  walkNamespaces,
 } from './namespace.js';
 import { MAX_CHUNK_FILE_BYTES, readRegularFile } from './regular-file.js';
 import {
@@ -223,19 +223,11 @@ export class Datastore implements BackupStore {
   async listNamespaces(scope: NamespaceScope = {}): Promise<string[]> {
     const start = await this.resolveNamespace(scope.namespace ?? ROOT_NAMESPACE);
     const maxDepth = checkMaxDepth(scope.maxDepth ?? MAX_NAMESPACE_DEPTH);
-    const out: string[] = [];
-    const walk = async (namespace: string, levels: number): Promise<void> => {
-      out.push(namespace);
-      if (levels === 0 || namespaceDepth(namespace) >= MAX_NAMESPACE_DEPTH) return;
-      const children = (await subdirectories(join(this.namespaceDir(namespace), NAMESPACE_DIR)))
+    return walkNamespaces(start, maxDepth, async (namespace) =>
+      (await subdirectories(join(this.namespaceDir(namespace), NAMESPACE_DIR)))
         .filter(isNamespaceComponent)
-        .sort();
-      for (const child of children) {
-        await walk(namespace === ROOT_NAMESPACE ? child : `${namespace}/${child}`, levels - 1);
-      }
-    };
-    await walk(start, maxDepth);
-    return out;
+        .sort(),
+    );
   }
 
   /**

@@ -105,3 +105,25 @@ export function splitNamespacePath(text: string): { namespace: string; rest: str
   if (names.length > 0) parseNamespace(namespace);
   return { namespace, rest: parts.slice(i).join('/') };
 }
+
+/**
+ * `start` and the namespaces below it, down to `levels` more levels and never deeper than
+ * PBS allows, depth first in the order `children` gives: the walk a local datastore (its
+ * `ns/` folders) and an S3 datastore (its `ns/` prefixes) share. `children(namespace)`
+ * lists the valid child names of one namespace.
+ */
+export async function walkNamespaces(
+  start: string,
+  levels: number,
+  children: (namespace: string) => Promise<string[]>,
+): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (namespace: string, left: number): Promise<void> => {
+    out.push(namespace);
+    if (left === 0 || namespaceDepth(namespace) >= MAX_NAMESPACE_DEPTH) return;
+    for (const child of await children(namespace))
+      await walk(namespace === ROOT_NAMESPACE ? child : `${namespace}/${child}`, left - 1);
+  };
+  await walk(start, levels);
+  return out;
+}

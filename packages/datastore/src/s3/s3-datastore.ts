@@ -14,10 +14,10 @@ import {
   isNamespaceComponent,
   MAX_NAMESPACE_DEPTH,
   NAMESPACE_DIR,
-  namespaceDepth,
   namespacePathSegments,
   parseNamespace,
   ROOT_NAMESPACE,
+  walkNamespaces,
 } from '../namespace.js';
 import { MAX_CHUNK_FILE_BYTES } from '../regular-file.js';
 import {
@@ -277,15 +277,7 @@ export class S3Datastore implements BackupStore {
   async listNamespaces(scope: NamespaceScope = {}): Promise<string[]> {
     const start = await this.resolveNamespace(scope.namespace ?? ROOT_NAMESPACE);
     const maxDepth = checkMaxDepth(scope.maxDepth ?? MAX_NAMESPACE_DEPTH);
-    const out: string[] = [];
-    const walk = async (namespace: string, levels: number): Promise<void> => {
-      out.push(namespace);
-      if (levels === 0 || namespaceDepth(namespace) >= MAX_NAMESPACE_DEPTH) return;
-      for (const child of await this.#childNamespaces(namespace))
-        await walk(namespace === ROOT_NAMESPACE ? child : `${namespace}/${child}`, levels - 1);
-    };
-    await walk(start, maxDepth);
-    return out;
+    return walkNamespaces(start, maxDepth, (namespace) => this.#childNamespaces(namespace));
   }
 
   /** The complete snapshots of a namespace and of those `maxDepth` levels below, sorted as on disk. */
