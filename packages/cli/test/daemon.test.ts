@@ -9,19 +9,11 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { assertCliError, BIN, cli, MiB, runIn, testDir, vmArgs, writeVm } from './helpers.js';
+import { assertCliError, BIN, cli, MiB } from './helpers.js';
+import { storeWithSnapshot } from './store-fixture.js';
 
 const run = promisify(execFile);
 const requireTools = process.env.LIVERESTORE_REQUIRE_TOOLS === '1';
-
-async function storeWithVm(t: Parameters<typeof testDir>[0]): Promise<{ dir: string; store: string }> {
-  const dir = await testDir(t);
-  const store = join(dir, 'store');
-  const vm = await writeVm(dir, { sizes: [1 * MiB, 1 * MiB] });
-  const r = await runIn(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)]);
-  t.is(r.code, 0, r.stderr);
-  return { dir, store };
-}
 
 function alive(pid: number): boolean {
   try {
@@ -42,7 +34,7 @@ async function until(check: () => boolean | Promise<boolean>, what: string, limi
 }
 
 test('nbd --fork --pid-file: returns once listening with the address; the pid file holds the running server', async (t) => {
-  const { dir, store } = await storeWithVm(t);
+  const { dir, store } = await storeWithSnapshot(t, { sizes: [1 * MiB, 1 * MiB] });
   const pidFile = join(dir, 'nbd.pid');
   const out = await cli([
     'nbd',
@@ -90,7 +82,7 @@ test('nbd --fork --pid-file: returns once listening with the address; the pid fi
 });
 
 test('--fork on a busy port: the error and a non-zero status, nothing on stdout', async (t) => {
-  const { store } = await storeWithVm(t);
+  const { store } = await storeWithSnapshot(t, { sizes: [1 * MiB, 1 * MiB] });
   const blocker = createServer();
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.teardown(() => blocker.close());
@@ -105,7 +97,7 @@ test('--fork on a busy port: the error and a non-zero status, nothing on stdout'
 });
 
 test('serve under systemd (NOTIFY_SOCKET): READY=1 with the server as MAINPID, after it listens', async (t) => {
-  const { dir, store } = await storeWithVm(t);
+  const { dir, store } = await storeWithSnapshot(t, { sizes: [1 * MiB, 1 * MiB] });
   const socket = join(dir, 'notify.sock');
   const receiver = join(dir, 'receive.py');
   // Node has no Unix datagram sockets: python3 plays systemd's side.
@@ -152,7 +144,7 @@ test('systemd socket activation (LISTEN_FDS): serve answers on the socket it was
     if (requireTools) throw new Error('systemd-socket-activate is required (Debian: systemd)');
     return void t.log('systemd-socket-activate is not installed: not run');
   }
-  const { store } = await storeWithVm(t);
+  const { store } = await storeWithSnapshot(t, { sizes: [1 * MiB, 1 * MiB] });
   const probe = createServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const port = (probe.address() as { port: number }).port;
