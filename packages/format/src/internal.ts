@@ -1,12 +1,13 @@
 /**
  * Internals of @liverestore/format for the other packages, tests and tools of this
- * repository: the shared async utilities and option checks, header sizes and field constants, range
- * checkers, key material helpers, the selected zstd codec. Not a stable API: it changes
- * without notice. Modules are re-exported whole, so a name of the main entry may appear
+ * repository: the shared async utilities, HTTP body reading and option checks, header sizes
+ * and field constants, range checkers, key material helpers, the selected zstd codec. Not a
+ * stable API: it changes without notice. Modules are re-exported whole, so a name of the main entry may appear
  * here too (the same object).
  */
 export * from './async-util.js';
 export * from './blob.js';
+export * from './body-reader.js';
 export * from './byte-size.js';
 export * from './chunk.js';
 export * from './chunk-index.js';

@@ -1,17 +1,23 @@
+import {
+  type BodyPiece,
+  type BodyRules,
+  type ResponseBody,
+  readBodyPiece,
+  readBodyText,
+  readWholeBody as readWholeBodyWith,
+} from '@liverestore/format/internal';
 import { ReaderError } from './errors.js';
-import type { BlobPiece } from './link-scheduler.js';
 
 /*
- * Reading HTTP response bodies into arrays the caller owns: bounded, checked against
- * Content-Length or Content-Range, copied once into a fresh array (never a view of a
- * pooled Buffer, so the caller may transfer it), and resumable where a piece was cut.
+ * Reading HTTP response bodies with the shared body reader (format's body-reader.ts), in
+ * the reader's errors. A body given up half-read is destroyed with the error thrown, so
+ * whatever else still holds the stream sees why it ended.
  */
+
+export type { ResponseBody } from '@liverestore/format/internal';
 
 /** Largest error body read (the JSON error object); anything longer is cut off. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
-
-/** A response body as undici gives it. */
-export type ResponseBody = AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown };
 
 /** A response as the readers here need it. */
 export interface BodyResponse {
@@ -25,6 +31,20 @@ export interface ExpectedBody {
   readonly maxBytes: number;
 }
 
+/** The body reader's rules for `expected` from `url`. */
+function httpRules(expected: ExpectedBody, url: string): BodyRules {
+  return {
+    maxBytes: expected.maxBytes,
+    drop: 'destroy-with-error',
+    tooLarge: (length) =>
+      new ReaderError(
+        'ERR_LR_SOURCE_RESPONSE_TOO_LARGE',
+        `GET ${url}: ${expected.what} is ${length === undefined ? 'larger than' : `${length} bytes, over`} the limit of ${expected.maxBytes} bytes`,
+      ),
+    bad: (why) => new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', `GET ${url}: ${expected.what}: ${why}`),
+  };
+}
+
 /**
  * The whole body of a 2xx answer: into one array of the announced Content-Length, filled
  * as parts arrive (one copy, one blob in memory), or collected up to `maxBytes` without one.
@@ -34,18 +54,7 @@ export async function readWholeBody(
   expected: ExpectedBody,
   url: string,
 ): Promise<Uint8Array> {
-  const { body } = response;
-  const length = Number(response.headers['content-length']);
-  if (Number.isFinite(length) && length > expected.maxBytes) {
-    body.destroy();
-    throw tooLarge(expected, url, length);
-  }
-  if (Number.isSafeInteger(length) && length >= 0) {
-    const blob = new Uint8Array(length);
-    await fillBody(body, blob, { start: 0 }, 'Content-Length', expected, url);
-    return blob;
-  }
-  return await readBounded(body, expected.maxBytes, () => tooLarge(expected, url, undefined));
+  return await readWholeBodyWith(response.body, response.headers['content-length'], httpRules(expected, url));
 }
 
 /**
@@ -55,100 +64,14 @@ export async function readWholeBody(
  */
 export async function readPiece(
   response: BodyResponse,
-  piece: BlobPiece,
+  piece: BodyPiece,
   expected: ExpectedBody,
   url: string,
 ): Promise<void> {
-  const { body } = response;
-  const header = response.headers['content-range'];
-  const match = typeof header === 'string' ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header) : null;
-  const [first, last, total] = (match?.slice(1) ?? []).map(Number);
-  const bad = (why: string): ReaderError => badBody(body, expected, url, why);
-  if (first !== piece.start || total === undefined || !Number.isSafeInteger(total) || last !== total - 1)
-    throw bad(`the answer to "Range: bytes=${piece.start}-" has Content-Range "${String(header)}"`);
-  if (total > expected.maxBytes) throw bad(`${total} bytes, over the limit of ${expected.maxBytes} bytes`);
-  if (piece.blob !== undefined && piece.blob.byteLength !== total)
-    throw bad('its size changed between requests');
-  piece.blob ??= new Uint8Array(total);
-  await fillBody(body, piece.blob, piece, 'Content-Range', expected, url);
-}
-
-/**
- * Copies a body into `blob` from `cursor.start` to the blob's end, advancing the cursor as
- * bytes arrive (a cut answer leaves it where the next request resumes); a body that does
- * not end exactly there fails with ERR_LR_SOURCE_BAD_RESPONSE, naming `header`.
- */
-async function fillBody(
-  body: ResponseBody,
-  blob: Uint8Array,
-  cursor: { start: number },
-  header: 'Content-Length' | 'Content-Range',
-  expected: ExpectedBody,
-  url: string,
-): Promise<void> {
-  for await (const part of body) {
-    // undici checks Content-Length too; never write past the array either way.
-    if (cursor.start + part.byteLength > blob.byteLength)
-      throw badBody(body, expected, url, `the body is longer than its ${header}`);
-    blob.set(part, cursor.start);
-    cursor.start += part.byteLength;
-  }
-  if (cursor.start !== blob.byteLength)
-    throw badBody(body, expected, url, `the body is shorter than its ${header}`);
-}
-
-/** ERR_LR_SOURCE_BAD_RESPONSE for an answer that is not what was asked for; the body is dropped. */
-function badBody(body: ResponseBody, expected: ExpectedBody, url: string, why: string): ReaderError {
-  const err = new ReaderError('ERR_LR_SOURCE_BAD_RESPONSE', `GET ${url}: ${expected.what}: ${why}`);
-  body.destroy(err);
-  return err;
-}
-
-function tooLarge(expected: ExpectedBody, url: string, length: number | undefined): ReaderError {
-  return new ReaderError(
-    'ERR_LR_SOURCE_RESPONSE_TOO_LARGE',
-    `GET ${url}: ${expected.what} is ${length === undefined ? 'larger than' : `${length} bytes, over`} the limit of ${expected.maxBytes} bytes`,
-  );
-}
-
-/** Collects a body without a Content-Length into one fresh array, failing as soon as it passes `maxBytes`. */
-async function readBounded(
-  body: ResponseBody,
-  maxBytes: number,
-  onTooLarge: () => Error,
-): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of body) {
-    total += part.byteLength;
-    if (total > maxBytes) {
-      const err = onTooLarge();
-      body.destroy(err);
-      throw err;
-    }
-    parts.push(part);
-  }
-  // A fresh array, never a view into a pooled Buffer: the caller may transfer it.
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
+  await readBodyPiece(response.body, response.headers['content-range'], piece, httpRules(expected, url));
 }
 
 /** The first bytes of an error body as text; the rest is discarded. */
 export async function readErrorBody(body: ResponseBody): Promise<string> {
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of body) {
-    parts.push(part);
-    total += part.byteLength;
-    if (total >= MAX_ERROR_BODY_BYTES) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(parts).subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8');
+  return await readBodyText(body, MAX_ERROR_BODY_BYTES, 'destroy-with-error');
 }
