@@ -4,86 +4,22 @@
  * is refused — and certificate mistakes are clear errors before anything listens.
  */
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { caSignedCertificates, requireTool } from '@liverestore/testkit';
 import test from 'ava';
 import { assertCliError, cli, MiB, runIn, testDir, vmArgs, writeVm } from './helpers.js';
 
 const run = promisify(execFile);
-const requireTools = process.env.LIVERESTORE_REQUIRE_TOOLS === '1';
-
-async function haveTools(t: { log(m: string): void }, tools: readonly string[]): Promise<boolean> {
-  for (const tool of tools) {
-    const found = await run('sh', ['-c', `command -v ${tool}`]).then(
-      () => true,
-      () => false,
-    );
-    if (!found) {
-      if (requireTools) throw new Error(`${tool} is required (LIVERESTORE_REQUIRE_TOOLS=1)`);
-      t.log(`${tool} is not installed: not run`);
-      return false;
-    }
-  }
-  return true;
-}
-
-/** A CA and a server certificate for 127.0.0.1 signed by it, in `dir` under the names QEMU and libnbd look for. */
-async function certificates(dir: string): Promise<void> {
-  const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-  await openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=test CA',
-    '-days',
-    '1',
-    '-keyout',
-    'ca-key.pem',
-    '-out',
-    'ca-cert.pem',
-  );
-  await openssl(
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-keyout',
-    'server-key.pem',
-    '-out',
-    'server.csr',
-  );
-  await writeFile(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  await openssl(
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca-cert.pem',
-    '-CAkey',
-    'ca-key.pem',
-    '-CAcreateserial',
-    '-days',
-    '1',
-    '-extfile',
-    'ext.cnf',
-    '-out',
-    'server-cert.pem',
-  );
-}
-
 test('nbd --tls-cert/--tls-key: nbdinfo (nbds://) and qemu-img (tls-creds) read the export, a plain client is refused', async (t) => {
-  if (!(await haveTools(t, ['openssl', 'nbdinfo', 'qemu-img']))) return t.pass();
+  if (!requireTool(t, 'openssl', process.env, ['version'])) return;
+  if (!requireTool(t, 'nbdinfo') || !requireTool(t, 'qemu-img')) return;
   const dir = await testDir(t);
+  // The CA and the server certificate under the names QEMU and libnbd look for in a directory.
   const tls = join(dir, 'tls');
-  await run('mkdir', [tls]);
-  await certificates(tls);
+  await mkdir(tls);
+  const { server } = await caSignedCertificates(tls);
   const store = join(dir, 'store');
   const vm = await writeVm(dir, { sizes: [3 * MiB + 512, 1 * MiB] });
   t.is((await runIn(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);
@@ -99,9 +35,9 @@ test('nbd --tls-cert/--tls-key: nbdinfo (nbds://) and qemu-img (tls-creds) read 
     '--pid-file',
     pidFile,
     '--tls-cert',
-    join(tls, 'server-cert.pem'),
+    server.certPath,
     '--tls-key',
-    join(tls, 'server-key.pem'),
+    server.keyPath,
   ]);
   t.is(started.code, 0, started.stderr);
   const pid = Number((await readFile(pidFile, 'utf8')).trim());

@@ -5,47 +5,14 @@
  * refused. A server that does not answer is reported while the command retries.
  */
 import { execFile, spawn } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { requireTool, selfSignedCertificate } from '@liverestore/testkit';
 import test from 'ava';
 import { assertCliError, BIN, cli, MiB, runIn, testDir, vmArgs, writeVm } from './helpers.js';
 
 const run = promisify(execFile);
-const requireTools = process.env.LIVERESTORE_REQUIRE_TOOLS === '1';
-
-/** A self-signed certificate for 127.0.0.1 (as its IP SAN), made by openssl. */
-async function selfSigned(
-  dir: string,
-): Promise<{ cert: string; key: string; fingerprint: string } | undefined> {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  try {
-    await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT' && !requireTools) return undefined;
-    throw err;
-  }
-  return { cert, key, fingerprint: new X509Certificate(await readFile(cert)).fingerprint256 };
-}
 
 /** `serve` over HTTPS on a free port; resolves with its URL once it prints it. */
 async function startServe(args: readonly string[]): Promise<{ url: string; stop(): void }> {
@@ -64,9 +31,10 @@ async function startServe(args: readonly string[]): Promise<{ url: string; stop(
 }
 
 test('https with a self-signed certificate: refused naming its fingerprint, trusted by --fingerprint, PBS_FINGERPRINT or --ca', async (t) => {
+  if (!requireTool(t, 'openssl', process.env, ['version'])) return;
   const dir = await testDir(t);
-  const tls = await selfSigned(dir);
-  if (tls === undefined) return void t.log('openssl is not installed: not run');
+  const { certPath: cert, keyPath: key, fingerprint256: fingerprint } = await selfSignedCertificate(dir);
+  const tls = { cert, key, fingerprint };
   const store = join(dir, 'store');
   const vm = await writeVm(dir, { sizes: [1 * MiB, 1 * MiB] });
   t.is((await runIn(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);

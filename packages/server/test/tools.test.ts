@@ -1,8 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { imageBytes, requireTool, tempDir } from '@liverestore/testkit';
+import { imageBytes, requireTool, selfSignedCertificate, tempDir } from '@liverestore/testkit';
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { DRIVE_SIZES, errorOf, type Fixture, makeFixture, rawRequest, serve } from './helpers.js';
 
@@ -16,27 +15,11 @@ test.after.always(async (t) => {
   await t.context.fixture?.cleanup();
 });
 
-/** A throw-away self-signed certificate for localhost. */
+/** A throw-away self-signed certificate for 127.0.0.1, as the server takes it. */
 async function selfSigned(t: ExecutionContext): Promise<{ cert: Buffer; key: Buffer }> {
   const dir = await tempDir('lr-server-tls-');
   t.teardown(() => dir.cleanup());
-  const certPath = join(dir.path, 'cert.pem');
-  const keyPath = join(dir.path, 'key.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=localhost',
-    '-days',
-    '1',
-    '-keyout',
-    keyPath,
-    '-out',
-    certPath,
-  ]);
+  const { certPath, keyPath } = await selfSignedCertificate(dir.path);
   return { cert: await readFile(certPath), key: await readFile(keyPath) };
 }
 

@@ -1,10 +1,18 @@
 /**
  * @liverestore/testkit (private): what the tests and benchmarks share. The synthetic VM
  * images come from @liverestore/vmgen (re-exported here, so tests import one package);
- * the rest are test helpers: temporary directories, file hashes, QMP and tool checks.
+ * the rest are test helpers: temporary directories, file hashes, QMP and tool checks,
+ * throw-away TLS certificates.
  */
 
 export * from '@liverestore/vmgen';
+export {
+  type CertificateSubject,
+  caSignedCertificates,
+  selfSignedCertificate,
+  type TestCertificate,
+  type TestCertificateChain,
+} from './certificates.js';
 export { type FaultMatch, FaultProxy, type ProxyFault } from './fault-proxy.js';
 export { fileHashes } from './file-hashes.js';
 export { promiseState } from './promise-state.js';
