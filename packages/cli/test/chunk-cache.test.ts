@@ -9,6 +9,7 @@ import { startChunkServer } from '@liverestore/server';
 import test, { type ExecutionContext } from 'ava';
 import {
   assertCliError,
+  backupArgv,
   cli,
   KiB,
   MiB,
@@ -17,6 +18,7 @@ import {
   sha256File,
   silentServerLogger,
   testDir,
+  untilDoneArgv,
   type VmFiles,
   vmArgs,
   writeVm,
@@ -35,16 +37,7 @@ async function served(t: ExecutionContext): Promise<Served> {
   const dir = await testDir(t, 'lr-chunk-cache-');
   const vm = await writeVm(dir, { seed: 77, sizes: [MiB + 321, 512 * KiB + 9] });
   const store = join(dir, 'store');
-  const out = await runIn([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    ...vmArgs(vm),
-  ]);
+  const out = await runIn(backupArgv(store, vmArgs(vm), { chunkSize: '64KiB', json: false }));
   t.is(out.code, 0, out.stderr);
   const snapshot = await onlySnapshot(t, store);
   const server = await startChunkServer({
@@ -111,20 +104,10 @@ test('live-restore --chunk-cache fills the cache a later restore reads from', as
   const s = await served(t);
   const cacheDir = join(s.dir, 'chunk-cache');
   const live = await cli(
-    [
-      'live-restore',
-      '--from',
-      s.url,
-      s.snapshot,
-      '--target-dir',
-      join(s.dir, 'targets'),
-      '--listen',
-      '127.0.0.1:0',
-      '--exit-when-done',
-      '--chunk-cache',
-      cacheDir,
-    ],
-    { timeoutMs: 60_000 },
+    untilDoneArgv(s.url, join(s.dir, 'targets'), s.snapshot, '--chunk-cache', cacheDir),
+    {
+      timeoutMs: 60_000,
+    },
   );
   t.is(live.code, 0, live.stderr);
   for (const archive of ['drive-scsi0.img', 'drive-scsi1.img'])

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import {
   assertCliError,
+  backupArgv,
   chunkFiles,
   cli,
   flipByte,
@@ -50,15 +51,9 @@ test('backup of a path that does not exist: ERR_LR_SOURCE_UNREADABLE naming it, 
   const before = await storeState(f.store);
   const missing = join(f.dir, 'no-such-disk.raw');
   // A good input first: nothing of it may be written when a later input is bad.
-  const out = await cli([
-    'backup',
-    '--store',
-    f.store,
-    '--snapshot',
-    'vm/100',
-    `drive-scsi0=${f.vm.drives[0]!.path}`,
-    `drive-scsi1=${missing}`,
-  ]);
+  const out = await cli(
+    backupArgv(f.store, [`drive-scsi0=${f.vm.drives[0]!.path}`, `drive-scsi1=${missing}`], { json: false }),
+  );
   const line = assertCliError(t, out, 'ERR_LR_SOURCE_UNREADABLE');
   t.true(line.includes(missing), line);
   t.regex(line, /ENOENT/);
@@ -84,14 +79,7 @@ test('backup of an input that grows while read: ERR_LR_SOURCE_CHANGED, no snapsh
   }
   const f = await storeWithSnapshot(t);
   const before = await storeState(f.store);
-  const out = await runIn([
-    'backup',
-    '--store',
-    f.store,
-    '--snapshot',
-    'vm/100',
-    'status.txt=/proc/self/status',
-  ]);
+  const out = await runIn(backupArgv(f.store, ['status.txt=/proc/self/status'], { json: false }));
   assertCliError(t, out, 'ERR_LR_SOURCE_CHANGED');
   t.deepEqual(await snapshotDirs(f.store), before.snapshots, 'no new snapshot');
   t.deepEqual(await tempLeftovers(f.store), [], 'no .tmp-* left');
@@ -141,14 +129,7 @@ test('verify with two SNAPSHOT arguments: ERR_LR_USAGE, exit 2', async (t) => {
 
 test('in-process backup and verify write their progress to io.stderr (not process.stderr)', async (t) => {
   const f = await storeWithSnapshot(t);
-  const backup = await runIn([
-    'backup',
-    '--store',
-    f.store,
-    '--snapshot',
-    'vm/100',
-    `notes.txt=${f.vm.notesPath}`,
-  ]);
+  const backup = await runIn(backupArgv(f.store, [`notes.txt=${f.vm.notesPath}`], { json: false }));
   t.is(backup.code, 0);
   const verify = await runIn(['verify', '--store', f.store]);
   t.is(verify.code, 0);
@@ -184,32 +165,16 @@ test('chunk sizes that are not a power of two from 64 KiB to 4 MiB: ERR_LR_USAGE
   const f = await storeWithSnapshot(t);
   const before = await storeState(f.store);
   for (const size of ['100000', '96KiB', '1k', '8MiB', '0']) {
-    const out = await runIn([
-      'backup',
-      '--store',
-      f.store,
-      '--snapshot',
-      'vm/100',
-      '--chunk-size',
-      size,
-      `x=${f.vm.drives[1]!.path}`,
-    ]);
+    const out = await runIn(
+      backupArgv(f.store, [`x=${f.vm.drives[1]!.path}`], { chunkSize: size, json: false }),
+    );
     const line = assertCliError(t, out, 'ERR_LR_USAGE', 2);
     t.regex(line, /--chunk-size must be a power of two/, size);
   }
   await assertUnchanged(t, f.store, before);
   assertCliError(
     t,
-    await cli([
-      'backup',
-      '--store',
-      f.store,
-      '--snapshot',
-      'vm/100',
-      '--chunk-size',
-      '3000',
-      `x=${f.vm.drives[1]!.path}`,
-    ]),
+    await cli(backupArgv(f.store, [`x=${f.vm.drives[1]!.path}`], { chunkSize: '3000', json: false })),
     'ERR_LR_USAGE',
     2,
   );
@@ -220,32 +185,14 @@ test('a refused option value creates no store', async (t) => {
   const input = join(dir, 'disk.raw');
   await writeFile(input, Buffer.alloc(70_000, 1));
   const store = join(dir, 'new-store');
-  const out = await runIn([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '100000',
-    `x=${input}`,
-  ]);
+  const out = await runIn(backupArgv(store, [`x=${input}`], { chunkSize: '100000', json: false }));
   t.is(out.code, 2);
   t.false(existsSync(store), 'a backup that never started left a new, empty datastore behind');
 });
 
 test('the --chunk-size error names the option the user typed, not the library parameter', async (t) => {
   const f = await storeWithSnapshot(t);
-  const out = await runIn([
-    'backup',
-    '--store',
-    f.store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '3000',
-    `x=${f.vm.notesPath}`,
-  ]);
+  const out = await runIn(backupArgv(f.store, [`x=${f.vm.notesPath}`], { chunkSize: '3000', json: false }));
   t.regex(lines(out.stderr)[0] ?? '', /--chunk-size/);
 });
 
@@ -253,16 +200,9 @@ test('bad --compress: ERR_LR_USAGE listing the algorithms, store unchanged', asy
   const f = await storeWithSnapshot(t);
   const before = await storeState(f.store);
   for (const algo of ['lz4', 'DEFLATE', '']) {
-    const out = await runIn([
-      'backup',
-      '--store',
-      f.store,
-      '--snapshot',
-      'vm/100',
-      '--compress',
-      algo,
-      `x=${f.vm.notesPath}`,
-    ]);
+    const out = await runIn(
+      backupArgv(f.store, [`x=${f.vm.notesPath}`], { json: false, extra: ['--compress', algo] }),
+    );
     const line = assertCliError(t, out, 'ERR_LR_USAGE', 2);
     t.regex(line, /zstd, deflate, none/);
   }
@@ -365,15 +305,7 @@ test('verify of a snapshot whose manifest is corrupted reports index.json.blob; 
 
 test('snapshots with one corrupt manifest names the snapshot and still lists the others', async (t) => {
   const f = await storeWithSnapshot(t);
-  const second = await runIn([
-    'backup',
-    '--json',
-    '--store',
-    f.store,
-    '--snapshot',
-    'vm/101',
-    `notes.txt=${f.vm.notesPath}`,
-  ]);
+  const second = await runIn(backupArgv(f.store, [`notes.txt=${f.vm.notesPath}`], { snapshot: 'vm/101' }));
   t.is(second.code, 0);
   await flipByte(join(f.store, f.snapshot, 'index.json.blob'), 40);
   const out = await runIn(['snapshots', '--store', f.store]);

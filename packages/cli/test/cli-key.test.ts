@@ -148,16 +148,7 @@ test('bad key files: ERR_LR_KEYFILE_INVALID / _PASSPHRASE / _UNREADABLE for key 
     t.true(line.includes(keyfile), `the message names the file: ${line}`);
     assertCliError(
       t,
-      await runIn([
-        'backup',
-        '--store',
-        store,
-        '--snapshot',
-        'vm/100',
-        '--keyfile',
-        keyfile,
-        `notes.txt=${input}`,
-      ]),
+      await runIn(backupArgv(store, [`notes.txt=${input}`], { json: false, extra: ['--keyfile', keyfile] })),
       code,
     );
     t.false(existsSync(store), `${name}: a backup refused for its key file creates no store`);

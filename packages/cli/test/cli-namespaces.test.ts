@@ -246,14 +246,7 @@ test('live-restore --ns copies the namespaced snapshot; its map is not resumed f
   t.is(done.code, 0, done.stderr);
   t.is(await sha256File(join(target, 'drive-scsi0.img')), vm.sha256['drive-scsi0.img']!);
   // The same group and image in the root namespace is another snapshot.
-  const root = await runIn([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    `drive-scsi0=${vm.drives[0]!.path}`,
-  ]);
+  const root = await runIn(backupArgv(store, [`drive-scsi0=${vm.drives[0]!.path}`], { json: false }));
   t.is(root.code, 0, root.stderr);
   const refused = await live(['vm/100']);
   t.is(refused.code, 1, refused.stderr);

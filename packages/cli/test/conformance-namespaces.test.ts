@@ -118,19 +118,9 @@ test('a pbs_writer.py store with namespaces and PBS extras: listed, restored, ve
   t.is(restore.code, 0, restore.stderr);
   t.is(await sha256File(restored), vm.sha256['drive-scsi0.img']!);
 
-  const backup = await runIn([
-    'backup',
-    '--json',
-    '--store',
-    store,
-    '--ns',
-    'prod',
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '64KiB',
-    `drive-scsi0=${vm.drives[0]!.path}`,
-  ]);
+  const backup = await runIn(
+    backupArgv(store, [`drive-scsi0=${vm.drives[0]!.path}`], { ns: 'prod', chunkSize: '64KiB' }),
+  );
   t.is(backup.code, 0, backup.stderr);
   const ours = (JSON.parse(backup.stdout) as { snapshot: string; chunksNew: number }).snapshot;
   t.is(

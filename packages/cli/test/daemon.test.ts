@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { assertCliError, BIN, cli, MiB } from './helpers.js';
+import { assertCliError, BIN, cli, MiB, nbdArgv } from './helpers.js';
 import { storeWithSnapshot } from './store-fixture.js';
 
 const run = promisify(execFile);
@@ -36,17 +36,7 @@ async function until(check: () => boolean | Promise<boolean>, what: string, limi
 test('nbd --fork --pid-file: returns once listening with the address; the pid file holds the running server', async (t) => {
   const { dir, store } = await storeWithSnapshot(t, { sizes: [1 * MiB, 1 * MiB] });
   const pidFile = join(dir, 'nbd.pid');
-  const out = await cli([
-    'nbd',
-    '--from',
-    store,
-    'vm/100',
-    '--listen',
-    '127.0.0.1:0',
-    '--fork',
-    '--pid-file',
-    pidFile,
-  ]);
+  const out = await cli(nbdArgv(store, ['--fork', '--pid-file', pidFile]));
   t.is(out.code, 0, out.stderr);
   const address = out.stdout.split('\n')[0]!;
   t.regex(address, /^127\.0\.0\.1:\d+$/);
@@ -64,16 +54,7 @@ test('nbd --fork --pid-file: returns once listening with the address; the pid fi
     t.log('nbdinfo is not installed: the connection is not checked');
   }
 
-  const second = await cli([
-    'nbd',
-    '--from',
-    store,
-    'vm/100',
-    '--listen',
-    '127.0.0.1:0',
-    '--pid-file',
-    pidFile,
-  ]);
+  const second = await cli(nbdArgv(store, ['--pid-file', pidFile]));
   t.regex(assertCliError(t, second, 'ERR_LR_PID_FILE'), new RegExp(`names process ${pid}, which is running`));
 
   process.kill(pid, 'SIGTERM');

@@ -222,6 +222,32 @@ export function backupArgv(
   ];
 }
 
+/** `live-restore --from STORE SNAPSHOT --target-dir TARGET --listen 127.0.0.1:0 --exit-when-done EXTRA…`. */
+export function untilDoneArgv(
+  store: string,
+  target: string,
+  snapshot = 'vm/100',
+  ...extra: string[]
+): string[] {
+  return [
+    'live-restore',
+    '--from',
+    store,
+    snapshot,
+    '--target-dir',
+    target,
+    '--listen',
+    '127.0.0.1:0',
+    '--exit-when-done',
+    ...extra,
+  ];
+}
+
+/** `nbd --from FROM SNAPSHOT --listen 127.0.0.1:0 EXTRA…`: an NBD server on a free loopback port. */
+export function nbdArgv(from: string, extra: readonly string[] = [], snapshot = 'vm/100'): string[] {
+  return ['nbd', '--from', from, snapshot, '--listen', '127.0.0.1:0', ...extra];
+}
+
 /** Snapshot directories `TYPE/ID/NAME` under a store (root namespace), temp directories included, sorted. */
 export async function snapshotDirs(storeDir: string): Promise<string[]> {
   const out: string[] = [];

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { imageBytes, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { parseRate, progressLine } from '../src/commands/live-restore.js';
-import { assertCliError, BIN, backupArgv, cli, exec, lines, MiB, testDir } from './helpers.js';
+import { assertCliError, BIN, backupArgv, cli, exec, lines, MiB, testDir, untilDoneArgv } from './helpers.js';
 import { requireTool } from './tools.js';
 
 /** A started `liverestore live-restore`: its address, output so far, and how it ended. */
@@ -83,22 +83,6 @@ async function qemuWrite(address: string, drive: number, offset: number, length:
     { timeoutMs: 30_000 },
   );
   return { ...out, acknowledged: out.code === 0 && /wrote \d+\/\d+ bytes/.test(out.stdout) };
-}
-
-/** `live-restore --from STORE SNAPSHOT --target-dir TARGET --listen 127.0.0.1:0 --exit-when-done EXTRA…`. */
-function untilDoneArgv(store: string, target: string, snapshot = 'vm/100', ...extra: string[]): string[] {
-  return [
-    'live-restore',
-    '--from',
-    store,
-    snapshot,
-    '--target-dir',
-    target,
-    '--listen',
-    '127.0.0.1:0',
-    '--exit-when-done',
-    ...extra,
-  ];
 }
 
 test('live-restore: qemu-io writes during the copy, qemu-img reads, --exit-when-done; targets = source + writes', async (t) => {
@@ -304,17 +288,7 @@ test('live-restore: another snapshot, a wrong-size target, a damaged map are ref
   const other = join(dir, 'other.raw');
   await writeFile(other, Buffer.alloc(3 * MiB + 512, 7));
   t.is(
-    (
-      await cli([
-        'backup',
-        '--store',
-        store,
-        '--snapshot',
-        'vm/100',
-        `drive-scsi0=${other}`,
-        `drive-scsi1=${other}`,
-      ])
-    ).code,
+    (await cli(backupArgv(store, [`drive-scsi0=${other}`, `drive-scsi1=${other}`], { json: false }))).code,
     0,
   );
   await expectRefused(t, store, 'vm/100', target, 'ERR_LR_LIVE_SNAPSHOT_MISMATCH');

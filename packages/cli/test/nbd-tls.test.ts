@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { caSignedCertificates, requireTool } from '@liverestore/testkit';
 import test from 'ava';
-import { assertCliError, cli, MiB, runIn, testDir, vmArgs, writeVm } from './helpers.js';
+import { assertCliError, cli, MiB, nbdArgv, runIn, testDir, vmArgs, writeVm } from './helpers.js';
 
 const run = promisify(execFile);
 test('nbd --tls-cert/--tls-key: nbdinfo (nbds://) and qemu-img (tls-creds) read the export, a plain client is refused', async (t) => {
@@ -24,21 +24,17 @@ test('nbd --tls-cert/--tls-key: nbdinfo (nbds://) and qemu-img (tls-creds) read 
   const vm = await writeVm(dir, { sizes: [3 * MiB + 512, 1 * MiB] });
   t.is((await runIn(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);
   const pidFile = join(dir, 'nbd.pid');
-  const started = await cli([
-    'nbd',
-    '--from',
-    store,
-    'vm/100',
-    '--listen',
-    '127.0.0.1:0',
-    '--fork',
-    '--pid-file',
-    pidFile,
-    '--tls-cert',
-    server.certPath,
-    '--tls-key',
-    server.keyPath,
-  ]);
+  const started = await cli(
+    nbdArgv(store, [
+      '--fork',
+      '--pid-file',
+      pidFile,
+      '--tls-cert',
+      server.certPath,
+      '--tls-key',
+      server.keyPath,
+    ]),
+  );
   t.is(started.code, 0, started.stderr);
   const pid = Number((await readFile(pidFile, 'utf8')).trim());
   t.teardown(() => {
@@ -85,17 +81,8 @@ test('nbd TLS options: both or neither, and a certificate that is not one fails 
   const vm = await writeVm(dir, { sizes: [1 * MiB, 1 * MiB] });
   t.is((await runIn(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);
   await writeFile(join(dir, 'bad.pem'), 'not a certificate\n');
-  const bad = await cli([
-    'nbd',
-    '--from',
-    store,
-    'vm/100',
-    '--listen',
-    '127.0.0.1:0',
-    '--tls-cert',
-    join(dir, 'bad.pem'),
-    '--tls-key',
-    join(dir, 'bad.pem'),
-  ]);
+  const bad = await cli(
+    nbdArgv(store, ['--tls-cert', join(dir, 'bad.pem'), '--tls-key', join(dir, 'bad.pem')]),
+  );
   t.regex(assertCliError(t, bad, 'ERR_LR_NBD_TLS'), /certificate or key is not usable/);
 });

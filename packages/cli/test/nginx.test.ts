@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { startChunkServer } from '@liverestore/server';
 import test from 'ava';
 import {
+  backupArgv,
   cli,
   indexDigests,
   MiB,
@@ -34,16 +35,9 @@ test('16 restores through nginx cost serve at most one GET per distinct chunk', 
   const image = join(dir, 'disk.raw');
   await writeImageFile(spec, image);
   const store = join(dir, 'store');
-  const backup = await runIn([
-    'backup',
-    '--store',
-    store,
-    '--snapshot',
-    'vm/100',
-    '--chunk-size',
-    '128KiB',
-    `drive-scsi0=${image}`,
-  ]);
+  const backup = await runIn(
+    backupArgv(store, [`drive-scsi0=${image}`], { chunkSize: '128KiB', json: false }),
+  );
   t.is(backup.code, 0, backup.stderr);
   const snapshot = await onlySnapshot(t, store);
   const distinct = new Set(await indexDigests(join(store, snapshot, 'drive-scsi0.img.fidx'))).size;
