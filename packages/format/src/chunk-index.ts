@@ -1,3 +1,6 @@
+import { FormatError } from './errors.js';
+import { MAGIC } from './magic.js';
+
 /**
  * What the read path needs from either index kind: where each chunk lies in the image
  * and which digest holds it. Fixed and dynamic indexes differ only in how an offset
@@ -27,6 +30,22 @@ export interface ChunkIndex {
 
 /** Size of the fixed header of both index kinds. */
 export const INDEX_HEADER_BYTES = 4096;
+
+/**
+ * `data` as a Buffer, once it holds a whole header with the magic of its kind
+ * (ERR_LR_INDEX_TRUNCATED, ERR_LR_BAD_MAGIC otherwise): the first check of both readers.
+ */
+export function checkedIndexBuffer(data: Uint8Array, kind: 'fixed' | 'dynamic'): Buffer {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.byteLength < INDEX_HEADER_BYTES)
+    throw new FormatError(
+      'ERR_LR_INDEX_TRUNCATED',
+      `${kind} index is ${buf.byteLength} bytes, shorter than its header`,
+    );
+  if (!buf.subarray(0, 8).equals(kind === 'fixed' ? MAGIC.fixedIndex : MAGIC.dynamicIndex))
+    throw new FormatError('ERR_LR_BAD_MAGIC', `not a ${kind} index: wrong magic`);
+  return buf;
+}
 
 export function checkChunkNumber(index: ChunkIndex, i: number): void {
   if (!Number.isInteger(i) || i < 0 || i >= index.chunkCount) {

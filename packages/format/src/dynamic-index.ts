@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { type ChunkIndex, checkChunkNumber, checkOffset, INDEX_HEADER_BYTES } from './chunk-index.js';
+import {
+  type ChunkIndex,
+  checkChunkNumber,
+  checkedIndexBuffer,
+  checkOffset,
+  INDEX_HEADER_BYTES,
+} from './chunk-index.js';
 import { FormatError, IntegrityError } from './errors.js';
 import { DIGEST_BYTES, sha256 } from './hex.js';
 import { MAGIC } from './magic.js';
@@ -65,16 +71,7 @@ export class DynamicIndex implements ChunkIndex {
 
 /** Parses a `.didx` and checks header, entry layout, monotonic offsets and `index_csum`. */
 export function readDynamicIndex(data: Uint8Array): DynamicIndex {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (buf.byteLength < INDEX_HEADER_BYTES) {
-    throw new FormatError(
-      'ERR_LR_INDEX_TRUNCATED',
-      `dynamic index is ${buf.byteLength} bytes, shorter than its header`,
-    );
-  }
-  if (!buf.subarray(0, 8).equals(MAGIC.dynamicIndex)) {
-    throw new FormatError('ERR_LR_BAD_MAGIC', 'not a dynamic index: wrong magic');
-  }
+  const buf = checkedIndexBuffer(data, 'dynamic');
   const body = buf.subarray(INDEX_HEADER_BYTES);
   if (body.byteLength % DYNAMIC_ENTRY_BYTES !== 0) {
     throw new FormatError(

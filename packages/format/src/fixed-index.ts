@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { type ChunkIndex, checkChunkNumber, checkOffset, INDEX_HEADER_BYTES } from './chunk-index.js';
+import {
+  type ChunkIndex,
+  checkChunkNumber,
+  checkedIndexBuffer,
+  checkOffset,
+  INDEX_HEADER_BYTES,
+} from './chunk-index.js';
 import { FormatError, IntegrityError } from './errors.js';
 import { DIGEST_BYTES, sha256 } from './hex.js';
 import { MAGIC } from './magic.js';
@@ -78,16 +84,7 @@ function readU64(buf: Buffer, at: number, field: string): number {
 
 /** Parses a `.fidx` and checks everything that can be checked without the chunks. */
 export function readFixedIndex(data: Uint8Array): FixedIndex {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (buf.byteLength < INDEX_HEADER_BYTES) {
-    throw new FormatError(
-      'ERR_LR_INDEX_TRUNCATED',
-      `fixed index is ${buf.byteLength} bytes, shorter than its header`,
-    );
-  }
-  if (!buf.subarray(0, 8).equals(MAGIC.fixedIndex)) {
-    throw new FormatError('ERR_LR_BAD_MAGIC', 'not a fixed index: wrong magic');
-  }
+  const buf = checkedIndexBuffer(data, 'fixed');
   const ctime = Number(buf.readBigInt64LE(24));
   const indexCsum = Buffer.from(buf.subarray(32, 64));
   const sizeBytes = readU64(buf, 64, 'size');
