@@ -1,27 +1,26 @@
 import { createHash } from 'node:crypto';
 import { LiverestoreError } from '@liverestore/format';
-import aws4 from 'aws4';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent } from 'undici';
 import { readBounded, readErrorBody, readPieceBody } from './s3-body.js';
 import { S3Error } from './s3-error.js';
+import { answerError, type S3Request, type S3Response, signedRequest } from './s3-request.js';
 import {
   abortReason,
   DELETE_BATCH,
   describe,
-  encodeRfc3986,
   isRetryable,
   MAX_ERROR_BODY_BYTES,
   MAX_XML_BYTES,
   sleep,
-  TRANSIENT_S3_CODES,
 } from './s3-retry.js';
 import type { S3Settings } from './s3-settings.js';
-import { escapeXml, type ListPage, parseDeleteErrors, parseErrorBody, parseListPage } from './s3-xml.js';
+import { escapeXml, type ListPage, parseDeleteErrors, parseListPage } from './s3-xml.js';
 
 /*
  * A small S3 client: the six calls a datastore needs (GET with Range, HEAD, PUT with
  * If-None-Match, ListObjectsV2 with paging, DeleteObjects, and bucket checks), each a
- * SigV4-signed request (the `aws4` signer) over one keep-alive undici Agent.
+ * SigV4-signed request (s3-request.ts: addressing, signing, what a refusal means) over one
+ * keep-alive undici Agent.
  *
  * Every request has a deadline per attempt (headers and body). Connection failures,
  * timeouts, 5xx (503 SlowDown included) and the 4xx answers S3 says to retry are retried
@@ -29,35 +28,6 @@ import { escapeXml, type ListPage, parseDeleteErrors, parseErrorBody, parseListP
  * the request fails with `ERR_LR_SOURCE_UNAVAILABLE`, its cause the last failure. Bodies
  * are bounded and read into fresh arrays the caller owns.
  */
-
-/** One logical request (retried as a whole). */
-interface S3Request {
-  readonly method: 'GET' | 'HEAD' | 'PUT' | 'POST';
-  /** Object key; absent for a request on the bucket itself. */
-  readonly key?: string;
-  readonly query?: Readonly<Record<string, string>>;
-  /** Headers, or a function giving them per attempt (a resumed Range starts where the last attempt stopped). */
-  readonly headers?: Readonly<Record<string, string>> | (() => Readonly<Record<string, string>>);
-  readonly body?: Uint8Array;
-  /** Largest body accepted on success. */
-  readonly maxBytes: number;
-  /** Statuses that are answers rather than failures (412 of If-None-Match, 404 of HEAD). */
-  readonly accept?: readonly number[];
-  readonly signal?: AbortSignal | undefined;
-  /** Reads a 2xx body in place of the bounded read into one array. */
-  readonly readBody?: (
-    status: number,
-    headers: Record<string, string | string[] | undefined>,
-    body: Dispatcher.ResponseData['body'],
-  ) => Promise<void>;
-}
-
-/** What came back. */
-interface S3Response {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Uint8Array;
-}
 
 /** A byte range of an object: `start`…`end` inclusive, or the last `suffixBytes`. */
 export type S3Range = { readonly start: number; readonly end?: number } | { readonly suffixBytes: number };
@@ -314,38 +284,9 @@ export class S3Client {
     }
   }
 
-  /** The URL parts of a request: host header, path with encoded key and query. */
-  #target(request: S3Request): { origin: string; host: string; path: string } {
-    const { endpoint, pathStyle } = this.settings;
-    const base = endpoint.pathname.replace(/\/+$/, '');
-    const keyPath = request.key === undefined ? '' : request.key.split('/').map(encodeRfc3986).join('/');
-    const host = pathStyle ? endpoint.host : `${this.bucket}.${endpoint.host}`;
-    let path = pathStyle
-      ? `${base}/${this.bucket}${request.key === undefined ? '' : `/${keyPath}`}`
-      : `${base}/${keyPath}`;
-    const query = Object.entries(request.query ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    if (query.length > 0)
-      path += `?${query.map(([k, v]) => `${encodeRfc3986(k)}=${encodeRfc3986(v)}`).join('&')}`;
-    return { origin: `${endpoint.protocol}//${host}`, host, path };
-  }
-
   /** One signed attempt under its deadline. */
   async #attempt(request: S3Request): Promise<S3Response> {
-    const { origin, host, path } = this.#target(request);
-    const signed = aws4.sign(
-      {
-        service: 's3',
-        region: this.settings.region,
-        method: request.method,
-        host,
-        path,
-        headers: { ...(typeof request.headers === 'function' ? request.headers() : request.headers) },
-        ...(request.body === undefined
-          ? {}
-          : { body: Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength) }),
-      },
-      this.settings.credentials,
-    );
+    const { origin, path, headers: signedHeaders } = signedRequest(this.bucket, this.settings, request);
     const deadline = new AbortController();
     const timer = setTimeout(
       () =>
@@ -368,7 +309,7 @@ export class S3Client {
         origin,
         path,
         method: request.method,
-        headers: signed.headers as Record<string, string>,
+        headers: signedHeaders,
         ...(request.body === undefined ? {} : { body: request.body }),
         signal,
       });
@@ -379,38 +320,14 @@ export class S3Client {
         else if (request.method !== 'HEAD') bytes = await readBounded(body, request.maxBytes, headers, path);
         return { status, headers, body: bytes };
       }
-      throw await this.#failure(request, path, status, body);
+      const text = request.method === 'HEAD' ? '' : await readErrorBody(body);
+      if (request.method === 'HEAD') await body.dump();
+      throw answerError(request, { path, status, text }, this.bucket, this.settings.endpoint.origin);
     } catch (err) {
       if (signal.aborted && signal.reason !== undefined) throw signal.reason;
       throw err;
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /** The error of a non-2xx answer, from its status and S3's `<Code>`. */
-  async #failure(
-    request: S3Request,
-    path: string,
-    status: number,
-    body: Dispatcher.ResponseData['body'],
-  ): Promise<S3Error> {
-    const text = request.method === 'HEAD' ? '' : await readErrorBody(body);
-    if (request.method === 'HEAD') await body.dump();
-    const { code: s3Code, message } = parseErrorBody(text);
-    const detail = `${request.method} ${path} at ${this.settings.endpoint.origin}: ${status}${s3Code === undefined ? '' : ` ${s3Code}`}${message === undefined ? '' : `: ${message}`}`;
-    const options = { status, s3Code };
-    if (status >= 500) return new S3Error('ERR_LR_SOURCE_HTTP_5XX', detail, options);
-    if (status === 429 || (s3Code !== undefined && TRANSIENT_S3_CODES.has(s3Code)))
-      return new S3Error('ERR_LR_S3_TRANSIENT', detail, options);
-    if (status === 401 || status === 403) return new S3Error('ERR_LR_S3_ACCESS_DENIED', detail, options);
-    if (status === 404 && s3Code === 'NoSuchBucket')
-      return new S3Error(
-        'ERR_LR_S3_BUCKET_NOT_FOUND',
-        `bucket ${this.bucket} does not exist (${detail})`,
-        options,
-      );
-    if (status === 404) return new S3Error('ERR_LR_S3_NOT_FOUND', detail, options);
-    return new S3Error('ERR_LR_S3_REQUEST_FAILED', detail, options);
   }
 }
