@@ -1,3 +1,10 @@
+/*
+ * A little over 400 lines on purpose: one archive's read surface (readAt, the synchronous
+ * fast path, leases, decode to a file, prefetch and the read stream), each a few lines over
+ * the same walk from a byte range to its chunks, which reads best in one place. The parts
+ * with their own state are elsewhere: readahead in readahead.ts, leases in read-lease.ts,
+ * the cache behind ChunkAccess in chunk-access.ts.
+ */
 import { Readable } from 'node:stream';
 import { type ChunkIndex, type CryptConfig, chunkDigest, toHex } from '@liverestore/format';
 import { settleAll } from '@liverestore/format/internal';
