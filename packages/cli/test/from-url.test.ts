@@ -75,10 +75,9 @@ test('snapshots --from URL --token-file gives what snapshots --store gives (--js
   t.regex(remoteText.stdout, /drive-scsi0\.img/);
 });
 
-// Known failing: the server lists a snapshot whose manifest is broken as
-// { snapshot, error } (like snapshots --json), and HttpChunkSource's listing parser
-// (packages/reader/src/http-source.ts parseListing) rejects the whole list for the entry
-// without type/id/time: ERR_LR_SOURCE_BAD_RESPONSE. Remove `.failing` once it keeps such entries.
+// The server lists a snapshot whose manifest is broken as { snapshot, error } (like
+// snapshots --json); the HTTP listing parser once refused the whole list for that entry
+// (ERR_LR_SOURCE_BAD_RESPONSE) instead of keeping it.
 test('snapshots --from URL: a broken manifest is reported for its snapshot, the other one still listed', async (t) => {
   const s = await served(t);
   await flipByte(join(s.store, s.snapshot, 'index.json.blob'), 40);

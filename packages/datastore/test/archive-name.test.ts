@@ -118,10 +118,9 @@ test('property: resolveArchiveName agrees with the reference model and is idempo
   t.pass();
 });
 
-// BUG (src/archive-name.ts): only one .fidx/.didx suffix is stripped, so `x.fidx.didx` is
-// accepted as an archive named `x.fidx`, and that listed name then resolves to a different
-// archive (`x.img.fidx`) or is refused. Names ending in .fidx/.didx after stripping should
-// be refused. Remove `.failing` once fixed.
+// Once only one .fidx/.didx suffix was stripped, so `x.fidx.didx` was accepted as an archive
+// named `x.fidx`, and that listed name then resolved to a different archive (`x.img.fidx`)
+// or was refused.
 test('an accepted archive is addressable by the name it is listed under', (t) => {
   for (const input of ['x.fidx.didx', 'a.didx.didx']) {
     let got: ReturnType<typeof resolveArchiveName>;

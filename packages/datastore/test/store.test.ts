@@ -112,10 +112,9 @@ test('listSnapshotRefs: sorted by type, id, time; temp dirs and junk names skipp
   t.deepEqual(await store.snapshotTimes('vm', 'nope'), []);
 });
 
-// BUG (src/datastore.ts, snapshotTimes/listSnapshotRefs): a regular file where a group or
-// snapshot directory is expected makes the listing throw ENOTDIR (vm/README), or is listed
-// as a snapshot (a file named like a time); group directories whose name is not a backup id
-// (`.tmp-x`, `lost+found`) are listed too. Remove `.failing` once fixed.
+// A regular file where a group or snapshot directory is expected once made the listing
+// throw ENOTDIR (vm/README), or was listed as a snapshot (a file named like a time); group
+// directories whose name is not a backup id (`.tmp-x`, `lost+found`) were listed too.
 test('listSnapshotRefs: stray files are skipped, not listed and not fatal', async (t) => {
   const dir = await testDir(t);
   const store = await Datastore.create(join(dir, 'store'));
@@ -432,10 +431,10 @@ test('bad options are refused before anything is written', async (t) => {
   );
 });
 
-// BUG (src/backup-writer.ts): `type` and `backupTime` are not validated. A type such as
-// '../x' writes the snapshot outside the store (join(store.dir, type, id)); a fractional
-// backupTime fails only after every chunk was read and written (BigInt in writeFixedIndex);
-// NaN leaves an empty group directory. Remove `.failing` once fixed.
+// `type` and `backupTime` were once not validated: a type such as '../x' wrote the snapshot
+// outside the store (join(store.dir, type, id)); a fractional backupTime failed only after
+// every chunk was read and written (BigInt in writeFixedIndex); NaN left an empty group
+// directory.
 test('bad type or backupTime is refused before anything is written', async (t) => {
   const dir = await testDir(t);
   const store = await Datastore.create(join(dir, 'store'));
