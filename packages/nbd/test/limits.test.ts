@@ -34,18 +34,19 @@ async function neverReader(port: number, reads: number): Promise<MiniClient> {
   return c;
 }
 
-test.serial('never-reading clients together stay within maxServerQueuedBytes', async (t) => {
+test.serial('40 never-reading clients together stay within maxServerQueuedBytes', async (t) => {
   const f = t.context.fixture;
   const budget = 8 * MiB;
-  // Each connection alone may queue 4 MiB: ten of them would hold 40 MiB without the budget.
+  // Each connection alone may queue 4 MiB: the 40 clients of issue 15's probe would hold
+  // 160 MiB without the budget (checked: 167,776,640 bytes held with the budget off).
   const { server } = await serve(t, f, { maxQueuedBytes: 4 * MiB, maxServerQueuedBytes: budget });
   t.timeout(90_000, 'the connections never all stopped reading requests');
   const clients: MiniClient[] = [];
-  for (let k = 0; k < 10; k++) clients.push(await neverReader(server.port!, 48));
+  for (let k = 0; k < 40; k++) clients.push(await neverReader(server.port!, 48));
   t.teardown(() => {
     for (const c of clients) c.socket.destroy();
   });
-  // More is asked (480 MiB) than the kernel's socket buffers take, so every connection ends
+  // More is asked (1,920 MiB) than the kernel's socket buffers take, so every connection ends
   // up waiting: at its own bound or for the shared budget.
   await until(() => server.stats().blockedConnections === clients.length);
   const stats = server.stats();
