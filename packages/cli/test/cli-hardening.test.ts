@@ -4,11 +4,12 @@
  * from a malicious server printed raw (terminal escapes, forged lines).
  */
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { NbdClient } from '@liverestore/nbd';
+import { mountSmallTmpfs } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { MAX_WORKERS } from '../src/option-values.js';
 import { printableLine } from '../src/terminal-text.js';
@@ -16,7 +17,6 @@ import {
   assertCliError,
   BIN,
   chunkPath,
-  exec,
   flipByte,
   indexDigests,
   KiB,
@@ -195,12 +195,7 @@ test('nbd logs one line with the code and digest when a corrupt chunk makes a re
 /** A 512 KiB tmpfs at a fresh directory, unmounted after the test (tests run as root, as in CI). */
 async function smallFileSystem(t: ExecutionContext): Promise<string> {
   const dir = join(await testDir(t), 'full');
-  await mkdir(dir);
-  const mount = await exec('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', dir]);
-  t.is(mount.code, 0, `mount a tmpfs (tests run as root): ${mount.stderr}`);
-  t.teardown(async () => {
-    await exec('umount', [dir]);
-  });
+  await mountSmallTmpfs(t, dir, 512 * KiB);
   return dir;
 }
 

@@ -9,7 +9,7 @@ import { cp, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { imageBytes, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import { imageBytes, mountSmallTmpfs, vmImageSet, writeImageFile } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { parseRate, progressLine } from '../src/commands/live-restore.js';
 import { assertCliError, BIN, backupArgv, cli, exec, lines, MiB, testDir, untilDoneArgv } from './helpers.js';
@@ -317,18 +317,7 @@ test('live-restore: a full target file system stalls the copy; with --exit-when-
   const dir = await testDir(t);
   const { store } = await backedUpVm(dir, [8 * MiB, 4 * MiB]);
   const target = join(dir, 'small');
-  await mkdir(target);
-  const mount = await exec('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', target]);
-  if (mount.code !== 0) {
-    // CI runs as root and must exercise this path; elsewhere (no root) it is logged.
-    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1') t.fail(`cannot mount a tmpfs: ${mount.stderr.trim()}`);
-    else
-      t.log(`SKIPPED: cannot mount a tmpfs (${mount.stderr.trim()}); the ENOSPC path is not exercised here`);
-    return;
-  }
-  t.teardown(async () => {
-    await exec('umount', ['-l', target]);
-  });
+  await mountSmallTmpfs(t, target, 2 * MiB);
   const out = await cli(untilDoneArgv(store, target), { timeoutMs: 60_000 });
   t.is(out.code, 1, out.stderr);
   const last = lines(out.stderr).at(-1) ?? '';

@@ -1,43 +1,24 @@
 /*
- * A full target file system (a small tmpfs: tests run as root in CI; elsewhere the test
- * logs that it cannot mount one, and fails under LIVERESTORE_REQUIRE_TOOLS=1): guest
+ * A full target file system (a small tmpfs: the tests run as root; a mount that fails
+ * fails the test, it never passes by skipping): guest
  * writes that need space get NBD_ENOSPC, the copy stalls (it does not end the restore),
  * regions already local are still served, and once space is freed the copy completes.
  * The same paths through the TargetFile seam are in live-faults.test.ts.
  */
 
-import { execFile } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { NbdClient } from '@liverestore/nbd';
-import type { ExecutionContext } from 'ava';
+import { mountSmallTmpfs } from '@liverestore/testkit';
 import { liveRestore, RegionBitmap, readMapFile } from '../src/internal.js';
 import { CHUNK_BYTES, firstDifference, fixtureTest, MiB, sourceImage } from './helpers.js';
 
-const run = promisify(execFile);
 const test = fixtureTest(31);
-
-/** Mounts a tmpfs of `bytes` at `dir`; false when it cannot (a failure in CI, a log elsewhere). */
-async function smallFileSystem(t: ExecutionContext, dir: string, bytes: number): Promise<boolean> {
-  await mkdir(dir, { recursive: true });
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir]);
-  } catch (err) {
-    const why = (err as Error).message.split('\n')[0];
-    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1')
-      t.fail(`cannot mount a tmpfs (CI runs as root): ${why}`);
-    else t.log(`SKIPPED: cannot mount a tmpfs (${why}); live-faults.test.ts covers ENOSPC through the seam`);
-    return false;
-  }
-  t.teardown(() => run('umount', ['-l', dir]).then(() => undefined));
-  return true;
-}
 
 test('full target file system: NBD_ENOSPC for writes that need space, the copy stalls, local regions stay served; freed space lets the copy complete', async (t) => {
   const { f } = t.context;
   const targetDir = join(f.dir, 'small-fs');
-  if (!(await smallFileSystem(t, targetDir, 24 * MiB))) return;
+  await mountSmallTmpfs(t, targetDir, 24 * MiB);
   // Ballast leaves about 4 MiB for the targets (their data is ≈ 14 MiB).
   const ballast = join(targetDir, 'ballast');
   await writeFile(ballast, Buffer.alloc(20 * MiB, 1));

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { SnapshotRef } from '@liverestore/datastore';
 import { decodeChunk, encodeChunk, toHex } from '@liverestore/format';
-import { type ImageSpec, imageBytes, tempDir } from '@liverestore/testkit';
+import { type ImageSpec, imageBytes, mountSmallTmpfs, tempDir } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import {
   ChunkCache,
@@ -262,26 +262,15 @@ test('processes sharing a cache directory never leave a half or wrong blob', asy
   await reopened.close();
 });
 
-/** Mounts a tmpfs of `bytes` for the test (tests run as root in CI); undefined where mounting is not allowed. */
-async function smallDisk(t: ExecutionContext, bytes: number): Promise<string | undefined> {
+/** A tmpfs of `bytes` for the test, in a fresh directory (tests run as root). */
+async function smallDisk(t: ExecutionContext, bytes: number): Promise<string> {
   const dir = join(await testDir(t), 'small');
-  await mkdir(dir);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    return undefined;
-  }
-  t.teardown(() => execFileSync('umount', ['-l', dir], { stdio: 'ignore' }));
+  await mountSmallTmpfs(t, dir, bytes);
   return dir;
 }
 
 test('a full disk under the cache only stops storing: the restore still works', async (t) => {
   const dir = await smallDisk(t, 2 * MiB);
-  if (dir === undefined) {
-    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1') t.fail('cannot mount a tmpfs (CI runs as root)');
-    else t.pass('cannot mount a tmpfs here (not root)');
-    return;
-  }
   const origin = await countedOrigin(t);
   const source = await PersistentCacheSource.open(origin, { dir });
   await restoreThrough(t, source);

@@ -1,12 +1,6 @@
-/*
- * The spill tier: SpillStore on its own (bytes, LRU eviction that spares chunks being
- * read, a full disk) and ChunkCache with a spill file (a chunk evicted from memory is read
- * again without a second fetch and decode, whatever the order of reads).
- */
-import { execFileSync } from 'node:child_process';
-import { mkdir, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from '@liverestore/testkit';
+import { mountSmallTmpfs, randomBytes } from '@liverestore/testkit';
 import test from 'ava';
 import fc from 'fast-check';
 import { ChunkCache, SpillStore } from '../src/index.js';
@@ -105,26 +99,15 @@ test('a spill directory that cannot hold a file fails with ERR_LR_SPILL_DIR', (t
   });
 });
 
-/** Mounts a tmpfs of `bytes` for the test (tests run as root in CI); undefined where mounting is not allowed. */
-async function smallDisk(t: import('ava').ExecutionContext, bytes: number): Promise<string | undefined> {
+/** A tmpfs of `bytes` for the test, in a fresh directory (tests run as root). */
+async function smallDisk(t: import('ava').ExecutionContext, bytes: number): Promise<string> {
   const dir = join(await testDir(t), 'small');
-  await mkdir(dir);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    return undefined;
-  }
-  t.teardown(() => execFileSync('umount', ['-l', dir], { stdio: 'ignore' }));
+  await mountSmallTmpfs(t, dir, bytes);
   return dir;
 }
 
 test('a full disk under the spill file only stops spilling: the chunk stays readable from memory', async (t) => {
   const dir = await smallDisk(t, 8 * PAGE);
-  if (dir === undefined) {
-    if (process.env.LIVERESTORE_REQUIRE_TOOLS === '1') t.fail('cannot mount a tmpfs (CI runs as root)');
-    else t.pass('cannot mount a tmpfs here (not root)');
-    return;
-  }
   const spill = SpillStore.create({ dir, capacityBytes: 64 * PAGE, pageBytes: PAGE });
   t.teardown(() => spill.close());
   const { arena, pages } = arenaWith(randomBytes(6, 6 * PAGE), 8);

@@ -2,7 +2,7 @@
  * @liverestore/testkit (private): what the tests and benchmarks share. The synthetic VM
  * images come from @liverestore/vmgen (re-exported here, so tests import one package);
  * the rest are test helpers: temporary directories, file hashes, QMP and tool checks,
- * throw-away TLS certificates.
+ * throw-away TLS certificates, a small tmpfs for full-disk tests.
  */
 
 export * from '@liverestore/vmgen';
@@ -19,4 +19,5 @@ export { promiseState } from './promise-state.js';
 export { Qmp, type QmpMessage, type StorageDaemonPaths, storageDaemonArgs, withTimeout } from './qmp.js';
 export { ExtraGateway, type TestRgw, testRgw } from './rgw.js';
 export { type TempDir, tempDir } from './temp.js';
+export { mountSmallTmpfs, type TeardownContext } from './tmpfs.js';
 export { hasTool, requireTool, type ToolContext } from './tools.js';
