@@ -194,11 +194,11 @@ test('a destroyed read stream stops reading', async (t) => {
   });
   const fetchesAtDestroy = source.fetchCount;
   source.release();
-  await sleep(200);
+  // The loads in flight at the destroy end; a stream still reading would have started more.
+  await waitFor(() => cache.stats().inFlight === 0, 'loads to finish');
   t.is(source.fetchCount, fetchesAtDestroy, 'no fetch started after destroy');
   t.true(fetchesAtDestroy < total, `stopped early: ${fetchesAtDestroy} of ${total} chunks fetched`);
   t.true(stream.destroyed);
-  await waitFor(() => cache.stats().inFlight === 0, 'loads to finish');
   cache.checkInvariants();
   assertNoPins(t, cache);
 });
