@@ -12,31 +12,36 @@ export class Progress {
   readonly #total: number;
   readonly #unit: 'bytes' | 'items';
   readonly #quiet: boolean;
-  readonly #started = performance.now();
-  #lastDraw = 0;
+  readonly #now: () => number;
+  readonly #started: number;
+  #lastDraw: number;
   #done = 0;
 
+  /** `now` is the clock in milliseconds (default `performance.now`); tests drive a fake one. */
   constructor(
     label: string,
     total: number,
-    options: { unit?: 'bytes' | 'items'; quiet?: boolean; out?: Writable } = {},
+    options: { unit?: 'bytes' | 'items'; quiet?: boolean; out?: Writable; now?: () => number } = {},
   ) {
     this.#label = label;
     this.#total = total;
     this.#unit = options.unit ?? 'bytes';
     this.#quiet = options.quiet ?? false;
     this.#out = (options.out ?? process.stderr) as Writable & { isTTY?: boolean; columns?: number };
+    this.#now = options.now ?? (() => performance.now());
+    this.#started = this.#now();
+    this.#lastDraw = this.#started;
   }
 
   get #tty(): boolean {
     return this.#out.isTTY === true;
   }
 
-  /** Records progress; draws at most 10 times a second on a TTY, every 5 s otherwise. */
+  /** Records progress; draws at most 10 times a second on a TTY, every 5 s otherwise (counted from the start). */
   update(done: number): void {
     this.#done = done;
     if (this.#quiet) return;
-    const now = performance.now();
+    const now = this.#now();
     const interval = this.#tty ? 100 : 5000;
     if (now - this.#lastDraw < interval || done >= this.#total) return;
     this.#lastDraw = now;
@@ -50,7 +55,7 @@ export class Progress {
   }
 
   #text(): string {
-    const seconds = (performance.now() - this.#started) / 1000;
+    const seconds = (this.#now() - this.#started) / 1000;
     const pct = this.#total === 0 ? 100 : (100 * this.#done) / this.#total;
     if (this.#unit === 'items') return `${this.#label} ${this.#done}/${this.#total} (${pct.toFixed(0)}%)`;
     const rate = formatRate(this.#done, seconds);

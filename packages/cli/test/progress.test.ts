@@ -3,7 +3,6 @@
  * size units of the command line.
  */
 import type { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { formatBytes, parseBytes } from '../src/index.js';
 import { Progress } from '../src/progress.js';
@@ -40,25 +39,35 @@ test('non-TTY: plain lines only, each ending in a newline, no \\r, no ANSI; the 
   t.regex(writes.at(-1)!, /^backup 10\.0 MiB\/10\.0 MiB \(100%\) [\d.]+ MB\/s\n$/);
 });
 
-test('non-TTY: updates are throttled to one line per 5 s (a fast job prints only its final line)', async (t) => {
+test('non-TTY: updates are throttled to one line per 5 s (a fast job prints only its final line)', (t) => {
   const { writes, stream } = fakeStream(false);
-  const progress = new Progress('verify', 1000, { out: stream, unit: 'items' });
-  for (let i = 0; i < 1000; i++) progress.update(i);
+  let nowMs = 0;
+  const progress = new Progress('verify', 1000, { out: stream, unit: 'items', now: () => nowMs });
+  for (let i = 0; i < 1000; i++, nowMs += 4) progress.update(i);
+  t.is(writes.length, 0, 'no line within the first 5 s');
+  nowMs = 5000;
   progress.update(500);
-  t.true(writes.length <= 1, `at most one line before finish, got ${writes.length}`);
+  t.deepEqual(writes, ['verify 500/1000 (50%)\n'], 'one line once 5 s have passed');
+  nowMs = 9999;
+  progress.update(600);
+  t.is(writes.length, 1, 'not again within 5 s of the last');
   progress.finish();
-  t.is(writes.at(-1), 'verify 500/1000 (50%)\n');
+  t.is(writes.at(-1), 'verify 600/1000 (60%)\n');
 });
 
-test('TTY: a redrawn bar with \\r, at most 10 draws a second, a final newline', async (t) => {
+test('TTY: a redrawn bar with \\r, at most 10 draws a second, a final newline', (t) => {
   const { writes, stream } = fakeStream(true, 100);
-  const progress = new Progress('backup', 4 * 1024 * 1024, { out: stream });
-  await sleep(120);
+  let nowMs = 0;
+  const progress = new Progress('backup', 4 * 1024 * 1024, { out: stream, now: () => nowMs });
+  progress.update(512 * 1024);
+  t.is(writes.length, 0, 'no draw in the first 100 ms');
+  nowMs = 100;
   progress.update(1024 * 1024);
-  t.is(writes.length, 1, 'the first update draws');
+  t.is(writes.length, 1, 'the first update after 100 ms draws');
+  nowMs = 199;
   progress.update(1.5 * 1024 * 1024);
   t.is(writes.length, 1, 'a second update within 100 ms does not');
-  await sleep(120);
+  nowMs = 200;
   progress.update(2 * 1024 * 1024);
   t.is(writes.length, 2, 'after 100 ms it draws again');
   progress.finish();
