@@ -1,16 +1,17 @@
 /*
  * Interrupted runs leave no temp files (issue 15): a restore stopped by SIGINT/SIGTERM
- * removes its `.tmp-OUT-PID-…`, and the next restore or backup sweeps the temps of
+ * removes its `.tmp-OUT-PID-…`, a backup its temp snapshot dir and chunk files, and the next restore or backup sweeps the temps of
  * processes that no longer exist (what a SIGKILL leaves).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, watch, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startChunkServer } from '@liverestore/server';
+import { writeImageFile } from '@liverestore/testkit';
 import test from 'ava';
-import { BIN, KiB, MiB, runIn, tempLeftovers, vmArgs, writeVm } from './helpers.js';
+import { BIN, KiB, MiB, runIn, snapshotDirs, tempLeftovers, vmArgs, writeVm } from './helpers.js';
 import { storeWithSnapshot } from './store-fixture.js';
 
 /** A pid that no process has now: a child's, after it ended. */
@@ -69,6 +70,55 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     child.kill(signal);
     t.is(await exited, `null/${signal}`, 'the process ends by the signal');
     t.deepEqual(await readdir(outDir), [], 'nothing left behind');
+  });
+}
+
+/*
+ * A backup is interrupted as the temp it is about (`.tmp-owner-…`: the group's owner file,
+ * written beside and linked into place; `.tmp-<time>-…`: the snapshot dir) appears. Which
+ * temps exist when the signal lands varies; none may be left.
+ */
+for (const [signal, temp] of [
+  ['SIGINT', 'owner'],
+  ['SIGTERM', 'snapshot'],
+] as const) {
+  test(`backup stopped by ${signal} while writing its ${temp} temp removes every temp`, async (t) => {
+    const { dir, store } = await storeWithSnapshot(t);
+    const before = await snapshotDirs(store);
+    // 128 MiB that do not compress: the backup runs for about a second after its temp
+    // snapshot dir appears.
+    const image = join(dir, 'big.raw');
+    await writeImageFile({ sizeBytes: 128 * MiB, seed: 21, mix: { random: 1 } }, image);
+    const isAwaited = (name: string): boolean =>
+      name.startsWith('.tmp-') && name.startsWith('.tmp-owner-') === (temp === 'owner');
+    const watching = new AbortController();
+    t.teardown(() => watching.abort());
+    const appeared = (async () => {
+      try {
+        for await (const change of watch(join(store, 'vm', '100'), { signal: watching.signal }))
+          if (change.filename !== null && isAwaited(change.filename)) return true;
+      } catch (err) {
+        if (!watching.signal.aborted) throw err;
+      }
+      return false;
+    })();
+    const child = spawn(
+      process.execPath,
+      [BIN, 'backup', '--store', store, '--snapshot', 'vm/100', `drive-scsi0=${image}`],
+      { stdio: 'ignore' },
+    );
+    t.teardown(() => child.kill('SIGKILL'));
+    const exited = new Promise<string>((resolve) =>
+      child.once('exit', (code, sig) => {
+        watching.abort();
+        resolve(`${code}/${sig}`);
+      }),
+    );
+    t.true(await appeared, `the backup made its ${temp} temp`);
+    child.kill(signal);
+    t.is(await exited, `null/${signal}`, 'the backup was still running and ends by the signal');
+    t.deepEqual(await snapshotDirs(store), before, 'no new snapshot');
+    t.deepEqual(await tempLeftovers(store), [], 'no temp left');
   });
 }
 

@@ -1,6 +1,6 @@
 import { link, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempPathFor } from './atomic-write.js';
+import { tempPathFor, trackTemp } from './atomic-write.js';
 import { DatastoreError } from './errors.js';
 import { DEFAULT_AUTH_ID } from './verify-state.js';
 
@@ -32,7 +32,15 @@ export async function ensureGroupOwner(groupDir: string, owner: string = DEFAULT
   checkOwner(owner);
   const path = join(groupDir, OWNER_FILE);
   const temp = tempPathFor(path);
-  const handle = await open(temp, 'wx', 0o644);
+  // Tracked like every temp: a backup interrupted by a signal removes it (removeTrackedTemps).
+  const untrack = trackTemp(temp);
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(temp, 'wx', 0o644);
+  } catch (err) {
+    untrack();
+    throw err;
+  }
   try {
     try {
       await handle.writeFile(`${owner}\n`);
@@ -47,5 +55,6 @@ export async function ensureGroupOwner(groupDir: string, owner: string = DEFAULT
     throw err;
   } finally {
     await rm(temp, { force: true });
+    untrack();
   }
 }
