@@ -1,28 +1,8 @@
 /** The shared async utilities of `@liverestore/format/internal`. */
 import { getEventListeners } from 'node:events';
-import { promiseState } from '@liverestore/testkit';
+import { FakeClock, promiseState } from '@liverestore/testkit';
 import test from 'ava';
-import { type Clock, linkedController, onAbort, Semaphore, settleAll, sleep } from '../src/internal.js';
-
-/** A clock whose timers fire only when the test says so. */
-function manualClock(): Clock & { fire(): void; readonly armed: number } {
-  const timers = new Set<() => void>();
-  return {
-    now: () => 0,
-    setTimer(fn) {
-      timers.add(fn);
-      return () => timers.delete(fn);
-    },
-    fire() {
-      const due = [...timers];
-      timers.clear();
-      for (const fn of due) fn();
-    },
-    get armed() {
-      return timers.size;
-    },
-  };
-}
+import { linkedController, onAbort, Semaphore, settleAll, sleep } from '../src/internal.js';
 
 test('Semaphore: a wait aborted while queued holds nothing; the slot goes to the next waiter in order', async (t) => {
   const sem = new Semaphore(1);
@@ -83,18 +63,20 @@ test('linkedController: aborts with the reason of the parent that fired; after d
 });
 
 test('sleep: resolves when its timer fires; an abort cancels the timer and rejects with the reason', async (t) => {
-  const clock = manualClock();
+  const clock = new FakeClock();
   const slept = sleep(1000, undefined, clock);
+  t.deepEqual(clock.armed, [1000]);
+  await clock.advance(999);
   t.is(await promiseState(slept), 'pending');
-  clock.fire();
-  await slept;
+  await clock.advance(1);
+  t.is(await promiseState(slept), 'fulfilled');
 
   const controller = new AbortController();
   const cut = sleep(1000, controller.signal, clock);
-  t.is(clock.armed, 1);
+  t.deepEqual(clock.armed, [1000]);
   controller.abort(new Error('stop'));
   await t.throwsAsync(cut, { message: 'stop' });
-  t.is(clock.armed, 0);
+  t.deepEqual(clock.armed, []);
 });
 
 test('settleAll: waits for every promise, then rejects with the first rejection in order', async (t) => {

@@ -2,64 +2,9 @@
  * The schedulers against a fake clock: every wait is observed (a timer due at an exact
  * time, an order of events), never slept for.
  */
+import { FakeClock } from '@liverestore/testkit';
 import test from 'ava';
-import {
-  type Clock,
-  GuestPriority,
-  MAX_TIMER_MS,
-  RegionLocks,
-  Semaphore,
-  sleep,
-  TokenBucket,
-} from '../src/internal.js';
-
-/** A clock that moves only when told; timers fire in due order during {@link advance}. */
-class FakeClock implements Clock {
-  #now = 0;
-  #timers: { due: number; fn: () => void }[] = [];
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimer(fn: () => void, ms: number): () => void {
-    const timer = { due: this.#now + Math.max(0, ms), fn };
-    this.#timers.push(timer);
-    return () => {
-      this.#timers = this.#timers.filter((x) => x !== timer);
-    };
-  }
-
-  /** Due times of the timers not fired yet. */
-  get pending(): number[] {
-    return this.#timers.map((x) => x.due).sort((a, b) => a - b);
-  }
-
-  /** Moves time to the earliest timer and fires it; false when there is none. */
-  async fireNext(): Promise<boolean> {
-    const next = this.pending[0];
-    if (next === undefined) return false;
-    await this.advance(next - this.#now);
-    return true;
-  }
-
-  /** Moves time forward by `ms`, firing due timers in order, and lets their promise callbacks run. */
-  async advance(ms: number): Promise<void> {
-    const until = Math.max(this.#now + ms, this.#now);
-    for (;;) {
-      const next = this.#timers
-        .filter((x) => x.due <= until || x.due - until < 1e-9)
-        .sort((a, b) => a.due - b.due)[0];
-      if (next === undefined) break;
-      this.#timers = this.#timers.filter((x) => x !== next);
-      this.#now = next.due;
-      next.fn();
-      await settle();
-    }
-    this.#now = until;
-    await settle();
-  }
-}
+import { GuestPriority, MAX_TIMER_MS, RegionLocks, Semaphore, sleep, TokenBucket } from '../src/internal.js';
 
 /** Lets every pending promise callback run (the code under test waits on nothing else). */
 function settle(): Promise<void> {

@@ -7,55 +7,12 @@ import { EventEmitter, once } from 'node:events';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '@liverestore/format/internal';
-import { withTimeout } from '@liverestore/testkit';
+import { FakeClock, withTimeout } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { HttpTransport, type RequestKind } from '../src/internal.js';
 
 const TIMEOUT_MS = 30_000;
 const KIND: RequestKind = { notFoundCode: 'ERR_LR_CHUNK_MISSING', maxBytes: 1 << 20, what: 'chunk x' };
-
-interface Timer {
-  readonly ms: number;
-  fire(): void;
-}
-
-/** A clock whose timers fire when the test says; `nextTimer` resolves when one is set. */
-class FakeClock implements Clock {
-  readonly #armed = new Set<Timer>();
-  readonly #watchers: { match: (ms: number) => boolean; resolve: (timer: Timer) => void }[] = [];
-
-  now(): number {
-    return 0;
-  }
-
-  setTimer(fn: () => void, ms: number): () => void {
-    const timer: Timer = {
-      ms,
-      fire: () => {
-        if (this.#armed.delete(timer)) fn();
-      },
-    };
-    this.#armed.add(timer);
-    const at = this.#watchers.findIndex((w) => w.match(ms));
-    if (at >= 0) this.#watchers.splice(at, 1)[0]!.resolve(timer);
-    return () => this.#armed.delete(timer);
-  }
-
-  /** Durations of the timers set and neither fired nor cancelled. */
-  get armed(): number[] {
-    return [...this.#armed].map((timer) => timer.ms);
-  }
-
-  /**
-   * The next timer set (from now on, or already armed) whose duration passes `match`; a
-   * transport that stopped using this clock fails here instead of hanging the test.
-   */
-  nextTimer(match: (ms: number) => boolean): Promise<Timer> {
-    for (const timer of this.#armed) if (match(timer.ms)) return Promise.resolve(timer);
-    const set = new Promise<Timer>((resolve) => this.#watchers.push({ match, resolve }));
-    return withTimeout(set, 20_000, 'a timer on the injected clock');
-  }
-}
 
 const isBackoff = (ms: number): boolean => ms < TIMEOUT_MS;
 const isDeadline = (ms: number): boolean => ms === TIMEOUT_MS;

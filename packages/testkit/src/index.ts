@@ -2,7 +2,7 @@
  * @liverestore/testkit (private): what the tests and benchmarks share. The synthetic VM
  * images come from @liverestore/vmgen (re-exported here, so tests import one package);
  * the rest are test helpers: temporary directories, file hashes, QMP and tool checks,
- * throw-away TLS certificates, a small tmpfs for full-disk tests.
+ * throw-away TLS certificates, a small tmpfs for full-disk tests, a fake clock.
  */
 
 export * from '@liverestore/vmgen';
@@ -13,6 +13,7 @@ export {
   type TestCertificate,
   type TestCertificateChain,
 } from './certificates.js';
+export { FakeClock, type FakeTimer } from './fake-clock.js';
 export { type FaultMatch, FaultProxy, type ProxyFault } from './fault-proxy.js';
 export { fileHashes } from './file-hashes.js';
 export { promiseState } from './promise-state.js';
