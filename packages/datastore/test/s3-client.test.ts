@@ -1,4 +1,4 @@
-import { FaultProxy } from '@liverestore/testkit';
+import { FakeClock, FaultProxy } from '@liverestore/testkit';
 import test from 'ava';
 import { parseS3Url, resolveS3Settings, S3Client, S3Error } from '../src/internal.js';
 import { s3Fixture } from './s3-fixture.js';
@@ -122,31 +122,52 @@ test('RGW: a missing bucket and a wrong secret fail with their codes, without re
   t.is(wrong.stats.retries, 0);
 });
 
-test('RGW behind a fault proxy: 503 SlowDown and a slow answer are retried until the request succeeds', async (t) => {
+test('RGW behind a fault proxy, on a fake clock: a stalled answer ends at its deadline, a 503 SlowDown waits its backoff, then the request succeeds', async (t) => {
   const s3 = await s3Fixture(t);
   if (s3 === undefined) return;
   const proxy = await FaultProxy.start(s3.rgw.endpoint);
   t.teardown(() => proxy.close());
+  const clock = new FakeClock();
+  const timeoutMs = 600_000;
   const client = new S3Client(
     s3.bucket,
     resolveS3Settings({
       ...s3.options,
       endpoint: proxy.url,
-      timeoutMs: 300,
-      backoffBaseMs: 1,
-      backoffCapMs: 5,
+      timeoutMs,
+      backoffBaseMs: 100,
+      backoffCapMs: 150,
     }),
+    { clock },
   );
   t.teardown(() => client.close());
   await s3.client.putObject('obj', Buffer.from('payload'));
-  const slowDown =
-    '<?xml version="1.0"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
-  proxy.inject({ kind: 'status', status: 503, body: slowDown }, 2);
-  proxy.inject({ kind: 'delay', ms: 3_000 });
-  t.is(Buffer.from(await client.getObject('obj', { maxBytes: 100 })).toString(), 'payload');
-  t.is(proxy.counts.faulted, 3);
-  t.is(client.stats.retries, 3);
-  t.is(proxy.pendingFaults, 0);
+  // The first answer is held (longer than the test runs); the second is 503 SlowDown.
+  proxy.inject({ kind: 'delay', ms: 60_000 });
+  proxy.inject({ kind: 'status', status: 503, body: '<Error><Code>SlowDown</Code></Error>' });
+  const got = client.getObject('obj', { maxBytes: 100 });
+  const isDeadline = (ms: number): boolean => ms === timeoutMs;
+  const isBackoff = (ms: number): boolean => ms < timeoutMs;
+  t.timeout(60_000, 'a request never reached the proxy');
+  const reached = async (requests: number): Promise<void> => {
+    while (proxy.counts.requests < requests) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+  // Attempt 1 waits for the held answer until its deadline fires on the clock.
+  await reached(1);
+  (await clock.nextTimer(isDeadline)).fire();
+  // Equal jitter: half the ceiling plus up to half again (ceilings 100, then 150 = the cap).
+  const first = await clock.nextTimer(isBackoff);
+  t.true(first.ms >= 50 && first.ms <= 100, `first backoff ${first.ms} ms`);
+  t.is(client.stats.attempts, 1, 'the retry waits for its backoff');
+  first.fire();
+  const second = await clock.nextTimer(isBackoff);
+  t.true(second.ms >= 75 && second.ms <= 150, `second backoff ${second.ms} ms`);
+  t.is(client.stats.attempts, 2);
+  t.is(proxy.counts.faulted, 2);
+  second.fire();
+  t.is(Buffer.from(await got).toString(), 'payload');
+  t.like(client.stats, { attempts: 3, retries: 2 });
+  t.deepEqual(clock.armed, [], 'no deadline or backoff timer left');
 });
 
 test('RGW behind a fault proxy: when the retries run out the error is ERR_LR_SOURCE_UNAVAILABLE with the last cause', async (t) => {

@@ -28,6 +28,8 @@ export interface FaultMatch {
 /** A forwarding proxy with a queue of faults. */
 export class FaultProxy {
   readonly #faults: { fault: ProxyFault; match: FaultMatch }[] = [];
+  /** Timers of requests held by a delay fault, cleared on close. */
+  readonly #delays = new Set<NodeJS.Timeout>();
   /** Requests received, and those a fault changed. */
   readonly counts = { requests: 0, faulted: 0 };
   /** Every request received: method, path and Range header. */
@@ -62,7 +64,10 @@ export class FaultProxy {
     return this.#faults.length;
   }
 
+  /** Closes every connection and drops the delayed requests (their timers too). */
   async close(): Promise<void> {
+    for (const timer of this.#delays) clearTimeout(timer);
+    this.#delays.clear();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -109,7 +114,11 @@ export class FaultProxy {
     };
     if (fault?.kind === 'delay') {
       req.pause();
-      setTimeout(forward, fault.ms);
+      const timer = setTimeout(() => {
+        this.#delays.delete(timer);
+        forward();
+      }, fault.ms);
+      this.#delays.add(timer);
     } else forward();
   }
 }

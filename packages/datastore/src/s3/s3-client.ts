@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LiverestoreError } from '@liverestore/format';
+import { type Clock, sleep, systemClock } from '@liverestore/format/internal';
 import { Agent } from 'undici';
 import { readBounded, readErrorBody, readPieceBody } from './s3-body.js';
 import { S3Error } from './s3-error.js';
@@ -11,7 +12,6 @@ import {
   isRetryable,
   MAX_ERROR_BODY_BYTES,
   MAX_XML_BYTES,
-  sleep,
 } from './s3-retry.js';
 import type { S3Settings } from './s3-settings.js';
 import { escapeXml, type ListPage, parseDeleteErrors, parseListPage } from './s3-xml.js';
@@ -50,12 +50,16 @@ export interface ObjectPiece {
 export class S3Client {
   readonly #agent: Agent;
   readonly #closing = new AbortController();
+  readonly #clock: Clock;
   readonly stats: S3ClientStats = { attempts: 0, retries: 0 };
 
+  /** `clock` times the per-attempt deadline and the backoff (tests drive a fake one). */
   constructor(
     readonly bucket: string,
     readonly settings: S3Settings,
+    options: { clock?: Clock } = {},
   ) {
+    this.#clock = options.clock ?? systemClock;
     this.#agent = new Agent({
       connections: settings.connections,
       headersTimeout: settings.timeoutMs,
@@ -279,7 +283,10 @@ export class S3Client {
         }
         this.stats.retries++;
         const ceiling = Math.min(backoffCapMs, backoffBaseMs * 2 ** attempt);
-        await sleep(ceiling / 2 + Math.random() * (ceiling / 2), request.signal);
+        const backoffMs = ceiling / 2 + Math.random() * (ceiling / 2);
+        await sleep(backoffMs, request.signal, this.#clock).catch(() => {
+          throw abortReason(request.signal!);
+        });
       }
     }
   }
@@ -288,7 +295,7 @@ export class S3Client {
   async #attempt(request: S3Request): Promise<S3Response> {
     const { origin, path, headers: signedHeaders } = signedRequest(this.bucket, this.settings, request);
     const deadline = new AbortController();
-    const timer = setTimeout(
+    const cancelDeadline = this.#clock.setTimer(
       () =>
         deadline.abort(
           new S3Error(
@@ -327,7 +334,7 @@ export class S3Client {
       if (signal.aborted && signal.reason !== undefined) throw signal.reason;
       throw err;
     } finally {
-      clearTimeout(timer);
+      cancelDeadline();
     }
   }
 }

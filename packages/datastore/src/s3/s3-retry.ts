@@ -47,22 +47,3 @@ export function abortReason(signal: AbortSignal): Error {
     ? signal.reason
     : new LiverestoreError('ERR_LR_ABORTED', 'the S3 request was aborted');
 }
-
-/** Sleeps `ms`, or rejects as soon as `signal` fires. */
-export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(abortReason(signal));
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
