@@ -254,6 +254,41 @@ export async function backupInputs(
   return store;
 }
 
+/** A datastore of one drive, shared by the tests of one file (see {@link fileSharedStore}). */
+export interface SharedStore {
+  readonly store: Datastore;
+  readonly spec: ImageSpec;
+  readonly ref: SnapshotRef;
+}
+
+/**
+ * One read-only datastore for a whole test file: `drive-scsi0` of `spec` backed up once as
+ * vm/100 in `chunkSizeBytes` chunks, on first use, removed after the file's last test
+ * (through `test.after.always`: call this at the top level of the test file).
+ */
+export function fileSharedStore(
+  test: { after: { always(fn: () => Promise<void>): void } },
+  prefix: string,
+  spec: ImageSpec,
+  chunkSizeBytes: number,
+): () => Promise<SharedStore> {
+  let shared: Promise<SharedStore> | undefined;
+  let removeShared: (() => Promise<void>) | undefined;
+  test.after.always(async () => {
+    await removeShared?.();
+  });
+  return () => {
+    shared ??= (async () => {
+      const dir = await tempDir(prefix);
+      removeShared = () => dir.cleanup();
+      const store = await backupInputs(dir.path, '100', [{ name: 'drive-scsi0', spec }], { chunkSizeBytes });
+      const [ref] = await store.listSnapshotRefs();
+      return { store, spec, ref: ref! };
+    })();
+    return shared;
+  };
+}
+
 /** Path of a chunk file in a datastore. */
 export function chunkPath(storeDir: string, hex: string): string {
   return join(storeDir, '.chunks', hex.slice(0, 4), hex);

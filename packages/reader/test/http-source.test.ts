@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Datastore, SnapshotRef } from '@liverestore/datastore';
 import { type ChunkIndex, chunkDigest, toHex } from '@liverestore/format';
-import { type ImageSpec, imageBytes, tempDir, vmImageSet } from '@liverestore/testkit';
+import { type ImageSpec, imageBytes, vmImageSet } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import {
   type CachedChunkReader,
@@ -22,7 +22,7 @@ import {
   restoreArchive,
 } from '../src/index.js';
 import { TestServer } from './fixtures/http-test-server.js';
-import { backupInputs, MiB, sleep, testDir, withTimeout } from './helpers.js';
+import { fileSharedStore, MiB, sleep, testDir, withTimeout } from './helpers.js';
 
 const CHUNK = MiB;
 
@@ -37,35 +37,16 @@ interface Fixture {
   open(options?: HttpChunkSourceOptions): Promise<HttpChunkSource>;
 }
 
-interface SharedStore {
-  readonly store: Datastore;
-  readonly spec: ImageSpec;
-  readonly ref: SnapshotRef;
-}
-
-let shared: Promise<SharedStore> | undefined;
-let removeShared: (() => Promise<void>) | undefined;
-test.after.always(async () => {
-  await removeShared?.();
-});
-
 /**
  * One datastore for the whole file (servers only read it; corruption happens on the
  * wire): one 8 MiB (+ a tail) drive in 1 MiB chunks.
  */
-function sharedStore(): Promise<SharedStore> {
-  shared ??= (async () => {
-    const dir = await tempDir('lr-http-store-');
-    removeShared = () => dir.cleanup();
-    const spec = vmImageSet(7, { drives: 1, sizeBytes: 8 * MiB + 12_345 })[0]!.spec;
-    const store = await backupInputs(dir.path, '100', [{ name: 'drive-scsi0', spec }], {
-      chunkSizeBytes: CHUNK,
-    });
-    const [ref] = await store.listSnapshotRefs();
-    return { store, spec, ref: ref! };
-  })();
-  return shared;
-}
+const sharedStore = fileSharedStore(
+  test,
+  'lr-http-store-',
+  vmImageSet(7, { drives: 1, sizeBytes: 8 * MiB + 12_345 })[0]!.spec,
+  CHUNK,
+);
 
 /** The shared datastore behind a fresh test server, a fresh cache and a scratch directory. */
 async function setup(t: ExecutionContext): Promise<Fixture> {

@@ -8,9 +8,8 @@ import { mkdir, readdir, readFile, stat, symlink, truncate, utimes, writeFile } 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { SnapshotRef } from '@liverestore/datastore';
 import { decodeChunk, encodeChunk, toHex } from '@liverestore/format';
-import { type ImageSpec, imageBytes, mountSmallTmpfs, tempDir } from '@liverestore/testkit';
+import { imageBytes, mountSmallTmpfs } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import {
   ChunkCache,
@@ -21,46 +20,23 @@ import {
   PersistentChunkCache,
   restoreArchive,
 } from '../src/index.js';
-import { backupInputs, CountingSource, MemorySource, MiB, testDir, withTimeout } from './helpers.js';
+import { CountingSource, fileSharedStore, MemorySource, MiB, testDir, withTimeout } from './helpers.js';
 
 const CHUNK = MiB;
 
-interface SharedStore {
-  readonly storeDir: string;
-  readonly spec: ImageSpec;
-  readonly ref: SnapshotRef;
-}
-
-let shared: Promise<SharedStore> | undefined;
-let removeShared: (() => Promise<void>) | undefined;
-test.after.always(async () => {
-  await removeShared?.();
-});
-
 /** One datastore for the whole file (only read): one 6 MiB (+ a tail) drive in 1 MiB chunks. */
-function sharedStore(): Promise<SharedStore> {
-  shared ??= (async () => {
-    const dir = await tempDir('lr-pcache-store-');
-    removeShared = () => dir.cleanup();
-    // Mostly incompressible: the blobs are about as large as the chunks (the full-disk test).
-    const spec: ImageSpec = {
-      sizeBytes: 6 * MiB + 4321,
-      seed: 11,
-      mix: { zero: 0.2, text: 0.2, random: 0.6 },
-    };
-    const store = await backupInputs(dir.path, '100', [{ name: 'drive-scsi0', spec }], {
-      chunkSizeBytes: CHUNK,
-    });
-    const [ref] = await store.listSnapshotRefs();
-    return { storeDir: store.dir, spec, ref: ref! };
-  })();
-  return shared;
-}
+const sharedStore = fileSharedStore(
+  test,
+  'lr-pcache-store-',
+  // Mostly incompressible: the blobs are about as large as the chunks (the full-disk test).
+  { sizeBytes: 6 * MiB + 4321, seed: 11, mix: { zero: 0.2, text: 0.2, random: 0.6 } },
+  CHUNK,
+);
 
 /** The origin of a test: the shared store, counted. */
 async function countedOrigin(t: ExecutionContext): Promise<CountingSource> {
-  const { storeDir } = await sharedStore();
-  const origin = new CountingSource(await LocalChunkSource.open(storeDir));
+  const { store } = await sharedStore();
+  const origin = new CountingSource(await LocalChunkSource.open(store.dir));
   t.teardown(() => origin.inner.close?.());
   return origin;
 }
