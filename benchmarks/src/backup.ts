@@ -17,6 +17,7 @@ import type { BackupSample, BackupTask } from './backup-child.js';
 import type { BenchContext, Benchmark } from './benchmark.js';
 import { UsageError } from './errors.js';
 import { machineInfo } from './machine.js';
+import { VM_SEED_OPTION } from './options.js';
 import {
   type BenchResult,
   type CaseResult,
@@ -359,7 +360,7 @@ of free space in --dir. Takes 8–12 minutes with the defaults on a 2-core machi
       description: 'compressions to compare, comma-separated: zstd, deflate, none',
       defaultText: 'zstd,deflate,none',
     },
-    { name: 'seed', type: 'string', valueName: 'N', description: 'testkit VM seed', defaultText: '1' },
+    VM_SEED_OPTION,
     {
       name: 'dir',
       type: 'string',

@@ -18,7 +18,7 @@ import { asStoppable, startLiverestoreProcess } from './liverestore-process.js';
 import { freePort } from './loopback.js';
 import { machineInfo } from './machine.js';
 import { startNbdkit } from './nbdkit.js';
-import { optionText } from './options.js';
+import { optionText, SCRATCH_DIR_OPTION, VM_SEED_OPTION } from './options.js';
 import { type BenchResult, type CaseResult, type DetailColumn, measuredCase } from './result.js';
 import { requireTools } from './tools.js';
 import { formatBytes, formatNumber, parseBytes, parsePositiveInt } from './units.js';
@@ -292,14 +292,8 @@ Needs fio (with the nbd engine) and nbdkit. Takes about 2 minutes with the defau
       description: 'queue depths, comma-separated',
       defaultText: '16,1',
     },
-    { name: 'seed', type: 'string', valueName: 'N', description: 'testkit VM seed', defaultText: '1' },
-    {
-      name: 'dir',
-      type: 'string',
-      valueName: 'DIR',
-      description: 'scratch directory',
-      defaultText: 'the OS temp dir',
-    },
+    VM_SEED_OPTION,
+    SCRATCH_DIR_OPTION,
   ],
   run: runNbd,
 };

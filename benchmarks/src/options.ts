@@ -4,7 +4,7 @@
  * cache size), so each benchmark parses them the same way.
  */
 
-import type { BenchContext } from './benchmark.js';
+import type { BenchContext, OptionSpec } from './benchmark.js';
 import { UsageError } from './errors.js';
 import { parseBytes, parsePositiveInt } from './units.js';
 
@@ -27,3 +27,39 @@ export function cacheSizeOption(context: BenchContext, defaultText: string): num
   if (bytes < 4 * 1024 ** 2) throw new UsageError('--cache-size must be at least 4MiB (one chunk)');
   return bytes;
 }
+
+/** `--dir DIR`: where a benchmark writes its images and stores. */
+export const SCRATCH_DIR_OPTION: OptionSpec = {
+  name: 'dir',
+  type: 'string',
+  valueName: 'DIR',
+  description: 'scratch directory',
+  defaultText: 'the OS temp dir',
+};
+
+/** `--seed N`: the seed of testkit's synthetic VM images. */
+export const VM_SEED_OPTION: OptionSpec = {
+  name: 'seed',
+  type: 'string',
+  valueName: 'N',
+  description: 'testkit VM seed',
+  defaultText: '1',
+};
+
+/** `--workers N`: decode threads of a restore. */
+export const DECODE_WORKERS_OPTION: OptionSpec = {
+  name: 'workers',
+  type: 'string',
+  valueName: 'N',
+  description: 'decode threads',
+  defaultText: 'machine parallelism',
+};
+
+/** `--cache-size SIZE`: the chunk cache of a restore, 256 MiB unless given. */
+export const CACHE_SIZE_OPTION: OptionSpec = {
+  name: 'cache-size',
+  type: 'string',
+  valueName: 'SIZE',
+  description: 'chunk cache budget',
+  defaultText: '256MiB',
+};

@@ -26,7 +26,7 @@ import {
 } from './guest-workloads.js';
 import { distinctDataChunks, readIndexes } from './live-systems.js';
 import { machineInfo } from './machine.js';
-import { cacheSizeOption, iterationCount, optionText } from './options.js';
+import { cacheSizeOption, iterationCount, optionText, SCRATCH_DIR_OPTION } from './options.js';
 import { processUsage } from './proc-stats.js';
 import { type QemuIteration, type QemuSettings, qemuResult, STORE_COMPRESSION } from './qemu-report.js';
 import { type RestoreSource, type Role, SYSTEMS, type SystemName, startSystem } from './qemu-systems.js';
@@ -323,13 +323,7 @@ take a few minutes on a 2-core machine; --quick (one iteration, 64 MiB) well und
       type: 'boolean',
       description: `one iteration of a ${QUICK.size} disk (explicit options win)`,
     },
-    {
-      name: 'dir',
-      type: 'string',
-      valueName: 'DIR',
-      description: 'scratch directory',
-      defaultText: 'the OS temp dir',
-    },
+    SCRATCH_DIR_OPTION,
   ],
   run: runQemu,
 };

@@ -31,7 +31,13 @@ import { vmImageSet, writeImageFile } from '@liverestore/testkit';
 import type { BenchContext, Benchmark } from './benchmark.js';
 import { ToolMissingError, UsageError } from './errors.js';
 import { machineInfo } from './machine.js';
-import { optionText } from './options.js';
+import {
+  CACHE_SIZE_OPTION,
+  DECODE_WORKERS_OPTION,
+  optionText,
+  SCRATCH_DIR_OPTION,
+  VM_SEED_OPTION,
+} from './options.js';
 import { processCpuSeconds } from './proc-stats.js';
 import { type BenchResult, type DetailColumn, measuredCase } from './result.js';
 import { formatBytes, parseBytes, parseList, parsePositiveInt } from './units.js';
@@ -276,20 +282,8 @@ and AWS_SECRET_ACCESS_KEY; a fresh bucket is created and emptied afterwards).`,
   defaultSamples: 3,
   options: [
     { name: 'size', type: 'string', valueName: 'SIZE', description: 'image size', defaultText: '1GiB' },
-    {
-      name: 'workers',
-      type: 'string',
-      valueName: 'N',
-      description: 'decode threads',
-      defaultText: 'machine parallelism',
-    },
-    {
-      name: 'cache-size',
-      type: 'string',
-      valueName: 'SIZE',
-      description: 'chunk cache budget',
-      defaultText: '256MiB',
-    },
+    DECODE_WORKERS_OPTION,
+    CACHE_SIZE_OPTION,
     {
       name: 'lanes',
       type: 'string',
@@ -304,14 +298,8 @@ and AWS_SECRET_ACCESS_KEY; a fresh bucket is created and emptied afterwards).`,
       description: 'an S3 endpoint to use instead of starting an RGW',
       defaultText: 'start one',
     },
-    { name: 'seed', type: 'string', valueName: 'N', description: 'testkit VM seed', defaultText: '1' },
-    {
-      name: 'dir',
-      type: 'string',
-      valueName: 'DIR',
-      description: 'scratch directory',
-      defaultText: 'the OS temp dir',
-    },
+    VM_SEED_OPTION,
+    SCRATCH_DIR_OPTION,
   ],
   run: runS3,
 };

@@ -17,7 +17,13 @@ import type { BenchContext, Benchmark } from './benchmark.js';
 import { decodeLimitPool } from './decode-limit.js';
 import { UsageError } from './errors.js';
 import { machineInfo } from './machine.js';
-import { optionText } from './options.js';
+import {
+  CACHE_SIZE_OPTION,
+  DECODE_WORKERS_OPTION,
+  optionText,
+  SCRATCH_DIR_OPTION,
+  VM_SEED_OPTION,
+} from './options.js';
 import { type ColdStore, coldCases, coldRound, coldSpeedups, prepareColdStore } from './restore-cold.js';
 import {
   type BenchResult,
@@ -256,20 +262,8 @@ minutes with the defaults on a 2-core machine.`,
   defaultSamples: 5,
   options: [
     { name: 'size', type: 'string', valueName: 'SIZE', description: 'image size', defaultText: '2GiB' },
-    {
-      name: 'workers',
-      type: 'string',
-      valueName: 'N',
-      description: 'decode threads',
-      defaultText: 'machine parallelism',
-    },
-    {
-      name: 'cache-size',
-      type: 'string',
-      valueName: 'SIZE',
-      description: 'chunk cache budget',
-      defaultText: '256MiB',
-    },
+    DECODE_WORKERS_OPTION,
+    CACHE_SIZE_OPTION,
     {
       name: 'reads',
       type: 'string',
@@ -284,14 +278,8 @@ minutes with the defaults on a 2-core machine.`,
       description: 'one store per compression, comma-separated: zstd, deflate, none',
       defaultText: 'zstd,deflate',
     },
-    { name: 'seed', type: 'string', valueName: 'N', description: 'testkit VM seed', defaultText: '1' },
-    {
-      name: 'dir',
-      type: 'string',
-      valueName: 'DIR',
-      description: 'scratch directory',
-      defaultText: 'the OS temp dir',
-    },
+    VM_SEED_OPTION,
+    SCRATCH_DIR_OPTION,
   ],
   run: runRestore,
 };

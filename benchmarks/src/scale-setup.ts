@@ -16,7 +16,7 @@ import { type ImageSpec, mutate, sha256OfImage, vmImageSet, writeImageFile } fro
 import type { BenchContext, OptionSpec } from './benchmark.js';
 import { UsageError } from './errors.js';
 import { readIndexes } from './live-systems.js';
-import { iterationCount, optionText } from './options.js';
+import { iterationCount, optionText, SCRATCH_DIR_OPTION } from './options.js';
 import { ORIGIN_NAMES, type OriginName } from './scale-origins.js';
 import type { ReaderTask } from './scale-reader-child.js';
 import { parseBytes, parseList, parseNonNegativeInt, parsePositiveInt } from './units.js';
@@ -110,13 +110,7 @@ export const SCALE_OPTIONS: readonly OptionSpec[] = [
     defaultText: 'start one',
   },
   { name: 'seed', type: 'string', valueName: 'N', description: 'vmgen VM seed', defaultText: '1' },
-  {
-    name: 'dir',
-    type: 'string',
-    valueName: 'DIR',
-    description: 'scratch directory',
-    defaultText: 'the OS temp dir',
-  },
+  SCRATCH_DIR_OPTION,
 ];
 
 function parseOrigins(text: string | undefined): OriginName[] {
