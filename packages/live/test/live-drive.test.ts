@@ -1,6 +1,7 @@
 import { cp, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { heapScratch } from '@liverestore/reader/internal';
+import type { ExecutionContext } from 'ava';
 
 import {
   encodeMap,
@@ -29,6 +30,25 @@ const test = fixtureTest();
 let dirs = 0;
 function targetDir(f: Fixture): string {
   return join(f.dir, `target-${dirs++}`);
+}
+
+/**
+ * Drive 0 of the fixture opened with a single fill slot (a test that takes it holds every
+ * fill and store back), and the first of its regions that is not local.
+ */
+async function driveWithOneFillSlot(t: ExecutionContext<{ f: Fixture }>) {
+  const { f } = t.context;
+  const { snapshot, cache } = await openFixtureSnapshot(t, f);
+  const d = f.drives[0]!;
+  const fillSlots = new Semaphore(1);
+  const drive = await LiveDrive.open({
+    reader: await snapshot.openArchive(d.name),
+    targetDir: targetDir(f),
+    snapshot: snapshot.path,
+    fillSlots,
+  });
+  const notLocal = [...Array(drive.regionCount).keys()].find((r) => !drive.isLocal(r))!;
+  return { snapshot, cache, d, drive, fillSlots, notLocal };
 }
 
 const signal = new AbortController().signal;
@@ -376,16 +396,8 @@ test('a copy queued behind a guest write on the same region never overwrites the
 });
 
 test('many concurrent reads and writes of regions not local, with one fill slot: all correct, no deadlock', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const d = f.drives[0]!;
+  const { d, drive } = await driveWithOneFillSlot(t);
   const model = sourceImage(d.spec);
-  const drive = await LiveDrive.open({
-    reader: await snapshot.openArchive(d.name),
-    targetDir: targetDir(f),
-    snapshot: snapshot.path,
-    fillSlots: new Semaphore(1),
-  });
   const ops: Promise<void>[] = [];
   const reads: { buf: Buffer; offset: number }[] = [];
   for (let i = 0; i < drive.regionCount; i++) {
@@ -411,18 +423,8 @@ test('many concurrent reads and writes of regions not local, with one fill slot:
 });
 
 test('a guest read of a region not local never waits for the region lock (a fill in flight holds it)', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const d = f.drives[0]!;
+  const { d, drive, fillSlots, notLocal: i } = await driveWithOneFillSlot(t);
   const model = Buffer.from(sourceImage(d.spec));
-  const fillSlots = new Semaphore(1);
-  const drive = await LiveDrive.open({
-    reader: await snapshot.openArchive(d.name),
-    targetDir: targetDir(f),
-    snapshot: snapshot.path,
-    fillSlots,
-  });
-  const i = [...Array(drive.regionCount).keys()].find((r) => !drive.isLocal(r))!;
   // The test takes the only fill slot: a partial write to region i takes the region's lock,
   // then waits for a slot, and holds the lock until the test lets it go.
   const releaseSlot = await fillSlots.acquire();
@@ -451,18 +453,8 @@ test('a guest read of a region not local never waits for the region lock (a fill
 });
 
 test('write-behind: the guest is answered, then its region is stored from the pinned chunk, never fetched again however the cache turns over', async (t) => {
-  const { f } = t.context;
-  const { snapshot, cache } = await openFixtureSnapshot(t, f);
-  const d = f.drives[0]!;
+  const { snapshot, cache, d, drive, fillSlots, notLocal: i } = await driveWithOneFillSlot(t);
   const model = sourceImage(d.spec);
-  const fillSlots = new Semaphore(1);
-  const drive = await LiveDrive.open({
-    reader: await snapshot.openArchive(d.name),
-    targetDir: targetDir(f),
-    snapshot: snapshot.path,
-    fillSlots,
-  });
-  const i = [...Array(drive.regionCount).keys()].find((r) => !drive.isLocal(r))!;
   // The test holds the only fill slot: the store of the region waits behind the reply.
   const releaseSlot = await fillSlots.acquire();
   const at = i * CHUNK_BYTES + 8192;
