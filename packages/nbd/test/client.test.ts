@@ -9,19 +9,12 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { imageBytes, tempDir } from '@liverestore/testkit';
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { NbdClient } from '../src/index.js';
-import { type Fixture, MiB, makeFixture, prng, serve } from './helpers.js';
+import { fixtureTest, MiB, prng, serve } from './helpers.js';
 
 const run = promisify(execFile);
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 test('reads of a snapshot export, in flight together, equal the source; errors are coded', async (t) => {
   const f = t.context.fixture;

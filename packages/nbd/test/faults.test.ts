@@ -3,18 +3,10 @@ import { connect } from 'node:net';
 import { Datastore } from '@liverestore/datastore';
 import { toHex } from '@liverestore/format';
 import { imageBytes } from '@liverestore/testkit';
-import anyTest, { type TestFn } from 'ava';
 import * as P from '../src/wire.js';
-import { type Fixture, MiB, MiniClient, makeFixture, prng, serve, until, zeroChunks } from './helpers.js';
+import { fixtureTest, MiB, MiniClient, prng, serve, until, zeroChunks } from './helpers.js';
 
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 test.serial('hostile clients (random bytes) never disturb a well-behaved client', async (t) => {
   const f = t.context.fixture;

@@ -12,7 +12,7 @@ import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from 
 
 export { prng } from '@liverestore/testkit';
 
-import type { ExecutionContext } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { type NbdServer, type NbdServerOptions, startNbdServer } from '../src/index.js';
 import * as W from '../src/wire.js';
 
@@ -45,6 +45,21 @@ export async function makeFixture(): Promise<Fixture> {
     encodeThreads: 0,
   });
   return { storeDir, snapshot: result.snapshot, dir: work.path, drives, cleanup: () => work.cleanup() };
+}
+
+/**
+ * The ava `test` of a file whose tests share one {@link Fixture}: made before the first
+ * test, cleaned up after the last. Call once, at the top of the file.
+ */
+export function fixtureTest(): TestFn<{ fixture: Fixture }> {
+  const test = anyTest as TestFn<{ fixture: Fixture }>;
+  test.before(async (t) => {
+    t.context.fixture = await makeFixture();
+  });
+  test.after.always(async (t) => {
+    await t.context.fixture?.cleanup();
+  });
+  return test;
 }
 
 /** Indices of the all-zero chunks of a drive, computed from the source bytes. */

@@ -7,19 +7,11 @@
 
 import { connect, type Socket } from 'node:net';
 import { imageBytes } from '@liverestore/testkit';
-import anyTest, { type TestFn } from 'ava';
 import { NBD_SERVER_DEFAULTS } from '../src/index.js';
 import * as P from '../src/wire.js';
-import { type Fixture, MiB, MiniClient, makeFixture, serve, until, WireReader } from './helpers.js';
+import { fixtureTest, MiB, MiniClient, serve, until, WireReader } from './helpers.js';
 
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 /** A client past its handshake that asks for `reads` reads of 1 MiB and never reads a reply. */
 async function neverReader(port: number, reads: number): Promise<MiniClient> {

@@ -1,14 +1,12 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { imageBytes } from '@liverestore/testkit';
-import anyTest, { type TestFn } from 'ava';
 import * as P from '../src/wire.js';
 import {
   DRIVE_SIZES,
-  type Fixture,
+  fixtureTest,
   MiB,
   MiniClient,
-  makeFixture,
   prng,
   serve,
   until,
@@ -16,14 +14,7 @@ import {
   zeroChunks,
 } from './helpers.js';
 
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 test('handshake, OPT_LIST, OPT_GO, concurrent reads, EINVAL, EPERM, FLUSH, DISC', async (t) => {
   const f = t.context.fixture;

@@ -8,28 +8,10 @@
 import type { ChunkCache } from '@liverestore/reader';
 import { chunkCacheInternals, type SlotIndex } from '@liverestore/reader/internal';
 import { imageBytes } from '@liverestore/testkit';
-import anyTest, { type TestFn } from 'ava';
 import * as P from '../src/wire.js';
-import {
-  CHUNK_BYTES,
-  type Fixture,
-  MiB,
-  MiniClient,
-  makeFixture,
-  prng,
-  serve,
-  until,
-  zeroChunks,
-} from './helpers.js';
+import { CHUNK_BYTES, fixtureTest, MiB, MiniClient, prng, serve, until, zeroChunks } from './helpers.js';
 
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 function totalPins(cache: ChunkCache): number {
   let pins = 0;

@@ -3,18 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { requireTool } from '@liverestore/testkit';
-import anyTest, { type TestFn } from 'ava';
-import { DRIVE_SIZES, type Fixture, MiB, makeFixture, serve, zeroChunks } from './helpers.js';
+import { DRIVE_SIZES, fixtureTest, MiB, serve, zeroChunks } from './helpers.js';
 
 const run = promisify(execFile);
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 test('nbdinfo --list shows every drive with its size', async (t) => {
   if (!requireTool(t, 'nbdinfo')) return;

@@ -7,19 +7,11 @@ import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import anyTest, { type TestFn } from 'ava';
 import { IMMUTABLE } from '../src/cache-headers.js';
-import { type Fixture, makeFixture, serve, toolMissing } from './helpers.js';
+import { type Fixture, fixtureTest, serve, toolMissing } from './helpers.js';
 
 const run = promisify(execFile);
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 interface CurlResponse {
   readonly status: number;

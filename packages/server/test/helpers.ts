@@ -15,7 +15,7 @@ import { type ImageSpec, tempDir, vmImageSet, writeImageFile } from '@liverestor
 
 export { prng } from '@liverestore/testkit';
 
-import type { ExecutionContext } from 'ava';
+import anyTest, { type ExecutionContext, type TestFn } from 'ava';
 import { pino } from 'pino';
 import { type ChunkServer, type ChunkServerOptions, startChunkServer } from '../src/index.js';
 
@@ -66,6 +66,21 @@ export async function makeFixture(sizes: readonly number[] = DRIVE_SIZES): Promi
     await work.cleanup();
     throw err;
   }
+}
+
+/**
+ * The ava `test` of a file whose tests share one {@link Fixture}: made before the first
+ * test, cleaned up after the last. Call once, at the top of the file.
+ */
+export function fixtureTest(): TestFn<{ fixture: Fixture }> {
+  const test = anyTest as TestFn<{ fixture: Fixture }>;
+  test.before(async (t) => {
+    t.context.fixture = await makeFixture();
+  });
+  test.after.always(async (t) => {
+    await t.context.fixture?.cleanup();
+  });
+  return test;
 }
 
 /** A server over the fixture on 127.0.0.1:0 with a silent logger and a small inline-decoding cache. */

@@ -2,7 +2,6 @@ import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readIndex, toHex } from '@liverestore/format';
 import { imageBytes } from '@liverestore/testkit';
-import anyTest, { type TestFn } from 'ava';
 import { pino } from 'pino';
 import { startChunkServer } from '../src/index.js';
 import {
@@ -10,22 +9,15 @@ import {
   DRIVE_SIZES,
   errorOf,
   type Fixture,
+  fixtureTest,
   get,
   MiB,
-  makeFixture,
   prng,
   rawRequest,
   serve,
 } from './helpers.js';
 
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 function imageUrl(base: string, f: Fixture, drive = 0): string {
   return `${base}/snapshots/${f.snapshot}/${f.drives[drive]!.name}.img`;

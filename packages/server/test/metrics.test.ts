@@ -2,17 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readIndex, toHex } from '@liverestore/format';
 import { ChunkCache } from '@liverestore/reader';
-import anyTest, { type TestFn } from 'ava';
-import { type Fixture, get, MiB, makeFixture, serve } from './helpers.js';
+import { fixtureTest, get, MiB, serve } from './helpers.js';
 
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 function sample(text: string, name: string, labels = ''): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));

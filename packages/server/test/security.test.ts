@@ -2,17 +2,9 @@ import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readIndex, toHex } from '@liverestore/format';
 import { ChunkCache } from '@liverestore/reader';
-import anyTest, { type TestFn } from 'ava';
-import { errorOf, type Fixture, get, MiB, makeFixture, rawRequest, serve } from './helpers.js';
+import { errorOf, fixtureTest, get, MiB, rawRequest, serve } from './helpers.js';
 
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 test('with a token: missing or wrong is 401 with WWW-Authenticate, right is 200, /metrics stays open', async (t) => {
   const f = t.context.fixture;

@@ -2,18 +2,11 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { imageBytes, requireTool, selfSignedCertificate, tempDir } from '@liverestore/testkit';
-import anyTest, { type ExecutionContext, type TestFn } from 'ava';
-import { DRIVE_SIZES, errorOf, type Fixture, makeFixture, rawRequest, serve } from './helpers.js';
+import type { ExecutionContext } from 'ava';
+import { DRIVE_SIZES, errorOf, fixtureTest, rawRequest, serve } from './helpers.js';
 
 const run = promisify(execFile);
-const test = anyTest as TestFn<{ fixture: Fixture }>;
-
-test.before(async (t) => {
-  t.context.fixture = await makeFixture();
-});
-test.after.always(async (t) => {
-  await t.context.fixture?.cleanup();
-});
+const test = fixtureTest();
 
 /** A throw-away self-signed certificate for 127.0.0.1, as the server takes it. */
 async function selfSigned(t: ExecutionContext): Promise<{ cert: Buffer; key: Buffer }> {
