@@ -8,7 +8,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
-import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import {
+  type ImageSpec,
+  imageBytes,
+  shareFixture,
+  tempDir,
+  vmImageSet,
+  writeImageFile,
+} from '@liverestore/testkit';
 
 export { prng } from '@liverestore/testkit';
 
@@ -74,14 +81,7 @@ export async function makeFixture(seed = 11, sizes: readonly number[] = DRIVE_SI
 
 /** ava's `test` for a file whose tests share one fixture: made before them, removed after. */
 export function fixtureTest(seed?: number, sizes?: readonly number[]): TestFn<{ f: Fixture }> {
-  const test = anyTest as TestFn<{ f: Fixture }>;
-  test.before(async (t) => {
-    t.context.f = await makeFixture(seed, sizes);
-  });
-  test.after.always(async (t) => {
-    await t.context.f?.cleanup();
-  });
-  return test;
+  return shareFixture(anyTest as TestFn<{ f: Fixture }>, 'f', () => makeFixture(seed, sizes));
 }
 
 /** The source image of a drive as one buffer (tests use small images). */

@@ -8,7 +8,14 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
-import { type ImageSpec, imageBytes, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import {
+  type ImageSpec,
+  imageBytes,
+  shareFixture,
+  tempDir,
+  vmImageSet,
+  writeImageFile,
+} from '@liverestore/testkit';
 
 export { prng } from '@liverestore/testkit';
 
@@ -52,14 +59,7 @@ export async function makeFixture(): Promise<Fixture> {
  * test, cleaned up after the last. Call once, at the top of the file.
  */
 export function fixtureTest(): TestFn<{ fixture: Fixture }> {
-  const test = anyTest as TestFn<{ fixture: Fixture }>;
-  test.before(async (t) => {
-    t.context.fixture = await makeFixture();
-  });
-  test.after.always(async (t) => {
-    await t.context.fixture?.cleanup();
-  });
-  return test;
+  return shareFixture(anyTest as TestFn<{ fixture: Fixture }>, 'fixture', makeFixture);
 }
 
 /** Indices of the all-zero chunks of a drive, computed from the source bytes. */

@@ -11,7 +11,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache } from '@liverestore/reader';
-import { type ImageSpec, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import { type ImageSpec, shareFixture, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
 
 export { prng } from '@liverestore/testkit';
 
@@ -73,14 +73,7 @@ export async function makeFixture(sizes: readonly number[] = DRIVE_SIZES): Promi
  * test, cleaned up after the last. Call once, at the top of the file.
  */
 export function fixtureTest(): TestFn<{ fixture: Fixture }> {
-  const test = anyTest as TestFn<{ fixture: Fixture }>;
-  test.before(async (t) => {
-    t.context.fixture = await makeFixture();
-  });
-  test.after.always(async (t) => {
-    await t.context.fixture?.cleanup();
-  });
-  return test;
+  return shareFixture(anyTest as TestFn<{ fixture: Fixture }>, 'fixture', makeFixture);
 }
 
 /** A server over the fixture on 127.0.0.1:0 with a silent logger and a small inline-decoding cache. */

@@ -19,6 +19,7 @@ export { fileHashes } from './file-hashes.js';
 export { promiseState } from './promise-state.js';
 export { Qmp, type QmpMessage, type StorageDaemonPaths, storageDaemonArgs, withTimeout } from './qmp.js';
 export { ExtraGateway, type TestRgw, testRgw } from './rgw.js';
+export { type HookedTest, shareFixture } from './shared-fixture.js';
 export { type TempDir, tempDir } from './temp.js';
 export { mountSmallTmpfs, type TeardownContext } from './tmpfs.js';
 export { hasTool, requireTool, type ToolContext } from './tools.js';
