@@ -6,7 +6,7 @@
  */
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ChunkIndex, CryptConfig, chunkDigest, encodeChunk, toHex } from '@liverestore/format';
+import { CryptConfig, chunkDigest, encodeChunk, toHex } from '@liverestore/format';
 import { type ImageSpec, imageBytes, randomBytes, vmImageSet } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import type { Piscina } from 'piscina';
@@ -28,6 +28,7 @@ import {
   MiB,
   runRemoteReader,
   testDir,
+  uniqueDataChunk,
   withTimeout,
 } from './helpers.js';
 
@@ -74,20 +75,6 @@ async function openStore(
     options.readaheadChunks === undefined ? {} : { readaheadChunks: options.readaheadChunks },
   );
   return { storeDir, spec, source, cache, snapshot, reader };
-}
-
-/** A chunk whose digest occurs once in the index and is not the zero chunk. */
-function uniqueDataChunk(index: ChunkIndex, reader: CachedChunkReader): { i: number; hex: string } {
-  const counts = new Map<string, number>();
-  for (let i = 0; i < index.chunkCount; i++) {
-    const hex = toHex(index.digestAt(i));
-    counts.set(hex, (counts.get(hex) ?? 0) + 1);
-  }
-  for (let i = 1; i < index.chunkCount - 1; i++) {
-    const hex = toHex(index.digestAt(i));
-    if (counts.get(hex) === 1 && !reader.isZeroChunk(i)) return { i, hex };
-  }
-  throw new Error('the test image has no unique data chunk');
 }
 
 async function readRange(store: Store, offset: number, length: number): Promise<Buffer> {

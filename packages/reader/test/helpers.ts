@@ -7,10 +7,16 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { backup, Datastore, type SnapshotRef } from '@liverestore/datastore';
-import { type CryptConfig, encodeChunk, toHex } from '@liverestore/format';
+import { type ChunkIndex, type CryptConfig, encodeChunk, toHex } from '@liverestore/format';
 import { type ImageSpec, tempDir, writeImageFile } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
-import { type ChunkSource, exportArchive, type FetchHints, type Snapshot } from '../src/index.js';
+import {
+  type CachedChunkReader,
+  type ChunkSource,
+  exportArchive,
+  type FetchHints,
+  type Snapshot,
+} from '../src/index.js';
 import type { RemoteReaderData, RemoteReaderReport } from './fixtures/remote-reader.js';
 
 // A plain timer and testkit's hang guard (a hang becomes a failure), not copies of their own.
@@ -324,4 +330,18 @@ export async function runRemoteReader(
       else reject(new Error(`remote reader exited with code ${code} without a report`));
     });
   });
+}
+
+/** A chunk whose digest occurs once in the index and is not the zero chunk. */
+export function uniqueDataChunk(index: ChunkIndex, reader: CachedChunkReader): { i: number; hex: string } {
+  const counts = new Map<string, number>();
+  for (let i = 0; i < index.chunkCount; i++) {
+    const hex = toHex(index.digestAt(i));
+    counts.set(hex, (counts.get(hex) ?? 0) + 1);
+  }
+  for (let i = 1; i < index.chunkCount - 1; i++) {
+    const hex = toHex(index.digestAt(i));
+    if (counts.get(hex) === 1 && !reader.isZeroChunk(i)) return { i, hex };
+  }
+  throw new Error('the test image has no unique data chunk');
 }

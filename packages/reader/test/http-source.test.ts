@@ -9,11 +9,10 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Datastore, SnapshotRef } from '@liverestore/datastore';
-import { type ChunkIndex, chunkDigest, toHex } from '@liverestore/format';
+import { chunkDigest, toHex } from '@liverestore/format';
 import { type ImageSpec, imageBytes, vmImageSet } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import {
-  type CachedChunkReader,
   ChunkCache,
   HttpChunkSource,
   type HttpChunkSourceOptions,
@@ -22,7 +21,7 @@ import {
   restoreArchive,
 } from '../src/index.js';
 import { TestServer } from './fixtures/http-test-server.js';
-import { fileSharedStore, MiB, sleep, testDir, withTimeout } from './helpers.js';
+import { fileSharedStore, MiB, sleep, testDir, uniqueDataChunk, withTimeout } from './helpers.js';
 
 const CHUNK = MiB;
 
@@ -73,20 +72,6 @@ async function setup(t: ExecutionContext): Promise<Fixture> {
 
 function codeOf(err: unknown): string | undefined {
   return (err as { code?: string } | undefined)?.code;
-}
-
-/** A chunk whose digest occurs once in the index and is not the zero chunk. */
-function uniqueDataChunk(index: ChunkIndex, reader: CachedChunkReader): { i: number; hex: string } {
-  const counts = new Map<string, number>();
-  for (let i = 0; i < index.chunkCount; i++) {
-    const hex = toHex(index.digestAt(i));
-    counts.set(hex, (counts.get(hex) ?? 0) + 1);
-  }
-  for (let i = 1; i < index.chunkCount - 1; i++) {
-    const hex = toHex(index.digestAt(i));
-    if (counts.get(hex) === 1 && !reader.isZeroChunk(i)) return { i, hex };
-  }
-  throw new Error('the test image has no unique data chunk');
 }
 
 /** Digests of the chunks of the image that are not all zero, in index order. */
