@@ -19,6 +19,7 @@ import {
   KiB,
   lines,
   MiB,
+  type Outcome,
   PBS_READER,
   PBS_WRITER,
   runIn,
@@ -188,15 +189,29 @@ interface VerifyJson {
   badFiles: unknown[];
 }
 
+/**
+ * A store written by the reference writer (pbs_writer.py) from the conformance VM, or
+ * undefined when python3 (or zstd, for zstd blobs) is missing and the test is over.
+ */
+async function pbsWrittenStore(
+  t: ExecutionContext,
+  compress: 'none' | 'zstd',
+): Promise<{ dir: string; vm: VmFiles; store: string; written: Outcome } | undefined> {
+  if (!requireTool(t, 'python3')) return undefined;
+  if (compress === 'zstd' && !requireTool(t, 'zstd')) return undefined;
+  const dir = await testDir(t);
+  const vm = await conformanceVm(t, dir);
+  const store = join(dir, 'store');
+  const written = await pbsWrite(store, vm, compress);
+  t.is(written.code, 0, written.stderr);
+  return { dir, vm, store, written };
+}
+
 const pythonToLiverestore = test.macro({
   async exec(t, compress: 'none' | 'zstd') {
-    if (!requireTool(t, 'python3')) return;
-    if (compress === 'zstd' && !requireTool(t, 'zstd')) return;
-    const dir = await testDir(t);
-    const vm = await conformanceVm(t, dir);
-    const store = join(dir, 'store');
-    const written = await pbsWrite(store, vm, compress);
-    t.is(written.code, 0, written.stderr);
+    const pbs = await pbsWrittenStore(t, compress);
+    if (pbs === undefined) return;
+    const { vm, store, written } = pbs;
     const writer = JSON.parse(written.stdout) as { blob_kinds: Record<string, number> };
     if (compress === 'zstd') t.true((writer.blob_kinds.zstd ?? 0) > 0, 'the store has zstd blobs');
 
@@ -294,13 +309,9 @@ test(pythonToLiverestore, 'zstd');
 
 const pythonRestore = test.macro({
   async exec(t, compress: 'none' | 'zstd') {
-    if (!requireTool(t, 'python3')) return;
-    if (compress === 'zstd' && !requireTool(t, 'zstd')) return;
-    const dir = await testDir(t);
-    const vm = await conformanceVm(t, dir);
-    const store = join(dir, 'store');
-    const written = await pbsWrite(store, vm, compress);
-    t.is(written.code, 0, written.stderr);
+    const pbs = await pbsWrittenStore(t, compress);
+    if (pbs === undefined) return;
+    const { dir, vm, store } = pbs;
     const outDir = join(dir, 'restored');
     const out = await cli(['restore', '--from', store, 'vm/100', '--all', '--out-dir', outDir]);
     t.is(out.code, 0, out.stdout + out.stderr);
