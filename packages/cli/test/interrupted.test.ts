@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { startChunkServer } from '@liverestore/server';
 import { writeImageFile } from '@liverestore/testkit';
 import test from 'ava';
+import { removeTempsOnSignal } from '../src/signal-cleanup.js';
 import { BIN, KiB, MiB, runIn, snapshotDirs, tempLeftovers, vmArgs, writeVm } from './helpers.js';
 import { storeWithSnapshot } from './store-fixture.js';
 
@@ -165,3 +166,21 @@ test('the next backup removes the temp snapshot dir and chunk files a killed bac
   t.is(out.code, 0, out.stderr);
   t.deepEqual(await tempLeftovers(store), [], 'every temp of the killed backup is gone');
 });
+
+test.serial(
+  'overlapping in-process runs share one SIGINT and one SIGTERM handler; the last release removes them',
+  (t) => {
+    const before = { int: process.listenerCount('SIGINT'), term: process.listenerCount('SIGTERM') };
+    // Serial: the other tests of this file run the CLI in-process too. A dozen overlapping
+    // runs (ava runs a file's tests concurrently) each used to add their own handlers.
+    const releases = Array.from({ length: 12 }, () => removeTempsOnSignal());
+    t.is(process.listenerCount('SIGINT'), before.int + 1);
+    t.is(process.listenerCount('SIGTERM'), before.term + 1);
+    releases[0]!();
+    releases[0]!();
+    t.is(process.listenerCount('SIGINT'), before.int + 1, 'a second release of one run changes nothing');
+    for (const release of releases.slice(1)) release();
+    t.is(process.listenerCount('SIGINT'), before.int);
+    t.is(process.listenerCount('SIGTERM'), before.term);
+  },
+);
