@@ -1,3 +1,4 @@
+import { onAbort } from '@liverestore/format/internal';
 import type { FetchHints } from './chunk-source.js';
 import { abortError } from './errors.js';
 import type { Lease } from './slot-table.js';
@@ -26,21 +27,24 @@ export class ChunkLoad implements FetchHints {
   /** A promise of a pinned lease for one more reader; `signal` rejects (and drops) only this one. */
   join(signal: AbortSignal | undefined): Promise<Lease> {
     return new Promise<Lease>((resolve, reject) => {
-      const onAbort = (): void => {
-        if (this.#waiters.delete(waiter)) reject(abortError(signal));
-      };
+      // One listener per signal however many loads a read joins (onAbort shares it).
+      const unregister =
+        signal === undefined
+          ? undefined
+          : onAbort(signal, () => {
+              if (this.#waiters.delete(waiter)) reject(abortError(signal));
+            });
       const waiter: Waiter = {
         resolve: (lease) => {
-          signal?.removeEventListener('abort', onAbort);
+          unregister?.();
           resolve(lease);
         },
         reject: (err) => {
-          signal?.removeEventListener('abort', onAbort);
+          unregister?.();
           reject(err);
         },
       };
       this.#waiters.add(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

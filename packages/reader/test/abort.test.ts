@@ -3,6 +3,7 @@
  * waits for; aborting every waiter leaves the cache consistent; a destroyed stream stops
  * reading; closing the cache rejects whatever still waits.
  */
+import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { type ImageSpec, imageBytes, randomBytes } from '@liverestore/testkit';
@@ -340,5 +341,22 @@ test('a remote read whose signal is aborted before it is sent drops its pin once
   // Closing the port unpins what the held count says is still out: nothing, so no throw.
   handle.port.close();
   await new Promise<void>((resolve) => setImmediate(resolve));
+  assertNoPins(t, cache);
+});
+
+test('reads waiting on many loads under one signal add one abort listener to it, not one each', async (t) => {
+  const { source, reader, cache } = await open(t, 8 * MiB, 0);
+  source.hold();
+  const controller = new AbortController();
+  // Twelve reads of twelve chunks, all waiting for their fetch, all under one signal.
+  const reads = Array.from({ length: 12 }, (_, k) =>
+    reader.readAt(Buffer.alloc(100), k * CHUNK, controller.signal).catch((err: unknown) => err as Error),
+  );
+  await waitFor(() => source.waiting === 12, 'the twelve fetches to be held');
+  t.is(getEventListeners(controller.signal, 'abort').length, 1);
+  controller.abort();
+  for (const outcome of await Promise.all(reads)) t.is((outcome as { name?: string }).name, 'AbortError');
+  source.release();
+  await waitFor(() => cache.stats().inFlight === 0, 'the loads to end');
   assertNoPins(t, cache);
 });
