@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { backup, Datastore, type SnapshotRef } from '@liverestore/datastore';
 import { type ChunkIndex, type CryptConfig, encodeChunk, toHex } from '@liverestore/format';
+import { onAbort } from '@liverestore/format/internal';
 import { type ImageSpec, tempDir, writeImageFile } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 import {
@@ -189,10 +190,10 @@ export class CountingSource implements ChunkSource {
       this.waiting++;
       try {
         await new Promise<void>((resolve, reject) => {
-          const onAbort = (): void => reject(signal!.reason);
-          signal?.addEventListener('abort', onAbort, { once: true });
+          // One listener per signal, however many fetches wait at the gate (as the cache does).
+          const unregister = signal === undefined ? undefined : onAbort(signal, () => reject(signal.reason));
           void gate.then(() => {
-            signal?.removeEventListener('abort', onAbort);
+            unregister?.();
             resolve();
           });
         });
