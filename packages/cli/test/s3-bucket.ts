@@ -3,10 +3,11 @@
  * the test ends, and the environment that points the CLI at it.
  */
 import { resolveS3Settings, S3Client } from '@liverestore/datastore';
-import { testRgw } from '@liverestore/testkit';
+import { type TestRgw, testRgw } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 
 export interface Bucket {
+  readonly rgw: TestRgw;
   readonly client: S3Client;
   readonly url: string;
   readonly env: NodeJS.ProcessEnv;
@@ -36,5 +37,5 @@ export async function bucket(t: ExecutionContext): Promise<Bucket | undefined> {
     AWS_ACCESS_KEY_ID: rgw.accessKeyId,
     AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
   };
-  return { client, url: `s3://${name}/store`, env };
+  return { rgw, client, url: `s3://${name}/store`, env };
 }

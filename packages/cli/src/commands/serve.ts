@@ -4,6 +4,7 @@ import { startChunkServer } from '@liverestore/server';
 import { COMMON_OPTIONS, defineCommand, required, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS, systemdListenFd } from '../daemon.js';
 import { UsageError } from '../errors.js';
+import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
 import { refuseUnusableUrl } from '../source.js';
 import { readOptionFile, serverTlsFromOptions } from '../tls-options.js';
 import { parseBytes } from '../units.js';
@@ -72,6 +73,7 @@ Options:
                        128, half of the server's 256; behind a proxy give 256)
   --min-rate RATE      a download read slower than this over 30 s is cut, e.g. 4KiB/s
                        (default 4KiB/s; 0 = never)
+${s3Help(23)}
 ${DAEMON_HELP}
   -h, --help           show this help
 
@@ -87,12 +89,14 @@ Prints the URL it listens on, then serves until stopped.`,
     'cache-size': { type: 'string' },
     'max-per-client': { type: 'string' },
     'min-rate': { type: 'string' },
+    ...S3_OPTIONS,
   },
   async run({ values }, io) {
     checkPidFile(values['pid-file']);
     const store = required(values.store, '--store', 'serve');
     if (!isS3Url(store))
       refuseUnusableUrl(store, '--store', 'serve', 'a datastore directory or s3://BUCKET/STORE');
+    const s3 = await s3OptionsFromValues(values, store, 'serve');
     // No --listen: systemd's socket when it activated us, else the PBS port on loopback.
     const activated = values.listen === undefined ? systemdListenFd() : undefined;
     const listen =
@@ -110,6 +114,7 @@ Prints the URL it listens on, then serves until stopped.`,
     try {
       const server = await startChunkServer({
         store,
+        ...(isS3Url(store) ? { s3 } : {}),
         listen,
         ...(token === undefined ? {} : { token }),
         ...(tls === undefined ? {} : { tls }),
