@@ -43,6 +43,22 @@ export interface ReaderOutcome extends ReaderTask {
   readonly readMs: readonly number[];
 }
 
+/**
+ * The largest of each part of a process's memory seen while its readers ran (sampled every
+ * {@link MEMORY_SAMPLE_MS}): where the resident set above the cache goes.
+ */
+export interface MemoryPeaks {
+  /** V8's heap in use (JS objects). */
+  readonly heapUsedBytes: number;
+  /** Memory outside the heap that JS objects hold: ArrayBuffers, and the SharedArrayBuffers of the cache. */
+  readonly externalBytes: number;
+  /** The part of `external` in ArrayBuffers and SharedArrayBuffers (blobs, buffers, the cache's pages). */
+  readonly arrayBuffersBytes: number;
+}
+
+/** How often a reader process samples its memory while its readers run. */
+export const MEMORY_SAMPLE_MS = 20;
+
 /** Child → parent messages. */
 export type ChildMessage =
   | { readonly type: 'ready' }
@@ -50,6 +66,7 @@ export type ChildMessage =
       readonly type: 'done';
       readonly readers: readonly ReaderOutcome[];
       readonly peakRssBytes: number | null;
+      readonly memory: MemoryPeaks;
       readonly cache: Readonly<Record<string, number>>;
     };
 
@@ -80,6 +97,27 @@ async function copyDrive(
   return { ...task, bytes: reader.size, sha256: hash.digest('hex'), startMs, endMs: now(), readMs };
 }
 
+/** Samples process.memoryUsage() until stopped; the largest of each part. */
+function sampleMemory(): { stop(): MemoryPeaks } {
+  let heapUsedBytes = 0;
+  let externalBytes = 0;
+  let arrayBuffersBytes = 0;
+  const sample = (): void => {
+    const m = process.memoryUsage();
+    heapUsedBytes = Math.max(heapUsedBytes, m.heapUsed);
+    externalBytes = Math.max(externalBytes, m.external);
+    arrayBuffersBytes = Math.max(arrayBuffersBytes, m.arrayBuffers);
+  };
+  const timer = setInterval(sample, MEMORY_SAMPLE_MS);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return { heapUsedBytes, externalBytes, arrayBuffersBytes };
+    },
+  };
+}
+
 function send(message: ChildMessage): Promise<void> {
   return new Promise((resolve, reject) =>
     process.send!(message, undefined, {}, (e) => (e ? reject(e) : resolve())),
@@ -107,14 +145,17 @@ try {
   }
   await send({ type: 'ready' });
   await goMessage;
+  const sampler = sampleMemory();
   const outcomes = await Promise.all(
     config.readers.map((task, i) => copyDrive(task, readers[i]!, config.readBytes)),
   );
+  const memory = sampler.stop();
   const s = cache.stats();
   await send({
     type: 'done',
     readers: outcomes,
     peakRssBytes: (await peakRssBytes('self')) ?? null,
+    memory,
     cache: { hits: s.hits, misses: s.misses, dedupJoins: s.dedupJoins, prefetches: s.prefetches },
   });
 } finally {
