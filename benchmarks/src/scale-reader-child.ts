@@ -12,7 +12,14 @@
 
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type CachedChunkReader, ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
+import {
+  type CachedChunkReader,
+  ChunkCache,
+  type ChunkSource,
+  openChunkSource,
+  openSnapshot,
+  type Snapshot,
+} from '@liverestore/reader';
 import { peakRssBytes } from './proc-stats.js';
 
 /** One reader: a whole drive of a snapshot. */
@@ -29,6 +36,12 @@ export interface ReaderChildConfig {
   readonly workers: number;
   readonly readaheadChunks: number;
   readonly readBytes: number;
+  /**
+   * Open the origin once and let every snapshot share it (its connections and its lanes of
+   * fetches, so the bytes in flight are the source's, not the snapshots'); else one source
+   * per snapshot.
+   */
+  readonly sharedSource: boolean;
   readonly readers: readonly ReaderTask[];
 }
 
@@ -133,12 +146,14 @@ const goMessage = new Promise<void>((resolve) => {
 const config = JSON.parse(process.argv[2] ?? '{}') as ReaderChildConfig;
 const cache = new ChunkCache({ cacheBytes: config.cacheBytes, workers: config.workers });
 const snapshots = new Map<string, Snapshot>();
+let shared: ChunkSource | undefined;
 try {
+  if (config.sharedSource) shared = await openChunkSource(config.origin);
   const readers: CachedChunkReader[] = [];
   for (const task of config.readers) {
     let snap = snapshots.get(task.snapshot);
     if (snap === undefined) {
-      snap = await openSnapshot({ source: config.origin, snapshot: task.snapshot, cache });
+      snap = await openSnapshot({ source: shared ?? config.origin, snapshot: task.snapshot, cache });
       snapshots.set(task.snapshot, snap);
     }
     readers.push(await snap.openArchive(task.drive, { readaheadChunks: config.readaheadChunks }));
@@ -160,6 +175,7 @@ try {
   });
 } finally {
   for (const snap of snapshots.values()) await snap.close();
+  await shared?.close?.();
   await cache.close();
   process.disconnect?.();
 }

@@ -38,6 +38,11 @@ export interface ScaleSettings {
   readonly workers: number;
   readonly readaheadChunks: number;
   readonly readBytes: number;
+  /**
+   * `process`: each reader process opens the origin once and all its snapshots share that
+   * source (its connections and fetch lanes); `snapshot`: one source per snapshot opened.
+   */
+  readonly sources: 'process' | 'snapshot';
   readonly seed: number;
   readonly dir: string;
   /** An S3 endpoint to use instead of starting an RGW (keys from AWS_*). */
@@ -103,6 +108,13 @@ export const SCALE_OPTIONS: readonly OptionSpec[] = [
     defaultText: '4',
   },
   {
+    name: 'sources',
+    type: 'string',
+    valueName: 'process|snapshot',
+    description: 'one source per reader process, shared by its snapshots, or one per snapshot',
+    defaultText: 'process',
+  },
+  {
     name: 'endpoint',
     type: 'string',
     valueName: 'URL',
@@ -129,6 +141,12 @@ function parseOrigins(text: string | undefined): OriginName[] {
   return names as OriginName[];
 }
 
+function parseSources(text: string | undefined): ScaleSettings['sources'] {
+  if (text === undefined || text === 'process') return 'process';
+  if (text === 'snapshot') return 'snapshot';
+  throw new UsageError(`--sources must be process or snapshot, got "${text}"`);
+}
+
 export function readScaleSettings(context: BenchContext): ScaleSettings {
   const str = optionText(context);
   const int = (name: string, fallback: number): number =>
@@ -152,6 +170,7 @@ export function readScaleSettings(context: BenchContext): ScaleSettings {
     readaheadChunks:
       str('readahead') === undefined ? 4 : parseNonNegativeInt(str('readahead')!, '--readahead'),
     readBytes: 4 * 1024 ** 2,
+    sources: parseSources(str('sources')),
     seed: str('seed') === undefined ? 1 : parseNonNegativeInt(str('seed')!, '--seed'),
     dir: str('dir') ?? tmpdir(),
     endpoint: str('endpoint'),

@@ -126,6 +126,7 @@ async function runScale(context: BenchContext): Promise<BenchResult> {
       workers: s.workers,
       readaheadChunks: s.readaheadChunks,
       readBytes: s.readBytes,
+      sharedSource: s.sources === 'process',
     };
     const originStores = { localDir: local.dir, rgw: rgw?.gateway };
     const origins = s.origins.filter((o) => !skipped.has(o));

@@ -43,6 +43,7 @@ const TINY: ScaleSettings = {
   workers: 0,
   readaheadChunks: 0,
   readBytes: 4 * 1024 ** 2,
+  sources: 'process',
   seed: 3,
   dir: '',
   endpoint: undefined,
