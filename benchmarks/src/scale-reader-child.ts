@@ -42,6 +42,8 @@ export interface ReaderChildConfig {
    * per snapshot.
    */
   readonly sharedSource: boolean;
+  /** Diagnostic: a full GC of the main thread this often while the readers run (needs --expose-gc); 0: never. */
+  readonly gcEveryMs: number;
   readonly readers: readonly ReaderTask[];
 }
 
@@ -161,10 +163,14 @@ try {
   await send({ type: 'ready' });
   await goMessage;
   const sampler = sampleMemory();
+  const collect = (globalThis as { gc?: () => void }).gc;
+  const gcTimer =
+    config.gcEveryMs > 0 && collect !== undefined ? setInterval(collect, config.gcEveryMs) : undefined;
   const outcomes = await Promise.all(
     config.readers.map((task, i) => copyDrive(task, readers[i]!, config.readBytes)),
   );
   const memory = sampler.stop();
+  clearInterval(gcTimer);
   const s = cache.stats();
   await send({
     type: 'done',

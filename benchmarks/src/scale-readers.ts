@@ -62,7 +62,11 @@ class ReaderProcess {
   readonly exited: Promise<number | null>;
 
   constructor(config: ReaderChildConfig, env: NodeJS.ProcessEnv) {
-    this.#child = fork(CHILD, [JSON.stringify(config)], { env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+    this.#child = fork(CHILD, [JSON.stringify(config)], {
+      env,
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      ...(config.gcEveryMs > 0 ? { execArgv: [...process.execArgv, '--expose-gc'] } : {}),
+    });
     this.#child.stderr!.setEncoding('utf8').on('data', (text: string) => {
       this.#stderr = (this.#stderr + text).slice(-STDERR_TAIL_BYTES);
     });

@@ -43,6 +43,11 @@ export interface ScaleSettings {
    * source (its connections and fetch lanes); `snapshot`: one source per snapshot opened.
    */
   readonly sources: 'process' | 'snapshot';
+  /**
+   * Diagnostic: a full garbage collection in each reader process's main thread this often
+   * (0: never, as in use). What it takes off the peak RSS was garbage not yet collected.
+   */
+  readonly gcEveryMs: number;
   readonly seed: number;
   readonly dir: string;
   /** An S3 endpoint to use instead of starting an RGW (keys from AWS_*). */
@@ -115,6 +120,13 @@ export const SCALE_OPTIONS: readonly OptionSpec[] = [
     defaultText: 'process',
   },
   {
+    name: 'gc-every',
+    type: 'string',
+    valueName: 'MS',
+    description: "diagnostic: force a GC in each reader process's main thread every MS",
+    defaultText: '0 (never)',
+  },
+  {
     name: 'endpoint',
     type: 'string',
     valueName: 'URL',
@@ -171,6 +183,7 @@ export function readScaleSettings(context: BenchContext): ScaleSettings {
       str('readahead') === undefined ? 4 : parseNonNegativeInt(str('readahead')!, '--readahead'),
     readBytes: 4 * 1024 ** 2,
     sources: parseSources(str('sources')),
+    gcEveryMs: str('gc-every') === undefined ? 0 : parseNonNegativeInt(str('gc-every')!, '--gc-every'),
     seed: str('seed') === undefined ? 1 : parseNonNegativeInt(str('seed')!, '--seed'),
     dir: str('dir') ?? tmpdir(),
     endpoint: str('endpoint'),

@@ -127,6 +127,7 @@ async function runScale(context: BenchContext): Promise<BenchResult> {
       readaheadChunks: s.readaheadChunks,
       readBytes: s.readBytes,
       sharedSource: s.sources === 'process',
+      gcEveryMs: s.gcEveryMs,
     };
     const originStores = { localDir: local.dir, rgw: rgw?.gateway };
     const origins = s.origins.filter((o) => !skipped.has(o));

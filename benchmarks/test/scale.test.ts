@@ -44,6 +44,7 @@ const TINY: ScaleSettings = {
   readaheadChunks: 0,
   readBytes: 4 * 1024 ** 2,
   sources: 'process',
+  gcEveryMs: 0,
   seed: 3,
   dir: '',
   endpoint: undefined,
