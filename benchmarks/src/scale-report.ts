@@ -148,7 +148,7 @@ export function goalVerdicts(run: ScaleRun): string[] {
         `ArrayBuffers ${formatBytes(peaks.arrayBuffersBytes)} (the cache's ${formatBytes(run.settings.cacheBytes)} of SharedArrayBuffer included: ` +
         `${formatBytes(peaks.arrayBuffersBytes - run.settings.cacheBytes)} of blobs and buffers besides), external ${formatBytes(peaks.externalBytes)}.`,
     );
-  for (const origin of ['nginx', 'rgw-nginx'] as const) {
+  for (const origin of ['nginx', 'rgw-nginx', 'rgw-serve-nginx'] as const) {
     const runs = of(all, origin, 'concurrent');
     if (runs.length === 0) continue;
     const worst = Math.max(...runs.map((r) => r.originGets - r.distinctChunks));
