@@ -21,7 +21,7 @@ function lr(args: readonly string[], env: NodeJS.ProcessEnv) {
   return exec(process.execPath, [BIN, ...args], { env });
 }
 
-test('--s3-* options reach RGW where the AWS_* environment points elsewhere: backup, snapshots, restore, serve', async (t) => {
+test('--s3-* options reach RGW where the AWS_* environment points elsewhere: backup, snapshots, restore, verify, live-restore, serve', async (t) => {
   const s3 = await bucket(t);
   if (s3 === undefined) return;
   const dir = await testDir(t, 'lr-cli-s3-options-');
@@ -67,6 +67,29 @@ test('--s3-* options reach RGW where the AWS_* environment points elsewhere: bac
   );
   t.is(restored.code, 0, restored.stderr);
   t.is(await sha256File(out), vm.sha256['drive-scsi0.img']!);
+
+  const verified = await lr(['verify', '--from', s3.url, ...options, snapshot], wrongEnv);
+  t.is(verified.code, 0, verified.stdout + verified.stderr);
+  const targets = join(dir, 'targets');
+  const live = await exec(
+    process.execPath,
+    [
+      BIN,
+      'live-restore',
+      '--from',
+      s3.url,
+      ...options,
+      snapshot,
+      '--target-dir',
+      targets,
+      '--listen',
+      '127.0.0.1:0',
+      '--exit-when-done',
+    ],
+    { env: wrongEnv, timeoutMs: 60_000 },
+  );
+  t.is(live.code, 0, live.stderr);
+  t.is(await sha256File(join(targets, 'drive-scsi0.img')), vm.sha256['drive-scsi0.img']!);
 
   // Without the options the environment's keys are used (here: refused by RGW).
   assertCliError(
