@@ -39,8 +39,9 @@ export interface ScaleSettings {
   readonly readaheadChunks: number;
   readonly readBytes: number;
   /**
-   * `process`: each reader process opens the origin once and all its snapshots share that
-   * source (its connections and fetch lanes); `snapshot`: one source per snapshot opened.
+   * `snapshot` (default): one source per snapshot a reader process opens; `process`: the
+   * process opens the origin once and all its snapshots share that source (its
+   * connections and fetch lanes). Measured: the same peak memory either way.
    */
   readonly sources: 'process' | 'snapshot';
   /**
@@ -117,7 +118,7 @@ export const SCALE_OPTIONS: readonly OptionSpec[] = [
     type: 'string',
     valueName: 'process|snapshot',
     description: 'one source per reader process, shared by its snapshots, or one per snapshot',
-    defaultText: 'process',
+    defaultText: 'snapshot',
   },
   {
     name: 'gc-every',
@@ -154,8 +155,8 @@ function parseOrigins(text: string | undefined): OriginName[] {
 }
 
 function parseSources(text: string | undefined): ScaleSettings['sources'] {
-  if (text === undefined || text === 'process') return 'process';
-  if (text === 'snapshot') return 'snapshot';
+  if (text === undefined || text === 'snapshot') return 'snapshot';
+  if (text === 'process') return 'process';
   throw new UsageError(`--sources must be process or snapshot, got "${text}"`);
 }
 

@@ -43,7 +43,7 @@ const TINY: ScaleSettings = {
   workers: 0,
   readaheadChunks: 0,
   readBytes: 4 * 1024 ** 2,
-  sources: 'process',
+  sources: 'snapshot',
   gcEveryMs: 0,
   seed: 3,
   dir: '',
