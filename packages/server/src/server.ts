@@ -145,8 +145,9 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
   }
 
   /** A local file read in pieces, or an S3 object already in memory. */
-  function sendFile(ex: Exchange, file: ServedFile, etag?: string): Promise<void> | void {
-    return 'handle' in file ? respond.file(ex, file, etag) : respond.object(ex, file, etag);
+  async function sendFile(ex: Exchange, file: ServedFile, etag?: string): Promise<void> {
+    if ('handle' in file) return respond.file(ex, file, etag);
+    respond.object(ex, file, etag);
   }
 
   async function sendImage(ex: Exchange, route: Extract<Route, { kind: 'image' }>): Promise<void> {
