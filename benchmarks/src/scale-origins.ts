@@ -6,6 +6,8 @@
  *   nginx      the same behind nginx (proxy_cache + proxy_cache_lock, docs/scale-out.md)
  *   rgw        the S3 datastore in Ceph RGW (started once per benchmark)
  *   rgw-nginx  RGW behind nginx (the S3 block of docs/scale-out.md)
+ *   rgw-serve  `liverestore serve --store s3://…` in front of RGW (readers need no S3 keys)
+ *   rgw-serve-nginx  that serve behind nginx: nginx → serve → RGW (docs/scale-out.md)
  *
  * Each says how many chunk GETs reached the origin: serve's
  * `liverestore_http_chunk_fetches_total`, or the `GET …/.chunks/…` lines of radosgw's
@@ -14,7 +16,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { open, stat } from 'node:fs/promises';
+import { open, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { CleanupScope } from './children.js';
@@ -22,7 +24,7 @@ import { asStoppable, notInfoLog, startLiverestoreProcess } from './liverestore-
 import { type AccessCounts, type NginxCache, nginxAccessCounts, startNginxCache } from './nginx-cache.js';
 import { serveChunkCounters } from './proc-stats.js';
 
-export const ORIGIN_NAMES = ['serve', 'nginx', 'rgw', 'rgw-nginx'] as const;
+export const ORIGIN_NAMES = ['serve', 'nginx', 'rgw', 'rgw-nginx', 'rgw-serve', 'rgw-serve-nginx'] as const;
 export type OriginName = (typeof ORIGIN_NAMES)[number];
 
 /** The S3 gateway the rgw origins use. */
@@ -118,12 +120,17 @@ export function countChunkGets(log: string, storePath: string): number {
   return n;
 }
 
-async function startServe(scope: CleanupScope, storeDir: string): Promise<{ url: string; pid: number }> {
+async function startServe(
+  scope: CleanupScope,
+  store: string,
+  s3Args: readonly string[] = [],
+): Promise<{ url: string; pid: number }> {
   const serve = await startLiverestoreProcess(
     [
       'serve',
       '--store',
-      storeDir,
+      store,
+      ...s3Args,
       '--listen',
       '127.0.0.1:0',
       // Every reader (and nginx) comes from 127.0.0.1: one client address may use it all.
@@ -147,6 +154,20 @@ function s3Env(rgw: RgwGateway, endpoint: string): NodeJS.ProcessEnv {
     AWS_ACCESS_KEY_ID: rgw.accessKeyId,
     AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
   };
+}
+
+/** The `--s3-*` options that point serve at the gateway (the secret key in a file under `dir`). */
+async function serveS3Args(rgw: RgwGateway, dir: string): Promise<string[]> {
+  const secretFile = join(dir, 'rgw-secret-key');
+  await writeFile(secretFile, `${rgw.secretAccessKey}\n`, { mode: 0o600 });
+  return [
+    '--s3-endpoint',
+    rgw.endpoint,
+    '--s3-access-key-id',
+    rgw.accessKeyId,
+    '--s3-secret-key-file',
+    secretFile,
+  ];
 }
 
 /** Starts origin `name` in `scope` (closing the scope stops it); scratch goes under `dir`. */
@@ -181,6 +202,21 @@ export async function startOrigin(
   // s3://BUCKET/STORE is requested as /BUCKET/STORE/… (path style on loopback).
   const storePath = `/${rgw.storeUrl.slice('s3://'.length)}`;
   const originGets = async () => (log === undefined ? Number.NaN : log.chunkGetsSince(mark, storePath));
+  if (name === 'rgw-serve' || name === 'rgw-serve-nginx') {
+    const serve = await startServe(scope, rgw.storeUrl, await serveS3Args(rgw, dir));
+    const processes = [{ name: 'serve', pid: serve.pid, budgetBytes: SERVE_CACHE_BYTES }];
+    if (name === 'rgw-serve')
+      return { name, from: serve.url, env: process.env, processes, originGets, cacheCounts: noCache };
+    const cache = await startNginxCache(scope, 'serve', new URL(serve.url).host, dir);
+    return {
+      name,
+      from: cache.url,
+      env: process.env,
+      processes,
+      originGets,
+      cacheCounts: counts(cache, '/chunks/'),
+    };
+  }
   if (name === 'rgw')
     return {
       name,

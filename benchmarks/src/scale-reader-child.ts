@@ -12,7 +12,14 @@
 
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type CachedChunkReader, ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
+import {
+  type CachedChunkReader,
+  ChunkCache,
+  type ChunkSource,
+  openChunkSource,
+  openSnapshot,
+  type Snapshot,
+} from '@liverestore/reader';
 import { peakRssBytes } from './proc-stats.js';
 
 /** One reader: a whole drive of a snapshot. */
@@ -29,6 +36,14 @@ export interface ReaderChildConfig {
   readonly workers: number;
   readonly readaheadChunks: number;
   readonly readBytes: number;
+  /**
+   * Open the origin once and let every snapshot share it (its connections and its lanes of
+   * fetches, so the bytes in flight are the source's, not the snapshots'); else one source
+   * per snapshot.
+   */
+  readonly sharedSource: boolean;
+  /** Diagnostic: a full GC of the main thread this often while the readers run (needs --expose-gc); 0: never. */
+  readonly gcEveryMs: number;
   readonly readers: readonly ReaderTask[];
 }
 
@@ -43,6 +58,22 @@ export interface ReaderOutcome extends ReaderTask {
   readonly readMs: readonly number[];
 }
 
+/**
+ * The largest of each part of a process's memory seen while its readers ran (sampled every
+ * {@link MEMORY_SAMPLE_MS}): where the resident set above the cache goes.
+ */
+export interface MemoryPeaks {
+  /** V8's heap in use (JS objects). */
+  readonly heapUsedBytes: number;
+  /** Memory outside the heap that JS objects hold: ArrayBuffers, and the SharedArrayBuffers of the cache. */
+  readonly externalBytes: number;
+  /** The part of `external` in ArrayBuffers and SharedArrayBuffers (blobs, buffers, the cache's pages). */
+  readonly arrayBuffersBytes: number;
+}
+
+/** How often a reader process samples its memory while its readers run. */
+export const MEMORY_SAMPLE_MS = 20;
+
 /** Child → parent messages. */
 export type ChildMessage =
   | { readonly type: 'ready' }
@@ -50,6 +81,7 @@ export type ChildMessage =
       readonly type: 'done';
       readonly readers: readonly ReaderOutcome[];
       readonly peakRssBytes: number | null;
+      readonly memory: MemoryPeaks;
       readonly cache: Readonly<Record<string, number>>;
     };
 
@@ -80,6 +112,27 @@ async function copyDrive(
   return { ...task, bytes: reader.size, sha256: hash.digest('hex'), startMs, endMs: now(), readMs };
 }
 
+/** Samples process.memoryUsage() until stopped; the largest of each part. */
+function sampleMemory(): { stop(): MemoryPeaks } {
+  let heapUsedBytes = 0;
+  let externalBytes = 0;
+  let arrayBuffersBytes = 0;
+  const sample = (): void => {
+    const m = process.memoryUsage();
+    heapUsedBytes = Math.max(heapUsedBytes, m.heapUsed);
+    externalBytes = Math.max(externalBytes, m.external);
+    arrayBuffersBytes = Math.max(arrayBuffersBytes, m.arrayBuffers);
+  };
+  const timer = setInterval(sample, MEMORY_SAMPLE_MS);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return { heapUsedBytes, externalBytes, arrayBuffersBytes };
+    },
+  };
+}
+
 function send(message: ChildMessage): Promise<void> {
   return new Promise((resolve, reject) =>
     process.send!(message, undefined, {}, (e) => (e ? reject(e) : resolve())),
@@ -95,30 +148,40 @@ const goMessage = new Promise<void>((resolve) => {
 const config = JSON.parse(process.argv[2] ?? '{}') as ReaderChildConfig;
 const cache = new ChunkCache({ cacheBytes: config.cacheBytes, workers: config.workers });
 const snapshots = new Map<string, Snapshot>();
+let shared: ChunkSource | undefined;
 try {
+  if (config.sharedSource) shared = await openChunkSource(config.origin);
   const readers: CachedChunkReader[] = [];
   for (const task of config.readers) {
     let snap = snapshots.get(task.snapshot);
     if (snap === undefined) {
-      snap = await openSnapshot({ source: config.origin, snapshot: task.snapshot, cache });
+      snap = await openSnapshot({ source: shared ?? config.origin, snapshot: task.snapshot, cache });
       snapshots.set(task.snapshot, snap);
     }
     readers.push(await snap.openArchive(task.drive, { readaheadChunks: config.readaheadChunks }));
   }
   await send({ type: 'ready' });
   await goMessage;
+  const sampler = sampleMemory();
+  const collect = (globalThis as { gc?: () => void }).gc;
+  const gcTimer =
+    config.gcEveryMs > 0 && collect !== undefined ? setInterval(collect, config.gcEveryMs) : undefined;
   const outcomes = await Promise.all(
     config.readers.map((task, i) => copyDrive(task, readers[i]!, config.readBytes)),
   );
+  const memory = sampler.stop();
+  clearInterval(gcTimer);
   const s = cache.stats();
   await send({
     type: 'done',
     readers: outcomes,
     peakRssBytes: (await peakRssBytes('self')) ?? null,
+    memory,
     cache: { hits: s.hits, misses: s.misses, dedupJoins: s.dedupJoins, prefetches: s.prefetches },
   });
 } finally {
   for (const snap of snapshots.values()) await snap.close();
+  await shared?.close?.();
   await cache.close();
   process.disconnect?.();
 }

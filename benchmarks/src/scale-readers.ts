@@ -9,7 +9,13 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { CleanupScope } from './children.js';
-import type { ChildMessage, ReaderChildConfig, ReaderOutcome, ReaderTask } from './scale-reader-child.js';
+import type {
+  ChildMessage,
+  MemoryPeaks,
+  ReaderChildConfig,
+  ReaderOutcome,
+  ReaderTask,
+} from './scale-reader-child.js';
 
 const CHILD = fileURLToPath(new URL('./scale-reader-child.js', import.meta.url));
 /** Bytes of a child's stderr kept for the error when it fails. */
@@ -23,6 +29,7 @@ export interface ProcessOutcome {
   readonly pid: number;
   readonly readers: readonly ReaderOutcome[];
   readonly peakRssBytes: number | null;
+  readonly memory: MemoryPeaks;
   readonly cache: Readonly<Record<string, number>>;
 }
 
@@ -55,7 +62,11 @@ class ReaderProcess {
   readonly exited: Promise<number | null>;
 
   constructor(config: ReaderChildConfig, env: NodeJS.ProcessEnv) {
-    this.#child = fork(CHILD, [JSON.stringify(config)], { env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+    this.#child = fork(CHILD, [JSON.stringify(config)], {
+      env,
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      ...(config.gcEveryMs > 0 ? { execArgv: [...process.execArgv, '--expose-gc'] } : {}),
+    });
     this.#child.stderr!.setEncoding('utf8').on('data', (text: string) => {
       this.#stderr = (this.#stderr + text).slice(-STDERR_TAIL_BYTES);
     });
@@ -134,6 +145,7 @@ export async function runReaders(
       pid: children[i]!.pid,
       readers: d.readers,
       peakRssBytes: d.peakRssBytes,
+      memory: d.memory,
       cache: d.cache,
     })),
   };

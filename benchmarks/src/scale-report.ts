@@ -9,6 +9,7 @@ import type { MachineInfo } from './machine.js';
 import type { BenchResult, CaseResult, DetailColumn, GoalFigure, Scalar, SeriesPlot } from './result.js';
 import { measuredCase } from './result.js';
 import type { OriginName } from './scale-origins.js';
+import type { MemoryPeaks } from './scale-reader-child.js';
 import { type RunRecord, readPercentiles } from './scale-run.js';
 import { MEMORY_SLACK_BYTES, type ScaleSettings } from './scale-setup.js';
 import { formatBytes, formatNumber } from './units.js';
@@ -105,6 +106,17 @@ function singleCase(run: ScaleRun, origin: OriginName): CaseResult {
   );
 }
 
+/** The largest of each memory part over the reader processes of `records`; undefined when none said. */
+function readerMemoryPeaks(records: readonly RunRecord[]): MemoryPeaks | undefined {
+  const all = records.flatMap((r) => r.processes.flatMap((p) => (p.memory === undefined ? [] : [p.memory])));
+  if (all.length === 0) return undefined;
+  return {
+    heapUsedBytes: Math.max(...all.map((m) => m.heapUsedBytes)),
+    externalBytes: Math.max(...all.map((m) => m.externalBytes)),
+    arrayBuffersBytes: Math.max(...all.map((m) => m.arrayBuffersBytes)),
+  };
+}
+
 /** The goal verdicts, one line each, from what was measured. */
 export function goalVerdicts(run: ScaleRun): string[] {
   const all = run.records;
@@ -129,7 +141,14 @@ export function goalVerdicts(run: ScaleRun): string[] {
         : `, serve at ${formatBytes(serveMax)} (its --cache-size 64 MiB + 150 MiB)`) +
       (over.length === 0 ? '.' : `; over: ${over.slice(0, 5).join('; ')}.`),
   );
-  for (const origin of ['nginx', 'rgw-nginx'] as const) {
+  const peaks = readerMemoryPeaks(all);
+  if (peaks !== undefined)
+    lines.push(
+      `Reader processes' own view at their peaks (largest over runs, sampled every 20 ms): V8 heap ${formatBytes(peaks.heapUsedBytes)}, ` +
+        `ArrayBuffers ${formatBytes(peaks.arrayBuffersBytes)} (the cache's ${formatBytes(run.settings.cacheBytes)} of SharedArrayBuffer included: ` +
+        `${formatBytes(peaks.arrayBuffersBytes - run.settings.cacheBytes)} of blobs and buffers besides), external ${formatBytes(peaks.externalBytes)}.`,
+    );
+  for (const origin of ['nginx', 'rgw-nginx', 'rgw-serve-nginx'] as const) {
     const runs = of(all, origin, 'concurrent');
     if (runs.length === 0) continue;
     const worst = Math.max(...runs.map((r) => r.originGets - r.distinctChunks));

@@ -11,7 +11,7 @@ import { percentile } from './live-workload.js';
 import type { AccessCounts } from './nginx-cache.js';
 import { peakRssBytes } from './proc-stats.js';
 import { type OriginName, type OriginStores, startOrigin } from './scale-origins.js';
-import type { ReaderOutcome } from './scale-reader-child.js';
+import type { MemoryPeaks, ReaderOutcome } from './scale-reader-child.js';
 import { type ReaderSettings, runReaders } from './scale-readers.js';
 import type { DriveFixture } from './scale-setup.js';
 
@@ -20,6 +20,8 @@ export interface ProcessMemory {
   readonly name: string;
   readonly peakRssBytes: number | null;
   readonly budgetBytes: number;
+  /** A reader process's own view of its memory at its peaks (absent for origin processes). */
+  readonly memory?: MemoryPeaks;
 }
 
 /** Everything one run measured. */
@@ -123,6 +125,7 @@ export async function runOnce(
           name: `reader ${i + 1}`,
           peakRssBytes: p.peakRssBytes,
           budgetBytes: settings.cacheBytes,
+          memory: p.memory,
         })),
         ...originProcesses,
       ],

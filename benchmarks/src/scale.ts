@@ -126,6 +126,8 @@ async function runScale(context: BenchContext): Promise<BenchResult> {
       workers: s.workers,
       readaheadChunks: s.readaheadChunks,
       readBytes: s.readBytes,
+      sharedSource: s.sources === 'process',
+      gcEveryMs: s.gcEveryMs,
     };
     const originStores = { localDir: local.dir, rgw: rgw?.gateway };
     const origins = s.origins.filter((o) => !skipped.has(o));
@@ -162,7 +164,7 @@ async function runScale(context: BenchContext): Promise<BenchResult> {
 
 export const scaleBenchmark: Benchmark = {
   name: 'scale',
-  summary: 'N live restores at once from serve, serve behind nginx, Ceph RGW and RGW behind nginx',
+  summary: 'N live restores at once from serve, Ceph RGW, serve over RGW, each also behind nginx',
   description: `
 Backs up --snapshots successive snapshots of a synthetic VM (--drives drives of --size,
 --changes changed blocks from one to the next) into a local datastore and, for the rgw
@@ -172,7 +174,8 @@ origins, into an S3 datastore in a Ceph RGW it starts on loopback (scripts/rgw-u
 copying a whole drive in 4 MiB reads through its process's ChunkCache. Origins: serve
 (liverestore serve on loopback), nginx (serve behind nginx's proxy_cache, the
 configuration of docs/scale-out.md), rgw (S3 in RGW), rgw-nginx (RGW behind nginx, the
-S3 block of docs/scale-out.md). Reports total time vs single × N, origin GETs vs distinct
+S3 block of docs/scale-out.md), rgw-serve (serve --store s3://… in front of RGW) and
+rgw-serve-nginx (that serve behind nginx). Reports total time vs single × N, origin GETs vs distinct
 chunks, p50/p99 of the reads, peak RSS of every process vs its budget + 150 MiB, and
 checks the SHA-256 of every restored drive. Defaults take a few minutes on 2 cores.`,
   defaultSamples: 2,

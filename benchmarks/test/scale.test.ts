@@ -43,6 +43,8 @@ const TINY: ScaleSettings = {
   workers: 0,
   readaheadChunks: 0,
   readBytes: 4 * 1024 ** 2,
+  sources: 'snapshot',
+  gcEveryMs: 0,
   seed: 3,
   dir: '',
   endpoint: undefined,

@@ -1,3 +1,4 @@
+import type { S3ConnectionOptions } from '@liverestore/datastore';
 import {
   type ChunkSource,
   DEFAULT_PERSISTENT_CACHE_BYTES,
@@ -59,8 +60,9 @@ export async function openCachedSource(
   from: string,
   http: HttpChunkSourceOptions,
   chunkCache: PersistentChunkCacheOptions | undefined,
+  s3: S3ConnectionOptions = {},
 ): Promise<ChunkSource> {
-  const origin = await openChunkSource(from, http);
+  const origin = await openChunkSource(from, http, s3);
   if (chunkCache === undefined) return origin;
   try {
     return await PersistentCacheSource.open(origin, chunkCache);

@@ -1,5 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { type BackupStore, Datastore, isS3Url, S3Datastore } from '@liverestore/datastore';
+import {
+  type BackupStore,
+  Datastore,
+  isS3Url,
+  type S3ConnectionOptions,
+  S3Datastore,
+} from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
 import {
   type ChunkSource,
@@ -12,6 +18,7 @@ import {
 } from '@liverestore/reader';
 import { type CommandIo, required } from './command.js';
 import { UsageError } from './errors.js';
+import { S3_OPTIONS, type S3OptionValues, s3OptionsFromValues } from './s3-options.js';
 import { printableLine } from './terminal-text.js';
 
 /**
@@ -55,25 +62,30 @@ export function refuseUnusableUrl(text: string, option: string, command: string,
 
 /**
  * Opens the store `backup --store` writes to: a directory (created if missing) or an S3
- * datastore `s3://BUCKET/STORE` (the bucket must exist; connection settings from AWS_*).
+ * datastore `s3://BUCKET/STORE` (the bucket must exist; connection settings from `s3`, else AWS_*).
  * Any other URL is refused.
  */
 export async function openBackupStore(
   store: string,
   command: string,
+  s3: S3ConnectionOptions = {},
 ): Promise<BackupStore & { close?(): Promise<void> }> {
-  if (isS3Url(store)) return S3Datastore.open(store, { create: true });
+  if (isS3Url(store)) return S3Datastore.open(store, { ...s3, create: true });
   refuseUnusableUrl(store, '--store', command, 'a datastore directory or s3://BUCKET/STORE');
   return Datastore.create(store);
 }
 
-/** The options that name a snapshot store: `--from DIR|URL` (with `--token-file`), or `--store DIR`. */
+/**
+ * The options that name a snapshot store: `--from DIR|URL` (with `--token-file` and TLS
+ * trust for https, the `--s3-*` settings for s3://), or `--store DIR`.
+ */
 export const STORE_SOURCE_OPTIONS = {
   from: { type: 'string' },
   store: { type: 'string' },
   'token-file': { type: 'string' },
   ca: { type: 'string' },
   fingerprint: { type: 'string' },
+  ...S3_OPTIONS,
 } as const;
 
 /**
@@ -88,7 +100,7 @@ export async function openStoreSource(
     'token-file'?: string | undefined;
     ca?: string | undefined;
     fingerprint?: string | undefined;
-  },
+  } & S3OptionValues,
   command: string,
   io: CommandIo,
 ): Promise<ChunkSource> {
@@ -97,13 +109,15 @@ export async function openStoreSource(
   if (values.store !== undefined) {
     const dir = required(values.store, '--store', command);
     await httpSourceOptions(values, dir, command, io); // refuses the http(s)-only options
-    if (isS3Url(dir)) return openChunkSource(dir);
+    const s3 = await s3OptionsFromValues(values, dir, command);
+    if (isS3Url(dir)) return openChunkSource(dir, {}, s3);
     refuseUnusableUrl(dir, '--store', command, 'a datastore directory or s3://BUCKET/STORE');
     return LocalChunkSource.open(dir);
   }
   // The message names --from first and keeps "--store is required" for scripts that look for it.
   const from = required(values.from, '--from DIR|URL or --store', command);
-  return openChunkSource(from, await httpSourceOptions(values, from, command, io));
+  const http = await httpSourceOptions(values, from, command, io);
+  return openChunkSource(from, http, await s3OptionsFromValues(values, from, command));
 }
 
 /**

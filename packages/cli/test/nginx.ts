@@ -42,21 +42,25 @@ export interface Nginx {
 }
 
 /**
- * Starts nginx with the documented configuration in front of `upstream` (`127.0.0.1:PORT`);
- * stopped (and its directory removed) when the test ends.
+ * Starts nginx with the documented configuration in front of `upstream` (`127.0.0.1:PORT`,
+ * or several: one `server` line each, as the page says); stopped (and its directory
+ * removed) when the test ends.
  */
-export async function startNginx(t: ExecutionContext, upstream: string): Promise<Nginx> {
+export async function startNginx(t: ExecutionContext, upstream: string | readonly string[]): Promise<Nginx> {
   const dir = await tempDir('lr-nginx-');
   // Workers run as an unprivileged user when nginx starts as root: they must reach the cache.
   await chmod(dir.path, 0o755);
   const prefix = dir.path;
   const port = await freePort();
   const documented = await documentedConfig();
-  for (const text of ['127.0.0.1:8007', '127.0.0.1:8080', '/var/cache/nginx/liverestore'])
+  for (const text of ['server 127.0.0.1:8007;', '127.0.0.1:8080', '/var/cache/nginx/liverestore'])
     if (!documented.includes(text))
       throw new Error(`the documented nginx configuration no longer names ${text}`);
   const http = documented
-    .replace('127.0.0.1:8007', upstream)
+    .replace(
+      'server 127.0.0.1:8007;',
+      (typeof upstream === 'string' ? [upstream] : upstream).map((u) => `server ${u};`).join(' '),
+    )
     .replace('127.0.0.1:8080', `127.0.0.1:${port}`)
     .replace('/var/cache/nginx/liverestore', join(prefix, 'cache'));
   const config = `worker_processes 2;

@@ -7,44 +7,10 @@
 import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { resolveS3Settings, S3Client } from '@liverestore/datastore';
-import { testRgw } from '@liverestore/testkit';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { assertCliError, BIN, cli, exec, KiB, MiB, sha256File, testDir, vmArgs, writeVm } from './helpers.js';
+import { bucket } from './s3-bucket.js';
 import { requireTool } from './tools.js';
-
-interface Bucket {
-  readonly client: S3Client;
-  readonly url: string;
-  readonly env: NodeJS.ProcessEnv;
-}
-
-/** A fresh bucket on the test RGW and the environment that points the CLI at it. */
-async function bucket(t: ExecutionContext): Promise<Bucket | undefined> {
-  const rgw = testRgw(t);
-  if (rgw === undefined) return undefined;
-  const name = `lr-cli-${Math.random().toString(16).slice(2, 12)}`;
-  const client = new S3Client(
-    name,
-    resolveS3Settings({
-      endpoint: rgw.endpoint,
-      accessKeyId: rgw.accessKeyId,
-      secretAccessKey: rgw.secretAccessKey,
-    }),
-  );
-  await client.createBucket();
-  t.teardown(async () => {
-    await client.deleteObjects((await client.list('')).keys);
-    await client.close();
-  });
-  const env = {
-    ...process.env,
-    AWS_ENDPOINT_URL_S3: rgw.endpoint,
-    AWS_ACCESS_KEY_ID: rgw.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: rgw.secretAccessKey,
-  };
-  return { client, url: `s3://${name}/store`, env };
-}
 
 function lr(args: readonly string[], env: NodeJS.ProcessEnv) {
   return exec(process.execPath, [BIN, ...args], { env });
@@ -166,7 +132,7 @@ test('a URL a command cannot use is refused with a code, and no directory named 
       ['backup', '--store', 's3://bucket/a/b', '--snapshot', 'vm/1', `notes.txt=${vm.notesPath}`],
       'ERR_LR_S3_URL_INVALID',
     ],
-    [['serve', '--store', 's3://bucket/store'], 'ERR_LR_SOURCE_UNSUPPORTED'],
+    [['serve', '--store', 'http://127.0.0.1:1/store'], 'ERR_LR_SOURCE_UNSUPPORTED'],
     [['snapshots', '--store', 'ftp://host/store'], 'ERR_LR_SOURCE_UNSUPPORTED'],
     [
       ['restore', '--from', 'ftp://host/store', 'vm/1', 'notes.txt', '--out', 'x'],

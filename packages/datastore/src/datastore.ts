@@ -1,13 +1,6 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import {
-  BACKUP_TYPES,
-  type ChunkIndex,
-  type CryptConfig,
-  isHexDigest,
-  type Manifest,
-  toHex,
-} from '@liverestore/format';
+import { type ChunkIndex, type CryptConfig, isHexDigest, type Manifest, toHex } from '@liverestore/format';
 import { isSnapshotFileName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { type BackupStore, type BackupTarget, LocalBackupTarget } from './backup-target.js';
@@ -29,11 +22,11 @@ import {
   readSnapshotManifest,
   type SnapshotInfo,
 } from './snapshot-files.js';
+import { collectSnapshotRefs, type SnapshotEntry } from './snapshot-listing.js';
 import { pickSnapshot } from './snapshot-pick.js';
 import {
   formatBackupTime,
   formatSnapshot,
-  inNamespace,
   isBackupId,
   namespaceOf,
   parseBackupTime,
@@ -236,22 +229,16 @@ export class Datastore implements BackupStore {
    * files and folders are skipped.
    */
   async listSnapshotRefs(scope: NamespaceScope = {}): Promise<SnapshotRef[]> {
-    const refs: SnapshotRef[] = [];
     const namespaces = await this.listNamespaces({
       namespace: scope.namespace,
       maxDepth: checkMaxDepth(scope.maxDepth),
     });
-    for (const namespace of namespaces) {
-      const base = this.namespaceDir(namespace);
-      for (const type of BACKUP_TYPES) {
-        const ids = (await subdirectories(join(base, type))).filter(isBackupId).sort();
-        for (const id of ids) {
-          for (const time of await this.snapshotTimes(type, id, namespace))
-            refs.push(inNamespace({ type, id, time }, namespace));
-        }
-      }
-    }
-    return refs;
+    return collectSnapshotRefs(namespaces, async (namespace, type) => {
+      const entries: SnapshotEntry[] = [];
+      for (const id of (await subdirectories(join(this.namespaceDir(namespace), type))).filter(isBackupId))
+        for (const time of await this.snapshotTimes(type, id, namespace)) entries.push({ id, time });
+      return entries;
+    });
   }
 
   /**

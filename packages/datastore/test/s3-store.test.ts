@@ -3,9 +3,11 @@
  * its manifest, stored chunks are never uploaded again nor overwritten, an interrupted
  * backup leaves no index behind, and verify reads the store like a local one.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { FaultProxy, randomBytes } from '@liverestore/testkit';
 import test from 'ava';
-import { backup, S3Datastore, verifySnapshots } from '../src/index.js';
+import { backup, Datastore, formatSnapshot, S3Datastore, verifySnapshots } from '../src/index.js';
 import { KiB, testDir, writeInput } from './helpers.js';
 import { s3Fixture } from './s3-fixture.js';
 
@@ -140,4 +142,45 @@ test('verify reads an S3 store like a local one and names a damaged chunk', asyn
     bad.badChunks.map((c) => c.digest),
     [key.split('/').at(-1)],
   );
+});
+
+test('listing and resolving on S3 as on disk: one order (type, id, time) in each namespace; a miss names the snapshots there are', async (t) => {
+  const s3 = await s3Fixture(t);
+  if (s3 === undefined) return;
+  const store = await S3Datastore.open(s3.url(), { ...s3.options, create: true });
+  t.teardown(() => store.close());
+  const dir = await testDir(t);
+  const local = await Datastore.create(dir);
+  // Written out of order, ids that sort differently as numbers and as text.
+  const refs = [
+    { type: 'vm' as const, id: '100', time: TIME + 60 },
+    { type: 'ct' as const, id: '7', time: TIME },
+    { type: 'vm' as const, id: '100', time: TIME },
+    { type: 'vm' as const, id: '20', time: TIME },
+    { namespace: 'prod', type: 'host' as const, id: 'db', time: TIME },
+  ];
+  for (const ref of refs) {
+    await store.writeSnapshotFile(ref, 'index.json.blob', Buffer.from('manifest'));
+    await mkdir(local.snapshotDir(ref), { recursive: true });
+    await writeFile(join(local.snapshotDir(ref), 'index.json.blob'), 'manifest');
+  }
+  const listed = await store.listSnapshotRefs({ maxDepth: 1 });
+  t.deepEqual(listed, await local.listSnapshotRefs({ maxDepth: 1 }));
+  t.deepEqual(
+    listed.map((r) => formatSnapshot(r)),
+    [
+      'vm/100/2023-11-14T22:13:20Z',
+      'vm/100/2023-11-14T22:14:20Z',
+      'vm/20/2023-11-14T22:13:20Z',
+      'ct/7/2023-11-14T22:13:20Z',
+      'ns/prod/host/db/2023-11-14T22:13:20Z',
+    ],
+  );
+  t.deepEqual(await store.resolveSnapshot({ type: 'vm', id: '100' }), refs[0]);
+  for (const target of [store, local]) {
+    const err = await t.throwsAsync(target.resolveSnapshot({ type: 'vm', id: '101' }), {
+      code: 'ERR_LR_SNAPSHOT_NOT_FOUND',
+    });
+    t.regex(err?.message ?? '', /did you mean vm\/100/);
+  }
 });

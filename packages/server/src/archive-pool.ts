@@ -1,6 +1,11 @@
 import { resolveArchiveName, type SnapshotRef } from '@liverestore/datastore';
-import { type CachedChunkReader, type ChunkCache, openSnapshot, type Snapshot } from '@liverestore/reader';
-import type { ConfinedStore } from './confined-store.js';
+import {
+  type CachedChunkReader,
+  type ChunkCache,
+  type ChunkSource,
+  openSnapshot,
+  type Snapshot,
+} from '@liverestore/reader';
 import { ServerError } from './errors.js';
 import { snapshotKey } from './routes.js';
 
@@ -17,7 +22,7 @@ export class ArchivePool {
   readonly #readers = new Map<string, Promise<CachedChunkReader>>();
 
   constructor(
-    readonly source: ConfinedStore,
+    readonly source: ChunkSource,
     readonly cache: ChunkCache,
   ) {}
 

@@ -8,6 +8,7 @@ import {
 } from '@liverestore/datastore/internal';
 import { LocalChunkSource } from '@liverestore/reader';
 import { ServerError } from './errors.js';
+import type { ServedStore } from './served-store.js';
 
 /** An opened regular file inside the store, with its size. */
 export interface ConfinedFile {
@@ -26,13 +27,25 @@ function isNotFound(err: unknown): boolean {
  * to lie inside the store's real directory, with O_NOFOLLOW on the last component. A
  * symlink pointing out of the store reads as missing.
  */
-export class ConfinedStore extends LocalChunkSource {
+export class ConfinedStore extends LocalChunkSource implements ServedStore {
   private constructor(
     store: Datastore,
     readonly realDir: string,
   ) {
     super(store);
   }
+
+  /** Image readers fetch from the store itself. */
+  get chunkSource(): this {
+    return this;
+  }
+
+  get listings(): Datastore {
+    return this.store;
+  }
+
+  /** Nothing to release: every file is opened per request and closed after. */
+  async close(): Promise<void> {}
 
   static override async open(dir: string): Promise<ConfinedStore> {
     const store = await Datastore.open(dir);

@@ -26,6 +26,8 @@ export const STATUS_OF_CODE: Readonly<Record<string, number>> = Object.freeze({
   ERR_LR_HTTP_RANGE_NOT_SATISFIABLE: 416,
   ERR_LR_HTTP_BUSY: 503,
   ERR_LR_HTTP_CLOSING: 503,
+  // The server's own source (an S3 datastore) did not answer: try again, or another server.
+  ERR_LR_SOURCE_UNAVAILABLE: 503,
 });
 
 /** Code used for failures that are not liverestore errors (bugs, I/O errors): details stay in the log. */

@@ -17,6 +17,7 @@ import { describeError, ServerError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import { parseRange, RangeNotSatisfiableError } from './range.js';
 import type { RouteLabel } from './routes.js';
+import type { ObjectBody } from './served-store.js';
 import { FILE_PIECE_BYTES, FILE_PIECES_KEPT } from './server-options.js';
 
 /** What one request did, for the access log and the metrics. */
@@ -191,6 +192,23 @@ export class Responses {
       return;
     }
     await this.#fileBody(ex, file, start, end);
+  }
+
+  /**
+   * An S3 object, in memory (for a HEAD only its size), with the Range answers of
+   * {@link file}: always a Content-Length, never chunked encoding.
+   */
+  object(ex: Exchange, object: ObjectBody, etag?: string): void {
+    const { req, res } = ex;
+    const { start, end } = this.bodyHead(ex, object.sizeBytes, etag);
+    if (ex.route === 'chunk' && req.method === 'GET' && start === 0) this.options.metrics.chunkFetch();
+    if (req.method === 'HEAD' || end < start || object.bytes === undefined) {
+      res.end();
+      return;
+    }
+    this.#watchRate(ex);
+    ex.bytes += end + 1 - start;
+    res.end(object.bytes.subarray(start, end + 1));
   }
 
   /**

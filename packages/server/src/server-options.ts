@@ -3,6 +3,7 @@
  * its options.
  */
 
+import { isS3Url, type S3ConnectionOptions } from '@liverestore/datastore';
 import type { ChunkCache } from '@liverestore/reader';
 import type { Logger } from 'pino';
 
@@ -45,8 +46,14 @@ export const CLOSE_GRACE_MS = 5_000;
 
 /** Options of {@link startChunkServer}. */
 export interface ChunkServerOptions {
-  /** Datastore directory. */
+  /** Datastore directory, or an S3 datastore `s3://BUCKET/STORE` (PBS 4.x layout). */
   store: string;
+  /**
+   * Connection settings of an `s3://` store (endpoint, region, keys, addressing); absent
+   * ones come from the AWS_* environment. A server retries a failed S3 request twice by
+   * default (`retries`), then answers 503 `ERR_LR_SOURCE_UNAVAILABLE`.
+   */
+  s3?: S3ConnectionOptions;
   /**
    * Default 127.0.0.1:8007; port 0 picks a free port. `{ fd }`: a listening socket the
    * server is handed (systemd socket activation).
@@ -89,6 +96,8 @@ export function checkOptions(options: ChunkServerOptions): void {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   if (typeof options.store !== 'string' || options.store === '')
     throw new TypeError('store must be a non-empty string');
+  if (options.s3 !== undefined && !isS3Url(options.store))
+    throw new TypeError('s3 options need an s3://BUCKET/STORE store');
   const listen = options.listen;
   if (listen !== undefined && 'fd' in listen) {
     if (!Number.isInteger(listen.fd) || listen.fd < 0)

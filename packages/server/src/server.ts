@@ -13,7 +13,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { formatSnapshot, type NamespaceScope } from '@liverestore/datastore';
+import { formatSnapshot, isS3Url, type NamespaceScope } from '@liverestore/datastore';
 import { snapshotListingJson } from '@liverestore/datastore/internal';
 import { LiverestoreError, toHex } from '@liverestore/format';
 import { ChunkCache, DEFAULT_CACHE_BYTES } from '@liverestore/reader';
@@ -27,6 +27,8 @@ import { describeError, ServerError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { type Exchange, Responses } from './responses.js';
 import { parseRoute, pathOf, queryOf, type Route } from './routes.js';
+import { S3ServedStore } from './s3-served-store.js';
+import { closeServedFile, type ServedFile, type ServedStore } from './served-store.js';
 import {
   type ChunkServer,
   type ChunkServerOptions,
@@ -43,6 +45,12 @@ import {
   SOCKET_IDLE_TIMEOUT_MS,
 } from './server-options.js';
 
+/** The store `options.store` names: a datastore directory or `s3://BUCKET/STORE`. */
+function openServedStore(options: ChunkServerOptions): Promise<ServedStore> {
+  if (isS3Url(options.store)) return S3ServedStore.open(options.store, options.s3);
+  return ConfinedStore.open(options.store);
+}
+
 /**
  * Serves a datastore read-only over HTTP(S): the snapshot list, raw index and manifest
  * files, chunk blobs by digest, and the reconstructed image of every fixed-index archive
@@ -50,7 +58,7 @@ import {
  */
 export async function startChunkServer(options: ChunkServerOptions): Promise<ChunkServer> {
   checkOptions(options);
-  const source = await ConfinedStore.open(options.store);
+  const source = await openServedStore(options);
   const listen = options.listen ?? DEFAULT_LISTEN;
   const maxActive = options.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS;
   const shares = new ClientShares(options.maxRequestsPerClient ?? Math.ceil(maxActive / 2));
@@ -60,10 +68,10 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     options.logger ?? pino({ name: 'liverestore-server', level: options.logLevel ?? 'info' }, destination(2));
   const ownsCache = options.cache === undefined;
   const cache = options.cache ?? new ChunkCache({ cacheBytes: DEFAULT_CACHE_BYTES });
-  const pool = new ArchivePool(source, cache);
+  const pool = new ArchivePool(source.chunkSource, cache);
   const metrics = new ServerMetrics(cache);
   const authorized = bearerAuth(options.token);
-  const storeDir = source.store.dir;
+  const storeDir = source.name;
   const respond = new Responses({ logger, metrics, storeDir, minBytesPerSecond, minRateWindowMs });
 
   let active = 0; // counted against maxActive (everything but /metrics)
@@ -99,15 +107,15 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     respond.json(
       ex,
       200,
-      (await source.store.listNamespaces(scope)).map((ns) => ({ ns })),
+      (await source.listings.listNamespaces(scope)).map((ns) => ({ ns })),
     );
   }
 
   async function listSnapshots(ex: Exchange, scope: NamespaceScope): Promise<void> {
     const out: unknown[] = [];
-    for (const ref of await source.store.listSnapshotRefs(scope)) {
+    for (const ref of await source.listings.listSnapshotRefs(scope)) {
       try {
-        const s = await source.store.snapshotInfo(ref);
+        const s = await source.listings.snapshotInfo(ref);
         out.push(snapshotListingJson(s));
       } catch (err) {
         // One unreadable manifest must not hide the other snapshots (as `snapshots --json`).
@@ -124,15 +132,22 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
    * an If-None-Match that names it (once the store is known to hold it).
    */
   async function sendChunk(ex: Exchange, digestHex: string): Promise<void> {
-    const file = await source.openChunk(digestHex);
     const etag = `"${digestHex}"`;
-    if (etagMatches(ex.req.headers['if-none-match'], etag)) {
-      await file.handle.close();
+    const validated = etagMatches(ex.req.headers['if-none-match'], etag);
+    const file = await source.openChunk(digestHex, ex.req.method === 'GET' && !validated);
+    if (validated) {
+      await closeServedFile(file);
       ex.res.writeHead(304, { etag });
       ex.res.end();
       return;
     }
-    return respond.file(ex, file, etag);
+    return sendFile(ex, file, etag);
+  }
+
+  /** A local file read in pieces, or an S3 object already in memory. */
+  async function sendFile(ex: Exchange, file: ServedFile, etag?: string): Promise<void> {
+    if ('handle' in file) return respond.file(ex, file, etag);
+    respond.object(ex, file, etag);
   }
 
   async function sendImage(ex: Exchange, route: Extract<Route, { kind: 'image' }>): Promise<void> {
@@ -189,7 +204,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
       case 'chunk':
         return sendChunk(ex, route.digestHex);
       case 'snapshot-file':
-        return respond.file(ex, await source.openSnapshotFile(route.ref, route.filename));
+        return sendFile(ex, await source.openSnapshotFile(route.ref, route.filename, req.method === 'GET'));
       case 'image':
         return sendImage(ex, route);
     }
@@ -256,6 +271,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     });
   } catch (cause) {
     if (ownsCache) await cache.close();
+    await source.close();
     // One code for "cannot listen" in every front end (was ERR_LR_SYSTEM here).
     throw new ServerError(
       'ERR_LR_LISTEN',
@@ -285,6 +301,7 @@ export async function startChunkServer(options: ChunkServerOptions): Promise<Chu
     server.closeAllConnections();
     await stopped;
     await pool.close();
+    await source.close();
     if (ownsCache) await cache.close();
   }
 

@@ -12,6 +12,7 @@ import {
 import { UsageError } from '../errors.js';
 import { backupResultJson } from '../json-shapes.js';
 import type { Progress } from '../progress.js';
+import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
 import { NAMESPACE_OPTION, openBackupStore } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
 
@@ -25,8 +26,9 @@ export const backupCommand = defineCommand({
 Backs up raw disk images, block devices and other files into a new snapshot
 TYPE/ID/<now> of the datastore DIR (created if missing), in the Proxmox Backup Server
 format, or of the S3 datastore s3://BUCKET/STORE (PBS 4.x's S3 layout; the bucket
-must exist; endpoint, region and keys from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL,
-AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). Chunks already in the store are reused, so a second backup of a barely
+must exist; endpoint, region and keys by the --s3-* options, else from
+AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY). Chunks already in the store are reused, so a second backup of a barely
 changed image writes only the changed chunks. A new group gets an owner file
 (root@pam) as PBS writes it; an existing group keeps its owner, notes and
 snapshots untouched.
@@ -47,6 +49,7 @@ Options:
                        shrink are stored uncompressed, as PBS does.
   --chunk-size SIZE    fixed-index chunk size, power of two 64KiB..4MiB (default 4MiB)
   --keyfile FILE       encrypt with this PBS key file (see: liverestore key create)
+${s3Help(23)}
   --json               print the result as JSON
   -h, --help           show this help
 
@@ -55,6 +58,7 @@ chunks new and reused, bytes written.`,
   options: {
     ...COMMON_OPTIONS,
     store: { type: 'string' },
+    ...S3_OPTIONS,
     snapshot: { type: 'string' },
     ...NAMESPACE_OPTION,
     compress: { type: 'string' },
@@ -89,7 +93,11 @@ chunks new and reused, bytes written.`,
       return { name: arg.slice(0, eq), path: arg.slice(eq + 1) };
     });
     const crypt = await loadKeyFile(values.keyfile);
-    const store = await openBackupStore(storeDir, 'backup');
+    const store = await openBackupStore(
+      storeDir,
+      'backup',
+      await s3OptionsFromValues(values, storeDir, 'backup'),
+    );
     let progress: Progress | undefined;
     let result: Awaited<ReturnType<typeof backup>>;
     try {

@@ -17,6 +17,7 @@ import {
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { parseRateLimit } from '../option-values.js';
+import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
 import {
   httpSourceOptions,
   NAMESPACE_OPTION,
@@ -148,6 +149,7 @@ ${chunkCacheHelp(23)}
 ${namespaceHelp(23)}
   --token-file FILE    bearer token for an http(s) --from
 ${tlsTrustHelp(23)}
+${s3Help(23)}
 ${serverTlsHelp(23, 'clients must use TLS (nbds://)')}
 ${DAEMON_HELP}
   -h, --help           show this help
@@ -171,6 +173,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
     ...TLS_TRUST_OPTIONS,
+    ...S3_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -188,9 +191,13 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const crypt = await loadKeyFile(values.keyfile);
     const chunkCache = chunkCacheFromOptions(values, 'live-restore');
     const http = await httpSourceOptions(values, from, 'live-restore', io);
+    const s3 = await s3OptionsFromValues(values, from, 'live-restore');
     const tls = await serverTlsFromOptions(values, 'live-restore');
-    // With a persistent chunk cache the source is opened here (and closed at the end).
-    const source = chunkCache === undefined ? from : await openCachedSource(from, http, chunkCache);
+    // With a persistent chunk cache or S3 options the source is opened here (and closed at the end).
+    const source =
+      chunkCache === undefined && Object.keys(s3).length === 0
+        ? from
+        : await openCachedSource(from, http, chunkCache, s3);
     // The signal handlers go when the command ends, also when it ends without a signal.
     const ended = new AbortController();
     const stop = stopSignal(ended.signal);

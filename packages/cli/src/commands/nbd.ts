@@ -5,6 +5,7 @@ import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../comma
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { loggedExport } from '../logged-export.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
+import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
 import {
   httpSourceOptions,
   NAMESPACE_OPTION,
@@ -45,6 +46,7 @@ ${chunkCacheHelp(23)}
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
 ${tlsTrustHelp(23)}
+${s3Help(23)}
 ${namespaceHelp(23)}
 ${serverTlsHelp(23, 'clients must use TLS (nbds://)')}
 ${DAEMON_HELP}
@@ -70,6 +72,7 @@ Prints the address and the exports, then serves until stopped.`,
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
     ...TLS_TRUST_OPTIONS,
+    ...S3_OPTIONS,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
@@ -82,6 +85,7 @@ Prints the address and the exports, then serves until stopped.`,
     const chunkCache = chunkCacheFromOptions(values, 'nbd');
     const crypt = await loadKeyFile(values.keyfile);
     const http = await httpSourceOptions(values, from, 'nbd', io);
+    const s3 = await s3OptionsFromValues(values, from, 'nbd');
     const tls = await serverTlsFromOptions(values, 'nbd');
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
@@ -95,6 +99,7 @@ Prints the address and the exports, then serves until stopped.`,
         cache,
         crypt,
         http,
+        s3,
         chunkCache,
       });
       try {

@@ -27,6 +27,7 @@ import {
 } from '../command.js';
 import { UsageError } from '../errors.js';
 import { parseWorkers } from '../option-values.js';
+import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
 import {
   httpSourceOptions,
   NAMESPACE_OPTION,
@@ -73,6 +74,7 @@ Options:
   --token-file FILE   bearer token for an http(s) --from (a file, so the token
                       does not show in ps)
 ${tlsTrustHelp(22)}
+${s3Help(22)}
   --out FILE          output file (one archive); - writes the archive to stdout
                       (zeros included, the summary goes to stderr)
   --all               restore every archive of the snapshot
@@ -95,6 +97,7 @@ ${namespaceHelp()}
     keyfile: { type: 'string' },
     'token-file': { type: 'string' },
     ...TLS_TRUST_OPTIONS,
+    ...S3_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -124,12 +127,14 @@ ${namespaceHelp()}
     });
     try {
       const http = await httpSourceOptions(values, from, 'restore', io);
+      const s3 = await s3OptionsFromValues(values, from, 'restore');
       const snap = await openSnapshot({
         source: from,
         snapshot: spec,
         cache,
         crypt,
         http,
+        s3,
         chunkCache,
       });
       try {

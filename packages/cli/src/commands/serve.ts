@@ -1,8 +1,10 @@
+import { isS3Url } from '@liverestore/datastore';
 import { ChunkCache } from '@liverestore/reader';
 import { startChunkServer } from '@liverestore/server';
 import { COMMON_OPTIONS, defineCommand, required, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS, systemdListenFd } from '../daemon.js';
 import { UsageError } from '../errors.js';
+import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
 import { refuseUnusableUrl } from '../source.js';
 import { readOptionFile, serverTlsFromOptions } from '../tls-options.js';
 import { parseBytes } from '../units.js';
@@ -37,11 +39,12 @@ function clientLimitOptions(
 export const serveCommand = defineCommand({
   name: 'serve',
   summary: 'serve a datastore read-only over HTTP (chunks, indexes, images with Range)',
-  help: `Usage: liverestore serve --store DIR [--listen 127.0.0.1:8007] [--token-file F]
+  help: `Usage: liverestore serve --store DIR|s3://BUCKET/STORE [--listen 127.0.0.1:8007] [--token-file F]
                          [--tls-cert F --tls-key F] [--cache-size SIZE]
                          [--max-per-client N] [--min-rate RATE]
 
-Serves the datastore DIR read-only over HTTP (HTTPS with --tls-cert/--tls-key):
+Serves the datastore DIR, or the S3 datastore s3://BUCKET/STORE (PBS 4.x layout),
+read-only over HTTP (HTTPS with --tls-cert/--tls-key):
   GET /snapshots                          snapshots of the root namespace (JSON)
   GET /snapshots?ns=NS&max-depth=N        of PBS namespace NS (a/b) and N levels below
   GET /namespaces[?ns=NS]                 the namespaces (JSON: [{"ns": "a/b"}, …])
@@ -55,9 +58,12 @@ TYPE, e.g. /snapshots/ns/prod/vm/100/TIME/drive-scsi0.img.
 With --token-file every other request needs "Authorization: Bearer TOKEN". Access
 logs go to stderr as JSON lines. Listens on 127.0.0.1 unless told otherwise. Stops
 gracefully on SIGINT/SIGTERM (finishes responses in progress).
+Over an S3 datastore serve keeps nothing between requests: run it N times in front
+of one bucket (docs/scale-out.md). When the object store does not answer, a request
+gets 503 ERR_LR_SOURCE_UNAVAILABLE after two retries.
 
 Options:
-  --store DIR          datastore directory (required)
+  --store DIR|URL      datastore directory or s3://BUCKET/STORE (required)
   --listen HOST:PORT   address to listen on (default 127.0.0.1:8007; port 0 picks one)
   --token-file FILE    file holding the bearer token clients must send
   --tls-cert FILE      PEM certificate (with --tls-key)
@@ -67,6 +73,7 @@ Options:
                        128, half of the server's 256; behind a proxy give 256)
   --min-rate RATE      a download read slower than this over 30 s is cut, e.g. 4KiB/s
                        (default 4KiB/s; 0 = never)
+${s3Help(23)}
 ${DAEMON_HELP}
   -h, --help           show this help
 
@@ -82,12 +89,14 @@ Prints the URL it listens on, then serves until stopped.`,
     'cache-size': { type: 'string' },
     'max-per-client': { type: 'string' },
     'min-rate': { type: 'string' },
+    ...S3_OPTIONS,
   },
   async run({ values }, io) {
     checkPidFile(values['pid-file']);
     const store = required(values.store, '--store', 'serve');
-    // The server reads store files by path (Range answers straight from the file).
-    refuseUnusableUrl(store, '--store', 'serve', 'a datastore directory');
+    if (!isS3Url(store))
+      refuseUnusableUrl(store, '--store', 'serve', 'a datastore directory or s3://BUCKET/STORE');
+    const s3 = await s3OptionsFromValues(values, store, 'serve');
     // No --listen: systemd's socket when it activated us, else the PBS port on loopback.
     const activated = values.listen === undefined ? systemdListenFd() : undefined;
     const listen =
@@ -105,6 +114,7 @@ Prints the URL it listens on, then serves until stopped.`,
     try {
       const server = await startChunkServer({
         store,
+        ...(isS3Url(store) ? { s3 } : {}),
         listen,
         ...(token === undefined ? {} : { token }),
         ...(tls === undefined ? {} : { tls }),

@@ -10,6 +10,7 @@ import {
 import { readSnapshotInfo, snapshotListingJson } from '@liverestore/datastore/internal';
 import { LiverestoreError } from '@liverestore/format';
 import { COMMON_OPTIONS, type CommandIo, defineCommand, printJson } from '../command.js';
+import { s3Help } from '../s3-options.js';
 import {
   isSourceFailure,
   NAMESPACE_OPTION,
@@ -72,6 +73,7 @@ Options:
                       server, or S3 datastore s3://BUCKET/STORE (required, or --store)
   --token-file FILE   bearer token for an http(s) --from
 ${tlsTrustHelp(22)}
+${s3Help(22)}
   --store DIR         datastore directory or s3://BUCKET/STORE (same as --from)
   --ns NS             namespace to list, e.g. prod or prod/db (default: the root)
   -r, --recursive     also list every namespace below (all of them, from the root)

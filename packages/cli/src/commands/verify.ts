@@ -14,6 +14,7 @@ import { COMMON_OPTIONS, commandProgress, defineCommand, loadKeyFile, printJson 
 import { UsageError } from '../errors.js';
 import { verifyReportJson } from '../json-shapes.js';
 import type { Progress } from '../progress.js';
+import { s3Help } from '../s3-options.js';
 import {
   isSourceFailure,
   NAMESPACE_OPTION,
@@ -53,6 +54,7 @@ Options:
                       server, or S3 datastore s3://BUCKET/STORE (required, or --store)
   --token-file FILE   bearer token for an http(s) --from
 ${tlsTrustHelp(22)}
+${s3Help(22)}
   --store DIR         datastore directory or s3://BUCKET/STORE (same as --from)
   --keyfile FILE      PBS key file of encrypted snapshots
   --ns NS             namespace of SNAPSHOT, or where to start verifying all

@@ -1,5 +1,4 @@
 import {
-  BACKUP_TYPES,
   type ChunkIndex,
   type CryptConfig,
   isHexDigest,
@@ -26,9 +25,10 @@ import {
   readSnapshotManifest,
   type SnapshotInfo,
 } from '../snapshot-files.js';
+import { collectSnapshotRefs, type SnapshotEntry } from '../snapshot-listing.js';
+import { pickSnapshot } from '../snapshot-pick.js';
 import {
   formatBackupTime,
-  formatGroup,
   formatSnapshot,
   inNamespace,
   isBackupId,
@@ -232,18 +232,27 @@ export class S3Datastore implements BackupStore {
     return (await this.client.putObject(key, Buffer.from(`${owner}\n`), { ifAbsent: true })) === 'created';
   }
 
+  /**
+   * The complete snapshots (those with a manifest) of one backup type in a namespace, or of
+   * one group of it when `id` is given: the keys `<type>/<id>/<time>/index.json.blob`, in
+   * listing order.
+   */
+  async #snapshotEntries(namespace: string, type: string, id?: string): Promise<SnapshotEntry[]> {
+    const typePrefix = `${this.namespacePrefix(namespace)}${type}/`;
+    const entries: SnapshotEntry[] = [];
+    for (const key of (await this.client.list(id === undefined ? typePrefix : `${typePrefix}${id}/`)).keys) {
+      const [keyId = '', time = '', file, ...rest] = key.slice(typePrefix.length).split('/');
+      if (file !== MANIFEST_BLOB_NAME || rest.length > 0 || !isBackupId(keyId)) continue;
+      const seconds = parseBackupTime(time);
+      if (seconds !== undefined) entries.push({ id: keyId, time: seconds });
+    }
+    return entries;
+  }
+
   /** Times of the complete snapshots (those with a manifest) of a group, oldest first. */
   async snapshotTimes(type: string, id: string, namespace: string = ROOT_NAMESPACE): Promise<number[]> {
     if (!isBackupId(id)) return [];
-    const prefix = this.groupPrefix(type, id, namespace);
-    const times: number[] = [];
-    for (const key of (await this.client.list(prefix)).keys) {
-      const [time, file, ...rest] = key.slice(prefix.length).split('/');
-      if (file !== MANIFEST_BLOB_NAME || rest.length > 0) continue;
-      const seconds = parseBackupTime(time ?? '');
-      if (seconds !== undefined) times.push(seconds);
-    }
-    return times.sort((a, b) => a - b);
+    return (await this.#snapshotEntries(namespace, type, id)).map((e) => e.time).sort((a, b) => a - b);
   }
 
   /** The namespaces directly below `namespace`, sorted. */
@@ -282,41 +291,29 @@ export class S3Datastore implements BackupStore {
 
   /** The complete snapshots of a namespace and of those `maxDepth` levels below, sorted as on disk. */
   async listSnapshotRefs(scope: NamespaceScope = {}): Promise<SnapshotRef[]> {
-    const refs: SnapshotRef[] = [];
     const namespaces = await this.listNamespaces({
       namespace: scope.namespace,
       maxDepth: checkMaxDepth(scope.maxDepth),
     });
-    for (const namespace of namespaces) {
-      for (const type of BACKUP_TYPES) {
-        const prefix = `${this.namespacePrefix(namespace)}${type}/`;
-        const found: { id: string; time: number }[] = [];
-        for (const key of (await this.client.list(prefix)).keys) {
-          const [id = '', time = '', file, ...rest] = key.slice(prefix.length).split('/');
-          if (file !== MANIFEST_BLOB_NAME || rest.length > 0 || !isBackupId(id)) continue;
-          const seconds = parseBackupTime(time);
-          if (seconds !== undefined) found.push({ id, time: seconds });
-        }
-        found.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : a.time - b.time));
-        for (const { id, time } of found) refs.push(inNamespace({ type, id, time }, namespace));
-      }
-    }
-    return refs;
+    return collectSnapshotRefs(namespaces, (namespace, type) => this.#snapshotEntries(namespace, type));
   }
 
-  /** Resolves `vm/100` to its latest snapshot, and checks a full reference, in the spec's namespace. */
+  /**
+   * Resolves `vm/100` to its latest snapshot, and checks a full reference, in the spec's
+   * namespace: one listing of the group; only when that misses, one of the namespace, for
+   * the error's hint of the snapshots there are (as a local store and an HTTP source say).
+   */
   async resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
     const namespace = parseNamespace(namespaceOf(spec));
-    const times = await this.snapshotTimes(spec.type, spec.id, namespace);
-    const time = spec.time ?? times.at(-1);
-    if (time === undefined || !times.includes(time)) {
-      const what = spec.time === undefined ? formatGroup(spec) : formatSnapshot({ ...spec, time: spec.time });
-      throw new DatastoreError(
-        'ERR_LR_SNAPSHOT_NOT_FOUND',
-        `no snapshot ${what} in ${describeNamespace(namespace)} of ${this.name}`,
-      );
+    const where = `of ${this.name}`;
+    const group = isBackupId(spec.id) ? await this.#snapshotEntries(namespace, spec.type, spec.id) : [];
+    const refs = group.map(({ time }) => inNamespace({ type: spec.type, id: spec.id, time }, namespace));
+    try {
+      return pickSnapshot(spec, refs, namespace, where);
+    } catch (err) {
+      if (!(err instanceof DatastoreError) || err.code !== 'ERR_LR_SNAPSHOT_NOT_FOUND') throw err;
+      return pickSnapshot(spec, await this.listSnapshotRefs({ namespace, maxDepth: 0 }), namespace, where);
     }
-    return inNamespace({ type: spec.type, id: spec.id, time }, namespace);
   }
 
   /** Reads and checks a snapshot's manifest (its signature too when a key is given). */

@@ -140,7 +140,7 @@ export function resolveS3Settings(
   if (accessKeyId === undefined || secretAccessKey === undefined) {
     throw new S3Error(
       'ERR_LR_S3_CREDENTIALS_MISSING',
-      'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+      'no S3 credentials: give an access key id and secret key (liverestore: --s3-access-key-id and --s3-secret-key-file), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
     );
   }
   const sessionToken = nonEmpty(options.sessionToken) ?? nonEmpty(env.AWS_SESSION_TOKEN);
