@@ -187,15 +187,13 @@ test('503 twice then OK succeeds after three attempts; always 503 fails naming t
   t.is(f.server.requestsFor(`/chunks/${hex}`), 3, '2 × 503, then OK');
 
   f.server.behaviour.always503 = true;
-  const started = Date.now();
   const err = await t.throwsAsync(source.fetchChunk(hex!), { code: 'ERR_LR_SOURCE_UNAVAILABLE' });
   t.regex(err.message, /3 attempts/);
   t.regex(err.message, /503/);
+  // The source's `retries` reached the transport: three more requests, not the default
+  // budget's. How long each backoff waits is the transport's, tested on a fake clock in
+  // http-transport.test.ts (a wall-clock bound here failed a loaded machine at 9.9 s).
   t.is(f.server.requestsFor(`/chunks/${hex}`), 6);
-  // Two backoffs of < 100 and < 200 ms: loose enough for a loaded CI machine (2 s was not),
-  // tight enough to catch waits from the default retry budget (≈ 8 s) or a hang.
-  const elapsed = Date.now() - started;
-  t.true(elapsed < 6000, `${elapsed} ms`);
 });
 
 test('reset connections are retried', async (t) => {
