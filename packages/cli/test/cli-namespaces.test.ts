@@ -61,7 +61,7 @@ test('snapshots: the root namespace by default, with a count of what lies below;
   t.is(rootJson.stderr, `liverestore: ${HINT}\n`);
 
   const prod = await runIn(['snapshots', '--from', store, '--ns', 'prod']);
-  t.deepEqual(lines(prod.stdout)[0], mid);
+  t.deepEqual(lines(prod.stdout)[0], `${mid} owner root@pam`);
   t.is(
     lines(prod.stdout).at(-1),
     '1 more snapshot(s) in namespaces below: prod/db (1); list them with --ns NAME or --recursive',
@@ -80,7 +80,7 @@ test('snapshots: the root namespace by default, with a count of what lies below;
   const text = await runIn(['snapshots', '--from', store, '-r']);
   t.deepEqual(
     lines(text.stdout).filter((l) => !l.startsWith(' ')),
-    [mid, deep],
+    [`${mid} owner root@pam`, `${deep} owner root@pam`],
   );
 });
 
@@ -194,7 +194,7 @@ test('verify records ok/failed with a PBS UPID in every verified manifest of eve
     });
   }
   const listed = await runIn(['snapshots', '--from', store, '--ns', 'prod/db']);
-  t.is(lines(listed.stdout)[0], `${deep} (verify ok)`);
+  t.is(lines(listed.stdout)[0], `${deep} (verify ok) owner root@pam`);
   const json = await runIn(['snapshots', '--from', store, '--ns', 'prod/db', '--json']);
   t.like((JSON.parse(json.stdout) as unknown[])[0], { ns: 'prod/db', verification: { state: 'ok' } });
 });

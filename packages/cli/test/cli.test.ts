@@ -298,7 +298,7 @@ test('archive names: drive-scsi0= and drive-scsi1.img= become .img.fidx, notes.t
   ]);
   const text = await runIn(['snapshots', '--store', store]);
   t.is(text.code, 0);
-  t.true(text.stdout.startsWith(`${snapshot}\n`), text.stdout);
+  t.true(text.stdout.startsWith(`${snapshot} owner root@pam\n`), text.stdout);
   for (const name of ['drive-scsi0.img', 'drive-scsi1.img', 'notes.txt'])
     t.regex(text.stdout, new RegExp(`^  ${name} `, 'm'));
 });

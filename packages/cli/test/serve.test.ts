@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseListen } from '../src/commands/serve.js';
@@ -38,9 +38,22 @@ test('restore --from the URL of liverestore serve gives the source image; serve 
   t.is(backup.code, 0, backup.stderr);
   const tokenFile = join(dir, 'token');
   await writeFile(tokenFile, 'secret-token\n');
+  const snapshot = (await readdir(join(store, 'vm', '100'))).find((name) => name.endsWith('Z'))!;
+  await writeFile(join(store, 'vm', '100', snapshot, '.protected'), '');
   const server = await serve(['--store', store, '--token-file', tokenFile]);
   t.teardown(() => server.stop());
   t.regex(server.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+
+  // The listing carries the group's owner and the snapshot's protection, as PBS's does.
+  const listing = await fetch(`${server.url}/snapshots`, {
+    headers: { authorization: 'Bearer secret-token' },
+  });
+  t.like(((await listing.json()) as unknown[])[0], {
+    type: 'vm',
+    id: '100',
+    owner: 'root@pam',
+    protected: true,
+  });
 
   const out = join(dir, 'restored.img');
   const restored = await cli([

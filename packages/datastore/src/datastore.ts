@@ -16,11 +16,13 @@ import {
   walkNamespaces,
 } from './namespace.js';
 import { MAX_CHUNK_FILE_BYTES, readRegularFile } from './regular-file.js';
+import { readLocalSnapshotExtras } from './snapshot-extras.js';
 import {
   readSnapshotArchiveIndex,
   readSnapshotInfo,
   readSnapshotManifest,
   type SnapshotInfo,
+  withSnapshotExtras,
 } from './snapshot-files.js';
 import { collectSnapshotRefs, type SnapshotEntry } from './snapshot-listing.js';
 import { pickSnapshot } from './snapshot-pick.js';
@@ -279,9 +281,14 @@ export class Datastore implements BackupStore {
     return readSnapshotManifest(this, ref, crypt);
   }
 
-  /** A snapshot's archives as its manifest lists them. */
-  snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
-    return readSnapshotInfo(this, ref);
+  /**
+   * A snapshot's archives as its manifest lists them, with what PBS keeps beside it: the
+   * group's owner, `.protected`, whether the group has notes.
+   */
+  async snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
+    const info = await readSnapshotInfo(this, ref);
+    const groupDir = this.groupDir(ref.type, ref.id, namespaceOf(ref));
+    return withSnapshotExtras(info, await readLocalSnapshotExtras(groupDir, this.snapshotDir(ref)));
   }
 
   /** Reads an archive's index, checked against the manifest (size and index_csum). */

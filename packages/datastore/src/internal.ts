@@ -16,6 +16,7 @@ export * from './namespace.js';
 export * from './no-space.js';
 export * from './regular-file.js';
 export * from './s3/index.js';
+export * from './snapshot-extras.js';
 export * from './snapshot-files.js';
 export * from './snapshot-pick.js';
 export * from './snapshot-ref.js';

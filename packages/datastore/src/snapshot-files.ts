@@ -11,6 +11,7 @@ import {
 } from '@liverestore/format';
 import { type ArchiveName, archiveOfFilename, resolveArchiveName } from './archive-name.js';
 import { DatastoreError } from './errors.js';
+import type { SnapshotExtras } from './snapshot-extras.js';
 import { formatSnapshot, type SnapshotJson, type SnapshotRef, snapshotJson } from './snapshot-ref.js';
 import { type SnapshotVerifyState, verifyStateOf } from './verify-state.js';
 
@@ -31,6 +32,12 @@ export interface SnapshotInfo {
   readonly keyFingerprint?: string;
   /** The last verify's result, when one was recorded (`unprotected.verify_state`). */
   readonly verifyState?: SnapshotVerifyState;
+  /** The group's owner (PBS Authid), when the store shows it and the group has one (see SnapshotExtras). */
+  readonly owner?: string;
+  /** Whether PBS protects the snapshot from pruning (`.protected`); absent when the store cannot tell. */
+  readonly protected?: boolean;
+  /** Whether the group has notes (a non-empty `notes` file); absent when the store cannot tell. */
+  readonly groupNotes?: boolean;
 }
 
 /**
@@ -123,12 +130,28 @@ export function snapshotInfoOfManifest(ref: SnapshotRef, manifest: Manifest): Sn
   };
 }
 
+/** A listed snapshot with what its store keeps beside the manifest (owner, protection, group notes). */
+export function withSnapshotExtras(info: SnapshotInfo, extras: SnapshotExtras): SnapshotInfo {
+  return {
+    ...info,
+    ...(extras.owner === undefined ? {} : { owner: extras.owner }),
+    protected: extras.protected,
+    groupNotes: extras.groupNotes,
+  };
+}
+
 /** One snapshot as `GET /snapshots` and `liverestore snapshots --json` list it (a public shape). */
 export interface SnapshotListingJson extends SnapshotJson {
   archives: { name: string; filename: string; kind: string; sizeBytes: number; cryptMode: string }[];
   keyFingerprint?: string;
   /** The last verify's result as PBS records it in the manifest (`unprotected.verify_state`). */
   verification?: SnapshotVerifyState;
+  /** The group's owner, as PBS's snapshot list shows it (local and S3 stores). */
+  owner?: string;
+  /** True when the snapshot is protected from pruning (`.protected`), as in PBS's snapshot list. */
+  protected?: boolean;
+  /** True when the group has notes. */
+  groupNotes?: boolean;
 }
 
 /** The listing entry of a snapshot: one function, so the CLI and the HTTP server agree byte for byte. */
@@ -144,5 +167,8 @@ export function snapshotListingJson(info: SnapshotInfo): SnapshotListingJson {
     })),
     ...(info.keyFingerprint === undefined ? {} : { keyFingerprint: info.keyFingerprint }),
     ...(info.verifyState === undefined ? {} : { verification: info.verifyState }),
+    ...(info.owner === undefined ? {} : { owner: info.owner }),
+    ...(info.protected === undefined ? {} : { protected: info.protected }),
+    ...(info.groupNotes === undefined ? {} : { groupNotes: info.groupNotes }),
   };
 }

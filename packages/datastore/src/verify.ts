@@ -158,9 +158,11 @@ export async function verifySnapshots(
     const use = uses.get(hex)!;
     try {
       const blob = await store.readChunk(hex);
+      // Every CRC, as PBS's verify checks it: the read path leaves out the CRC the digest
+      // covers (format's crcCoveredByDigest), so a damaged CRC field alone shows only here.
+      verifyBlobCrc(blob);
       if (use.encrypted && options.crypt === undefined) {
         // Without the key only the CRC can be checked (the digest is keyed); say so instead of pretending.
-        verifyBlobCrc(blob);
         crcOnlyChunks++;
       } else {
         const crypt = use.encrypted ? options.crypt : undefined;

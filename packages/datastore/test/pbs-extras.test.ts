@@ -9,11 +9,12 @@ import {
   backup,
   Datastore,
   recordVerifyResults,
+  S3Datastore,
   type SnapshotRef,
   verifySnapshots,
   verifyStateOf,
 } from '../src/index.js';
-import { UPID_PATTERN } from '../src/internal.js';
+import { ownerOfFile, snapshotListingJson, UPID_PATTERN } from '../src/internal.js';
 import {
   chunkFilePath,
   indexDigests,
@@ -23,6 +24,7 @@ import {
   testDir,
   writeInput,
 } from './helpers.js';
+import { s3Fixture } from './s3-fixture.js';
 
 const run = promisify(execFile);
 
@@ -131,6 +133,42 @@ test('PBS extras are tolerated by listing and verify, and kept by an incremental
   t.is(await readFile(join(store.groupDir('vm', '100', 'prod'), 'owner'), 'utf8'), 'backup@pbs!nightly\n');
 });
 
+test('a listing shows the group owner, .protected and whether the group has notes, as PBS lists them', async (t) => {
+  const { store, first, other } = await backupPair(t);
+  t.like(await store.snapshotInfo(first.ref), {
+    owner: 'backup@pbs!nightly',
+    protected: true,
+    groupNotes: true,
+  });
+  // The other group has what backup wrote: root@pam, no notes, not protected.
+  t.like(await store.snapshotInfo(other.ref), { owner: 'root@pam', protected: false, groupNotes: false });
+  t.like(snapshotListingJson(await store.snapshotInfo(first.ref)), {
+    snapshot: 'ns/prod/vm/100/1970-01-01T00:16:40Z',
+    owner: 'backup@pbs!nightly',
+    protected: true,
+    groupNotes: true,
+  });
+
+  // Empty notes are no notes; an owner file that names no Authid gives no owner, and the
+  // snapshot is still listed.
+  const group = store.groupDir('vm', '200', 'prod');
+  await writeFile(join(group, 'notes'), '');
+  await writeFile(join(group, 'owner'), 'not an owner\n');
+  const info = await store.snapshotInfo(other.ref);
+  t.false('owner' in info);
+  t.like(info, { protected: false, groupNotes: false });
+  t.false('owner' in snapshotListingJson(info));
+});
+
+test('ownerOfFile reads the first line of an owner file as a PBS Authid, or nothing', (t) => {
+  const owner = (text: string) => ownerOfFile(Buffer.from(text));
+  t.is(owner('root@pam\n'), 'root@pam');
+  t.is(owner('backup@pbs!job\nsecond line\n'), 'backup@pbs!job');
+  t.is(owner('root@pam'), 'root@pam');
+  for (const bad of ['', '\n', 'root', 'root@pam!', 'a b@pam', `${'x'.repeat(130)}@pam`])
+    t.is(owner(bad), undefined, JSON.stringify(bad));
+});
+
 test('verify records unprotected.verify_state the PBS way: signature valid, other fields kept, failed only where bad', async (t) => {
   const { store, crypt, first, other } = await backupPair(t);
   // Break a chunk only the first snapshot uses.
@@ -211,4 +249,28 @@ test('a read-only store is still verified; recording stops with ERR_LR_STORE_REA
     manifestJson(manifestBefore).unprotected,
     manifestJson(await readFile(join(dir, 'index.json.blob'))).unprotected,
   );
+});
+
+test('an S3 store lists the owner, .protected and group notes objects PBS keeps beside a snapshot', async (t) => {
+  const s3 = await s3Fixture(t);
+  if (s3 === undefined) return;
+  const dir = await testDir(t);
+  const store = await S3Datastore.open(s3.url(), { ...s3.options, create: true });
+  t.teardown(() => store.close());
+  const input = await writeInput(dir, 'a.raw', randomBytes(3, 100 * KiB));
+  const opts = { type: 'vm', inputs: [{ name: 'drive-scsi0', path: input }], backupTime: 1000 } as const;
+  const first = await backup(store, { ...opts, id: '100', namespace: 'prod' });
+  const other = await backup(store, { ...opts, id: '200', namespace: 'prod' });
+  t.like(await store.snapshotInfo(other.ref), { owner: 'root@pam', protected: false, groupNotes: false });
+
+  const group = store.groupPrefix('vm', '100', 'prod');
+  await s3.client.putObject(`${group}owner`, Buffer.from('backup@pbs!nightly\n'), {});
+  await s3.client.putObject(`${group}notes`, Buffer.from('database server\n'), {});
+  await s3.client.putObject(`${group}1970-01-01T00:16:40Z/.protected`, Buffer.alloc(0), {});
+  t.like(await store.snapshotInfo(first.ref), {
+    owner: 'backup@pbs!nightly',
+    protected: true,
+    groupNotes: true,
+  });
+  t.like(await store.snapshotInfo(other.ref), { owner: 'root@pam', protected: false, groupNotes: false });
 });

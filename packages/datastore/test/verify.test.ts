@@ -1,7 +1,7 @@
 import { readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
-import { CryptConfig, encodeBlob } from '@liverestore/format';
+import { CryptConfig, decodeChunk, encodeBlob } from '@liverestore/format';
 import { imageBytes, randomBytes } from '@liverestore/testkit';
 import test from 'ava';
 import {
@@ -138,6 +138,35 @@ test('one flipped byte in a chunk file: that digest, CRC mismatch, every archive
   t.deepEqual(bad!.archives, expected);
   t.deepEqual(report.badFiles, []);
   t.is(report.chunks, fixture.lengths.size);
+});
+
+test('a flipped CRC field of an uncompressed chunk: the read path reads the intact data, verify reports the CRC', async (t) => {
+  const dir = await testDir(t);
+  const store = await Datastore.create(join(dir, 'store'));
+  const data = randomBytes(5, CHUNK); // incompressible: stored uncompressed
+  const input = await writeInput(dir, 'random.raw', data);
+  const { ref } = await backup(store, {
+    type: 'vm',
+    id: '1',
+    inputs: [{ name: 'drive-scsi0', path: input }],
+    chunkSizeBytes: CHUNK,
+  });
+  const [digest] = indexDigests(await readIndexFile(store.snapshotDir(ref), 'drive-scsi0.img.fidx'));
+  const path = chunkFilePath(store.dir, digest!);
+  const blob = await readFile(path);
+  t.true(blob.subarray(0, 8).equals(encodeBlob(Buffer.alloc(0), { compress: 'none' }).subarray(0, 8)));
+  blob[8]! ^= 0x01;
+  await writeFile(path, blob);
+
+  // The digest covers every payload byte, so a reader serves the chunk (format's crcCoveredByDigest)...
+  t.true(decodeChunk(blob, Buffer.from(digest!, 'hex')).equals(data));
+  // ...and verify, like PBS's, still names the damaged blob.
+  const report = await verifySnapshots(store, [ref]);
+  t.false(report.ok);
+  t.deepEqual(
+    report.badChunks.map((b) => [b.digest, b.code]),
+    [[digest, 'ERR_LR_BLOB_CRC_MISMATCH']],
+  );
 });
 
 test("a valid blob of other data in a chunk's file: ERR_LR_DIGEST_MISMATCH", async (t) => {

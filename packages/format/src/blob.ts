@@ -143,10 +143,8 @@ export function encodeBlob(data: Uint8Array, options: EncodeBlobOptions = {}): B
   return out;
 }
 
-/** Checks the CRC-32 of a blob; cheap enough to run before every decode. */
-export function verifyBlobCrc(blob: Uint8Array): BlobKind {
-  const kind = blobKind(blob);
-  const buf = toBuffer(blob);
+/** Checks the stored CRC-32 of a blob of `kind` against its payload (see {@link verifyBlobCrc}). */
+function checkCrc(buf: Buffer, kind: BlobKind): void {
   const start = kind.encrypted ? ENCRYPTED_BLOB_HEADER_BYTES : BLOB_HEADER_BYTES;
   const stored = buf.readUInt32LE(8);
   const actual = zlib.crc32(buf.subarray(start));
@@ -156,7 +154,25 @@ export function verifyBlobCrc(blob: Uint8Array): BlobKind {
       `blob CRC-32 mismatch: stored ${stored.toString(16).padStart(8, '0')}, computed ${actual.toString(16).padStart(8, '0')}`,
     );
   }
+}
+
+/** Checks the CRC-32 of a blob, whatever its kind: what verify and every blob read without a digest run. */
+export function verifyBlobCrc(blob: Uint8Array): BlobKind {
+  const kind = blobKind(blob);
+  checkCrc(toBuffer(blob), kind);
   return kind;
+}
+
+/**
+ * The one case where a decode skips the CRC-32: the caller checks the SHA-256 digest of the
+ * plaintext, and the blob is unencrypted and uncompressed, so its CRC covers exactly the
+ * bytes that digest covers. A damaged payload is then refused by the digest
+ * (`ERR_LR_DIGEST_MISMATCH`); a damaged CRC field alone leaves the data intact. Compressed
+ * and encrypted payloads keep the check: their CRC covers bytes the digest does not (what
+ * the decompressor or the cipher reads). See docs/formats.md, "CRC-32 on the read path".
+ */
+export function crcCoveredByDigest(kind: BlobKind): boolean {
+  return !kind.encrypted && kind.compression === 'none';
 }
 
 /** Options of {@link decodeBlob}. */
@@ -185,16 +201,21 @@ function inflate(payload: Buffer, maxBytes: number): Buffer {
   return out;
 }
 
-/** A blob whose CRC-32 checked out: its compression and its payload, decrypted. */
+/**
+ * A blob whose CRC-32 checked out (unless `digestChecked` and {@link crcCoveredByDigest}):
+ * its compression and its payload, decrypted.
+ */
 function openBlob(
   blob: Uint8Array,
   options: DecodeBlobOptions,
+  digestChecked: boolean,
 ): { compression: Compression; payload: Buffer; maxBytes: number } {
   const maxBytes = options.maxBytes ?? MAX_BLOB_BYTES;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
     throw new RangeError('maxBytes must be a non-negative integer');
-  const kind = verifyBlobCrc(blob);
+  const kind = blobKind(blob);
   const buf = toBuffer(blob);
+  if (!(digestChecked && crcCoveredByDigest(kind))) checkCrc(buf, kind);
   let payload: Buffer;
   if (kind.encrypted) {
     if (options.crypt === undefined) {
@@ -217,7 +238,15 @@ function openBlob(
  * It does not check a chunk digest; {@link decodeChunk} does.
  */
 export function decodeBlob(blob: Uint8Array, options: DecodeBlobOptions = {}): Buffer {
-  const { compression, payload, maxBytes } = openBlob(blob, options);
+  return decodePayload(blob, options, false);
+}
+
+/**
+ * {@link decodeBlob} for a caller that checks the plaintext's digest afterwards
+ * (`digestChecked`: see {@link crcCoveredByDigest}); the chunk decoders of chunk.ts.
+ */
+export function decodePayload(blob: Uint8Array, options: DecodeBlobOptions, digestChecked: boolean): Buffer {
+  const { compression, payload, maxBytes } = openBlob(blob, options, digestChecked);
   switch (compression) {
     case 'none':
       return payload;
@@ -232,14 +261,16 @@ export function decodeBlob(blob: Uint8Array, options: DecodeBlobOptions = {}): B
  * {@link decodeBlob} that hands the plaintext to `use` and returns its result. For a zstd
  * blob the plaintext is the decoder's own memory where it can be (no copy into a new
  * Buffer), so it is valid only during the call: `use` hashes it or copies it to where it
- * goes, and keeps no reference.
+ * goes, and keeps no reference. `digestChecked`: `use` checks the plaintext's digest
+ * before anything else (see {@link crcCoveredByDigest}).
  */
 export function decodeBlobWith<T>(
   blob: Uint8Array,
   options: DecodeBlobOptions,
   use: (plain: Uint8Array) => T,
+  digestChecked = false,
 ): T {
-  const { compression, payload, maxBytes } = openBlob(blob, options);
+  const { compression, payload, maxBytes } = openBlob(blob, options, digestChecked);
   switch (compression) {
     case 'none':
       return use(payload);

@@ -1,4 +1,4 @@
-import { type Compression, decodeBlob, decodeBlobWith, encodeBlob, MAX_BLOB_BYTES } from './blob.js';
+import { type Compression, decodeBlobWith, decodePayload, encodeBlob, MAX_BLOB_BYTES } from './blob.js';
 import type { CryptConfig } from './crypt-config.js';
 import { IntegrityError } from './errors.js';
 import { sha256, toHex } from './hex.js';
@@ -49,6 +49,8 @@ function checkDigest(plain: Uint8Array, expectedDigest: Uint8Array, crypt: Crypt
 /**
  * Decodes a chunk blob and checks it is the chunk the index asked for. This is the
  * only way plaintext leaves a chunk: no byte is handed out before its digest matched.
+ * The CRC-32 of an unencrypted, uncompressed blob is not computed: the digest covers the
+ * same bytes (`crcCoveredByDigest`); `verifyBlobCrc` checks it where that matters (verify).
  */
 export function decodeChunk(
   blob: Uint8Array,
@@ -57,7 +59,7 @@ export function decodeChunk(
 ): Buffer {
   let plain: Buffer;
   try {
-    plain = decodeBlob(blob, { crypt: options.crypt, maxBytes: options.maxBytes ?? MAX_BLOB_BYTES });
+    plain = decodePayload(blob, { crypt: options.crypt, maxBytes: options.maxBytes ?? MAX_BLOB_BYTES }, true);
   } catch (err) {
     throw aboutChunk(err, expectedDigest);
   }
@@ -89,6 +91,7 @@ export function decodeChunkWith<T>(
         checkDigest(plain, expectedDigest, options.crypt);
         return use(plain);
       },
+      true,
     );
   } catch (err) {
     throw decoded ? err : aboutChunk(err, expectedDigest);

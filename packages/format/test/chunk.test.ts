@@ -1,7 +1,16 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import test from 'ava';
 import fc from 'fast-check';
-import { CryptConfig, chunkDigest, decodeBlob, decodeChunk, encodeBlob, encodeChunk } from '../src/index.js';
+import {
+  blobKind,
+  CryptConfig,
+  chunkDigest,
+  decodeBlob,
+  decodeChunk,
+  encodeBlob,
+  encodeChunk,
+  verifyBlobCrc,
+} from '../src/index.js';
 import { decodeChunkWith, KEY_BYTES } from '../src/internal.js';
 import { atOddOffset, fixtureLines, idKeyOf, TEST_KEY } from './helpers.js';
 
@@ -104,6 +113,49 @@ test('blob errors keep their code and name the chunk', (t) => {
     code: 'ERR_LR_BLOB_TOO_LARGE',
   });
   t.is(decodeChunk(chunk.blob, chunk.digest, { maxBytes: lines.byteLength }).byteLength, lines.byteLength);
+});
+
+/** `blob` with the byte at `at` flipped. */
+function flippedAt(blob: Uint8Array, at: number): Buffer {
+  const bad = Buffer.from(blob);
+  bad[at]! ^= 0x10;
+  return bad;
+}
+
+test('the CRC rule of the read path: a damaged uncompressed blob is refused by its digest; a damaged CRC field alone is left to verify', (t) => {
+  const data = randomBytes(64 * 1024); // incompressible: stored uncompressed
+  const { digest, blob } = encodeChunk(data);
+  t.like(blobKind(blob), { compression: 'none', encrypted: false });
+  const decoders = {
+    decodeChunk: (b: Uint8Array) => decodeChunk(b, digest),
+    decodeChunkWith: (b: Uint8Array) => decodeChunkWith(b, digest, {}, (plain) => Buffer.from(plain)),
+  };
+  for (const [name, decode] of Object.entries(decoders)) {
+    // A flipped payload byte: the digest, which covers exactly the bytes the CRC covers, refuses it.
+    for (const at of [12, blob.byteLength >> 1, blob.byteLength - 1]) {
+      const err = t.throws(
+        () => decode(flippedAt(blob, at)),
+        { code: 'ERR_LR_DIGEST_MISMATCH' },
+        `${name} ${at}`,
+      );
+      t.true(err?.message.startsWith(`chunk ${digest.toString('hex')}: `));
+    }
+    // A flipped CRC byte alone: the payload is intact, and the chunk reads as it was stored.
+    t.true(decode(flippedAt(blob, 9)).equals(data), name);
+  }
+  // Verify and every read without a digest still check the CRC of every blob.
+  for (const at of [9, 12, blob.byteLength - 1]) {
+    t.throws(() => verifyBlobCrc(flippedAt(blob, at)), { code: 'ERR_LR_BLOB_CRC_MISMATCH' });
+    t.throws(() => decodeBlob(flippedAt(blob, at)), { code: 'ERR_LR_BLOB_CRC_MISMATCH' });
+  }
+  // Compressed and encrypted blobs: the CRC is checked before the decompressor or the cipher reads a byte.
+  for (const options of [{ compress: 'zstd' as const }, { compress: 'deflate' as const }, { crypt }]) {
+    const chunk = encodeChunk(options.crypt === undefined ? lines : data, options);
+    for (const at of [9, chunk.blob.byteLength - 1])
+      t.throws(() => decodeChunk(flippedAt(chunk.blob, at), chunk.digest, options), {
+        code: 'ERR_LR_BLOB_CRC_MISMATCH',
+      });
+  }
 });
 
 test('decodeChunkWith hands over the verified plaintext of every compression; decodeChunk agrees', (t) => {

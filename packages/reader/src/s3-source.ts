@@ -2,6 +2,7 @@ import {
   type NamespaceScope,
   type S3ConnectionOptions,
   S3Datastore,
+  type SnapshotInfo,
   type SnapshotRef,
   type SnapshotSpec,
 } from '@liverestore/datastore';
@@ -79,6 +80,10 @@ export class S3ChunkSource implements ChunkSource {
 
   readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array> {
     return this.store.readSnapshotFile(ref, filename);
+  }
+
+  snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
+    return this.store.snapshotInfo(ref);
   }
 
   close(): Promise<void> {

@@ -79,3 +79,38 @@ test('a dynamic archive (chunks at unaligned offsets) restores byte for byte, in
     t.is(cache.stats().cachedChunks, 0);
   }
 });
+
+test("a local datastore's blobs move to the decode thread without a copy (the source keeps none)", async (t) => {
+  const dir = await testDir(t);
+  const image = imageWithRepeats();
+  await backupInputs(dir, '100', [{ name: 'drive-scsi0.img', data: image }], { chunkSizeBytes: CHUNK });
+  /** Remembers each blob it hands out, to see whether the decode pool took its memory. */
+  class WatchedSource extends LocalChunkSource {
+    readonly given: Uint8Array[] = [];
+    static async watch(storeDir: string): Promise<WatchedSource> {
+      return new WatchedSource((await LocalChunkSource.open(storeDir)).store);
+    }
+    override async fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+      const blob = await super.fetchChunk(digestHex, signal);
+      this.given.push(blob);
+      return blob;
+    }
+  }
+  const source = await WatchedSource.watch(join(dir, 'store'));
+  t.true(source.blobsAreTransferable);
+  const cache = new ChunkCache({ cacheBytes: 4 * CHUNK, workers: 1 });
+  t.teardown(() => cache.close());
+  const reader = await (await openSnapshot({ source, snapshot: 'vm/100', cache })).openArchive(
+    'drive-scsi0.img',
+  );
+  const target = join(dir, 'disk.raw');
+  await restoreArchive(reader, target);
+  t.true((await readFile(target)).equals(image));
+  // Each blob (all over 4 KiB: whole ArrayBuffers of their own) was transferred: detached here.
+  t.is(source.given.length, 4);
+  t.deepEqual(
+    source.given.map((blob) => blob.byteLength),
+    [0, 0, 0, 0],
+    'each blob was moved to the worker, not copied',
+  );
+});

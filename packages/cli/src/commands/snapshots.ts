@@ -37,6 +37,22 @@ function hiddenSummary(hidden: readonly SnapshotRef[]): string | undefined {
   );
 }
 
+/**
+ * What the text listing says after a snapshot's name: ` (encrypted) (verify ok)
+ * (protected) owner root@pam, group notes`, each part only when it applies and the source
+ * shows it. The owner is PBS's Authid syntax, which has no space or control character.
+ */
+function snapshotMarks(s: SnapshotInfo): string {
+  const marks = [
+    s.keyFingerprint === undefined ? '' : ' (encrypted)',
+    s.verifyState === undefined ? '' : ` (verify ${s.verifyState.state})`,
+    s.protected === true ? ' (protected)' : '',
+    s.owner === undefined ? '' : ` owner ${s.owner}`,
+    s.groupNotes === true ? `${s.owner === undefined ? '' : ','} group notes` : '',
+  ];
+  return printableLine(marks.join(''));
+}
+
 /** The listing as text; `empty` says the namespace has no snapshots at all, with `hint` when some lie below. */
 function printText(
   io: CommandIo,
@@ -46,8 +62,7 @@ function printText(
 ): void {
   if (empty !== undefined && hint === undefined) io.stdout.write(`${empty}\n`);
   for (const s of infos) {
-    const verified = s.verifyState === undefined ? '' : ` (verify ${s.verifyState.state})`;
-    io.stdout.write(`${s.path}${s.keyFingerprint === undefined ? '' : ' (encrypted)'}${verified}\n`);
+    io.stdout.write(`${s.path}${snapshotMarks(s)}\n`);
     for (const a of s.archives)
       io.stdout.write(`  ${a.name.padEnd(24)} ${formatBytes(a.sizeBytes).padStart(10)}  ${a.kind}\n`);
   }
@@ -61,12 +76,14 @@ export const snapshotsCommand = defineCommand({
 
 Lists every complete snapshot (TYPE/ID/TIME) of the root namespace, or of the PBS
 namespace NS, with its archives and their sizes, oldest first within each group, and
-the result of the last verify when one was recorded. Unfinished backups are never
-listed. Snapshots in namespaces below are counted ("3 more snapshot(s) in namespaces
-below: prod (2), prod/db (1)"; on stderr with --json), or listed with --recursive,
-each as PBS prints it: ns/prod/vm/100/TIME. A snapshot whose manifest cannot be read
-is reported on stderr (with --json: as an entry with "error") and the exit status is
-1; the other snapshots are still listed.
+the result of the last verify when one was recorded; from a local or S3 store also
+"(protected)", the group's owner and whether the group has notes ("owner root@pam,
+group notes"). Unfinished backups are never listed. Snapshots in namespaces below
+are counted ("3 more snapshot(s) in namespaces below: prod (2), prod/db (1)"; on
+stderr with --json), or listed with --recursive, each as PBS prints it:
+ns/prod/vm/100/TIME. A snapshot whose manifest cannot be read is reported on stderr
+(with --json: as an entry with "error") and the exit status is 1; the other
+snapshots are still listed.
 
 Options:
   --from DIR|URL      datastore directory, http(s):// URL of a liverestore
@@ -97,7 +114,7 @@ ${s3Help(22)}
       const broken: { snapshot: string; ns: string; code: string; message: string }[] = [];
       for (const ref of refs) {
         try {
-          infos.push(await readSnapshotInfo(source, ref));
+          infos.push(await (source.snapshotInfo?.(ref) ?? readSnapshotInfo(source, ref)));
         } catch (err) {
           // One unreadable manifest must not hide the other snapshots; an unreachable source is no one snapshot's fault.
           if (!(err instanceof LiverestoreError) || isSourceFailure(err)) throw err;

@@ -24,6 +24,7 @@ import {
   readSnapshotInfo,
   readSnapshotManifest,
   type SnapshotInfo,
+  withSnapshotExtras,
 } from '../snapshot-files.js';
 import { collectSnapshotRefs, type SnapshotEntry } from '../snapshot-listing.js';
 import { pickSnapshot } from '../snapshot-pick.js';
@@ -41,6 +42,7 @@ import { S3BackupTarget } from './s3-backup-target.js';
 import { type ObjectPiece, S3Client } from './s3-client.js';
 import { S3Error } from './s3-error.js';
 import { parseS3Url, resolveS3Settings, type S3ConnectionOptions, type S3Location } from './s3-settings.js';
+import { readS3SnapshotExtras } from './s3-snapshot-extras.js';
 
 /*
  * A datastore in an S3 bucket, in the layout of Proxmox Backup Server 4.x's S3 backend,
@@ -321,9 +323,12 @@ export class S3Datastore implements BackupStore {
     return readSnapshotManifest(this, ref, crypt);
   }
 
-  /** A snapshot's archives as its manifest lists them. */
-  snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
-    return readSnapshotInfo(this, ref);
+  /** A snapshot's archives as its manifest lists them, with the group's owner, `.protected` and group notes. */
+  async snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
+    const info = await readSnapshotInfo(this, ref);
+    const group = this.groupPrefix(ref.type, ref.id, namespaceOf(ref));
+    const extras = await readS3SnapshotExtras(this.client, group, `${group}${formatBackupTime(ref.time)}/`);
+    return withSnapshotExtras(info, extras);
   }
 
   /** Reads an archive's index, checked against the manifest. */
