@@ -10,14 +10,20 @@ import {
   ROOT_NAMESPACE,
   type SnapshotRef,
 } from '@liverestore/datastore';
-import { namespaceContains, namespacePathSegments } from '@liverestore/datastore/internal';
+import {
+  checkOwner,
+  namespaceContains,
+  namespacePathSegments,
+  type SnapshotExtras,
+} from '@liverestore/datastore/internal';
 import { BACKUP_TYPES, type BackupType, LiverestoreError } from '@liverestore/format';
 import { ReaderError } from './errors.js';
 
 /*
  * The listing half of the server's HTTP interface, as the HTTP source uses it:
  *
- *   GET /snapshots[?ns=a/b[&max-depth=N]]      JSON [{ snapshot, ns, type, id, time, archives }]
+ *   GET /snapshots[?ns=a/b[&max-depth=N]]      JSON [{ snapshot, ns, type, id, time, archives,
+ *                                                     owner?, protected?, groupNotes? }]
  *   GET /namespaces[?ns=a/b[&max-depth=N]]     JSON [{ ns }]
  *   GET /snapshots/[ns/a/ns/b/]TYPE/ID/TIME/F  a raw snapshot file
  *
@@ -86,9 +92,47 @@ function entryNamespace(value: unknown, scope: NamespaceScope, bad: (why: string
   return namespace;
 }
 
+/** One entry of the server's snapshot listing: the snapshot, and what its store keeps beside it when the server said. */
+export interface ListedSnapshot {
+  readonly ref: SnapshotRef;
+  /** Owner, protection and group notes, when the server listed them (servers before them do not). */
+  readonly extras?: SnapshotExtras;
+}
+
+/**
+ * The owner, protection and group notes of a listing entry: present only when the server
+ * sent both flags (an older server sends none); a value of the wrong type is malformed.
+ */
+function entryExtras(
+  fields: { owner?: unknown; protected?: unknown; groupNotes?: unknown },
+  bad: (why: string) => ReaderError,
+): SnapshotExtras | undefined {
+  const { owner, protected: isProtected, groupNotes } = fields;
+  if (isProtected === undefined && groupNotes === undefined && owner === undefined) return undefined;
+  if (typeof isProtected !== 'boolean') throw bad('has no valid protected flag');
+  if (typeof groupNotes !== 'boolean') throw bad('has no valid groupNotes flag');
+  if (owner === undefined) return { protected: isProtected, groupNotes };
+  if (typeof owner !== 'string') throw bad('has no valid owner');
+  try {
+    return { owner: checkOwner(owner), protected: isProtected, groupNotes };
+  } catch (err) {
+    if (err instanceof LiverestoreError) throw bad('has no valid owner');
+    throw err;
+  }
+}
+
 /** Validates the server's snapshot listing; a malformed one is an error, not a partial answer. */
 export function parseListing(body: Uint8Array, name: string, scope: NamespaceScope = {}): SnapshotRef[] {
-  const refs: SnapshotRef[] = [];
+  return parseListingEntries(body, name, scope).map((entry) => entry.ref);
+}
+
+/** {@link parseListing}, keeping each entry's {@link SnapshotExtras} where the server listed them. */
+export function parseListingEntries(
+  body: Uint8Array,
+  name: string,
+  scope: NamespaceScope = {},
+): ListedSnapshot[] {
+  const listed: ListedSnapshot[] = [];
   for (const [i, entry] of parseJsonArray(body, name, 'snapshot list').entries()) {
     const bad = (why: string): ReaderError => malformed(name, 'snapshot list', `entry ${i} ${why}`);
     const fields = (entry ?? {}) as {
@@ -98,6 +142,9 @@ export function parseListing(body: Uint8Array, name: string, scope: NamespaceSco
       time?: unknown;
       snapshot?: unknown;
       error?: unknown;
+      owner?: unknown;
+      protected?: unknown;
+      groupNotes?: unknown;
     };
     if (fields.error !== undefined && typeof fields.snapshot === 'string') {
       // A snapshot whose manifest the server cannot read is listed by path only; keep it,
@@ -110,7 +157,7 @@ export function parseListing(body: Uint8Array, name: string, scope: NamespaceSco
       }
       if (spec.time === undefined) throw bad('names no snapshot time');
       const namespace = entryNamespace(spec.namespace, scope, bad);
-      refs.push(inNamespace({ type: spec.type, id: spec.id, time: spec.time }, namespace));
+      listed.push({ ref: inNamespace({ type: spec.type, id: spec.id, time: spec.time }, namespace) });
       continue;
     }
     const namespace = entryNamespace(fields.ns, scope, bad);
@@ -119,10 +166,14 @@ export function parseListing(body: Uint8Array, name: string, scope: NamespaceSco
       throw bad('has no valid type');
     if (typeof id !== 'string' || !isBackupId(id)) throw bad('has no valid id');
     if (typeof time !== 'number' || !Number.isSafeInteger(time) || time < 0) throw bad('has no valid time');
-    refs.push(inNamespace({ type: type as BackupType, id, time }, namespace));
+    const ref = inNamespace({ type: type as BackupType, id, time }, namespace);
+    const extras = entryExtras(fields, bad);
+    listed.push(extras === undefined ? { ref } : { ref, extras });
   }
   const order = (r: SnapshotRef): string => `${namespaceOf(r)}\0${BACKUP_TYPES.indexOf(r.type)}/${r.id}`;
-  return refs.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : a.time - b.time));
+  return listed.sort(({ ref: a }, { ref: b }) =>
+    order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : a.time - b.time,
+  );
 }
 
 /** Validates the server's namespace listing (`[{ ns }]`), sorted. */

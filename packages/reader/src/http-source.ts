@@ -4,15 +4,27 @@ import {
   type NamespaceScope,
   namespaceOf,
   ROOT_NAMESPACE,
+  type SnapshotInfo,
   type SnapshotRef,
   type SnapshotSpec,
 } from '@liverestore/datastore';
-import { isSnapshotFileName, pickSnapshot } from '@liverestore/datastore/internal';
+import {
+  isSnapshotFileName,
+  pickSnapshot,
+  readSnapshotInfo,
+  type SnapshotExtras,
+  withSnapshotExtras,
+} from '@liverestore/datastore/internal';
 import { isHexDigest, LiverestoreError, MAX_BLOB_BYTES } from '@liverestore/format';
 import { checkNonNegativeInteger, checkPositiveInteger } from '@liverestore/format/internal';
 import type { ChunkSource, FetchHints } from './chunk-source.js';
 import { ReaderError } from './errors.js';
-import { listingQuery, parseListing, parseNamespaceListing, snapshotFilePath } from './http-listing.js';
+import {
+  listingQuery,
+  parseListingEntries,
+  parseNamespaceListing,
+  snapshotFilePath,
+} from './http-listing.js';
 import { HttpTransport, type RequestKind, type RetryEvent } from './http-transport.js';
 import { LinkScheduler } from './link-scheduler.js';
 import type { TlsTrust } from './tls-trust.js';
@@ -91,6 +103,8 @@ export class HttpChunkSource implements ChunkSource {
   readonly blobsAreTransferable = true;
   readonly #transport: HttpTransport;
   readonly #link: LinkScheduler;
+  /** Owner, protection and group notes of each snapshot the last listings named (servers that list them). */
+  readonly #listedExtras = new Map<string, SnapshotExtras>();
 
   private constructor(base: URL, options: HttpChunkSourceOptions) {
     const authorization = options.token === undefined ? undefined : `Bearer ${options.token}`;
@@ -163,7 +177,22 @@ export class HttpChunkSource implements ChunkSource {
       },
       signal,
     );
-    return parseListing(body, this.name, scope);
+    const listed = parseListingEntries(body, this.name, scope);
+    for (const { ref, extras } of listed) {
+      if (extras === undefined) this.#listedExtras.delete(formatSnapshot(ref));
+      else this.#listedExtras.set(formatSnapshot(ref), extras);
+    }
+    return listed.map((entry) => entry.ref);
+  }
+
+  /**
+   * What the snapshot's manifest says, with the owner, protection and group notes the
+   * server listed for it (after {@link listSnapshots} named it; the manifest alone otherwise).
+   */
+  async snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
+    const info = await readSnapshotInfo(this, ref);
+    const extras = this.#listedExtras.get(formatSnapshot(ref));
+    return extras === undefined ? info : withSnapshotExtras(info, extras);
   }
 
   /**

@@ -1,5 +1,11 @@
 import test from 'ava';
-import { listingQuery, parseListing, parseNamespaceListing, snapshotFilePath } from '../src/http-listing.js';
+import {
+  listingQuery,
+  parseListing,
+  parseListingEntries,
+  parseNamespaceListing,
+  snapshotFilePath,
+} from '../src/http-listing.js';
 
 const body = (value: unknown): Uint8Array => Buffer.from(JSON.stringify(value));
 const entry = (ns: string | undefined, id: string, time: number) => ({
@@ -63,4 +69,35 @@ test('a listing is checked against the namespaces asked for: a server that ignor
     code: 'ERR_LR_SOURCE_BAD_RESPONSE',
   });
   t.throws(() => parseNamespaceListing(body([{}]), 's'), { code: 'ERR_LR_SOURCE_BAD_RESPONSE' });
+});
+
+test("a listing entry's owner, protected and groupNotes are kept, checked, and absent from an older server", (t) => {
+  const listed = parseListingEntries(
+    body([
+      { ...entry(undefined, '101', 2), owner: 'backup@pbs!job', protected: true, groupNotes: false },
+      { ...entry(undefined, '102', 3), protected: false, groupNotes: true },
+      entry(undefined, '100', 1),
+    ]),
+    's',
+  );
+  t.deepEqual(listed, [
+    { ref: { type: 'vm', id: '100', time: 1 } },
+    {
+      ref: { type: 'vm', id: '101', time: 2 },
+      extras: { owner: 'backup@pbs!job', protected: true, groupNotes: false },
+    },
+    { ref: { type: 'vm', id: '102', time: 3 }, extras: { protected: false, groupNotes: true } },
+  ]);
+  for (const bad of [
+    { owner: 'not an auth id', protected: false, groupNotes: false },
+    { owner: 7, protected: false, groupNotes: false },
+    { protected: 'yes', groupNotes: false },
+    { owner: 'root@pam' },
+  ]) {
+    t.throws(
+      () => parseListingEntries(body([{ ...entry(undefined, '1', 1), ...bad }]), 's'),
+      { code: 'ERR_LR_SOURCE_BAD_RESPONSE' },
+      JSON.stringify(bad),
+    );
+  }
 });
