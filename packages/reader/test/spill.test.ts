@@ -140,6 +140,7 @@ test('a full disk under the spill file only stops spilling: the chunk stays read
 
 interface CacheWithSpill {
   readonly cache: ChunkCache;
+  readonly spill: SpillStore;
   readonly source: MemorySource;
   readonly chunks: readonly { hex: string; data: Uint8Array }[];
 }
@@ -162,7 +163,7 @@ async function cacheWithSpill(
     const data = randomBytes(100 + i, pages * PAGE - (i % 3) * 100);
     return { hex: source.add(data), data };
   });
-  return { cache, source, chunks };
+  return { cache, spill, source, chunks };
 }
 
 /** Reads `count` bytes at `offset` of chunk `c` the way CachedChunkReader does: the spill file first, else a lease. */
@@ -198,6 +199,18 @@ test('a chunk evicted from memory comes back from the spill file: each chunk is 
   t.is(stats.misses, 8);
   t.true(stats.spillReads > 0);
   t.true(stats.evictions > 0);
+  env.cache.checkInvariants();
+});
+
+test('a full cache with nothing to evict writes only its least recently used sixteenth ahead', async (t) => {
+  // 32 one-page chunks fill a cache of 32 pages; no read needs room, so every chunk written
+  // now is written ahead of need, and the guest may never let it be evicted.
+  const env = await cacheWithSpill(t, 32, 64, Array.from({ length: 32 }, () => 1));
+  for (let c = 0; c < env.chunks.length; c++) await readThrough(env, c, 0, 1);
+  // Each write that ends starts the next one it needs, synchronously: none in flight means done.
+  while (env.spill.writesInFlight > 0) await new Promise((resolve) => setImmediate(resolve));
+  t.is(env.cache.stats().evictions, 0);
+  t.is(env.spill.stats().writes, 2, 'a sixteenth of 32 pages');
   env.cache.checkInvariants();
 });
 
