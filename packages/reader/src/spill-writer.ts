@@ -26,6 +26,7 @@ export class SpillWriter implements EvictionHook {
   readonly #arena: PageArena;
   /** Ready chunks the spill file refused (full of chunks being read, a full disk): droppable as they are. */
   readonly #refused = new Set<string>();
+  #savingPages = 0;
   #closed = false;
 
   constructor(spill: SpillStore, arena: PageArena) {
@@ -37,9 +38,14 @@ export class SpillWriter implements EvictionHook {
     this.#arena = arena;
   }
 
-  mayEvict(key: string, slot: SlotIndex): boolean {
+  /** Pages of chunks being written now (ahead of need or for an eviction). */
+  get savingPages(): number {
+    return this.#savingPages;
+  }
+
+  mayEvict(key: string, slot: SlotIndex, save: boolean): boolean {
     if (this.#droppable(key)) return true;
-    this.#write(key, slot);
+    if (save) this.#write(key, slot);
     return false;
   }
 
@@ -94,13 +100,14 @@ export class SpillWriter implements EvictionHook {
   #write(key: string, slot: SlotIndex): void {
     if (this.spill.holdsOrWrites(key)) return;
     const table = this.#arena.table;
+    const pages = this.#arena.pages(slot);
     table.pin(slot);
-    void this.spill
-      .put(key, table.field(slot, kLengthField), table.arena, this.#arena.pages(slot))
-      .then((stored) => {
-        if (!stored) this.#refused.add(key);
-        table.unpinSlot(slot);
-        this.writeAhead();
-      });
+    this.#savingPages += pages.length;
+    void this.spill.put(key, table.field(slot, kLengthField), table.arena, pages).then((stored) => {
+      this.#savingPages -= pages.length;
+      if (!stored) this.#refused.add(key);
+      table.unpinSlot(slot);
+      this.writeAhead();
+    });
   }
 }
