@@ -89,15 +89,25 @@ export function median(values: readonly number[]): number {
   return values.length === 0 ? Number.NaN : summarize(values).median;
 }
 
+/** The systems the runs hold (a run may leave some out: `--series`), in {@link SYSTEMS} order. */
+export function systemsOf(runs: readonly Iteration[]): System[] {
+  return SYSTEMS.filter((system) => runs.some((r) => r.system === system));
+}
+
 /** The runs of `system`, in iteration order. */
 export function runsOf(runs: readonly Iteration[], system: System): Iteration[] {
   return runs.filter((r) => r.system === system);
 }
 
-/** B's speed-up over `other`, paired per iteration (the runs must hold both, same count). */
-export function speedupOver(runs: readonly Iteration[], other: 'A' | 'C'): Speedup {
+/**
+ * B's speed-up over `other`, paired per iteration (the runs hold both, same count), or
+ * undefined when the run left either out.
+ */
+export function speedupOver(runs: readonly Iteration[], other: 'A' | 'C'): Speedup | undefined {
   const b = runsOf(runs, 'B');
-  const values = runsOf(runs, other).map((r, i) => r.seconds / b[i]!.seconds);
+  const others = runsOf(runs, other);
+  if (b.length === 0 || others.length === 0) return undefined;
+  const values = others.map((r, i) => r.seconds / b[i]!.seconds);
   const s = summarize(values);
   return { values, median: s.median, min: s.min, max: s.max };
 }
@@ -133,13 +143,13 @@ function systemCase(system: System, runs: readonly Iteration[], bytes: number): 
   );
 }
 
-/** The timing section's cases and columns: one case per system, A, C, B. */
+/** The timing section's cases and columns: one case per system run, A, C, B. */
 export function systemCases(
   runs: readonly Iteration[],
   imageBytes: number,
 ): { cases: CaseResult[]; columns: readonly DetailColumn[] } {
   return {
-    cases: SYSTEMS.map((system) => systemCase(system, runsOf(runs, system), imageBytes)),
+    cases: systemsOf(runs).map((system) => systemCase(system, runsOf(runs, system), imageBytes)),
     columns: SYSTEM_COLUMNS,
   };
 }
@@ -147,8 +157,9 @@ export function systemCases(
 /** One row per iteration and system, in the order they ran. */
 export function iterationTable(runs: readonly Iteration[]): PlainTable {
   const b = runsOf(runs, 'B');
+  const systems = systemsOf(runs);
   return {
-    title: `Per iteration (${SYSTEMS.join(', ')} in turn: ${SYSTEMS.map((s) => `${s}1`).join(', ')}, ${SYSTEMS.map((s) => `${s}2`).join(', ')}, …); "× B" is the system's time over B's in the same iteration`,
+    title: `Per iteration (${systems.join(', ')} in turn: ${systems.map((s) => `${s}1`).join(', ')}, ${systems.map((s) => `${s}2`).join(', ')}, …); "× B" is the system's time over B's in the same iteration`,
     columns: [
       'iteration',
       'system',
@@ -197,23 +208,30 @@ export function cpuTable(runs: readonly Iteration[]): PlainTable {
     title:
       'CPU seconds per iteration (median): the reading process, liverestore serve, the proxy, the NBD clients, and everything else on the machine',
     columns: ['system', 'wall s', 'reader', 'serve', 'proxy', 'clients', 'other processes'],
-    rows: SYSTEMS.map(row),
+    rows: systemsOf(runs).map(row),
   };
 }
 
-/** The lines that state B's speed-ups and guest p99 against their goals. */
+/** The lines that state B's speed-ups and guest p99 against their goals (those the run measured). */
 export function goalNotes(runs: readonly Iteration[]): string[] {
-  const line = (other: 'A' | 'C', what: string): string => {
+  const line = (other: 'A' | 'C', what: string): string[] => {
     const s = speedupOver(runs, other);
+    if (s === undefined) return [];
     const goal = SPEEDUP_GOALS[other];
-    return `B's speed-up over ${what} (${other} s / B s, paired per iteration): median ${speedupText(s)}; goal ≥ ${formatNumber(goal)}×: ${s.median >= goal ? 'met' : 'missed'}.`;
+    return [
+      `B's speed-up over ${what} (${other} s / B s, paired per iteration): median ${speedupText(s)}; goal ≥ ${formatNumber(goal)}×: ${s.median >= goal ? 'met' : 'missed'}.`,
+    ];
   };
   const p99 = (system: System): number => median(runsOf(runs, system).map((r) => r.guestP99Ms));
-  const bP99 = p99('B');
+  const systems = systemsOf(runs);
+  const p99s = systems.map((system) => `${system} ${ms(p99(system))}`).join(', ');
+  const bGoal = systems.includes('B')
+    ? `; goal for B < ${GUEST_P99_GOAL_MS} ms: ${p99('B') < GUEST_P99_GOAL_MS ? 'met' : 'missed'}`
+    : '';
   return [
-    line('C', 'C, PBS today (the honest anchor)'),
-    line('A', 'A, the old PBS read path'),
-    `Guest-read p99 latency during the copy (median over iterations): B ${ms(bP99)}, C ${ms(p99('C'))}, A ${ms(p99('A'))}; goal for B < ${GUEST_P99_GOAL_MS} ms: ${bP99 < GUEST_P99_GOAL_MS ? 'met' : 'missed'}.`,
+    ...line('C', 'C, PBS today (the honest anchor)'),
+    ...line('A', 'A, the old PBS read path'),
+    `Guest-read p99 latency during the copy (median over iterations): ${p99s}${bGoal}.`,
   ];
 }
 
@@ -222,16 +240,22 @@ export function goalNotes(runs: readonly Iteration[]): string[] {
  * the colours of the earlier A/B plots (red, blue) and C takes the next one.
  */
 export function plotSeries(runs: readonly Iteration[]): PlotSeries[] {
-  return (['A', 'B', 'C'] as const).map((system) => ({
+  return plotOrder(runs).map((system) => ({
     name: SYSTEM_NAMES[system],
     values: runsOf(runs, system).map((r) => r.seconds),
   }));
 }
 
+/** The systems the runs hold in plot order: A, B, C (the colours of the earlier plots). */
+function plotOrder(runs: readonly Iteration[]): System[] {
+  const held = systemsOf(runs);
+  return (['A', 'B', 'C'] as const).filter((system) => held.includes(system));
+}
+
 /** The goal figures beside the time plot: guest p99 (with its goal) and peak RSS per iteration. */
 export function goalFigures(runs: readonly Iteration[], subtitle: string): GoalFigure[] {
   const series = (value: (r: Iteration) => number): PlotSeries[] =>
-    (['A', 'B', 'C'] as const).map((system) => ({
+    plotOrder(runs).map((system) => ({
       name: SYSTEM_NAMES[system],
       values: runsOf(runs, system).map(value),
     }));

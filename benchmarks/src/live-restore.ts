@@ -30,7 +30,6 @@ import {
   plotSeries,
   rssText,
   SYSTEM_NAMES,
-  SYSTEMS,
   speedupOver,
   systemCases,
 } from './live-report.js';
@@ -92,7 +91,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
 
     const runs: Iteration[] = [];
     for (let it = 1; it <= s.iterations; it++) {
-      for (const system of SYSTEMS) {
+      for (const system of s.series) {
         context.progress(`iteration ${it}/${s.iterations}: ${SYSTEM_NAMES[system]} (${s.mode}) …`);
         const r = await runIteration(env, system, vm, s.drives, it);
         runs.push(r);
@@ -173,6 +172,7 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
 
     const settings = {
       iterations: s.iterations,
+      series: s.series.join(','),
       mode: s.mode,
       drives: s.drives,
       sizeBytesPerDrive: s.sizeBytes,
@@ -197,7 +197,11 @@ async function runLiveRestore(context: BenchContext): Promise<BenchResult> {
       pbsTodayCacheChunks: PBS_SHARED_CACHE_CHUNKS,
       pbsDecodeThreads: s.pbsDecodeThreads,
     };
-    const plotSubtitle = `${s.mode} mode, ${s.drives} drives × ${formatBytes(s.sizeBytes)} (${s.mix}), ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}, B's cache ${formatBytes(s.cacheBytes)}; B's median speed-up ${formatNumber(overC.median)}× over C, ${formatNumber(overA.median)}× over A`;
+    const speedups = [
+      ...(overC === undefined ? [] : [`${formatNumber(overC.median)}× over C`]),
+      ...(overA === undefined ? [] : [`${formatNumber(overA.median)}× over A`]),
+    ];
+    const plotSubtitle = `${s.mode} mode, ${s.drives} drives × ${formatBytes(s.sizeBytes)} (${s.mix}), ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}, B's cache ${formatBytes(s.cacheBytes)}${speedups.length === 0 ? '' : `; B's median speed-up ${speedups.join(', ')}`}`;
     return {
       benchmark: 'live-restore',
       title: `Live restore, A (old PBS read path), C (PBS today) and B (liverestore): ${s.drives} × ${formatBytes(s.sizeBytes)}, ${s.rttMs} ms RTT, ${formatBitRate(s.bitsPerSecond)}`,

@@ -8,6 +8,7 @@ import { type ContentMix, DATA_DISK_MIX, SYSTEM_DISK_MIX } from '@liverestore/te
 import type { BenchContext, OptionSpec } from './benchmark.js';
 import { MIXES } from './codec-inputs.js';
 import { UsageError } from './errors.js';
+import { SYSTEMS, type System } from './live-report.js';
 import { defaultGuestReads } from './live-workload.js';
 import { cacheSizeOption, iterationCount, optionText } from './options.js';
 import {
@@ -37,6 +38,8 @@ export const DRIVE_MIXES: ReadonlyMap<string, ContentMix | undefined> = new Map<
 
 export interface Settings {
   readonly iterations: number;
+  /** The systems each iteration runs, in {@link SYSTEMS} order (`--series`). */
+  readonly series: readonly System[];
   readonly sizeBytes: number;
   readonly drives: number;
   readonly mix: string;
@@ -85,6 +88,7 @@ export function readSettings(context: BenchContext): Settings {
   const cacheBytes = cacheSizeOption(context, '256MiB');
   return {
     iterations,
+    series: parseSeries(str('series')),
     sizeBytes,
     drives,
     mix,
@@ -115,6 +119,23 @@ export function readSettings(context: BenchContext): Settings {
   };
 }
 
+/**
+ * `--series LIST`: which of A, C and B each iteration runs (any order and case; they run in
+ * the order A, C, B). B's speed-ups need B and the other system in the same run.
+ */
+export function parseSeries(text: string | undefined): readonly System[] {
+  if (text === undefined) return SYSTEMS;
+  const asked = new Set<string>();
+  for (const item of parseList(text)) {
+    const name = item.toUpperCase();
+    if (!(SYSTEMS as readonly string[]).includes(name))
+      throw new UsageError(`--series: unknown series "${item}" (any of: ${SYSTEMS.join(', ')})`);
+    asked.add(name);
+  }
+  if (asked.size === 0) throw new UsageError('--series needs at least one of A, C, B');
+  return SYSTEMS.filter((system) => asked.has(system));
+}
+
 /** The options `bench live-restore` takes (its help). */
 export const LIVE_RESTORE_OPTIONS: readonly OptionSpec[] = [
   {
@@ -123,6 +144,13 @@ export const LIVE_RESTORE_OPTIONS: readonly OptionSpec[] = [
     valueName: 'N',
     description: 'iterations of A, C and B (same as --samples)',
     defaultText: String(DEFAULTS.iterations),
+  },
+  {
+    name: 'series',
+    type: 'string',
+    valueName: 'LIST',
+    description: "systems each iteration runs, of A, C, B (B's speed-up over a system needs both)",
+    defaultText: SYSTEMS.join(','),
   },
   {
     name: 'size',

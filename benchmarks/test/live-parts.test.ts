@@ -2,7 +2,8 @@
  * The parts of `bench live-restore` that must be right for its numbers to mean
  * anything: the shaping proxy (bytes intact and in order, bandwidth cap and latency
  * hold) and A's old-design reader (right bytes, one fetch at a time per drive, only the
- * current chunk kept). The NBD client is @liverestore/nbd's, tested there.
+ * current chunk kept), and that a run of only some series (`--series`) reports what it
+ * measured. The NBD client is @liverestore/nbd's, tested there.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -10,6 +11,16 @@ import { createServer, connect as tcpConnect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { imageBytes } from '@liverestore/testkit';
 import test from 'ava';
+import {
+  cpuTable,
+  goalNotes,
+  type Iteration,
+  plotSeries,
+  type System,
+  speedupOver,
+  systemsOf,
+} from '../src/live-report.js';
+import { parseSeries } from '../src/live-settings.js';
 import { bootTrace, GUEST_MAX_READ, GUEST_MIN_READ, GUEST_QUEUE_DEPTH } from '../src/live-workload.js';
 import { measureRoundTrips, startEchoServer, startShapedProxy } from '../src/net-proxy.js';
 import { OldDriveReader } from '../src/old-reader.js';
@@ -141,4 +152,50 @@ test('boot trace: deterministic, 4–256 KiB reads inside the disk, bursts of at
   }
   // Hot spots: far fewer distinct 4 MiB chunks than reads.
   t.true(new Set(reads.map((r) => Math.floor(r.offset / (4 * 1024 * 1024)))).size < reads.length / 3);
+});
+
+test('--series: A, C, B in run order whatever the order asked; unknown names refused', (t) => {
+  t.deepEqual(parseSeries(undefined), ['A', 'C', 'B']);
+  t.deepEqual(parseSeries('b,a'), ['A', 'B']);
+  t.deepEqual(parseSeries('B'), ['B']);
+  t.throws(() => parseSeries('B,D'), { message: /unknown series "D"/ });
+  t.throws(() => parseSeries(','), { message: /at least one/ });
+});
+
+test('report of a run without C: no speed-up over C, the p99 line names only the systems run', (t) => {
+  const run = (system: System, iteration: number, seconds: number): Iteration => ({
+    system,
+    drives: 2,
+    iteration,
+    seconds,
+    copySeconds: [seconds],
+    guestReads: 10,
+    guestReadsPlanned: 10,
+    guestP50Ms: 1,
+    guestP99Ms: system === 'B' ? 40 : 90,
+    guestMaxMs: 100,
+    chunkRefs: 20,
+    chunkFetches: 10,
+    minFetches: 10,
+    fetchedBytes: 1e6,
+    hitRate: 0.5,
+    peakRssBytes: null,
+    cpuSeconds: { reader: 1, serve: 0, proxy: 0, client: 0, others: 0 },
+  });
+  const runs = [run('A', 1, 6), run('B', 1, 2), run('A', 2, 9), run('B', 2, 3)];
+  t.deepEqual(systemsOf(runs), ['A', 'B']);
+  t.is(speedupOver(runs, 'C'), undefined);
+  t.is(speedupOver(runs, 'A')?.median, 3);
+  const notes = goalNotes(runs);
+  t.is(notes.length, 2);
+  t.regex(notes[0]!, /over A, the old PBS read path .* median 3.00×/);
+  t.regex(notes[1]!, /: A 90(.0)? ms, B 40(.0)? ms; goal for B < 50 ms: met/);
+  t.deepEqual(
+    plotSeries(runs).map((s) => s.values),
+    [
+      [6, 9],
+      [2, 3],
+    ],
+  );
+  t.is(cpuTable(runs).rows.length, 2);
 });

@@ -104,8 +104,12 @@ export class ChunkCache {
 
   constructor(options: ChunkCacheOptions = {}) {
     const { pageBytes, pageCount, workers } = checkCacheOptions(options);
+    const spillWriter = (): SpillWriter | undefined => this.#spill;
     this.#arena = new PageArena(pageCount, pageBytes, {
-      mayEvict: (key, slot) => this.#spill?.mayEvict(key, slot) ?? true,
+      mayEvict: (key, slot, save) => this.#spill?.mayEvict(key, slot, save) ?? true,
+      get savingPages() {
+        return spillWriter()?.savingPages ?? 0;
+      },
       evicted: (key) => {
         this.#spill?.evicted(key);
         if (this.#readahead.markRead(key)) this.#stats.prefetchesUnused++;

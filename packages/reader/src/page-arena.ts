@@ -20,9 +20,12 @@ import {
 export interface EvictionHook {
   /**
    * May the ready, unpinned chunk `key` in `slot` be dropped now? Returning false keeps it
-   * for this allocation (the hook may start saving it and unpin-notify when done).
+   * for this allocation; with `save` the hook may start saving it (and unpin-notify when
+   * done), without it the arena only asks (enough is being saved for this allocation).
    */
-  mayEvict(key: string, slot: SlotIndex): boolean;
+  mayEvict(key: string, slot: SlotIndex, save: boolean): boolean;
+  /** Pages of chunks being saved now: droppable once saved, so an allocation counts on them. */
+  readonly savingPages: number;
   /** The chunk was dropped; its slot is free again. */
   evicted(key: string): void;
 }
@@ -144,13 +147,25 @@ export class PageArena {
     };
   }
 
+  /**
+   * Drops least recently used chunks the hook lets go until `pageCount` pages and a slot
+   * are free. Chunks the hook must save first are asked to be saved only until the pages
+   * being saved cover the need: past that, the scan only looks for chunks droppable now
+   * (otherwise one allocation would start a save of every chunk in the cache).
+   */
   #evict(pageCount: number): void {
     let freePages = this.#freePages.length;
     let freeSlots = this.#freeSlots.length;
+    let comingPages = this.#hook.savingPages;
     const victims: string[] = [];
     for (const [key, slot] of this.oldestFirst()) {
       if (freePages >= pageCount && freeSlots > 0) break;
-      if (this.table.pins(slot) !== 0 || !this.#hook.mayEvict(key, slot)) continue;
+      if (this.table.pins(slot) !== 0) continue;
+      const save = freePages + comingPages < pageCount;
+      if (!this.#hook.mayEvict(key, slot, save)) {
+        if (save) comingPages += this.#pageLists[slot]!.length;
+        continue;
+      }
       victims.push(key);
       freePages += this.#pageLists[slot]!.length;
       freeSlots++;

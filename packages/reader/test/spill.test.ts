@@ -123,6 +123,7 @@ test('a full disk under the spill file only stops spilling: the chunk stays read
 
 interface CacheWithSpill {
   readonly cache: ChunkCache;
+  readonly spill: SpillStore;
   readonly source: MemorySource;
   readonly chunks: readonly { hex: string; data: Uint8Array }[];
 }
@@ -145,7 +146,7 @@ async function cacheWithSpill(
     const data = randomBytes(100 + i, pages * PAGE - (i % 3) * 100);
     return { hex: source.add(data), data };
   });
-  return { cache, source, chunks };
+  return { cache, spill, source, chunks };
 }
 
 /** Reads `count` bytes at `offset` of chunk `c` the way CachedChunkReader does: the spill file first, else a lease. */
@@ -181,6 +182,46 @@ test('a chunk evicted from memory comes back from the spill file: each chunk is 
   t.is(stats.misses, 8);
   t.true(stats.spillReads > 0);
   t.true(stats.evictions > 0);
+  env.cache.checkInvariants();
+});
+
+test('a full cache with nothing to evict writes only its least recently used sixteenth ahead', async (t) => {
+  // 32 one-page chunks fill a cache of 32 pages; no read needs room, so every chunk written
+  // now is written ahead of need, and the guest may never let it be evicted.
+  const env = await cacheWithSpill(
+    t,
+    32,
+    64,
+    Array.from({ length: 32 }, () => 1),
+  );
+  for (let c = 0; c < env.chunks.length; c++) await readThrough(env, c, 0, 1);
+  // Each write that ends starts the next one it needs, synchronously: none in flight means done.
+  while (env.spill.writesInFlight > 0) await new Promise((resolve) => setImmediate(resolve));
+  t.is(env.cache.stats().evictions, 0);
+  t.is(env.spill.stats().writes, 2, 'a sixteenth of 32 pages');
+  env.cache.checkInvariants();
+});
+
+test('a chunk that needs room starts the spill writes it needs, not a write of every chunk in the cache', async (t) => {
+  // 32 one-page chunks fill the cache, none written yet but the writes ahead; a 33rd then
+  // needs one page. The eviction scan used to start a write for every unwritten chunk it
+  // passed (30 of them) before it found one it could drop.
+  const env = await cacheWithSpill(
+    t,
+    32,
+    64,
+    Array.from({ length: 33 }, () => 1),
+  );
+  for (let c = 0; c < 32; c++) await readThrough(env, c, 0, 1);
+  t.deepEqual(await readThrough(env, 32, 0, 100), Buffer.from(env.chunks[32]!.data.subarray(0, 100)));
+  while (env.spill.writesInFlight > 0) await new Promise((resolve) => setImmediate(resolve));
+  const { writes } = env.spill.stats();
+  t.is(env.cache.stats().evictions, 1);
+  t.true(
+    writes <= 4,
+    `${writes} spill writes: the writes ahead (a sixteenth of 32 pages), then one for room`,
+  );
+  for (const { hex } of env.chunks) t.is(env.source.fetches.get(hex), 1);
   env.cache.checkInvariants();
 });
 
