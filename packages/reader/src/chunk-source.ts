@@ -73,28 +73,29 @@ export interface FetchHints {
   readonly urgent: boolean;
 }
 
-/** A datastore on the local file system as a chunk source. */
-export class LocalChunkSource implements ChunkSource {
-  /**
-   * Every blob is a Buffer read for this call alone (`Datastore.readChunk`), so the decode
-   * pool may move it to a worker instead of copying it: one copy and one fresh allocation
-   * less per chunk on the main thread (docs/benchmarks.md, "CPU per stage").
-   */
-  readonly blobsAreTransferable: boolean = true;
+/**
+ * The listing half of a datastore, local or S3: what a chunk source over a store passes
+ * through unchanged.
+ */
+export interface SnapshotStore {
+  listSnapshotRefs(scope?: NamespaceScope): Promise<SnapshotRef[]>;
+  listNamespaces(scope?: NamespaceScope): Promise<string[]>;
+  resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef>;
+  readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array>;
+  snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo>;
+}
 
-  protected constructor(readonly store: Datastore) {}
+/**
+ * A chunk source over a datastore it holds: listings, snapshot files and snapshot info come
+ * from the store as it answers them; only fetching chunks (and naming the source) differ
+ * between stores.
+ */
+export abstract class StoreChunkSource<Store extends SnapshotStore> implements ChunkSource {
+  protected constructor(readonly store: Store) {}
 
-  get name(): string {
-    return this.store.dir;
-  }
+  abstract readonly name: string;
 
-  static async open(dir: string): Promise<LocalChunkSource> {
-    return new LocalChunkSource(await Datastore.open(dir));
-  }
-
-  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.store.readChunk(digestHex, signal);
-  }
+  abstract fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array>;
 
   listSnapshots(scope?: NamespaceScope): Promise<SnapshotRef[]> {
     return this.store.listSnapshotRefs(scope);
@@ -114,5 +115,27 @@ export class LocalChunkSource implements ChunkSource {
 
   snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
     return this.store.snapshotInfo(ref);
+  }
+}
+
+/** A datastore on the local file system as a chunk source. */
+export class LocalChunkSource extends StoreChunkSource<Datastore> {
+  /**
+   * Every blob is a Buffer read for this call alone (`Datastore.readChunk`), so the decode
+   * pool may move it to a worker instead of copying it: one copy and one fresh allocation
+   * less per chunk on the main thread (docs/benchmarks.md, "CPU per stage").
+   */
+  readonly blobsAreTransferable: boolean = true;
+
+  get name(): string {
+    return this.store.dir;
+  }
+
+  static async open(dir: string): Promise<LocalChunkSource> {
+    return new LocalChunkSource(await Datastore.open(dir));
+  }
+
+  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.store.readChunk(digestHex, signal);
   }
 }

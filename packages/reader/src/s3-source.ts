@@ -1,13 +1,6 @@
-import {
-  type NamespaceScope,
-  type S3ConnectionOptions,
-  S3Datastore,
-  type SnapshotInfo,
-  type SnapshotRef,
-  type SnapshotSpec,
-} from '@liverestore/datastore';
+import { type S3ConnectionOptions, S3Datastore } from '@liverestore/datastore';
 import { linkedController } from '@liverestore/format/internal';
-import type { ChunkSource, FetchHints } from './chunk-source.js';
+import { type FetchHints, StoreChunkSource } from './chunk-source.js';
 import { type BlobRequest, LinkScheduler } from './link-scheduler.js';
 
 /** Default background (readahead, sequential) fetches in flight at once: the HTTP source's lanes. */
@@ -27,15 +20,13 @@ export interface S3ChunkSourceOptions extends S3ConnectionOptions {
  * retries transient failures (5xx, 503 SlowDown, timeouts, a gateway restarting) and
  * resumes a cut body where it stopped, so the cache never has to retry.
  */
-export class S3ChunkSource implements ChunkSource {
+export class S3ChunkSource extends StoreChunkSource<S3Datastore> {
   /** Every blob is read into a fresh array only the caller holds. */
   readonly blobsAreTransferable = true;
   readonly #link: LinkScheduler;
 
-  private constructor(
-    readonly store: S3Datastore,
-    backgroundFetches: number,
-  ) {
+  private constructor(store: S3Datastore, backgroundFetches: number) {
+    super(store);
     this.#link = new LinkScheduler({ backgroundFetches, closed: store.client.closed });
   }
 
@@ -64,26 +55,6 @@ export class S3ChunkSource implements ChunkSource {
     };
     if (hints === undefined || hints.urgent) return this.#link.urgent(request);
     return this.#link.background(request, hints, signal);
-  }
-
-  listSnapshots(scope?: NamespaceScope): Promise<SnapshotRef[]> {
-    return this.store.listSnapshotRefs(scope);
-  }
-
-  listNamespaces(scope?: NamespaceScope): Promise<string[]> {
-    return this.store.listNamespaces(scope);
-  }
-
-  resolveSnapshot(spec: SnapshotSpec): Promise<SnapshotRef> {
-    return this.store.resolveSnapshot(spec);
-  }
-
-  readSnapshotFile(ref: SnapshotRef, filename: string): Promise<Uint8Array> {
-    return this.store.readSnapshotFile(ref, filename);
-  }
-
-  snapshotInfo(ref: SnapshotRef): Promise<SnapshotInfo> {
-    return this.store.snapshotInfo(ref);
   }
 
   close(): Promise<void> {
