@@ -1,15 +1,16 @@
 /*
  * A little over 400 lines on purpose: one archive's read surface (readAt, the synchronous
  * fast path, leases, decode to a file, prefetch and the read stream), each a few lines over
- * the same walk from a byte range to its chunks, which reads best in one place. The parts
- * with their own state are elsewhere: readahead in readahead.ts, leases in read-lease.ts,
- * the cache behind ChunkAccess in chunk-access.ts.
+ * the same walk from a byte range to its chunks (chunk-pieces.ts), which reads best in one
+ * place. The parts with their own state are elsewhere: readahead in readahead.ts, leases in
+ * read-lease.ts, the cache behind ChunkAccess in chunk-access.ts.
  */
 import { Readable } from 'node:stream';
 import { type ChunkIndex, type CryptConfig, chunkDigest, toHex } from '@liverestore/format';
 import { settleAll } from '@liverestore/format/internal';
 import type { ChunkAccess } from './chunk-access.js';
 import { MAX_READAHEAD_CACHE_FRACTION } from './chunk-cache-options.js';
+import { ChunkPieces } from './chunk-pieces.js';
 import type { FileTarget } from './data-extents.js';
 import {
   heapScratch,
@@ -130,36 +131,30 @@ export class CachedChunkReader {
       throw new RangeError(`offset must be a non-negative integer, got ${offset}`);
     const end = Math.min(this.size, offset + buffer.byteLength);
     if (end <= offset) return 0;
-    const index = this.index;
-    const first = index.chunkIndexAt(offset);
-    const last = index.chunkIndexAt(end - 1);
-    const ahead = this.#readahead.observe(offset, end, first, last);
+    const piece = new ChunkPieces(this.index, offset, end);
+    const ahead = this.#readahead.observe(offset, end, piece.first, piece.last);
     const background = this.#readahead.sequential;
     const copies: Promise<void>[] = [];
-    for (let i = first; i <= last; i++) {
-      const chunkStart = index.chunkStart(i);
-      const chunkEnd = index.chunkEnd(i);
-      const from = Math.max(offset, chunkStart);
-      const to = Math.min(end, chunkEnd);
-      const target = from - offset;
-      if (this.isZeroChunk(i)) {
-        buffer.fill(0, target, target + (to - from));
+    while (piece.next()) {
+      const { chunk, chunkLength, chunkOffset, rangeOffset, count } = piece;
+      if (this.isZeroChunk(chunk)) {
+        buffer.fill(0, rangeOffset, rangeOffset + count);
         continue;
       }
       copies.push(
         this.#copyChunk(
-          this.#hex[i]!,
-          chunkEnd - chunkStart,
-          from - chunkStart,
+          this.#hex[chunk]!,
+          chunkLength,
+          chunkOffset,
           buffer,
-          target,
-          to - from,
+          rangeOffset,
+          count,
           signal,
           background,
         ),
       );
     }
-    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
+    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, this.index.chunkCount - 1));
     await settleAll(copies);
     return end - offset;
   }
@@ -198,29 +193,22 @@ export class CachedChunkReader {
     if (tryAcquire === undefined || !Number.isSafeInteger(offset) || offset < 0 || end > this.size)
       return false;
     if (end === offset) return true;
-    const index = this.index;
-    const first = index.chunkIndexAt(offset);
-    const last = index.chunkIndexAt(end - 1);
-    for (let i = first; i <= last; i++) {
-      const chunkStart = index.chunkStart(i);
-      const chunkEnd = index.chunkEnd(i);
-      const from = Math.max(offset, chunkStart);
-      const to = Math.min(end, chunkEnd);
-      const target = from - offset;
-      if (this.isZeroChunk(i)) {
-        buffer.fill(0, target, target + (to - from));
+    const piece = new ChunkPieces(this.index, offset, end);
+    while (piece.next()) {
+      if (this.isZeroChunk(piece.chunk)) {
+        buffer.fill(0, piece.rangeOffset, piece.rangeOffset + piece.count);
         continue;
       }
-      const lease = tryAcquire(this.#hex[i]!, chunkEnd - chunkStart);
+      const lease = tryAcquire(this.#hex[piece.chunk]!, piece.chunkLength);
       if (lease === undefined) return false;
       try {
-        this.#access.table.copyOut(lease, from - chunkStart, buffer, target, to - from);
+        this.#access.table.copyOut(lease, piece.chunkOffset, buffer, piece.rangeOffset, piece.count);
       } finally {
         this.#access.release(lease);
       }
     }
-    const ahead = this.#readahead.observe(offset, end, first, last);
-    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
+    const ahead = this.#readahead.observe(offset, end, piece.first, piece.last);
+    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, this.index.chunkCount - 1));
     return true;
   }
 
@@ -240,21 +228,19 @@ export class CachedChunkReader {
     this.#checkRange(offset, length);
     if (length === 0) return zeroLease(0);
     const end = offset + length;
-    const index = this.index;
-    const first = index.chunkIndexAt(offset);
-    const last = index.chunkIndexAt(end - 1);
-    const ahead = this.#readahead.observe(offset, end, first, last);
+    const piece = new ChunkPieces(this.index, offset, end);
+    const ahead = this.#readahead.observe(offset, end, piece.first, piece.last);
     const background = this.#readahead.sequential;
     const parts: Promise<ReadLease>[] = [];
-    for (let i = first; i <= last; i++) {
-      const chunkStart = index.chunkStart(i);
-      const chunkLength = index.chunkEnd(i) - chunkStart;
-      const from = Math.max(offset, chunkStart) - chunkStart;
-      const count = Math.min(end, chunkStart + chunkLength) - chunkStart - from;
-      if (this.isZeroChunk(i)) parts.push(Promise.resolve(zeroLease(count)));
-      else parts.push(this.#leaseChunk(this.#hex[i]!, chunkLength, from, count, signal, background, scratch));
+    while (piece.next()) {
+      const { chunk, chunkLength, chunkOffset, count } = piece;
+      if (this.isZeroChunk(chunk)) parts.push(Promise.resolve(zeroLease(count)));
+      else
+        parts.push(
+          this.#leaseChunk(this.#hex[chunk]!, chunkLength, chunkOffset, count, signal, background, scratch),
+        );
     }
-    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
+    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, this.index.chunkCount - 1));
     return settleLeases(parts);
   }
 
@@ -272,20 +258,14 @@ export class CachedChunkReader {
     this.#checkRange(offset, length);
     if (length === 0) return zeroLease(0);
     const end = offset + length;
-    const index = this.index;
-    const first = index.chunkIndexAt(offset);
-    const last = index.chunkIndexAt(end - 1);
+    const piece = new ChunkPieces(this.index, offset, end);
     const parts: ReadLease[] = [];
-    for (let i = first; i <= last; i++) {
-      const chunkStart = index.chunkStart(i);
-      const chunkLength = index.chunkEnd(i) - chunkStart;
-      const from = Math.max(offset, chunkStart) - chunkStart;
-      const count = Math.min(end, chunkStart + chunkLength) - chunkStart - from;
+    while (piece.next()) {
       let part: ReadLease | undefined;
-      if (this.isZeroChunk(i)) part = zeroLease(count);
+      if (this.isZeroChunk(piece.chunk)) part = zeroLease(piece.count);
       else {
-        const lease = tryAcquire(this.#hex[i]!, chunkLength);
-        if (lease !== undefined) part = this.#lend(lease, from, count, scratch);
+        const lease = tryAcquire(this.#hex[piece.chunk]!, piece.chunkLength);
+        if (lease !== undefined) part = this.#lend(lease, piece.chunkOffset, piece.count, scratch);
       }
       if (part === undefined) {
         for (const p of parts) p.release();
@@ -294,8 +274,8 @@ export class CachedChunkReader {
       parts.push(part);
     }
     if (scratch !== undefined) {
-      const ahead = this.#readahead.observe(offset, end, first, last);
-      if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, index.chunkCount - 1));
+      const ahead = this.#readahead.observe(offset, end, piece.first, piece.last);
+      if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, this.index.chunkCount - 1));
     }
     return joinLeases(parts);
   }
