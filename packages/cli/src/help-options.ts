@@ -10,6 +10,17 @@
  *     -h, --help          show this help
  */
 
+/**
+ * The lines of one option in an "Options:" block: the option, then its description from
+ * `column` (on the next line when the option is too long to leave two spaces before it).
+ */
+export function optionHelpLines(option: string, description: readonly string[], column: number): string[] {
+  const pad = ' '.repeat(column);
+  return option.length + 2 <= column
+    ? [`${option.padEnd(column)}${description[0]}`, ...description.slice(1).map((l) => `${pad}${l}`)]
+    : [option, ...description.map((l) => `${pad}${l}`)];
+}
+
 /** One documented option. */
 export interface HelpOption {
   /** Without dashes: `from`. */

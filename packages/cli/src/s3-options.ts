@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isS3Url, type S3ConnectionOptions } from '@liverestore/datastore';
 import { LiverestoreError } from '@liverestore/format';
 import { UsageError } from './errors.js';
+import { optionHelpLines } from './help-options.js';
 
 /*
  * How a command reaches an S3 datastore (`s3://BUCKET/STORE`), by option; each option left
@@ -30,11 +31,8 @@ export interface S3OptionValues {
 
 /** The help lines of {@link S3_OPTIONS}, descriptions starting at `column` like the command's other options. */
 export function s3Help(column: number): string {
-  const pad = ' '.repeat(column);
   const entry = (option: string, lines: readonly string[]): string[] =>
-    option.length + 2 <= column
-      ? [`${option.padEnd(column)}${lines[0]}`, ...lines.slice(1).map((l) => `${pad}${l}`)]
-      : [option, ...lines.map((l) => `${pad}${l}`)];
+    optionHelpLines(option, lines, column);
   return [
     ...entry('  --s3-endpoint URL', [
       'S3 endpoint of an s3:// store, http(s)://HOST[:PORT] (else',

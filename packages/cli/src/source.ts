@@ -6,7 +6,7 @@ import {
   type S3ConnectionOptions,
   S3Datastore,
 } from '@liverestore/datastore';
-import { LiverestoreError } from '@liverestore/format';
+import { type CryptConfig, LiverestoreError } from '@liverestore/format';
 import {
   type ChunkSource,
   type HttpChunkSourceOptions,
@@ -14,10 +14,13 @@ import {
   LocalChunkSource,
   normalizeFingerprint,
   openChunkSource,
+  type PersistentChunkCacheOptions,
   type RetryEvent,
 } from '@liverestore/reader';
-import { type CommandIo, required } from './command.js';
+import { chunkCacheFromOptions } from './chunk-cache-options.js';
+import { type CommandIo, loadKeyFile, required } from './command.js';
 import { UsageError } from './errors.js';
+import { optionHelpLines } from './help-options.js';
 import { S3_OPTIONS, type S3OptionValues, s3OptionsFromValues } from './s3-options.js';
 import { printableLine } from './terminal-text.js';
 
@@ -75,6 +78,28 @@ export async function openBackupStore(
   return Datastore.create(store);
 }
 
+/** How an https:// source's certificate is trusted (next to --token-file on every reading command). */
+export const TLS_TRUST_OPTIONS = {
+  ca: { type: 'string' },
+  fingerprint: { type: 'string' },
+} as const;
+
+/**
+ * How a `--from` that is not a directory is reached: `--token-file` and TLS trust for
+ * http(s)://, the `--s3-*` settings for s3:// (every command that reads a source).
+ */
+export const REMOTE_SOURCE_OPTIONS = {
+  'token-file': { type: 'string' },
+  ...TLS_TRUST_OPTIONS,
+  ...S3_OPTIONS,
+} as const;
+
+/** What a command that opens one snapshot needs besides `--from`: the key and how to reach the source. */
+export const SNAPSHOT_SOURCE_OPTIONS = {
+  keyfile: { type: 'string' },
+  ...REMOTE_SOURCE_OPTIONS,
+} as const;
+
 /**
  * The options that name a snapshot store: `--from DIR|URL` (with `--token-file` and TLS
  * trust for https, the `--s3-*` settings for s3://), or `--store DIR`.
@@ -82,10 +107,7 @@ export async function openBackupStore(
 export const STORE_SOURCE_OPTIONS = {
   from: { type: 'string' },
   store: { type: 'string' },
-  'token-file': { type: 'string' },
-  ca: { type: 'string' },
-  fingerprint: { type: 'string' },
-  ...S3_OPTIONS,
+  ...REMOTE_SOURCE_OPTIONS,
 } as const;
 
 /**
@@ -152,20 +174,10 @@ export function namespaceHelp(column = 22): string {
   ].join('\n');
 }
 
-/** How an https:// source's certificate is trusted (next to --token-file on every reading command). */
-export const TLS_TRUST_OPTIONS = {
-  ca: { type: 'string' },
-  fingerprint: { type: 'string' },
-} as const;
-
 /** The help lines of {@link TLS_TRUST_OPTIONS}, descriptions starting at `column`. */
 export function tlsTrustHelp(column: number): string {
-  const pad = ' '.repeat(column);
-  /** The option, then its description from `column` (on the next line when the option is too long). */
   const entry = (option: string, lines: readonly string[]): string[] =>
-    option.length + 2 <= column
-      ? [`${option.padEnd(column)}${lines[0]}`, ...lines.slice(1).map((l) => `${pad}${l}`)]
-      : [option, ...lines.map((l) => `${pad}${l}`)];
+    optionHelpLines(option, lines, column);
   return [
     ...entry('  --ca FILE', [
       'PEM CA certificate an https:// --from must chain to',
@@ -251,4 +263,37 @@ export async function httpSourceOptions(
 
 function nonEmpty(text: string | undefined): string | undefined {
   return text === undefined || text.trim() === '' ? undefined : text;
+}
+
+/** How a command opens its snapshot: options of openSnapshot (and of openCachedSource). */
+export interface SnapshotSourceSettings {
+  readonly chunkCache: PersistentChunkCacheOptions | undefined;
+  readonly crypt: CryptConfig | undefined;
+  readonly http: HttpChunkSourceOptions;
+  readonly s3: S3ConnectionOptions;
+}
+
+/**
+ * The settings of {@link SNAPSHOT_SOURCE_OPTIONS} and `--chunk-cache` for the source `from`,
+ * checked in this order: the persistent chunk cache, the key file, the http(s) settings,
+ * the S3 settings (each refuses what does not fit `from` as a usage error).
+ */
+export async function snapshotSourceSettings(
+  values: {
+    keyfile?: string | undefined;
+    'token-file'?: string | undefined;
+    ca?: string | undefined;
+    fingerprint?: string | undefined;
+    'chunk-cache'?: string | undefined;
+    'chunk-cache-size'?: string | undefined;
+  } & S3OptionValues,
+  from: string,
+  command: string,
+  io: CommandIo,
+): Promise<SnapshotSourceSettings> {
+  const chunkCache = chunkCacheFromOptions(values, command);
+  const crypt = await loadKeyFile(values.keyfile);
+  const http = await httpSourceOptions(values, from, command, io);
+  const s3 = await s3OptionsFromValues(values, from, command);
+  return { chunkCache, crypt, http, s3 };
 }

@@ -1,28 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@liverestore/live';
-import {
-  CHUNK_CACHE_OPTIONS,
-  chunkCacheFromOptions,
-  chunkCacheHelp,
-  openCachedSource,
-} from '../chunk-cache-options.js';
-import {
-  COMMON_OPTIONS,
-  type CommandIo,
-  defineCommand,
-  loadKeyFile,
-  required,
-  stopSignal,
-} from '../command.js';
+import { CHUNK_CACHE_OPTIONS, chunkCacheHelp, openCachedSource } from '../chunk-cache-options.js';
+import { COMMON_OPTIONS, type CommandIo, defineCommand, required, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { parseRateLimit } from '../option-values.js';
-import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
+import { s3Help } from '../s3-options.js';
 import {
-  httpSourceOptions,
   NAMESPACE_OPTION,
   namespaceHelp,
-  TLS_TRUST_OPTIONS,
+  SNAPSHOT_SOURCE_OPTIONS,
+  snapshotSourceSettings,
   tlsTrustHelp,
 } from '../source.js';
 import { printableLine } from '../terminal-text.js';
@@ -170,10 +158,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     workers: { type: 'string' },
     readahead: { type: 'string' },
     'exit-when-done': { type: 'boolean' },
-    keyfile: { type: 'string' },
-    'token-file': { type: 'string' },
-    ...TLS_TRUST_OPTIONS,
-    ...S3_OPTIONS,
+    ...SNAPSHOT_SOURCE_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -188,10 +173,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     );
     const rate = values['rate-limit'] === undefined ? undefined : parseRate(values['rate-limit']);
     const json = values.json === true;
-    const crypt = await loadKeyFile(values.keyfile);
-    const chunkCache = chunkCacheFromOptions(values, 'live-restore');
-    const http = await httpSourceOptions(values, from, 'live-restore', io);
-    const s3 = await s3OptionsFromValues(values, from, 'live-restore');
+    const { chunkCache, crypt, http, s3 } = await snapshotSourceSettings(values, from, 'live-restore', io);
     const tls = await serverTlsFromOptions(values, 'live-restore');
     // With a persistent chunk cache or S3 options the source is opened here (and closed at the end).
     const source =

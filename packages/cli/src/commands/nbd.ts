@@ -1,16 +1,16 @@
 import { snapshotExports, startNbdServer } from '@liverestore/nbd';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
-import { CHUNK_CACHE_OPTIONS, chunkCacheFromOptions, chunkCacheHelp } from '../chunk-cache-options.js';
-import { COMMON_OPTIONS, defineCommand, loadKeyFile, stopSignal } from '../command.js';
+import { CHUNK_CACHE_OPTIONS, chunkCacheHelp } from '../chunk-cache-options.js';
+import { COMMON_OPTIONS, defineCommand, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
 import { loggedExport } from '../logged-export.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
-import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
+import { s3Help } from '../s3-options.js';
 import {
-  httpSourceOptions,
   NAMESPACE_OPTION,
   namespaceHelp,
-  TLS_TRUST_OPTIONS,
+  SNAPSHOT_SOURCE_OPTIONS,
+  snapshotSourceSettings,
   tlsTrustHelp,
 } from '../source.js';
 import { SPILL_HELP, SPILL_OPTIONS, spillFromOptions } from '../spill-options.js';
@@ -69,10 +69,7 @@ Prints the address and the exports, then serves until stopped.`,
     ...CHUNK_CACHE_OPTIONS,
     workers: { type: 'string' },
     readahead: { type: 'string' },
-    keyfile: { type: 'string' },
-    'token-file': { type: 'string' },
-    ...TLS_TRUST_OPTIONS,
-    ...S3_OPTIONS,
+    ...SNAPSHOT_SOURCE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
   async run({ values, positionals }, io) {
@@ -82,10 +79,7 @@ Prints the address and the exports, then serves until stopped.`,
       positionals,
       'nbd',
     );
-    const chunkCache = chunkCacheFromOptions(values, 'nbd');
-    const crypt = await loadKeyFile(values.keyfile);
-    const http = await httpSourceOptions(values, from, 'nbd', io);
-    const s3 = await s3OptionsFromValues(values, from, 'nbd');
+    const settings = await snapshotSourceSettings(values, from, 'nbd', io);
     const tls = await serverTlsFromOptions(values, 'nbd');
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
@@ -93,15 +87,7 @@ Prints the address and the exports, then serves until stopped.`,
       spill: spillFromOptions(values, 'nbd'),
     });
     try {
-      const snapshot = await openSnapshot({
-        source: from,
-        snapshot: spec,
-        cache,
-        crypt,
-        http,
-        s3,
-        chunkCache,
-      });
+      const snapshot = await openSnapshot({ source: from, snapshot: spec, cache, ...settings });
       try {
         const readerOptions = readaheadChunks === undefined ? {} : { readaheadChunks };
         // Each export logs its failed reads (the client only sees EIO).

@@ -12,27 +12,19 @@ import {
 import { writeArchiveTo } from '../archive-to-stream.js';
 import {
   CHUNK_CACHE_OPTIONS,
-  chunkCacheFromOptions,
   chunkCacheHelp,
   chunkCacheLine,
   chunkCacheStats,
 } from '../chunk-cache-options.js';
-import {
-  COMMON_OPTIONS,
-  commandProgress,
-  defineCommand,
-  loadKeyFile,
-  printJson,
-  required,
-} from '../command.js';
+import { COMMON_OPTIONS, commandProgress, defineCommand, printJson, required } from '../command.js';
 import { UsageError } from '../errors.js';
 import { parseWorkers } from '../option-values.js';
-import { S3_OPTIONS, s3Help, s3OptionsFromValues } from '../s3-options.js';
+import { s3Help } from '../s3-options.js';
 import {
-  httpSourceOptions,
   NAMESPACE_OPTION,
   namespaceHelp,
-  TLS_TRUST_OPTIONS,
+  SNAPSHOT_SOURCE_OPTIONS,
+  snapshotSourceSettings,
   tlsTrustHelp,
 } from '../source.js';
 import { formatBytes, formatRate, parseBytes } from '../units.js';
@@ -94,10 +86,7 @@ ${namespaceHelp()}
     'out-dir': { type: 'string' },
     'cache-size': { type: 'string' },
     workers: { type: 'string' },
-    keyfile: { type: 'string' },
-    'token-file': { type: 'string' },
-    ...TLS_TRUST_OPTIONS,
-    ...S3_OPTIONS,
+    ...SNAPSHOT_SOURCE_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -119,24 +108,13 @@ ${namespaceHelp()}
     const cacheBytes =
       values['cache-size'] === undefined ? undefined : parseBytes(values['cache-size'], '--cache-size');
     const workers = parseWorkers(values.workers, 'restore');
-    const chunkCache = chunkCacheFromOptions(values, 'restore');
-    const crypt = await loadKeyFile(values.keyfile);
+    const settings = await snapshotSourceSettings(values, from, 'restore', io);
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
       ...(workers === undefined ? {} : { workers }),
     });
     try {
-      const http = await httpSourceOptions(values, from, 'restore', io);
-      const s3 = await s3OptionsFromValues(values, from, 'restore');
-      const snap = await openSnapshot({
-        source: from,
-        snapshot: spec,
-        cache,
-        crypt,
-        http,
-        s3,
-        chunkCache,
-      });
+      const snap = await openSnapshot({ source: from, snapshot: spec, cache, ...settings });
       try {
         const names = values.all === true ? snap.archives.map((a) => a.name) : [archiveArg!];
         if (values.all === true) await makeOutDir(values['out-dir']!);
