@@ -6,14 +6,12 @@ import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { type BackupStore, type BackupTarget, LocalBackupTarget } from './backup-target.js';
 import { DatastoreError } from './errors.js';
 import {
-  describeNamespace,
   isNamespaceComponent,
-  MAX_NAMESPACE_DEPTH,
   NAMESPACE_DIR,
+  type NamespaceScope,
   namespacePathSegments,
   parseNamespace,
   ROOT_NAMESPACE,
-  walkNamespaces,
 } from './namespace.js';
 import { MAX_CHUNK_FILE_BYTES, readRegularFile } from './regular-file.js';
 import { readLocalSnapshotExtras } from './snapshot-extras.js';
@@ -24,7 +22,13 @@ import {
   type SnapshotInfo,
   withSnapshotExtras,
 } from './snapshot-files.js';
-import { collectSnapshotRefs, type SnapshotEntry } from './snapshot-listing.js';
+import {
+  listStoreNamespaces,
+  listStoreSnapshotRefs,
+  resolveStoreNamespace,
+  type SnapshotEntry,
+  type StoreTree,
+} from './snapshot-listing.js';
 import { pickSnapshot } from './snapshot-pick.js';
 import {
   formatBackupTime,
@@ -38,17 +42,6 @@ import {
 
 /** Folder of the chunk store inside a datastore. */
 export const CHUNKS_DIR = '.chunks';
-
-/** Which namespaces a listing covers. */
-export interface NamespaceScope {
-  /** Where to start, `a/b`; default the root namespace. */
-  readonly namespace?: string | undefined;
-  /**
-   * Levels of child namespaces to include below `namespace` (PBS's `max-depth`): 0 (the
-   * default) lists `namespace` alone, {@link MAX_NAMESPACE_DEPTH} everything below it.
-   */
-  readonly maxDepth?: number | undefined;
-}
 
 function isNotFound(err: unknown): boolean {
   const code = (err as { code?: string }).code;
@@ -65,14 +58,6 @@ async function subdirectories(dir: string): Promise<string[]> {
     if (isNotFound(err)) return [];
     throw err;
   }
-}
-
-/** Checks a {@link NamespaceScope}'s depth: an integer 0…7 (default 0). */
-export function checkMaxDepth(maxDepth: number | undefined): number {
-  const depth = maxDepth ?? 0;
-  if (!Number.isInteger(depth) || depth < 0 || depth > MAX_NAMESPACE_DEPTH)
-    throw new RangeError(`maxDepth must be an integer 0…${MAX_NAMESPACE_DEPTH}, got ${maxDepth}`);
-  return depth;
 }
 
 /**
@@ -192,22 +177,8 @@ export class Datastore implements BackupStore {
    * Checks that a namespace exists (the root always does) and returns it:
    * `ERR_LR_NAMESPACE_INVALID` for a bad name, `ERR_LR_NAMESPACE_NOT_FOUND` for a missing one.
    */
-  async resolveNamespace(namespace: string): Promise<string> {
-    const checked = parseNamespace(namespace);
-    if (checked === ROOT_NAMESPACE) return checked;
-    let isDir = false;
-    try {
-      isDir = (await stat(this.namespaceDir(checked))).isDirectory();
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-    if (!isDir) {
-      throw new DatastoreError(
-        'ERR_LR_NAMESPACE_NOT_FOUND',
-        `${describeNamespace(checked)} does not exist in ${this.dir}`,
-      );
-    }
-    return checked;
+  resolveNamespace(namespace: string): Promise<string> {
+    return resolveStoreNamespace(this.#tree, namespace);
   }
 
   /**
@@ -215,14 +186,8 @@ export class Datastore implements BackupStore {
    * 7), in sorted order: what exists on disk as `ns/<name>` folders, whether or not it holds
    * snapshots. Folders whose names PBS would refuse are skipped.
    */
-  async listNamespaces(scope: NamespaceScope = {}): Promise<string[]> {
-    const start = await this.resolveNamespace(scope.namespace ?? ROOT_NAMESPACE);
-    const maxDepth = checkMaxDepth(scope.maxDepth ?? MAX_NAMESPACE_DEPTH);
-    return walkNamespaces(start, maxDepth, async (namespace) =>
-      (await subdirectories(join(this.namespaceDir(namespace), NAMESPACE_DIR)))
-        .filter(isNamespaceComponent)
-        .sort(),
-    );
+  listNamespaces(scope: NamespaceScope = {}): Promise<string[]> {
+    return listStoreNamespaces(this.#tree, scope);
   }
 
   /**
@@ -230,17 +195,33 @@ export class Datastore implements BackupStore {
    * down to `maxDepth` levels (default none), sorted by namespace, type, id and time. Stray
    * files and folders are skipped.
    */
-  async listSnapshotRefs(scope: NamespaceScope = {}): Promise<SnapshotRef[]> {
-    const namespaces = await this.listNamespaces({
-      namespace: scope.namespace,
-      maxDepth: checkMaxDepth(scope.maxDepth),
-    });
-    return collectSnapshotRefs(namespaces, async (namespace, type) => {
-      const entries: SnapshotEntry[] = [];
-      for (const id of (await subdirectories(join(this.namespaceDir(namespace), type))).filter(isBackupId))
-        for (const time of await this.snapshotTimes(type, id, namespace)) entries.push({ id, time });
-      return entries;
-    });
+  listSnapshotRefs(scope: NamespaceScope = {}): Promise<SnapshotRef[]> {
+    return listStoreSnapshotRefs(this.#tree, scope);
+  }
+
+  /** The store's folders as the listings shared with the S3 store read them. */
+  get #tree(): StoreTree {
+    return {
+      where: this.dir,
+      hasNamespace: async (namespace) => {
+        try {
+          return (await stat(this.namespaceDir(namespace))).isDirectory();
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          return false;
+        }
+      },
+      childNamespaces: async (namespace) =>
+        (await subdirectories(join(this.namespaceDir(namespace), NAMESPACE_DIR)))
+          .filter(isNamespaceComponent)
+          .sort(),
+      snapshotEntries: async (namespace, type) => {
+        const entries: SnapshotEntry[] = [];
+        for (const id of (await subdirectories(join(this.namespaceDir(namespace), type))).filter(isBackupId))
+          for (const time of await this.snapshotTimes(type, id, namespace)) entries.push({ id, time });
+        return entries;
+      },
+    };
   }
 
   /**

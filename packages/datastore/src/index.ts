@@ -12,12 +12,13 @@ export {
   type BackupResult,
   backup,
 } from './backup-writer.js';
-export { Datastore, type NamespaceScope } from './datastore.js';
+export { Datastore } from './datastore.js';
 export { BackupSourceError, DatastoreError } from './errors.js';
 export { ensureGroupOwner } from './group-owner.js';
 export {
   describeNamespace,
   MAX_NAMESPACE_DEPTH,
+  type NamespaceScope,
   namespacePath,
   parseNamespace,
   ROOT_NAMESPACE,

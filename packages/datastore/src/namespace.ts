@@ -127,3 +127,22 @@ export async function walkNamespaces(
   await walk(start, levels);
   return out;
 }
+
+/** Which namespaces a listing covers. */
+export interface NamespaceScope {
+  /** Where to start, `a/b`; default the root namespace. */
+  readonly namespace?: string | undefined;
+  /**
+   * Levels of child namespaces to include below `namespace` (PBS's `max-depth`): 0 (the
+   * default) lists `namespace` alone, {@link MAX_NAMESPACE_DEPTH} everything below it.
+   */
+  readonly maxDepth?: number | undefined;
+}
+
+/** Checks a {@link NamespaceScope}'s depth: an integer 0…7 (default 0). */
+export function checkMaxDepth(maxDepth: number | undefined): number {
+  const depth = maxDepth ?? 0;
+  if (!Number.isInteger(depth) || depth < 0 || depth > MAX_NAMESPACE_DEPTH)
+    throw new RangeError(`maxDepth must be an integer 0…${MAX_NAMESPACE_DEPTH}, got ${maxDepth}`);
+  return depth;
+}

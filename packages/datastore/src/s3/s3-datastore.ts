@@ -6,17 +6,14 @@ import {
   type Manifest,
 } from '@liverestore/format';
 import type { BackupStore, BackupTarget } from '../backup-target.js';
-import { checkMaxDepth, type NamespaceScope } from '../datastore.js';
 import { DatastoreError } from '../errors.js';
 import {
-  describeNamespace,
   isNamespaceComponent,
-  MAX_NAMESPACE_DEPTH,
   NAMESPACE_DIR,
+  type NamespaceScope,
   namespacePathSegments,
   parseNamespace,
   ROOT_NAMESPACE,
-  walkNamespaces,
 } from '../namespace.js';
 import { MAX_CHUNK_FILE_BYTES } from '../regular-file.js';
 import {
@@ -26,7 +23,13 @@ import {
   type SnapshotInfo,
   withSnapshotExtras,
 } from '../snapshot-files.js';
-import { collectSnapshotRefs, type SnapshotEntry } from '../snapshot-listing.js';
+import {
+  listStoreNamespaces,
+  listStoreSnapshotRefs,
+  resolveStoreNamespace,
+  type SnapshotEntry,
+  type StoreTree,
+} from '../snapshot-listing.js';
 import { pickSnapshot } from '../snapshot-pick.js';
 import {
   formatBackupTime,
@@ -271,33 +274,31 @@ export class S3Datastore implements BackupStore {
    * Checks that a namespace exists and returns it. A namespace exists when some object
    * lies under it (S3 has no empty folders); the root always does.
    */
-  async resolveNamespace(namespace: string): Promise<string> {
-    const checked = parseNamespace(namespace);
-    if (checked === ROOT_NAMESPACE) return checked;
-    const page = await this.client.listPages(this.namespacePrefix(checked), { maxKeys: 1 }).next();
-    if (page.done === true || page.value.keys.length === 0) {
-      throw new DatastoreError(
-        'ERR_LR_NAMESPACE_NOT_FOUND',
-        `${describeNamespace(checked)} does not exist in ${this.name}`,
-      );
-    }
-    return checked;
+  resolveNamespace(namespace: string): Promise<string> {
+    return resolveStoreNamespace(this.#tree, namespace);
   }
 
   /** `scope.namespace` and the namespaces below it (default all levels), sorted. */
-  async listNamespaces(scope: NamespaceScope = {}): Promise<string[]> {
-    const start = await this.resolveNamespace(scope.namespace ?? ROOT_NAMESPACE);
-    const maxDepth = checkMaxDepth(scope.maxDepth ?? MAX_NAMESPACE_DEPTH);
-    return walkNamespaces(start, maxDepth, (namespace) => this.#childNamespaces(namespace));
+  listNamespaces(scope: NamespaceScope = {}): Promise<string[]> {
+    return listStoreNamespaces(this.#tree, scope);
   }
 
   /** The complete snapshots of a namespace and of those `maxDepth` levels below, sorted as on disk. */
-  async listSnapshotRefs(scope: NamespaceScope = {}): Promise<SnapshotRef[]> {
-    const namespaces = await this.listNamespaces({
-      namespace: scope.namespace,
-      maxDepth: checkMaxDepth(scope.maxDepth),
-    });
-    return collectSnapshotRefs(namespaces, (namespace, type) => this.#snapshotEntries(namespace, type));
+  listSnapshotRefs(scope: NamespaceScope = {}): Promise<SnapshotRef[]> {
+    return listStoreSnapshotRefs(this.#tree, scope);
+  }
+
+  /** The bucket's key prefixes as the listings shared with the local store read them. */
+  get #tree(): StoreTree {
+    return {
+      where: this.name,
+      hasNamespace: async (namespace) => {
+        const page = await this.client.listPages(this.namespacePrefix(namespace), { maxKeys: 1 }).next();
+        return page.done !== true && page.value.keys.length > 0;
+      },
+      childNamespaces: (namespace) => this.#childNamespaces(namespace),
+      snapshotEntries: (namespace, type) => this.#snapshotEntries(namespace, type),
+    };
   }
 
   /**
