@@ -13,8 +13,8 @@ import {
   imageBytes,
   shareFixture,
   tempDir,
-  vmImageSet,
-  writeImageFile,
+  type VmImageFile,
+  writeVmImageFiles,
 } from '@liverestore/testkit';
 
 export { prng } from '@liverestore/testkit';
@@ -33,7 +33,7 @@ export interface Fixture {
   /** A second snapshot of the same VM with other content. */
   readonly otherSnapshot: string;
   readonly dir: string;
-  readonly drives: readonly { readonly name: string; readonly spec: ImageSpec; readonly path: string }[];
+  readonly drives: readonly VmImageFile[];
   cleanup(): Promise<void>;
 }
 
@@ -41,42 +41,22 @@ export async function makeFixture(seed = 11, sizes: readonly number[] = DRIVE_SI
   const work = await tempDir('lr-live-');
   const storeDir = join(work.path, 'store');
   const store = await Datastore.create(storeDir);
-  const drives = vmImageSet(seed, { drives: sizes.length, sizeBytes: [...sizes] }).map((d) => ({
-    ...d,
-    path: join(work.path, `${d.name}.raw`),
-  }));
-  for (const d of drives) await writeImageFile(d.spec, d.path);
-  const first = await backup(store, {
-    type: 'vm',
-    id: '100',
-    backupTime: 1_790_000_000,
-    inputs: drives.map((d) => ({ name: d.name, path: d.path })),
-    chunkSizeBytes: CHUNK_BYTES,
-    encodeThreads: 0,
-  });
-  const others = vmImageSet(seed + 1, { drives: sizes.length, sizeBytes: [...sizes] });
-  const otherPaths: { name: string; path: string }[] = [];
-  for (const d of others) {
-    const path = join(work.path, `other-${d.name}.raw`);
-    await writeImageFile(d.spec, path);
-    otherPaths.push({ name: d.name, path });
-  }
-  const second = await backup(store, {
-    type: 'vm',
-    id: '100',
-    backupTime: 1_790_000_600,
-    inputs: otherPaths,
-    chunkSizeBytes: CHUNK_BYTES,
-    encodeThreads: 0,
-  });
-  return {
-    storeDir,
-    snapshot: first.snapshot,
-    otherSnapshot: second.snapshot,
-    dir: work.path,
-    drives,
-    cleanup: () => work.cleanup(),
+  const backupVm = async (images: readonly VmImageFile[], backupTime: number): Promise<string> => {
+    const result = await backup(store, {
+      type: 'vm',
+      id: '100',
+      backupTime,
+      inputs: images.map((d) => ({ name: d.name, path: d.path })),
+      chunkSizeBytes: CHUNK_BYTES,
+      encodeThreads: 0,
+    });
+    return result.snapshot;
   };
+  const drives = await writeVmImageFiles(work.path, seed, sizes);
+  const snapshot = await backupVm(drives, 1_790_000_000);
+  const others = await writeVmImageFiles(work.path, seed + 1, sizes, 'other-');
+  const otherSnapshot = await backupVm(others, 1_790_000_600);
+  return { storeDir, snapshot, otherSnapshot, dir: work.path, drives, cleanup: () => work.cleanup() };
 }
 
 /** ava's `test` for a file whose tests share one fixture: made before them, removed after. */

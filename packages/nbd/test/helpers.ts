@@ -13,8 +13,8 @@ import {
   imageBytes,
   shareFixture,
   tempDir,
-  vmImageSet,
-  writeImageFile,
+  type VmImageFile,
+  writeVmImageFiles,
 } from '@liverestore/testkit';
 
 export { prng } from '@liverestore/testkit';
@@ -31,7 +31,7 @@ export interface Fixture {
   readonly storeDir: string;
   readonly snapshot: string;
   readonly dir: string;
-  readonly drives: readonly { readonly name: string; readonly spec: ImageSpec; readonly path: string }[];
+  readonly drives: readonly VmImageFile[];
   cleanup(): Promise<void>;
 }
 
@@ -39,11 +39,7 @@ export async function makeFixture(): Promise<Fixture> {
   const work = await tempDir('lr-nbd-');
   const storeDir = join(work.path, 'store');
   const store = await Datastore.create(storeDir);
-  const drives = vmImageSet(7, { drives: DRIVE_SIZES.length, sizeBytes: DRIVE_SIZES }).map((d) => ({
-    ...d,
-    path: join(work.path, `${d.name}.raw`),
-  }));
-  for (const d of drives) await writeImageFile(d.spec, d.path);
+  const drives = await writeVmImageFiles(work.path, 7, DRIVE_SIZES);
   const result = await backup(store, {
     type: 'vm',
     id: '100',

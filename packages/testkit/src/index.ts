@@ -23,3 +23,4 @@ export { type HookedTest, shareFixture } from './shared-fixture.js';
 export { type TempDir, tempDir } from './temp.js';
 export { mountSmallTmpfs, type TeardownContext } from './tmpfs.js';
 export { hasTool, requireTool, type ToolContext } from './tools.js';
+export { type VmImageFile, writeVmImageFiles } from './vm-image-files.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { access, writeFile } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -11,6 +11,7 @@ import {
   sha256OfImage,
   tempDir,
   vmImageSet,
+  writeVmImageFiles,
 } from '../src/index.js';
 
 const MiB = 1024 * 1024;
@@ -55,4 +56,19 @@ test('vmImageSet describes a system disk and data disks of one family', (t) => {
   const [first] = vmImageSet(7, { sizeBytes: MiB });
   t.true(first !== undefined && imageBytes(first.spec, 0, MiB).length === MiB);
   t.throws(() => vmImageSet(7, { drives: 2, sizeBytes: [MiB] }), { instanceOf: RangeError });
+});
+
+test('writeVmImageFiles writes each drive of the set to DIR/<prefix><drive>.raw, byte for byte', async (t) => {
+  const dir = await tempDir('lr-testkit-');
+  t.teardown(() => dir.cleanup());
+  const sizes = [MiB + 3, 2 * MiB + 512];
+  const files = await writeVmImageFiles(dir.path, 5, sizes, 'other-');
+  t.deepEqual(
+    files.map((f) => [f.name, f.path]),
+    vmImageSet(5, { drives: 2, sizeBytes: sizes }).map((d) => [
+      d.name,
+      join(dir.path, `other-${d.name}.raw`),
+    ]),
+  );
+  for (const f of files) t.true((await readFile(f.path)).equals(imageBytes(f.spec, 0, f.spec.sizeBytes)));
 });
