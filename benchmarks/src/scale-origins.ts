@@ -179,11 +179,20 @@ export async function startOrigin(
 ): Promise<RunningOrigin> {
   const noCache = async (): Promise<undefined> => undefined;
   const counts = (cache: NginxCache, pathPart: string) => () => nginxAccessCounts(cache, pathPart);
-  if (name === 'serve' || name === 'nginx') {
-    const serve = await startServe(scope, stores.localDir);
+  /**
+   * `liverestore serve` over `store`, read directly or (`nginx`) through an nginx cache in
+   * front of it; `gets(serveUrl)` counts the chunk GETs its origin answered.
+   */
+  const serveOrigin = async (
+    store: string,
+    args: readonly string[],
+    gets: (serveUrl: string) => Promise<number>,
+    nginx: boolean,
+  ): Promise<RunningOrigin> => {
+    const serve = await startServe(scope, store, args);
     const processes = [{ name: 'serve', pid: serve.pid, budgetBytes: SERVE_CACHE_BYTES }];
-    const originGets = async () => (await serveChunkCounters(serve.url)).requests;
-    if (name === 'serve')
+    const originGets = () => gets(serve.url);
+    if (!nginx)
       return { name, from: serve.url, env: process.env, processes, originGets, cacheCounts: noCache };
     const cache = await startNginxCache(scope, 'serve', new URL(serve.url).host, dir);
     return {
@@ -194,6 +203,10 @@ export async function startOrigin(
       originGets,
       cacheCounts: counts(cache, '/chunks/'),
     };
+  };
+  if (name === 'serve' || name === 'nginx') {
+    const serveGets = async (url: string) => (await serveChunkCounters(url)).requests;
+    return serveOrigin(stores.localDir, [], serveGets, name === 'nginx');
   }
   const rgw = stores.rgw;
   if (rgw === undefined) throw new Error(`origin ${name} needs an RGW`);
@@ -202,21 +215,8 @@ export async function startOrigin(
   // s3://BUCKET/STORE is requested as /BUCKET/STORE/… (path style on loopback).
   const storePath = `/${rgw.storeUrl.slice('s3://'.length)}`;
   const originGets = async () => (log === undefined ? Number.NaN : log.chunkGetsSince(mark, storePath));
-  if (name === 'rgw-serve' || name === 'rgw-serve-nginx') {
-    const serve = await startServe(scope, rgw.storeUrl, await serveS3Args(rgw, dir));
-    const processes = [{ name: 'serve', pid: serve.pid, budgetBytes: SERVE_CACHE_BYTES }];
-    if (name === 'rgw-serve')
-      return { name, from: serve.url, env: process.env, processes, originGets, cacheCounts: noCache };
-    const cache = await startNginxCache(scope, 'serve', new URL(serve.url).host, dir);
-    return {
-      name,
-      from: cache.url,
-      env: process.env,
-      processes,
-      originGets,
-      cacheCounts: counts(cache, '/chunks/'),
-    };
-  }
+  if (name === 'rgw-serve' || name === 'rgw-serve-nginx')
+    return serveOrigin(rgw.storeUrl, await serveS3Args(rgw, dir), originGets, name === 'rgw-serve-nginx');
   if (name === 'rgw')
     return {
       name,
