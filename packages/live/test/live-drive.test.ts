@@ -32,6 +32,16 @@ function targetDir(f: Fixture): string {
   return join(f.dir, `target-${dirs++}`);
 }
 
+/** Drive `index` of the fixture's snapshot opened in a fresh target directory, with its source image. */
+async function freshDrive(t: ExecutionContext<{ f: Fixture }>, index = 0, priority?: GuestPriority) {
+  const { f } = t.context;
+  const { snapshot } = await openFixtureSnapshot(t, f);
+  const dir = targetDir(f);
+  const d = f.drives[index]!;
+  const drive = await openDrive(snapshot, d.name, dir, priority);
+  return { f, snapshot, dir, d, drive, src: sourceImage(d.spec) };
+}
+
 /**
  * Drive 0 of the fixture opened with a single fill slot (a test that takes it holds every
  * fill and store back), and the first of its regions that is not local.
@@ -80,12 +90,7 @@ test('a fresh target is sparse, has the image size, and its zero chunks are loca
 });
 
 test('reads equal the source and copy-on-read makes the regions local with the right bytes', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const dir = targetDir(f);
-  const d = f.drives[0]!;
-  const drive = await openDrive(snapshot, d.name, dir);
-  const src = sourceImage(d.spec);
+  const { d, drive, src } = await freshDrive(t);
   const rand = prng(5);
   for (let k = 0; k < 40; k++) {
     const length = 1 + Math.floor(rand() * 3 * MiB);
@@ -150,13 +155,8 @@ async function guestWrites(
 }
 
 test('guest writes during the background copy: the final target is the source with exactly those writes', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const dir = targetDir(f);
-  const d = f.drives[0]!;
   const priority = new GuestPriority(20);
-  const drive = await openDrive(snapshot, d.name, dir, priority);
-  const model = sourceImage(d.spec);
+  const { d, drive, src: model } = await freshDrive(t, 0, priority);
   const copy = runCopyJob(drive, { concurrency: 2, priority });
   await guestWrites(drive, model, 9, 60);
   await copy;
@@ -173,12 +173,7 @@ test('guest writes during the background copy: the final target is the source wi
 });
 
 test('a flushed write survives a crash image of the files; the copy never overwrites it on resume', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const dir = targetDir(f);
-  const d = f.drives[1]!;
-  const drive = await openDrive(snapshot, d.name, dir);
-  const model = sourceImage(d.spec);
+  const { f, snapshot, dir, d, drive, src: model } = await freshDrive(t, 1);
   // Partial writes into regions that are not local (fills), plus one across a boundary.
   const writes: [number, number][] = [
     [3 * CHUNK_BYTES + 1000, 5000],
@@ -204,12 +199,7 @@ test('a flushed write survives a crash image of the files; the copy never overwr
 });
 
 test('resume: nothing copied twice, flushed writes kept, final image right', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const dir = targetDir(f);
-  const d = f.drives[0]!;
-  const model = sourceImage(d.spec);
-  const first = await openDrive(snapshot, d.name, dir);
+  const { snapshot, dir, d, drive: first, src: model } = await freshDrive(t);
   const abort = new AbortController();
   let copied = 0;
   first.onLocal = () => {
@@ -301,12 +291,7 @@ test('bad targets: other snapshot, wrong size, corrupt map, target without map, 
 });
 
 test('blockStatus: holes for zero regions, data elsewhere; zeroing a whole pristine region keeps it a hole', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const dir = targetDir(f);
-  const d = f.drives[0]!;
-  const drive = await openDrive(snapshot, d.name, dir);
-  const src = sourceImage(d.spec);
+  const { d, drive, src } = await freshDrive(t);
   const extents = drive.blockStatus(0, d.spec.sizeBytes, 1000);
   t.is(
     extents.reduce((s, e) => s + e.length, 0),
@@ -340,12 +325,7 @@ test('blockStatus: holes for zero regions, data elsewhere; zeroing a whole prist
 });
 
 test('after a restart, a zero region not recorded local is checked and zeroed (it may hold an interrupted write)', async (t) => {
-  const { f } = t.context;
-  const { snapshot } = await openFixtureSnapshot(t, f);
-  const dir = targetDir(f);
-  const d = f.drives[0]!;
-  const src = sourceImage(d.spec);
-  const first = await openDrive(snapshot, d.name, dir);
+  const { snapshot, dir, d, drive: first, src } = await freshDrive(t);
   let zeroRegion = 0;
   while (!src.subarray(zeroRegion * CHUNK_BYTES, (zeroRegion + 1) * CHUNK_BYTES).every((b) => b === 0))
     zeroRegion++;
