@@ -25,6 +25,52 @@ export const PBS_READER = join(ROOT, 'conformance', 'pbs_reader.py');
 export const PBS_WRITER = join(ROOT, 'conformance', 'pbs_writer.py');
 
 /** What a process (or an in-process run) printed and how it ended. */
+/** A `liverestore` process that serves until stopped (serve, nbd), and the address it printed. */
+export interface ServingProcess {
+  readonly address: string;
+  /** Sends SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts `liverestore ARGS` and resolves once it printed its address: the first whole stdout
+ * line `isAddress` accepts (default: the first line). Rejects with its stderr when it exits
+ * before that.
+ */
+export async function startServing(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; isAddress?: (line: string) => boolean } = {},
+): Promise<ServingProcess> {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: options.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  const isAddress = options.isAddress ?? (() => true);
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      out += text;
+      const line = out.split('\n').slice(0, -1).find(isAddress);
+      if (line !== undefined) resolve(line.trim());
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`liverestore ${args[0]} exited early with ${code}: ${stderr}`)),
+    );
+  });
+  return {
+    address,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
 export interface Outcome {
   readonly code: number | null;
   readonly stdout: string;

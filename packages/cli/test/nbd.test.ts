@@ -1,16 +1,16 @@
-import { spawn } from 'node:child_process';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startChunkServer } from '@liverestore/server';
 import test, { type ExecutionContext } from 'ava';
 import {
   assertCliError,
-  BIN,
   backupArgv,
   cli,
   exec,
+  type ServingProcess,
   sha256File,
   silentServerLogger,
+  startServing,
   testDir,
   vmArgs,
   writeVm,
@@ -18,29 +18,8 @@ import {
 import { requireTool } from './tools.js';
 
 /** Starts `liverestore nbd` on an ephemeral port; resolves with its address and a stop function. */
-async function startNbd(
-  args: readonly string[],
-): Promise<{ address: string; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, 'nbd', '--listen', '127.0.0.1:0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stderr.resume();
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      out += text;
-      if (out.includes('\n')) resolve(out.split('\n')[0]!.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`nbd exited early with ${code}`)));
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return {
-    address,
-    stop: async () => {
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
+function startNbd(args: readonly string[]): Promise<ServingProcess> {
+  return startServing(['nbd', '--listen', '127.0.0.1:0', ...args]);
 }
 
 /** qemu-img copies an NBD export to a raw file; the test fails with qemu-img's stderr otherwise. */

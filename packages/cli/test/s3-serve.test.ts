@@ -3,11 +3,10 @@
  * processes in front of one bucket in a real Ceph RGW, a restore through each, and one
  * through nginx (the page's configuration) in front of both.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { readIndex, toHex } from '@liverestore/format';
 import test from 'ava';
-import { BIN, exec, MiB, sha256File, testDir, vmArgs, writeVm } from './helpers.js';
+import { BIN, exec, MiB, sha256File, startServing, testDir, vmArgs, writeVm } from './helpers.js';
 import { hasNginx, startNginx } from './nginx.js';
 import { bucket } from './s3-bucket.js';
 
@@ -21,28 +20,12 @@ async function serveProcess(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
 ): Promise<string> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', ...args], {
+  const server = await startServing(['serve', '--listen', '127.0.0.1:0', ...args], {
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    isAddress: (line) => line.startsWith('http'),
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  t.teardown(async () => {
-    child.kill('SIGTERM');
-    await exited;
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-  });
-  return new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      out += text;
-      const line = out.split('\n').find((l) => l.startsWith('http'));
-      if (line !== undefined) resolve(line.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited early with ${code}: ${stderr}`)));
-  });
+  t.teardown(() => server.stop());
+  return server.address;
 }
 
 /** `liverestore_http_chunk_fetches_total` of a serve: chunk blobs it sent whole. */

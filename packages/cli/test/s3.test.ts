@@ -4,11 +4,22 @@
  * PBS 4.x's S3 backend keeps them and the same chunk blobs as a local backup; and URLs a
  * command cannot use are refused instead of becoming directory names.
  */
-import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
-import { assertCliError, BIN, cli, exec, KiB, MiB, sha256File, testDir, vmArgs, writeVm } from './helpers.js';
+import {
+  assertCliError,
+  BIN,
+  cli,
+  exec,
+  KiB,
+  MiB,
+  sha256File,
+  startServing,
+  testDir,
+  vmArgs,
+  writeVm,
+} from './helpers.js';
 import { bucket } from './s3-bucket.js';
 import { requireTool } from './tools.js';
 
@@ -155,27 +166,11 @@ test('nbd --from s3:// exports the drives; qemu-img reads the backed-up image', 
   const vm = await writeVm(dir, { seed: 80, sizes: [MiB + 7 * 512, 512 * KiB] });
   const out = await lr(['backup', '--store', s3.url, '--snapshot', 'vm/100', ...vmArgs(vm)], s3.env);
   t.is(out.code, 0, out.stderr);
-  const child = spawn(process.execPath, [BIN, 'nbd', '--listen', '127.0.0.1:0', '--from', s3.url, 'vm/100'], {
+  const nbd = await startServing(['nbd', '--listen', '127.0.0.1:0', '--from', s3.url, 'vm/100'], {
     env: s3.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  t.teardown(async () => {
-    child.kill('SIGTERM');
-    await exited;
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-  });
-  const address = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    child.stdout.setEncoding('utf8').on('data', (part: string) => {
-      text += part;
-      if (text.includes('\n')) resolve(text.split('\n')[0]!.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`nbd exited early with ${code}: ${stderr}`)));
-  });
+  t.teardown(() => nbd.stop());
+  const address = nbd.address;
   const target = join(dir, 'nbd.raw');
   const convert = await exec('qemu-img', [
     'convert',

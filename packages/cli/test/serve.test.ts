@@ -1,33 +1,15 @@
-import { spawn } from 'node:child_process';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseListen } from '../src/commands/serve.js';
-import { assertCliError, BIN, cli, sha256File, testDir, vmArgs, writeVm } from './helpers.js';
+import { assertCliError, cli, sha256File, startServing, testDir, vmArgs, writeVm } from './helpers.js';
 
 /** Starts `liverestore serve` on an ephemeral port; resolves with its URL and a stop function. */
 async function serve(args: readonly string[]): Promise<{ url: string; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const server = await startServing(['serve', '--listen', '127.0.0.1:0', ...args], {
+    isAddress: (line) => line.startsWith('http'),
   });
-  child.stderr.resume();
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      out += text;
-      const line = out.split('\n').find((l) => l.startsWith('http'));
-      if (line !== undefined) resolve(line.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited early with ${code}`)));
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return {
-    url,
-    stop: async () => {
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
+  return { url: server.address, stop: server.stop };
 }
 
 test('restore --from the URL of liverestore serve gives the source image; serve stops cleanly on SIGTERM', async (t) => {
