@@ -10,9 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '@liverestore/testkit';
 import { type CleanupScope, spawnTool, waitUntilReady } from './children.js';
 import { ToolMissingError } from './errors.js';
-import { freePort } from './loopback.js';
 
 const SCALE_OUT_DOC = fileURLToPath(new URL('../../../docs/scale-out.md', import.meta.url));
 

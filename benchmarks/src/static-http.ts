@@ -8,8 +8,8 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { freePort } from '@liverestore/testkit';
 import { type CleanupScope, spawnTool, type ToolProcess, waitUntilReady } from './children.js';
-import { freePort } from './loopback.js';
 
 /** A running lighttpd. */
 export interface StaticHttpServer {

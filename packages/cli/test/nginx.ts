@@ -6,9 +6,8 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { tempDir } from '@liverestore/testkit';
+import { freePort, tempDir } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 import { ROOT } from './helpers.js';
 
@@ -16,15 +15,6 @@ import { ROOT } from './helpers.js';
 export function hasNginx(): boolean {
   const result = spawnSync('nginx', ['-v'], { stdio: 'ignore', timeout: 30_000 });
   return result.error === undefined && result.status === 0;
-}
-
-/** A free TCP port on 127.0.0.1 (bound, then released for nginx to take). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** The ```nginx block of docs/scale-out.md (the first one: the whole configuration). */

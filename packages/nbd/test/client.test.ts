@@ -5,10 +5,9 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { imageBytes, tempDir } from '@liverestore/testkit';
+import { freePort, imageBytes, tempDir } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 import { NbdClient } from '../src/index.js';
 import { fixtureTest, MiB, prng, serve } from './helpers.js';
@@ -57,14 +56,6 @@ test('reads of a snapshot export, in flight together, equal the source; errors a
     code: 'ERR_LR_NBD_NO_SUCH_EXPORT',
   } as never);
 });
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function haveQemuNbd(t: ExecutionContext): Promise<boolean> {
   try {

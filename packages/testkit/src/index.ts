@@ -16,6 +16,7 @@ export {
 export { FakeClock, type FakeTimer } from './fake-clock.js';
 export { type FaultMatch, FaultProxy, type ProxyFault } from './fault-proxy.js';
 export { fileHashes } from './file-hashes.js';
+export { freePort } from './free-port.js';
 export { promiseState } from './promise-state.js';
 export { Qmp, type QmpMessage, type StorageDaemonPaths, storageDaemonArgs, withTimeout } from './qmp.js';
 export { ExtraGateway, type TestRgw, testRgw } from './rgw.js';

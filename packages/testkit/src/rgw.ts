@@ -8,9 +8,9 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.js';
 import { hasTool, requireTool, type ToolContext } from './tools.js';
 
 /** How to reach the test RGW: endpoint, the test user's keys, and its cluster's directory. */
@@ -83,15 +83,6 @@ export function testRgw(t: ToolContext, env: NodeJS.ProcessEnv = process.env): T
   }
   started = fromEnv(parseEnvFile(envFile));
   return started;
-}
-
-/** A free loopback TCP port. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**

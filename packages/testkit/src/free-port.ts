@@ -1,10 +1,9 @@
-/** Loopback addresses for the servers a benchmark starts (127.0.0.1 only). */
-
 import { createServer } from 'node:net';
 
 /**
- * A TCP port on 127.0.0.1 that was free a moment ago, for a server that cannot be told
- * to pick one itself (nbdkit, lighttpd); it is bound right after, so a clash is rare.
+ * A TCP port on 127.0.0.1 that was free a moment ago, for a server that cannot be told to
+ * pick one itself (nginx, radosgw, qemu-nbd, nbdkit); it is bound right after, so a clash
+ * is rare.
  */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
