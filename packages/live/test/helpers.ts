@@ -20,6 +20,7 @@ import {
 export { prng } from '@liverestore/testkit';
 
 import anyTest, { type ExecutionContext, type TestFn } from 'ava';
+import { type LiveRestore, type LiveRestoreOptions, liveRestore } from '../src/index.js';
 import { GuestPriority, LiveDrive } from '../src/internal.js';
 
 export const MiB = 1024 * 1024;
@@ -109,4 +110,22 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return a.length === b.length ? -1 : n;
+}
+
+/**
+ * A live restore of the fixture's snapshot into `targetDir`, serving NBD on a free loopback
+ * port; `options` add to that. The caller closes it (on teardown).
+ */
+export function restoreFixture(
+  f: Fixture,
+  targetDir: string,
+  options: Omit<LiveRestoreOptions, 'source' | 'snapshot' | 'targetDir'>,
+): Promise<LiveRestore> {
+  return liveRestore({
+    source: f.storeDir,
+    snapshot: f.snapshot,
+    targetDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    ...options,
+  });
 }

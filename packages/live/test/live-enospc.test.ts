@@ -10,8 +10,8 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NbdClient } from '@liverestore/nbd';
 import { mountSmallTmpfs } from '@liverestore/testkit';
-import { liveRestore, RegionBitmap, readMapFile } from '../src/internal.js';
-import { CHUNK_BYTES, firstDifference, fixtureTest, MiB, sourceImage } from './helpers.js';
+import { RegionBitmap, readMapFile } from '../src/internal.js';
+import { CHUNK_BYTES, firstDifference, fixtureTest, MiB, restoreFixture, sourceImage } from './helpers.js';
 
 const test = fixtureTest(31);
 
@@ -22,11 +22,7 @@ test('full target file system: NBD_ENOSPC for writes that need space, the copy s
   // Ballast leaves about 4 MiB for the targets (their data is ≈ 14 MiB).
   const ballast = join(targetDir, 'ballast');
   await writeFile(ballast, Buffer.alloc(20 * MiB, 1));
-  const restore = await liveRestore({
-    source: f.storeDir,
-    snapshot: f.snapshot,
-    targetDir,
-    listen: { host: '127.0.0.1', port: 0 },
+  const restore = await restoreFixture(f, targetDir, {
     cacheBytes: 8 * MiB,
     workers: 0,
     startCopy: false,

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { NbdClient } from '@liverestore/nbd';
 import type { ExecutionContext } from 'ava';
-import { LiveDrive, liveRestore, readMapFile, stateName } from '../src/internal.js';
+import { LiveDrive, readMapFile, stateName } from '../src/internal.js';
 import { FaultFiles } from './fault-files.js';
 import {
   CHUNK_BYTES,
@@ -15,6 +15,7 @@ import {
   fixtureTest,
   MiB,
   openFixtureSnapshot,
+  restoreFixture,
   sourceImage,
 } from './helpers.js';
 
@@ -96,11 +97,7 @@ test('ENOSPC on the map write: the flush fails with ENOSPC, the old map stays in
 test('a full disk under liveRestore (through the seam): the copy stalls, the export keeps serving reads; when space is back a retry completes the copy', async (t) => {
   const { f } = t.context;
   const files = new FaultFiles();
-  const restore = await liveRestore({
-    source: f.storeDir,
-    snapshot: f.snapshot,
-    targetDir: join(f.dir, `faults-${dirs++}`),
-    listen: { host: '127.0.0.1', port: 0 },
+  const restore = await restoreFixture(f, join(f.dir, `faults-${dirs++}`), {
     cacheBytes: 8 * MiB,
     workers: 0,
     startCopy: false,

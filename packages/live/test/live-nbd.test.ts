@@ -9,8 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { requireTool } from '@liverestore/testkit';
-import { type LiveRestoreProgress, liveRestore } from '../src/index.js';
-import { firstDifference, fixtureTest, MiB, sourceImage } from './helpers.js';
+import type { LiveRestoreProgress } from '../src/index.js';
+import { firstDifference, fixtureTest, MiB, restoreFixture, sourceImage } from './helpers.js';
 
 const run = promisify(execFile);
 const test = fixtureTest(23, [24 * MiB + 512 * 5, 10 * MiB + 512]);
@@ -21,11 +21,7 @@ test('qemu-io writes and reads, nbdcopy and qemu-img convert during the copy; fi
   for (const tool of ['qemu-io', 'qemu-img', 'nbdcopy']) if (!requireTool(t, tool)) return;
   const { f } = t.context;
   const targetDir = join(f.dir, 'target-nbd');
-  const restore = await liveRestore({
-    source: f.storeDir,
-    snapshot: f.snapshot,
-    targetDir,
-    listen: { host: '127.0.0.1', port: 0 },
+  const restore = await restoreFixture(f, targetDir, {
     cacheBytes: 16 * MiB,
     workers: 1,
     rateLimitBytesPerSecond: 6_000_000, // ≈ 4 s of copy for the data chunks: clients run during it
@@ -118,11 +114,7 @@ test('qemu-storage-daemon uses a writable export directly (no overlay): its writ
   for (const tool of ['qemu-storage-daemon', 'qemu-io', 'nbdcopy']) if (!requireTool(t, tool)) return;
   const { f } = t.context;
   const targetDir = join(f.dir, 'target-qsd');
-  const restore = await liveRestore({
-    source: f.storeDir,
-    snapshot: f.snapshot,
-    targetDir,
-    listen: { host: '127.0.0.1', port: 0 },
+  const restore = await restoreFixture(f, targetDir, {
     cacheBytes: 16 * MiB,
     workers: 1,
     rateLimitBytesPerSecond: 6_000_000,
