@@ -1,13 +1,14 @@
 /**
  * Every zstd implementation `bench codecs` compares, side by side: the product's
- * backends (@liverestore/format: node:zlib, the WebAssembly build @foxglove/wasm-zstd)
+ * backends (@liverestore/format: the optional native zstd-napi, node:zlib, the WebAssembly
+ * build @foxglove/wasm-zstd)
  * and candidates only this benchmark depends on (the native @toondepauw/node-zstd,
  * @bokuweb/zstd-wasm, fzstd). A candidate that cannot load here is listed with the reason.
  */
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { nodeZlibZstd, wasmZstd } from '@liverestore/format';
+import { napiZstd, nodeZlibZstd, wasmZstd } from '@liverestore/format';
 import { decompress as fzstdDecompress } from 'fzstd';
 import { ZSTD_LEVEL } from './codec-inputs.js';
 
@@ -66,6 +67,19 @@ export async function loadZstdCandidates(): Promise<ZstdCandidate[]> {
           label: `node:zlib (Node.js ${process.version})`,
           compress: (data, level) => node.encoder.compress(data, level),
           decompress: (frame, sizeBytes) => node.decoder.decompress(frame, sizeBytes),
+        },
+  );
+  const napi = napiZstd();
+  out.push(
+    napi === undefined
+      ? {
+          label: 'zstd-napi (native)',
+          skip: 'not installed or its addon did not build (optional dependency)',
+        }
+      : {
+          label: `${napi.decoder.name} ${napi.decoder.version} (native)`,
+          compress: (data, level) => napi.encoder.compress(data, level),
+          decompress: (frame, sizeBytes) => napi.decoder.decompress(frame, sizeBytes),
         },
   );
   try {

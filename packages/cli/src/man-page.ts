@@ -71,7 +71,8 @@ usage error. Errors are printed on one line as
 .SH ENVIRONMENT
 .TP
 .B LIVERESTORE_ZSTD
-\\fBwasm\\fR uses the WebAssembly zstd codec even where node:zlib has zstd.
+\\fBnode\\fR passes over the native zstd-napi addon (node:zlib's zstd where Node has it, else
+WebAssembly); \\fBwasm\\fR uses the WebAssembly zstd codec even where a native one is there.
 .SH SEE ALSO
 .BR qemu-img (1),
 .BR qemu-storage-daemon (1),

@@ -123,7 +123,7 @@ test('top-level help lists every command; --version matches package.json', async
   t.is(versionLine, pkg.version);
   t.regex(
     zstdLine ?? '',
-    /^zstd: encode (node:zlib|@foxglove\/wasm-zstd) \S+.*, decode (node:zlib|@foxglove\/wasm-zstd) /,
+    /^zstd: encode (zstd-napi|node:zlib|@foxglove\/wasm-zstd) \S+.*, decode (zstd-napi|node:zlib|@foxglove\/wasm-zstd) /,
   );
 });
 

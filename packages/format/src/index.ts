@@ -53,7 +53,13 @@ export {
   manifestFile,
 } from './manifest.js';
 export { readIndex } from './read-index.js';
-export { nodeZlibZstd, wasmZstd, type ZstdDecoderBackend, type ZstdEncoderBackend } from './zstd-backends.js';
+export {
+  napiZstd,
+  nodeZlibZstd,
+  wasmZstd,
+  type ZstdDecoderBackend,
+  type ZstdEncoderBackend,
+} from './zstd-backends.js';
 export {
   selectZstdCodec,
   type ZstdCodec,

@@ -2,6 +2,8 @@
  * The zstd implementations liverestore can run on, each behind the same two small
  * interfaces. Which one runs is decided once, in zstd-codec.ts.
  *
+ *   zstd-napi              native libzstd (an optional dependency built by node-gyp at
+ *                          install): one-shot ZSTD_decompressDCtx into a bounded output
  *   node:zlib              zstdCompressSync / zstdDecompressSync, Node.js >= 22.15 / 23.8
  *   @foxglove/wasm-zstd    WebAssembly build of libzstd: runs wherever Node.js runs
  *
@@ -212,6 +214,62 @@ export function wasmZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDecoderB
       version,
       decompress: (payload, capacityBytes) => Buffer.from(zstd.decompressView(payload, capacityBytes)),
       decompressView: (payload, capacityBytes) => zstd.decompressView(payload, capacityBytes),
+    },
+  };
+}
+
+/** The part of zstd-napi's binding used here: one-shot contexts, so output is bounded by the buffer given. */
+interface ZstdNapiBinding {
+  readonly CCtx: new () => { compress(dest: Uint8Array, source: Uint8Array, level: number): number };
+  readonly DCtx: new () => { decompress(dest: Uint8Array, source: Uint8Array): number };
+  compressBound(sourceBytes: number): number;
+  versionString(): string;
+}
+
+/**
+ * Native libzstd through `zstd-napi`, an optional dependency whose addon node-gyp builds
+ * at install; undefined where it is not installed or did not build (no compiler), so the
+ * caller falls back. Its one-shot `ZSTD_decompressDCtx` writes into the buffer it is given
+ * and fails beyond it (bounded output, like the WebAssembly build), and one output region
+ * per thread is reused from chunk to chunk (`decompressView`), so a decode touches no
+ * fresh memory. Both contexts belong to the thread that loaded this module.
+ */
+export function napiZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend } | undefined {
+  const name = 'zstd-napi';
+  let binding: ZstdNapiBinding;
+  try {
+    binding = require(`${name}/binding`) as ZstdNapiBinding;
+  } catch {
+    return undefined;
+  }
+  const version = `${packageVersion(name)} (libzstd ${binding.versionString()})`;
+  const cctx = new binding.CCtx();
+  const dctx = new binding.DCtx();
+  let region = Buffer.alloc(0);
+  /** The reused output region, grown to at least `bytes`. */
+  const reserve = (bytes: number): Buffer => {
+    if (region.byteLength < bytes) region = Buffer.allocUnsafeSlow(bytes);
+    return region;
+  };
+  const decompressView = (payload: Uint8Array, capacityBytes: number): Uint8Array => {
+    const dest = reserve(capacityBytes).subarray(0, capacityBytes);
+    return dest.subarray(0, dctx.decompress(dest, payload));
+  };
+  return {
+    encoder: {
+      name,
+      version,
+      compress(data: Uint8Array, level: number): Buffer {
+        const dest = reserve(binding.compressBound(data.byteLength));
+        // A copy of exactly the frame's size: the caller may keep or transfer it.
+        return Buffer.from(dest.subarray(0, cctx.compress(dest, data, level)));
+      },
+    },
+    decoder: {
+      name,
+      version,
+      decompress: (payload, capacityBytes) => Buffer.from(decompressView(payload, capacityBytes)),
+      decompressView,
     },
   };
 }

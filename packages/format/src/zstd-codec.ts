@@ -4,25 +4,36 @@
  * top-level await keeps CommonJS consumers out), so that encodeBlob and decodeBlob stay
  * synchronous on every thread that imports @liverestore/format.
  *
- * Rule (numbers in docs/formats.md, measured by `bench codecs` and `bench backup`):
- * node:zlib where this Node.js has zstd (>= 22.15, native libzstd), else the WebAssembly
- * build @foxglove/wasm-zstd for both directions: its decoder writes into a buffer of the
- * size it is given (bounded), and its one-shot encoder keeps up with the backup pipeline
- * on any content (the native encoder measured was 6× slower on incompressible chunks and
- * no faster end to end). LIVERESTORE_ZSTD=wasm forces the WebAssembly build on any Node.
+ * Rule (numbers in docs/formats.md, measured by `bench codecs` and `bench backup`), the
+ * first that loads does both directions:
+ * 1. zstd-napi, native libzstd, where its optional addon built at install: one-shot
+ *    contexts writing into a bounded output region reused per thread (decode 2.4× the
+ *    WebAssembly build's on the VM mix here, encode 1.3–1.6×);
+ * 2. node:zlib where this Node.js has zstd (>= 22.15, native libzstd);
+ * 3. the WebAssembly build @foxglove/wasm-zstd, which runs wherever Node.js does: its
+ *    decoder writes into a buffer of the size it is given (bounded) and its one-shot
+ *    encoder keeps up with the backup pipeline on any content.
+ * LIVERESTORE_ZSTD=node starts the rule at 2 (node:zlib, where Node has it), and
+ * LIVERESTORE_ZSTD=wasm forces the WebAssembly build: each path stays testable anywhere.
  */
 
 import { IntegrityError, LiverestoreError, blobTooLarge as tooLarge } from './errors.js';
-import { nodeZlibZstd, wasmZstd, type ZstdDecoderBackend, type ZstdEncoderBackend } from './zstd-backends.js';
+import {
+  napiZstd,
+  nodeZlibZstd,
+  wasmZstd,
+  type ZstdDecoderBackend,
+  type ZstdEncoderBackend,
+} from './zstd-backends.js';
 import { zstdPayloadBounds } from './zstd-frame.js';
 
 /** Which implementation does what, and why: for `bench codecs`, `--version` and bug reports. */
 export interface ZstdCodecInfo {
-  /** e.g. `node:zlib Node.js v24.1.0` or `@foxglove/wasm-zstd 1.0.1`. */
+  /** e.g. `zstd-napi 0.0.13 (libzstd 1.5.7)`, `node:zlib Node.js v24.1.0` or `@foxglove/wasm-zstd 1.0.1`. */
   readonly encoder: string;
   /** e.g. `@foxglove/wasm-zstd 1.0.1`. */
   readonly decoder: string;
-  /** Why the faster candidates were passed over (empty when node:zlib does both). */
+  /** Why the faster candidates were passed over (empty when the first one runs). */
   readonly notes: readonly string[];
 }
 
@@ -38,18 +49,25 @@ type BackendPair = { encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend };
 
 /** Where the candidates come from; tests replace one to force a fallback. */
 export interface ZstdLoaders {
+  readonly napi: typeof napiZstd;
   readonly nodeZlib: typeof nodeZlibZstd;
   readonly wasm: () => BackendPair;
 }
 
 /** The real candidates of this machine. */
 export const DEFAULT_ZSTD_LOADERS: ZstdLoaders = {
+  napi: napiZstd,
   nodeZlib: nodeZlibZstd,
   wasm: () => wasmZstd(),
 };
 
-/** What `LIVERESTORE_ZSTD` may say: `auto` (the rule above) or `wasm` (WebAssembly for both). */
-export type ZstdPreference = 'auto' | 'wasm';
+/**
+ * What `LIVERESTORE_ZSTD` may say: `auto` (the rule above), `node` (node:zlib where Node
+ * has zstd, else WebAssembly) or `wasm` (WebAssembly for both).
+ */
+export type ZstdPreference = 'auto' | 'node' | 'wasm';
+
+const PREFERENCES: readonly string[] = ['auto', 'node', 'wasm'] satisfies ZstdPreference[];
 
 function label(backend: { name: string; version: string } | undefined): string {
   return backend === undefined ? 'none' : `${backend.name} ${backend.version}`;
@@ -73,12 +91,19 @@ export function selectZstdCodec(
   loaders: ZstdLoaders = DEFAULT_ZSTD_LOADERS,
 ): ZstdCodec {
   const notes: string[] = [];
-  if (preference === 'wasm') {
-    notes.push('LIVERESTORE_ZSTD=wasm forces the WebAssembly build');
+  if (preference === 'auto') {
+    const napi = loaders.napi();
+    if (napi !== undefined) return codecOf(napi, notes);
+    notes.push('zstd-napi (optional native libzstd) is not installed or its addon did not build');
   } else {
+    notes.push(`LIVERESTORE_ZSTD=${preference} passes over zstd-napi`);
+  }
+  if (preference !== 'wasm') {
     const node = loaders.nodeZlib();
     if (node !== undefined) return codecOf(node, notes);
     notes.push(`node:zlib of Node.js ${process.version} has no zstd (needs >= 22.15)`);
+  } else {
+    notes.push('LIVERESTORE_ZSTD=wasm forces the WebAssembly build');
   }
   try {
     return codecOf(loaders.wasm(), notes);
@@ -90,14 +115,14 @@ export function selectZstdCodec(
 
 /** Reads LIVERESTORE_ZSTD; an unknown value runs the rule and says so (in `--version`), rather than failing every import. */
 function codecFromEnv(value: string | undefined): ZstdCodec {
-  if (value === 'wasm') return selectZstdCodec('wasm');
+  if (value !== undefined && PREFERENCES.includes(value)) return selectZstdCodec(value as ZstdPreference);
   const codec = selectZstdCodec('auto');
-  if (value === undefined || value === '' || value === 'auto') return codec;
+  if (value === undefined || value === '') return codec;
   return {
     ...codec,
     info: {
       ...codec.info,
-      notes: [...codec.info.notes, `LIVERESTORE_ZSTD="${value}" ignored (auto or wasm)`],
+      notes: [...codec.info.notes, `LIVERESTORE_ZSTD="${value}" ignored (auto, node or wasm)`],
     },
   };
 }
@@ -139,7 +164,7 @@ export function zstdDecompress(payload: Uint8Array, maxBytes: number, codec: Zst
 
 /**
  * {@link zstdDecompress} that hands the plaintext to `use` without copying it out of the
- * decoder's memory where the decoder can (WebAssembly): `plain` is valid only during the
+ * decoder's memory where the decoder can (zstd-napi, WebAssembly): `plain` is valid only during the
  * call. The hot path of chunk reads, which hash the plaintext and copy it once to where
  * it goes.
  */
@@ -168,7 +193,7 @@ function decodeChecked<T extends Uint8Array>(
     throw tooLarge(maxBytes, `its frames declare ${bounds.declaredBytes}`);
   if (bounds.minBytes > maxBytes) throw tooLarge(maxBytes, `its blocks hold at least ${bounds.minBytes}`);
   // A streaming decoder (node:zlib) allocates the declared window first; the one-shot
-  // WebAssembly decoder does not, but both refuse the same payloads. Encoders declare
+  // decoders (zstd-napi, WebAssembly) do not, but all refuse the same payloads. Encoders declare
   // windows of a few MiB whatever the content size (the zstd CLI on stdin says 512 KiB
   // at level 1), so the window gets a ceiling, not the output's bound.
   if (bounds.maxWindowBytes > Math.max(2 * maxBytes, ZSTD_WINDOW_FLOOR_BYTES))

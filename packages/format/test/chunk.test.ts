@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
 import test from 'ava';
 import fc from 'fast-check';
 import {
@@ -226,4 +227,20 @@ test('property: decodeChunk(encodeChunk(x)) = x for any bytes, compression, key'
     { numRuns: 100 },
   );
   t.pass();
+});
+
+// A zstd frame carries no content checksum, so a decoder may turn damaged compressed bytes
+// into other plaintext without an error (zstd-napi does for this damage): with the CRC made
+// to match, only the digest check stands between them and the reader.
+test('a damaged zstd payload under a matching CRC never decodes: decompress error or ERR_LR_DIGEST_MISMATCH', (t) => {
+  const chunk = encodeChunk(lines);
+  t.is(blobKind(chunk.blob).compression, 'zstd');
+  const bad = Buffer.from(chunk.blob);
+  bad.fill(0x55, 40, Math.min(bad.byteLength - 8, 240));
+  bad.writeUInt32LE(zlib.crc32(bad.subarray(12)), 8);
+  t.is(verifyBlobCrc(bad).compression, 'zstd', 'the CRC matches the damaged payload');
+  const error = t.throws(() => decodeChunk(bad, chunk.digest));
+  t.true(
+    ['ERR_LR_DIGEST_MISMATCH', 'ERR_LR_DECOMPRESS_FAILED'].includes((error as { code?: string }).code ?? ''),
+  );
 });

@@ -3,7 +3,7 @@ import * as zlib from 'node:zlib';
 import { imageBytes, requireTool } from '@liverestore/testkit';
 import test from 'ava';
 import { decodeBlob, MAGIC, MAX_BLOB_BYTES, zstdCodecInfo } from '../src/index.js';
-import { wasmZstd, type ZstdDecoderBackend } from '../src/zstd-backends.js';
+import { napiZstd, wasmZstd, type ZstdDecoderBackend } from '../src/zstd-backends.js';
 import {
   selectZstdCodec,
   type ZstdCodec,
@@ -25,8 +25,12 @@ const chunk = Buffer.concat([
 ]);
 const hasNodeZstd = typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function';
 
-/** The real loaders, with node:zlib hidden so the rule of Node < 22.15 runs on any Node. */
-const WITHOUT_NODE_ZSTD: ZstdLoaders = { nodeZlib: () => undefined, wasm: () => wasmZstd() };
+/** The real loaders, with the native ones hidden: the rule of Node < 22.15 without zstd-napi, on any machine. */
+const WASM_ONLY: ZstdLoaders = { napi: () => undefined, nodeZlib: () => undefined, wasm: () => wasmZstd() };
+/** zstd-napi, where its optional addon built here. */
+const napi = napiZstd();
+/** CI installs everything (LIVERESTORE_REQUIRE_TOOLS=1): there the native addon must have built. */
+const requireAll = process.env.LIVERESTORE_REQUIRE_TOOLS === '1';
 
 /** Decodes with the `zstd` CLI: an implementation that shares nothing with ours. */
 function zstdCli(frame: Uint8Array): Buffer {
@@ -43,10 +47,16 @@ test(`the selected codec follows the rule on this Node.js (${process.version})`,
   t.log(zstdCodecInfo);
   // CI runs this file under Node 20 and Node 22: each time the version says which backend must run.
   t.is(hasNodeZstd, versionHasZstd(process.versions.node), 'node:zlib has zstd exactly from 22.15 / 23.8');
-  if (versionHasZstd(process.versions.node) && process.env.LIVERESTORE_ZSTD !== 'wasm') {
+  const preference = process.env.LIVERESTORE_ZSTD ?? 'auto';
+  if (requireAll) t.not(napi, undefined, 'zstd-napi built at install (CI has a compiler)');
+  if (napi !== undefined && preference === 'auto') {
+    t.regex(zstdCodecInfo.encoder, /^zstd-napi /);
+    t.regex(zstdCodecInfo.decoder, /^zstd-napi /);
+    t.deepEqual(zstdCodecInfo.notes, []);
+    t.true(zstdDecompress(zstdCompress(chunk, 1), CHUNK_BYTES).equals(chunk));
+  } else if (versionHasZstd(process.versions.node) && preference !== 'wasm') {
     t.regex(zstdCodecInfo.encoder, /^node:zlib /);
     t.regex(zstdCodecInfo.decoder, /^node:zlib /);
-    t.deepEqual(zstdCodecInfo.notes, []);
     const frame = zstdCompress(chunk, 1);
     t.true(zstdDecompress(frame, CHUNK_BYTES).equals(chunk));
   } else {
@@ -61,7 +71,7 @@ test('node:zlib zstd is recognised by version: 22.15 and 23.8 on, not before', (
 });
 
 test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI reads', async (t) => {
-  const codec = selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
+  const codec = selectZstdCodec('auto', WASM_ONLY);
   t.regex(codec.info.encoder, /^@foxglove\/wasm-zstd /);
   t.regex(codec.info.decoder, /^@foxglove\/wasm-zstd /);
   t.true(codec.info.notes.some((n) => n.includes('has no zstd')));
@@ -74,7 +84,7 @@ test('without node:zlib zstd: WebAssembly both ways, writing frames the zstd CLI
 });
 
 test('the WebAssembly decoder hands its plaintext over in place: the same memory chunk after chunk', async (t) => {
-  const codec = await selectZstdCodec('auto', WITHOUT_NODE_ZSTD);
+  const codec = await selectZstdCodec('auto', WASM_ONLY);
   const other = Buffer.from(chunk).reverse();
   const views = [chunk, other, chunk].map((plain) =>
     zstdDecompressWith(
@@ -100,8 +110,66 @@ test('LIVERESTORE_ZSTD=wasm (preference "wasm") uses WebAssembly for both direct
   t.true(zstdDecompress(zstdCompress(chunk, 1, codec), CHUNK_BYTES, codec).equals(chunk));
 });
 
+test('LIVERESTORE_ZSTD=node (preference "node") passes over zstd-napi: node:zlib where Node has zstd, else WebAssembly', (t) => {
+  const codec = selectZstdCodec('node');
+  t.regex(codec.info.decoder, hasNodeZstd ? /^node:zlib / : /^@foxglove\/wasm-zstd /);
+  t.true(codec.info.notes.some((n) => n.includes('passes over zstd-napi')));
+  t.true(zstdDecompress(zstdCompress(chunk, 1, codec), CHUNK_BYTES, codec).equals(chunk));
+});
+
+test('zstd-napi: frames WebAssembly and the zstd CLI read, bounded output, corrupt input refused, plaintext in place', (t) => {
+  if (napi === undefined) {
+    t.false(requireAll, 'zstd-napi must load in CI');
+    t.log('zstd-napi is not installed here (optional dependency): nothing to test');
+    t.pass();
+    return;
+  }
+  const codec = selectZstdCodec('auto', { ...WASM_ONLY, napi: () => napi });
+  t.regex(codec.info.decoder, /^zstd-napi \S+ \(libzstd \d/);
+  const wasm = selectZstdCodec('wasm');
+  const frame = zstdCompress(chunk, 1, codec);
+  t.is(zstdPayloadBounds(frame).declaredBytes, CHUNK_BYTES, 'one-shot frames declare their content size');
+  t.true(zstdDecompress(frame, CHUNK_BYTES, wasm).equals(chunk), 'WebAssembly reads native frames');
+  t.true(zstdDecompress(zstdCompress(chunk, 1, wasm), CHUNK_BYTES, codec).equals(chunk), 'and the reverse');
+  // Beyond its output the decoder fails instead of growing (a frame that declares no size).
+  const undeclared = napi.decoder.decompress(frame, CHUNK_BYTES);
+  t.true(undeclared.equals(chunk));
+  t.throws(() => napi.decoder.decompress(frame, CHUNK_BYTES - 1));
+  // A frame without a content checksum may decode damaged bytes to other bytes instead of
+  // failing (the WebAssembly build refuses this one): never to the chunk, and the chunk's
+  // digest refuses what comes out (chunk.test.ts); what the decoder notices is
+  // ERR_LR_DECOMPRESS_FAILED.
+  const corrupt = Buffer.from(frame);
+  corrupt.fill(0x55, 200, 400);
+  try {
+    t.false(zstdDecompress(corrupt, CHUNK_BYTES, codec).equals(chunk));
+  } catch (err) {
+    t.is((err as { code?: string }).code, 'ERR_LR_DECOMPRESS_FAILED');
+  }
+  t.throws(() => zstdDecompress(corrupt.subarray(0, 40), CHUNK_BYTES, codec), {
+    code: 'ERR_LR_DECOMPRESS_FAILED',
+  });
+  // The plaintext is handed over where the decoder wrote it: one region, chunk after chunk.
+  const other = Buffer.from(chunk).reverse();
+  const views = [chunk, other].map((plain) =>
+    zstdDecompressWith(
+      zstdCompress(plain, 1, codec),
+      CHUNK_BYTES,
+      (view) => {
+        t.true(Buffer.from(view.buffer, view.byteOffset, view.byteLength).equals(plain));
+        return view;
+      },
+      codec,
+    ),
+  );
+  t.is(views[0]!.buffer, views[1]!.buffer, 'the same output region');
+  if (!requireTool(t, 'zstd')) return;
+  t.true(zstdCli(frame).equals(chunk), 'the zstd CLI reads native frames');
+});
+
 test('a codec with no backend at all says why: ERR_LR_ZSTD_UNAVAILABLE', async (t) => {
   const codec = selectZstdCodec('auto', {
+    napi: () => undefined,
     nodeZlib: () => undefined,
     wasm: () => {
       throw new Error('WebAssembly is disabled (forced by the test)');
@@ -134,7 +202,7 @@ test('zstd CLI frames (no content size, from stdin) decode within the exact chun
 function recordingCodec(): { codec: ZstdCodec; capacities: number[] } {
   const capacities: number[] = [];
   const codec = selectZstdCodec('auto', {
-    ...WITHOUT_NODE_ZSTD,
+    ...WASM_ONLY,
     wasm: () => {
       const real = wasmZstd();
       const decoder: ZstdDecoderBackend = {
