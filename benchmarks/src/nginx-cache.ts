@@ -73,7 +73,9 @@ export async function startNginxCache(
   if (!hasNginx()) throw new ToolMissingError('bench scale runs nginx: apt-get install -y nginx', ['nginx']);
   const prefix = await mkdtemp(join(dir, 'nginx-'));
   scope.defer(() => rm(prefix, { recursive: true, force: true }));
-  // Workers run as an unprivileged user when nginx starts as root: they must reach the cache.
+  // Workers run as an unprivileged user when nginx starts as root, and could not reach a
+  // cache below a private --dir (mktemp -d makes 0700 folders: every request was a 500).
+  // As root, the workers run as root too (`user root;` in the config below).
   await chmod(prefix, 0o755);
   const port = await freePort();
   const names = PLACEHOLDERS[kind];
@@ -85,7 +87,7 @@ export async function startNginxCache(
   const configPath = join(prefix, 'nginx.conf');
   await writeFile(
     configPath,
-    `worker_processes 2;
+    `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 2;
 error_log ${prefix}/error.log warn;
 pid ${prefix}/nginx.pid;
 events { worker_connections 1024; }

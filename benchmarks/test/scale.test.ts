@@ -5,10 +5,10 @@
  */
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { ChunkCache, openSnapshot } from '@liverestore/reader';
-import { tempDir } from '@liverestore/testkit';
+import { requireTool, tempDir } from '@liverestore/testkit';
 import test from 'ava';
 import { parseNginxAccessLog } from '../src/nginx-cache.js';
 import { countChunkGets } from '../src/scale-origins.js';
@@ -159,4 +159,21 @@ test('bench scale --origins serve: one tiny iteration restores every drive alone
     json.figures.map((f: { slug: string }) => f.slug),
     ['memory', 'p99', 'origin-gets'],
   );
+});
+
+// nginx's workers run as an unprivileged user when it starts as root, and could not reach
+// a cache below a private --dir (tempDir, like mktemp -d, makes 0700 folders): every chunk
+// request was a 500 until the generated config ran the workers as root.
+test('bench scale --origins nginx under a private --dir: every drive verified through the cache', async (t) => {
+  if (!requireTool(t, 'nginx', process.env, ['-v'])) return;
+  const dir = await tempDir('lr-bench-scale-nginx-');
+  t.teardown(() => dir.cleanup());
+  t.is((await stat(dir.path)).mode & 0o777, 0o700, 'the scratch folder is private');
+  const args = ['scale', '--origins', 'nginx', '--readers', '3', '--processes', '2', '--snapshots', '2'];
+  args.push('--drives', '1', '--size', '8MiB', '--cache-size', '16MiB', '--quick', '--json');
+  const { code, stderr } = await runNode([MAIN, ...args, '--out', dir.path, '--dir', dir.path]);
+  t.is(code, 0, stderr);
+  const json = JSON.parse(await readFile(`${dir.path}/scale.json`, 'utf8'));
+  t.is(json.sections[0].cases[0].name, 'nginx');
+  t.is(json.sections[0].cases[0].details.verified, '3/3');
 });
