@@ -22,19 +22,28 @@ interface EsmWorkerData {
 type Handler = (task: unknown) => unknown;
 
 const { esmWorker, esmExport } = workerThreads.workerData as EsmWorkerData;
-// Loaded as the worker starts, so the first task does not wait for it; a failure is
-// reported to every task (and not as an unhandled rejection before the first one).
-const loaded: Promise<Handler> = import(esmWorker).then((module: Record<string, Handler>) => {
-  const handler = module[esmExport];
-  if (typeof handler !== 'function') throw new TypeError(`${esmWorker} exports no function ${esmExport}`);
-  return handler;
-});
-loaded.catch(() => undefined);
-
-function run(task: unknown): Promise<unknown> {
-  return loaded.then((handler) => handler(task));
-}
+// The handler, once the real worker module has loaded; a failure becomes a handler that
+// throws it, so it is reported to every task (not as an unhandled rejection, nor as a
+// worker crash before the first one).
+const loaded: Promise<Handler> = import(esmWorker)
+  .then((module: Record<string, Handler>) => {
+    const handler = module[esmExport];
+    if (typeof handler !== 'function') throw new TypeError(`${esmWorker} exports no function ${esmExport}`);
+    return handler;
+  })
+  .catch(
+    (error: unknown): Handler =>
+      () => {
+        throw error;
+      },
+  );
 
 // An ES-module-shaped exports object, so that piscina's interop hands it over as it is and
-// finds the handler under the pool's `name`.
-export = { __esModule: true, [esmExport]: run };
+// finds the handler under the pool's `name`. The handler is exported as the promise of it:
+// piscina awaits the named export before it reports the worker ready, so the worker module
+// (the decoders' codec setup, WebAssembly compile included) loads as the pool starts. A
+// function that awaited the import itself made piscina report ready at once and park the
+// worker in its blocking Atomics.wait loop, which stalls the pending import() until the
+// first task arrives: every process paid the load on its first decodes, a guest's first
+// reads of a live restore (bench live-restore B p99 ≈ 130 → ≈ 190 ms, bisected to e7c03a9).
+export = { __esModule: true, [esmExport]: loaded };

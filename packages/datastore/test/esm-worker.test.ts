@@ -26,3 +26,23 @@ test('esmWorkerPool: a module without the named handler fails its tasks with a c
   t.teardown(() => pool.destroy());
   await t.throwsAsync(pool.run(1), { message: /exports no function missing/ });
 });
+
+// piscina parks an idle worker in a blocking Atomics.wait loop once it reports ready: a
+// worker module still loading then (an import() begun by the CommonJS entry) stalled until
+// the first task, so each process paid the load on its first decodes (a live restore's
+// first guest reads). The pool now reports a worker ready only once its module has loaded.
+test('esmWorkerPool: the worker module loads as the pool starts, before any task is posted', async (t) => {
+  const loaded = new Int32Array(new SharedArrayBuffer(4));
+  const pool = new Piscina({
+    ...esmWorkerPool(new URL('./fixtures/loaded-flag-worker.js', import.meta.url), 'echo', { loaded }),
+    minThreads: 1,
+    maxThreads: 1,
+  });
+  t.teardown(() => pool.destroy());
+  // Looks every 10 ms, 20 s at most: without the fix the flag is never set while no task
+  // is posted (the deadline only bounds a failure).
+  const deadline = Date.now() + 20_000;
+  while (Atomics.load(loaded, 0) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.is(Atomics.load(loaded, 0), 1, 'the worker module was evaluated without a task');
+  t.is(await pool.run(7), 7);
+});
