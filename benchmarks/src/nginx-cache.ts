@@ -6,11 +6,10 @@
  * one `STATUS CACHE-STATUS METHOD URI` line per request.
  */
 
-import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '@liverestore/testkit';
+import { freePort, hasNginx, nginxMainConfig } from '@liverestore/testkit';
 import { type CleanupScope, spawnTool, waitUntilReady } from './children.js';
 import { ToolMissingError } from './errors.js';
 
@@ -24,12 +23,6 @@ const PLACEHOLDERS: Readonly<Record<NginxConfigKind, { upstream: string; listen:
   serve: { upstream: '127.0.0.1:8007', listen: '127.0.0.1:8080', cache: '/var/cache/nginx/liverestore' },
   s3: { upstream: '127.0.0.1:7480', listen: '127.0.0.1:8081', cache: '/var/cache/nginx/liverestore-s3' },
 };
-
-/** True when nginx runs (`nginx -v`). */
-export function hasNginx(): boolean {
-  const result = spawnSync('nginx', ['-v'], { stdio: 'ignore', timeout: 30_000 });
-  return result.error === undefined && result.status === 0;
-}
 
 /** The documented block of `kind`: the one whose upstream is its placeholder address. */
 export async function documentedNginxConfig(kind: NginxConfigKind): Promise<string> {
@@ -73,9 +66,7 @@ export async function startNginxCache(
   if (!hasNginx()) throw new ToolMissingError('bench scale runs nginx: apt-get install -y nginx', ['nginx']);
   const prefix = await mkdtemp(join(dir, 'nginx-'));
   scope.defer(() => rm(prefix, { recursive: true, force: true }));
-  // Workers run as an unprivileged user when nginx starts as root, and could not reach a
-  // cache below a private --dir (mktemp -d makes 0700 folders: every request was a 500).
-  // As root, the workers run as root too (`user root;` in the config below).
+  // Workers run as an unprivileged user when nginx starts as root: they must reach the cache.
   await chmod(prefix, 0o755);
   const port = await freePort();
   const names = PLACEHOLDERS[kind];
@@ -87,21 +78,11 @@ export async function startNginxCache(
   const configPath = join(prefix, 'nginx.conf');
   await writeFile(
     configPath,
-    `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 2;
-error_log ${prefix}/error.log warn;
-pid ${prefix}/nginx.pid;
-events { worker_connections 1024; }
-http {
-  log_format scale '$status $upstream_cache_status $request_method $uri';
-  access_log ${accessLog} scale;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
-${http}
-}
-`,
+    nginxMainConfig({
+      prefix,
+      http,
+      accessLog: `log_format scale '$status $upstream_cache_status $request_method $uri';\n  access_log ${accessLog} scale;`,
+    }),
   );
   const nginx = scope.add(
     spawnTool('nginx', ['-c', configPath, '-p', prefix, '-g', 'daemon off;'], { what: 'nginx' }),

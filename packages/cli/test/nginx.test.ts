@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import { startChunkServer } from '@liverestore/server';
+import { hasNginx } from '@liverestore/testkit';
 import test from 'ava';
 import {
   backupArgv,
@@ -18,7 +19,7 @@ import {
   silentServerLogger,
   testDir,
 } from './helpers.js';
-import { hasNginx, startNginx } from './nginx.js';
+import { startNginx } from './nginx.js';
 
 const RESTORES = 16;
 

@@ -4,18 +4,12 @@
  * its own (pid, logs and temp paths in a temp directory; never the system's), run in the
  * foreground on loopback.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freePort, tempDir } from '@liverestore/testkit';
+import { freePort, nginxMainConfig, tempDir } from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 import { ROOT } from './helpers.js';
-
-/** True when nginx runs (`nginx -v`: it knows no `--version`). */
-export function hasNginx(): boolean {
-  const result = spawnSync('nginx', ['-v'], { stdio: 'ignore', timeout: 30_000 });
-  return result.error === undefined && result.status === 0;
-}
 
 /** The ```nginx block of docs/scale-out.md (the first one: the whole configuration). */
 export async function documentedConfig(): Promise<string> {
@@ -53,20 +47,7 @@ export async function startNginx(t: ExecutionContext, upstream: string | readonl
     )
     .replace('127.0.0.1:8080', `127.0.0.1:${port}`)
     .replace('/var/cache/nginx/liverestore', join(prefix, 'cache'));
-  const config = `worker_processes 2;
-error_log ${prefix}/error.log warn;
-pid ${prefix}/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log ${prefix}/access.log;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
-${http}
-}
-`;
+  const config = nginxMainConfig({ prefix, http, accessLog: `access_log ${prefix}/access.log;` });
   const configPath = join(prefix, 'nginx.conf');
   await writeFile(configPath, config);
   const child: ChildProcess = spawn('nginx', ['-c', configPath, '-p', prefix, '-g', 'daemon off;'], {

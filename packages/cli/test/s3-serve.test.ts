@@ -5,9 +5,10 @@
  */
 import { join } from 'node:path';
 import { readIndex, toHex } from '@liverestore/format';
+import { hasNginx } from '@liverestore/testkit';
 import test from 'ava';
 import { BIN, exec, MiB, sha256File, startServing, testDir, vmArgs, writeVm } from './helpers.js';
-import { hasNginx, startNginx } from './nginx.js';
+import { startNginx } from './nginx.js';
 import { bucket } from './s3-bucket.js';
 
 function lr(args: readonly string[], env: NodeJS.ProcessEnv) {

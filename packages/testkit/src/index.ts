@@ -2,7 +2,8 @@
  * @liverestore/testkit (private): what the tests and benchmarks share. The synthetic VM
  * images come from @liverestore/vmgen (re-exported here, so tests import one package);
  * the rest are test helpers: temporary directories, file hashes, QMP and tool checks,
- * throw-away TLS certificates, a small tmpfs for full-disk tests, a fake clock.
+ * throw-away TLS certificates, a small tmpfs for full-disk tests, a fake clock, nginx's
+ * main configuration.
  */
 
 export * from '@liverestore/vmgen';
@@ -17,6 +18,7 @@ export { FakeClock, type FakeTimer } from './fake-clock.js';
 export { type FaultMatch, FaultProxy, type ProxyFault } from './fault-proxy.js';
 export { fileHashes } from './file-hashes.js';
 export { freePort } from './free-port.js';
+export { hasNginx, type NginxMainConfig, nginxMainConfig } from './nginx-config.js';
 export { promiseState } from './promise-state.js';
 export { Qmp, type QmpMessage, type StorageDaemonPaths, storageDaemonArgs, withTimeout } from './qmp.js';
 export { ExtraGateway, type TestRgw, testRgw } from './rgw.js';
