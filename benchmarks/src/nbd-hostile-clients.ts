@@ -7,26 +7,30 @@
  *   gets a fresh server; its VmHWM is read after the clients have sent everything and the
  *   server has answered what its budget allows, then its VmRSS once they are gone.
  * - `idle-flood [N]` (default 20000): a client opens the export, then two child processes
- *   open N connections in all and keep them; the first client then reads 64 MiB that are
- *   not cached and compares them with the source (with 19,970 idle connections this
- *   failed with EIO once the descriptors were gone).
+ *   open N connections in all and keep them (testkit's connection flood); the first client
+ *   then reads 64 MiB that are not cached and compares them with the source (with 19,970
+ *   idle connections this failed with EIO once the descriptors were gone). The CLI test
+ *   nbd-connection-flood.test.ts checks the same at this scale in CI.
  *
  *   node benchmarks/dist/src/nbd-hostile-clients.js slow-readers|idle-flood [N ...]
  */
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { backup, Datastore } from '@liverestore/datastore';
 import { NbdClient } from '@liverestore/nbd';
 import * as W from '@liverestore/nbd/internal';
-import { type ImageSpec, imageBytes, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import {
+  type ConnectionFlood,
+  type ImageSpec,
+  imageBytes,
+  startConnectionFlood,
+  vmImageSet,
+  writeImageFile,
+} from '@liverestore/testkit';
 import { type LiverestoreProcess, startLiverestoreProcess } from './liverestore-process.js';
 import { peakRssBytes } from './proc-stats.js';
 
@@ -42,10 +46,7 @@ async function rssBytes(pid: number): Promise<number> {
 
 /** Client flags, NBD_OPT_GO of the default export, then the reads: all sent at once. */
 function handshakeAndReads(exportSize: number): Buffer {
-  const parts = [
-    W.encodeClientFlags(W.NBD_FLAG_C_FIXED_NEWSTYLE | W.NBD_FLAG_C_NO_ZEROES),
-    W.encodeOption(W.NBD_OPT_GO, W.encodeGoRequest('')),
-  ];
+  const parts = [W.encodeClientOpening('')];
   for (let k = 0; k < READS_PER_CLIENT; k++) {
     const offset = (k * READ_BYTES) % (exportSize - READ_BYTES);
     parts.push(
@@ -93,59 +94,21 @@ async function measure(storeDir: string, clients: number, exportSize: number): P
   }
 }
 
-/** Child of idle-flood: opens `count` connections, prints how many were greeted or refused, keeps them until stdin closes. */
-async function flood(host: string, port: number, count: number): Promise<void> {
-  let greeted = 0;
-  let refused = 0;
-  const sockets: Socket[] = [];
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const s = connect({ host, port });
-      sockets.push(s);
-      let got = 0;
-      s.on('data', (d: Buffer) => {
-        got += d.length;
-        if (got >= W.GREETING_BYTES && got - d.length < W.GREETING_BYTES) {
-          // Finish the handshake, then stay idle in transmission (as the probe's clients did).
-          s.write(W.encodeClientFlags(W.NBD_FLAG_C_FIXED_NEWSTYLE | W.NBD_FLAG_C_NO_ZEROES));
-          s.write(W.encodeOption(W.NBD_OPT_GO, W.encodeGoRequest('')));
-          greeted++;
-          resolve();
-        }
-      });
-      s.on('error', () => {});
-      s.on('close', () => {
-        if (got < W.GREETING_BYTES) {
-          refused++;
-          resolve();
-        }
-      });
-    });
-  for (let k = 0; k < count; k += 200)
-    await Promise.all(Array.from({ length: Math.min(200, count - k) }, one));
-  process.stdout.write(`${JSON.stringify({ greeted, refused })}\n`);
-  process.stdin.resume();
-  await new Promise((r) => process.stdin.once('end', r));
-}
-
 async function idleFlood(storeDir: string, total: number, spec: ImageSpec): Promise<void> {
   const server = await startNbd(storeDir);
-  const children: ChildProcess[] = [];
+  let flood: ConnectionFlood | undefined;
   try {
     const [host, port] = server.address.split(':');
     const client = await NbdClient.connect({ host: host!, port: Number(port) });
-    const counts = await Promise.all(
-      [Math.ceil(total / 2), Math.floor(total / 2)].map(async (n) => {
-        const child = spawn(process.execPath, [SELF, 'flood-child', host!, port!, String(n)], {
-          stdio: ['pipe', 'pipe', 'inherit'],
-        });
-        children.push(child);
-        const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
-        return JSON.parse(line) as { greeted: number; refused: number };
-      }),
-    );
-    const greeted = counts.reduce((a, c) => a + c.greeted, 0);
-    const refused = counts.reduce((a, c) => a + c.refused, 0);
+    flood = await startConnectionFlood({
+      host: host!,
+      port: Number(port),
+      connections: total,
+      processes: 2,
+      greetingBytes: W.GREETING_BYTES,
+      opening: W.encodeClientOpening(''),
+    });
+    const { kept, refused, failed } = flood.counts;
     const offset = 256 * MiB;
     const buffer = Buffer.alloc(64 * MiB);
     let outcome: string;
@@ -159,38 +122,33 @@ async function idleFlood(storeDir: string, total: number, spec: ImageSpec): Prom
       outcome = `failed: ${(err as Error).message}`;
     }
     console.log(
-      `${total} connection attempts while one client is open: ${greeted} kept, ${refused} refused; ` +
+      `${total} connection attempts while one client is open: ${kept} kept, ${refused} refused, ${failed} failed; ` +
         `that client's 64 MiB uncached read: ${outcome}`,
     );
     await client.close();
   } finally {
-    for (const c of children) c.stdin?.end();
+    await flood?.close();
     server.stop();
     await server.exited;
   }
 }
 
-const SELF = fileURLToPath(import.meta.url);
 const [mode, ...args] = process.argv.slice(2);
-if (mode === 'flood-child') {
-  await flood(args[0]!, Number(args[1]), Number(args[2]));
-} else {
-  const scratch = await mkdtemp(join(tmpdir(), 'lr-hostile-clients-'));
-  try {
-    const sizeBytes = 512 * MiB;
-    const [drive] = vmImageSet(3, { drives: 1, sizeBytes });
-    const imagePath = join(scratch, 'drive-scsi0.raw');
-    await writeImageFile(drive!.spec, imagePath);
-    const store = await Datastore.create(join(scratch, 'store'));
-    await backup(store, { type: 'vm', id: '100', inputs: [{ name: 'drive-scsi0', path: imagePath }] });
-    await rm(imagePath);
-    const storeDir = join(scratch, 'store');
-    const numbers = args.map(Number);
-    if (mode === 'idle-flood') await idleFlood(storeDir, numbers[0] ?? 20_000, drive!.spec);
-    else if (mode === 'slow-readers')
-      for (const n of numbers.length > 0 ? numbers : [1, 8, 20, 40]) await measure(storeDir, n, sizeBytes);
-    else throw new Error('usage: nbd-hostile-clients.js slow-readers|idle-flood [N ...]');
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
+const scratch = await mkdtemp(join(tmpdir(), 'lr-hostile-clients-'));
+try {
+  const sizeBytes = 512 * MiB;
+  const [drive] = vmImageSet(3, { drives: 1, sizeBytes });
+  const imagePath = join(scratch, 'drive-scsi0.raw');
+  await writeImageFile(drive!.spec, imagePath);
+  const store = await Datastore.create(join(scratch, 'store'));
+  await backup(store, { type: 'vm', id: '100', inputs: [{ name: 'drive-scsi0', path: imagePath }] });
+  await rm(imagePath);
+  const storeDir = join(scratch, 'store');
+  const numbers = args.map(Number);
+  if (mode === 'idle-flood') await idleFlood(storeDir, numbers[0] ?? 20_000, drive!.spec);
+  else if (mode === 'slow-readers')
+    for (const n of numbers.length > 0 ? numbers : [1, 8, 20, 40]) await measure(storeDir, n, sizeBytes);
+  else throw new Error('usage: nbd-hostile-clients.js slow-readers|idle-flood [N ...]');
+} finally {
+  await rm(scratch, { recursive: true, force: true });
 }

@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { ChunkServerOptions } from '@liverestore/server';
-import { imageBytes, imageRegions, tempDir, vmImageSet, writeImageFile } from '@liverestore/testkit';
+import {
+  imageBytes,
+  imageRegions,
+  tempDir,
+  vmImageSet,
+  withDescriptorLimit,
+  writeImageFile,
+} from '@liverestore/testkit';
 import type { ExecutionContext } from 'ava';
 import { run } from '../src/index.js';
 
@@ -28,6 +35,10 @@ export const PBS_WRITER = join(ROOT, 'conformance', 'pbs_writer.py');
 /** A `liverestore` process that serves until stopped (serve, nbd), and the address it printed. */
 export interface ServingProcess {
   readonly address: string;
+  /** What it has printed on stderr so far. */
+  stderr(): string;
+  /** Resolves with the first stderr line that `pattern` matches, printed already or later. */
+  stderrLine(pattern: RegExp): Promise<string>;
   /** Sends SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -35,21 +46,44 @@ export interface ServingProcess {
 /**
  * Starts `liverestore ARGS` and resolves once it printed its address: the first whole stdout
  * line `isAddress` accepts (default: the first line). Rejects with its stderr when it exits
- * before that.
+ * before that. `descriptorLimit`: the process's own `ulimit -n`.
  */
 export async function startServing(
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; isAddress?: (line: string) => boolean } = {},
+  options: { env?: NodeJS.ProcessEnv; isAddress?: (line: string) => boolean; descriptorLimit?: number } = {},
 ): Promise<ServingProcess> {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const [command, argv] =
+    options.descriptorLimit === undefined
+      ? [process.execPath, [BIN, ...args]]
+      : withDescriptorLimit(options.descriptorLimit, process.execPath, [BIN, ...args]);
+  const child = spawn(command, argv, {
     env: options.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   let stderr = '';
+  const watchers = new Set<() => void>();
   child.stderr.setEncoding('utf8').on('data', (text: string) => {
     stderr += text;
+    for (const watch of watchers) watch();
   });
+  const stderrLine = (pattern: RegExp): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const watch = (): void => {
+        const line = stderr
+          .split('\n')
+          .slice(0, -1)
+          .find((l) => pattern.test(l));
+        if (line === undefined) return;
+        watchers.delete(watch);
+        resolve(line);
+      };
+      watchers.add(watch);
+      watch();
+      void exited.then((code) =>
+        reject(new Error(`liverestore ${args[0]} exited (${code}) before printing ${pattern}: ${stderr}`)),
+      );
+    });
   const isAddress = options.isAddress ?? (() => true);
   const address = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -64,6 +98,8 @@ export async function startServing(
   });
   return {
     address,
+    stderr: () => stderr,
+    stderrLine,
     stop: async () => {
       child.kill('SIGTERM');
       return exited;

@@ -139,6 +139,18 @@ export function encodeGoRequest(exportName: string, infoRequests: readonly numbe
   return b;
 }
 
+/**
+ * All a client sends after the greeting to reach transmission without looking at the
+ * server's answers: its flags (fixed newstyle, no zeroes) and NBD_OPT_GO of `exportName`.
+ * For load and flood clients that send everything at once.
+ */
+export function encodeClientOpening(exportName: string): Buffer {
+  return Buffer.concat([
+    encodeClientFlags(C.NBD_FLAG_C_FIXED_NEWSTYLE | C.NBD_FLAG_C_NO_ZEROES),
+    encodeOption(C.NBD_OPT_GO, encodeGoRequest(exportName)),
+  ]);
+}
+
 /** A reason string when the data is malformed. */
 export function decodeGoRequest(data: Buffer): GoRequest | string {
   if (data.length < 6) return 'option data too short';

@@ -3,7 +3,8 @@
  * images come from @liverestore/vmgen (re-exported here, so tests import one package);
  * the rest are test helpers: temporary directories, file hashes, QMP and tool checks,
  * throw-away TLS certificates, a small tmpfs for full-disk tests, a fake clock, nginx's
- * main configuration.
+ * main configuration, a flood of idle connections from child processes with a
+ * descriptor limit of their own.
  */
 
 export * from '@liverestore/vmgen';
@@ -14,6 +15,13 @@ export {
   type TestCertificate,
   type TestCertificateChain,
 } from './certificates.js';
+export {
+  type ConnectionFlood,
+  type ConnectionFloodOptions,
+  type FloodCounts,
+  startConnectionFlood,
+} from './connection-flood.js';
+export { withDescriptorLimit } from './descriptor-limit.js';
 export { FakeClock, type FakeTimer } from './fake-clock.js';
 export { type FaultMatch, FaultProxy, type ProxyFault } from './fault-proxy.js';
 export { fileHashes } from './file-hashes.js';
