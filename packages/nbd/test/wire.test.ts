@@ -90,3 +90,8 @@ test('structured payloads: error, offset hole, block status', (t) => {
   t.is(hex(bs), '00000001' + '00001000' + '00000003');
   t.deepEqual(W.decodeBlockStatusPayload(bs), { contextId: 1, extents: [{ length: 4096, flags: 3 }] });
 });
+
+test('client opening: flags FIXED_NEWSTYLE | NO_ZEROES, then NBD_OPT_GO of the export, no info requests', (t) => {
+  const b = W.encodeClientOpening('sda');
+  t.is(hex(b), '00000003' + '49484156454f5054' + '00000007' + '00000009' + '00000003' + '736461' + '0000');
+});
