@@ -3,7 +3,6 @@
  * --workers, a --rate-limit too slow for Node's timers, a negative size, and error text
  * from a malicious server printed raw (terminal escapes, forged lines).
  */
-import { spawn } from 'node:child_process';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
@@ -15,13 +14,13 @@ import { MAX_WORKERS } from '../src/option-values.js';
 import { printableLine } from '../src/terminal-text.js';
 import {
   assertCliError,
-  BIN,
   chunkPath,
   flipByte,
   indexDigests,
   KiB,
   lines,
   runIn,
+  startServing,
   tempLeftovers,
   testDir,
   vmArgs,
@@ -152,23 +151,9 @@ test('nbd logs one line with the code and digest when a corrupt chunk makes a re
   // Every chunk of the drive damaged: whichever the read needs (an all-zero chunk is never read).
   const digests = await indexDigests(join(store, snapshot, 'drive-scsi0.img.fidx'));
   for (const digest of new Set(digests)) await flipByte(chunkPath(store, digest), 20);
-  const child = spawn(process.execPath, [BIN, 'nbd', '--listen', '127.0.0.1:0', '--from', store, 'vm/100'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.teardown(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-  });
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      out += text;
-      if (out.includes('\n')) resolve(out.split('\n')[0]!.trim());
-    });
-    child.once('exit', (code) => reject(new Error(`nbd exited early with ${code}: ${stderr}`)));
-  });
-  const [host, port] = address.split(':');
+  const server = await startServing(['nbd', '--listen', '127.0.0.1:0', '--from', store, 'vm/100']);
+  t.teardown(() => server.stop());
+  const [host, port] = server.address.split(':');
   const client = await NbdClient.connect({ host, port: Number(port), exportName: 'drive-scsi0.img' });
   t.teardown(() => client.close());
   let err: { errnoName?: string } | undefined;
@@ -179,9 +164,9 @@ test('nbd logs one line with the code and digest when a corrupt chunk makes a re
     );
   }
   t.is(err?.errnoName, 'EIO');
-  for (let i = 0; i < 200 && !stderr.includes('\n'); i++) await new Promise((r) => setTimeout(r, 25));
-  const logLines = lines(stderr);
-  t.is(logLines.length, 1, stderr);
+  await server.stderrLine(/./);
+  const logLines = lines(server.stderr());
+  t.is(logLines.length, 1, server.stderr());
   t.regex(
     logLines[0] ?? '',
     /read of drive-scsi0\.img at \d+ failed .*ERR_LR_(BLOB_CRC_MISMATCH|DIGEST_MISMATCH|DECOMPRESS_FAILED)/,
