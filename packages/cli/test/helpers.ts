@@ -80,7 +80,8 @@ export async function startServing(
       };
       watchers.add(watch);
       watch();
-      void exited.then((code) =>
+      // 'close': its stderr has been read to the end.
+      child.once('close', (code) =>
         reject(new Error(`liverestore ${args[0]} exited (${code}) before printing ${pattern}: ${stderr}`)),
       );
     });

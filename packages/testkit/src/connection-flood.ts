@@ -74,7 +74,8 @@ class FloodProcess {
         ? [process.execPath, args]
         : withDescriptorLimit(options.descriptorLimit, process.execPath, args);
     this.#child = spawn(command, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.#exited = once(this.#child, 'exit');
+    // 'close', not 'exit': by then all its stderr has been read, for the error message.
+    this.#exited = once(this.#child, 'close');
     this.#child.stderr!.setEncoding('utf8').on('data', (text: string) => {
       this.#stderr += text;
     });
