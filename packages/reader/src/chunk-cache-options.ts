@@ -44,7 +44,9 @@ export interface ChunkCacheOptions {
    * written in turns of the event loop (a megabyte a turn) until all of it is resident,
    * so the first decodes (a guest's first reads) do not pay the first-touch page faults.
    * The process's resident memory then reaches `cacheBytes` soon after the start, not as
-   * chunks arrive. Default true.
+   * chunks arrive. For caches that serve a guest (`nbd`, `live-restore` turn it on);
+   * default false, since a cache that may never fill (a restore, image downloads) would
+   * spend the CPU and the memory for nothing.
    */
   prefault?: boolean | undefined;
 }

@@ -129,7 +129,7 @@ export class ChunkCache {
     this.#readahead = new ReadaheadBudget(this.#arena.capacityBytes * MAX_READAHEAD_CACHE_FRACTION);
     this.#decoder = workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers);
     this.#decodes = new DecodeScheduler(this.#decoder, () => this.#urgentFetching());
-    if (options.prefault !== false) this.#prefault();
+    if (options.prefault === true) this.#prefault();
   }
 
   /** Maps the arena's fresh pages a slice per event-loop turn, never keeping the process alive. */

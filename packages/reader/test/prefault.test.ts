@@ -75,7 +75,7 @@ const CACHE_BYTES = 96 * MiB;
 
 test.serial('a new cache becomes resident in event-loop turns, before any chunk is read', async (t) => {
   const before = await residentBytes();
-  const cache = new ChunkCache({ cacheBytes: CACHE_BYTES, workers: 0 });
+  const cache = new ChunkCache({ cacheBytes: CACHE_BYTES, workers: 0, prefault: true });
   t.teardown(() => cache.close());
   t.is(cache.stats().untouchedBytes, CACHE_BYTES - 1 * MiB, 'the first megabyte is mapped at once');
   const turns = await turnsUntilMapped(cache);
@@ -84,9 +84,9 @@ test.serial('a new cache becomes resident in event-loop turns, before any chunk 
   t.true(grown >= 0.9 * CACHE_BYTES, `resident memory grew ${(grown / MiB).toFixed(1)} MiB`);
 });
 
-test.serial('prefault: false leaves the memory unmapped until chunks need it', async (t) => {
+test.serial('without prefault (the default) the memory stays unmapped until chunks need it', async (t) => {
   const before = await residentBytes();
-  const cache = new ChunkCache({ cacheBytes: CACHE_BYTES, workers: 0, prefault: false });
+  const cache = new ChunkCache({ cacheBytes: CACHE_BYTES, workers: 0 });
   t.teardown(() => cache.close());
   for (let turn = 0; turn < 200; turn++) await nextTurn();
   t.is(cache.stats().untouchedBytes, CACHE_BYTES);
