@@ -5,8 +5,8 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { zstdCodecInfo } from '@liverestore/format';
 import { availableParallelism, cpus, loadavg, platform, release, totalmem, type } from 'node:os';
+import { zstdCodecInfo } from '@liverestore/format';
 import { formatBytes } from './units.js';
 
 /** Where and when a benchmark ran. */
