@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, platform, release, totalmem, type } from 'node:os';
+import { zstdCodecInfo } from '@liverestore/format';
 import { formatBytes } from './units.js';
 
 /** Where and when a benchmark ran. */
@@ -21,6 +22,12 @@ export interface MachineInfo {
   /** Versions of the native libraries behind node:zlib and node:crypto. */
   readonly zlibVersion: string;
   readonly opensslVersion: string;
+  /**
+   * The zstd decoder this process chose (`zstd-napi 0.0.13 (libzstd 1.5.7)`, node:zlib or
+   * WebAssembly; formats.md says how): the liverestore processes a benchmark starts choose
+   * by the same rule, so two builds with different codecs are not compared unawares.
+   */
+  readonly zstdDecoder: string;
   /** `Linux 6.8.0 (linux x64)`. */
   readonly os: string;
   /** ISO 8601 time the run started. */
@@ -44,6 +51,7 @@ export function machineInfo(now: Date = new Date()): MachineInfo {
     nodeVersion: process.version,
     zlibVersion: process.versions.zlib ?? 'unknown',
     opensslVersion: process.versions.openssl ?? 'unknown',
+    zstdDecoder: zstdCodecInfo.decoder,
     os: `${type()} ${release()} (${platform()} ${process.arch})`,
     date: now.toISOString(),
     loadAverage1mStart: loadavg()[0] ?? 0,

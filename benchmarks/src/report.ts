@@ -16,7 +16,7 @@ export function markdownReport(result: BenchResult, headingLevel = 2): string {
   const parts: string[] = [
     `${h(0)} ${result.title}`,
     [
-      `Machine: ${machineLine(m)}; zlib ${m.zlibVersion}, OpenSSL ${m.opensslVersion}; ${loadLine(m)}.`,
+      `Machine: ${machineLine(m)}; zlib ${m.zlibVersion}, OpenSSL ${m.opensslVersion}; zstd decoder ${m.zstdDecoder}; ${loadLine(m)}.`,
       ...(result.code === undefined ? [] : [`Code: commit ${result.code}.`]),
       `Settings: ${settingsLine(result.settings)}.`,
       `Tolerance ${TOLERANCE_LABEL}: half-width of the 95% confidence interval of the mean ` +

@@ -10,6 +10,7 @@ export const MACHINE: MachineInfo = {
   nodeVersion: 'v20.19.0',
   zlibVersion: '1.3.1',
   opensslVersion: '3.0.0',
+  zstdDecoder: 'zstd-napi 0.0.13 (libzstd 1.5.7)',
   os: 'Linux 6.0 (linux x64)',
   date: '2026-01-02T03:04:05.000Z',
   loadAverage1mStart: 0.25,

@@ -89,5 +89,6 @@ test('the report names the machine and settings above the tables', (t) => {
   t.true(md.includes('- a note'));
   t.true(md.includes('**ratios**'));
   t.true(md.includes('1-min load average 0.25'));
+  t.true(md.includes('zstd decoder zstd-napi 0.0.13 (libzstd 1.5.7)'), 'the zstd decoder is stated');
   t.true(md.includes('Code: commit abc1234.'));
 });

@@ -356,6 +356,7 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
     new ChunkCache({
       ...(options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes }),
       ...(options.workers === undefined ? {} : { workers: options.workers }),
+      prefault: true, // the guest's first reads must not pay the arena's first-touch faults
     });
   let snapshot: Snapshot | undefined;
   let lock: TargetLock | undefined;

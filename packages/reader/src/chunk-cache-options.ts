@@ -39,6 +39,16 @@ export interface ChunkCacheOptions {
    * evicted chunk read again is fetched and decoded again.
    */
   spill?: SpillStore | undefined;
+  /**
+   * Map the cache's memory before it is needed: from its creation on, free pages are
+   * written in turns of the event loop (a megabyte a turn) until all of it is resident,
+   * so the first decodes (a guest's first reads) do not pay the first-touch page faults.
+   * The process's resident memory then reaches `cacheBytes` soon after the start, not as
+   * chunks arrive. For caches that serve a guest (`nbd`, `live-restore` turn it on);
+   * default false, since a cache that may never fill (a restore, image downloads) would
+   * spend the CPU and the memory for nothing.
+   */
+  prefault?: boolean | undefined;
 }
 
 /** One chunk as a reader asks for it. */
@@ -95,6 +105,8 @@ export interface ChunkCacheStats {
   lentBytes: number;
   /** Bytes of pages holding ready or loading chunks now. */
   usedBytes: number;
+  /** Bytes of free pages never written yet: what {@link ChunkCacheOptions.prefault} has still to map. */
+  untouchedBytes: number;
   /** The fixed budget. */
   capacityBytes: number;
 }

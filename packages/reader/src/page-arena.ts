@@ -12,6 +12,9 @@ import {
   SlotTable,
 } from './slot-table.js';
 
+/** The smallest page the system maps: one write per such page maps all of it. */
+const OS_PAGE_BYTES = 4096;
+
 /**
  * Who decides whether a ready chunk may leave memory, and hears when it did. The arena
  * knows only pages, slots, pins and recency; what a chunk is worth (is it saved in the
@@ -45,6 +48,12 @@ export class PageArena {
   readonly #pageLists: (Int32Array | undefined)[];
   /** Ready chunks, least recently used last in iteration of `rkeys()`. */
   readonly #ready: LRUCache<string, SlotIndex>;
+  /**
+   * How many entries at the bottom of the free list have never been written: the pages
+   * not yet handed out since the arena was made. They stay there, in allocation order,
+   * because freed pages go on top (see {@link touchAhead}).
+   */
+  #untouchedFreePages: number;
   /** Ready chunks dropped to make room. */
   evictions = 0;
 
@@ -56,6 +65,31 @@ export class PageArena {
     for (let slot = this.table.slotCount - 1; slot >= 0; slot--) this.#freeSlots.push(slot as SlotIndex);
     this.#pageLists = new Array(this.table.slotCount);
     this.#ready = new LRUCache<string, SlotIndex>({ max: this.table.slotCount });
+    this.#untouchedFreePages = pageCount;
+  }
+
+  /** Bytes of free pages not written since the arena was made. */
+  get untouchedBytes(): number {
+    return this.#untouchedFreePages * this.table.pageBytes;
+  }
+
+  /**
+   * Writes to the free pages that will be handed out next and were never written, up to
+   * `maxBytes` (at least one page), so that the system maps them now rather than inside
+   * the first decodes: a fresh page's first write faults, and on a VM whose balloon
+   * reports free pages to the host that costs ≈ 2.5 ms per 4 MiB (benchmarks.md, "Where
+   * the NBD server's CPU goes"). Only free pages are touched, on the thread that owns the
+   * free list, so no chunk's bytes change. Returns whether untouched pages remain.
+   */
+  touchAhead(maxBytes: number): boolean {
+    const { pageBytes } = this.table;
+    const bytes = new Uint8Array(this.memory.arena);
+    const pagesThisCall = Math.max(1, Math.floor(maxBytes / pageBytes));
+    for (let n = 0; n < pagesThisCall && this.#untouchedFreePages > 0; n++) {
+      const page = this.#freePages[--this.#untouchedFreePages]!;
+      for (let at = page * pageBytes, end = at + pageBytes; at < end; at += OS_PAGE_BYTES) bytes[at] = 0;
+    }
+    return this.#untouchedFreePages > 0;
   }
 
   /** Budget in bytes (a whole number of pages). */
@@ -113,6 +147,7 @@ export class PageArena {
     const pages = Int32Array.from(
       this.#freePages.splice(this.#freePages.length - pageCount, pageCount),
     ).reverse();
+    this.#untouchedFreePages = Math.min(this.#untouchedFreePages, this.#freePages.length);
     this.#pageLists[slot] = pages;
     this.table.setField(slot, kGenerationField, (this.table.field(slot, kGenerationField) + 1) | 0);
     this.table.setField(slot, kPageCountField, pageCount);

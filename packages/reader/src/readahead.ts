@@ -1,7 +1,13 @@
 /**
  * Sequential-stream detection for readahead. A drive is read by several streams at once
- * (the live-restore copy job is sequential, the guest is random), so we track a few
- * streams by where each should continue, rather than only the last read.
+ * (the live-restore copy job or QEMU's block-stream is sequential, the guest is random),
+ * so we track a few streams by where each should continue, rather than only the last read.
+ *
+ * A read that continues no stream is a candidate: it becomes a stream when a later read
+ * continues it, and reads from the one after that on are sequential. Candidates and streams are kept apart, so that random reads only ever
+ * displace other candidates: a guest's queue of random reads between two reads of a
+ * block-stream job on the same NBD connection (16 and more at queue depth 16) does not
+ * push the stream out and make its reads look random.
  *
  * The window ramps up with the stream, as the kernel's readahead does: a stream that has
  * crossed k chunk boundaries gets min(k, window) chunks ahead. Two or three adjacent guest
@@ -15,6 +21,12 @@
 
 /** How many concurrent sequential streams one reader tracks. */
 const TRACKED_STREAMS = 4;
+/**
+ * How many recent reads that continued nothing are remembered as possible stream starts:
+ * enough to span a guest's queue of random reads (QEMU's NBD client sends up to 16 at
+ * once per connection; a second client doubles it) between two reads of a stream.
+ */
+const TRACKED_CANDIDATES = 64;
 
 interface Stream {
   /** Offset where the next sequential read of this stream starts. */
@@ -29,6 +41,8 @@ interface Stream {
 
 export class ReadaheadTracker {
   readonly #streams: Stream[] = [];
+  /** Reads that continued nothing, oldest first: where a stream may continue. */
+  readonly #candidates: Stream[] = [];
   #clock = 0;
   /** Whether the last observed read continued a tracked stream. */
   sequential = false;
@@ -49,15 +63,15 @@ export class ReadaheadTracker {
     lastChunk: number,
   ): { from: number; to: number } | undefined {
     this.#clock++;
-    let stream = this.#streams.find((s) => s.next === start);
-    this.sequential = stream !== undefined;
+    const continued = this.#streams.find((s) => s.next === start);
+    // A read continuing a candidate makes it a stream but is not sequential yet: a random
+    // read that happens to start where an earlier one ended (1 in 128 for 64 aligned
+    // candidates on a 512 MiB disk read in 64 KiB blocks) must not lose its urgency.
+    this.sequential = continued !== undefined;
+    const stream = continued ?? this.#promoteCandidate(start);
     if (stream === undefined) {
-      stream = { next: end, firstChunk, prefetchedThrough: lastChunk, lastUse: this.#clock };
-      if (this.#streams.length < TRACKED_STREAMS) this.#streams.push(stream);
-      else {
-        const oldest = this.#streams.reduce((a, b) => (a.lastUse <= b.lastUse ? a : b));
-        this.#streams[this.#streams.indexOf(oldest)] = stream;
-      }
+      if (this.#candidates.length === TRACKED_CANDIDATES) this.#candidates.shift();
+      this.#candidates.push({ next: end, firstChunk, prefetchedThrough: lastChunk, lastUse: this.#clock });
       return undefined;
     }
     stream.next = end;
@@ -69,5 +83,18 @@ export class ReadaheadTracker {
     if (from > to) return undefined;
     stream.prefetchedThrough = to;
     return { from, to };
+  }
+
+  /** The candidate that a read at `start` continues, made a stream (the least recently used stream makes room). */
+  #promoteCandidate(start: number): Stream | undefined {
+    const at = this.#candidates.findIndex((c) => c.next === start);
+    if (at < 0) return undefined;
+    const [stream] = this.#candidates.splice(at, 1) as [Stream];
+    if (this.#streams.length < TRACKED_STREAMS) this.#streams.push(stream);
+    else {
+      const oldest = this.#streams.reduce((a, b) => (a.lastUse <= b.lastUse ? a : b));
+      this.#streams[this.#streams.indexOf(oldest)] = stream;
+    }
+    return stream;
   }
 }

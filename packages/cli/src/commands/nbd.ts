@@ -85,6 +85,7 @@ Prints the address and the exports, then serves until stopped.`,
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
       ...(workers === undefined ? {} : { workers }),
       spill: spillFromOptions(values, 'nbd'),
+      prefault: true, // a guest's first reads must not pay the arena's first-touch faults
     });
     try {
       const snapshot = await openSnapshot({ source: from, snapshot: spec, cache, ...settings });
