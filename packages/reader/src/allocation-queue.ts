@@ -64,6 +64,7 @@ export class AllocationQueue<Owner> {
       const head = this.#waiters[0]!;
       const slot = this.#arena.tryAllocate(head.pageCount);
       if (slot === undefined) {
+        this.#arena.startSavesFor(this.#waiters.reduce((pages, waiter) => pages + waiter.pageCount, 0));
         this.#waitForRelease(seq);
         return;
       }

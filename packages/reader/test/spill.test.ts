@@ -225,6 +225,40 @@ test('a chunk that needs room starts the spill writes it needs, not a write of e
   env.cache.checkInvariants();
 });
 
+test('allocations waiting on a full cache start the spill writes they all need at once, not one after another', async (t) => {
+  // 32 one-page chunks fill the cache and the writes ahead end; then 16 new chunks are
+  // asked for at once. The first two take the pages written ahead; the 14 that wait each
+  // need a write. Only the queue's head used to start one, so they were written in turns.
+  const env = await cacheWithSpill(
+    t,
+    32,
+    64,
+    Array.from({ length: 48 }, () => 1),
+  );
+  for (let c = 0; c < 32; c++) await readThrough(env, c, 0, 1);
+  while (env.spill.writesInFlight > 0) await new Promise((resolve) => setImmediate(resolve));
+  // From here each write takes 20 event-loop turns (a slow disk), so writes started
+  // together overlap and writes started in turn do not.
+  const put = env.spill.put.bind(env.spill);
+  let inFlight = 0;
+  let mostInFlight = 0;
+  env.spill.put = async (...args) => {
+    mostInFlight = Math.max(mostInFlight, ++inFlight);
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    try {
+      return await put(...args);
+    } finally {
+      inFlight--;
+    }
+  };
+  const got = await Promise.all(env.chunks.slice(32).map((_, i) => readThrough(env, 32 + i, 0, 100)));
+  for (let i = 0; i < got.length; i++)
+    t.deepEqual(got[i], Buffer.from(env.chunks[32 + i]!.data.subarray(0, 100)));
+  t.true(mostInFlight >= 14, `at most ${mostInFlight} spill writes in flight for 14 waiting allocations`);
+  for (const { hex } of env.chunks) t.is(env.source.fetches.get(hex), 1);
+  env.cache.checkInvariants();
+});
+
 test('acquire of a spilled chunk loads it from the spill file, not from the source', async (t) => {
   const env = await cacheWithSpill(t, 4, 64, [4, 4, 4]);
   for (let c = 0; c < 3; c++) await readThrough(env, c, 0, 1);
