@@ -194,7 +194,7 @@ export class ChunkCache {
     } else {
       this.#stats.dedupJoins++;
       this.#readahead.markRead(hex);
-      if (request.background !== true) load.urgent = true;
+      if (request.background !== true) load.raiseUrgency();
     }
     const leased = load.join(signal);
     // Start only once the waiter is registered: a load may end before its first await.

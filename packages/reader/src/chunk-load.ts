@@ -16,13 +16,35 @@ interface Waiter {
  */
 export class ChunkLoad implements FetchHints {
   readonly #waiters = new Set<Waiter>();
+  readonly #urgencyListeners = new Set<() => void>();
+  #urgent: boolean;
 
   constructor(
     /** Plaintext length the index expects; every joiner must expect the same. */
     readonly length: number,
-    /** A reader outside any sequential stream waits for it; raised when one joins, never lowered. */
-    public urgent: boolean,
-  ) {}
+    urgent: boolean,
+  ) {
+    this.#urgent = urgent;
+  }
+
+  /** A reader outside any sequential stream waits for it; raised when one joins, never lowered. */
+  get urgent(): boolean {
+    return this.#urgent;
+  }
+
+  /** A reader outside any sequential stream joined: the load is urgent from now on, and its fetch hears so. */
+  raiseUrgency(): void {
+    if (this.#urgent) return;
+    this.#urgent = true;
+    for (const listener of [...this.#urgencyListeners]) listener();
+    this.#urgencyListeners.clear();
+  }
+
+  onUrgent(listener: () => void): () => void {
+    if (this.#urgent) return () => {};
+    this.#urgencyListeners.add(listener);
+    return () => this.#urgencyListeners.delete(listener);
+  }
 
   /** A promise of a pinned lease for one more reader; `signal` rejects (and drops) only this one. */
   join(signal: AbortSignal | undefined): Promise<Lease> {

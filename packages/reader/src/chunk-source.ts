@@ -71,6 +71,13 @@ export interface ChunkSource {
  */
 export interface FetchHints {
   readonly urgent: boolean;
+  /**
+   * Calls `listener` once if `urgent` is raised later (not when it is already true);
+   * returns the unsubscribe. A source whose background fetch waits (for a lane, for the
+   * link) uses it to go on as urgent at once, not when the wait ends. Optional: without
+   * it the source looks at `urgent` when it can.
+   */
+  onUrgent?(listener: () => void): () => void;
 }
 
 /**

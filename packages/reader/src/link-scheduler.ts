@@ -45,6 +45,9 @@ export interface LinkSchedulerOptions {
   readonly closed: AbortSignal;
 }
 
+/** A background fetch's wait given up because the fetch became urgent (never reaches a caller). */
+const BECAME_URGENT: unique symbol = Symbol('became urgent');
+
 /** A background request stopped to make way for an urgent fetch (never reaches a caller). */
 const YIELDED = new Error('the request made way for an urgent fetch');
 
@@ -81,8 +84,11 @@ export class LinkScheduler {
 
   /**
    * A blob fetched in a lane, only while no urgent fetch is in flight, resumed where it was
-   * cut; once `hints.urgent` is true, the rest comes in one urgent request. `signal` is the
-   * caller's (the request closure should honour it too): it stops the waits here.
+   * cut; once `hints.urgent` is true, the rest comes in one urgent request. A fetch that
+   * turns urgent while it waits for a lane or for the link stops waiting at once (through
+   * `hints.onUrgent`): a guest that joins a background load in a burst of urgent fetches
+   * must not wait for the burst to end. `signal` is the caller's (the request closure
+   * should honour it too): it stops the waits here.
    */
   async background(
     request: BlobRequest,
@@ -90,18 +96,18 @@ export class LinkScheduler {
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array> {
     const stop = linkedController([signal, this.#closed]);
+    const piece: BlobPiece = { start: 0, blob: undefined };
     try {
-      const releaseLane = await this.#lanes.acquire(stop.signal).catch(() => {
-        throw this.#stopError(signal);
-      });
+      const releaseLane = await this.#unlessUrgent(hints, stop.signal, signal, (wait) =>
+        this.#lanes.acquire(wait),
+      );
+      if (releaseLane === BECAME_URGENT) return (await this.#urgent(request, piece)) ?? piece.blob!;
       try {
-        const piece: BlobPiece = { start: 0, blob: undefined };
         for (;;) {
           if (piece.blob !== undefined && piece.start === piece.blob.byteLength) return piece.blob;
           if (hints.urgent) return (await this.#urgent(request, piece)) ?? piece.blob!;
-          await this.#linkIdle(stop.signal).catch(() => {
-            throw this.#stopError(signal);
-          });
+          const idle = await this.#unlessUrgent(hints, stop.signal, signal, (wait) => this.#linkIdle(wait));
+          if (idle === BECAME_URGENT) continue;
           const yieldTo = new AbortController();
           this.#yielding.add(yieldTo);
           try {
@@ -117,6 +123,31 @@ export class LinkScheduler {
       }
     } finally {
       stop.dispose();
+    }
+  }
+
+  /**
+   * Runs `wait` until it settles, or until the fetch becomes urgent (then BECAME_URGENT and
+   * the wait is given up). A stopped wait throws the caller's abort or the close reason.
+   */
+  async #unlessUrgent<T>(
+    hints: FetchHints,
+    stop: AbortSignal,
+    signal: AbortSignal | undefined,
+    wait: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T | typeof BECAME_URGENT> {
+    if (hints.urgent) return BECAME_URGENT;
+    const waiting = linkedController([stop]);
+    const unsubscribe = hints.onUrgent?.(() => waiting.abort(BECAME_URGENT));
+    try {
+      return await wait(waiting.signal);
+    } catch (err) {
+      if (waiting.signal.reason === BECAME_URGENT && !stop.aborted) return BECAME_URGENT;
+      if (waiting.signal.aborted) throw this.#stopError(signal);
+      throw err;
+    } finally {
+      unsubscribe?.();
+      waiting.dispose();
     }
   }
 

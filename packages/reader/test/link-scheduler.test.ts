@@ -3,8 +3,10 @@
  * make background requests yield, cut requests resume where they stopped, lanes bound
  * background fetches, and a background fetch that turns urgent stops yielding.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { promiseState } from '@liverestore/testkit';
 import test from 'ava';
+import { ChunkLoad } from '../src/chunk-load.js';
 import { type BlobPiece, type BlobRequest, LinkScheduler } from '../src/internal.js';
 
 /** One request the scheduler made, answered by the test. */
@@ -132,6 +134,47 @@ test('a background fetch that turns urgent gets its rest in one request that doe
   t.deepEqual(await fetch, blob.data);
   (await other.nextCall()).finish();
   t.deepEqual(await urgent, other.data);
+});
+
+test('a background fetch waiting for the link goes on at once when it turns urgent, not when the urgent fetches end', async (t) => {
+  const { link } = scheduler();
+  const burst = new FakeBlob(100, 10);
+  const urgent = link.urgent(burst.request);
+  const burstCall = await burst.nextCall();
+  const blob = new FakeBlob(400, 11);
+  const load = new ChunkLoad(400, false); // the cache's live hints of a background load
+  const fetch = link.background(blob.request, load, undefined);
+  await nextTurn(); // it has got its lane and waits for the link
+  t.is(blob.pendingCalls, 0, 'a background fetch waits while an urgent one is on the wire');
+  load.raiseUrgency(); // a guest joined the load
+  const call = await blob.nextCall();
+  t.is(call.start, 0);
+  t.is(call.yieldTo, undefined, 'it is an urgent request now, beside the other');
+  t.is(await promiseState(urgent), 'pending', 'the first urgent fetch is still on the wire');
+  call.finish();
+  t.deepEqual(await fetch, blob.data);
+  burstCall.finish();
+  t.deepEqual(await urgent, burst.data);
+});
+
+test('a background fetch waiting for a lane goes on at once when it turns urgent', async (t) => {
+  const { link } = scheduler(1);
+  const busy = new FakeBlob(100, 12);
+  const running = link.background(busy.request, { urgent: false }, undefined);
+  const busyCall = await busy.nextCall();
+  const blob = new FakeBlob(300, 13);
+  const load = new ChunkLoad(300, false);
+  const fetch = link.background(blob.request, load, undefined);
+  await nextTurn(); // it waits for the lane
+  t.is(blob.pendingCalls, 0, 'the only lane is taken');
+  load.raiseUrgency();
+  const call = await blob.nextCall();
+  t.is(call.yieldTo, undefined, 'an urgent request, without a lane');
+  t.true(busyCall.yieldTo?.aborted, 'the background request made way for it');
+  call.finish();
+  t.deepEqual(await fetch, blob.data);
+  (await busy.nextCall()).finish();
+  t.deepEqual(await running, busy.data);
 });
 
 test('waiting background fetches end with the caller abort or the close reason', async (t) => {
