@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { type CachedChunkReader, ChunkCache, openSnapshot } from '@liverestore/reader';
-import { chunkCacheInternals, heapScratch, type SlotIndex } from '@liverestore/reader/internal';
+import { chunkCacheInternals, heapScratch } from '@liverestore/reader/internal';
 import { prng, tempDir } from '@liverestore/testkit';
 import anyTest, { type TestFn } from 'ava';
 import fc from 'fast-check';
@@ -194,14 +194,6 @@ async function guestRead(drive: LiveDrive, offset: number, length: number, lease
   }
 }
 
-/** Pins held in the cache now: by guest reads, by stores written behind. */
-function cachePins(cache: ChunkCache): number {
-  let pins = 0;
-  for (let slot = 0; slot < chunkCacheInternals(cache).table.slotCount; slot++)
-    pins += chunkCacheInternals(cache).table.pins(slot as SlotIndex);
-  return pins;
-}
-
 /** One simulated process: its faulty files and its drive over `dir`. */
 async function startProcess(ctx: Context, dir: string): Promise<{ files: FaultFiles; drive: LiveDrive }> {
   const files = new FaultFiles();
@@ -329,9 +321,9 @@ async function runSequence(ctx: Context, ops: readonly Op[]): Promise<void> {
       if (op.kind !== 'read' || op.settle) await drive.storesSettled();
     }
     for (const d of drives) await d.storesSettled();
-    if (cachePins(ctx.cache) !== 0 || ctx.cache.stats().lentBytes !== 0) {
+    if (chunkCacheInternals(ctx.cache).table.totalPins() !== 0 || ctx.cache.stats().lentBytes !== 0) {
       throw new Error(
-        `${cachePins(ctx.cache)} cache pins (${ctx.cache.stats().lentBytes} bytes lent) left after every store ended`,
+        `${chunkCacheInternals(ctx.cache).table.totalPins()} cache pins (${ctx.cache.stats().lentBytes} bytes lent) left after every store ended`,
       );
     }
   } finally {

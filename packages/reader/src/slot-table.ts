@@ -109,6 +109,13 @@ export class SlotTable {
     return this.field(slot, kPinsField);
   }
 
+  /** Pins held on all slots now (what tests check is back to 0 once every reader is done). */
+  totalPins(): number {
+    let pins = 0;
+    for (let slot = 0; slot < this.slotCount; slot++) pins += this.pins(slot as SlotIndex);
+    return pins;
+  }
+
   pin(slot: SlotIndex): void {
     Atomics.add(this.slots, slot * SLOT_FIELDS + kPinsField, 1);
   }
