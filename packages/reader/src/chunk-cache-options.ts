@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { checkPositiveInteger } from '@liverestore/format/internal';
 import type { ChunkSource } from './chunk-source.js';
+import type { ChunkLoadRecord } from './load-record.js';
 import { DEFAULT_PAGE_BYTES } from './slot-table.js';
 import type { SpillStats, SpillStore } from './spill-store.js';
 
@@ -49,6 +50,12 @@ export interface ChunkCacheOptions {
    * spend the CPU and the memory for nothing.
    */
   prefault?: boolean | undefined;
+  /**
+   * Hears every load when it ends (ready or failed), with the time of each phase: memory,
+   * blob, waiting for a decode thread, decode (see {@link ChunkLoadRecord}). For tracing
+   * where misses wait; it runs on the cache's thread, so it must be quick.
+   */
+  onLoad?: ((record: ChunkLoadRecord) => void) | undefined;
 }
 
 /** One chunk as a reader asks for it. */
