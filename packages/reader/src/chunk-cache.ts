@@ -39,9 +39,6 @@ import {
 } from './slot-table.js';
 import { SpillWriter } from './spill-writer.js';
 
-/** How much fresh memory {@link ChunkCache} maps per event-loop turn (≈ 0.6 ms of faults here). */
-const PREFAULT_BYTES_PER_TURN = 1 << 20;
-
 /** Set by ChunkCache's static block: the one door to its private table and memory. */
 let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
 
@@ -132,13 +129,8 @@ export class ChunkCache {
     this.#decoder = workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers);
     this.#decodes = new DecodeScheduler(this.#decoder, () => this.#urgentFetching());
     this.#onLoad = options.onLoad;
-    if (options.prefault === true) this.#prefault();
-  }
-
-  /** Maps the arena's fresh pages a slice per event-loop turn, never keeping the process alive. */
-  #prefault(): void {
-    if (this.#closed || !this.#arena.touchAhead(PREFAULT_BYTES_PER_TURN)) return;
-    setImmediate(() => this.#prefault()).unref();
+    // Before anything can allocate: every page is free.
+    if (options.prefault === true) this.#arena.mapAllPages();
   }
 
   /** The decoder, for diagnostics and fault tests (its piscina pool when workers > 0). */
@@ -350,7 +342,6 @@ export class ChunkCache {
       cachedChunks: this.#arena.readyCount,
       lentBytes: this.#lent.bytes,
       usedBytes: this.#arena.capacityBytes - this.#arena.freeBytes,
-      untouchedBytes: this.#arena.untouchedBytes,
       capacityBytes: this.capacityBytes,
     };
   }
