@@ -6,6 +6,7 @@
  */
 
 import type { GuestJob, WorkloadName } from './guest-workloads.js';
+import type { SlowLoadPhases } from './load-phases.js';
 import type { MachineInfo } from './machine.js';
 import { qemuFigures } from './qemu-figures.js';
 import { ROLE_LABELS, ROLES, type Role, SYSTEM_LABELS, type SystemName } from './qemu-systems.js';
@@ -58,6 +59,8 @@ export interface QemuIteration {
   readonly cpuSeconds: Partial<Record<Role | 'fio', number>>;
   /** VmHWM of each process at the end of the iteration. */
   readonly peakRssBytes: Partial<Record<Role, number>>;
+  /** liverestore systems: where the guest's slowest misses waited (its --trace-loads file). */
+  readonly slowLoads?: SlowLoadPhases;
 }
 
 /** What {@link qemuResult} builds the result from. */
@@ -251,6 +254,27 @@ function goalNotes(run: QemuRun): string[] {
   return notes;
 }
 
+/**
+ * Where the guest's slowest misses waited, per liverestore system and workload: the mean
+ * phases of the slowest tenth of the urgent loads, medians over the iterations.
+ */
+function slowLoadNotes(run: QemuRun): string[] {
+  const notes: string[] = [];
+  for (const job of run.jobs)
+    for (const system of ['lr-nbd', 'lr-live'] as const) {
+      const traced = run.runs
+        .filter((r) => r.workload === job.workload && r.system === system)
+        .flatMap((r) => (r.slowLoads === undefined ? [] : [r.slowLoads]));
+      if (traced.length === 0) continue;
+      const m = (phase: keyof SlowLoadPhases): string => ms(median(traced.map((p) => p[phase])));
+      notes.push(
+        `Where ${system}'s slowest misses wait (${job.workload}; --trace-loads, the slowest tenth of ${Math.round(median(traced.map((p) => p.urgentLoads)))} urgent loads, mean phases, median of ${traced.length} iterations): ` +
+          `${m('totalMs')} = memory ${m('memoryWaitMs')} + blob ${m('blobMs')} + waiting for a decode thread ${m('decodeWaitMs')} + decode ${m('decodeMs')}.`,
+      );
+    }
+  return notes;
+}
+
 /** Builds the benchmark result of a run. */
 export function qemuResult(run: QemuRun): BenchResult {
   const s = run.settings;
@@ -277,6 +301,7 @@ export function qemuResult(run: QemuRun): BenchResult {
     tables: [cpuTable(run), iterationTable(run)],
     notes: [
       ...goalNotes(run),
+      ...slowLoadNotes(run),
       ...s.systems.map((system) => `${system}: ${SYSTEM_LABELS[system]}.`),
       `Copy: QMP block-stream from the command to BLOCK_JOB_COMPLETED (qemu-storage-daemon on a qcow2 overlay of the backing export), or for live-restore the seconds its --json "done" event reports (from the start of its copy, which starts with the process, to every region local and persisted). "mean / copy" and its throughput are of the whole disk (${formatBytes(s.sizeBytes)}).`,
       'Guest: one fio job (--ioengine=nbd) on the disk the guest would use, started right after the copy; MiB/s is fio\'s read rate over its runtime, p50/p99/p99.9 its completion-latency percentiles. "ended before the copy" counts iterations in which every guest read ran during the copy.',

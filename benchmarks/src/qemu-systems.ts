@@ -87,6 +87,8 @@ export interface StartedSystem {
    * its log). Undefined for nbdkit-file, which fetches nothing.
    */
   fetches(): Promise<FetchTotals | undefined>;
+  /** The liverestore NBD process's `--trace-loads` file (liverestore systems only). */
+  readonly loadTrace?: string;
 }
 
 const PROXY_CHILD = fileURLToPath(new URL('./net-proxy-child.js', import.meta.url));
@@ -130,8 +132,11 @@ async function startServe(scope: CleanupScope, src: RestoreSource) {
 async function startLrNbd(scope: CleanupScope, src: RestoreSource, dir: string): Promise<StartedSystem> {
   const serve = await startServe(scope, src);
   const socket = join(dir, 'lr.sock');
+  const loadTrace = join(dir, 'loads.jsonl');
   const nbd = await startLiverestore(scope, [
     'nbd',
+    '--trace-loads',
+    loadTrace,
     '--from',
     serve.sourceUrl,
     src.snapshot,
@@ -146,12 +151,14 @@ async function startLrNbd(scope: CleanupScope, src: RestoreSource, dir: string):
     pids: { ...serve.pids, nbd: nbd.pid, qsd: daemon.process.pid },
     copy: () => daemon.stream(),
     fetches: serve.fetches,
+    loadTrace,
   };
 }
 
 async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string): Promise<StartedSystem> {
   const serve = await startServe(scope, src);
   const socket = join(dir, 'lr.sock');
+  const loadTrace = join(dir, 'loads.jsonl');
   // The copy starts with the restore; its "done" event says how long it took since then.
   let resolveDone: (seconds: number) => void = () => {};
   const done = new Promise<number>((resolve) => {
@@ -170,6 +177,8 @@ async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string)
       socket,
       '--cache-size',
       String(src.cacheBytes),
+      '--trace-loads',
+      loadTrace,
       '--json',
     ],
     (line) => {
@@ -188,6 +197,7 @@ async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string)
     pids: { ...serve.pids, nbd: live.pid },
     copy: () => copy,
     fetches: serve.fetches,
+    loadTrace,
   };
 }
 

@@ -25,6 +25,7 @@ import {
   type WorkloadName,
 } from './guest-workloads.js';
 import { distinctDataChunks, readIndexes } from './live-systems.js';
+import { slowLoadPhasesOf } from './load-phases.js';
 import { machineInfo } from './machine.js';
 import { cacheSizeOption, iterationCount, optionText, SCRATCH_DIR_OPTION } from './options.js';
 import { processUsage } from './proc-stats.js';
@@ -184,6 +185,8 @@ async function runIteration(
       peakRssBytes[role] = usage.peakRssBytes;
     }
     const fetched = await started.fetches();
+    // Loads are traced as they end: every load the guest and the copy waited for is there.
+    const slowLoads = started.loadTrace === undefined ? undefined : await slowLoadPhasesOf(started.loadTrace);
     return {
       iteration,
       workload: job.workload,
@@ -201,6 +204,7 @@ async function runIteration(
       distinctChunks,
       cpuSeconds,
       peakRssBytes,
+      ...(slowLoads === undefined ? {} : { slowLoads }),
     };
   } finally {
     await scope.close();

@@ -12,9 +12,41 @@ import test from 'ava';
 import { CleanupScope } from '../src/children.js';
 import { parseFioJson } from '../src/fio.js';
 import { bootTraceReads, guestJob } from '../src/guest-workloads.js';
+import { slowLoadPhases } from '../src/load-phases.js';
 import { parseAccessLog } from '../src/static-http.js';
 
 const MiB = 1024 * 1024;
+
+test('slowLoadPhases: the mean phases of the slowest tenth of the urgent loads that ended well', (t) => {
+  const load = (urgent: boolean, ok: boolean, totalMs: number) =>
+    JSON.stringify({
+      urgent,
+      ok,
+      totalMs,
+      memoryWaitMs: 1,
+      blobMs: totalMs / 2,
+      decodeWaitMs: 2,
+      decodeMs: 3,
+    });
+  const lines = [
+    ...Array.from({ length: 18 }, (_, i) => load(true, true, 10 + i)),
+    load(true, true, 100),
+    load(true, true, 80),
+    load(false, true, 500), // background: the guest did not wait for it
+    load(true, false, 400), // failed
+    '',
+  ].join('\n');
+  t.deepEqual(slowLoadPhases(lines), {
+    urgentLoads: 20,
+    slowLoads: 2,
+    totalMs: 90,
+    memoryWaitMs: 1,
+    blobMs: 45,
+    decodeWaitMs: 2,
+    decodeMs: 3,
+  });
+  t.is(slowLoadPhases(load(false, true, 5)), undefined);
+});
 
 test('boot trace: deterministic per seed, 4 KiB aligned, inside the disk', (t) => {
   for (const size of [16 * MiB, 512 * MiB + 64 * 1024, 2048 * MiB]) {

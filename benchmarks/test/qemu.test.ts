@@ -48,6 +48,7 @@ interface Iteration {
   distinctChunks: number;
   cpuSeconds: Record<string, number>;
   peakRssBytes: Record<string, number>;
+  slowLoads?: { urgentLoads: number; slowLoads: number; totalMs: number };
 }
 
 /** The processes each system has besides fio (the proxy only with an RTT). */
@@ -79,6 +80,11 @@ function checkIteration(t: ExecutionContext, r: Iteration, plannedBytes: number,
     t.true(r.fetches! > 0 && r.fetchedBytes! > 0, `${what}: lighttpd requests`);
   // A full copy fetches every distinct non-zero chunk at least once.
   else t.true(r.fetches! >= r.distinctChunks && r.fetchedBytes! > 0, `${what}: ${r.fetches} chunk fetches`);
+  // The guest's random reads miss: liverestore's load trace has urgent loads to sum up.
+  if (r.system.startsWith('lr-') && r.workload === 'rand64k') {
+    t.true(r.slowLoads !== undefined && r.slowLoads.urgentLoads > 0, `${what}: urgent loads traced`);
+    t.true(r.slowLoads!.slowLoads >= 1 && r.slowLoads!.totalMs > 0, `${what}: the slowest loads`);
+  } else if (!r.system.startsWith('lr-')) t.is(r.slowLoads, undefined);
 }
 
 test('liverestore bench qemu: one tiny iteration of every system writes a well-formed result', async (t) => {
@@ -131,6 +137,7 @@ test('liverestore bench qemu: one tiny iteration of every system writes a well-f
   const md = await readFile(`${out.path}/qemu.md`, 'utf8');
   t.regex(md, /\*\*CPU seconds per iteration and peak RSS per process/);
   t.regex(md, /Goals of issue 14 for lr-nbd/);
+  t.regex(md, /Where lr-live's slowest misses wait \(rand64k; --trace-loads/);
   const svg = await readFile(`${out.path}/qemu.svg`, 'utf8');
   t.is((svg.match(/<rect x=/g) ?? []).length, 8, 'a bar per system for the copy and for the guest');
   t.deepEqual(

@@ -1,4 +1,4 @@
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startChunkServer } from '@liverestore/server';
 import test, { type ExecutionContext } from 'ava';
@@ -57,6 +57,41 @@ test('liverestore nbd --ns exports the drives of a snapshot in a PBS namespace',
   await convertExport(t, `nbd://${server.address}/drive-scsi0.img`, out);
   t.is(await sha256File(out), vm.sha256['drive-scsi0.img']!);
   t.is(await server.stop(), 0);
+});
+
+test('nbd --trace-loads writes one JSON line per chunk load, with its phases', async (t) => {
+  if (!requireTool(t, 'qemu-img')) return;
+  const dir = await testDir(t);
+  const vm = await writeVm(dir, { sizes: [3 * 1024 * 1024 + 7 * 512, 512 * 1024] });
+  const store = join(dir, 'store');
+  t.is((await cli(['backup', '--store', store, '--snapshot', 'vm/100', ...vmArgs(vm)])).code, 0);
+  const trace = join(dir, 'loads.jsonl');
+  const server = await startNbd(['--from', store, '--trace-loads', trace, 'vm/100']);
+  t.teardown(() => server.stop());
+  await convertExport(t, `nbd://${server.address}/drive-scsi0.img`, join(dir, 'nbd.raw'));
+  t.is(await server.stop(), 0);
+  const records = (await readFile(trace, 'utf8'))
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.true(records.length > 0, 'the copy loaded chunks');
+  for (const record of records) {
+    t.like(record, { ok: true, from: 'source' });
+    t.regex(String(record.digestHex), /^[0-9a-f]{64}$/);
+    for (const phase of ['memoryWaitMs', 'blobMs', 'decodeWaitMs', 'decodeMs', 'totalMs'])
+      t.true(typeof record[phase] === 'number' && record[phase] >= 0, phase);
+  }
+  t.is(new Set(records.map((r) => r.digestHex)).size, records.length, 'each chunk loaded once');
+});
+
+test('nbd: a --trace-loads file that cannot be written is ERR_LR_TRACE_FILE', async (t) => {
+  const dir = await testDir(t);
+  assertCliError(
+    t,
+    await cli(['nbd', '--from', dir, 'vm/1', '--trace-loads', join(dir, 'missing', 'loads.jsonl')]),
+    'ERR_LR_TRACE_FILE',
+    1,
+  );
 });
 
 test('nbd: bad options are usage errors', async (t) => {

@@ -1,7 +1,13 @@
 import type { SnapshotSpec } from '@liverestore/datastore';
 import type { CryptConfig } from '@liverestore/format';
 import type { NbdListen } from '@liverestore/nbd';
-import type { ChunkCache, ChunkCacheStats, ChunkSource, HttpChunkSourceOptions } from '@liverestore/reader';
+import type {
+  ChunkCache,
+  ChunkCacheStats,
+  ChunkLoadRecord,
+  ChunkSource,
+  HttpChunkSourceOptions,
+} from '@liverestore/reader';
 import type { LiveDriveStats } from './live-drive.js';
 import type { TargetFiles } from './target-file.js';
 
@@ -22,6 +28,8 @@ export interface LiveRestoreOptions {
   cache?: ChunkCache | undefined;
   cacheBytes?: number | undefined;
   workers?: number | undefined;
+  /** Hears every chunk load of the cache it makes, with its phases (see ChunkCacheOptions.onLoad). */
+  onLoad?: ((record: ChunkLoadRecord) => void) | undefined;
   /** Readahead of the guest readers, in chunks (default 8). */
   readaheadChunks?: number | undefined;
   /** Backup bytes per second the background copy may fetch (guest requests are not limited). */

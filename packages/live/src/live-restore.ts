@@ -357,6 +357,7 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
       ...(options.cacheBytes === undefined ? {} : { cacheBytes: options.cacheBytes }),
       ...(options.workers === undefined ? {} : { workers: options.workers }),
       prefault: true, // the guest's first reads must not pay the arena's first-touch faults
+      onLoad: options.onLoad,
     });
   let snapshot: Snapshot | undefined;
   let lock: TargetLock | undefined;

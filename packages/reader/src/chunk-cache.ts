@@ -27,6 +27,7 @@ import type { DecodeResult } from './decode-worker.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
 import { abortError, fromErrorRecord, ReaderError } from './errors.js';
 import { LentChunks } from './lent-chunks.js';
+import type { ChunkLoadRecord } from './load-record.js';
 import { PageArena } from './page-arena.js';
 import { ReadaheadBudget } from './readahead-budget.js';
 import {
@@ -37,9 +38,6 @@ import {
   type SlotTable,
 } from './slot-table.js';
 import { SpillWriter } from './spill-writer.js';
-
-/** How much fresh memory {@link ChunkCache} maps per event-loop turn (≈ 0.6 ms of faults here). */
-const PREFAULT_BYTES_PER_TURN = 1 << 20;
 
 /** Set by ChunkCache's static block: the one door to its private table and memory. */
 let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
@@ -91,6 +89,7 @@ export class ChunkCache {
   readonly #awaitingBlob = new Set<ChunkLoad>();
   /** Lent pins by slot (see {@link lend}), and the bytes of the chunks they hold. */
   readonly #lent: LentChunks;
+  readonly #onLoad: ((record: ChunkLoadRecord) => void) | undefined;
   #closed = false;
   readonly #stats = {
     hits: 0,
@@ -129,13 +128,9 @@ export class ChunkCache {
     this.#readahead = new ReadaheadBudget(this.#arena.capacityBytes * MAX_READAHEAD_CACHE_FRACTION);
     this.#decoder = workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers);
     this.#decodes = new DecodeScheduler(this.#decoder, () => this.#urgentFetching());
-    if (options.prefault === true) this.#prefault();
-  }
-
-  /** Maps the arena's fresh pages a slice per event-loop turn, never keeping the process alive. */
-  #prefault(): void {
-    if (this.#closed || !this.#arena.touchAhead(PREFAULT_BYTES_PER_TURN)) return;
-    setImmediate(() => this.#prefault()).unref();
+    this.#onLoad = options.onLoad;
+    // Before anything can allocate: every page is free.
+    if (options.prefault === true) this.#arena.mapAllPages();
   }
 
   /** The decoder, for diagnostics and fault tests (its piscina pool when workers > 0). */
@@ -347,7 +342,6 @@ export class ChunkCache {
       cachedChunks: this.#arena.readyCount,
       lentBytes: this.#lent.bytes,
       usedBytes: this.#arena.capacityBytes - this.#arena.freeBytes,
-      untouchedBytes: this.#arena.untouchedBytes,
       capacityBytes: this.capacityBytes,
     };
   }
@@ -398,13 +392,17 @@ export class ChunkCache {
         );
       }
       slot ??= await this.#allocations.allocate(pageCount, load, closedError);
+      load.timeline.memory();
       this.#awaitingBlob.add(load);
       this.#table.setField(slot, kLengthField, request.length);
-      if (this.#spill !== undefined && (await this.#spill.readBack(hex, request.length, slot)))
+      if (this.#spill !== undefined && (await this.#spill.readBack(hex, request.length, slot))) {
         this.#awaitingBlob.delete(load);
-      else await this.#fetchAndDecode(request, load, slot);
+        load.timeline.blob(true);
+      } else await this.#fetchAndDecode(request, load, slot);
+      this.#onLoad?.(load.timeline.record(hex, request.length, load.urgentAtStart, load.urgent, true));
       this.#ready(hex, slot, load);
     } catch (err) {
+      this.#onLoad?.(load.timeline.record(hex, request.length, load.urgentAtStart, load.urgent, false));
       this.#awaitingBlob.delete(load);
       this.#loads.delete(hex);
       this.#readahead.markRead(hex);
@@ -463,13 +461,14 @@ export class ChunkCache {
     let blob: Uint8Array;
     try {
       blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+      load.timeline.blob();
     } finally {
       // A blob that came is queued (urgent first) before anything held for it is started;
       // after a failed fetch, held decodes are looked at once the load has ended (#runLoad).
       this.#awaitingBlob.delete(load);
     }
     if (this.#closed) throw closedError();
-    return this.#decodes.decode(
+    const result = await this.#decodes.decode(
       load,
       {
         blob,
@@ -480,6 +479,8 @@ export class ChunkCache {
       },
       request.source.blobsAreTransferable === true,
     );
+    load.timeline.decodeEnded();
+    return result;
   }
 
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */

@@ -1,6 +1,7 @@
 import { onAbort } from '@liverestore/format/internal';
 import type { FetchHints } from './chunk-source.js';
 import { abortError } from './errors.js';
+import { LoadTimeline } from './load-record.js';
 import type { Lease } from './slot-table.js';
 
 interface Waiter {
@@ -18,6 +19,10 @@ export class ChunkLoad implements FetchHints {
   readonly #waiters = new Set<Waiter>();
   readonly #urgencyListeners = new Set<() => void>();
   #urgent: boolean;
+  /** Urgent when the load began (see {@link ChunkLoadRecord}). */
+  readonly urgentAtStart: boolean;
+  /** When the load reached each phase. */
+  readonly timeline = new LoadTimeline();
 
   constructor(
     /** Plaintext length the index expects; every joiner must expect the same. */
@@ -25,6 +30,12 @@ export class ChunkLoad implements FetchHints {
     urgent: boolean,
   ) {
     this.#urgent = urgent;
+    this.urgentAtStart = urgent;
+  }
+
+  /** Called by the decode scheduler when a thread takes this load's blob. */
+  decodeStarted(): void {
+    this.timeline.decodeStarted();
   }
 
   /** A reader outside any sequential stream waits for it; raised when one joins, never lowered. */

@@ -4,6 +4,8 @@ import type { ChunkDecoder } from './decoder.js';
 /** What the scheduler reads of a load: whether a reader outside any sequential stream waits for it (live). */
 export interface DecodePriority {
   readonly urgent: boolean;
+  /** Hears when a thread takes the job (a load's timeline). */
+  decodeStarted?(): void;
 }
 
 interface DecodeJob {
@@ -64,6 +66,7 @@ export class DecodeScheduler {
       // The first urgent job, else the oldest (findIndex gives -1 when none is urgent).
       const job = this.#queue.splice(Math.max(urgent, 0), 1)[0]!;
       this.#running++;
+      job.priority.decodeStarted?.();
       job.start(this.#decoder).then(
         (result) => {
           this.#threadFreed();

@@ -14,6 +14,7 @@ export { type ChunkSource, type FetchHints, LocalChunkSource } from './chunk-sou
 export { ReaderError } from './errors.js';
 export { HttpChunkSource, type HttpChunkSourceOptions, isSourceUrl } from './http-source.js';
 export type { RetryEvent } from './http-transport.js';
+export type { ChunkLoadRecord } from './load-record.js';
 export { PersistentCacheSource } from './persistent-cache-source.js';
 export {
   DEFAULT_PERSISTENT_CACHE_BYTES,

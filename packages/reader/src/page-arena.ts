@@ -48,12 +48,6 @@ export class PageArena {
   readonly #pageLists: (Int32Array | undefined)[];
   /** Ready chunks, least recently used last in iteration of `rkeys()`. */
   readonly #ready: LRUCache<string, SlotIndex>;
-  /**
-   * How many entries at the bottom of the free list have never been written: the pages
-   * not yet handed out since the arena was made. They stay there, in allocation order,
-   * because freed pages go on top (see {@link touchAhead}).
-   */
-  #untouchedFreePages: number;
   /** Ready chunks dropped to make room. */
   evictions = 0;
 
@@ -65,31 +59,20 @@ export class PageArena {
     for (let slot = this.table.slotCount - 1; slot >= 0; slot--) this.#freeSlots.push(slot as SlotIndex);
     this.#pageLists = new Array(this.table.slotCount);
     this.#ready = new LRUCache<string, SlotIndex>({ max: this.table.slotCount });
-    this.#untouchedFreePages = pageCount;
-  }
-
-  /** Bytes of free pages not written since the arena was made. */
-  get untouchedBytes(): number {
-    return this.#untouchedFreePages * this.table.pageBytes;
   }
 
   /**
-   * Writes to the free pages that will be handed out next and were never written, up to
-   * `maxBytes` (at least one page), so that the system maps them now rather than inside
-   * the first decodes: a fresh page's first write faults, and on a VM whose balloon
-   * reports free pages to the host that costs ≈ 2.5 ms per 4 MiB (benchmarks.md, "Where
-   * the NBD server's CPU goes"). Only free pages are touched, on the thread that owns the
-   * free list, so no chunk's bytes change. Returns whether untouched pages remain.
+   * Writes one byte of every 4 KiB of a new arena, so that the system maps all of it now
+   * rather than inside the first decodes: a fresh page's first write faults, and on a VM
+   * whose balloon reports free pages to the host that costs ≈ 2.5 ms per 4 MiB
+   * (benchmarks.md, "Where the NBD server's CPU goes"). Only while every page is free (the
+   * bytes written are those of free pages); throws otherwise.
    */
-  touchAhead(maxBytes: number): boolean {
-    const { pageBytes } = this.table;
+  mapAllPages(): void {
+    if (this.#freePages.length !== this.table.pageCount)
+      throw new Error('mapAllPages: only a new arena, with every page free, may be written');
     const bytes = new Uint8Array(this.memory.arena);
-    const pagesThisCall = Math.max(1, Math.floor(maxBytes / pageBytes));
-    for (let n = 0; n < pagesThisCall && this.#untouchedFreePages > 0; n++) {
-      const page = this.#freePages[--this.#untouchedFreePages]!;
-      for (let at = page * pageBytes, end = at + pageBytes; at < end; at += OS_PAGE_BYTES) bytes[at] = 0;
-    }
-    return this.#untouchedFreePages > 0;
+    for (let at = 0; at < bytes.byteLength; at += OS_PAGE_BYTES) bytes[at] = 0;
   }
 
   /** Budget in bytes (a whole number of pages). */
@@ -147,7 +130,6 @@ export class PageArena {
     const pages = Int32Array.from(
       this.#freePages.splice(this.#freePages.length - pageCount, pageCount),
     ).reverse();
-    this.#untouchedFreePages = Math.min(this.#untouchedFreePages, this.#freePages.length);
     this.#pageLists[slot] = pages;
     this.table.setField(slot, kGenerationField, (this.table.field(slot, kGenerationField) + 1) | 0);
     this.table.setField(slot, kPageCountField, pageCount);

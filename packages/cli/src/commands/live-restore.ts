@@ -3,6 +3,7 @@ import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@livere
 import { CHUNK_CACHE_OPTIONS, chunkCacheHelp, openCachedSource } from '../chunk-cache-options.js';
 import { COMMON_OPTIONS, type CommandIo, defineCommand, required, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
+import { LOAD_TRACE_HELP, LOAD_TRACE_OPTIONS, openLoadTrace } from '../load-trace.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { parseRateLimit } from '../option-values.js';
 import { s3Help } from '../s3-options.js';
@@ -130,6 +131,7 @@ Options:
 ${chunkCacheHelp(23)}
   --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential guest reader (default 8)
+${LOAD_TRACE_HELP}
   --exit-when-done     exit once every drive is local and no NBD client is connected
                        (or, exit 1, once a full disk stopped the copy and none is)
   --json               progress and the end as JSON lines on stdout
@@ -158,6 +160,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     workers: { type: 'string' },
     readahead: { type: 'string' },
     'exit-when-done': { type: 'boolean' },
+    ...LOAD_TRACE_OPTIONS,
     ...SNAPSHOT_SOURCE_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
@@ -175,6 +178,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     const json = values.json === true;
     const { chunkCache, crypt, http, s3 } = await snapshotSourceSettings(values, from, 'live-restore', io);
     const tls = await serverTlsFromOptions(values, 'live-restore');
+    const trace = openLoadTrace(values, (line) => io.stderr.write(`live-restore: ${line}\n`));
     // With a persistent chunk cache or S3 options the source is opened here (and closed at the end).
     const source =
       chunkCache === undefined && Object.keys(s3).length === 0
@@ -194,11 +198,13 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       ...(tls === undefined ? {} : { tls }),
       cacheBytes,
       workers,
+      onLoad: trace?.onLoad,
       readaheadChunks,
       rateLimitBytesPerSecond: rate,
       progressIntervalMs: json ? 1000 : io.stderr.isTTY === true ? 200 : 1000,
     }).catch(async (err: unknown) => {
       ended.abort();
+      trace?.close();
       if (typeof source !== 'string') await source.close?.();
       throw err;
     });
@@ -290,6 +296,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     } finally {
       ended.abort();
       if (!closed) await restore.close();
+      trace?.close();
       if (typeof source !== 'string') await source.close?.();
     }
   },

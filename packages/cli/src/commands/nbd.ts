@@ -3,6 +3,7 @@ import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { CHUNK_CACHE_OPTIONS, chunkCacheHelp } from '../chunk-cache-options.js';
 import { COMMON_OPTIONS, defineCommand, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
+import { LOAD_TRACE_HELP, LOAD_TRACE_OPTIONS, openLoadTrace } from '../load-trace.js';
 import { loggedExport } from '../logged-export.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { s3Help } from '../s3-options.js';
@@ -43,6 +44,7 @@ ${SPILL_HELP}
 ${chunkCacheHelp(23)}
   --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
+${LOAD_TRACE_HELP}
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
 ${tlsTrustHelp(23)}
@@ -69,6 +71,7 @@ Prints the address and the exports, then serves until stopped.`,
     ...CHUNK_CACHE_OPTIONS,
     workers: { type: 'string' },
     readahead: { type: 'string' },
+    ...LOAD_TRACE_OPTIONS,
     ...SNAPSHOT_SOURCE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -81,11 +84,13 @@ Prints the address and the exports, then serves until stopped.`,
     );
     const settings = await snapshotSourceSettings(values, from, 'nbd', io);
     const tls = await serverTlsFromOptions(values, 'nbd');
+    const trace = openLoadTrace(values, (line) => io.stderr.write(`nbd: ${line}\n`));
     const cache = new ChunkCache({
       ...(cacheBytes === undefined ? {} : { cacheBytes }),
       ...(workers === undefined ? {} : { workers }),
       spill: spillFromOptions(values, 'nbd'),
       prefault: true, // a guest's first reads must not pay the arena's first-touch faults
+      onLoad: trace?.onLoad,
     });
     try {
       const snapshot = await openSnapshot({ source: from, snapshot: spec, cache, ...settings });
@@ -114,6 +119,7 @@ Prints the address and the exports, then serves until stopped.`,
       }
     } finally {
       await cache.close();
+      trace?.close();
     }
   },
 });

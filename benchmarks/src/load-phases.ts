@@ -1,0 +1,56 @@
+/**
+ * What a liverestore process's `--trace-loads` file says about its guest's slowest misses:
+ * of the loads a guest waited for (urgent by their end), the slowest tenth, with the mean
+ * milliseconds of each phase. The phases of these loads are what its p99 is made of.
+ */
+import { readFile } from 'node:fs/promises';
+
+/** Mean phases of the slowest tenth of the urgent loads of one process. */
+export interface SlowLoadPhases {
+  /** Urgent loads in the trace, and how many of them are the slowest tenth. */
+  readonly urgentLoads: number;
+  readonly slowLoads: number;
+  readonly totalMs: number;
+  readonly memoryWaitMs: number;
+  readonly blobMs: number;
+  readonly decodeWaitMs: number;
+  readonly decodeMs: number;
+}
+
+interface TracedLoad {
+  readonly urgent: boolean;
+  readonly ok: boolean;
+  readonly totalMs: number;
+  readonly memoryWaitMs: number;
+  readonly blobMs: number;
+  readonly decodeWaitMs: number;
+  readonly decodeMs: number;
+}
+
+/** The summary of a trace's JSON lines; undefined when no urgent load ended well. */
+export function slowLoadPhases(lines: string): SlowLoadPhases | undefined {
+  const urgent = lines
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as TracedLoad)
+    .filter((load) => load.urgent && load.ok)
+    .sort((a, b) => b.totalMs - a.totalMs);
+  if (urgent.length === 0) return undefined;
+  const slow = urgent.slice(0, Math.max(1, Math.ceil(urgent.length / 10)));
+  const mean = (phase: keyof Omit<TracedLoad, 'urgent' | 'ok'>): number =>
+    slow.reduce((sum, load) => sum + load[phase], 0) / slow.length;
+  return {
+    urgentLoads: urgent.length,
+    slowLoads: slow.length,
+    totalMs: mean('totalMs'),
+    memoryWaitMs: mean('memoryWaitMs'),
+    blobMs: mean('blobMs'),
+    decodeWaitMs: mean('decodeWaitMs'),
+    decodeMs: mean('decodeMs'),
+  };
+}
+
+/** {@link slowLoadPhases} of a trace file. */
+export async function slowLoadPhasesOf(path: string): Promise<SlowLoadPhases | undefined> {
+  return slowLoadPhases(await readFile(path, 'utf8'));
+}

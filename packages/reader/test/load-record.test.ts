@@ -1,0 +1,102 @@
+/*
+ * ChunkCacheOptions.onLoad: one record per load when it ends, its phases in order and
+ * adding up, where the bytes came from, whether it succeeded, and its urgency at the start
+ * and at the end.
+ */
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { randomBytes } from '@liverestore/testkit';
+import test from 'ava';
+import { ChunkCache, type ChunkLoadRecord, SpillStore } from '../src/index.js';
+import { MemorySource, testDir } from './helpers.js';
+
+const PAGE = 4096;
+
+function phasesAddUp(record: ChunkLoadRecord): boolean {
+  const phases = [record.memoryWaitMs, record.blobMs, record.decodeWaitMs, record.decodeMs];
+  const sum = phases.reduce((a, b) => a + b, 0);
+  return phases.every((ms) => ms >= 0) && sum <= record.totalMs + 1e-6;
+}
+
+test('a fetched load: from the source, ok, urgent, phases adding up to at most its total', async (t) => {
+  const records: ChunkLoadRecord[] = [];
+  const cache = new ChunkCache({
+    cacheBytes: 64 * PAGE,
+    pageBytes: PAGE,
+    workers: 1,
+    onLoad: (r) => records.push(r),
+  });
+  t.teardown(() => cache.close());
+  const source = new MemorySource();
+  const data = randomBytes(1, 10 * PAGE);
+  const hex = source.add(data);
+  source.delayNext(hex);
+  const lease = cache.acquire({ digestHex: hex, length: data.byteLength, source });
+  while (source.pending.length === 0) await nextTurn();
+  t.is(records.length, 0, 'no record before the load ends');
+  source.pending[0]!.complete();
+  cache.release(await lease);
+  t.is(records.length, 1);
+  const [record] = records as [ChunkLoadRecord];
+  t.like(record, {
+    digestHex: hex,
+    bytes: data.byteLength,
+    from: 'source',
+    ok: true,
+    urgentAtStart: true,
+    urgent: true,
+  });
+  t.true(record.decodeMs > 0, 'a decode on a thread takes time');
+  t.true(phasesAddUp(record), JSON.stringify(record));
+});
+
+test('a failed load is recorded as failed; a background load joined by a reader ends urgent', async (t) => {
+  const records: ChunkLoadRecord[] = [];
+  const cache = new ChunkCache({
+    cacheBytes: 64 * PAGE,
+    pageBytes: PAGE,
+    workers: 0,
+    onLoad: (r) => records.push(r),
+  });
+  t.teardown(() => cache.close());
+  const source = new MemorySource();
+  const failing = source.add(randomBytes(2, PAGE));
+  source.failNext(failing);
+  await t.throwsAsync(cache.acquire({ digestHex: failing, length: PAGE, source }));
+  t.like(records[0], { digestHex: failing, ok: false });
+
+  const data = randomBytes(3, 2 * PAGE);
+  const hex = source.add(data);
+  source.delayNext(hex);
+  const background = cache.acquire({ digestHex: hex, length: data.byteLength, source, background: true });
+  const urgent = cache.acquire({ digestHex: hex, length: data.byteLength, source });
+  while (source.pending.length === 0) await nextTurn();
+  source.pending[0]!.complete();
+  cache.release(await background);
+  cache.release(await urgent);
+  t.like(records[1], { digestHex: hex, ok: true, urgentAtStart: false, urgent: true });
+});
+
+test('a chunk read back from the spill file is recorded as from the spill, with no decode', async (t) => {
+  const dir = await testDir(t);
+  const records: ChunkLoadRecord[] = [];
+  const spill = SpillStore.create({ dir, capacityBytes: 64 * PAGE, pageBytes: PAGE });
+  // Room for one 4-page chunk: the second evicts the first, which comes back from the spill file.
+  const cache = new ChunkCache({
+    cacheBytes: 4 * PAGE,
+    pageBytes: PAGE,
+    workers: 0,
+    spill,
+    onLoad: (r) => records.push(r),
+  });
+  t.teardown(() => cache.close());
+  const source = new MemorySource();
+  const chunks = [randomBytes(4, 4 * PAGE), randomBytes(5, 4 * PAGE)].map((data) => ({
+    data,
+    hex: source.add(data),
+  }));
+  for (const { data, hex } of [...chunks, chunks[0]!])
+    cache.release(await cache.acquire({ digestHex: hex, length: data.byteLength, source }));
+  t.is(records.length, 3);
+  t.like(records[2], { digestHex: chunks[0]!.hex, from: 'spill', ok: true, decodeMs: 0, decodeWaitMs: 0 });
+  t.true(phasesAddUp(records[2]!));
+});
