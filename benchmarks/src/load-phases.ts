@@ -7,6 +7,13 @@ import { readFile } from 'node:fs/promises';
 
 /** Mean phases of the slowest tenth of the urgent loads of one process. */
 export interface SlowLoadPhases {
+  /**
+   * Loads that fetched and decoded a chunk (from the source, ended well), and how many
+   * distinct chunks they were: the difference is chunks decoded twice (an HTTP request
+   * count also has the resumed requests of background fetches that made way).
+   */
+  readonly sourceLoads: number;
+  readonly distinctSourceChunks: number;
   /** Urgent loads in the trace, and how many of them are the slowest tenth. */
   readonly urgentLoads: number;
   readonly slowLoads: number;
@@ -18,6 +25,8 @@ export interface SlowLoadPhases {
 }
 
 interface TracedLoad {
+  readonly digestHex: string;
+  readonly from: 'source' | 'spill';
   readonly urgent: boolean;
   readonly ok: boolean;
   readonly totalMs: number;
@@ -29,17 +38,19 @@ interface TracedLoad {
 
 /** The summary of a trace's JSON lines; undefined when no urgent load ended well. */
 export function slowLoadPhases(lines: string): SlowLoadPhases | undefined {
-  const urgent = lines
+  const loads = lines
     .split('\n')
     .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as TracedLoad)
-    .filter((load) => load.urgent && load.ok)
-    .sort((a, b) => b.totalMs - a.totalMs);
+    .map((line) => JSON.parse(line) as TracedLoad);
+  const fromSource = loads.filter((load) => load.ok && load.from === 'source');
+  const urgent = loads.filter((load) => load.urgent && load.ok).sort((a, b) => b.totalMs - a.totalMs);
   if (urgent.length === 0) return undefined;
   const slow = urgent.slice(0, Math.max(1, Math.ceil(urgent.length / 10)));
-  const mean = (phase: keyof Omit<TracedLoad, 'urgent' | 'ok'>): number =>
+  const mean = (phase: 'totalMs' | 'memoryWaitMs' | 'blobMs' | 'decodeWaitMs' | 'decodeMs'): number =>
     slow.reduce((sum, load) => sum + load[phase], 0) / slow.length;
   return {
+    sourceLoads: fromSource.length,
+    distinctSourceChunks: new Set(fromSource.map((load) => load.digestHex)).size,
     urgentLoads: urgent.length,
     slowLoads: slow.length,
     totalMs: mean('totalMs'),

@@ -18,8 +18,11 @@ import { parseAccessLog } from '../src/static-http.js';
 const MiB = 1024 * 1024;
 
 test('slowLoadPhases: the mean phases of the slowest tenth of the urgent loads that ended well', (t) => {
-  const load = (urgent: boolean, ok: boolean, totalMs: number) =>
+  let n = 0;
+  const load = (urgent: boolean, ok: boolean, totalMs: number, digestHex = `d${n++}`) =>
     JSON.stringify({
+      digestHex,
+      from: 'source',
       urgent,
       ok,
       totalMs,
@@ -32,11 +35,13 @@ test('slowLoadPhases: the mean phases of the slowest tenth of the urgent loads t
     ...Array.from({ length: 18 }, (_, i) => load(true, true, 10 + i)),
     load(true, true, 100),
     load(true, true, 80),
-    load(false, true, 500), // background: the guest did not wait for it
+    load(false, true, 500, 'd0'), // background: the guest did not wait for it; d0 a second time
     load(true, false, 400), // failed
     '',
   ].join('\n');
   t.deepEqual(slowLoadPhases(lines), {
+    sourceLoads: 21,
+    distinctSourceChunks: 20,
     urgentLoads: 20,
     slowLoads: 2,
     totalMs: 90,
