@@ -2,7 +2,7 @@
  * One reader process of `bench scale`, started by scale-readers.ts with an IPC channel:
  * opens its readers (one shared ChunkCache, as one restore host would have), says
  * `ready`, waits for `go`, then every reader copies its whole drive sequentially in
- * `readBytes` pieces through `readAt` (the background copy of a live restore), hashing
+ * `readBytes` pieces through `leaseAt` (the background copy of a live restore), hashing
  * what it got; it answers with one `done` message and exits.
  *
  *   child_process.fork('scale-reader-child.js', [JSON.stringify(ReaderChildConfig)])
@@ -69,6 +69,8 @@ export interface MemoryPeaks {
   readonly externalBytes: number;
   /** The part of `external` in ArrayBuffers and SharedArrayBuffers (blobs, buffers, the cache's pages). */
   readonly arrayBuffersBytes: number;
+  /** The most the cache's blobs between fetch and decode held at once (its `peakBlobBytes`, as charged). */
+  readonly blobBytes: number;
 }
 
 /** How often a reader process samples its memory while its readers run. */
@@ -92,28 +94,34 @@ function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** Copies the whole drive through `readAt` in `readBytes` pieces, timing each and hashing the bytes. */
+/**
+ * Copies the whole drive in `readBytes` pieces, timing each and hashing the bytes. Each
+ * piece is leased (`leaseAt`: views on the cache's pages, released once hashed), as a live
+ * restore's background copy reads: no read buffer of the reader's own.
+ */
 async function copyDrive(
   task: ReaderTask,
   reader: CachedChunkReader,
   readBytes: number,
 ): Promise<ReaderOutcome> {
   const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(readBytes);
   const readMs: number[] = [];
   const startMs = now();
   for (let offset = 0; offset < reader.size; offset += readBytes) {
-    const piece = buffer.subarray(0, Math.min(readBytes, reader.size - offset));
     const t = performance.now();
-    await reader.readAt(piece, offset);
+    const lease = await reader.leaseAt(offset, Math.min(readBytes, reader.size - offset));
     readMs.push(performance.now() - t);
-    hash.update(piece);
+    try {
+      for (const view of lease.views) hash.update(view);
+    } finally {
+      lease.release();
+    }
   }
   return { ...task, bytes: reader.size, sha256: hash.digest('hex'), startMs, endMs: now(), readMs };
 }
 
 /** Samples process.memoryUsage() until stopped; the largest of each part. */
-function sampleMemory(): { stop(): MemoryPeaks } {
+function sampleMemory(): { stop(): Omit<MemoryPeaks, 'blobBytes'> } {
   let heapUsedBytes = 0;
   let externalBytes = 0;
   let arrayBuffersBytes = 0;
@@ -176,7 +184,7 @@ try {
     type: 'done',
     readers: outcomes,
     peakRssBytes: (await peakRssBytes('self')) ?? null,
-    memory,
+    memory: { ...memory, blobBytes: s.peakBlobBytes },
     cache: { hits: s.hits, misses: s.misses, dedupJoins: s.dedupJoins, prefetches: s.prefetches },
   });
 } finally {

@@ -2,8 +2,8 @@
  * The cache's coordinator: the load lifecycle (acquire, prefetch, spill reads, fetch and
  * decode, close), which one thread owns. Memory is in page-arena.ts, memory waits in
  * allocation-queue.ts, a load and its waiters in chunk-load.ts, decode order in
- * decode-scheduler.ts, readahead in readahead-budget.ts, spilling in spill-writer.ts,
- * lending in lent-chunks.ts. About 500 lines on purpose: what is left is the public
+ * decode-scheduler.ts, blob memory between fetch and decode in blob-budget.ts, readahead
+ * in readahead-budget.ts, spilling in spill-writer.ts, lending in lent-chunks.ts. About 500 lines on purpose: what is left is the public
  * surface (each method a few lines of delegation) and the one load lifecycle that ties
  * those pieces together; splitting the lifecycle would put its ordering rules (who gets
  * memory, when a decode thread is refilled, when a damaged blob is fetched again) in
@@ -11,6 +11,7 @@
  */
 import { LiverestoreError } from '@liverestore/format';
 import { AllocationQueue } from './allocation-queue.js';
+import { BlobBudget, blobChargeBytes } from './blob-budget.js';
 import {
   type ChunkCacheOptions,
   type ChunkCacheStats,
@@ -57,7 +58,8 @@ let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
  * - A failed fetch or decode is never cached; every waiter gets the error.
  * - Aborting one waiter never cancels a load others wait for.
  * - Memory never exceeds `cacheBytes`; when every slot is pinned or loading, requests
- *   wait (FIFO) for a release. A single-chunk cache still serves any number of readers,
+ *   wait (FIFO) for a release. Blobs between fetch and decode never exceed
+ *   `blobBudgetBytes` ({@link BlobBudget}): a load with pages waits there before its fetch. A single-chunk cache still serves any number of readers,
  *   because readers never hold a pin while they wait for another chunk.
  * - Loads a reader outside any sequential stream waits for (a guest's random read) are
  *   urgent: their fetch goes first on the source's link ({@link FetchHints}) and their
@@ -79,6 +81,8 @@ export class ChunkCache {
   readonly #spill: SpillWriter | undefined;
   readonly #loads = new Map<string, ChunkLoad>();
   readonly #allocations: AllocationQueue<ChunkLoad>;
+  /** Bytes of blobs between fetch and decode: reserved after pages, before the fetch. */
+  readonly #blobs: BlobBudget;
   readonly #closing = new AbortController();
   /**
    * Loads that have memory and whose blob is on its way (from the source or the spill
@@ -103,7 +107,8 @@ export class ChunkCache {
   };
 
   constructor(options: ChunkCacheOptions = {}) {
-    const { pageBytes, pageCount, workers } = checkCacheOptions(options);
+    const { pageBytes, pageCount, workers, blobBudgetBytes } = checkCacheOptions(options);
+    this.#blobs = new BlobBudget(blobBudgetBytes);
     const spillWriter = (): SpillWriter | undefined => this.#spill;
     this.#arena = new PageArena(pageCount, pageBytes, {
       mayEvict: (key, slot, save) => this.#spill?.mayEvict(key, slot, save) ?? true,
@@ -184,7 +189,11 @@ export class ChunkCache {
     } else {
       this.#stats.dedupJoins++;
       this.#readahead.markRead(hex);
-      if (request.background !== true) load.urgent = true;
+      if (request.background !== true && !load.urgent) {
+        load.urgent = true;
+        // A load waiting for blob bytes may have just become urgent: served first now.
+        this.#blobs.pump();
+      }
     }
     const leased = load.join(signal);
     // Start only once the waiter is registered: a load may end before its first await.
@@ -338,6 +347,9 @@ export class ChunkCache {
       lentBytes: this.#lent.bytes,
       usedBytes: this.#arena.capacityBytes - this.#arena.freeBytes,
       capacityBytes: this.capacityBytes,
+      blobBytes: this.#blobs.heldBytes,
+      peakBlobBytes: this.#blobs.peakBytes,
+      blobBudgetBytes: this.#blobs.capacityBytes,
     };
   }
 
@@ -350,6 +362,7 @@ export class ChunkCache {
     this.#closed = true;
     this.#closing.abort(closedError());
     this.#allocations.close(closedError);
+    this.#blobs.close(closedError);
     this.#decodes.rejectQueued(closedError());
     // Decodes already on a thread take milliseconds: let them answer before the pool
     // stops (piscina reports an answer to a task it no longer knows as an 'error' event).
@@ -447,28 +460,39 @@ export class ChunkCache {
     return result;
   }
 
+  /**
+   * One fetch and decode into the loading slot, its blob's bytes reserved from the blob
+   * budget before the fetch (the load has its pages already: see BlobBudget on deadlock)
+   * and given back once the decode has finished or the fetch failed.
+   */
   async #fetchAndDecodeOnce(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<DecodeResult> {
     const hex = request.digestHex;
-    let blob: Uint8Array;
+    let releaseBlob: (() => void) | undefined;
     try {
-      blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+      let blob: Uint8Array;
+      try {
+        releaseBlob = await this.#blobs.reserve(blobChargeBytes(request.length), load, closedError);
+        blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+      } finally {
+        // A blob that came is queued (urgent first) before anything held for it is started;
+        // after a failed fetch, held decodes are looked at once the load has ended (#runLoad).
+        this.#awaitingBlob.delete(load);
+      }
+      if (this.#closed) throw closedError();
+      return await this.#decodes.decode(
+        load,
+        {
+          blob,
+          digestHex: hex,
+          length: request.length,
+          pages: this.#arena.pages(slot),
+          ...(request.key === undefined ? {} : { key: request.key }),
+        },
+        request.source.blobsAreTransferable === true,
+      );
     } finally {
-      // A blob that came is queued (urgent first) before anything held for it is started;
-      // after a failed fetch, held decodes are looked at once the load has ended (#runLoad).
-      this.#awaitingBlob.delete(load);
+      releaseBlob?.();
     }
-    if (this.#closed) throw closedError();
-    return this.#decodes.decode(
-      load,
-      {
-        blob,
-        digestHex: hex,
-        length: request.length,
-        pages: this.#arena.pages(slot),
-        ...(request.key === undefined ? {} : { key: request.key }),
-      },
-      request.source.blobsAreTransferable === true,
-    );
   }
 
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */
@@ -483,8 +507,12 @@ export class ChunkCache {
     this.#spill?.writeAhead();
   }
 
+  /**
+   * An urgent blob is on its way: background decodes wait for it. Not an urgent load still
+   * waiting for blob bytes: those come back only as decodes finish (no deadlock).
+   */
   #urgentFetching(): boolean {
-    for (const load of this.#awaitingBlob) if (load.urgent) return true;
+    for (const load of this.#awaitingBlob) if (load.urgent && !this.#blobs.isWaiting(load)) return true;
     return false;
   }
 }
