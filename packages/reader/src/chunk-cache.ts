@@ -12,6 +12,7 @@
 import { LiverestoreError } from '@liverestore/format';
 import { AllocationQueue } from './allocation-queue.js';
 import { BlobBudget, blobChargeBytes } from './blob-budget.js';
+import { BlobBuffers } from './blob-buffers.js';
 import {
   type ChunkCacheOptions,
   type ChunkCacheStats,
@@ -69,7 +70,12 @@ let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
  */
 export class ChunkCache {
   static {
-    cacheInternals = (cache) => ({ table: cache.#table, memory: cache.#memory, decodes: cache.#decodes });
+    cacheInternals = (cache) => ({
+      table: cache.#table,
+      memory: cache.#memory,
+      decodes: cache.#decodes,
+      blobBuffers: cache.#blobBuffers,
+    });
   }
 
   readonly #table: SlotTable;
@@ -83,6 +89,8 @@ export class ChunkCache {
   readonly #allocations: AllocationQueue<ChunkLoad>;
   /** Bytes of blobs between fetch and decode: reserved after pages, before the fetch. */
   readonly #blobs: BlobBudget;
+  /** Buffers blobs are received in, back from the decode threads and used again. */
+  readonly #blobBuffers: BlobBuffers;
   readonly #closing = new AbortController();
   /**
    * Loads that have memory and whose blob is on its way (from the source or the spill
@@ -109,6 +117,7 @@ export class ChunkCache {
   constructor(options: ChunkCacheOptions = {}) {
     const { pageBytes, pageCount, workers, blobBudgetBytes } = checkCacheOptions(options);
     this.#blobs = new BlobBudget(blobBudgetBytes);
+    this.#blobBuffers = new BlobBuffers(blobBudgetBytes);
     const spillWriter = (): SpillWriter | undefined => this.#spill;
     this.#arena = new PageArena(pageCount, pageBytes, {
       mayEvict: (key, slot, save) => this.#spill?.mayEvict(key, slot, save) ?? true,
@@ -129,7 +138,8 @@ export class ChunkCache {
     this.#memory = this.#arena.memory;
     this.#spill = options.spill === undefined ? undefined : new SpillWriter(options.spill, this.#arena);
     this.#readahead = new ReadaheadBudget(this.#arena.capacityBytes * MAX_READAHEAD_CACHE_FRACTION);
-    this.#decoder = workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers);
+    this.#decoder =
+      workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers, this.#blobBuffers);
     this.#decodes = new DecodeScheduler(this.#decoder, () => this.#urgentFetching());
   }
 
@@ -383,7 +393,8 @@ export class ChunkCache {
   }
 
   #newLoad(request: ChunkRequest, urgent: boolean): ChunkLoad {
-    const load = new ChunkLoad(request.length, urgent);
+    const capacity = blobChargeBytes(request.length);
+    const load = new ChunkLoad(request.length, urgent, (bytes) => this.#blobBuffers.take(bytes, capacity));
     this.#loads.set(request.digestHex, load);
     return load;
   }
@@ -523,6 +534,8 @@ export interface ChunkCacheInternals {
   readonly memory: SharedCacheMemory;
   /** Decodes waiting (`queued`) and on a thread (`running`): what tests wait for instead of sleeping. */
   readonly decodes: { readonly queued: number; readonly running: number };
+  /** The buffers blobs are received in (`allocated` counts the new ones). */
+  readonly blobBuffers: { readonly allocated: number; readonly freeBytes: number };
 }
 
 /**
