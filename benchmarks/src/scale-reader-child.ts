@@ -71,6 +71,12 @@ export interface MemoryPeaks {
   readonly arrayBuffersBytes: number;
   /** The most the cache's blobs between fetch and decode held at once (its `peakBlobBytes`, as charged). */
   readonly blobBytes: number;
+  /** The sample with the largest resident set: what the process held then (rss, V8 heap, ArrayBuffers). */
+  readonly atRssPeak: {
+    readonly rssBytes: number;
+    readonly heapUsedBytes: number;
+    readonly arrayBuffersBytes: number;
+  };
 }
 
 /** How often a reader process samples its memory while its readers run. */
@@ -125,8 +131,11 @@ function sampleMemory(): { stop(): Omit<MemoryPeaks, 'blobBytes'> } {
   let heapUsedBytes = 0;
   let externalBytes = 0;
   let arrayBuffersBytes = 0;
+  let atRssPeak = { rssBytes: 0, heapUsedBytes: 0, arrayBuffersBytes: 0 };
   const sample = (): void => {
     const m = process.memoryUsage();
+    if (m.rss > atRssPeak.rssBytes)
+      atRssPeak = { rssBytes: m.rss, heapUsedBytes: m.heapUsed, arrayBuffersBytes: m.arrayBuffers };
     heapUsedBytes = Math.max(heapUsedBytes, m.heapUsed);
     externalBytes = Math.max(externalBytes, m.external);
     arrayBuffersBytes = Math.max(arrayBuffersBytes, m.arrayBuffers);
@@ -136,7 +145,7 @@ function sampleMemory(): { stop(): Omit<MemoryPeaks, 'blobBytes'> } {
     stop() {
       clearInterval(timer);
       sample();
-      return { heapUsedBytes, externalBytes, arrayBuffersBytes };
+      return { heapUsedBytes, externalBytes, arrayBuffersBytes, atRssPeak };
     },
   };
 }

@@ -115,6 +115,7 @@ function readerMemoryPeaks(records: readonly RunRecord[]): MemoryPeaks | undefin
     externalBytes: Math.max(...all.map((m) => m.externalBytes)),
     arrayBuffersBytes: Math.max(...all.map((m) => m.arrayBuffersBytes)),
     blobBytes: Math.max(...all.map((m) => m.blobBytes)),
+    atRssPeak: all.map((m) => m.atRssPeak).reduce((a, b) => (b.rssBytes > a.rssBytes ? b : a)),
   };
 }
 
@@ -148,7 +149,8 @@ export function goalVerdicts(run: ScaleRun): string[] {
       `Reader processes' own view at their peaks (largest over runs, sampled every 20 ms): V8 heap ${formatBytes(peaks.heapUsedBytes)}, ` +
         `ArrayBuffers ${formatBytes(peaks.arrayBuffersBytes)} (the cache's ${formatBytes(run.settings.cacheBytes)} of SharedArrayBuffer included: ` +
         `${formatBytes(peaks.arrayBuffersBytes - run.settings.cacheBytes)} of blobs and buffers besides), external ${formatBytes(peaks.externalBytes)}; ` +
-        `blobs between fetch and decode at most ${formatBytes(peaks.blobBytes)} as the cache charges them (plaintext length + header).`,
+        `blobs between fetch and decode at most ${formatBytes(peaks.blobBytes)} as the cache charges them (plaintext length + header). ` +
+        `At the largest sampled resident set (${formatBytes(peaks.atRssPeak.rssBytes)}): V8 heap ${formatBytes(peaks.atRssPeak.heapUsedBytes)}, ArrayBuffers ${formatBytes(peaks.atRssPeak.arrayBuffersBytes)}.`,
     );
   for (const origin of ['nginx', 'rgw-nginx', 'rgw-serve-nginx'] as const) {
     const runs = of(all, origin, 'concurrent');

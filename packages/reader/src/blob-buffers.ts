@@ -7,13 +7,16 @@
  * buffer goes back to the cache with the decode's answer (decode-thread.ts moves it back)
  * and receives the next blob.
  *
- * Free buffers are kept up to `keepBytes` (the blob budget), so with blobs in use bounded
- * by the same budget, blob memory stays within twice the budget however many chunks pass.
+ * Free buffers are kept while they and the blobs in use stay within the blob budget
+ * (`keepBytes()`: the budget less what it holds now). A buffer comes back while its load
+ * still holds its charge (no smaller than the buffer), so it is kept when the free ones
+ * fit in `keepBytes()` before it: once that charge is released, blob memory, free or in
+ * use, is within the budget however many chunks pass.
  */
 
 /** A pool of blob buffers: best fit among the free ones, else a new one of the size asked for. */
 export class BlobBuffers {
-  readonly #keepBytes: number;
+  readonly #keepBytes: () => number;
   readonly #free: ArrayBuffer[] = [];
   #freeBytes = 0;
   /** Buffers allocated so far (each one new memory; the rest were used again). */
@@ -21,7 +24,8 @@ export class BlobBuffers {
   /** Buffers handed out by {@link take} and given back by {@link give}: the cache's to move to a decode thread. */
   readonly #ours = new WeakSet<ArrayBuffer>();
 
-  constructor(keepBytes: number) {
+  /** @param keepBytes how many free bytes may be kept now, beside the charges held */
+  constructor(keepBytes: () => number) {
     this.#keepBytes = keepBytes;
   }
 
@@ -61,10 +65,11 @@ export class BlobBuffers {
 
   /**
    * Takes back a buffer nobody uses any more (a blob's memory back from a decode thread);
-   * dropped, for the collector, when the free ones would exceed `keepBytes`.
+   * dropped, for the collector, when the free ones already take more than `keepBytes()` (the charge
+   * of its own load, still held, stands for the buffer itself).
    */
   give(buffer: ArrayBuffer): void {
-    if (buffer.byteLength === 0 || this.#freeBytes + buffer.byteLength > this.#keepBytes) return;
+    if (buffer.byteLength === 0 || this.#freeBytes > this.#keepBytes()) return;
     this.#ours.add(buffer);
     this.#free.push(buffer);
     this.#freeBytes += buffer.byteLength;

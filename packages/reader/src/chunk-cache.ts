@@ -117,7 +117,8 @@ export class ChunkCache {
   constructor(options: ChunkCacheOptions = {}) {
     const { pageBytes, pageCount, workers, blobBudgetBytes } = checkCacheOptions(options);
     this.#blobs = new BlobBudget(blobBudgetBytes);
-    this.#blobBuffers = new BlobBuffers(blobBudgetBytes);
+    // Free buffers and blobs in use together within the budget (a blob's charge ≥ its buffer).
+    this.#blobBuffers = new BlobBuffers(() => blobBudgetBytes - this.#blobs.heldBytes);
     const spillWriter = (): SpillWriter | undefined => this.#spill;
     this.#arena = new PageArena(pageCount, pageBytes, {
       mayEvict: (key, slot, save) => this.#spill?.mayEvict(key, slot, save) ?? true,
