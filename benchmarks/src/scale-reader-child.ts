@@ -75,6 +75,7 @@ export interface MemoryPeaks {
   readonly atRssPeak: {
     readonly rssBytes: number;
     readonly heapUsedBytes: number;
+    readonly heapTotalBytes: number;
     readonly arrayBuffersBytes: number;
   };
 }
@@ -131,11 +132,16 @@ function sampleMemory(): { stop(): Omit<MemoryPeaks, 'blobBytes'> } {
   let heapUsedBytes = 0;
   let externalBytes = 0;
   let arrayBuffersBytes = 0;
-  let atRssPeak = { rssBytes: 0, heapUsedBytes: 0, arrayBuffersBytes: 0 };
+  let atRssPeak = { rssBytes: 0, heapUsedBytes: 0, heapTotalBytes: 0, arrayBuffersBytes: 0 };
   const sample = (): void => {
     const m = process.memoryUsage();
     if (m.rss > atRssPeak.rssBytes)
-      atRssPeak = { rssBytes: m.rss, heapUsedBytes: m.heapUsed, arrayBuffersBytes: m.arrayBuffers };
+      atRssPeak = {
+        rssBytes: m.rss,
+        heapUsedBytes: m.heapUsed,
+        heapTotalBytes: m.heapTotal,
+        arrayBuffersBytes: m.arrayBuffers,
+      };
     heapUsedBytes = Math.max(heapUsedBytes, m.heapUsed);
     externalBytes = Math.max(externalBytes, m.external);
     arrayBuffersBytes = Math.max(arrayBuffersBytes, m.arrayBuffers);

@@ -150,7 +150,7 @@ export function goalVerdicts(run: ScaleRun): string[] {
         `ArrayBuffers ${formatBytes(peaks.arrayBuffersBytes)} (the cache's ${formatBytes(run.settings.cacheBytes)} of SharedArrayBuffer included: ` +
         `${formatBytes(peaks.arrayBuffersBytes - run.settings.cacheBytes)} of blobs and buffers besides), external ${formatBytes(peaks.externalBytes)}; ` +
         `blobs between fetch and decode at most ${formatBytes(peaks.blobBytes)} as the cache charges them (plaintext length + header). ` +
-        `At the largest sampled resident set (${formatBytes(peaks.atRssPeak.rssBytes)}): V8 heap ${formatBytes(peaks.atRssPeak.heapUsedBytes)}, ArrayBuffers ${formatBytes(peaks.atRssPeak.arrayBuffersBytes)}.`,
+        `At the largest sampled resident set (${formatBytes(peaks.atRssPeak.rssBytes)}): V8 heap ${formatBytes(peaks.atRssPeak.heapUsedBytes)} used of ${formatBytes(peaks.atRssPeak.heapTotalBytes)}, ArrayBuffers ${formatBytes(peaks.atRssPeak.arrayBuffersBytes)}.`,
     );
   for (const origin of ['nginx', 'rgw-nginx', 'rgw-serve-nginx'] as const) {
     const runs = of(all, origin, 'concurrent');
