@@ -34,6 +34,8 @@ export interface ReaderChildConfig {
   readonly origin: string;
   readonly cacheBytes: number;
   readonly workers: number;
+  /** ChunkCache `blobBudgetBytes`; absent: the cache's default. */
+  readonly blobBudgetBytes?: number;
   readonly readaheadChunks: number;
   readonly readBytes: number;
   /**
@@ -169,7 +171,11 @@ const goMessage = new Promise<void>((resolve) => {
 });
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ReaderChildConfig;
-const cache = new ChunkCache({ cacheBytes: config.cacheBytes, workers: config.workers });
+const cache = new ChunkCache({
+  cacheBytes: config.cacheBytes,
+  workers: config.workers,
+  ...(config.blobBudgetBytes === undefined ? {} : { blobBudgetBytes: config.blobBudgetBytes }),
+});
 const snapshots = new Map<string, Snapshot>();
 let shared: ChunkSource | undefined;
 try {
