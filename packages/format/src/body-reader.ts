@@ -49,8 +49,6 @@ export interface BodyPiece {
   start: number;
   /** The whole blob, allocated once the first answer names its size. */
   blob: Uint8Array | undefined;
-  /** Where the blob is received, given its size (a buffer the caller recycles); default a new array. */
-  readonly allocate?: ((bytes: number) => Uint8Array) | undefined;
 }
 
 /** `rules.bad(why)` with the body dropped first. */
@@ -111,7 +109,7 @@ export async function readBodyPiece(
       rules,
       `its size changed between requests (${piece.blob.byteLength} → ${total} bytes)`,
     );
-  piece.blob ??= piece.allocate?.(total) ?? new Uint8Array(total);
+  piece.blob ??= new Uint8Array(total);
   await fillBody(body, piece.blob, piece, 'Content-Range', rules);
 }
 

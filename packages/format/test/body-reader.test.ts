@@ -122,20 +122,6 @@ test('readBodyPiece fills the blob from piece.start and resumes a cut answer whe
   t.deepEqual([...(piece.blob ?? [])], [1, 2, 3, 4, 5]);
 });
 
-test("readBodyPiece receives the blob into the piece's own allocation when it has one", async (t) => {
-  const memory = new ArrayBuffer(16);
-  const asked: number[] = [];
-  const allocate = (bytes: number): Uint8Array => {
-    asked.push(bytes);
-    return new Uint8Array(memory, 0, bytes);
-  };
-  const piece = { start: 0, blob: undefined as Uint8Array | undefined, allocate };
-  await readBodyPiece(body([[7, 8, 9]]), 'bytes 0-2/3', piece, rules(10));
-  t.deepEqual(asked, [3]);
-  t.is(piece.blob?.buffer, memory);
-  t.deepEqual([...new Uint8Array(memory, 0, 3)], [7, 8, 9]);
-});
-
 test('readBodyPiece refuses a Content-Range that is not the rest of the blob, a size change, or a blob over maxBytes', async (t) => {
   const at = (start: number, blob?: Uint8Array) => ({ start, blob });
   for (const [range, piece, pattern] of [

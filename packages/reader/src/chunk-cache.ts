@@ -12,7 +12,6 @@
 import { LiverestoreError } from '@liverestore/format';
 import { AllocationQueue } from './allocation-queue.js';
 import { BlobBudget, blobChargeBytes } from './blob-budget.js';
-import { BlobBuffers } from './blob-buffers.js';
 import {
   type ChunkCacheOptions,
   type ChunkCacheStats,
@@ -70,12 +69,7 @@ let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
  */
 export class ChunkCache {
   static {
-    cacheInternals = (cache) => ({
-      table: cache.#table,
-      memory: cache.#memory,
-      decodes: cache.#decodes,
-      blobBuffers: cache.#blobBuffers,
-    });
+    cacheInternals = (cache) => ({ table: cache.#table, memory: cache.#memory, decodes: cache.#decodes });
   }
 
   readonly #table: SlotTable;
@@ -89,8 +83,6 @@ export class ChunkCache {
   readonly #allocations: AllocationQueue<ChunkLoad>;
   /** Bytes of blobs between fetch and decode: reserved after pages, before the fetch. */
   readonly #blobs: BlobBudget;
-  /** Buffers blobs are received in, back from the decode threads and used again. */
-  readonly #blobBuffers: BlobBuffers;
   readonly #closing = new AbortController();
   /**
    * Loads that have memory and whose blob is on its way (from the source or the spill
@@ -117,8 +109,6 @@ export class ChunkCache {
   constructor(options: ChunkCacheOptions = {}) {
     const { pageBytes, pageCount, workers, blobBudgetBytes } = checkCacheOptions(options);
     this.#blobs = new BlobBudget(blobBudgetBytes);
-    // Free buffers and blobs in use together within the budget (a blob's charge ≥ its buffer).
-    this.#blobBuffers = new BlobBuffers(() => blobBudgetBytes - this.#blobs.heldBytes);
     const spillWriter = (): SpillWriter | undefined => this.#spill;
     this.#arena = new PageArena(pageCount, pageBytes, {
       mayEvict: (key, slot, save) => this.#spill?.mayEvict(key, slot, save) ?? true,
@@ -139,8 +129,7 @@ export class ChunkCache {
     this.#memory = this.#arena.memory;
     this.#spill = options.spill === undefined ? undefined : new SpillWriter(options.spill, this.#arena);
     this.#readahead = new ReadaheadBudget(this.#arena.capacityBytes * MAX_READAHEAD_CACHE_FRACTION);
-    this.#decoder =
-      workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers, this.#blobBuffers);
+    this.#decoder = workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers);
     this.#decodes = new DecodeScheduler(this.#decoder, () => this.#urgentFetching());
   }
 
@@ -394,8 +383,7 @@ export class ChunkCache {
   }
 
   #newLoad(request: ChunkRequest, urgent: boolean): ChunkLoad {
-    const capacity = blobChargeBytes(request.length);
-    const load = new ChunkLoad(request.length, urgent, (bytes) => this.#blobBuffers.take(bytes, capacity));
+    const load = new ChunkLoad(request.length, urgent);
     this.#loads.set(request.digestHex, load);
     return load;
   }
@@ -535,8 +523,6 @@ export interface ChunkCacheInternals {
   readonly memory: SharedCacheMemory;
   /** Decodes waiting (`queued`) and on a thread (`running`): what tests wait for instead of sleeping. */
   readonly decodes: { readonly queued: number; readonly running: number };
-  /** The buffers blobs are received in (`allocated` counts the new ones). */
-  readonly blobBuffers: { readonly allocated: number; readonly freeBytes: number };
 }
 
 /**

@@ -22,8 +22,6 @@ export class ChunkLoad implements FetchHints {
     readonly length: number,
     /** A reader outside any sequential stream waits for it; raised when one joins, never lowered. */
     public urgent: boolean,
-    /** Where the source may receive the blob (the cache's recycled buffers); see FetchHints. */
-    readonly blobBuffer?: (bytes: number) => Uint8Array,
   ) {}
 
   /** A promise of a pinned lease for one more reader; `signal` rejects (and drops) only this one. */

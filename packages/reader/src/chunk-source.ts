@@ -71,12 +71,6 @@ export interface ChunkSource {
  */
 export interface FetchHints {
   readonly urgent: boolean;
-  /**
-   * Where a source may receive the blob, given its size: a buffer the cache takes back
-   * once the blob is decoded and receives the next blob in, so blobs leave no garbage
-   * behind (see BlobBuffers). Sources that allocate their own blobs ignore it.
-   */
-  readonly blobBuffer?: ((bytes: number) => Uint8Array) | undefined;
 }
 
 /**

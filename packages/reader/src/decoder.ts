@@ -1,8 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { esmWorkerPool } from '@liverestore/datastore/internal';
 import { Piscina } from 'piscina';
-import type { BlobBuffers } from './blob-buffers.js';
-import type { DecodeAnswer } from './decode-thread.js';
 import {
   type ChunkBlobTask,
   type DecodeResult,
@@ -43,13 +41,11 @@ export function inlineDecoder(table: SlotTable): ChunkDecoder {
 /**
  * A piscina pool that decodes into the shared arena, or straight into output files. A worker that dies (crash,
  * terminate, out of memory) is replaced by piscina; the task it held fails with
- * `ERR_LR_DECODE_WORKER_DIED` instead of hanging. Each blob's memory comes back with the
- * answer and goes to `blobBuffers` (when given) to receive another blob.
+ * `ERR_LR_DECODE_WORKER_DIED` instead of hanging.
  */
 export function poolDecoder(
   memory: SharedCacheMemory,
   threads = availableParallelism(),
-  blobBuffers?: BlobBuffers,
 ): ChunkDecoder & { readonly pool: Piscina } {
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError('workers must be a positive integer (or 0 for inline)');
@@ -62,22 +58,17 @@ export function poolDecoder(
   /** Runs a task on a thread, moving the blob's memory there (see ChunkDecoder.decode). */
   const run = async (task: ChunkBlobTask, takeBlob: boolean): Promise<unknown> => {
     // The worker gets the blob's memory. Unless the caller gave it up and it is a whole
-    // ArrayBuffer of its own (or one of blobBuffers'), that is a copy (≈0.3 ms per 4 MiB): a
-    // source may keep its blobs, and a view into a shared ArrayBuffer (Buffer pool) must
-    // never be transferred.
+    // ArrayBuffer of its own, that is a copy (≈0.3 ms per 4 MiB): a source may keep its
+    // blobs, and a view into a shared ArrayBuffer (Buffer pool) must never be transferred.
     const blob = task.blob;
     const whole =
       takeBlob &&
       blob.buffer instanceof ArrayBuffer &&
       blob.byteOffset === 0 &&
-      (blob.byteLength === blob.buffer.byteLength || blobBuffers?.owns(blob.buffer) === true);
+      blob.byteLength === blob.buffer.byteLength;
     const moved = { ...task, blob: whole ? blob : new Uint8Array(blob) };
     try {
-      const { answer, buffer } = (await pool.run(moved, {
-        transferList: [moved.blob.buffer as ArrayBuffer],
-      })) as DecodeAnswer;
-      if (buffer !== undefined) blobBuffers?.give(buffer);
-      return answer;
+      return await pool.run(moved, { transferList: [moved.blob.buffer as ArrayBuffer] });
     } catch (cause) {
       throw new ReaderError(
         'ERR_LR_DECODE_WORKER_DIED',

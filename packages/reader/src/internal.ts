@@ -6,7 +6,6 @@
  * re-exported whole, so a name of the main entry may appear here too (the same object).
  */
 export * from './blob-budget.js';
-export * from './blob-buffers.js';
 export * from './cached-chunk-reader.js';
 export * from './chunk-access.js';
 export * from './chunk-cache.js';

@@ -21,8 +21,6 @@ export interface BlobPiece {
   start: number;
   /** The whole blob, allocated once the first answer names its size. */
   blob: Uint8Array | undefined;
-  /** Where the blob is received, given its size (the cache's recycled buffers, see FetchHints.blobBuffer). */
-  readonly allocate?: ((bytes: number) => Uint8Array) | undefined;
 }
 
 /**
@@ -97,7 +95,7 @@ export class LinkScheduler {
         throw this.#stopError(signal);
       });
       try {
-        const piece: BlobPiece = { start: 0, blob: undefined, allocate: hints.blobBuffer };
+        const piece: BlobPiece = { start: 0, blob: undefined };
         for (;;) {
           if (piece.blob !== undefined && piece.start === piece.blob.byteLength) return piece.blob;
           if (hints.urgent) return (await this.#urgent(request, piece)) ?? piece.blob!;

@@ -1,20 +1,12 @@
 /*
  * The blob budget of the chunk cache (blob-budget.ts): blobs between fetch and decode stay
  * within it however many readers miss at once, urgent loads never wait behind background
- * blobs, and tiny caches with a budget smaller than one blob still serve everyone. And the
- * buffers blobs are received in (blob-buffers.ts) come back from the decode thread and
- * receive the next blobs.
+ * blobs, and tiny caches with a budget smaller than one blob still serve everyone.
  */
 import { imageBytes } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
-import { type ChunkCache as Cache, ChunkCache, type ChunkSource, type FetchHints } from '../src/index.js';
-import {
-  BACKGROUND_BLOB_SHARE,
-  BlobBudget,
-  BlobBuffers,
-  blobChargeBytes,
-  chunkCacheInternals,
-} from '../src/internal.js';
+import { ChunkCache, type FetchHints } from '../src/index.js';
+import { BACKGROUND_BLOB_SHARE, BlobBudget, blobChargeBytes } from '../src/internal.js';
 import { MemorySource, MiB, withTimeout } from './helpers.js';
 
 /**
@@ -185,77 +177,4 @@ test('the budget on its own: urgent charges first, a charge larger than its shar
   budget.close(closed);
   await t.throwsAsync(late, { message: 'closed' });
   t.is(budget.peakBytes, 2000);
-});
-
-/** A memory source that receives each blob into the buffer the cache offers (as the HTTP and S3 sources' background fetches do). */
-class ReceivingSource extends MemorySource {
-  readonly blobsAreTransferable = true;
-  received = 0;
-
-  override async fetchChunk(
-    digestHex: string,
-    signal?: AbortSignal,
-    hints?: FetchHints,
-  ): Promise<Uint8Array> {
-    const blob = await super.fetchChunk(digestHex, signal, hints);
-    if (hints?.blobBuffer === undefined) return blob;
-    const into = hints.blobBuffer(blob.byteLength);
-    into.set(blob);
-    this.received++;
-    return into;
-  }
-}
-
-test('blobs are received into buffers that come back from the decode thread and are used again', async (t) => {
-  const source = new ReceivingSource();
-  const digests = chunks(source, 24, 300);
-  const cache: Cache = budgetCache(t, 4 * blobChargeBytes(MiB));
-  const read = async (i: number, background: boolean): Promise<boolean> => {
-    const lease = await cache.acquire({
-      digestHex: digests[i]!,
-      length: MiB,
-      source: source as ChunkSource,
-      background,
-    });
-    const out = Buffer.alloc(32);
-    cache.copyOut(lease, MiB / 2, out, 0, 32);
-    cache.release(lease);
-    return out.equals(imageBytes({ sizeBytes: MiB, seed: 300 + i, mix: { random: 1 } }, MiB / 2, 32));
-  };
-  // One after another: each blob's buffer is back before the next fetch.
-  for (let i = 0; i < 12; i++) t.true(await read(i, true));
-  t.is(source.received, 12);
-  t.is(chunkCacheInternals(cache).blobBuffers.allocated, 1, 'one buffer served twelve blobs');
-  // Twelve at once: no more buffers than blobs the budget lets in at a time.
-  const all = await withTimeout(
-    Promise.all(Array.from({ length: 12 }, (_, k) => read(12 + k, k % 2 === 0))),
-    60_000,
-    '12 concurrent loads',
-  );
-  t.true(all.every(Boolean));
-  const { allocated, freeBytes } = chunkCacheInternals(cache).blobBuffers;
-  t.true(allocated <= 4, `${allocated} buffers for a budget of four blobs`);
-  t.true(freeBytes <= 4 * blobChargeBytes(MiB));
-});
-
-test('blob buffers: best fit, a view of the size asked for, free bytes kept while under the limit', (t) => {
-  const buffers = new BlobBuffers(() => 10_000);
-  const a = buffers.take(100, 4000);
-  t.is(a.byteLength, 100);
-  t.is(a.buffer.byteLength, 4000);
-  t.true(buffers.owns(a.buffer));
-  t.false(buffers.owns(new ArrayBuffer(4000)));
-  const b = buffers.take(5000);
-  t.is(buffers.allocated, 2);
-  buffers.give(b.buffer as ArrayBuffer);
-  buffers.give(a.buffer as ArrayBuffer);
-  t.is(buffers.freeBytes, 9000);
-  buffers.give(new ArrayBuffer(2000)); // kept: 9000 ≤ 10 000 before it
-  buffers.give(new ArrayBuffer(3000)); // dropped: the free ones already take more than the limit
-  t.is(buffers.freeBytes, 11_000);
-  const c = buffers.take(3000);
-  t.is(c.buffer.byteLength, 4000, 'the smallest free buffer that fits');
-  t.is(buffers.take(4500).buffer.byteLength, 5000);
-  t.is(buffers.allocated, 2);
-  t.is(buffers.freeBytes, 2000);
 });
