@@ -264,6 +264,16 @@ export class ChunkCache {
   }
 
   /**
+   * True when {@link readSpilled} would read the chunk: it is in the spill file and not in
+   * memory. Lets a reader skip taking a buffer for a spill read that cannot happen.
+   */
+  isSpilled(digestHex: string, length: number): boolean {
+    const spill = this.#spill?.spill;
+    if (spill === undefined || this.#closed || this.#arena.has(digestHex)) return false;
+    return spill.lengthOf(digestHex) === length;
+  }
+
+  /**
    * Reads `count` bytes at `chunkOffset` of a chunk straight from the spill file into
    * `target`, when the chunk is there and not in memory (memory is cheaper still).
    * Resolves false otherwise: the caller then acquires the chunk. This is how a chunk
