@@ -70,11 +70,6 @@ export class BlobBudget {
     return this.#heldBytes;
   }
 
-  /** Charges waiting for bytes. */
-  get waiting(): number {
-    return this.#waiters.length;
-  }
-
   /** True while `owner` waits here (its fetch has not started). */
   isWaiting(owner: BlobPriority): boolean {
     return this.#waiters.some((w) => w.owner === owner);

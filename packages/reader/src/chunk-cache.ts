@@ -5,9 +5,9 @@
  * decode-scheduler.ts, blob memory between fetch and decode in blob-budget.ts, readahead
  * in readahead-budget.ts, spilling in spill-writer.ts, lending in lent-chunks.ts. About
  * 550 lines on purpose: what is left is the public surface (each method a few lines of
- * delegation) and the one load lifecycle that ties those pieces together; splitting the lifecycle would put its ordering rules (who gets
- * memory, when a decode thread is refilled, when a damaged blob is fetched again) in
- * several files.
+ * delegation) and the one load lifecycle that ties those pieces together; splitting the
+ * lifecycle would put its ordering rules (who gets memory, when a decode thread is
+ * refilled, when a damaged blob is fetched again) in several files.
  */
 import { LiverestoreError } from '@liverestore/format';
 import { AllocationQueue } from './allocation-queue.js';
@@ -58,9 +58,10 @@ let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
  * - A failed fetch or decode is never cached; every waiter gets the error.
  * - Aborting one waiter never cancels a load others wait for.
  * - Memory never exceeds `cacheBytes`; when every slot is pinned or loading, requests
- *   wait (FIFO) for a release. Blobs between fetch and decode never exceed
- *   `blobBudgetBytes` ({@link BlobBudget}): a load with pages waits there before its fetch. A single-chunk cache still serves any number of readers,
- *   because readers never hold a pin while they wait for another chunk.
+ *   wait (FIFO) for a release. A single-chunk cache still serves any number of readers,
+ *   because readers never hold a pin while they wait for another chunk. Blobs between
+ *   fetch and decode never exceed `blobBudgetBytes` ({@link BlobBudget}): a load with
+ *   pages waits there before its fetch.
  * - Loads a reader outside any sequential stream waits for (a guest's random read) are
  *   urgent: their fetch goes first on the source's link ({@link FetchHints}) and their
  *   decode goes first here, where decodes wait for a free thread rather than in the pool.
