@@ -2,7 +2,7 @@
  * One reader process of `bench scale`, started by scale-readers.ts with an IPC channel:
  * opens its readers (one shared ChunkCache, as one restore host would have), says
  * `ready`, waits for `go`, then every reader copies its whole drive sequentially in
- * `readBytes` pieces through `readAt` (the background copy of a live restore), hashing
+ * `readBytes` pieces through `leaseAt` (the background copy of a live restore), hashing
  * what it got; it answers with one `done` message and exits.
  *
  *   child_process.fork('scale-reader-child.js', [JSON.stringify(ReaderChildConfig)])
@@ -34,6 +34,8 @@ export interface ReaderChildConfig {
   readonly origin: string;
   readonly cacheBytes: number;
   readonly workers: number;
+  /** ChunkCache `blobBudgetBytes`; absent: the cache's default. */
+  readonly blobBudgetBytes?: number;
   readonly readaheadChunks: number;
   readonly readBytes: number;
   /**
@@ -69,6 +71,15 @@ export interface MemoryPeaks {
   readonly externalBytes: number;
   /** The part of `external` in ArrayBuffers and SharedArrayBuffers (blobs, buffers, the cache's pages). */
   readonly arrayBuffersBytes: number;
+  /** The most the cache's blobs between fetch and decode held at once (its `peakBlobBytes`, as charged). */
+  readonly blobBytes: number;
+  /** The sample with the largest resident set: what the process held then (rss, V8 heap, ArrayBuffers). */
+  readonly atRssPeak: {
+    readonly rssBytes: number;
+    readonly heapUsedBytes: number;
+    readonly heapTotalBytes: number;
+    readonly arrayBuffersBytes: number;
+  };
 }
 
 /** How often a reader process samples its memory while its readers run. */
@@ -92,33 +103,47 @@ function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** Copies the whole drive through `readAt` in `readBytes` pieces, timing each and hashing the bytes. */
+/**
+ * Copies the whole drive in `readBytes` pieces, timing each and hashing the bytes. Each
+ * piece is leased (`leaseAt`: views on the cache's pages, released once hashed), as a live
+ * restore's background copy reads: no read buffer of the reader's own.
+ */
 async function copyDrive(
   task: ReaderTask,
   reader: CachedChunkReader,
   readBytes: number,
 ): Promise<ReaderOutcome> {
   const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(readBytes);
   const readMs: number[] = [];
   const startMs = now();
   for (let offset = 0; offset < reader.size; offset += readBytes) {
-    const piece = buffer.subarray(0, Math.min(readBytes, reader.size - offset));
     const t = performance.now();
-    await reader.readAt(piece, offset);
+    const lease = await reader.leaseAt(offset, Math.min(readBytes, reader.size - offset));
     readMs.push(performance.now() - t);
-    hash.update(piece);
+    try {
+      for (const view of lease.views) hash.update(view);
+    } finally {
+      lease.release();
+    }
   }
   return { ...task, bytes: reader.size, sha256: hash.digest('hex'), startMs, endMs: now(), readMs };
 }
 
 /** Samples process.memoryUsage() until stopped; the largest of each part. */
-function sampleMemory(): { stop(): MemoryPeaks } {
+function sampleMemory(): { stop(): Omit<MemoryPeaks, 'blobBytes'> } {
   let heapUsedBytes = 0;
   let externalBytes = 0;
   let arrayBuffersBytes = 0;
+  let atRssPeak = { rssBytes: 0, heapUsedBytes: 0, heapTotalBytes: 0, arrayBuffersBytes: 0 };
   const sample = (): void => {
     const m = process.memoryUsage();
+    if (m.rss > atRssPeak.rssBytes)
+      atRssPeak = {
+        rssBytes: m.rss,
+        heapUsedBytes: m.heapUsed,
+        heapTotalBytes: m.heapTotal,
+        arrayBuffersBytes: m.arrayBuffers,
+      };
     heapUsedBytes = Math.max(heapUsedBytes, m.heapUsed);
     externalBytes = Math.max(externalBytes, m.external);
     arrayBuffersBytes = Math.max(arrayBuffersBytes, m.arrayBuffers);
@@ -128,7 +153,7 @@ function sampleMemory(): { stop(): MemoryPeaks } {
     stop() {
       clearInterval(timer);
       sample();
-      return { heapUsedBytes, externalBytes, arrayBuffersBytes };
+      return { heapUsedBytes, externalBytes, arrayBuffersBytes, atRssPeak };
     },
   };
 }
@@ -146,7 +171,11 @@ const goMessage = new Promise<void>((resolve) => {
 });
 
 const config = JSON.parse(process.argv[2] ?? '{}') as ReaderChildConfig;
-const cache = new ChunkCache({ cacheBytes: config.cacheBytes, workers: config.workers });
+const cache = new ChunkCache({
+  cacheBytes: config.cacheBytes,
+  workers: config.workers,
+  ...(config.blobBudgetBytes === undefined ? {} : { blobBudgetBytes: config.blobBudgetBytes }),
+});
 const snapshots = new Map<string, Snapshot>();
 let shared: ChunkSource | undefined;
 try {
@@ -176,7 +205,7 @@ try {
     type: 'done',
     readers: outcomes,
     peakRssBytes: (await peakRssBytes('self')) ?? null,
-    memory,
+    memory: { ...memory, blobBytes: s.peakBlobBytes },
     cache: { hits: s.hits, misses: s.misses, dedupJoins: s.dedupJoins, prefetches: s.prefetches },
   });
 } finally {

@@ -114,6 +114,8 @@ function readerMemoryPeaks(records: readonly RunRecord[]): MemoryPeaks | undefin
     heapUsedBytes: Math.max(...all.map((m) => m.heapUsedBytes)),
     externalBytes: Math.max(...all.map((m) => m.externalBytes)),
     arrayBuffersBytes: Math.max(...all.map((m) => m.arrayBuffersBytes)),
+    blobBytes: Math.max(...all.map((m) => m.blobBytes)),
+    atRssPeak: all.map((m) => m.atRssPeak).reduce((a, b) => (b.rssBytes > a.rssBytes ? b : a)),
   };
 }
 
@@ -146,7 +148,9 @@ export function goalVerdicts(run: ScaleRun): string[] {
     lines.push(
       `Reader processes' own view at their peaks (largest over runs, sampled every 20 ms): V8 heap ${formatBytes(peaks.heapUsedBytes)}, ` +
         `ArrayBuffers ${formatBytes(peaks.arrayBuffersBytes)} (the cache's ${formatBytes(run.settings.cacheBytes)} of SharedArrayBuffer included: ` +
-        `${formatBytes(peaks.arrayBuffersBytes - run.settings.cacheBytes)} of blobs and buffers besides), external ${formatBytes(peaks.externalBytes)}.`,
+        `${formatBytes(peaks.arrayBuffersBytes - run.settings.cacheBytes)} of blobs and buffers besides), external ${formatBytes(peaks.externalBytes)}; ` +
+        `blobs between fetch and decode at most ${formatBytes(peaks.blobBytes)} as the cache charges them (plaintext length + header). ` +
+        `At the largest sampled resident set (${formatBytes(peaks.atRssPeak.rssBytes)}): V8 heap ${formatBytes(peaks.atRssPeak.heapUsedBytes)} used of ${formatBytes(peaks.atRssPeak.heapTotalBytes)}, ArrayBuffers ${formatBytes(peaks.atRssPeak.arrayBuffersBytes)}.`,
     );
   for (const origin of ['nginx', 'rgw-nginx', 'rgw-serve-nginx'] as const) {
     const runs = of(all, origin, 'concurrent');
@@ -261,7 +265,7 @@ export function scaleResult(run: ScaleRun): BenchResult {
         ],
         columns: CONCURRENT_COLUMNS,
         notes: [
-          `Reader r reads drive r mod ${s.snapshots * s.drives} of the ${s.snapshots} snapshots; the processes hold contiguous blocks of readers, so every drive is read in several processes at once. Each reader copies its whole drive in 4 MiB readAt calls, one after another (a live restore's background copy), through its process's one ChunkCache.`,
+          `Reader r reads drive r mod ${s.snapshots * s.drives} of the ${s.snapshots} snapshots; the processes hold contiguous blocks of readers, so every drive is read in several processes at once. Each reader copies its whole drive in 4 MiB leaseAt calls (views on the cache's pages, hashed, released), one after another (a live restore's background copy), through its process's one ChunkCache.`,
           'Throughput is all readers\' bytes over the total time. "single × N": each reader\'s drive restored alone (fresh origin, one process), summed over the N readers.',
           "Origin GETs: chunk blobs the origin was asked for: serve's liverestore_http_chunk_fetches_total, or the GETs of .chunks/ objects in radosgw's access log. nginx hits: chunk requests answered from its cache / all chunk requests it saw.",
           `Every origin is started fresh for each run (nginx with an empty cache); RGW runs for the whole benchmark. Peak RSS: VmHWM of each process; budget of a reader process = its --cache-size.`,

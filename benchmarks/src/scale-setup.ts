@@ -36,6 +36,8 @@ export interface ScaleSettings {
   readonly cacheBytes: number;
   /** Decode threads of each reader process. */
   readonly workers: number;
+  /** Each reader process's ChunkCache `blobBudgetBytes`; undefined: the cache's default. */
+  readonly blobBudgetBytes: number | undefined;
   readonly readaheadChunks: number;
   readonly readBytes: number;
   /**
@@ -107,6 +109,14 @@ export const SCALE_OPTIONS: readonly OptionSpec[] = [
     defaultText: '1',
   },
   {
+    name: 'blob-budget',
+    type: 'string',
+    valueName: 'SIZE',
+    description:
+      "each reader process's blob budget (ChunkCache blobBudgetBytes: blobs between fetch and decode)",
+    defaultText: "the cache's default (16 MiB for one decode thread)",
+  },
+  {
     name: 'readahead',
     type: 'string',
     valueName: 'N',
@@ -174,6 +184,8 @@ export function readScaleSettings(context: BenchContext): ScaleSettings {
     changes: str('changes') === undefined ? 8 : parseNonNegativeInt(str('changes')!, '--changes'),
     cacheBytes,
     workers: int('workers', 1),
+    blobBudgetBytes:
+      str('blob-budget') === undefined ? undefined : parseBytes(str('blob-budget')!, '--blob-budget'),
     readaheadChunks:
       str('readahead') === undefined ? 4 : parseNonNegativeInt(str('readahead')!, '--readahead'),
     readBytes: 4 * 1024 ** 2,

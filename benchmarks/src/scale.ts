@@ -124,6 +124,7 @@ async function runScale(context: BenchContext): Promise<BenchResult> {
     const readerSettings: ReaderSettings = {
       cacheBytes: s.cacheBytes,
       workers: s.workers,
+      ...(s.blobBudgetBytes === undefined ? {} : { blobBudgetBytes: s.blobBudgetBytes }),
       readaheadChunks: s.readaheadChunks,
       readBytes: s.readBytes,
       sharedSource: s.sources === 'process',

@@ -41,6 +41,7 @@ const TINY: ScaleSettings = {
   changes: 4,
   cacheBytes: 8 * 1024 ** 2,
   workers: 0,
+  blobBudgetBytes: undefined,
   readaheadChunks: 0,
   readBytes: 4 * 1024 ** 2,
   sources: 'snapshot',

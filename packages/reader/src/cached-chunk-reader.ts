@@ -298,7 +298,9 @@ export class CachedChunkReader {
     scratch: ScratchBuffers,
   ): Promise<ReadLease> {
     const access = this.#access;
-    if (access.readSpilled !== undefined) {
+    // A buffer only for a spill read that can happen: a chunk in memory or on its way is
+    // lent, and a 4 MiB scratch buffer per read taken for nothing was garbage.
+    if (access.readSpilled !== undefined && access.isSpilled?.(hex, length) !== false) {
       const buffer = scratch.take(count);
       if (await access.readSpilled(hex, length, chunkOffset, buffer, 0, count))
         return scratchLease(buffer, scratch);

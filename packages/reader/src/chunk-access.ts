@@ -37,6 +37,8 @@ export interface ChunkAccess {
     targetOffset: number,
     count: number,
   ): Promise<boolean>;
+  /** True when {@link readSpilled} would find the chunk (see ChunkCache.isSpilled). */
+  isSpilled?(digestHex: string, length: number): boolean;
   /**
    * Fetches a chunk and has a decode thread write it at every offset of `file` (see
    * ChunkCache.decodeToFile); resolves with the bytes written. Only on the cache's own
@@ -66,6 +68,7 @@ export function localChunkAccess(
     },
     readSpilled: (digestHex, length, chunkOffset, target, targetOffset, count) =>
       cache.readSpilled(digestHex, length, chunkOffset, target, targetOffset, count),
+    isSpilled: (digestHex, length) => cache.isSpilled(digestHex, length),
     decodeToFile: (digestHex, length, file, signal) =>
       cache.decodeToFile({ digestHex, length, source, key, background: true }, file, signal),
   };

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { checkPositiveInteger } from '@liverestore/format/internal';
+import { defaultBlobBudgetBytes } from './blob-budget.js';
 import type { ChunkSource } from './chunk-source.js';
 import type { ChunkLoadRecord } from './load-record.js';
 import { DEFAULT_PAGE_BYTES } from './slot-table.js';
@@ -56,6 +57,14 @@ export interface ChunkCacheOptions {
    * where misses wait; it runs on the cache's thread, so it must be quick.
    */
   onLoad?: ((record: ChunkLoadRecord) => void) | undefined;
+  /**
+   * Memory for chunk blobs between fetch and decode (fetching, waiting for a decode thread,
+   * decoding), each counted at its chunk's plaintext length plus the largest blob header
+   * from before its fetch starts. Loads past it wait for their fetch, background ones at
+   * three quarters of it (the rest is for urgent loads). Default: four chunks of 4 MiB for
+   * one decode thread, two more per further thread (see BlobBudget).
+   */
+  blobBudgetBytes?: number;
 }
 
 /** One chunk as a reader asks for it. */
@@ -114,6 +123,12 @@ export interface ChunkCacheStats {
   usedBytes: number;
   /** The fixed budget. */
   capacityBytes: number;
+  /** Bytes of blobs between fetch and decode now (as charged, see ChunkCacheOptions.blobBudgetBytes). */
+  blobBytes: number;
+  /** The most {@link blobBytes} held at once since the cache was created. */
+  peakBlobBytes: number;
+  /** The blob budget (ChunkCacheOptions.blobBudgetBytes). */
+  blobBudgetBytes: number;
 }
 
 /** The cache's sizes from its options, with defaults; RangeError for values it cannot work with. */
@@ -121,6 +136,7 @@ export function checkCacheOptions(options: ChunkCacheOptions): {
   pageBytes: number;
   pageCount: number;
   workers: number;
+  blobBudgetBytes: number;
 } {
   const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   checkPositiveInteger(pageBytes, 'pageBytes');
@@ -133,5 +149,7 @@ export function checkCacheOptions(options: ChunkCacheOptions): {
   const workers = options.workers ?? availableParallelism();
   if (!Number.isInteger(workers) || workers < 0)
     throw new RangeError('workers must be a non-negative integer');
-  return { pageBytes, pageCount, workers };
+  const blobBudgetBytes = options.blobBudgetBytes ?? defaultBlobBudgetBytes(workers);
+  checkPositiveInteger(blobBudgetBytes, 'blobBudgetBytes');
+  return { pageBytes, pageCount, workers, blobBudgetBytes };
 }

@@ -2,15 +2,16 @@
  * The cache's coordinator: the load lifecycle (acquire, prefetch, spill reads, fetch and
  * decode, close), which one thread owns. Memory is in page-arena.ts, memory waits in
  * allocation-queue.ts, a load and its waiters in chunk-load.ts, decode order in
- * decode-scheduler.ts, readahead in readahead-budget.ts, spilling in spill-writer.ts,
- * lending in lent-chunks.ts. About 500 lines on purpose: what is left is the public
- * surface (each method a few lines of delegation) and the one load lifecycle that ties
- * those pieces together; splitting the lifecycle would put its ordering rules (who gets
- * memory, when a decode thread is refilled, when a damaged blob is fetched again) in
- * several files.
+ * decode-scheduler.ts, blob memory between fetch and decode in blob-budget.ts, readahead
+ * in readahead-budget.ts, spilling in spill-writer.ts, lending in lent-chunks.ts. About
+ * 550 lines on purpose: what is left is the public surface (each method a few lines of
+ * delegation) and the one load lifecycle that ties those pieces together; splitting the
+ * lifecycle would put its ordering rules (who gets memory, when a decode thread is
+ * refilled, when a damaged blob is fetched again) in several files.
  */
 import { LiverestoreError } from '@liverestore/format';
 import { AllocationQueue } from './allocation-queue.js';
+import { BlobBudget, blobChargeBytes } from './blob-budget.js';
 import {
   type ChunkCacheOptions,
   type ChunkCacheStats,
@@ -59,7 +60,9 @@ let cacheInternals: (cache: ChunkCache) => ChunkCacheInternals;
  * - Aborting one waiter never cancels a load others wait for.
  * - Memory never exceeds `cacheBytes`; when every slot is pinned or loading, requests
  *   wait (FIFO) for a release. A single-chunk cache still serves any number of readers,
- *   because readers never hold a pin while they wait for another chunk.
+ *   because readers never hold a pin while they wait for another chunk. Blobs between
+ *   fetch and decode never exceed `blobBudgetBytes` ({@link BlobBudget}): a load with
+ *   pages waits there before its fetch.
  * - Loads a reader outside any sequential stream waits for (a guest's random read) are
  *   urgent: their fetch goes first on the source's link ({@link FetchHints}) and their
  *   decode goes first here, where decodes wait for a free thread rather than in the pool.
@@ -80,6 +83,8 @@ export class ChunkCache {
   readonly #spill: SpillWriter | undefined;
   readonly #loads = new Map<string, ChunkLoad>();
   readonly #allocations: AllocationQueue<ChunkLoad>;
+  /** Bytes of blobs between fetch and decode: reserved after pages, before the fetch. */
+  readonly #blobs: BlobBudget;
   readonly #closing = new AbortController();
   /**
    * Loads that have memory and whose blob is on its way (from the source or the spill
@@ -105,7 +110,8 @@ export class ChunkCache {
   };
 
   constructor(options: ChunkCacheOptions = {}) {
-    const { pageBytes, pageCount, workers } = checkCacheOptions(options);
+    const { pageBytes, pageCount, workers, blobBudgetBytes } = checkCacheOptions(options);
+    this.#blobs = new BlobBudget(blobBudgetBytes);
     const spillWriter = (): SpillWriter | undefined => this.#spill;
     this.#arena = new PageArena(pageCount, pageBytes, {
       mayEvict: (key, slot, save) => this.#spill?.mayEvict(key, slot, save) ?? true,
@@ -189,7 +195,11 @@ export class ChunkCache {
     } else {
       this.#stats.dedupJoins++;
       this.#readahead.markRead(hex);
-      if (request.background !== true) load.raiseUrgency();
+      if (request.background !== true && !load.urgent) {
+        load.raiseUrgency();
+        // A load waiting for blob bytes may have just become urgent: served first now.
+        this.#blobs.pump();
+      }
     }
     const leased = load.join(signal);
     // Start only once the waiter is registered: a load may end before its first await.
@@ -257,6 +267,16 @@ export class ChunkCache {
   /** True when the chunk is ready in the cache (does not touch LRU order). */
   has(digestHex: string): boolean {
     return this.#arena.has(digestHex);
+  }
+
+  /**
+   * True when {@link readSpilled} would read the chunk: it is in the spill file and not in
+   * memory. Lets a reader skip taking a buffer for a spill read that cannot happen.
+   */
+  isSpilled(digestHex: string, length: number): boolean {
+    const spill = this.#spill?.spill;
+    if (spill === undefined || this.#closed || this.#arena.has(digestHex)) return false;
+    return spill.lengthOf(digestHex) === length;
   }
 
   /**
@@ -343,6 +363,9 @@ export class ChunkCache {
       lentBytes: this.#lent.bytes,
       usedBytes: this.#arena.capacityBytes - this.#arena.freeBytes,
       capacityBytes: this.capacityBytes,
+      blobBytes: this.#blobs.heldBytes,
+      peakBlobBytes: this.#blobs.peakBytes,
+      blobBudgetBytes: this.#blobs.capacityBytes,
     };
   }
 
@@ -355,6 +378,7 @@ export class ChunkCache {
     this.#closed = true;
     this.#closing.abort(closedError());
     this.#allocations.close(closedError);
+    this.#blobs.close(closedError);
     this.#decodes.rejectQueued(closedError());
     // Decodes already on a thread take milliseconds: let them answer before the pool
     // stops (piscina reports an answer to a task it no longer knows as an 'error' event).
@@ -456,31 +480,43 @@ export class ChunkCache {
     return result;
   }
 
+  /**
+   * One fetch and decode into the loading slot, its blob's bytes reserved from the blob
+   * budget before the fetch (the load has its pages already: see BlobBudget on deadlock)
+   * and given back once the decode has finished or the fetch failed.
+   */
   async #fetchAndDecodeOnce(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<DecodeResult> {
     const hex = request.digestHex;
-    let blob: Uint8Array;
+    let releaseBlob: (() => void) | undefined;
     try {
-      blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
-      load.timeline.blob();
+      let blob: Uint8Array;
+      try {
+        releaseBlob = await this.#blobs.reserve(blobChargeBytes(request.length), load, closedError);
+        load.timeline.memory(); // its memory: cache pages, then blob bytes
+        blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+        load.timeline.blob();
+      } finally {
+        // A blob that came is queued (urgent first) before anything held for it is started;
+        // after a failed fetch, held decodes are looked at once the load has ended (#runLoad).
+        this.#awaitingBlob.delete(load);
+      }
+      if (this.#closed) throw closedError();
+      const result = await this.#decodes.decode(
+        load,
+        {
+          blob,
+          digestHex: hex,
+          length: request.length,
+          pages: this.#arena.pages(slot),
+          ...(request.key === undefined ? {} : { key: request.key }),
+        },
+        request.source.blobsAreTransferable === true,
+      );
+      load.timeline.decodeEnded();
+      return result;
     } finally {
-      // A blob that came is queued (urgent first) before anything held for it is started;
-      // after a failed fetch, held decodes are looked at once the load has ended (#runLoad).
-      this.#awaitingBlob.delete(load);
+      releaseBlob?.();
     }
-    if (this.#closed) throw closedError();
-    const result = await this.#decodes.decode(
-      load,
-      {
-        blob,
-        digestHex: hex,
-        length: request.length,
-        pages: this.#arena.pages(slot),
-        ...(request.key === undefined ? {} : { key: request.key }),
-      },
-      request.source.blobsAreTransferable === true,
-    );
-    load.timeline.decodeEnded();
-    return result;
   }
 
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */
@@ -495,8 +531,12 @@ export class ChunkCache {
     this.#spill?.writeAhead();
   }
 
+  /**
+   * An urgent blob is on its way: background decodes wait for it. Not an urgent load still
+   * waiting for blob bytes: those come back only as decodes finish (no deadlock).
+   */
   #urgentFetching(): boolean {
-    for (const load of this.#awaitingBlob) if (load.urgent) return true;
+    for (const load of this.#awaitingBlob) if (load.urgent && !this.#blobs.isWaiting(load)) return true;
     return false;
   }
 }

@@ -50,7 +50,7 @@ export function poolDecoder(
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError('workers must be a positive integer (or 0 for inline)');
   const pool = new Piscina({
-    ...esmWorkerPool(new URL('./decode-worker.js', import.meta.url), 'decode', { memory }),
+    ...esmWorkerPool(new URL('./decode-thread.js', import.meta.url), 'decodeReturningBlob', { memory }),
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: 30_000,

@@ -5,6 +5,7 @@
  * sources), defaults and limits. Not a stable API: it changes without notice. Modules are
  * re-exported whole, so a name of the main entry may appear here too (the same object).
  */
+export * from './blob-budget.js';
 export * from './cached-chunk-reader.js';
 export * from './chunk-access.js';
 export * from './chunk-cache.js';

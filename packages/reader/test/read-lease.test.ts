@@ -88,6 +88,24 @@ test('leases equal readAt at random ranges; chunks in memory are lent as views; 
   t.is(chunkCacheInternals(cache).table.totalPins(), 0);
 });
 
+test('a lease of chunks that are not in a spill file takes no scratch buffer', async (t) => {
+  const { cache, reader } = await openStore(t);
+  const taken: number[] = [];
+  const scratch = {
+    take: (length: number): Buffer => {
+      taken.push(length);
+      return Buffer.allocUnsafe(length);
+    },
+    give: (): void => {},
+  };
+  for (const offset of [0, CHUNK, 0, 3 * CHUNK + 7]) {
+    const lease = await reader.leaseAt(offset, CHUNK, undefined, scratch);
+    lease.release();
+  }
+  t.deepEqual(taken, [], 'every part was lent: no buffer was taken');
+  t.is(chunkCacheInternals(cache).table.totalPins(), 0);
+});
+
 test('a lease is released once: a second release throws and leaves the pins alone', async (t) => {
   const { cache, reader } = await openStore(t);
   const a = await reader.leaseAt(0, 4096);
