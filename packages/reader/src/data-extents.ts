@@ -1,7 +1,8 @@
 import { writeSync } from 'node:fs';
+import type { StagedTarget } from './staged-writes.js';
 
 /** Granularity of holes inside a chunk: zero runs this long and aligned are not written. */
-const HOLE_BYTES = 64 * 1024;
+export const HOLE_BYTES = 64 * 1024;
 const ZEROS = Buffer.alloc(HOLE_BYTES);
 
 /**
@@ -21,11 +22,18 @@ export function dataExtents(data: Buffer): Array<readonly [number, number]> {
 }
 
 /**
- * Where a decoded chunk goes instead of a cache slot: an output file open for writing in
- * this process (file descriptors are shared by all its threads), at every offset where the
- * chunk occurs in the image. The owner keeps `fd` open until the decode has answered.
+ * Where a decoded chunk goes instead of a cache slot: written to the output file by the
+ * decode thread, or staged in shared memory for the restoring thread to write with
+ * O_DIRECT (staged-writes.ts).
  */
-export interface FileTarget {
+export type FileTarget = WriteTarget | StagedTarget;
+
+/**
+ * An output file open for writing in this process (file descriptors are shared by all its
+ * threads), at every offset where the chunk occurs in the image. The owner keeps `fd` open
+ * until the decode has answered.
+ */
+export interface WriteTarget {
   readonly fd: number;
   /** Byte offsets in the file, one per occurrence of the chunk in the index. */
   readonly offsets: readonly number[];
@@ -37,7 +45,7 @@ export interface FileTarget {
  * Writes `data` at every offset of `target` (synchronously: this runs on a decode thread,
  * where nothing else waits) and returns the bytes written, holes not counted.
  */
-export function writeToTarget(data: Buffer, target: FileTarget): number {
+export function writeToTarget(data: Buffer, target: WriteTarget): number {
   const extents: ReadonlyArray<readonly [number, number]> = target.sparse
     ? dataExtents(data)
     : [[0, data.byteLength]];

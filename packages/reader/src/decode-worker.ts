@@ -4,6 +4,7 @@ import { workerData } from 'piscina';
 import { type FileTarget, writeToTarget } from './data-extents.js';
 import { type ErrorRecord, toErrorRecord } from './errors.js';
 import { type SharedCacheMemory, SlotTable } from './slot-table.js';
+import { stageChunk } from './staged-writes.js';
 
 /** A chunk blob to verify and decode. */
 export interface ChunkBlobTask {
@@ -28,7 +29,7 @@ export interface FileDecodeTask extends ChunkBlobTask {
 /** Errors travel as records: structured clone would drop `code`. */
 export type DecodeResult = { readonly ok: true } | { readonly ok: false; readonly error: ErrorRecord };
 
-/** The answer to a {@link FileDecodeTask}: bytes written (all offsets, holes not counted). */
+/** The answer to a {@link FileDecodeTask}: bytes written (all offsets, holes not counted), or staged. */
 export type FileDecodeResult =
   | { readonly ok: true; readonly bytesWritten: number }
   | { readonly ok: false; readonly error: ErrorRecord };
@@ -69,15 +70,18 @@ export function decodeInto(table: SlotTable, task: DecodeTask): DecodeResult {
 
 /**
  * Verifies and decodes a chunk, then writes the plaintext at every offset of its file
- * target from this thread: the bytes never cross to another thread or through the cache.
- * Nothing is written unless the digest matched. A failed write (ENOSPC) is an error record
- * with the system's code.
+ * target from this thread, or stages it in the target's shared slot for the owner to
+ * write (O_DIRECT, staged-writes.ts): the bytes never cross to another thread's heap or
+ * through the cache. Nothing is written or staged unless the digest matched. A failed
+ * write (ENOSPC) is an error record with the system's code.
  */
 export function decodeToFile(task: FileDecodeTask): FileDecodeResult {
   try {
     return {
       ok: true,
-      bytesWritten: withVerifiedPlaintext(task, (plain) => writeToTarget(plain, task.file)),
+      bytesWritten: withVerifiedPlaintext(task, (plain) =>
+        'staging' in task.file ? stageChunk(plain, task.file) : writeToTarget(plain, task.file),
+      ),
     };
   } catch (err) {
     return { ok: false, error: toErrorRecord(err) };

@@ -26,4 +26,5 @@ export * from './restore.js';
 export * from './s3-source.js';
 export * from './slot-table.js';
 export * from './snapshot.js';
+export * from './staged-writes.js';
 export * from './tls-trust.js';

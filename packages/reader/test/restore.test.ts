@@ -1,9 +1,11 @@
 /*
  * restoreArchive's data path: each distinct chunk is fetched and decoded once and written
  * by a decode thread at every offset where it occurs, past the cache's memory; zstd,
- * DEFLATE and encrypted stores, fixed and dynamic archives (unaligned offsets).
+ * DEFLATE and encrypted stores, fixed and dynamic archives (unaligned offsets); writes
+ * with O_DIRECT where the file system allows it, through the page cache otherwise.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CryptConfig } from '@liverestore/format';
 import { randomBytes } from '@liverestore/testkit';
@@ -113,4 +115,43 @@ test("a local datastore's blobs move to the decode thread without a copy (the so
     [0, 0, 0, 0],
     'each blob was moved to the worker, not copied',
   );
+});
+
+/** Whether the file system of `dir` lets a file be opened with O_DIRECT. */
+async function allowsDirect(dir: string): Promise<boolean> {
+  const probe = join(dir, 'direct-probe');
+  try {
+    await (await open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT)).close();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await rm(probe, { force: true });
+  }
+}
+
+test('the restore writes past the page cache (O_DIRECT) where it can: every 4096-aligned piece, the rest buffered; off by option', async (t) => {
+  const dir = await testDir(t);
+  const image = imageWithRepeats();
+  await backupInputs(dir, '100', [{ name: 'drive-scsi0.img', data: image }], { chunkSizeBytes: CHUNK });
+  const direct = await allowsDirect(dir);
+  for (const directWrites of [true, false]) {
+    const cache = new ChunkCache({ cacheBytes: 4 * CHUNK, workers: 2 });
+    t.teardown(() => cache.close());
+    const reader = await (
+      await openSnapshot({ source: join(dir, 'store'), snapshot: 'vm/100', cache })
+    ).openArchive('drive-scsi0.img');
+    const target = join(dir, `disk-${directWrites}.raw`);
+    const result = await restoreArchive(reader, target, { directWrites });
+    t.true((await readFile(target)).equals(image), `directWrites: ${directWrites}`);
+    t.is(result.bytesWritten, image.byteLength - CHUNK - CHUNK / 2);
+    // The 12,345-byte tail: 3 pages go direct, its last 57 bytes through the page cache.
+    const expected = directWrites && direct ? result.bytesWritten - (12_345 % 4096) : 0;
+    t.is(
+      result.directBytes,
+      expected,
+      `directWrites: ${directWrites}, file system allows O_DIRECT: ${direct}`,
+    );
+    t.true((await stat(target)).blocks * 512 < image.byteLength - CHUNK);
+  }
 });
