@@ -1,3 +1,5 @@
+import { pageAlignedSharedBuffer } from './aligned-memory.js';
+
 /*
  * Shared memory of the chunk cache: a page arena and a slot table, both SharedArrayBuffers,
  * so that decode workers write plaintext in place and readers in any thread copy it out.
@@ -90,7 +92,7 @@ export class SlotTable {
   /** Allocates the shared memory of a cache of `pageCount` pages. */
   static allocate(pageCount: number, pageBytes: number): SharedCacheMemory {
     return {
-      arena: new SharedArrayBuffer(pageCount * pageBytes),
+      arena: pageAlignedSharedBuffer(pageCount * pageBytes).buffer,
       slots: new SharedArrayBuffer(pageCount * SLOT_FIELDS * 4),
       header: new SharedArrayBuffer(HEADER_FIELDS * 4),
       pageBytes,

@@ -26,12 +26,11 @@
 
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
+import { pageAlignedSharedBuffer, WASM_PAGE_BYTES } from './aligned-memory.js';
 import { dataExtents, HOLE_BYTES } from './data-extents.js';
 
 /** O_DIRECT's alignment of file offsets, lengths and memory (the largest logical block size in use). */
 export const DIRECT_ALIGN_BYTES = 4096;
-/** WebAssembly memory comes in 64 KiB pages. */
-const WASM_PAGE_BYTES = 64 * 1024;
 
 /** Where a decode thread puts a verified chunk for its owner to write: a slot of the staging memory. */
 export interface StagedTarget {
@@ -65,13 +64,6 @@ export function stageChunk(data: Buffer, target: StagedTarget): number {
   return total;
 }
 
-/** The part of the WebAssembly global used here (the project's lib has no DOM types). */
-const wasmMemory = (
-  globalThis as unknown as {
-    WebAssembly: { Memory: new (descriptor: object) => { readonly buffer: SharedArrayBuffer } };
-  }
-).WebAssembly.Memory;
-
 /**
  * The restoring thread's side: a second descriptor of the output opened with O_DIRECT,
  * the staging memory, and the writes of staged chunks. {@link open} answers undefined
@@ -94,7 +86,7 @@ export class DirectWriter {
     this.#buffered = buffered;
     this.#slotBytes = Math.ceil(Math.max(chunkBytes, 1) / WASM_PAGE_BYTES) * WASM_PAGE_BYTES;
     const pages = (slots * this.#slotBytes) / WASM_PAGE_BYTES;
-    this.#memory = new wasmMemory({ initial: pages, maximum: pages, shared: true }).buffer;
+    this.#memory = pageAlignedSharedBuffer(pages * WASM_PAGE_BYTES).buffer;
     this.#extentInts = 1 + 2 * Math.ceil(this.#slotBytes / HOLE_BYTES);
     this.#extents = new Int32Array(new SharedArrayBuffer(4 * slots * this.#extentInts));
   }

@@ -324,3 +324,57 @@ test('the spill store must use the cache page size', async (t) => {
     instanceOf: RangeError,
   });
 });
+
+test('spilled chunks are written with O_DIRECT from the page-aligned arena; from unaligned memory or with directWrites: false through the page cache, all read back right', async (t) => {
+  const PAGE64 = 64 * 1024;
+  const run = async (cacheBytes: number, directWrites: boolean) => {
+    const spill = SpillStore.create({
+      dir: await testDir(t),
+      capacityBytes: 64 * PAGE64,
+      pageBytes: PAGE64,
+      directWrites,
+    });
+    const cache = new ChunkCache({ cacheBytes, pageBytes: PAGE64, workers: 0, spill });
+    t.teardown(() => cache.close());
+    const source = new MemorySource();
+    // Six chunks of 2.5 pages through a cache of 8 pages (or one byte short of a 64 KiB multiple): each pass evicts.
+    const chunks = Array.from({ length: 6 }, (_, i) => {
+      const data = randomBytes(200 + i, 2 * PAGE64 + PAGE64 / 2 + i);
+      return { hex: source.add(data), data };
+    });
+    for (let pass = 0; pass < 2; pass++)
+      for (const { hex, data } of chunks) {
+        const out = Buffer.alloc(data.byteLength);
+        if (!(await cache.readSpilled(hex, data.byteLength, 0, out, 0, out.byteLength))) {
+          const lease = await cache.acquire({ digestHex: hex, length: data.byteLength, source });
+          cache.copyOut(lease, 0, out, 0, out.byteLength);
+          cache.release(lease);
+        }
+        t.deepEqual(out, Buffer.from(data));
+      }
+    for (const { hex } of chunks) t.is(source.fetches.get(hex), 1, 'each chunk fetched once');
+    return cache.stats().spill!;
+  };
+  const aligned = await run(8 * PAGE64, true);
+  t.true(aligned.writes > 0);
+  t.true(aligned.directBytes > 0, 'the cache arena (a WebAssembly.Memory) is page-aligned: O_DIRECT writes');
+  t.is(aligned.writeFailures, 0);
+  const off = await run(8 * PAGE64, false);
+  t.true(off.writes > 0);
+  t.is(off.directBytes, 0, 'directWrites: false');
+});
+
+test('a spill write from memory O_DIRECT refuses goes through the page cache, and reads back', async (t) => {
+  const PAGE64 = 64 * 1024;
+  const spill = SpillStore.create({ dir: await testDir(t), capacityBytes: 8 * PAGE64, pageBytes: PAGE64 });
+  t.teardown(() => spill.close());
+  // A plain SharedArrayBuffer's data is not page-aligned: O_DIRECT answers EINVAL.
+  const arena = new Uint8Array(new SharedArrayBuffer(4 * PAGE64));
+  const data = randomBytes(300, 2 * PAGE64 + 10);
+  arena.set(data.subarray(0, PAGE64), 2 * PAGE64);
+  arena.set(data.subarray(PAGE64, 2 * PAGE64), 0);
+  arena.set(data.subarray(2 * PAGE64), 3 * PAGE64);
+  t.true(await spill.put('ab'.repeat(32), data.byteLength, arena, Int32Array.of(2, 0, 3)));
+  t.is(spill.stats().directBytes, 0);
+  t.deepEqual(await readBack(spill, 'ab'.repeat(32), 0, data.byteLength), Buffer.from(data));
+});
