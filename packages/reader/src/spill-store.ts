@@ -195,16 +195,7 @@ export class SpillStore {
       for (const run of pageRuns(pages)) {
         const position = pages[run.firstIndex]! * this.pageBytes;
         if (await this.#writeDirect(run, length, arena, source, position)) continue;
-        const views: Uint8Array[] = [];
-        for (let i = run.firstIndex; i < run.firstIndex + run.count; i++) {
-          const bytes = Math.min(this.pageBytes, length - i * this.pageBytes);
-          views.push(arena.subarray(source[i]! * this.pageBytes, source[i]! * this.pageBytes + bytes));
-        }
-        const expected = views.reduce((n, view) => n + view.byteLength, 0);
-        const { bytesWritten } = await writevAsync(this.#fd, views, position);
-        // A regular file writes short only when the disk is full: treat it as the error it is.
-        if (bytesWritten !== expected)
-          throw new Error(`short write to the spill file (${bytesWritten} of ${expected})`);
+        await writeAll(this.#fd, this.#runViews(run, arena, source, length), position);
       }
     } catch {
       this.#stats.writeFailures++;
@@ -222,6 +213,21 @@ export class SpillStore {
   }
 
   /**
+   * The arena's views of a run of a chunk's pages (`source[i]` holds the chunk's page i):
+   * whole pages, or cut at the chunk's end with its `length`.
+   */
+  #runViews(run: PageRun, arena: Uint8Array, source: Int32Array, length: number | undefined): Uint8Array[] {
+    const views: Uint8Array[] = [];
+    for (let i = run.firstIndex; i < run.firstIndex + run.count; i++) {
+      const start = source[i]! * this.pageBytes;
+      const bytes =
+        length === undefined ? this.pageBytes : Math.min(this.pageBytes, length - i * this.pageBytes);
+      views.push(arena.subarray(start, start + bytes));
+    }
+    return views;
+  }
+
+  /**
    * Writes a run of whole pages with O_DIRECT (the last page's bytes past the chunk's end
    * are garbage of a page the chunk owns, never read); false when it cannot (no O_DIRECT
    * descriptor, or the first write was refused: EINVAL, e.g. memory that is not
@@ -236,13 +242,8 @@ export class SpillStore {
   ): Promise<boolean> {
     const direct = this.#direct;
     if (direct === undefined || this.#directRefused) return false;
-    const views: Uint8Array[] = [];
-    for (let i = run.firstIndex; i < run.firstIndex + run.count; i++)
-      views.push(arena.subarray(source[i]! * this.pageBytes, (source[i]! + 1) * this.pageBytes));
     try {
-      const { bytesWritten } = await writevAsync(direct, views, position);
-      if (bytesWritten !== run.count * this.pageBytes)
-        throw new Error(`short write to the spill file (${bytesWritten} of ${run.count * this.pageBytes})`);
+      await writeAll(direct, this.#runViews(run, arena, source, undefined), position);
     } catch (err) {
       if ((err as { code?: string }).code !== 'EINVAL') throw err;
       // Refused for good (the memory or the file system): the page cache from now on. The
@@ -379,6 +380,14 @@ export class SpillStore {
     closeSync(this.#fd);
     if (this.#direct !== undefined) closeSync(this.#direct);
   }
+}
+
+/** One writev of `views` at `position`; a short write (only a full disk makes one) is an error. */
+async function writeAll(fd: number, views: Uint8Array[], position: number): Promise<void> {
+  const expected = views.reduce((n, view) => n + view.byteLength, 0);
+  const { bytesWritten } = await writevAsync(fd, views, position);
+  if (bytesWritten !== expected)
+    throw new Error(`short write to the spill file (${bytesWritten} of ${expected})`);
 }
 
 /** Splits a page list into runs of consecutive pages. */
