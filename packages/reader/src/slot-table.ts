@@ -1,4 +1,4 @@
-import { pageAlignedSharedBuffer } from './aligned-memory.js';
+import { pageAlignedSharedBuffer } from './direct-io.js';
 
 /*
  * Shared memory of the chunk cache: a page arena and a slot table, both SharedArrayBuffers,

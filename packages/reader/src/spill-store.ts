@@ -1,6 +1,7 @@
-import { closeSync, constants, openSync, read, unlinkSync, writev } from 'node:fs';
+import { closeSync, openSync, read, unlinkSync, writev } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { DIRECT_ALIGN_BYTES, DirectDescriptor } from './direct-io.js';
 import { ReaderError } from './errors.js';
 
 const readAsync = promisify(read);
@@ -21,9 +22,6 @@ const writevAsync = promisify(writev);
  * once and an entry can be dropped at any time it is not being read. The file is unlinked
  * right after it is opened: nothing is left behind, whatever way the process ends.
  */
-
-/** O_DIRECT's alignment of file offsets, lengths and memory (the largest logical block size in use). */
-const DIRECT_ALIGNMENT = 4096;
 
 /** Default bound of the spill file: what a restore of a few large disks needs. */
 export const DEFAULT_SPILL_BYTES = 16 * 1024 * 1024 * 1024;
@@ -53,7 +51,7 @@ export interface SpillStats {
   evictions: number;
   /** Writes that failed (a full disk, an I/O error); the chunk is simply not spilled. */
   writeFailures: number;
-  /** Chunk bytes written with O_DIRECT (the rest went through the page cache). */
+  /** Bytes written with O_DIRECT, whole pages (the rest went through the page cache). */
   directBytes: number;
   /** Chunks in the file now. */
   chunks: number;
@@ -87,9 +85,7 @@ export class SpillStore {
    * back to its host cost ≈ 2.5 ms of kernel CPU per 4 MiB (docs/benchmarks.md). Undefined
    * where the file system or the memory refuses it (then writes go through `#fd`).
    */
-  readonly #direct: number | undefined;
-  /** Set once an O_DIRECT write was refused (EINVAL): every write after goes through `#fd`. */
-  #directRefused = false;
+  readonly #direct: DirectDescriptor | undefined;
   readonly pageBytes: number;
   readonly capacityBytes: number;
   /** Stored chunks in least-recently-read-first order (a Map keeps insertion order). */
@@ -101,9 +97,14 @@ export class SpillStore {
   /** Reads and writes on the file descriptor now; close() waits for them (the fd must not be reused under them). */
   #ioInFlight = 0;
   readonly #idle: (() => void)[] = [];
-  readonly #stats = { writes: 0, reads: 0, evictions: 0, writeFailures: 0, directBytes: 0 };
+  readonly #stats = { writes: 0, reads: 0, evictions: 0, writeFailures: 0 };
 
-  private constructor(fd: number, direct: number | undefined, capacityBytes: number, pageBytes: number) {
+  private constructor(
+    fd: number,
+    direct: DirectDescriptor | undefined,
+    capacityBytes: number,
+    pageBytes: number,
+  ) {
     this.#fd = fd;
     this.#direct = direct;
     this.pageBytes = pageBytes;
@@ -133,18 +134,15 @@ export class SpillStore {
         { cause },
       );
     }
-    let direct: number | undefined;
-    try {
-      if (options.directWrites !== false && options.pageBytes % DIRECT_ALIGNMENT === 0)
-        direct = openSync(path, constants.O_WRONLY | constants.O_DIRECT);
-    } catch {
-      direct = undefined; // a file system without O_DIRECT: writes go through the page cache
-    }
+    const direct =
+      options.directWrites !== false && options.pageBytes % DIRECT_ALIGN_BYTES === 0
+        ? DirectDescriptor.open(path)
+        : undefined; // without O_DIRECT (or off), writes go through the page cache
     try {
       unlinkSync(path);
     } catch (cause) {
       closeSync(fd);
-      if (direct !== undefined) closeSync(direct);
+      direct?.close();
       throw new ReaderError('ERR_LR_SPILL_DIR', `cannot use a spill file in ${options.dir}`, { cause });
     }
     return new SpillStore(fd, direct, capacityBytes, options.pageBytes);
@@ -194,7 +192,7 @@ export class SpillStore {
     try {
       for (const run of pageRuns(pages)) {
         const position = pages[run.firstIndex]! * this.pageBytes;
-        if (await this.#writeDirect(run, length, arena, source, position)) continue;
+        if (await this.#writeDirect(run, arena, source, position)) continue;
         await writeAll(this.#fd, this.#runViews(run, arena, source, length), position);
       }
     } catch {
@@ -235,23 +233,16 @@ export class SpillStore {
    */
   async #writeDirect(
     run: PageRun,
-    length: number,
     arena: Uint8Array,
     source: Int32Array,
     position: number,
   ): Promise<boolean> {
-    const direct = this.#direct;
-    if (direct === undefined || this.#directRefused) return false;
-    try {
-      await writeAll(direct, this.#runViews(run, arena, source, undefined), position);
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EINVAL') throw err;
-      // Refused for good (the memory or the file system): the page cache from now on. The
-      // descriptor stays open until close(): other writes may still be on it.
-      this.#directRefused = true;
-      return false;
-    }
-    this.#stats.directBytes += Math.min(run.count * this.pageBytes, length - run.firstIndex * this.pageBytes);
+    if (this.#direct === undefined) return false;
+    const views = this.#runViews(run, arena, source, undefined);
+    const written = await this.#direct.write(views, position);
+    if (written === 0) return false; // refused for good: the page cache from now on
+    if (written !== run.count * this.pageBytes)
+      throw new Error(`short write to the spill file (${written} of ${run.count * this.pageBytes})`);
     return true;
   }
 
@@ -329,6 +320,7 @@ export class SpillStore {
     const pageCount = this.capacityBytes / this.pageBytes;
     return {
       ...this.#stats,
+      directBytes: this.#direct?.bytes ?? 0,
       chunks: this.#entries.size,
       usedBytes: (pageCount - this.#freePages.length) * this.pageBytes,
       capacityBytes: this.capacityBytes,
@@ -378,7 +370,7 @@ export class SpillStore {
     this.#entries.clear();
     if (this.#ioInFlight > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
     closeSync(this.#fd);
-    if (this.#direct !== undefined) closeSync(this.#direct);
+    this.#direct?.close();
   }
 }
 

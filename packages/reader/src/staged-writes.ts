@@ -24,13 +24,16 @@
  * tail of an image, chunks of a dynamic index) go through the ordinary descriptor.
  */
 
-import { constants } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
-import { pageAlignedSharedBuffer, WASM_PAGE_BYTES } from './aligned-memory.js';
+import type { FileHandle } from 'node:fs/promises';
 import { dataExtents, HOLE_BYTES } from './data-extents.js';
+import {
+  DIRECT_ALIGN_BYTES,
+  DirectDescriptor,
+  pageAlignedSharedBuffer,
+  WASM_PAGE_BYTES,
+} from './direct-io.js';
 
-/** O_DIRECT's alignment of file offsets, lengths and memory (the largest logical block size in use). */
-export const DIRECT_ALIGN_BYTES = 4096;
+export { DIRECT_ALIGN_BYTES } from './direct-io.js';
 
 /** Where a decode thread puts a verified chunk for its owner to write: a slot of the staging memory. */
 export interface StagedTarget {
@@ -71,17 +74,13 @@ export function stageChunk(data: Buffer, target: StagedTarget): number {
  * the page cache as before.
  */
 export class DirectWriter {
-  readonly #direct: FileHandle;
+  readonly #direct: DirectDescriptor;
   readonly #buffered: FileHandle;
   readonly #memory: SharedArrayBuffer;
   readonly #extents: Int32Array;
   readonly #slotBytes: number;
   readonly #extentInts: number;
-  /** Set once an O_DIRECT write was refused (EINVAL): everything after goes buffered. */
-  #refused = false;
-  #directBytes = 0;
-
-  private constructor(direct: FileHandle, buffered: FileHandle, slots: number, chunkBytes: number) {
+  private constructor(direct: DirectDescriptor, buffered: FileHandle, slots: number, chunkBytes: number) {
     this.#direct = direct;
     this.#buffered = buffered;
     this.#slotBytes = Math.ceil(Math.max(chunkBytes, 1) / WASM_PAGE_BYTES) * WASM_PAGE_BYTES;
@@ -101,18 +100,13 @@ export class DirectWriter {
     slots: number,
     chunkBytes: number,
   ): Promise<DirectWriter | undefined> {
-    let direct: FileHandle;
-    try {
-      direct = await open(path, constants.O_WRONLY | constants.O_DIRECT);
-    } catch {
-      return undefined;
-    }
-    return new DirectWriter(direct, buffered, slots, chunkBytes);
+    const direct = DirectDescriptor.open(path);
+    return direct === undefined ? undefined : new DirectWriter(direct, buffered, slots, chunkBytes);
   }
 
   /** Bytes written with O_DIRECT so far. */
   get directBytes(): number {
-    return this.#directBytes;
+    return this.#direct.bytes;
   }
 
   /** The target a decode thread stages a chunk into: slot `slot`. */
@@ -149,23 +143,17 @@ export class DirectWriter {
   /** Writes an aligned piece with O_DIRECT; the bytes it took (0 once O_DIRECT was refused). */
   async #writeDirect(data: Uint8Array, from: number, length: number, position: number): Promise<number> {
     let done = 0;
-    while (!this.#refused && done < length) {
-      try {
-        const { bytesWritten } = await this.#direct.write(data, from + done, length - done, position + done);
-        done += bytesWritten;
-        this.#directBytes += bytesWritten;
-        // A short write leaves the rest unaligned: the buffered descriptor takes it.
-        if (bytesWritten === 0 || bytesWritten % DIRECT_ALIGN_BYTES !== 0) break;
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'EINVAL') throw err;
-        this.#refused = true;
-      }
+    while (done < length) {
+      const written = await this.#direct.write([data.subarray(from + done, from + length)], position + done);
+      done += written;
+      // Refused (0), or a short write that leaves the rest unaligned: the buffered descriptor takes it.
+      if (written === 0 || written % DIRECT_ALIGN_BYTES !== 0) break;
     }
     return done;
   }
 
   async close(): Promise<void> {
-    await this.#direct.close();
+    this.#direct.close();
   }
 }
 
