@@ -1,5 +1,3 @@
-import { pageAlignedSharedBuffer } from './direct-io.js';
-
 /*
  * Shared memory of the chunk cache: a page arena and a slot table, both SharedArrayBuffers,
  * so that decode workers write plaintext in place and readers in any thread copy it out.
@@ -21,6 +19,8 @@ import { pageAlignedSharedBuffer } from './direct-io.js';
  * slot before handing it to a reader. Readers only copy and unpin (Atomics.sub), from any
  * thread. A pinned slot is never evicted, so its pages cannot be reused under a reader.
  */
+
+import { pageAlignedSharedBuffer } from './direct-io.js';
 
 declare const SLOT: unique symbol;
 declare const GENERATION: unique symbol;
