@@ -96,8 +96,15 @@ export class LocalBackupTarget implements BackupTarget {
       `${TEMP_PREFIX}${formatBackupTime(ref.time)}-${process.pid}-${randomBytes(4).toString('hex')}`,
     );
     await sweepStaleTemps(groupDir);
-    await mkdir(tempDir);
+    // Tracked before it exists: a signal that lands once mkdir has made it, but before this
+    // code runs again, must still find it (a backup killed then left the temp behind).
     const untrackTempDir = trackTemp(tempDir);
+    try {
+      await mkdir(tempDir);
+    } catch (err) {
+      untrackTempDir();
+      throw err;
+    }
     return {
       writeFile: (filename, bytes) => writeFileAtomic(join(tempDir, filename), bytes),
       commit: async (manifest) => {
