@@ -93,14 +93,16 @@ export class DirectWriter {
   /**
    * Opens `path` (already open as `buffered`) again with O_DIRECT and sets up `slots`
    * staging slots of `chunkBytes` (the largest chunk); undefined where O_DIRECT is refused.
+   * `openDirect` is the fault seam of tests (a descriptor the kernel already refused).
    */
   static async open(
     path: string,
     buffered: FileHandle,
     slots: number,
     chunkBytes: number,
+    openDirect: (path: string) => DirectDescriptor | undefined = DirectDescriptor.open,
   ): Promise<DirectWriter | undefined> {
-    const direct = DirectDescriptor.open(path);
+    const direct = openDirect(path);
     return direct === undefined ? undefined : new DirectWriter(direct, buffered, slots, chunkBytes);
   }
 

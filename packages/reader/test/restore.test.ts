@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { CryptConfig } from '@liverestore/format';
 import { randomBytes } from '@liverestore/testkit';
 import test from 'ava';
+import { DirectDescriptor, pageAlignedSharedBuffer } from '../src/direct-io.js';
 import { ChunkCache, LocalChunkSource, openSnapshot, restoreArchive } from '../src/index.js';
+import { DirectWriter, stageChunk } from '../src/staged-writes.js';
 import { backupInputs, CountingSource, KiB, testDir } from './helpers.js';
 
 const CHUNK = 256 * KiB;
@@ -154,4 +156,35 @@ test('the restore writes past the page cache (O_DIRECT) where it can: every 4096
     );
     t.true((await stat(target)).blocks * 512 < image.byteLength - CHUNK);
   }
+});
+
+test('a staged chunk whose O_DIRECT write the kernel refuses after the open goes through the page cache, whole', async (t) => {
+  const dir = await testDir(t);
+  const path = join(dir, 'out.raw');
+  const handle = await open(path, 'w+');
+  t.teardown(() => handle.close());
+  await handle.truncate(3 * CHUNK);
+  let descriptor: DirectDescriptor | undefined;
+  const writer = await DirectWriter.open(path, handle, 1, CHUNK, (p) => {
+    descriptor = DirectDescriptor.open(p);
+    return descriptor;
+  });
+  if (writer === undefined) {
+    // This file system refuses O_DIRECT at the open: restoreArchive writes buffered (test above).
+    t.is(descriptor, undefined, 'open answers undefined only where O_DIRECT is refused');
+    return;
+  }
+  t.teardown(() => writer.close());
+  // Refused after the open: memory 16 bytes past a page boundary makes the kernel answer
+  // EINVAL, which turns the descriptor off for every later write, aligned or not.
+  const misaligned = new Uint8Array(pageAlignedSharedBuffer(2 * 64 * KiB).buffer, 16, 4 * KiB);
+  t.is(await descriptor!.write([misaligned], 0), 0);
+  const data = Buffer.concat([randomBytes(5, CHUNK / 2), Buffer.alloc(CHUNK / 4), randomBytes(6, CHUNK / 4)]);
+  stageChunk(data, writer.target(0, true));
+  t.is(await writer.write(0, [0, 2 * CHUNK]), 2 * (CHUNK - CHUNK / 4), 'the data extents, at both offsets');
+  t.is(writer.directBytes, 0);
+  const written = await readFile(path);
+  t.true(written.subarray(0, CHUNK).equals(data));
+  t.true(written.subarray(CHUNK, 2 * CHUNK).equals(Buffer.alloc(CHUNK)));
+  t.true(written.subarray(2 * CHUNK).equals(data));
 });
