@@ -414,6 +414,7 @@ test('live-restore: --rate-limit units and the progress line', (t) => {
         complete: false,
         bytesCopied: 0,
         bytesFilledForGuest: 0,
+        bytesFromTargetCopies: 0,
         bytesWrittenByGuest: 0,
       },
     ],

@@ -6,6 +6,7 @@
  * name of the main entry may appear here too (the same object).
  */
 export * from './alloc-map.js';
+export * from './backup-copies.js';
 export * from './copy-job.js';
 export * from './errors.js';
 export * from './live-drive.js';

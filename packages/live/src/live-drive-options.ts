@@ -11,10 +11,16 @@ export interface LiveDriveStats {
   readonly regionsLocal: number;
   /** Bytes of the image in local regions (the last region may be short). */
   readonly bytesLocal: number;
-  /** Region bytes fetched from the backup by the background copy. */
+  /** Region bytes the background copy filled from the backup. */
   readonly bytesCopied: number;
-  /** Region bytes fetched from the backup for guest reads (copy-on-read) and partial writes. */
+  /** Region bytes filled from the backup for guest reads (copy-on-read) and partial writes. */
   readonly bytesFilledForGuest: number;
+  /**
+   * Of those fills (and of guest reads answered on the way), the bytes read back from
+   * another region of the target holding the same chunk instead of fetched and decoded
+   * again: a chunk that occurs in several regions is fetched once (backup-copies.ts).
+   */
+  readonly bytesFromTargetCopies: number;
   /** Bytes the guest wrote (WRITE, WRITE_ZEROES, TRIM). */
   readonly bytesWrittenByGuest: number;
   /** Guest read requests, and how many of them needed the backup. */

@@ -24,6 +24,7 @@ import {
 } from '@liverestore/reader/internal';
 import { ALLOC_MAP_SUFFIX, type MapIdentity } from './alloc-map.js';
 import { forNbd, settleAll } from './async-util.js';
+import { BackupCopies } from './backup-copies.js';
 import { LiveError, targetIoError } from './errors.js';
 import type { LiveDriveOptions, LiveDriveStats } from './live-drive-options.js';
 import { MapPersister } from './map-persister.js';
@@ -77,6 +78,7 @@ export class LiveDrive implements NbdExport {
   readonly #priority: GuestPriority;
   readonly #fillSlots: Semaphore;
   readonly #regionWriter: RegionWriter;
+  readonly #copies: BackupCopies;
   #closed = false;
   #detached = false;
   readonly #stats = {
@@ -85,6 +87,7 @@ export class LiveDrive implements NbdExport {
     bytesWrittenByGuest: 0,
     guestReads: 0,
     guestReadsFromBackup: 0,
+    bytesFromTargetCopies: 0,
     storeFailures: 0,
   };
   /** Called when a region became local (progress, completion). */
@@ -126,6 +129,16 @@ export class LiveDrive implements NbdExport {
       targetPath: this.targetPath,
       generation,
     });
+    this.#copies = new BackupCopies(
+      this.regionCount,
+      (i) => reader.digestHexAt(i),
+      (i) => reader.isZeroChunk(i),
+    );
+    // Readahead leaves regions alone that need no fetch: local ones, and those whose chunk
+    // the target holds elsewhere.
+    const needsNoFetch = (i: number): boolean => this.isLocal(i) || this.#copies.holding(i) !== undefined;
+    reader.skipPrefetch = needsNoFetch;
+    this.#copyReader.skipPrefetch = needsNoFetch;
     this.#priority = options.priority ?? new GuestPriority();
     this.#fillSlots = options.fillSlots ?? new Semaphore(32);
     this.#regionWriter = new RegionWriter({
@@ -139,6 +152,7 @@ export class LiveDrive implements NbdExport {
         if (!this.#reader.isZeroChunk(i)) this.#stats.bytesFilledForGuest += region.length;
         return region;
       },
+      backupFilled: (i) => this.#copies.filled(i),
       locks: this.#locks,
       priority: this.#priority,
       fillSlots: this.#fillSlots,
@@ -240,6 +254,8 @@ export class LiveDrive implements NbdExport {
 
   /** Applies `event` to region `i` (the table throws on an illegal one); counts a region that became local. */
   #transition(i: number, event: RegionEvent): void {
+    // Before the guest's bytes land: a copy of the backup's chunk no longer.
+    if (event === RegionEvent.GUEST_WRITE) this.#copies.forget(i);
     if (this.#states.transition(i, event)) {
       this.#persister.regionBecameLocal();
       this.onLocal?.(this);
@@ -268,9 +284,43 @@ export class LiveDrive implements NbdExport {
 
   async #fetchRegion(reader: CachedChunkReader, i: number, signal?: AbortSignal): Promise<Buffer> {
     if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
+    if (reader.isZeroChunk(i)) return Buffer.alloc(this.regionLength(i));
+    const copy = await this.#readBackupCopy(i);
+    if (copy !== undefined) return copy;
     const buffer = Buffer.allocUnsafe(this.regionLength(i));
-    if (reader.isZeroChunk(i)) buffer.fill(0);
-    else await reader.readAt(buffer, this.regionStart(i), signal);
+    await reader.readAt(buffer, this.regionStart(i), signal);
+    return buffer;
+  }
+
+  /**
+   * Region `i` of the backup, whole (not a zero chunk): from memory when the cache holds
+   * it, else read back from another region of the target holding its chunk when one
+   * checks out, else through `reader` (the cache's pages when it lends them).
+   */
+  async #leaseRegion(reader: CachedChunkReader, i: number, signal?: AbortSignal): Promise<ReadLease> {
+    const inMemory = reader.tryLeaseAtSync(this.regionStart(i), this.regionLength(i), heapScratch);
+    if (inMemory !== undefined) return inMemory;
+    const copy = await this.#readBackupCopy(i);
+    if (copy !== undefined) return scratchLease(copy, heapScratch);
+    return await reader.leaseAt(this.regionStart(i), this.regionLength(i), signal);
+  }
+
+  /**
+   * Region `i`'s bytes read back from another region of the target that holds its chunk
+   * as the backup has it (backup-copies.ts), once their digest matched the index's;
+   * undefined when no region does or the bytes did not check out (a guest write raced
+   * the read): then the chunk is fetched as any other.
+   */
+  async #readBackupCopy(i: number): Promise<Buffer | undefined> {
+    const j = this.#copies.holding(i);
+    if (j === undefined) return undefined;
+    const buffer = Buffer.allocUnsafe(this.regionLength(i));
+    await this.#readLocal(buffer, this.regionStart(j));
+    if (!this.#reader.holdsChunk(i, buffer)) {
+      this.#copies.forget(j);
+      return undefined;
+    }
+    this.#stats.bytesFromTargetCopies += buffer.byteLength;
     return buffer;
   }
 
@@ -292,7 +342,7 @@ export class LiveDrive implements NbdExport {
       }
       if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
       // Stored from the cache's pages (a copy only when the cache lends no more).
-      const data = await this.#copyReader.leaseAt(this.regionStart(i), this.regionLength(i), signal);
+      const data = await this.#leaseRegion(this.#copyReader, i, signal);
       try {
         await this.#regionWriter.fillRegion(i, data.views);
       } finally {
@@ -393,30 +443,42 @@ export class LiveDrive implements NbdExport {
   ): Promise<ReadLease> {
     if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
     this.#priority.enter();
-    let part: ReadLease;
+    let part: ReadLease | undefined;
+    let copy: Buffer | undefined;
     try {
-      part = await this.#reader.leaseAt(offset, length, signal, scratch);
+      // In memory: lent. Else a copy of the chunk elsewhere in the target, else a fetch.
+      part = this.#reader.tryLeaseAtSync(offset, length, scratch);
+      if (part === undefined) copy = await this.#readBackupCopy(i);
+      if (copy !== undefined) {
+        const from = offset - this.regionStart(i);
+        part = scratchLease(copy.subarray(from, from + length), heapScratch);
+      }
+      part ??= await this.#reader.leaseAt(offset, length, signal, scratch);
     } finally {
       this.#priority.leave();
     }
-    this.#storeAfterRead(i);
+    this.#storeAfterRead(i, copy);
     return part;
   }
 
   /**
    * Copy-on-read, written behind: stores region `i` in the target once, in the
-   * background, under its lock. The region's chunk, in memory since the guest just read
+   * background, under its lock. The region's bytes are `copy` when the guest's read took
+   * them from a copy in the target; else its chunk, in memory since the guest just read
    * it, stays pinned from now until it is stored (when the cache lends it: else the store
    * takes the bytes once a fill slot is free, as the copy would).
    */
-  #storeAfterRead(i: number): void {
+  #storeAfterRead(i: number, copy: Buffer | undefined): void {
     if (this.isLocal(i) || this.#reader.isZeroChunk(i) || this.#regionWriter.storing(i)) return;
-    const held = this.#reader.tryLeaseAtSync(this.regionStart(i), this.regionLength(i), undefined);
+    const held =
+      copy !== undefined
+        ? scratchLease(copy, heapScratch)
+        : this.#reader.tryLeaseAtSync(this.regionStart(i), this.regionLength(i), undefined);
     if (held !== undefined) this.#stats.bytesFilledForGuest += held.byteLength;
     this.#regionWriter.storeInBackground(i, {
       held,
       fetch: async () => {
-        const data = await this.#reader.leaseAt(this.regionStart(i), this.regionLength(i));
+        const data = await this.#leaseRegion(this.#reader, i);
         this.#stats.bytesFilledForGuest += data.byteLength;
         return data;
       },

@@ -74,6 +74,8 @@ export interface DriveProgress {
   readonly complete: boolean;
   readonly bytesCopied: number;
   readonly bytesFilledForGuest: number;
+  /** Of the bytes copied and filled, those read back from a copy of the same chunk in the target (LiveDriveStats). */
+  readonly bytesFromTargetCopies: number;
   readonly bytesWrittenByGuest: number;
 }
 

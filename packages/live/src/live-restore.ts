@@ -295,6 +295,7 @@ export class LiveRestore extends EventEmitter<Events> {
           complete: s.complete,
           bytesCopied: s.bytesCopied,
           bytesFilledForGuest: s.bytesFilledForGuest,
+          bytesFromTargetCopies: s.bytesFromTargetCopies,
           bytesWrittenByGuest: s.bytesWrittenByGuest,
         };
       }),

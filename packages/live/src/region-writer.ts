@@ -20,6 +20,8 @@ export interface RegionWriterParts {
   readonly transition: (i: number, event: RegionEvent) => void;
   /** A full region of the backup for a guest fill (counted by the drive). */
   readonly fetchForGuest: (i: number) => Promise<Buffer>;
+  /** Region `i` was filled with the backup's bytes, nothing else (see backup-copies.ts). */
+  readonly backupFilled: (i: number) => void;
   readonly locks: RegionLocks;
   readonly priority: GuestPriority;
   readonly fillSlots: Semaphore;
@@ -38,6 +40,7 @@ export class RegionWriter {
   readonly #states: RegionStates;
   readonly #transition: (i: number, event: RegionEvent) => void;
   readonly #fetchForGuest: (i: number) => Promise<Buffer>;
+  readonly #backupFilled: (i: number) => void;
   readonly #locks: RegionLocks;
   readonly #priority: GuestPriority;
   readonly #fillSlots: Semaphore;
@@ -51,18 +54,27 @@ export class RegionWriter {
     this.#states = parts.states;
     this.#transition = parts.transition;
     this.#fetchForGuest = parts.fetchForGuest;
+    this.#backupFilled = parts.backupFilled;
     this.#locks = parts.locks;
     this.#priority = parts.priority;
     this.#fillSlots = parts.fillSlots;
   }
 
   /**
-   * Writes a full region into region `i`, not local (holding the region's lock), and
-   * marks it local. `data` is the region's bytes in order: one buffer, or the views of a
-   * lease on the cache's pages. A pristine region (a hole) skips all-zero 64 KiB blocks
-   * and stays sparse.
+   * Writes the backup's bytes of region `i` into it, not local (holding the region's
+   * lock), and marks it local. `data` is the region's bytes in order: one buffer, or the
+   * views of a lease on the cache's pages.
    */
   async fillRegion(i: number, data: readonly Buffer[]): Promise<void> {
+    await this.#writeFill(i, data);
+    this.#backupFilled(i);
+  }
+
+  /**
+   * Writes a full region into region `i`, not local, and marks it local. A pristine
+   * region (a hole) skips all-zero 64 KiB blocks and stays sparse.
+   */
+  async #writeFill(i: number, data: readonly Buffer[]): Promise<void> {
     const pristine = this.#states.get(i) === RegionState.REMOTE_PRISTINE;
     this.#transition(i, RegionEvent.FILL_STARTED);
     try {
@@ -147,7 +159,7 @@ export class RegionWriter {
       const region = await this.#fetchForGuest(i);
       if (data === undefined) region.fill(0, from - start, to - start);
       else data.copy(region, from - start);
-      await this.fillRegion(i, [region]);
+      await this.#writeFill(i, [region]);
     } finally {
       slot();
     }

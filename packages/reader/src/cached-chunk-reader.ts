@@ -46,6 +46,7 @@ export class CachedChunkReader {
   readonly #hex: string[];
   readonly #zeroHex: Map<number, string>;
   readonly #readahead: ReadaheadTracker;
+  readonly #crypt: CryptConfig | undefined;
 
   /**
    * @param crypt the archive's key when encrypted: it keys the digest of the zero chunk.
@@ -59,6 +60,7 @@ export class CachedChunkReader {
   ) {
     this.size = index.sizeBytes;
     this.#access = access;
+    this.#crypt = crypt;
     this.#hex = Array.from({ length: index.chunkCount }, (_, i) => toHex(index.digestAt(i)));
     // The all-zero chunk of a disk image is read often (unallocated space) and never needs
     // a fetch: recognise it by digest. Fixed indexes have at most two chunk lengths.
@@ -83,6 +85,13 @@ export class CachedChunkReader {
     this.#readahead = new ReadaheadTracker(Math.min(requested, cap));
   }
 
+  /**
+   * Chunks readahead leaves alone because its owner holds them elsewhere (a live restore:
+   * regions already in the target, or with a copy of their chunk there); readahead would
+   * fetch and decode them for nothing.
+   */
+  skipPrefetch: ((chunk: number) => boolean) | undefined;
+
   /** Effective readahead window in chunks (after the cache-fraction cap). */
   get readaheadChunks(): number {
     return this.#readahead.windowChunks;
@@ -100,6 +109,19 @@ export class CachedChunkReader {
     if (hex === undefined)
       throw new RangeError(`chunk ${i} is not in the index (${this.#hex.length} chunks)`);
     return hex;
+  }
+
+  /**
+   * True when `data` is chunk `i`'s plaintext: its digest (keyed for an encrypted archive)
+   * is the index's. Bytes of a chunk from anywhere but a decode (a copy kept elsewhere)
+   * are checked with it before they are used.
+   */
+  holdsChunk(i: number, data: Uint8Array): boolean {
+    const expected = this.index.digestAt(i);
+    return (
+      data.byteLength === this.index.chunkEnd(i) - this.index.chunkStart(i) &&
+      chunkDigest(data, this.#crypt).equals(expected)
+    );
   }
 
   /** True when this reader can decode chunks straight into a file: it lives on the cache's thread. */
@@ -344,7 +366,7 @@ export class CachedChunkReader {
 
   #prefetch(from: number, to: number): void {
     for (let i = from; i <= to; i++) {
-      if (!this.isZeroChunk(i))
+      if (!this.isZeroChunk(i) && this.skipPrefetch?.(i) !== true)
         this.#access.prefetch(this.#hex[i]!, this.index.chunkEnd(i) - this.index.chunkStart(i));
     }
   }
