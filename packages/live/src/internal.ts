@@ -12,5 +12,13 @@ export * from './errors.js';
 export * from './live-drive.js';
 export * from './live-restore.js';
 export { RegionState, stateName } from './region-state.js';
+export { fillRuns } from './region-writer.js';
 export * from './sched.js';
-export { realTargetFiles, type TargetFile, type TargetFiles } from './target-file.js';
+export * from './staged-direct.js';
+export {
+  diskTargetFiles,
+  FileTarget,
+  realTargetFiles,
+  type TargetFile,
+  type TargetFiles,
+} from './target-file.js';

@@ -26,6 +26,8 @@ export interface LiveDriveStats {
   /** Guest read requests, and how many of them needed the backup. */
   readonly guestReads: number;
   readonly guestReadsFromBackup: number;
+  /** Of the bytes filled into the target, those written past the page cache (O_DIRECT). */
+  readonly bytesWrittenDirect: number;
   /** Copy-on-read stores that failed (the region stays not local; it is filled again later). */
   readonly storeFailures: number;
   /** Times the map was persisted. */

@@ -238,6 +238,7 @@ export class LiveDrive implements NbdExport {
       regionsLocal: this.regionsLocal,
       bytesLocal: this.bytesLocal,
       ...this.#stats,
+      bytesWrittenDirect: this.#file.directBytes ?? 0,
       mapGeneration: this.#persister.generation,
       complete: this.complete,
     };

@@ -61,6 +61,12 @@ export interface LiveRestoreOptions {
   copyRetryMs?: number | undefined;
   /** The target files (default: the real ones); tests inject faults here. */
   files?: TargetFiles | undefined;
+  /**
+   * Write the regions the copy and copy-on-read fill with O_DIRECT, past the page cache,
+   * where the file system allows it (default true; staged-direct.ts says why). Guest
+   * writes always go through the page cache. Ignored with `files`.
+   */
+  directWrites?: boolean | undefined;
 }
 
 /** Progress of one drive. */

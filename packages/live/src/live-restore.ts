@@ -17,6 +17,7 @@ import { LiveError, systemCode } from './errors.js';
 import { LiveDrive } from './live-drive.js';
 import type { LiveRestoreOptions, LiveRestoreProgress, LiveRestoreSummary } from './live-restore-types.js';
 import { GuestPriority, Semaphore, TokenBucket } from './sched.js';
+import { diskTargetFiles } from './target-file.js';
 import { lockTargetDir, type TargetLock } from './target-lock.js';
 
 export type {
@@ -435,7 +436,7 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
           snapshot: snapshot.path,
           priority,
           fillSlots,
-          files: options.files,
+          files: options.files ?? diskTargetFiles({ directWrites: options.directWrites }),
         }),
       );
     }

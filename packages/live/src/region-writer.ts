@@ -4,6 +4,36 @@ import { RegionEvent, RegionState, type RegionStates } from './region-state.js';
 import type { GuestPriority, RegionLocks, Semaphore } from './sched.js';
 import { type TargetFile, writeZeroes } from './target-file.js';
 
+/** A run of bytes to write at one position: the views back to back. */
+interface WriteRun {
+  readonly position: number;
+  readonly views: Buffer[];
+}
+
+/**
+ * The writes of a fill at `start`: one run of every view, or, with `skipZeroBlocks` (a
+ * hole), a run per stretch of data between all-zero 64 KiB blocks, across view borders.
+ */
+export function fillRuns(data: readonly Buffer[], start: number, skipZeroBlocks: boolean): WriteRun[] {
+  if (!skipZeroBlocks) return [{ position: start, views: [...data] }];
+  const runs: WriteRun[] = [];
+  let last: WriteRun | undefined;
+  let lastEnd = -1;
+  let at = start;
+  for (const view of data) {
+    for (const [from, to] of dataExtents(view)) {
+      if (last !== undefined && lastEnd === at + from) last.views.push(view.subarray(from, to));
+      else {
+        last = { position: at + from, views: [view.subarray(from, to)] };
+        runs.push(last);
+      }
+      lastEnd = at + to;
+    }
+    at += view.byteLength;
+  }
+  return runs;
+}
+
 /** Where the regions of a drive lie in its image. */
 export interface RegionGeometry {
   regionStart(i: number): number;
@@ -78,16 +108,8 @@ export class RegionWriter {
     const pristine = this.#states.get(i) === RegionState.REMOTE_PRISTINE;
     this.#transition(i, RegionEvent.FILL_STARTED);
     try {
-      let at = this.#geometry.regionStart(i);
-      for (const view of data) {
-        if (pristine) {
-          for (const [from, to] of dataExtents(view))
-            await this.#file.pwrite(view.subarray(from, to), at + from);
-        } else {
-          await this.#file.pwrite(view, at);
-        }
-        at += view.byteLength;
-      }
+      for (const run of fillRuns(data, this.#geometry.regionStart(i), pristine))
+        await this.#file.pwritev(run.views, run.position);
     } catch (err) {
       throw targetIoError(err, this.#targetPath, 'writing');
     }

@@ -6,7 +6,9 @@
  * the map's rename).
  */
 import { type FileHandle, open } from 'node:fs/promises';
+import { DIRECT_ALIGN_BYTES } from '@liverestore/reader/internal';
 import { writeMapFile } from './alloc-map.js';
+import { StagedDirectWrites } from './staged-direct.js';
 
 /** One open target file. Errors are Node system errors (`code` ENOSPC, EIO, …). */
 export interface TargetFile {
@@ -14,6 +16,13 @@ export interface TargetFile {
   pread(buffer: Uint8Array, position: number): Promise<void>;
   /** Writes all of `data` at `position`. */
   pwrite(data: Uint8Array, position: number): Promise<void>;
+  /**
+   * Writes `views` back to back at `position`: a run of a region's bytes (a fill), which
+   * the real file writes past the page cache where it can.
+   */
+  pwritev(views: readonly Uint8Array[], position: number): Promise<void>;
+  /** Bytes written past the page cache (O_DIRECT) so far, where the file does that. */
+  readonly directBytes?: number;
   /** Makes every write completed before the call durable (fdatasync). */
   datasync(): Promise<void>;
   /** The file's size in bytes now. */
@@ -29,16 +38,28 @@ export interface TargetFiles {
   writeMap(path: string, data: Buffer): Promise<void>;
 }
 
-/** A {@link TargetFile} over a FileHandle (positional reads and writes, looped until complete). */
+/**
+ * A {@link TargetFile} over a FileHandle (positional reads and writes, looped until
+ * complete). Runs written with {@link pwritev} go past the page cache (staged-direct.ts)
+ * in their 4096-aligned part, unless the file system refuses O_DIRECT or `directWrites`
+ * is false; everything else is written through the page cache. fdatasync covers both.
+ */
 export class FileTarget implements TargetFile {
   readonly #handle: FileHandle;
+  readonly #direct: StagedDirectWrites | undefined;
 
-  constructor(handle: FileHandle) {
+  constructor(handle: FileHandle, direct?: StagedDirectWrites) {
     this.#handle = handle;
+    this.#direct = direct;
   }
 
-  static async open(path: string): Promise<FileTarget> {
-    return new FileTarget(await open(path, 'r+'));
+  static async open(path: string, options: { directWrites?: boolean | undefined } = {}): Promise<FileTarget> {
+    const handle = await open(path, 'r+');
+    return new FileTarget(handle, options.directWrites === false ? undefined : StagedDirectWrites.open(path));
+  }
+
+  get directBytes(): number {
+    return this.#direct?.bytes ?? 0;
   }
 
   async pread(buffer: Uint8Array, position: number): Promise<void> {
@@ -60,6 +81,23 @@ export class FileTarget implements TargetFile {
     }
   }
 
+  async pwritev(views: readonly Uint8Array[], position: number): Promise<void> {
+    let length = 0;
+    for (const v of views) length += v.byteLength;
+    const aligned = position % DIRECT_ALIGN_BYTES === 0 ? length - (length % DIRECT_ALIGN_BYTES) : 0;
+    let done =
+      this.#direct !== undefined && aligned > 0 ? await this.#direct.write(views, aligned, position) : 0;
+    for (const view of views) {
+      if (done >= view.byteLength) {
+        done -= view.byteLength;
+      } else {
+        await this.pwrite(view.subarray(done), position + done);
+        done = 0;
+      }
+      position += view.byteLength;
+    }
+  }
+
   datasync(): Promise<void> {
     return this.#handle.datasync();
   }
@@ -68,16 +106,25 @@ export class FileTarget implements TargetFile {
     return (await this.#handle.stat()).size;
   }
 
-  close(): Promise<void> {
-    return this.#handle.close();
+  async close(): Promise<void> {
+    this.#direct?.close();
+    await this.#handle.close();
   }
 }
 
-/** The real files: {@link FileTarget} and `writeMapFile`. */
-export const realTargetFiles: TargetFiles = {
-  openTarget: (path) => FileTarget.open(path),
-  writeMap: writeMapFile,
-};
+/**
+ * The real files: {@link FileTarget} and `writeMapFile`; `directWrites: false` writes
+ * fills through the page cache too.
+ */
+export function diskTargetFiles(options: { directWrites?: boolean | undefined } = {}): TargetFiles {
+  return {
+    openTarget: (path) => FileTarget.open(path, options),
+    writeMap: writeMapFile,
+  };
+}
+
+/** The real files, fills written past the page cache where the file system allows it. */
+export const realTargetFiles: TargetFiles = diskTargetFiles();
 
 const ZERO_BLOCK = new Uint8Array(4 * 1024 * 1024);
 

@@ -105,6 +105,10 @@ class FaultTarget implements TargetFile {
     this.#pending.push({ data: Uint8Array.from(data), position });
   }
 
+  async pwritev(views: readonly Uint8Array[], position: number): Promise<void> {
+    await this.pwrite(Buffer.concat(views), position);
+  }
+
   async datasync(): Promise<void> {
     this.#files.check();
     await this.#apply(() => true);

@@ -12,6 +12,7 @@ export * from './chunk-cache.js';
 export * from './chunk-cache-options.js';
 export * from './data-extents.js';
 export * from './decoder.js';
+export * from './direct-io.js';
 export * from './errors.js';
 export * from './http-body.js';
 export * from './http-listing.js';

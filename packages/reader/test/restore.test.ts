@@ -4,11 +4,10 @@
  * DEFLATE and encrypted stores, fixed and dynamic archives (unaligned offsets); writes
  * with O_DIRECT where the file system allows it, through the page cache otherwise.
  */
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CryptConfig } from '@liverestore/format';
-import { randomBytes } from '@liverestore/testkit';
+import { allowsDirectIo, randomBytes } from '@liverestore/testkit';
 import test from 'ava';
 import { DirectDescriptor, pageAlignedSharedBuffer } from '../src/direct-io.js';
 import { ChunkCache, LocalChunkSource, openSnapshot, restoreArchive } from '../src/index.js';
@@ -119,24 +118,11 @@ test("a local datastore's blobs move to the decode thread without a copy (the so
   );
 });
 
-/** Whether the file system of `dir` lets a file be opened with O_DIRECT. */
-async function allowsDirect(dir: string): Promise<boolean> {
-  const probe = join(dir, 'direct-probe');
-  try {
-    await (await open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT)).close();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await rm(probe, { force: true });
-  }
-}
-
 test('the restore writes past the page cache (O_DIRECT) where it can: every 4096-aligned piece, the rest buffered; off by option', async (t) => {
   const dir = await testDir(t);
   const image = imageWithRepeats();
   await backupInputs(dir, '100', [{ name: 'drive-scsi0.img', data: image }], { chunkSizeBytes: CHUNK });
-  const direct = await allowsDirect(dir);
+  const direct = await allowsDirectIo(dir);
   for (const directWrites of [true, false]) {
     const cache = new ChunkCache({ cacheBytes: 4 * CHUNK, workers: 2 });
     t.teardown(() => cache.close());

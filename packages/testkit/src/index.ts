@@ -31,7 +31,7 @@ export { promiseState } from './promise-state.js';
 export { Qmp, type QmpMessage, type StorageDaemonPaths, storageDaemonArgs, withTimeout } from './qmp.js';
 export { ExtraGateway, type TestRgw, testRgw } from './rgw.js';
 export { type HookedTest, shareFixture } from './shared-fixture.js';
-export { type TempDir, tempDir } from './temp.js';
+export { allowsDirectIo, type TempDir, tempDir } from './temp.js';
 export { mountSmallTmpfs, type TeardownContext } from './tmpfs.js';
 export { hasTool, requireTool, type ToolContext } from './tools.js';
 export { type VmImageFile, writeVmImageFiles } from './vm-image-files.js';

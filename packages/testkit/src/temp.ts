@@ -6,7 +6,8 @@
  * ava's `t.teardown`).
  */
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -30,4 +31,17 @@ export async function tempDir(prefix = 'liverestore-'): Promise<TempDir> {
     path,
     cleanup: () => rm(path, { recursive: true, force: true, maxRetries: 3 }),
   };
+}
+
+/** Whether the file system of `dir` lets a file be opened with O_DIRECT (tmpfs before Linux 6.6 does not). */
+export async function allowsDirectIo(dir: string): Promise<boolean> {
+  const probe = join(dir, `.direct-probe-${process.pid}`);
+  try {
+    await (await open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT)).close();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await rm(probe, { force: true });
+  }
 }
