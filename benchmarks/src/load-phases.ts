@@ -1,7 +1,8 @@
 /**
  * What a liverestore process's `--trace-loads` file says about its guest's slowest misses:
- * of the loads a guest waited for (urgent by their end), the slowest tenth, with the mean
- * milliseconds of each phase. The phases of these loads are what its p99 is made of.
+ * of the loads a guest waited for (urgent by their end), the tenth a guest waited longest
+ * for (from the moment it became urgent), with the mean milliseconds of each phase from
+ * the load's start. The phases of these loads are what its p99 is made of.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -17,8 +18,12 @@ export interface SlowLoadPhases {
   /** Urgent loads in the trace, and how many of them are the slowest tenth. */
   readonly urgentLoads: number;
   readonly slowLoads: number;
+  /** The mean wait of a guest for them (see ChunkLoadRecord.urgentWaitMs). */
+  readonly urgentWaitMs: number;
   readonly totalMs: number;
   readonly memoryWaitMs: number;
+  /** Of the memory wait, the part waiting for cache pages (the rest: blob-budget bytes). */
+  readonly pagesWaitMs: number;
   readonly blobMs: number;
   readonly decodeWaitMs: number;
   readonly decodeMs: number;
@@ -30,7 +35,9 @@ interface TracedLoad {
   readonly urgent: boolean;
   readonly ok: boolean;
   readonly totalMs: number;
+  readonly urgentWaitMs: number;
   readonly memoryWaitMs: number;
+  readonly pagesWaitMs: number;
   readonly blobMs: number;
   readonly decodeWaitMs: number;
   readonly decodeMs: number;
@@ -43,18 +50,22 @@ export function slowLoadPhases(lines: string): SlowLoadPhases | undefined {
     .filter((line) => line.trim() !== '')
     .map((line) => JSON.parse(line) as TracedLoad);
   const fromSource = loads.filter((load) => load.ok && load.from === 'source');
-  const urgent = loads.filter((load) => load.urgent && load.ok).sort((a, b) => b.totalMs - a.totalMs);
+  const urgent = loads
+    .filter((load) => load.urgent && load.ok)
+    .sort((a, b) => b.urgentWaitMs - a.urgentWaitMs);
   if (urgent.length === 0) return undefined;
   const slow = urgent.slice(0, Math.max(1, Math.ceil(urgent.length / 10)));
-  const mean = (phase: 'totalMs' | 'memoryWaitMs' | 'blobMs' | 'decodeWaitMs' | 'decodeMs'): number =>
+  const mean = (phase: Exclude<keyof TracedLoad, 'digestHex' | 'from' | 'urgent' | 'ok'>): number =>
     slow.reduce((sum, load) => sum + load[phase], 0) / slow.length;
   return {
     sourceLoads: fromSource.length,
     distinctSourceChunks: new Set(fromSource.map((load) => load.digestHex)).size,
     urgentLoads: urgent.length,
     slowLoads: slow.length,
+    urgentWaitMs: mean('urgentWaitMs'),
     totalMs: mean('totalMs'),
     memoryWaitMs: mean('memoryWaitMs'),
+    pagesWaitMs: mean('pagesWaitMs'),
     blobMs: mean('blobMs'),
     decodeWaitMs: mean('decodeWaitMs'),
     decodeMs: mean('decodeMs'),

@@ -269,8 +269,8 @@ function slowLoadNotes(run: QemuRun): string[] {
       const m = (phase: keyof SlowLoadPhases): string => ms(median(traced.map((p) => p[phase])));
       const twice = median(traced.map((p) => p.sourceLoads - p.distinctSourceChunks));
       notes.push(
-        `Where ${system}'s slowest misses wait (${job.workload}; --trace-loads, the slowest tenth of ${Math.round(median(traced.map((p) => p.urgentLoads)))} urgent loads, mean phases, median of ${traced.length} iterations): ` +
-          `${m('totalMs')} = memory ${m('memoryWaitMs')} + blob ${m('blobMs')} + waiting for a decode thread ${m('decodeWaitMs')} + decode ${m('decodeMs')}. ` +
+        `Where ${system}'s slowest misses wait (${job.workload}; --trace-loads, the tenth of ${Math.round(median(traced.map((p) => p.urgentLoads)))} urgent loads a guest waited longest for, means, median of ${traced.length} iterations): ` +
+          `a guest waited ${m('urgentWaitMs')}; from the load's start ${m('totalMs')} = memory ${m('memoryWaitMs')} (cache pages ${m('pagesWaitMs')}, then blob-budget bytes) + blob ${m('blobMs')} + waiting for a decode thread ${m('decodeWaitMs')} + decode ${m('decodeMs')}. ` +
           `Chunks fetched and decoded more than once (the trace's loads from the source less their distinct chunks): ${twice}.`,
       );
     }

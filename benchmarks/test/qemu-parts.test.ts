@@ -17,16 +17,18 @@ import { parseAccessLog } from '../src/static-http.js';
 
 const MiB = 1024 * 1024;
 
-test('slowLoadPhases: the mean phases of the slowest tenth of the urgent loads that ended well', (t) => {
+test('slowLoadPhases: the mean phases of the tenth of the urgent loads that ended well a guest waited longest for', (t) => {
   let n = 0;
-  const load = (urgent: boolean, ok: boolean, totalMs: number, digestHex = `d${n++}`) =>
+  const load = (urgent: boolean, ok: boolean, totalMs: number, digestHex = `d${n++}`, joinedAtMs = 1) =>
     JSON.stringify({
       digestHex,
       from: 'source',
       urgent,
       ok,
       totalMs,
+      urgentWaitMs: urgent ? totalMs - joinedAtMs : 0,
       memoryWaitMs: 1,
+      pagesWaitMs: 0.5,
       blobMs: totalMs / 2,
       decodeWaitMs: 2,
       decodeMs: 3,
@@ -35,18 +37,22 @@ test('slowLoadPhases: the mean phases of the slowest tenth of the urgent loads t
     ...Array.from({ length: 18 }, (_, i) => load(true, true, 10 + i)),
     load(true, true, 100),
     load(true, true, 80),
+    load(true, true, 300, 'late', 295), // readahead a guest joined 5 ms before its end
     load(false, true, 500, 'd0'), // background: the guest did not wait for it; d0 a second time
     load(true, false, 400), // failed
     '',
   ].join('\n');
   t.deepEqual(slowLoadPhases(lines), {
-    sourceLoads: 21,
-    distinctSourceChunks: 20,
-    urgentLoads: 20,
-    slowLoads: 2,
-    totalMs: 90,
+    sourceLoads: 22,
+    distinctSourceChunks: 21,
+    urgentLoads: 21,
+    slowLoads: 3,
+    // 100, 80 and 27 ms loads; not the 300 ms load a guest waited 5 ms for.
+    urgentWaitMs: 68,
+    totalMs: 69,
     memoryWaitMs: 1,
-    blobMs: 45,
+    pagesWaitMs: 0.5,
+    blobMs: 34.5,
     decodeWaitMs: 2,
     decodeMs: 3,
   });

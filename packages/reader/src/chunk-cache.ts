@@ -416,7 +416,7 @@ export class ChunkCache {
         );
       }
       slot ??= await this.#allocations.allocate(pageCount, load, closedError);
-      load.timeline.memory();
+      load.timeline.pages();
       this.#awaitingBlob.add(load);
       this.#table.setField(slot, kLengthField, request.length);
       if (this.#spill !== undefined && (await this.#spill.readBack(hex, request.length, slot))) {

@@ -47,6 +47,7 @@ export class ChunkLoad implements FetchHints {
   raiseUrgency(): void {
     if (this.#urgent) return;
     this.#urgent = true;
+    this.timeline.urgent();
     for (const listener of [...this.#urgencyListeners]) listener();
     this.#urgencyListeners.clear();
   }

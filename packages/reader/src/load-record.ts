@@ -18,8 +18,10 @@ export interface ChunkLoadRecord {
   readonly ok: boolean;
   /** `performance.now()` when the load began (the first miss). */
   readonly startedMs: number;
-  /** Milliseconds waiting for cache memory. */
+  /** Milliseconds waiting for cache memory: pages, then bytes of the blob budget. */
   readonly memoryWaitMs: number;
+  /** Of {@link memoryWaitMs}, the milliseconds waiting for cache pages (the rest waited for blob-budget bytes). */
+  readonly pagesWaitMs: number;
   /** Milliseconds from memory to the blob in hand (or to the chunk read back from the spill file). */
   readonly blobMs: number;
   /** Milliseconds the blob waited for a decode thread (0 from the spill file). */
@@ -28,18 +30,37 @@ export interface ChunkLoadRecord {
   readonly decodeMs: number;
   /** Milliseconds from the first miss to the end. */
   readonly totalMs: number;
+  /**
+   * Milliseconds from the moment the load became urgent (its start, or a waiting reader
+   * joining a readahead load) to its end: the longest a guest's read waited for it. 0
+   * for a load that stayed background.
+   */
+  readonly urgentWaitMs: number;
 }
 
 /** The moments of one load, marked as it goes; {@link record} turns them into phases. */
 export class LoadTimeline {
   readonly startedMs = performance.now();
+  #pagesMs: number | undefined;
   #memoryMs: number | undefined;
+  #urgentMs: number | undefined;
   #blobMs: number | undefined;
   #decodeStartMs: number | undefined;
   #decodeEndMs: number | undefined;
   #fromSpill = false;
 
-  /** The load got its memory. */
+  /** A waiting reader joined the load, which was not urgent before. */
+  urgent(): void {
+    this.#urgentMs ??= performance.now();
+  }
+
+  /** The load got its cache pages (its memory, unless blob-budget bytes follow). */
+  pages(): void {
+    this.#pagesMs = performance.now();
+    this.#memoryMs = this.#pagesMs;
+  }
+
+  /** The load got the rest of its memory: its blob's bytes of the budget. */
   memory(): void {
     this.#memoryMs = performance.now();
   }
@@ -80,10 +101,12 @@ export class LoadTimeline {
       ok,
       startedMs: this.startedMs,
       memoryWaitMs: span(this.startedMs, this.#memoryMs),
+      pagesWaitMs: span(this.startedMs, this.#pagesMs),
       blobMs: span(this.#memoryMs, this.#blobMs),
       decodeWaitMs: span(this.#blobMs, this.#decodeStartMs),
       decodeMs: span(this.#decodeStartMs, this.#decodeEndMs),
       totalMs: end - this.startedMs,
+      urgentWaitMs: urgent ? span(urgentAtStart ? this.startedMs : this.#urgentMs, end) : 0,
     };
   }
 }

@@ -14,7 +14,13 @@ const PAGE = 4096;
 function phasesAddUp(record: ChunkLoadRecord): boolean {
   const phases = [record.memoryWaitMs, record.blobMs, record.decodeWaitMs, record.decodeMs];
   const sum = phases.reduce((a, b) => a + b, 0);
-  return phases.every((ms) => ms >= 0) && sum <= record.totalMs + 1e-6;
+  return (
+    phases.every((ms) => ms >= 0) &&
+    sum <= record.totalMs + 1e-6 &&
+    record.pagesWaitMs >= 0 &&
+    record.pagesWaitMs <= record.memoryWaitMs &&
+    record.urgentWaitMs <= record.totalMs
+  );
 }
 
 test('a fetched load: from the source, ok, urgent, phases adding up to at most its total', async (t) => {
@@ -47,6 +53,7 @@ test('a fetched load: from the source, ok, urgent, phases adding up to at most i
   });
   t.true(record.decodeMs > 0, 'a decode on a thread takes time');
   t.true(phasesAddUp(record), JSON.stringify(record));
+  t.is(record.urgentWaitMs, record.totalMs, 'urgent from its start');
 });
 
 test('a failed load is recorded as failed; a background load joined by a reader ends urgent', async (t) => {
@@ -68,12 +75,36 @@ test('a failed load is recorded as failed; a background load joined by a reader 
   const hex = source.add(data);
   source.delayNext(hex);
   const background = cache.acquire({ digestHex: hex, length: data.byteLength, source, background: true });
-  const urgent = cache.acquire({ digestHex: hex, length: data.byteLength, source });
   while (source.pending.length === 0) await nextTurn();
+  // The reader joins while the fetch is on its way: it waits from then on, not from the start.
+  const beforeJoin = performance.now();
+  const urgent = cache.acquire({ digestHex: hex, length: data.byteLength, source });
   source.pending[0]!.complete();
   cache.release(await background);
   cache.release(await urgent);
+  const afterEnd = performance.now();
   t.like(records[1], { digestHex: hex, ok: true, urgentAtStart: false, urgent: true });
+  t.true(records[1]!.urgentWaitMs > 0);
+  t.true(records[1]!.urgentWaitMs <= afterEnd - beforeJoin);
+  t.true(records[1]!.urgentWaitMs < records[1]!.totalMs);
+  t.true(phasesAddUp(records[1]!));
+});
+
+test('a load that stays in the background has no urgent wait', async (t) => {
+  const records: ChunkLoadRecord[] = [];
+  const cache = new ChunkCache({
+    cacheBytes: 64 * PAGE,
+    pageBytes: PAGE,
+    workers: 0,
+    onLoad: (r) => records.push(r),
+  });
+  t.teardown(() => cache.close());
+  const source = new MemorySource();
+  const data = randomBytes(6, PAGE);
+  const hex = source.add(data);
+  cache.release(await cache.acquire({ digestHex: hex, length: data.byteLength, source, background: true }));
+  t.like(records[0], { urgentAtStart: false, urgent: false, urgentWaitMs: 0 });
+  t.true(phasesAddUp(records[0]!));
 });
 
 test('a chunk read back from the spill file is recorded as from the spill, with no decode', async (t) => {
