@@ -3,25 +3,36 @@
  * byte of the image once into a fresh file; written buffered, each 4 MiB costs ≈ 2.5 ms
  * of kernel CPU copying into fresh page-cache pages on a VM that hands freed memory back
  * to its host (docs/benchmarks.md, the restore's and the spill file's O_DIRECT), on the
- * cores the guest's reads need. Here the bytes are copied into a page-aligned staging
- * slot (O_DIRECT's rule for memory; the cache's pages, a region's usual source, are
- * several views and sometimes a heap copy) and written from it with the file's O_DIRECT
- * descriptor: one copy into memory that is already mapped, and one request per 4 MiB.
+ * cores the guest's reads need. Bytes that lie in the cache's pages (page-aligned
+ * memory: a region's usual source) are written from there, one request for the run;
+ * others (a heap copy, bytes read back from the target) are copied into a page-aligned
+ * staging slot first (O_DIRECT's rule for memory) and written from it, one request per
+ * 4 MiB.
  */
 import { Semaphore } from '@liverestore/format/internal';
-import { DIRECT_ALIGN_BYTES, DirectDescriptor, pageAlignedSharedBuffer } from '@liverestore/reader/internal';
+import {
+  DIRECT_ALIGN_BYTES,
+  DirectDescriptor,
+  directWritable,
+  pageAlignedSharedBuffer,
+} from '@liverestore/reader/internal';
 
 /** Bytes of one staging slot: the largest piece one O_DIRECT request writes. */
 export const STAGING_SLOT_BYTES = 4 * 1024 * 1024;
 
-/** Staging slots per target file: writes in flight past the page cache at once. */
+/** Staging slots per target file: staged writes in flight at once. */
 export const STAGING_SLOTS = 4;
+
+/** The most buffers one writev takes (Linux's IOV_MAX). */
+const MAX_IOVECS = 1024;
 
 export class StagedDirectWrites {
   readonly #direct: DirectDescriptor;
   readonly #memory: Uint8Array;
   readonly #slots = new Semaphore(STAGING_SLOTS);
   readonly #free = Array.from({ length: STAGING_SLOTS }, (_, i) => i);
+  /** Bytes copied into staging slots (the rest was written from where it lay). */
+  stagedBytes = 0;
 
   private constructor(direct: DirectDescriptor) {
     this.#direct = direct;
@@ -54,6 +65,27 @@ export class StagedDirectWrites {
   async write(views: readonly Uint8Array[], length: number, position: number): Promise<number> {
     if (length % DIRECT_ALIGN_BYTES !== 0 || position % DIRECT_ALIGN_BYTES !== 0)
       throw new RangeError(`an O_DIRECT write needs ${DIRECT_ALIGN_BYTES}-byte alignment`);
+    const run = leadingViews(views, length);
+    if (run.every(directWritable)) return await this.#writeInPlace(run, position);
+    return await this.#writeStaged(views, length, position);
+  }
+
+  /** Views O_DIRECT can take as they lie, written in requests of at most {@link MAX_IOVECS} views. */
+  async #writeInPlace(views: readonly Uint8Array[], position: number): Promise<number> {
+    let done = 0;
+    for (let at = 0; at < views.length; at += MAX_IOVECS) {
+      const batch = views.slice(at, at + MAX_IOVECS);
+      let bytes = 0;
+      for (const v of batch) bytes += v.byteLength;
+      const written = await this.#direct.write(batch, position + done);
+      done += written;
+      if (written < bytes) break; // refused or short: the page cache takes the rest
+    }
+    return done;
+  }
+
+  /** The bytes copied into a staging slot, 4 MiB at a time, and written from there. */
+  async #writeStaged(views: readonly Uint8Array[], length: number, position: number): Promise<number> {
     let done = 0;
     while (done < length) {
       const piece = Math.min(STAGING_SLOT_BYTES, length - done);
@@ -63,6 +95,7 @@ export class StagedDirectWrites {
       try {
         const staging = this.#memory.subarray(slot * STAGING_SLOT_BYTES, slot * STAGING_SLOT_BYTES + piece);
         copyOfViews(views, done, staging);
+        this.stagedBytes += piece;
         written = await this.#direct.write([staging], position + done);
       } finally {
         this.#free.push(slot);
@@ -79,6 +112,19 @@ export class StagedDirectWrites {
   close(): void {
     this.#direct.close();
   }
+}
+
+/** The first `length` bytes of `views` taken back to back, as views (the last one cut). */
+function leadingViews(views: readonly Uint8Array[], length: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let left = length;
+  for (const view of views) {
+    if (left === 0) break;
+    const part = view.byteLength <= left ? view : view.subarray(0, left);
+    out.push(part);
+    left -= part.byteLength;
+  }
+  return out;
 }
 
 /** Copies bytes [from, from + target.length) of `views` taken back to back into `target`. */

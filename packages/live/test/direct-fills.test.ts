@@ -105,6 +105,30 @@ test('a fill whose O_DIRECT write the kernel refuses after the open goes through
   t.true((await readFile(path)).subarray(4 * MiB).equals(data));
 });
 
+test('runs in page-aligned memory (the pages of the cache) are written from where they lie; other memory through a staging slot', async (t) => {
+  const dir = await scratch(t);
+  const path = join(dir, 'target');
+  await writeFile(path, Buffer.alloc(0));
+  const staged = StagedDirectWrites.open(path);
+  if (staged === undefined) {
+    t.false(await allowsDirectIo(dir));
+    return;
+  }
+  t.teardown(() => staged.close());
+  const arena = new Uint8Array(pageAlignedSharedBuffer(8 * 64 * KiB).buffer);
+  arena.set(randomBytes(9, arena.byteLength));
+  // Pages of the arena out of order, as a chunk's pages are: no copy.
+  const pages = [3, 0, 5].map((p) => arena.subarray(p * 64 * KiB, (p + 1) * 64 * KiB));
+  t.is(await staged.write(pages, 3 * 64 * KiB, 0), 3 * 64 * KiB);
+  t.is(staged.stagedBytes, 0);
+  const heap = Buffer.from(randomBytes(10, 128 * KiB));
+  t.is(await staged.write([heap], heap.byteLength, 3 * 64 * KiB), heap.byteLength);
+  t.is(staged.stagedBytes, heap.byteLength);
+  t.is(staged.bytes, 5 * 64 * KiB);
+  const written = await readFile(path);
+  t.true(written.equals(Buffer.concat([...pages, heap])));
+});
+
 const fixture = fixtureTest();
 
 fixture(

@@ -26,6 +26,9 @@ const wasmMemory = (
   }
 ).WebAssembly.Memory;
 
+/** The buffers {@link pageAlignedSharedBuffer} made page-aligned. */
+const pageAligned = new WeakSet<ArrayBufferLike>();
+
 /**
  * A SharedArrayBuffer of exactly `bytes`, page-aligned where it can be: `bytes` a multiple
  * of 64 KiB up to 4 GiB. Otherwise a plain one (`aligned` false): O_DIRECT writes from it
@@ -35,7 +38,22 @@ export function pageAlignedSharedBuffer(bytes: number): { buffer: SharedArrayBuf
   if (bytes === 0 || bytes % WASM_PAGE_BYTES !== 0 || bytes > WASM_MAX_BYTES)
     return { buffer: new SharedArrayBuffer(bytes), aligned: false };
   const pages = bytes / WASM_PAGE_BYTES;
-  return { buffer: new wasmMemory({ initial: pages, maximum: pages, shared: true }).buffer, aligned: true };
+  const buffer = new wasmMemory({ initial: pages, maximum: pages, shared: true }).buffer;
+  pageAligned.add(buffer);
+  return { buffer, aligned: true };
+}
+
+/**
+ * True when O_DIRECT can write `view` from where it lies: memory of a page-aligned
+ * {@link pageAlignedSharedBuffer} (the cache's arena), starting and ending on
+ * {@link DIRECT_ALIGN_BYTES} boundaries.
+ */
+export function directWritable(view: Uint8Array): boolean {
+  return (
+    pageAligned.has(view.buffer) &&
+    view.byteOffset % DIRECT_ALIGN_BYTES === 0 &&
+    view.byteLength % DIRECT_ALIGN_BYTES === 0
+  );
 }
 
 /**

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { mountSmallTmpfs, randomBytes } from '@liverestore/testkit';
 import test from 'ava';
 import fc from 'fast-check';
-import { pageAlignedSharedBuffer } from '../src/direct-io.js';
+import { directWritable, pageAlignedSharedBuffer } from '../src/direct-io.js';
 import { ChunkCache, SpillStore } from '../src/index.js';
 import { MemorySource, testDir } from './helpers.js';
 
@@ -379,4 +379,18 @@ test('a spill write from memory O_DIRECT refuses goes through the page cache, an
   t.true(await spill.put('ab'.repeat(32), data.byteLength, arena, Int32Array.of(2, 0, 3)));
   t.is(spill.stats().directBytes, 0);
   t.deepEqual(await readBack(spill, 'ab'.repeat(32), 0, data.byteLength), Buffer.from(data));
+});
+
+test('directWritable: only whole pages of page-aligned shared memory', (t) => {
+  const aligned = pageAlignedSharedBuffer(2 * 64 * 1024);
+  t.true(aligned.aligned);
+  t.true(directWritable(new Uint8Array(aligned.buffer, 4096, 8192)));
+  t.false(directWritable(new Uint8Array(aligned.buffer, 16, 4096)), 'not on a page boundary');
+  t.false(directWritable(new Uint8Array(aligned.buffer, 0, 4000)), 'not a whole page');
+  t.false(
+    directWritable(new Uint8Array(new SharedArrayBuffer(8192))),
+    'a plain SharedArrayBuffer: aligned only by chance',
+  );
+  t.false(directWritable(Buffer.alloc(8192)));
+  t.false(pageAlignedSharedBuffer(1000).aligned);
 });
