@@ -9,7 +9,7 @@ import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backup, Datastore } from '@liverestore/datastore';
 import { ChunkCache, type ChunkLoadRecord, openSnapshot } from '@liverestore/reader';
-import { randomBytes, tempDir } from '@liverestore/testkit';
+import { prng, randomBytes, tempDir } from '@liverestore/testkit';
 import test, { type ExecutionContext } from 'ava';
 import { BackupCopies, LiveDrive } from '../src/internal.js';
 import { CHUNK_BYTES, firstDifference, readTarget } from './helpers.js';
@@ -151,6 +151,57 @@ test('readahead does not fetch regions already local: a chunk the guest read is 
   for (const i of [7, 8, 10, 11]) await drive.read(buffer, i * CHUNK_BYTES, signal);
   await copyAll();
   t.is(loadsOf('E'), 1);
+});
+
+test('random guest reads, writes and region copies, some at once, over repeated chunks through a small cache: every read and the final target are the model', async (t) => {
+  const { image, drive, loads } = await layoutDrive(t);
+  const model = Buffer.from(image);
+  const random = prng(Number(process.env.LIVE_COPIES_SEED ?? 4242));
+  t.log(`seed ${process.env.LIVE_COPIES_SEED ?? 4242} (LIVE_COPIES_SEED replays another)`);
+  const size = model.byteLength;
+  const pick = (n: number): number => Math.floor(random() * n);
+  /** One step: a read (checked), a write (applied to the model), or the copy of a region. */
+  const step = async (kind: number): Promise<void> => {
+    if (kind < 4) {
+      const length = 1 + pick(2 * CHUNK_BYTES);
+      const offset = pick(size - length);
+      const buffer = Buffer.alloc(length);
+      // Reads run beside writes of other steps: only a read no write of its batch touches is checked.
+      const expected = Buffer.from(model.subarray(offset, offset + length));
+      await drive.read(buffer, offset, signal);
+      if (!untouched.some(([from, to]) => from < offset + length && offset < to))
+        t.true(buffer.equals(expected), `read ${offset}+${length}`);
+    } else if (kind < 5) {
+      // Writes land in regions of repeated chunks now and then.
+      const target = random() < 0.25 ? [0, 1, 6, 9, 13][pick(5)]! : pick(drive.regionCount);
+      const length = 512 * (1 + pick(64));
+      const offset = target * CHUNK_BYTES + 512 * pick((CHUNK_BYTES - length) / 512);
+      const data = Buffer.from(randomBytes(pick(1e9), length));
+      untouched.push([offset, offset + length]);
+      data.copy(model, offset);
+      await drive.writer.write(data, offset, false);
+    } else {
+      // Copies of the repeats' later regions half of the time: those may come from a holder.
+      await drive.copyRegion(random() < 0.5 ? [6, 9, 13][pick(3)]! : pick(drive.regionCount));
+    }
+  };
+  let untouched: [number, number][] = [];
+  for (let batch = 0; batch < 80; batch++) {
+    untouched = [];
+    const kinds = Array.from({ length: 1 + pick(3) }, () => pick(10));
+    // Writes first in the model (they are applied to it when they start), reads checked against the rest.
+    await Promise.all(kinds.sort((a, b) => b - a).map((kind) => step(kind)));
+    await drive.storesSettled();
+  }
+  for (let i = 0; i < drive.regionCount; i++) await drive.copyRegion(i);
+  await drive.storesSettled();
+  t.true(drive.complete);
+  const fromCopies = drive.stats().bytesFromTargetCopies;
+  await drive.close();
+  t.is(firstDifference(await readTarget(drive.targetPath), model), -1, 'the target is the model');
+  t.log(
+    `${loads.length} loads from the source for ${new Set(loads.map((l) => l.digestHex)).size} chunks, ${fromCopies / CHUNK_BYTES} regions from copies in the target`,
+  );
 });
 
 test('BackupCopies: only repeated non-zero chunks are recorded, the first holder kept, forgotten by its region only', (t) => {
