@@ -30,11 +30,7 @@ export async function runCopyJob(drive: LiveDrive, options: CopyJobOptions = {})
   const worker = async (): Promise<void> => {
     while (!failed && next < drive.regionCount) {
       const i = next++;
-      if (drive.isLocal(i)) {
-        // Nothing to fetch and nothing to wait for: the drive only notes that the copy passed.
-        await drive.copyRegion(i, signal);
-        continue;
-      }
+      if (drive.isLocal(i)) continue;
       signal?.throwIfAborted();
       await options.priority?.idle(signal);
       if (options.bucket !== undefined && !drive.isZeroRegionOfBackup(i))

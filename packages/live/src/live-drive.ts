@@ -302,9 +302,8 @@ export class LiveDrive implements NbdExport {
     const inMemory = reader.tryLeaseAtSync(this.regionStart(i), this.regionLength(i), heapScratch);
     if (inMemory !== undefined) return inMemory;
     const copy = await this.#readBackupCopy(i);
-    if (copy === undefined) return await reader.leaseAt(this.regionStart(i), this.regionLength(i), signal);
-    reader.observeRead(this.regionStart(i), this.regionLength(i));
-    return scratchLease(copy, heapScratch);
+    if (copy !== undefined) return scratchLease(copy, heapScratch);
+    return await reader.leaseAt(this.regionStart(i), this.regionLength(i), signal);
   }
 
   /**
@@ -333,14 +332,14 @@ export class LiveDrive implements NbdExport {
    */
   async copyRegion(i: number, signal?: AbortSignal): Promise<number> {
     this.#checkOpen();
-    if (this.isLocal(i)) return this.#passedByCopy(i);
+    if (this.isLocal(i)) return 0;
     const release = await this.#locks.acquire(i);
     try {
-      if (this.isLocal(i)) return this.#passedByCopy(i);
+      if (this.isLocal(i)) return 0;
       signal?.throwIfAborted();
       if (this.#copyReader.isZeroChunk(i)) {
         await this.#regionWriter.zeroForCopy(i);
-        return this.#passedByCopy(i);
+        return 0;
       }
       if (this.#detached) throw new Error(`${this.name}: the backup was read after the restore completed`);
       // Stored from the cache's pages (a copy only when the cache lends no more).
@@ -355,17 +354,6 @@ export class LiveDrive implements NbdExport {
     } finally {
       release();
     }
-  }
-
-  /**
-   * A region the copy passes without reading the backup (local already, or a zero chunk):
-   * its reader counts it as read all the same, so the copy stays one sequential stream
-   * whose readahead keeps ahead of it (a stream broken at every such region made the next
-   * load urgent, competing with the guest's). Returns 0, the bytes fetched.
-   */
-  #passedByCopy(i: number): number {
-    if (!this.#detached) this.#copyReader.observeRead(this.regionStart(i), this.regionLength(i));
-    return 0;
   }
 
   // ---- NbdExport ----------------------------------------------------------------------
@@ -465,7 +453,6 @@ export class LiveDrive implements NbdExport {
       if (copy !== undefined) {
         const from = offset - this.regionStart(i);
         part = scratchLease(copy.subarray(from, from + length), heapScratch);
-        this.#reader.observeRead(offset, length);
       }
       part ??= await this.#reader.leaseAt(offset, length, signal, scratch);
     } finally {

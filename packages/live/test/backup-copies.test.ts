@@ -97,19 +97,6 @@ test('the copy fetches a repeated chunk once: its other regions are read back fr
   t.is(firstDifference(await readTarget(drive.targetPath), image), -1);
 });
 
-test('regions filled from a copy in the target still count as reads of the copy stream: its next chunks load in the background', async (t) => {
-  const { drive, loads, copyAll } = await layoutDrive(t);
-  await copyAll();
-  t.is(drive.stats().bytesFromTargetCopies, 3 * CHUNK_BYTES);
-  // The copy's first two reads start its stream (urgent, as any random read); after
-  // that, even past regions 6, 9 and 13 (filled from the target), its loads are readahead.
-  t.deepEqual(
-    loads.filter((l) => l.urgentAtStart).length,
-    2,
-    loads.map((l) => (l.urgentAtStart ? 'U' : 'b')).join(''),
-  );
-});
-
 test('a guest read of a repeated chunk evicted from memory is answered from its copy in the target and stored', async (t) => {
   const { image, drive, loadsOf, copyAll } = await layoutDrive(t);
   for (let i = 0; i < 6; i++) await drive.copyRegion(i); // A B C D E F: A long evicted

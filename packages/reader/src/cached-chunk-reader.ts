@@ -302,20 +302,6 @@ export class CachedChunkReader {
     return joinLeases(parts);
   }
 
-  /**
-   * A read of [offset, offset + length) its owner served from elsewhere (live restore: a
-   * copy of the chunk in its target): stream detection and readahead follow it as if this
-   * reader had read it, so a sequential stream stays one.
-   */
-  observeRead(offset: number, length: number): void {
-    this.#checkRange(offset, length);
-    if (length === 0) return;
-    const end = offset + length;
-    const piece = new ChunkPieces(this.index, offset, end);
-    const ahead = this.#readahead.observe(offset, end, piece.first, piece.last);
-    if (ahead !== undefined) this.#prefetch(ahead.from, Math.min(ahead.to, this.index.chunkCount - 1));
-  }
-
   #checkRange(offset: number, length: number): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
       throw new RangeError(`a lease needs a non-negative offset and length, got ${offset}, ${length}`);
