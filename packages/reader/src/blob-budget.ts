@@ -70,6 +70,11 @@ export class BlobBudget {
     return this.#heldBytes;
   }
 
+  /** True while an urgent charge waits here: a reader waits for blob bytes now. */
+  get urgentWaiting(): boolean {
+    return this.#waiters.some((w) => w.owner.urgent);
+  }
+
   /** True while `owner` waits here (its fetch has not started). */
   isWaiting(owner: BlobPriority): boolean {
     return this.#waiters.some((w) => w.owner === owner);

@@ -243,15 +243,16 @@ export class ChunkCache {
   /**
    * Starts loading a chunk nobody waits for yet (readahead). Never waits and never
    * competes with waiting requests: returns false when the chunk is cached, loading or
-   * spilled (a pread away), when memory would have to be waited for, or when prefetched
-   * chunks not read yet already hold {@link MAX_READAHEAD_CACHE_FRACTION} of the cache (all
-   * readers together).
+   * spilled (a pread away), when memory would have to be waited for (cache pages, or blob
+   * bytes an urgent load waits for: a readahead load would hold its pages idle in that
+   * queue), or when prefetched chunks not read yet already hold
+   * {@link MAX_READAHEAD_CACHE_FRACTION} of the cache (all readers together).
    */
   prefetch(request: ChunkRequest): boolean {
     const hex = request.digestHex;
     if (this.#closed || this.#arena.has(hex) || this.#loads.has(hex)) return false;
     if (this.#spill?.spill.has(hex) === true) return false;
-    if (this.#allocations.waiting > 0) return false;
+    if (this.#allocations.waiting > 0 || this.#blobs.urgentWaiting) return false;
     const pageCount = this.#arena.pagesFor(request.length);
     if (!this.#readahead.admit(hex, pageCount * this.#table.pageBytes)) return false;
     const slot = this.#arena.tryAllocate(pageCount);

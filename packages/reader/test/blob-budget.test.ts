@@ -152,6 +152,28 @@ test('an urgent load fetches at once while background blobs fill their share, an
   t.is(cache.stats().blobBytes, 0);
 });
 
+test('readahead starts no load while an urgent load waits for blob bytes', async (t) => {
+  const source = new MemorySource();
+  const [u1, u2, ahead] = chunks(source, 3, 300);
+  // Room for one blob: the second urgent load waits for its bytes.
+  const cache = budgetCache(t, blobChargeBytes(MiB));
+  source.holdAll = true;
+  const first = cache.acquire({ digestHex: u1!, length: MiB, source });
+  const second = cache.acquire({ digestHex: u2!, length: MiB, source });
+  for (let turns = 0; source.pending.length === 0; turns++) {
+    if (turns > 100_000) throw new Error('timed out waiting for the first fetch');
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  t.is(source.pending.length, 1, 'the second urgent load waits for blob bytes');
+  t.false(cache.prefetch({ digestHex: ahead!, length: MiB, source }), 'no readahead while it waits');
+  t.is(cache.stats().prefetches, 0);
+  source.holdAll = false;
+  for (const p of [...source.pending]) p.complete();
+  cache.release(await first);
+  cache.release(await second);
+  t.true(cache.prefetch({ digestHex: ahead!, length: MiB, source }), 'readahead again once nobody waits');
+});
+
 test('the budget on its own: urgent charges first, a charge larger than its share goes alone, close rejects waiters', async (t) => {
   const budget = new BlobBudget(400);
   const background = { urgent: false };
