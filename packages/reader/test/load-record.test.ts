@@ -5,8 +5,8 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { randomBytes } from '@liverestore/testkit';
-import test from 'ava';
-import { ChunkCache, type ChunkLoadRecord, SpillStore } from '../src/index.js';
+import test, { type ExecutionContext } from 'ava';
+import { ChunkCache, type ChunkCacheOptions, type ChunkLoadRecord, SpillStore } from '../src/index.js';
 import { MemorySource, testDir } from './helpers.js';
 
 const PAGE = 4096;
@@ -23,15 +23,24 @@ function phasesAddUp(record: ChunkLoadRecord): boolean {
   );
 }
 
-test('a fetched load: from the source, ok, urgent, phases adding up to at most its total', async (t) => {
+/** A cache of `PAGE`-sized pages (64 of them unless `options` say otherwise) whose load records land in `records`. */
+function tracedCache(
+  t: ExecutionContext,
+  options: ChunkCacheOptions,
+): { cache: ChunkCache; records: ChunkLoadRecord[] } {
   const records: ChunkLoadRecord[] = [];
   const cache = new ChunkCache({
     cacheBytes: 64 * PAGE,
     pageBytes: PAGE,
-    workers: 1,
+    ...options,
     onLoad: (r) => records.push(r),
   });
   t.teardown(() => cache.close());
+  return { cache, records };
+}
+
+test('a fetched load: from the source, ok, urgent, phases adding up to at most its total', async (t) => {
+  const { cache, records } = tracedCache(t, { workers: 1 });
   const source = new MemorySource();
   const data = randomBytes(1, 10 * PAGE);
   const hex = source.add(data);
@@ -57,14 +66,7 @@ test('a fetched load: from the source, ok, urgent, phases adding up to at most i
 });
 
 test('a failed load is recorded as failed; a background load joined by a reader ends urgent', async (t) => {
-  const records: ChunkLoadRecord[] = [];
-  const cache = new ChunkCache({
-    cacheBytes: 64 * PAGE,
-    pageBytes: PAGE,
-    workers: 0,
-    onLoad: (r) => records.push(r),
-  });
-  t.teardown(() => cache.close());
+  const { cache, records } = tracedCache(t, { workers: 0 });
   const source = new MemorySource();
   const failing = source.add(randomBytes(2, PAGE));
   source.failNext(failing);
@@ -91,14 +93,7 @@ test('a failed load is recorded as failed; a background load joined by a reader 
 });
 
 test('a load that stays in the background has no urgent wait', async (t) => {
-  const records: ChunkLoadRecord[] = [];
-  const cache = new ChunkCache({
-    cacheBytes: 64 * PAGE,
-    pageBytes: PAGE,
-    workers: 0,
-    onLoad: (r) => records.push(r),
-  });
-  t.teardown(() => cache.close());
+  const { cache, records } = tracedCache(t, { workers: 0 });
   const source = new MemorySource();
   const data = randomBytes(6, PAGE);
   const hex = source.add(data);
@@ -109,17 +104,9 @@ test('a load that stays in the background has no urgent wait', async (t) => {
 
 test('a chunk read back from the spill file is recorded as from the spill, with no decode', async (t) => {
   const dir = await testDir(t);
-  const records: ChunkLoadRecord[] = [];
   const spill = SpillStore.create({ dir, capacityBytes: 64 * PAGE, pageBytes: PAGE });
   // Room for one 4-page chunk: the second evicts the first, which comes back from the spill file.
-  const cache = new ChunkCache({
-    cacheBytes: 4 * PAGE,
-    pageBytes: PAGE,
-    workers: 0,
-    spill,
-    onLoad: (r) => records.push(r),
-  });
-  t.teardown(() => cache.close());
+  const { cache, records } = tracedCache(t, { cacheBytes: 4 * PAGE, workers: 0, spill });
   const source = new MemorySource();
   const chunks = [randomBytes(4, 4 * PAGE), randomBytes(5, 4 * PAGE)].map((data) => ({
     data,
