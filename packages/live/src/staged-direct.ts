@@ -15,6 +15,8 @@ import {
   DirectDescriptor,
   directWritable,
   pageAlignedSharedBuffer,
+  viewsAfter,
+  viewsUpTo,
 } from '@liverestore/reader/internal';
 
 /** Bytes of one staging slot: the largest piece one O_DIRECT request writes. */
@@ -22,9 +24,6 @@ export const STAGING_SLOT_BYTES = 4 * 1024 * 1024;
 
 /** Staging slots per target file: staged writes in flight at once. */
 export const STAGING_SLOTS = 4;
-
-/** The most buffers one writev takes (Linux's IOV_MAX). */
-const MAX_IOVECS = 1024;
 
 export class StagedDirectWrites {
   readonly #direct: DirectDescriptor;
@@ -65,23 +64,9 @@ export class StagedDirectWrites {
   async write(views: readonly Uint8Array[], length: number, position: number): Promise<number> {
     if (length % DIRECT_ALIGN_BYTES !== 0 || position % DIRECT_ALIGN_BYTES !== 0)
       throw new RangeError(`an O_DIRECT write needs ${DIRECT_ALIGN_BYTES}-byte alignment`);
-    const run = leadingViews(views, length);
-    if (run.every(directWritable)) return await this.#writeInPlace(run, position);
+    const run = viewsUpTo(views, length);
+    if (run.every(directWritable)) return await this.#direct.writeAll(run, position);
     return await this.#writeStaged(views, length, position);
-  }
-
-  /** Views O_DIRECT can take as they lie, written in requests of at most {@link MAX_IOVECS} views. */
-  async #writeInPlace(views: readonly Uint8Array[], position: number): Promise<number> {
-    let done = 0;
-    for (let at = 0; at < views.length; at += MAX_IOVECS) {
-      const batch = views.slice(at, at + MAX_IOVECS);
-      let bytes = 0;
-      for (const v of batch) bytes += v.byteLength;
-      const written = await this.#direct.write(batch, position + done);
-      done += written;
-      if (written < bytes) break; // refused or short: the page cache takes the rest
-    }
-    return done;
   }
 
   /** The bytes copied into a staging slot, 4 MiB at a time, and written from there. */
@@ -96,14 +81,14 @@ export class StagedDirectWrites {
         const staging = this.#memory.subarray(slot * STAGING_SLOT_BYTES, slot * STAGING_SLOT_BYTES + piece);
         copyOfViews(views, done, staging);
         this.stagedBytes += piece;
-        written = await this.#direct.write([staging], position + done);
+        written = await this.#direct.writeAll([staging], position + done);
       } finally {
         this.#free.push(slot);
         release();
       }
       done += written;
-      // Refused (0), or short and no longer aligned: the page cache takes the rest.
-      if (written < piece && (written === 0 || written % DIRECT_ALIGN_BYTES !== 0)) break;
+      // Refused, or short and no longer aligned: the page cache takes the rest.
+      if (written < piece) break;
     }
     return done;
   }
@@ -114,33 +99,12 @@ export class StagedDirectWrites {
   }
 }
 
-/** The first `length` bytes of `views` taken back to back, as views (the last one cut). */
-function leadingViews(views: readonly Uint8Array[], length: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let left = length;
-  for (const view of views) {
-    if (left === 0) break;
-    const part = view.byteLength <= left ? view : view.subarray(0, left);
-    out.push(part);
-    left -= part.byteLength;
-  }
-  return out;
-}
-
 /** Copies bytes [from, from + target.length) of `views` taken back to back into `target`. */
 export function copyOfViews(views: readonly Uint8Array[], from: number, target: Uint8Array): void {
-  let skip = from;
   let at = 0;
-  for (const view of views) {
-    if (at === target.byteLength) return;
-    if (skip >= view.byteLength) {
-      skip -= view.byteLength;
-      continue;
-    }
-    const part = view.subarray(skip, skip + target.byteLength - at);
-    target.set(part, at);
-    at += part.byteLength;
-    skip = 0;
+  for (const view of viewsUpTo(viewsAfter(views, from), target.byteLength)) {
+    target.set(view, at);
+    at += view.byteLength;
   }
   if (at < target.byteLength) throw new RangeError('copyOfViews: the views end before the range');
 }

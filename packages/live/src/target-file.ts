@@ -6,7 +6,7 @@
  * the map's rename).
  */
 import { type FileHandle, open } from 'node:fs/promises';
-import { DIRECT_ALIGN_BYTES } from '@liverestore/reader/internal';
+import { directPrefixBytes, viewsAfter } from '@liverestore/reader/internal';
 import { writeMapFile } from './alloc-map.js';
 import { StagedDirectWrites } from './staged-direct.js';
 
@@ -84,17 +84,13 @@ export class FileTarget implements TargetFile {
   async pwritev(views: readonly Uint8Array[], position: number): Promise<void> {
     let length = 0;
     for (const v of views) length += v.byteLength;
-    const aligned = position % DIRECT_ALIGN_BYTES === 0 ? length - (length % DIRECT_ALIGN_BYTES) : 0;
-    let done =
+    const aligned = directPrefixBytes(position, length);
+    const done =
       this.#direct !== undefined && aligned > 0 ? await this.#direct.write(views, aligned, position) : 0;
-    for (const view of views) {
-      if (done >= view.byteLength) {
-        done -= view.byteLength;
-      } else {
-        await this.pwrite(view.subarray(done), position + done);
-        done = 0;
-      }
-      position += view.byteLength;
+    let at = position + done;
+    for (const view of viewsAfter(views, done)) {
+      await this.pwrite(view, at);
+      at += view.byteLength;
     }
   }
 

@@ -8,11 +8,23 @@
  */
 import { closeSync, constants, openSync, writev } from 'node:fs';
 import { promisify } from 'node:util';
+import { viewsAfter } from './byte-views.js';
 
 const writevAsync = promisify(writev);
 
 /** O_DIRECT's alignment of file offsets, lengths and memory (the largest logical block size in use). */
 export const DIRECT_ALIGN_BYTES = 4096;
+
+/**
+ * How many of `length` bytes at file offset `position` O_DIRECT can take: the whole
+ * alignment units from the start, when the start is on a boundary; else none.
+ */
+export function directPrefixBytes(position: number, length: number): number {
+  return position % DIRECT_ALIGN_BYTES === 0 ? length - (length % DIRECT_ALIGN_BYTES) : 0;
+}
+
+/** The most buffers one writev takes (Linux's IOV_MAX). */
+const MAX_IOVECS = 1024;
 
 /** WebAssembly memory comes in 64 KiB pages. */
 export const WASM_PAGE_BYTES = 64 * 1024;
@@ -93,6 +105,27 @@ export class DirectDescriptor {
       this.#refused = true;
       return 0;
     }
+  }
+
+  /**
+   * Writes all of `views` at `position`: at most {@link MAX_IOVECS} views a writev, and
+   * on after a short write that ends on an alignment boundary. The bytes written: fewer
+   * when O_DIRECT was refused (0 from then on) or a short write left the rest unaligned,
+   * and then the caller writes the rest through the page cache.
+   */
+  async writeAll(views: readonly Uint8Array[], position: number): Promise<number> {
+    let rest: readonly Uint8Array[] = views;
+    let done = 0;
+    while (rest.length > 0) {
+      const batch = rest.slice(0, MAX_IOVECS);
+      let bytes = 0;
+      for (const view of batch) bytes += view.byteLength;
+      const written = await this.write(batch, position + done);
+      done += written;
+      if (written < bytes && (written === 0 || written % DIRECT_ALIGN_BYTES !== 0)) return done;
+      rest = viewsAfter(rest, written);
+    }
+    return done;
   }
 
   /** Closes the descriptor; no write may be in flight. */

@@ -27,8 +27,8 @@
 import type { FileHandle } from 'node:fs/promises';
 import { dataExtents, HOLE_BYTES } from './data-extents.js';
 import {
-  DIRECT_ALIGN_BYTES,
   DirectDescriptor,
+  directPrefixBytes,
   pageAlignedSharedBuffer,
   WASM_PAGE_BYTES,
 } from './direct-io.js';
@@ -130,28 +130,15 @@ export class DirectWriter {
         const from = extents[1 + 2 * i]!;
         const to = extents[2 + 2 * i]!;
         const start = offset + from;
-        const aligned =
-          start % DIRECT_ALIGN_BYTES === 0
-            ? Math.floor((to - from) / DIRECT_ALIGN_BYTES) * DIRECT_ALIGN_BYTES
-            : 0;
-        const done = aligned > 0 ? await this.#writeDirect(staging, from, aligned, start) : 0;
+        const aligned = directPrefixBytes(start, to - from);
+        // What O_DIRECT does not take (refused, or a short write left unaligned): buffered.
+        const done =
+          aligned > 0 ? await this.#direct.writeAll([staging.subarray(from, from + aligned)], start) : 0;
         await writeAll(this.#buffered, staging, from + done, to - from - done, start + done);
         total += to - from;
       }
     }
     return total;
-  }
-
-  /** Writes an aligned piece with O_DIRECT; the bytes it took (0 once O_DIRECT was refused). */
-  async #writeDirect(data: Uint8Array, from: number, length: number, position: number): Promise<number> {
-    let done = 0;
-    while (done < length) {
-      const written = await this.#direct.write([data.subarray(from + done, from + length)], position + done);
-      done += written;
-      // Refused (0), or a short write that leaves the rest unaligned: the buffered descriptor takes it.
-      if (written === 0 || written % DIRECT_ALIGN_BYTES !== 0) break;
-    }
-    return done;
   }
 
   async close(): Promise<void> {

@@ -1,9 +1,15 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { mountSmallTmpfs, randomBytes } from '@liverestore/testkit';
+import { allowsDirectIo, mountSmallTmpfs, randomBytes } from '@liverestore/testkit';
 import test from 'ava';
 import fc from 'fast-check';
-import { directWritable, pageAlignedSharedBuffer } from '../src/direct-io.js';
+import { viewsAfter, viewsUpTo } from '../src/byte-views.js';
+import {
+  DirectDescriptor,
+  directPrefixBytes,
+  directWritable,
+  pageAlignedSharedBuffer,
+} from '../src/direct-io.js';
 import { ChunkCache, SpillStore } from '../src/index.js';
 import { MemorySource, testDir } from './helpers.js';
 
@@ -393,4 +399,45 @@ test('directWritable: only whole pages of page-aligned shared memory', (t) => {
   );
   t.false(directWritable(Buffer.alloc(8192)));
   t.false(pageAlignedSharedBuffer(1000).aligned);
+});
+
+test('viewsUpTo and viewsAfter cut views taken back to back without copying', (t) => {
+  const views = [Buffer.from([1, 2, 3]), Buffer.from([4]), Buffer.from([5, 6])];
+  const bytes = (vs: Uint8Array[]) => vs.flatMap((v) => [...v]);
+  t.deepEqual(bytes(viewsUpTo(views, 4)), [1, 2, 3, 4]);
+  t.deepEqual(bytes(viewsUpTo(views, 5)), [1, 2, 3, 4, 5]);
+  t.deepEqual(bytes(viewsUpTo(views, 99)), [1, 2, 3, 4, 5, 6]);
+  t.deepEqual(viewsUpTo(views, 0), []);
+  t.deepEqual(bytes(viewsAfter(views, 2)), [3, 4, 5, 6]);
+  t.deepEqual(bytes(viewsAfter(views, 4)), [5, 6]);
+  t.deepEqual(viewsAfter(views, 6), []);
+  t.is(viewsAfter(views, 0)[0], views[0], 'views are not copied');
+  t.is(viewsAfter(views, 2)[0]!.buffer, views[0]!.buffer);
+});
+
+test('directPrefixBytes: whole alignment units from an aligned start, none from another', (t) => {
+  t.is(directPrefixBytes(8192, 12_345), 12_288);
+  t.is(directPrefixBytes(0, 4095), 0);
+  t.is(directPrefixBytes(100, 1 << 20), 0);
+});
+
+test('DirectDescriptor.writeAll writes more views than one writev takes, in order', async (t) => {
+  const dir = await testDir(t);
+  const path = join(dir, 'direct-all');
+  await writeFile(path, Buffer.alloc(0));
+  const direct = DirectDescriptor.open(path);
+  if (direct === undefined) {
+    t.false(await allowsDirectIo(dir), 'open answers undefined only where O_DIRECT is refused');
+    return;
+  }
+  t.teardown(() => direct.close());
+  // 1,100 pages of page-aligned memory, out of order: more than IOV_MAX (1,024) views.
+  const memory = new Uint8Array(pageAlignedSharedBuffer(1152 * 4096).buffer);
+  memory.set(randomBytes(77, memory.byteLength));
+  const views = Array.from({ length: 1100 }, (_, i) => {
+    const page = (i * 7) % 1152;
+    return memory.subarray(page * 4096, (page + 1) * 4096);
+  });
+  t.is(await direct.writeAll(views, 4096), 1100 * 4096);
+  t.true((await readFile(path)).subarray(4096).equals(Buffer.concat(views)));
 });
