@@ -1,8 +1,9 @@
 /*
  * Over 400 lines on purpose: one drive's region lifecycle (reads lent from the target or
- * the cache with their write-behind stores, fills, guest writes, copy, durability) reads best
- * where its state lives; the pieces with their own state are in region-writer.ts,
- * region-state.ts, map-persister.ts, target-open.ts and sched.ts.
+ * the cache with their write-behind stores, where a region's backup bytes come from, fills,
+ * guest writes, copy, durability) reads best where its state lives; the pieces with their
+ * own state are in region-writer.ts, region-state.ts, backup-copies.ts, map-persister.ts,
+ * target-open.ts, target-file.ts (with staged-direct.ts) and sched.ts.
  */
 import { join } from 'node:path';
 import {

@@ -4,7 +4,7 @@
  * allocation-queue.ts, a load and its waiters in chunk-load.ts, decode order in
  * decode-scheduler.ts, blob memory between fetch and decode in blob-budget.ts, readahead
  * in readahead-budget.ts, spilling in spill-writer.ts, lending in lent-chunks.ts. About
- * 550 lines on purpose: what is left is the public surface (each method a few lines of
+ * 570 lines on purpose: what is left is the public surface (each method a few lines of
  * delegation) and the one load lifecycle that ties those pieces together; splitting the
  * lifecycle would put its ordering rules (who gets memory, when a decode thread is
  * refilled, when a damaged blob is fetched again) in several files.
