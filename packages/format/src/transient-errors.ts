@@ -16,11 +16,6 @@ export const TRANSIENT_ERROR_CODES: ReadonlySet<string> = new Set([
   'ENETUNREACH',
   'ENETDOWN',
   'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
   'ERR_LR_SOURCE_TIMEOUT',
   'ERR_LR_SOURCE_HTTP_5XX',
 ]);
@@ -30,7 +25,8 @@ const NONE: ReadonlySet<string> = new Set();
 /**
  * True for a failure another attempt may not see: a code of {@link TRANSIENT_ERROR_CODES}
  * or of the caller's `extraCodes`, or an HTTP parser error (`HPE_*`), on the error, its
- * cause or any of its `errors`; false for a permanent one.
+ * cause or any of its `errors`; false for a permanent one. (`HPE_*` is a malformed
+ * answer as the HTTP/1.1 client reports it: often a connection cut mid-head.)
  */
 export function isTransientError(err: unknown, extraCodes: ReadonlySet<string> = NONE): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;

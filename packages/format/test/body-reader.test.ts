@@ -1,13 +1,15 @@
-/** The shared HTTP body reader of `@liverestore/format/internal` (used by the HTTP source and the S3 client). */
+/** The shared HTTP body rules of `@liverestore/format/internal` (used by the HTTP source and the S3 client). */
 import { once } from 'node:events';
-import { Readable } from 'node:stream';
+import { createServer, type Socket } from 'node:net';
 import test from 'ava';
 import {
-  type BodyDrop,
+  type BodyPiece,
   type BodyRules,
-  readBodyPiece,
-  readBodyText,
-  readWholeBody,
+  Http1Client,
+  pieceSink,
+  sinkText,
+  textSink,
+  wholeBodySink,
 } from '../src/internal.js';
 
 /** Errors with a kind the test can check, standing in for a package's own error classes. */
@@ -21,126 +23,118 @@ class BodyTestError extends Error {
   }
 }
 
-function rules(maxBytes: number, drop: BodyDrop = 'destroy-with-error'): BodyRules {
+function rules(maxBytes: number): BodyRules {
   return {
     maxBytes,
-    drop,
     tooLarge: (lengthBytes) => new BodyTestError('too-large', `over ${maxBytes}`, lengthBytes),
     bad: (why) => new BodyTestError('bad', why),
   };
 }
 
-/**
- * A body that yields `parts` and then waits (more is "on the wire"), or ends when `end`;
- * destroyed before its end without an error it fails with an abort error, as undici's body does.
- */
-function body(parts: readonly number[][], end = true): Readable {
-  const stream = new Readable({
-    read() {},
-    destroy(err, callback) {
-      callback(err ?? (this.readableEnded ? null : new Error('aborted')));
-    },
-  });
-  for (const part of parts) stream.push(Buffer.from(part));
-  if (end) stream.push(null);
-  return stream;
-}
-
-test('readWholeBody fills one fresh array of the Content-Length (never a view of a pooled Buffer)', async (t) => {
-  const out = await readWholeBody(body([[1, 2], [3]]), '3', rules(10));
-  t.deepEqual([...out], [1, 2, 3]);
-  t.false(Buffer.isBuffer(out));
-  t.is(out.buffer.byteLength, 3);
+test('wholeBodySink: a Content-Length body goes into one fresh array of that length', (t) => {
+  const sink = wholeBodySink('3', rules(10));
+  if (sink.kind !== 'into') return t.fail(sink.kind);
+  t.is(sink.target.byteLength, 3);
+  t.is(sink.cursor.start, 0);
+  t.is(sink.bad('x').message, 'x');
+  t.not((wholeBodySink('3', rules(10)) as typeof sink).target, sink.target);
 });
 
-test('readWholeBody without a Content-Length collects the body into one fresh array', async (t) => {
-  const out = await readWholeBody(
-    body([
-      [1, 2],
-      [3, 4],
-    ]),
-    undefined,
-    rules(10),
-  );
-  t.deepEqual([...out], [1, 2, 3, 4]);
-  t.is(out.buffer.byteLength, 4);
+test('wholeBodySink: without a Content-Length the body is collected up to maxBytes, failing past it', (t) => {
+  for (const length of [undefined, 'chunked', '-1']) {
+    const sink = wholeBodySink(length, rules(10));
+    if (sink.kind !== 'collect') return t.fail(sink.kind);
+    t.is(sink.maxBytes, 10);
+    const err = sink.tooLarge?.();
+    t.true(err instanceof BodyTestError && err.kind === 'too-large' && err.lengthBytes === undefined);
+  }
 });
 
-test('readWholeBody refuses a Content-Length over maxBytes before reading, naming the length', async (t) => {
-  const stream = body([[1]], false);
-  const err = await t.throwsAsync(readWholeBody(stream, '11', rules(10)), { instanceOf: BodyTestError });
-  t.is(err?.kind, 'too-large');
-  t.is(err?.lengthBytes, 11);
-  t.true(stream.destroyed);
+test('wholeBodySink refuses a Content-Length over maxBytes before the body, naming the length', (t) => {
+  const err = t.throws(() => wholeBodySink('11', rules(10)));
+  t.true(err instanceof BodyTestError && err.kind === 'too-large');
+  t.is((err as BodyTestError).lengthBytes, 11);
 });
 
-test('readWholeBody without a Content-Length stops as soon as the body passes maxBytes', async (t) => {
-  const stream = body(
-    [
-      [1, 2, 3],
-      [4, 5, 6],
-    ],
-    false,
-  );
-  const err = await t.throwsAsync(readWholeBody(stream, undefined, rules(4)), { instanceOf: BodyTestError });
-  t.is(err?.kind, 'too-large');
-  t.is(err?.lengthBytes, undefined);
-  t.true(stream.destroyed);
+test('pieceSink allocates the blob from the Content-Range and writes from piece.start', (t) => {
+  const piece: BodyPiece = { start: 0, blob: undefined };
+  const sink = pieceSink('bytes 0-4/5', piece, rules(10));
+  if (sink.kind !== 'into') return t.fail(sink.kind);
+  t.is(piece.blob?.byteLength, 5);
+  t.true(sink.target === piece.blob);
+  t.is(sink.cursor, piece);
+  piece.start = 2;
+  const again = pieceSink('bytes 2-4/5', piece, rules(10));
+  t.is((again as typeof sink).target, sink.target);
 });
 
-test('readWholeBody: a body longer or shorter than its Content-Length is bad', async (t) => {
-  const longer = await t.throwsAsync(readWholeBody(body([[1, 2, 3]]), '2', rules(10)));
-  t.regex(longer?.message ?? '', /longer than its Content-Length/);
-  const shorter = await t.throwsAsync(readWholeBody(body([[1]]), '2', rules(10)));
-  t.regex(shorter?.message ?? '', /ended at byte 1 of the 2 its Content-Length names/);
-});
-
-test("drop 'destroy-with-error' ends the stream with the error thrown", async (t) => {
-  const stream = body([[1, 2, 3]], false);
-  const err = await t.throwsAsync(readWholeBody(stream, undefined, rules(2, 'destroy-with-error')));
-  t.is(stream.errored, err);
-});
-
-test("drop 'discard' destroys the stream without the error and swallows the stream's own abort error", async (t) => {
-  const stream = body([[1, 2, 3]], false);
-  const err = await t.throwsAsync(readWholeBody(stream, undefined, rules(2, 'discard')));
-  if (!stream.closed) await once(stream, 'close');
-  t.not(stream.errored, err);
-  t.is(stream.errored?.message, 'aborted');
-});
-
-test('readBodyPiece fills the blob from piece.start and resumes a cut answer where it stopped', async (t) => {
-  const piece: { start: number; blob: Uint8Array | undefined } = { start: 0, blob: undefined };
-  const cut = body([[1, 2]], false);
-  const first = readBodyPiece(cut, 'bytes 0-4/5', piece, rules(10));
-  await new Promise((resolve) => setImmediate(resolve));
-  cut.destroy(new Error('connection reset'));
-  await t.throwsAsync(first, { message: 'connection reset' });
-  t.is(piece.start, 2);
-  await readBodyPiece(body([[3, 4, 5]]), 'bytes 2-4/5', piece, rules(10));
-  t.is(piece.start, 5);
-  t.deepEqual([...(piece.blob ?? [])], [1, 2, 3, 4, 5]);
-});
-
-test('readBodyPiece refuses a Content-Range that is not the rest of the blob, a size change, or a blob over maxBytes', async (t) => {
-  const at = (start: number, blob?: Uint8Array) => ({ start, blob });
+test('pieceSink refuses a Content-Range that is not the rest of the blob, a size change, or a blob over maxBytes', (t) => {
+  const at = (start: number, blob?: Uint8Array): BodyPiece => ({ start, blob });
   for (const [range, piece, pattern] of [
     [undefined, at(0), /Content-Range "undefined"/],
     ['bytes 1-4/5', at(0), /Content-Range "bytes 1-4\/5"/],
     ['bytes 0-3/5', at(0), /Content-Range "bytes 0-3\/5"/],
+    ['bytes 0-4/*', at(0), /Content-Range "bytes 0-4\/\*"/],
     ['bytes 2-5/6', at(2, new Uint8Array(5)), /size changed between requests \(5 → 6 bytes\)/],
     ['bytes 0-10/11', at(0), /11 bytes, over the limit of 10 bytes/],
   ] as const) {
-    const stream = body([[1]], false);
-    const err = await t.throwsAsync(readBodyPiece(stream, range, piece, rules(10)));
+    const err = t.throws(() => pieceSink(range, piece, rules(10)));
+    t.true(err instanceof BodyTestError && err.kind === 'bad');
     t.regex(err?.message ?? '', pattern);
-    t.true(stream.destroyed);
   }
 });
 
-test('readBodyText keeps the first maxBytes as text and drops the rest', async (t) => {
-  const stream = body([[...Buffer.from('hello ')], [...Buffer.from('world')]], false);
-  t.is(await readBodyText(stream, 8, 'discard'), 'hello wo');
-  t.true(stream.destroyed);
-  t.is(await readBodyText(body([[...Buffer.from('short')]]), 8, 'discard'), 'short');
+test('textSink keeps the first maxBytes; sinkText reads them as UTF-8', (t) => {
+  t.deepEqual(textSink(8), { kind: 'collect', maxBytes: 8 });
+  t.is(sinkText(new Uint8Array(Buffer.from('héllo'))), 'héllo');
+  t.is(sinkText(undefined), '');
+});
+
+/** A server whose first answer to a Range request stops after `cutAfter` bytes, then answers in full. */
+async function cuttingServer(blob: Buffer, cutAfter: number): Promise<{ url: string; close(): void }> {
+  let answers = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('data', (request) => {
+      const start = Number(/range: bytes=(\d+)-/i.exec(request.toString('latin1'))?.[1] ?? 0);
+      const rest = blob.subarray(start);
+      socket.write(
+        `HTTP/1.1 206 Partial Content\r\ncontent-length: ${rest.length}\r\ncontent-range: bytes ${start}-${blob.length - 1}/${blob.length}\r\n\r\n`,
+      );
+      if (answers++ === 0) socket.end(rest.subarray(0, cutAfter));
+      else socket.write(rest);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
+test('a piece cut mid-body keeps what arrived; the next request asks for the rest and completes the blob', async (t) => {
+  const blob = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 7) % 251));
+  const server = await cuttingServer(blob, 30_000);
+  t.teardown(() => server.close());
+  const client = new Http1Client(server.url, { connections: 1 });
+  t.teardown(() => client.close());
+  const piece: BodyPiece = { start: 0, blob: undefined };
+  const get = () =>
+    client.request({
+      method: 'GET',
+      path: '/blob',
+      headers: { range: `bytes=${piece.start}-` },
+      onHead: (head) => pieceSink(head.headers['content-range'], piece, rules(1 << 20)),
+    });
+  await t.throwsAsync(get(), { code: 'ECONNRESET' } as never);
+  t.is(piece.start, 30_000);
+  await get();
+  t.is(piece.start, blob.length);
+  t.true(Buffer.from(piece.blob!).equals(blob));
 });

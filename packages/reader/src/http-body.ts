@@ -1,29 +1,23 @@
 import {
   type BodyPiece,
   type BodyRules,
-  type ResponseBody,
-  readBodyPiece,
-  readBodyText,
-  readWholeBody as readWholeBodyWith,
+  type BodySink,
+  type Http1Head,
+  pieceSink,
+  textSink,
+  wholeBodySink,
 } from '@liverestore/format/internal';
 import { ReaderError } from './errors.js';
 
 /*
- * Reading HTTP response bodies with the shared body reader (format's body-reader.ts), in
- * the reader's errors. A body given up half-read is destroyed with the error thrown, so
- * whatever else still holds the stream sees why it ended.
+ * Where the body of an answer to the HTTP chunk source goes, chosen from its head with the
+ * shared body rules (format's body-reader.ts), in the reader's errors: a piece's 206 into
+ * its blob, another 2xx into a fresh array of its length, anything else as the text of an
+ * error (its first 64 KiB).
  */
 
-export type { ResponseBody } from '@liverestore/format/internal';
-
 /** Largest error body read (the JSON error object); anything longer is cut off. */
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
-
-/** A response as the readers here need it. */
-export interface BodyResponse {
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: ResponseBody;
-}
+export const MAX_ERROR_BODY_BYTES = 64 * 1024;
 
 /** What a body should be: its bound and how messages name it (`chunk 0123…`). */
 export interface ExpectedBody {
@@ -35,7 +29,6 @@ export interface ExpectedBody {
 function httpRules(expected: ExpectedBody, url: string): BodyRules {
   return {
     maxBytes: expected.maxBytes,
-    drop: 'destroy-with-error',
     tooLarge: (length) =>
       new ReaderError(
         'ERR_LR_SOURCE_RESPONSE_TOO_LARGE',
@@ -45,33 +38,31 @@ function httpRules(expected: ExpectedBody, url: string): BodyRules {
   };
 }
 
-/**
- * The whole body of a 2xx answer: into one array of the announced Content-Length, filled
- * as parts arrive (one copy, one blob in memory), or collected up to `maxBytes` without one.
- */
-export async function readWholeBody(
-  response: BodyResponse,
-  expected: ExpectedBody,
-  url: string,
-): Promise<Uint8Array> {
-  return await readWholeBodyWith(response.body, response.headers['content-length'], httpRules(expected, url));
+/** What an answer's body is, by its status: a piece's rest, the whole body, or an error's text. */
+export type AnswerBody = 'piece' | 'whole' | 'error';
+
+/** Which body an answer of `status` has, for a request that asked for a piece or not. */
+export function answerBody(status: number, piece: BodyPiece | undefined): AnswerBody {
+  if (status === 206 && piece !== undefined) return 'piece';
+  return status >= 200 && status < 300 && status !== 206 ? 'whole' : 'error';
 }
 
 /**
- * Checks a 206 answer to `Range: bytes=START-` (`Content-Range: bytes START-LAST/TOTAL`
- * up to the end of the blob, the same TOTAL every time) and copies its body into the
- * blob, advancing `piece.start` as bytes arrive, so a cut answer is resumed, not refetched.
+ * Where the body of `head` goes: the rest of `piece` (its Content-Range checked), a fresh
+ * array of the Content-Length (or collected up to the bound without one), or an error's text.
  */
-export async function readPiece(
-  response: BodyResponse,
-  piece: BodyPiece,
+export function answerSink(
+  head: Http1Head,
+  piece: BodyPiece | undefined,
   expected: ExpectedBody,
   url: string,
-): Promise<void> {
-  await readBodyPiece(response.body, response.headers['content-range'], piece, httpRules(expected, url));
-}
-
-/** The first bytes of an error body as text; the rest is discarded. */
-export async function readErrorBody(body: ResponseBody): Promise<string> {
-  return await readBodyText(body, MAX_ERROR_BODY_BYTES, 'destroy-with-error');
+): BodySink {
+  switch (answerBody(head.status, piece)) {
+    case 'piece':
+      return pieceSink(head.headers['content-range'], piece!, httpRules(expected, url));
+    case 'whole':
+      return wholeBodySink(head.headers['content-length'], httpRules(expected, url));
+    default:
+      return textSink(MAX_ERROR_BODY_BYTES);
+  }
 }

@@ -1,23 +1,20 @@
 import { LiverestoreError } from '@liverestore/format';
 import {
+  type BodySink,
   type Clock,
   describeError,
+  Http1Client,
   isTransientError as isTransientNetworkError,
   linkedController,
   Semaphore,
+  sinkText,
   sleep,
   systemClock,
 } from '@liverestore/format/internal';
-import { Pool } from 'undici';
 import { abortError, ReaderError } from './errors.js';
-import { type ExpectedBody, readErrorBody, readPiece, readWholeBody } from './http-body.js';
+import { answerBody, answerSink, type ExpectedBody } from './http-body.js';
 import type { BlobPiece } from './link-scheduler.js';
-import {
-  certificateErrorCode,
-  type TlsTrust,
-  tlsConnectOption,
-  untrustedCertificateError,
-} from './tls-trust.js';
+import { certificateErrorCode, http1Tls, type TlsTrust, untrustedCertificateError } from './tls-trust.js';
 
 /*
  * One HTTP(S) origin as a request primitive: GET with a deadline per attempt (headers and
@@ -123,7 +120,7 @@ export function isTransientError(err: unknown): boolean {
 export class HttpTransport {
   /** The base URL, without credentials: what logs and errors show. */
   readonly name: string;
-  readonly #pool: Pool;
+  readonly #client: Http1Client;
   readonly #origin: URL;
   /** Path prefix of the server (`''` or `/some/prefix`), without a trailing slash. */
   readonly #prefix: string;
@@ -138,16 +135,10 @@ export class HttpTransport {
     this.name = `${base.origin}${this.#prefix}`;
     this.#options = options;
     this.#slots = new Semaphore(options.connections);
-    const { timeoutMs } = options;
     this.#origin = base;
-    const connect = tlsConnectOption(options.tls);
-    this.#pool = new Pool(base.origin, {
+    this.#client = new Http1Client(base.origin, {
       connections: options.connections,
-      pipelining: 1,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      connectTimeout: timeoutMs,
-      ...(connect === undefined ? {} : { connect }),
+      tls: http1Tls(options.tls),
     });
   }
 
@@ -236,7 +227,7 @@ export class HttpTransport {
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     this.#closing.abort(closedError(this.name));
-    await this.#pool.destroy();
+    this.#client.close(closedError(this.name));
   }
 
   /** Why a request stopped early: the caller's abort, the source's close, or making way. */
@@ -274,22 +265,28 @@ export class HttpTransport {
         accept: '*/*',
         ...(piece === undefined ? {} : { range: `bytes=${piece.start}-` }),
       };
-      const response = await this.#pool.request({
+      let sink: BodySink | undefined;
+      const answer = await this.#client.request({
         method: 'GET',
         path,
         signal: deadline.signal,
         headers: { ...headers, ...this.#options.requestHeaders?.({ path, headers }) },
+        onHead: (head) => {
+          sink = answerSink(head, piece, kind, url);
+          return sink;
+        },
       });
-      const { statusCode, body } = response;
-      if (statusCode === 206 && piece !== undefined) {
-        await readPiece(response, piece, kind, url);
-        return undefined;
+      const { status } = answer.head;
+      switch (answerBody(status, piece)) {
+        case 'piece':
+          return undefined;
+        case 'whole':
+          return sink?.kind === 'into' ? sink.target : answer.collected!;
+        default:
+          throw this.#refusal(status, sinkText(answer.collected), kind, url);
       }
-      if (statusCode >= 200 && statusCode < 300 && statusCode !== 206)
-        return await readWholeBody(response, kind, url);
-      throw this.#refusal(statusCode, await readErrorBody(body), kind, url);
     } catch (err) {
-      // The deadline fired: report the timeout, not undici's generic abort.
+      // The deadline fired: report the timeout, not the abort it made.
       if (deadline.signal.aborted && !stop.aborted) throw deadline.signal.reason;
       throw err;
     } finally {

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { buildConnector } from 'undici';
+import type { Http1Tls } from '@liverestore/format/internal';
 import { ReaderError } from './errors.js';
 
 /*
@@ -58,18 +58,17 @@ export function certificateErrorCode(err: unknown): string | undefined {
 }
 
 /**
- * undici's `connect` option for `trust`: Node's own verification, or with a fingerprint a
- * connection that is accepted exactly when the server's certificate has that fingerprint.
+ * The HTTP client's TLS settings for `trust`: Node's own verification, or with a fingerprint
+ * a connection that is accepted exactly when the server's certificate has that fingerprint,
+ * checked after the handshake and before a byte of a request is sent.
  */
-export function tlsConnectOption(
-  trust: TlsTrust | undefined,
-): buildConnector.BuildOptions | buildConnector.connector | undefined {
+export function http1Tls(trust: TlsTrust | undefined): Http1Tls | undefined {
   if (trust === undefined) return undefined;
-  const base = {
+  const options = {
     ...(trust.ca === undefined ? {} : { ca: trust.ca }),
     ...(trust.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: trust.rejectUnauthorized }),
   };
-  if (trust.fingerprint === undefined) return base;
+  if (trust.fingerprint === undefined) return { options };
   const expected = normalizeFingerprint(trust.fingerprint);
   if (expected === undefined)
     throw new ReaderError(
@@ -77,22 +76,18 @@ export function tlsConnectOption(
       `"${trust.fingerprint}" is not a SHA-256 fingerprint (64 hex digits, colons allowed)`,
     );
   // Verification by the fingerprint alone: the chain and the host name do not matter then.
-  // No session resumption: a resumed TLS session shows no certificate to check.
-  const connector = buildConnector({ ...base, rejectUnauthorized: false, maxCachedSessions: 0 });
-  return (options, callback) =>
-    connector(options, (err, socket) => {
-      if (err !== null) return callback(err, null);
-      const shown = normalizeFingerprint((socket as TLSSocket).getPeerCertificate().fingerprint256 ?? '');
-      if (shown === expected) return callback(null, socket);
-      socket.destroy();
-      callback(
-        new ReaderError(
-          'ERR_LR_TLS_FINGERPRINT',
-          `${options.hostname}:${options.port}: the server's certificate has fingerprint ${shown === undefined ? 'none' : formatFingerprint(shown)}, not the expected ${formatFingerprint(expected)}`,
-        ),
-        null,
+  // (Each connection does a full handshake: no session is resumed, so every one shows its certificate.)
+  return {
+    options: { ...options, rejectUnauthorized: false },
+    verify: (socket: TLSSocket, host: string) => {
+      const shown = normalizeFingerprint(socket.getPeerCertificate().fingerprint256 ?? '');
+      if (shown === expected) return undefined;
+      return new ReaderError(
+        'ERR_LR_TLS_FINGERPRINT',
+        `${host}: the server's certificate has fingerprint ${shown === undefined ? 'none' : formatFingerprint(shown)}, not the expected ${formatFingerprint(expected)}`,
       );
-    });
+    },
+  };
 }
 
 /**

@@ -1,26 +1,25 @@
 import {
   type BodyPiece,
   type BodyRules,
-  dropBody,
-  type ResponseBody,
-  readBodyPiece,
-  readBodyText,
-  readWholeBody,
+  type BodySink,
+  type Http1Head,
+  pieceSink,
+  textSink,
+  wholeBodySink,
 } from '@liverestore/format/internal';
 import { S3Error } from './s3-error.js';
 import { MAX_ERROR_BODY_BYTES } from './s3-retry.js';
 
 /*
- * Reading S3 answer bodies with the shared body reader (format's body-reader.ts), in S3's
- * errors. A body given up half-read is discarded: the S3 client throws its own error, and
- * the stream's abort error is swallowed.
+ * Where the body of an S3 answer goes, chosen from its head with the shared body rules
+ * (format's body-reader.ts), in S3's errors: a successful answer into one fresh array (or,
+ * for a chunk read, the rest of the object's blob), an error's first 64 KiB as text.
  */
 
 /** The body reader's rules for an S3 answer to `what` (`GET key from byte N`, a path). */
 function s3Rules(what: string, maxBytes: number): BodyRules {
   return {
     maxBytes,
-    drop: 'discard',
     tooLarge: () =>
       new S3Error(
         'ERR_LR_S3_RESPONSE_TOO_LARGE',
@@ -30,39 +29,23 @@ function s3Rules(what: string, maxBytes: number): BodyRules {
   };
 }
 
-/** Reads a body of at most `maxBytes` into one fresh array (never a view of a pooled Buffer). */
-export async function readBounded(
-  body: ResponseBody,
-  maxBytes: number,
-  headers: Record<string, string | string[] | undefined>,
-  path: string,
-): Promise<Uint8Array> {
-  return await readWholeBody(body, headers['content-length'], s3Rules(path, maxBytes));
+/** A successful answer's body: at most `maxBytes`, into one fresh array (none for HEAD). */
+export function boundedSink(head: Http1Head, maxBytes: number, path: string): BodySink {
+  return wholeBodySink(head.headers['content-length'], s3Rules(path, maxBytes));
 }
 
-/** The first bytes of an error body as text; the rest is discarded. */
-export async function readErrorBody(body: ResponseBody): Promise<string> {
-  return await readBodyText(body, MAX_ERROR_BODY_BYTES, 'discard');
+/** An error answer's body: its first bytes as text, the rest dropped. */
+export function errorSink(): BodySink {
+  return textSink(MAX_ERROR_BODY_BYTES);
 }
 
 /**
- * Copies a 206 answer to `Range: bytes=START-` into `piece.blob` at `piece.start`,
- * advancing `piece.start` as bytes arrive. `Content-Range: bytes START-LAST/TOTAL` must
- * start at `piece.start`, end at the object's end and name the same TOTAL every time.
+ * A successful answer to `Range: bytes=START-`: into `piece.blob` at `piece.start`, which
+ * advances as bytes arrive. It must be a 206 whose `Content-Range: bytes START-LAST/TOTAL`
+ * starts at `piece.start`, ends at the object's end and names the same TOTAL every time.
  */
-export async function readPieceBody(
-  status: number,
-  headers: Record<string, string | string[] | undefined>,
-  body: ResponseBody,
-  piece: BodyPiece,
-  maxBytes: number,
-  key: string,
-): Promise<void> {
+export function pieceBodySink(head: Http1Head, piece: BodyPiece, maxBytes: number, key: string): BodySink {
   const rules = s3Rules(`GET ${key} from byte ${piece.start}`, maxBytes);
-  if (status !== 206) {
-    const err = rules.bad(`expected 206 with a Content-Range, got ${status}`);
-    dropBody(body, rules.drop, err);
-    throw err;
-  }
-  await readBodyPiece(body, headers['content-range'], piece, rules);
+  if (head.status !== 206) throw rules.bad(`expected 206 with a Content-Range, got ${head.status}`);
+  return pieceSink(head.headers['content-range'], piece, rules);
 }

@@ -1,10 +1,17 @@
 import { createHash } from 'node:crypto';
 import { LiverestoreError } from '@liverestore/format';
-import { type Clock, sleep, systemClock } from '@liverestore/format/internal';
-import { Agent } from 'undici';
-import { readBounded, readErrorBody, readPieceBody } from './s3-body.js';
+import {
+  type BodySink,
+  type Clock,
+  Http1Client,
+  sinkText,
+  sleep,
+  systemClock,
+  textSink,
+} from '@liverestore/format/internal';
+import { boundedSink, errorSink, pieceBodySink } from './s3-body.js';
 import { S3Error } from './s3-error.js';
-import { answerError, type S3Request, type S3Response, signedRequest } from './s3-request.js';
+import { answerError, requestOrigin, type S3Request, type S3Response, signedRequest } from './s3-request.js';
 import {
   abortReason,
   DELETE_BATCH,
@@ -20,7 +27,8 @@ import { escapeXml, type ListPage, parseDeleteErrors, parseListPage } from './s3
  * A small S3 client: the six calls a datastore needs (GET with Range, HEAD, PUT with
  * If-None-Match, ListObjectsV2 with paging, DeleteObjects, and bucket checks), each a
  * SigV4-signed request (s3-request.ts: addressing, signing, what a refusal means) over one
- * keep-alive undici Agent.
+ * pool of keep-alive HTTP/1.1 connections (format's Http1Client: a chunk object's body is
+ * read by the kernel straight into its blob).
  *
  * Every request has a deadline per attempt (headers and body). Connection failures,
  * timeouts, 5xx (503 SlowDown included) and the 4xx answers S3 says to retry are retried
@@ -48,7 +56,7 @@ export interface ObjectPiece {
 
 /** An S3 client bound to one bucket. */
 export class S3Client {
-  readonly #agent: Agent;
+  readonly #http: Http1Client;
   readonly #closing = new AbortController();
   readonly #clock: Clock;
   readonly stats: S3ClientStats = { attempts: 0, retries: 0 };
@@ -60,12 +68,7 @@ export class S3Client {
     options: { clock?: Clock } = {},
   ) {
     this.#clock = options.clock ?? systemClock;
-    this.#agent = new Agent({
-      connections: settings.connections,
-      headersTimeout: settings.timeoutMs,
-      bodyTimeout: settings.timeoutMs,
-      keepAliveTimeout: 10_000,
-    });
+    this.#http = new Http1Client(requestOrigin(bucket, settings), { connections: settings.connections });
   }
 
   /** `endpoint/bucket` or `bucket.endpoint`: for messages. */
@@ -122,7 +125,7 @@ export class S3Client {
       headers: () => ({ range: `bytes=${piece.start}-` }),
       maxBytes: options.maxBytes,
       signal: options.signal,
-      readBody: (status, headers, body) => readPieceBody(status, headers, body, piece, options.maxBytes, key),
+      sink: (head) => pieceBodySink(head, piece, options.maxBytes, key),
     });
   }
 
@@ -258,10 +261,9 @@ export class S3Client {
 
   /** Fails requests in flight with `ERR_LR_SOURCE_CLOSED` and closes the connections. */
   async close(): Promise<void> {
-    this.#closing.abort(
-      new LiverestoreError('ERR_LR_SOURCE_CLOSED', `the S3 client of ${this.name} is closed`),
-    );
-    await this.#agent.close();
+    const closed = new LiverestoreError('ERR_LR_SOURCE_CLOSED', `the S3 client of ${this.name} is closed`);
+    this.#closing.abort(closed);
+    this.#http.close(closed);
   }
 
   /** Sends `request`, retrying transient failures with backoff. */
@@ -293,7 +295,7 @@ export class S3Client {
 
   /** One signed attempt under its deadline. */
   async #attempt(request: S3Request): Promise<S3Response> {
-    const { origin, path, headers: signedHeaders } = signedRequest(this.bucket, this.settings, request);
+    const { path, headers: signedHeaders } = signedRequest(this.bucket, this.settings, request);
     const deadline = new AbortController();
     const cancelDeadline = this.#clock.setTimer(
       () =>
@@ -311,24 +313,30 @@ export class S3Client {
       ...(request.signal === undefined ? [] : [request.signal]),
     ]);
     this.stats.attempts++;
+    const succeeded = (status: number) =>
+      (status >= 200 && status < 300) || request.accept?.includes(status) === true;
     try {
-      const response = await this.#agent.request({
-        origin,
-        path,
+      let sink: BodySink | undefined;
+      const answer = await this.#http.request({
         method: request.method,
+        path,
         headers: signedHeaders,
-        ...(request.body === undefined ? {} : { body: request.body }),
+        body: request.body,
         signal,
+        onHead: (head) => {
+          // A HEAD answer names a length but has no body.
+          if (request.method === 'HEAD') sink = textSink(0);
+          else if (!succeeded(head.status)) sink = errorSink();
+          else sink = request.sink?.(head) ?? boundedSink(head, request.maxBytes, path);
+          return sink;
+        },
       });
-      const { statusCode: status, headers, body } = response;
-      if ((status >= 200 && status < 300) || request.accept?.includes(status)) {
-        let bytes: Uint8Array = new Uint8Array(0);
-        if (request.readBody !== undefined) await request.readBody(status, headers, body);
-        else if (request.method !== 'HEAD') bytes = await readBounded(body, request.maxBytes, headers, path);
-        return { status, headers, body: bytes };
+      const { status, headers } = answer.head;
+      if (succeeded(status)) {
+        const body = sink?.kind === 'into' && request.sink === undefined ? sink.target : answer.collected;
+        return { status, headers, body: body ?? new Uint8Array(0) };
       }
-      const text = request.method === 'HEAD' ? '' : await readErrorBody(body);
-      if (request.method === 'HEAD') await body.dump();
+      const text = sinkText(answer.collected);
       throw answerError(request, { path, status, text }, this.bucket, this.settings.endpoint.origin);
     } catch (err) {
       if (signal.aborted && signal.reason !== undefined) throw signal.reason;

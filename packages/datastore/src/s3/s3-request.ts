@@ -1,5 +1,5 @@
+import type { BodySink, Http1Head } from '@liverestore/format/internal';
 import aws4 from 'aws4';
-import type { Dispatcher } from 'undici';
 import { S3Error } from './s3-error.js';
 import { encodeRfc3986, TRANSIENT_S3_CODES } from './s3-retry.js';
 import type { S3Settings } from './s3-settings.js';
@@ -26,19 +26,21 @@ export interface S3Request {
   /** Statuses that are answers rather than failures (412 of If-None-Match, 404 of HEAD). */
   readonly accept?: readonly number[];
   readonly signal?: AbortSignal | undefined;
-  /** Reads a 2xx body in place of the bounded read into one array. */
-  readonly readBody?: (
-    status: number,
-    headers: Record<string, string | string[] | undefined>,
-    body: Dispatcher.ResponseData['body'],
-  ) => Promise<void>;
+  /** Where a successful answer's body goes, in place of one fresh array of at most `maxBytes`. */
+  readonly sink?: (head: Http1Head) => BodySink;
 }
 
 /** What came back. */
 export interface S3Response {
   readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
+  readonly headers: Readonly<Record<string, string>>;
   readonly body: Uint8Array;
+}
+
+/** Where every request of a client for `bucket` goes: the endpoint, or `bucket.endpoint` (virtual-hosted). */
+export function requestOrigin(bucket: string, settings: S3Settings): string {
+  const { endpoint, pathStyle } = settings;
+  return `${endpoint.protocol}//${pathStyle ? endpoint.host : `${bucket}.${endpoint.host}`}`;
 }
 
 /** The URL parts of a request: host header, path with encoded key and query. */
@@ -81,7 +83,11 @@ export function signedRequest(
     },
     settings.credentials,
   );
-  return { origin, path, headers: signed.headers as Record<string, string> };
+  // aws4 leaves some values numbers (Content-Length): headers are text on the wire.
+  const headers = Object.fromEntries(
+    Object.entries(signed.headers ?? {}).map(([name, value]) => [name, String(value)]),
+  );
+  return { origin, path, headers };
 }
 
 /**

@@ -5,10 +5,9 @@ import { describeError, isTransientError } from '@liverestore/format/internal';
 
 /**
  * Codes the S3 client retries beyond every client's network failures
- * (`TRANSIENT_ERROR_CODES` of format): a connection undici closed under a request, and
- * S3's own "try again" answers.
+ * (`TRANSIENT_ERROR_CODES` of format): S3's own "try again" answers.
  */
-const S3_RETRYABLE_CODES: ReadonlySet<string> = new Set(['UND_ERR_CLOSED', 'ERR_LR_S3_TRANSIENT']);
+const S3_RETRYABLE_CODES: ReadonlySet<string> = new Set(['ERR_LR_S3_TRANSIENT']);
 
 /** 4xx answers that S3 documents as "try again": throttling, a slow upload, a racing conditional write. */
 export const TRANSIENT_S3_CODES = new Set([

@@ -11,9 +11,9 @@ import {
  * pipelining): a request takes the connection idle longest-recently-used last (the warmest),
  * opens one while fewer than `connections` are open, or waits its turn. An idle connection
  * is closed after `idleTimeoutMs`, or a second before the server's own `Keep-Alive:
- * timeout`. A request on a reused connection that fails before the server said anything
- * (the server closed it while idle: the request never arrived) is sent once more on a
- * fresh connection; every other failure is the caller's to retry.
+ * timeout`. An idempotent request on a reused connection that fails before the server said
+ * anything (the server closed it while idle, most likely before the request arrived) is
+ * sent once more on a fresh connection; every other failure is the caller's to retry.
  */
 
 /** Options of {@link Http1Client}. */
@@ -32,6 +32,8 @@ export interface Http1Request extends Http1Exchange {
 }
 
 const DEFAULT_IDLE_TIMEOUT_MS = 4_000;
+/** Methods whose request may be sent again when it may have arrived (RFC 9110 §9.2.2). */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'PUT', 'DELETE']);
 
 interface Waiter {
   readonly take: (connection: Http1Connection | undefined) => void;
@@ -76,8 +78,14 @@ export class Http1Client {
         this.#release(connection);
         return answer;
       } catch (err) {
-        if (!reused || fresh || !connection.failedUnanswered || signal?.aborted === true || this.#closed)
-          throw err;
+        const again =
+          reused &&
+          !fresh &&
+          connection.failedUnanswered &&
+          IDEMPOTENT.has(request.method) &&
+          signal?.aborted !== true &&
+          this.#closed === undefined;
+        if (!again) throw err;
       }
     }
   }

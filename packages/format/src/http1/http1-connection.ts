@@ -45,11 +45,16 @@ export type BodySink =
 
 /** One request as a connection sends it. */
 export interface Http1Exchange {
-  readonly method: 'GET' | 'HEAD';
+  readonly method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE';
   /** The request target: path and query, already encoded. */
   readonly path: string;
-  /** Header fields besides Host (which is the origin's unless given here). */
+  /**
+   * Header fields. Host is the origin's unless given here; Content-Length is the body's
+   * (one given here must say the same).
+   */
   readonly headers: Readonly<Record<string, string>>;
+  /** The request's body, sent with its Content-Length. */
+  readonly body?: Uint8Array | undefined;
   /** Chooses where the body goes; throwing fails the request with that error. */
   readonly onHead: (head: Http1Head) => BodySink;
 }
@@ -75,8 +80,11 @@ export interface Http1Endpoint {
 export interface Http1Tls {
   /** Passed to `tls.connect` (ca, rejectUnauthorized, …). */
   readonly options?: ConnectionOptions | undefined;
-  /** Checks the server's certificate once the handshake is done; an error refuses the connection. */
-  readonly verify?: ((socket: TLSSocket) => Error | undefined) | undefined;
+  /**
+   * Checks the server's certificate once the handshake is done (`host` is the origin's
+   * `hostname:port`); an error refuses the connection before a byte of a request is sent.
+   */
+  readonly verify?: ((socket: TLSSocket, host: string) => Error | undefined) | undefined;
 }
 
 /** Size of the scratch buffer: the head, framing and bodies that are copied pass through it. */
@@ -203,6 +211,7 @@ export class Http1Connection {
       if (signal?.aborted === true) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#socket.write(request, 'latin1');
+      if (exchange.body !== undefined && exchange.body.byteLength > 0) this.#socket.write(exchange.body);
     });
   }
 
@@ -235,7 +244,8 @@ export class Http1Connection {
         this.#end(err);
         reject(err);
       };
-      const onConnect = () => done(this.#endpoint.tls?.verify?.(this.#socket as TLSSocket));
+      const onConnect = () =>
+        done(this.#endpoint.tls?.verify?.(this.#socket as TLSSocket, this.#endpoint.host));
       const onError = (err: Error) => done(err);
       this.#socket.once(event, onConnect).once('error', onError);
     });
@@ -445,12 +455,19 @@ function requestText(exchange: Http1Exchange, host: string): string {
     throw new TypeError(`not a request target: ${JSON.stringify(exchange.path)}`);
   let text = `${exchange.method} ${exchange.path} HTTP/1.1\r\n`;
   let hasHost = false;
+  const length = exchange.body?.byteLength ?? 0;
   for (const [name, value] of Object.entries(exchange.headers)) {
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value))
       throw new TypeError(`not a header field: ${JSON.stringify(name)}`);
-    if (name.toLowerCase() === 'host') hasHost = true;
+    const lower = name.toLowerCase();
+    if (lower === 'transfer-encoding' || (lower === 'content-length' && value.trim() !== String(length)))
+      throw new TypeError(`${name}: ${value} does not describe the request's body (${length} bytes)`);
+    if (lower === 'content-length') continue;
+    if (lower === 'host') hasHost = true;
     text += `${name}: ${value}\r\n`;
   }
   if (!hasHost) text += `host: ${host}\r\n`;
+  if (exchange.body !== undefined || exchange.method === 'PUT' || exchange.method === 'POST')
+    text += `content-length: ${length}\r\n`;
   return `${text}\r\n`;
 }
