@@ -239,7 +239,7 @@ export class Http1Connection {
       signal?.addEventListener('abort', onAbort, { once: true });
       const done = (err: Error | undefined) => {
         signal?.removeEventListener('abort', onAbort);
-        this.#socket.off(event, onConnect).off('error', onError);
+        this.#socket.off(event, onConnect).off('error', onError).off('close', onClose);
         if (err === undefined) return resolve(this);
         this.#end(err);
         reject(err);
@@ -247,7 +247,8 @@ export class Http1Connection {
       const onConnect = () =>
         done(this.#endpoint.tls?.verify?.(this.#socket as TLSSocket, this.#endpoint.host));
       const onError = (err: Error) => done(err);
-      this.#socket.once(event, onConnect).once('error', onError);
+      const onClose = () => done(this.#ended ?? connectionError('the connection closed while it was opened'));
+      this.#socket.once(event, onConnect).once('error', onError).once('close', onClose);
     });
   }
 
