@@ -46,8 +46,10 @@ export class Http1Client {
   readonly #idle: { connection: Http1Connection; timer: NodeJS.Timeout }[] = [];
   /** Requests waiting for a connection, first come first served. */
   readonly #waiters: Waiter[] = [];
-  /** Connections opening, busy or idle. */
-  #open = 0;
+  /** Connections opening, busy or idle: what {@link close} ends. */
+  readonly #open = new Set<Http1Connection>();
+  /** Connections being opened (not in {@link #open} until they are). */
+  #opening = 0;
   #closed: Error | undefined;
 
   constructor(origin: URL | string, options: Http1ClientOptions) {
@@ -95,10 +97,8 @@ export class Http1Client {
     if (this.#closed !== undefined) return;
     this.#closed = reason;
     for (const waiter of this.#waiters.splice(0)) waiter.take(undefined);
-    for (const { connection, timer } of this.#idle.splice(0)) {
-      clearTimeout(timer);
-      connection.destroy(reason);
-    }
+    for (const { timer } of this.#idle.splice(0)) clearTimeout(timer);
+    for (const connection of this.#open) connection.destroy(reason);
   }
 
   /** An idle connection (unless `fresh`), a new one, or the next one freed. */
@@ -112,10 +112,7 @@ export class Http1Client {
         if (!idle.connection.ended) return idle.connection;
         continue;
       }
-      if (this.#open < this.#options.connections) {
-        this.#open++;
-        return await Http1Connection.open(this.#endpoint, signal, () => this.#onEnd());
-      }
+      if (this.#open.size + this.#opening < this.#options.connections) return await this.#connect(signal);
       if (fresh && this.#idle.length > 0) {
         // A fresh connection is wanted and the pool is full: make room by closing an idle one.
         const oldest = this.#idle.shift()!;
@@ -176,10 +173,30 @@ export class Http1Client {
     this.#idle.push({ connection, timer });
   }
 
+  /** Opens a connection, counted against the limit from the start. */
+  async #connect(signal: AbortSignal | undefined): Promise<Http1Connection> {
+    this.#opening++;
+    let connection: Http1Connection;
+    try {
+      connection = await Http1Connection.open(this.#endpoint, signal, (ended) => this.#onEnd(ended));
+    } catch (err) {
+      this.#waiters.shift()?.take(undefined);
+      throw err;
+    } finally {
+      this.#opening--;
+    }
+    if (this.#closed !== undefined) {
+      connection.destroy(this.#closed);
+      throw this.#closed;
+    }
+    this.#open.add(connection);
+    return connection;
+  }
+
   /** A connection ended: one fewer open, so a waiter may open another. */
-  #onEnd(): void {
-    this.#open--;
-    const at = this.#idle.findIndex((entry) => entry.connection.ended);
+  #onEnd(connection: Http1Connection): void {
+    if (!this.#open.delete(connection)) return;
+    const at = this.#idle.findIndex((entry) => entry.connection === connection);
     if (at >= 0) {
       clearTimeout(this.#idle[at]!.timer);
       this.#idle.splice(at, 1);
