@@ -76,6 +76,8 @@ export class Http1Client {
         this.#release(connection);
         return answer;
       } catch (err) {
+        // A request refused before it was sent (a TypeError) leaves the connection usable: give it back.
+        this.#release(connection);
         if (!reused || fresh || !connection.failedUnanswered || signal?.aborted === true || this.#closed)
           throw err;
       }
