@@ -81,7 +81,7 @@ export interface Http1Tls {
 
 /** Size of the scratch buffer: the head, framing and bodies that are copied pass through it. */
 const SCRATCH_BYTES = 64 * 1024;
-/** Longest answer head accepted (status line and fields). */
+/** Longest answer head accepted (status line, fields and the empty line that ends them). */
 export const MAX_HEAD_BYTES = 32 * 1024;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 
@@ -332,11 +332,10 @@ export class Http1Connection {
   /** Reads the head if it is all here: true when it was (the body's sink is then chosen). */
   #readHead(current: Current): boolean {
     const end = this.#scratch.subarray(this.#head, this.#tail).indexOf(HEAD_END);
-    if (end < 0) {
-      if (this.#tail - this.#head > MAX_HEAD_BYTES)
-        throw new Http1ParseError('HPE_HEADER_OVERFLOW', `the answer's head is over ${MAX_HEAD_BYTES} bytes`);
-      return false;
-    }
+    // Checked whether or not its end is here: a long head that arrives in one read is still too long.
+    if (end < 0 ? this.#tail - this.#head > MAX_HEAD_BYTES : end + HEAD_END.byteLength > MAX_HEAD_BYTES)
+      throw new Http1ParseError('HPE_HEADER_OVERFLOW', `the answer's head is over ${MAX_HEAD_BYTES} bytes`);
+    if (end < 0) return false;
     const head = parseHead(this.#scratch.toString('latin1', this.#head, this.#head + end));
     this.#head += end + HEAD_END.byteLength;
     // An interim answer (100 Continue, 103 Early Hints) comes before the real one.
