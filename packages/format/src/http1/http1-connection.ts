@@ -418,11 +418,11 @@ export class Http1Connection {
 
   /** Fails the exchange in progress with `err` and ends the connection. */
   #fail(err: unknown): void {
-    this.#end(err instanceof Error ? err : new Error(String(err)));
+    this.#end(err);
   }
 
-  /** Ends the connection once: the exchange in progress (if any) fails with `reason`. */
-  #end(reason: Error): void {
+  /** Ends the connection once: the exchange in progress (if any) fails with `reason` (an abort's, whatever it is). */
+  #end(reason: unknown): void {
     const current = this.#current;
     this.#current = undefined;
     if (current !== undefined) {
@@ -430,7 +430,7 @@ export class Http1Connection {
       current.reject(reason);
     }
     if (this.#ended !== undefined) return;
-    this.#ended = reason;
+    this.#ended = reason instanceof Error ? reason : new Error(String(reason));
     this.#head = 0;
     this.#tail = 0;
     this.#socket.destroy();
