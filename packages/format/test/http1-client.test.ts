@@ -122,6 +122,8 @@ class RawServer {
     this.maxOpen = Math.max(this.maxOpen, this.open);
     this.bytesReceived.push(0);
     this.#sockets.add(socket);
+    // Small writes go out as they are made (no Nagle wait for the client's delayed ACK), so they arrive apart.
+    socket.setNoDelay(true);
     // A client that resets the connection is part of some tests.
     socket.on('error', () => {});
     socket.on('close', () => {
@@ -426,18 +428,19 @@ test('collect without tooLarge: the body is cut at maxBytes and the connection i
     );
   });
   const client = clientOf(t, server);
-  for (const [n, maxBytes] of [
-    [1, 100],
-    [2, 150],
-    [3, 1000],
-  ] as const) {
+  // Content-Length, then chunked: each cut, each connection let go.
+  for (const maxBytes of [100, 150]) {
     const { collected } = await get(client, { kind: 'collect', maxBytes });
     t.true(body.subarray(0, maxBytes).equals(collected!), `cut at ${maxBytes}`);
-    t.is(server.accepted, n);
-    await server.closed(Math.min(n, 2)); // the client let the two cut ones go
   }
-  await get(client, { kind: 'collect', maxBytes: 1000 });
-  t.is(server.accepted, 3, 'the whole body left its connection for the next request');
+  t.is(server.accepted, 2);
+  await Promise.all([server.closed(1), server.closed(2)]);
+  // A whole body leaves its connection for the next request.
+  for (let n = 0; n < 2; n++) {
+    const { collected } = await get(client, { kind: 'collect', maxBytes: 1000 });
+    t.true(body.equals(collected!));
+  }
+  t.is(server.accepted, 3);
 });
 
 // --- Bodies framed by the connection's end ---
@@ -575,10 +578,15 @@ test('a fresh connection closed before any answer byte is not retried', async (t
   t.is(server.accepted, 1);
 });
 
-test('a server that sends bytes on an idle connection: the client drops it, the next request works', async (t) => {
-  const server = await RawServer.start(t, ({ socket }, n) => {
+const unasked = test.macro(async (t, when: 'with the answer' | 'after the answer was read') => {
+  const server = await RawServer.start(t, async ({ socket }, n) => {
     socket.write(ok(Buffer.from('abc')));
-    if (n === 0) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz');
+    if (n > 0) return;
+    if (when === 'after the answer was read') {
+      await tick();
+      await tick();
+    }
+    socket.write('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz');
   });
   const client = clientOf(t, server);
   await get(client, intoSink(new Uint8Array(3)));
@@ -589,10 +597,39 @@ test('a server that sends bytes on an idle connection: the client drops it, the 
   t.is(server.accepted, 2);
 });
 
+test(
+  'bytes the server sends unasked, with the answer: the client drops the connection, the next request works',
+  unasked,
+  'with the answer',
+);
+test(
+  'bytes the server sends unasked, on the idle connection: the client drops it, the next request works',
+  unasked,
+  'after the answer was read',
+);
+
+test('a refused connection fails the request with ECONNREFUSED and frees its place in the pool', async (t) => {
+  const closed = createNetServer().listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const { port } = closed.address() as { port: number };
+  closed.close();
+  await once(closed, 'close');
+  const client = new Http1Client(`http://127.0.0.1:${port}`, { connections: 1 });
+  t.teardown(() => client.close());
+  for (let n = 0; n < 3; n++)
+    await t.throwsAsync(get(client, { kind: 'collect', maxBytes: 1 }), { code: 'ECONNREFUSED' });
+});
+
 // --- Answers that fail ---
 
 test('a Content-Length other than the target room, or a body where none was expected, fails with the sink’s bad()', async (t) => {
-  const answers = [ok(bodyBytes(12, 1)), answerBytes('HTTP/1.1 204 No Content'), ok(bodyBytes(8, 1))];
+  const answers = [
+    ok(bodyBytes(12, 1)),
+    answerBytes('HTTP/1.1 204 No Content'),
+    ok(bodyBytes(8, 1)),
+    answerBytes('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked', chunked(bodyBytes(12, 1), [5])),
+    answerBytes('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked', chunked(bodyBytes(8, 1), [5])),
+  ];
   const server = await RawServer.start(t, ({ socket }, n) => void socket.write(answers[n]!));
   const client = clientOf(t, server);
   await t.throwsAsync(get(client, intoSink(new Uint8Array(10))), {
@@ -603,6 +640,11 @@ test('a Content-Length other than the target room, or a body where none was expe
   await t.throwsAsync(get(client, intoSink(new Uint8Array(10), 1)), {
     instanceOf: BadBody,
     message: /8 bytes, 9/,
+  });
+  await t.throwsAsync(get(client, intoSink(new Uint8Array(10))), { instanceOf: BadBody, message: /longer/ });
+  await t.throwsAsync(get(client, intoSink(new Uint8Array(10))), {
+    instanceOf: BadBody,
+    message: 'the body ended at byte 8 of the 10 expected',
   });
 });
 
