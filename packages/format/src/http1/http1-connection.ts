@@ -445,7 +445,9 @@ function requestText(exchange: Http1Exchange, host: string): string {
   let text = `${exchange.method} ${exchange.path} HTTP/1.1\r\n`;
   let hasHost = false;
   for (const [name, value] of Object.entries(exchange.headers)) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value))
+    // A field value is tab, visible ASCII and obs-text; sent as latin1, a character past U+00FF
+    // would go out as its low byte (U+010A as LF), so it is refused too.
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[^\t\x20-\x7e\x80-\xff]/.test(value))
       throw new TypeError(`not a header field: ${JSON.stringify(name)}`);
     if (name.toLowerCase() === 'host') hasHost = true;
     text += `${name}: ${value}\r\n`;
