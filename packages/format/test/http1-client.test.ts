@@ -4,8 +4,9 @@
  * splits across reads and the faults are the test's own. Over 400 lines with a reason: one
  * client, one file (the server helper first, then the tests by topic: bodies into a target,
  * heads, chunked, collect, framing by close, keep-alive and its retry, errors, abort, the
- * pool's limit, https, request checks). No test waits for time to pass: each waits for an
- * event the server or the client shows (a request seen, a connection closed, a cursor moved).
+ * pool's limit, https, request checks). No test waits for time to pass or checks that
+ * nothing happened: each waits for an event the server or the client shows (a request
+ * seen, a connection closed, a cursor moved).
  */
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
@@ -55,7 +56,7 @@ function deferred(): Deferred {
 /** A server on 127.0.0.1 (plain or TLS) that cuts requests out of what arrives and lets `answer` write raw bytes. */
 class RawServer {
   readonly requests: SeenRequest[] = [];
-  /** Connections accepted so far (for TLS: handshakes done), open now, most open at once. */
+  /** TCP connections accepted so far, open now, most open at once. */
   accepted = 0;
   open = 0;
   maxOpen = 0;
@@ -338,8 +339,8 @@ test('HEAD and 204/304 answers have no body whatever their Content-Length; the c
   const server = await RawServer.start(t, ({ socket }, n) => void socket.write(answerBytes(answers[n]!)));
   const client = clientOf(t, server);
   const sink = intoSink(new Uint8Array(0));
-  const head = await client.request({ method: 'HEAD', path: '/x', headers: {}, onHead: () => sink });
-  t.is(head.head.headers['content-length'], '5000');
+  const answer = await client.request({ method: 'HEAD', path: '/x', headers: {}, onHead: () => sink });
+  t.is(answer.head.headers['content-length'], '5000');
   t.true(server.requests[0]!.head.startsWith('HEAD /x HTTP/1.1\r\n'));
   t.deepEqual((await get(client, { kind: 'collect', maxBytes: 10 })).collected, new Uint8Array(0));
   t.is((await get(client, { kind: 'collect', maxBytes: 10 })).head.status, 304);
