@@ -8,7 +8,7 @@
  * nothing happened: each waits for an event the server or the client shows (a request
  * seen, a connection closed, a cursor moved).
  */
-import { once } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { setImmediate as tick } from 'node:timers/promises';
@@ -841,6 +841,26 @@ test('connections: at most N open with N+3 requests at once; all are answered', 
   ]);
   t.is(server.maxOpen, 2);
   t.is(server.accepted, 2);
+});
+
+test('one signal over many requests (connecting, waiting, answered) keeps no abort listener', async (t) => {
+  const server = await RawServer.start(
+    t,
+    ({ socket }, n) => void socket.write(ok(Buffer.from(`answer ${n}`))),
+  );
+  const client = clientOf(t, server, { connections: 2 });
+  const { signal } = new AbortController();
+  const sink: BodySink = { kind: 'collect', maxBytes: 100 };
+  await Promise.all(Array.from({ length: 6 }, () => get(client, sink, { signal })));
+  await get(client, sink, { signal });
+  t.is(getEventListeners(signal, 'abort').length, 0);
+  t.is(server.requests.length, 7);
+});
+
+test('options: an origin that is not http: or https:, a connection count that is not a whole number ≥ 1', (t) => {
+  t.throws(() => new Http1Client('ftp://127.0.0.1/', { connections: 1 }), { instanceOf: TypeError });
+  for (const connections of [0, 1.5, Number.NaN])
+    t.throws(() => new Http1Client('http://127.0.0.1/', { connections }), { instanceOf: RangeError });
 });
 
 test('close(reason): the idle connections end, waiting and later requests fail with the reason', async (t) => {
