@@ -584,27 +584,39 @@ test('a fresh connection closed before any answer byte is not retried', async (t
   t.is(server.accepted, 1);
 });
 
-const unasked = test.macro(async (t, when: 'with the answer' | 'after the answer was read') => {
-  const server = await RawServer.start(t, async ({ socket }, n) => {
-    const answer = ok(Buffer.from('abc'));
-    const more = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz', 'latin1');
-    if (n > 0) socket.write(answer);
-    else if (when === 'with the answer') socket.write(Buffer.concat([answer, more]));
-    else {
-      socket.write(answer);
-      await tick();
-      await tick();
-      socket.write(more);
+const unasked = test.macro(
+  async (t, when: 'with the answer' | 'after the answer was read', over: 'tcp' | 'tls' = 'tcp') => {
+    if (over === 'tls' && !requireTool(t, 'openssl', process.env, ['version'])) return;
+    const answer: Answerer = async ({ socket }, n) => {
+      const answer = ok(Buffer.from('abc'));
+      const more = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nxyz', 'latin1');
+      if (n > 0) socket.write(answer);
+      else if (when === 'with the answer') socket.write(Buffer.concat([answer, more]));
+      else {
+        socket.write(answer);
+        await tick();
+        await tick();
+        socket.write(more);
+      }
+    };
+    let client: Http1Client;
+    let server: RawServer;
+    if (over === 'tcp') {
+      server = await RawServer.start(t, answer);
+      client = clientOf(t, server);
+    } else {
+      const secure = await tlsServer(t, answer);
+      server = secure.server;
+      client = clientOf(t, server, { tls: { options: { ca: secure.cert } } });
     }
-  });
-  const client = clientOf(t, server);
-  await get(client, intoSink(new Uint8Array(3)));
-  await server.closed(1);
-  const sink = intoSink(new Uint8Array(3));
-  await get(client, sink);
-  t.is(Buffer.from(sink.target).toString(), 'abc');
-  t.is(server.accepted, 2);
-});
+    await get(client, intoSink(new Uint8Array(3)));
+    await server.closed(1);
+    const sink = intoSink(new Uint8Array(3));
+    await get(client, sink);
+    t.is(Buffer.from(sink.target).toString(), 'abc');
+    t.is(server.accepted, 2);
+  },
+);
 
 test(
   'bytes the server sends unasked, with the answer: the client drops the connection, the next request works',
@@ -615,6 +627,12 @@ test(
   'bytes the server sends unasked, on the idle connection: the client drops it, the next request works',
   unasked,
   'after the answer was read',
+);
+test(
+  'https: bytes the server sends unasked in the answer’s record: the client drops the connection, the next request works',
+  unasked,
+  'with the answer',
+  'tls',
 );
 
 test('a refused connection fails the request with ECONNREFUSED and frees its place in the pool', async (t) => {
