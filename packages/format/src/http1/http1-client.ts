@@ -80,6 +80,8 @@ export class Http1Client {
         this.#release(connection);
         return answer;
       } catch (err) {
+        // A request refused before it was sent (a TypeError) leaves the connection usable: give it back.
+        this.#release(connection);
         const again =
           reused &&
           !fresh &&
@@ -164,6 +166,11 @@ export class Http1Client {
       this.#options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       server === undefined ? Number.POSITIVE_INFINITY : Math.max(0, server - 1_000),
     );
+    if (idleMs <= 0) {
+      // No time to keep it (Keep-Alive: timeout=1): kept for 0 ms it would still be reused in this same turn.
+      connection.destroy();
+      return;
+    }
     const timer = setTimeout(() => {
       const at = this.#idle.findIndex((entry) => entry.connection === connection);
       if (at >= 0) this.#idle.splice(at, 1);

@@ -89,7 +89,7 @@ export interface Http1Tls {
 
 /** Size of the scratch buffer: the head, framing and bodies that are copied pass through it. */
 const SCRATCH_BYTES = 64 * 1024;
-/** Longest answer head accepted (status line and fields). */
+/** Longest answer head accepted (status line, fields and the empty line that ends them). */
 export const MAX_HEAD_BYTES = 32 * 1024;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 
@@ -343,11 +343,10 @@ export class Http1Connection {
   /** Reads the head if it is all here: true when it was (the body's sink is then chosen). */
   #readHead(current: Current): boolean {
     const end = this.#scratch.subarray(this.#head, this.#tail).indexOf(HEAD_END);
-    if (end < 0) {
-      if (this.#tail - this.#head > MAX_HEAD_BYTES)
-        throw new Http1ParseError('HPE_HEADER_OVERFLOW', `the answer's head is over ${MAX_HEAD_BYTES} bytes`);
-      return false;
-    }
+    // Checked whether or not its end is here: a long head that arrives in one read is still too long.
+    if (end < 0 ? this.#tail - this.#head > MAX_HEAD_BYTES : end + HEAD_END.byteLength > MAX_HEAD_BYTES)
+      throw new Http1ParseError('HPE_HEADER_OVERFLOW', `the answer's head is over ${MAX_HEAD_BYTES} bytes`);
+    if (end < 0) return false;
     const head = parseHead(this.#scratch.toString('latin1', this.#head, this.#head + end));
     this.#head += end + HEAD_END.byteLength;
     // An interim answer (100 Continue, 103 Early Hints) comes before the real one.
@@ -430,11 +429,11 @@ export class Http1Connection {
 
   /** Fails the exchange in progress with `err` and ends the connection. */
   #fail(err: unknown): void {
-    this.#end(err instanceof Error ? err : new Error(String(err)));
+    this.#end(err);
   }
 
-  /** Ends the connection once: the exchange in progress (if any) fails with `reason`. */
-  #end(reason: Error): void {
+  /** Ends the connection once: the exchange in progress (if any) fails with `reason` (an abort's, whatever it is). */
+  #end(reason: unknown): void {
     const current = this.#current;
     this.#current = undefined;
     if (current !== undefined) {
@@ -442,7 +441,7 @@ export class Http1Connection {
       current.reject(reason);
     }
     if (this.#ended !== undefined) return;
-    this.#ended = reason;
+    this.#ended = reason instanceof Error ? reason : new Error(String(reason));
     this.#head = 0;
     this.#tail = 0;
     this.#socket.destroy();
@@ -458,7 +457,9 @@ function requestText(exchange: Http1Exchange, host: string): string {
   let hasHost = false;
   const length = exchange.body?.byteLength ?? 0;
   for (const [name, value] of Object.entries(exchange.headers)) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value))
+    // A field value is tab, visible ASCII and obs-text; sent as latin1, a character past U+00FF
+    // would go out as its low byte (U+010A as LF), so it is refused too.
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[^\t\x20-\x7e\x80-\xff]/.test(value))
       throw new TypeError(`not a header field: ${JSON.stringify(name)}`);
     const lower = name.toLowerCase();
     if (lower === 'transfer-encoding' || (lower === 'content-length' && value.trim() !== String(length)))
