@@ -276,6 +276,20 @@ test('a Content-Length body goes into the target, written in 7-byte pieces', int
 test('a Content-Length body goes into the target, written in 1000-byte pieces', intoPieces, 200_000, 1000);
 test('a body of several MiB goes into the target', intoPieces, 9 * MiB, 'one write');
 
+test('a large body of known length is read by the kernel straight into the target, not through the scratch buffer', async (t) => {
+  const body = bodyBytes(8 * MiB, 21);
+  const server = await RawServer.start(t, ({ socket }) => void socket.write(ok(body)));
+  const client = clientOf(t, server);
+  const sink = intoSink(new Uint8Array(body.byteLength));
+  await get(client, sink);
+  assertFilled(t, sink, body);
+  const { answers, bodyBytesDirect, bodyBytesCopied } = client.stats;
+  t.is(answers, 1);
+  t.is(bodyBytesDirect + bodyBytesCopied, body.byteLength);
+  // At most the body bytes that came in the head's read (one scratch buffer) are copied.
+  t.true(bodyBytesCopied <= 64 * 1024, `${bodyBytesCopied} bytes copied`);
+});
+
 test('an into sink fills its target from cursor.start, leaving the bytes before it alone', async (t) => {
   const body = bodyBytes(600, 6);
   const server = await RawServer.start(t, ({ socket }) => void socket.write(ok(body)));

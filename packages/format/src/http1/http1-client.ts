@@ -3,6 +3,7 @@ import {
   Http1Connection,
   type Http1Endpoint,
   type Http1Exchange,
+  type Http1Stats,
   type Http1Tls,
 } from './http1-connection.js';
 
@@ -51,6 +52,8 @@ export class Http1Client {
   /** Connections being opened (not in {@link #open} until they are). */
   #opening = 0;
   #closed: Error | undefined;
+  /** How the answers' bodies arrived, over every connection of this client. */
+  readonly stats: Http1Stats = { answers: 0, bodyBytesDirect: 0, bodyBytesCopied: 0 };
 
   constructor(origin: URL | string, options: Http1ClientOptions) {
     const url = new URL(origin);
@@ -185,7 +188,9 @@ export class Http1Client {
     this.#opening++;
     let connection: Http1Connection;
     try {
-      connection = await Http1Connection.open(this.#endpoint, signal, (ended) => this.#onEnd(ended));
+      connection = await Http1Connection.open(this.#endpoint, signal, this.stats, (ended) =>
+        this.#onEnd(ended),
+      );
     } catch (err) {
       this.#waiters.shift()?.take(undefined);
       throw err;

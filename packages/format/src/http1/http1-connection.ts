@@ -76,6 +76,16 @@ export interface Http1Endpoint {
   readonly tls?: Http1Tls | undefined;
 }
 
+/** Counters of a client's connections: how the answers' bodies arrived. */
+export interface Http1Stats {
+  /** Answers read to their end. */
+  answers: number;
+  /** Body bytes the kernel read straight into a sink's target (no copy in user space). */
+  bodyBytesDirect: number;
+  /** Body bytes copied from the scratch buffer (heads' neighbours, chunked, collected, TLS). */
+  bodyBytesCopied: number;
+}
+
 /** TLS settings of an https: origin. */
 export interface Http1Tls {
   /** Passed to `tls.connect` (ca, rejectUnauthorized, …). */
@@ -132,13 +142,19 @@ export class Http1Connection {
   #ended: Error | undefined;
   /** Told when the connection ends (for the pool's count). */
   readonly #onEnd: (connection: Http1Connection) => void;
+  readonly #stats: Http1Stats;
   /** Answers read to their end on this connection. */
   answered = 0;
   /** How long the server keeps it open when idle, if its last answer said. */
   serverIdleMs: number | undefined;
 
-  private constructor(endpoint: Http1Endpoint, onEnd: (connection: Http1Connection) => void) {
+  private constructor(
+    endpoint: Http1Endpoint,
+    stats: Http1Stats,
+    onEnd: (connection: Http1Connection) => void,
+  ) {
     this.#endpoint = endpoint;
+    this.#stats = stats;
     this.#onEnd = onEnd;
     const { hostname, port, tls } = endpoint;
     if (endpoint.protocol === 'http:') {
@@ -170,13 +186,17 @@ export class Http1Connection {
     this.#socket.on('close', () => this.#end(connectionError('the connection closed')));
   }
 
-  /** Opens a connection to `endpoint`, once connected (and for TLS, verified); `onEnd` is told when it ends. */
+  /**
+   * Opens a connection to `endpoint`, once connected (and for TLS, verified); `onEnd` is
+   * told when it ends; `stats` counts its answers.
+   */
   static open(
     endpoint: Http1Endpoint,
     signal: AbortSignal | undefined,
+    stats: Http1Stats,
     onEnd: (connection: Http1Connection) => void,
   ): Promise<Http1Connection> {
-    const connection = new Http1Connection(endpoint, onEnd);
+    const connection = new Http1Connection(endpoint, stats, onEnd);
     return connection.#connected(signal);
   }
 
@@ -303,6 +323,7 @@ export class Http1Connection {
       if (this.#readingDirect) {
         const sink = current.sink as Extract<BodySink, { kind: 'into' }>;
         sink.cursor.start += bytes;
+        this.#stats.bodyBytesDirect += bytes;
         current.remaining -= bytes;
         if (current.remaining === 0) this.#finish(current);
         return;
@@ -375,6 +396,7 @@ export class Http1Connection {
   #deliver(current: Current, data: Uint8Array): void {
     const sink = current.sink!;
     if (data.byteLength === 0) return;
+    this.#stats.bodyBytesCopied += data.byteLength;
     if (sink.kind === 'into') {
       const { cursor, target } = sink;
       if (cursor.start + data.byteLength > target.byteLength)
@@ -403,6 +425,7 @@ export class Http1Connection {
       throw sink.bad(`the body ended at byte ${sink.cursor.start} of the ${sink.target.byteLength} expected`);
     this.#current = undefined;
     this.answered++;
+    this.#stats.answers++;
     this.serverIdleMs = keepAliveTimeoutMs(head);
     const reusable =
       keepsAlive(head) && current.framing!.kind !== 'close' && !current.cut && this.#head === this.#tail;
