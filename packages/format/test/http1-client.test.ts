@@ -963,6 +963,8 @@ test('https: a trusted certificate; a body of several MiB into a target, then a 
     assertFilled(t, sink, body);
   }
   t.is(server.accepted, 1);
+  // TLS plaintext arrives in Buffers: every body byte is copied, none counted as read in place.
+  t.deepEqual(client.stats, { answers: 2, bodyBytesDirect: 0, bodyBytesCopied: 2 * body.byteLength });
 });
 
 test('https: an untrusted certificate fails before any request is sent', async (t) => {

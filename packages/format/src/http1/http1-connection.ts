@@ -306,12 +306,15 @@ export class Http1Connection {
       const bytes = Math.min(buffer.byteLength, data.byteLength - at);
       buffer.set(data.subarray(at, at + bytes));
       at += bytes;
-      this.#onRead(bytes);
+      this.#onRead(bytes, 'copied');
     }
   }
 
-  /** `bytes` were read into the buffer {@link #nextReadBuffer} gave last. */
-  #onRead(bytes: number): void {
+  /**
+   * `bytes` were read into the buffer {@link #nextReadBuffer} gave last: by the kernel
+   * (a plain socket) or `'copied'` there from TLS plaintext.
+   */
+  #onRead(bytes: number, how: 'read' | 'copied' = 'read'): void {
     const current = this.#current;
     if (current === undefined) {
       // A server may not speak unasked; whatever it said, this connection is done.
@@ -323,7 +326,8 @@ export class Http1Connection {
       if (this.#readingDirect) {
         const sink = current.sink as Extract<BodySink, { kind: 'into' }>;
         sink.cursor.start += bytes;
-        this.#stats.bodyBytesDirect += bytes;
+        if (how === 'read') this.#stats.bodyBytesDirect += bytes;
+        else this.#stats.bodyBytesCopied += bytes;
         current.remaining -= bytes;
         if (current.remaining === 0) this.#finish(current);
         return;
