@@ -11,7 +11,7 @@ import { runNode } from './helpers.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
-test('bench s3 --endpoint: one round restores from the local store and from RGW, and reports both', async (t) => {
+test('bench s3 --endpoint: one round restores from the local store, from RGW and from RGW behind a warm chunk cache, and reports them', async (t) => {
   const rgw = testRgw(t);
   if (rgw === undefined) return;
   const dir = await tempDir('lr-bench-s3-');
@@ -45,8 +45,17 @@ test('bench s3 --endpoint: one round restores from the local store and from RGW,
     [
       'local datastore (blobs in the page cache)',
       'S3 datastore in RGW (s3://BUCKET/store), 4 background lanes',
+      'S3 datastore in RGW (s3://BUCKET/store) behind a warm chunk cache (--chunk-cache)',
     ],
   );
   for (const c of section.cases) t.is(c.secondsPerOp.length, 1);
   t.regex(section.cases[1].details.vsLocal, /^\d+\.\d\d$/);
+  t.regex(section.cases[2].details.vsLocal, /^\d+\.\d\d$/);
+  // The warm cache answered every blob: its restore fetched none from RGW.
+  t.true(
+    section.notes.some((note: string) =>
+      /Warm chunk cache: .* took [1-9]\d* blobs from the cache directory and 0 from RGW/.test(note),
+    ),
+    section.notes.join('\n'),
+  );
 });
