@@ -181,6 +181,12 @@ export interface DecodeBlobOptions {
   crypt?: CryptConfig | undefined;
   /** Upper bound on decoded size, against decompression bombs. Default {@link MAX_BLOB_BYTES}. */
   maxBytes?: number;
+  /**
+   * Where the plaintext may be decoded ({@link decodeBlobWith} only): a decoder that
+   * writes where it is told (zstd-napi) puts it there, and `use` gets a view of it. Its
+   * bytes are undefined after a failed decode.
+   */
+  into?: Uint8Array | undefined;
 }
 
 /** Output buffer size handed to zlib when inflating (the whole chunk for chunks up to 4 MiB). */
@@ -277,6 +283,6 @@ export function decodeBlobWith<T>(
     case 'deflate':
       return use(inflate(payload, maxBytes));
     case 'zstd':
-      return zstdDecompressWith(payload, maxBytes, use);
+      return zstdDecompressWith(payload, maxBytes, use, undefined, options.into);
   }
 }

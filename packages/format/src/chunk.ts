@@ -28,6 +28,8 @@ export function encodeChunk(
 export interface DecodeChunkOptions {
   crypt?: CryptConfig | undefined;
   maxBytes?: number;
+  /** Where the plaintext may be decoded ({@link decodeChunkWith} only; see DecodeBlobOptions.into). */
+  into?: Uint8Array | undefined;
 }
 
 /** Prefixes a decode error with the chunk it is about. */
@@ -71,7 +73,8 @@ export function decodeChunk(
  * {@link decodeChunk} without a copy of the plaintext: `use` gets it once its digest
  * matched, in the decoder's memory where it can be (zstd on WebAssembly), valid only
  * during the call. How decode threads put a chunk where it goes (a cache slot, a file)
- * with one copy, and no new 4 MiB buffer per chunk.
+ * with one copy, and no new 4 MiB buffer per chunk; with `options.into`, a decoder that
+ * writes where it is told (zstd-napi) decodes there, and `use` gets that view: no copy.
  */
 export function decodeChunkWith<T>(
   blob: Uint8Array,
@@ -85,7 +88,7 @@ export function decodeChunkWith<T>(
   try {
     return decodeBlobWith(
       blob,
-      { crypt: options.crypt, maxBytes: options.maxBytes ?? MAX_BLOB_BYTES },
+      { crypt: options.crypt, maxBytes: options.maxBytes ?? MAX_BLOB_BYTES, into: options.into },
       (plain) => {
         decoded = true;
         checkDigest(plain, expectedDigest, options.crypt);

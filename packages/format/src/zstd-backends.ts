@@ -39,9 +39,12 @@ export interface ZstdDecoderBackend {
   /**
    * {@link decompress} that returns the plaintext in the decoder's own memory instead of
    * copying it into a new Buffer: the view is valid until the next call on this thread.
-   * Saves a copy and a fresh allocation per chunk; optional.
+   * Saves a copy and a fresh allocation per chunk; optional. A decoder that can write
+   * where it is told (zstd-napi) decodes into `into` instead, when that holds
+   * `capacityBytes`, and returns a view of it: the plaintext is then where the caller
+   * wants it, with no copy at all.
    */
-  decompressView?(payload: Uint8Array, capacityBytes: number): Uint8Array;
+  decompressView?(payload: Uint8Array, capacityBytes: number, into?: Uint8Array): Uint8Array;
 }
 
 type NodeZstdCompress = (data: Uint8Array, options?: object) => Buffer;
@@ -232,7 +235,7 @@ interface ZstdNapiBinding {
  * caller falls back. Its one-shot `ZSTD_decompressDCtx` writes into the buffer it is given
  * and fails beyond it (bounded output, like the WebAssembly build), and one output region
  * per thread is reused from chunk to chunk (`decompressView`), so a decode touches no
- * fresh memory. Both contexts belong to the thread that loaded this module.
+ * fresh memory; or it writes into the caller's memory (`decompressView`'s `into`). Both contexts belong to the thread that loaded this module.
  */
 export function napiZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend } | undefined {
   const name = 'zstd-napi';
@@ -251,8 +254,11 @@ export function napiZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDecoderB
     if (region.byteLength < bytes) region = Buffer.allocUnsafeSlow(bytes);
     return region;
   };
-  const decompressView = (payload: Uint8Array, capacityBytes: number): Uint8Array => {
-    const dest = reserve(capacityBytes).subarray(0, capacityBytes);
+  const decompressView = (payload: Uint8Array, capacityBytes: number, into?: Uint8Array): Uint8Array => {
+    const dest =
+      into !== undefined && into.byteLength >= capacityBytes
+        ? into.subarray(0, capacityBytes)
+        : reserve(capacityBytes).subarray(0, capacityBytes);
     return dest.subarray(0, dctx.decompress(dest, payload));
   };
   return {

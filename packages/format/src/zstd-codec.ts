@@ -166,20 +166,23 @@ export function zstdDecompress(payload: Uint8Array, maxBytes: number, codec: Zst
  * {@link zstdDecompress} that hands the plaintext to `use` without copying it out of the
  * decoder's memory where the decoder can (zstd-napi, WebAssembly): `plain` is valid only during the
  * call. The hot path of chunk reads, which hash the plaintext and copy it once to where
- * it goes.
+ * it goes, or, given `into` (see ZstdDecoderBackend.decompressView), find it there.
  */
 export function zstdDecompressWith<T>(
   payload: Uint8Array,
   maxBytes: number,
   use: (plain: Uint8Array) => T,
   codec: ZstdCodec = zstdCodec,
+  into?: Uint8Array,
 ): T {
   const decoder = codec.decoder;
   if (decoder === undefined) throw unavailable('decoder', codec);
   const decompressView = decoder.decompressView;
   if (decompressView === undefined) return use(zstdDecompress(payload, maxBytes, codec));
   // `use` runs after the checks, so that its own errors are not taken for corrupt input.
-  return use(decodeChecked(payload, maxBytes, (capacity) => decompressView.call(decoder, payload, capacity)));
+  return use(
+    decodeChecked(payload, maxBytes, (capacity) => decompressView.call(decoder, payload, capacity, into)),
+  );
 }
 
 /** The header checks of {@link zstdDecompress} around one decode at the capacity they allow. */

@@ -37,12 +37,14 @@ export type FileDecodeResult =
 /**
  * CRC-32, decrypt, decompress (bounded by the expected length), SHA-256 check, then `use`
  * gets the plaintext: in the decoder's memory where it can be (zstd on WebAssembly), so it
- * is copied once, to where it goes, and no 4 MiB buffer is allocated per chunk.
+ * is copied once, to where it goes, and no 4 MiB buffer is allocated per chunk; or in
+ * `into`, where a decoder that writes where it is told (zstd-napi) put it.
  */
-function withVerifiedPlaintext<T>(task: ChunkBlobTask, use: (plain: Buffer) => T): T {
+function withVerifiedPlaintext<T>(task: ChunkBlobTask, use: (plain: Buffer) => T, into?: Uint8Array): T {
   const options = {
     crypt: task.key === undefined ? undefined : cryptConfigForKey(task.key),
     maxBytes: task.length,
+    into,
   };
   return decodeChunkWith(task.blob, Buffer.from(task.digestHex, 'hex'), options, (plain) => {
     if (plain.byteLength !== task.length) {
@@ -56,12 +58,22 @@ function withVerifiedPlaintext<T>(task: ChunkBlobTask, use: (plain: Buffer) => T
 }
 
 /**
- * Verifies and decodes a chunk, then the plaintext goes straight into the slot's pages.
- * Nothing is written unless the digest matched.
+ * Verifies and decodes a chunk into the slot's pages: decompressed there directly when
+ * the pages lie in one run and the decoder can write where it is told (zstd-napi), else
+ * copied there once the digest matched. Either way the slot is published only after the
+ * digest check, so bytes of a chunk that fails it are never read (the failed load frees
+ * the slot, and its pages are overwritten before any chunk is read from them).
  */
 export function decodeInto(table: SlotTable, task: DecodeTask): DecodeResult {
   try {
-    withVerifiedPlaintext(task, (plain) => table.copyIn(task.pages, plain));
+    const run = table.loadingView(task.pages, task.length);
+    withVerifiedPlaintext(
+      task,
+      (plain) => {
+        if (!isSameBytes(plain, run)) table.copyIn(task.pages, plain);
+      },
+      run,
+    );
     return { ok: true };
   } catch (err) {
     return { ok: false, error: toErrorRecord(err) };
@@ -86,6 +98,16 @@ export function decodeToFile(task: FileDecodeTask): FileDecodeResult {
   } catch (err) {
     return { ok: false, error: toErrorRecord(err) };
   }
+}
+
+/** True when `plain` is `run` itself (decoded in place), not bytes elsewhere. */
+function isSameBytes(plain: Uint8Array, run: Uint8Array | undefined): boolean {
+  return (
+    run !== undefined &&
+    plain.buffer === run.buffer &&
+    plain.byteOffset === run.byteOffset &&
+    plain.byteLength === run.byteLength
+  );
 }
 
 const memory = (workerData as { memory?: SharedCacheMemory } | undefined)?.memory;

@@ -189,6 +189,20 @@ export class SlotTable {
     }
   }
 
+  /**
+   * The first `length` bytes of a slot being loaded as one view of the arena, when its
+   * pages lie one after another (the usual case: the arena hands out a chunk's pages in
+   * ascending order, and freed chunks give back whole runs); undefined when they do not.
+   * A decoder may write the plaintext there directly (decode workers call this).
+   */
+  loadingView(pages: Int32Array, length: number): Buffer | undefined {
+    const first = pages[0];
+    if (first === undefined || length > pages.length * this.pageBytes) return undefined;
+    for (let i = 1; i < pages.length; i++) if (pages[i] !== first + i) return undefined;
+    const start = first * this.pageBytes;
+    return this.#arenaBytes.subarray(start, start + length);
+  }
+
   /** Copies `data` into the pages of a slot being loaded (decode workers call this). */
   copyIn(pages: Int32Array, data: Uint8Array): void {
     const pageBytes = this.pageBytes;
