@@ -21,6 +21,14 @@ export interface BodyRules {
   bad(why: string): Error;
 }
 
+/**
+ * Memory for a body of `bytes`: an array of exactly that length the body is read into
+ * (a fresh one by default; a chunk cache hands out reused blob memory).
+ */
+export type BodyMemory = (bytes: number) => Uint8Array;
+
+const freshMemory: BodyMemory = (bytes) => new Uint8Array(bytes);
+
 /** Where the next byte of a blob goes: `start` advances as bytes arrive. */
 export interface BodyPiece {
   /** First byte not received yet: where the next request starts. */
@@ -30,26 +38,35 @@ export interface BodyPiece {
 }
 
 /**
- * Where the whole body of a 2xx answer goes: into one fresh array of the announced
- * Content-Length, or without one collected up to `maxBytes`. A length over `maxBytes` is
- * refused before a byte of the body is read.
+ * Where the whole body of a 2xx answer goes: into one array of the announced
+ * Content-Length (from `memory`), or without one collected up to `maxBytes`. A length over
+ * `maxBytes` is refused before a byte of the body is read.
  */
-export function wholeBodySink(contentLength: string | undefined, rules: BodyRules): BodySink {
+export function wholeBodySink(
+  contentLength: string | undefined,
+  rules: BodyRules,
+  memory: BodyMemory = freshMemory,
+): BodySink {
   const length = contentLength === undefined ? Number.NaN : Number(contentLength);
   if (Number.isFinite(length) && length > rules.maxBytes) throw rules.tooLarge(length);
   if (Number.isSafeInteger(length) && length >= 0)
-    return { kind: 'into', target: new Uint8Array(length), cursor: { start: 0 }, bad: rules.bad };
+    return { kind: 'into', target: memory(length), cursor: { start: 0 }, bad: rules.bad };
   return { kind: 'collect', maxBytes: rules.maxBytes, tooLarge: () => rules.tooLarge(undefined) };
 }
 
 /**
- * Where a 206 answer to `Range: bytes=START-` goes: into the piece's blob (allocated from
- * the size its Content-Range names) from `piece.start`, which advances as bytes arrive, so
+ * Where a 206 answer to `Range: bytes=START-` goes: into the piece's blob (taken from
+ * `memory` at the size its Content-Range names) from `piece.start`, which advances as bytes arrive, so
  * a cut answer is resumed, not fetched again. `Content-Range: bytes START-LAST/TOTAL` must
  * be the rest of the blob from `piece.start`, TOTAL within `maxBytes` and the size of the
  * blob already allocated, if any.
  */
-export function pieceSink(contentRange: string | undefined, piece: BodyPiece, rules: BodyRules): BodySink {
+export function pieceSink(
+  contentRange: string | undefined,
+  piece: BodyPiece,
+  rules: BodyRules,
+  memory: BodyMemory = freshMemory,
+): BodySink {
   const match = contentRange === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+)$/.exec(contentRange);
   const [first, last, total] = (match?.slice(1) ?? []).map(Number);
   if (first !== piece.start || total === undefined || !Number.isSafeInteger(total) || last !== total - 1)
@@ -59,7 +76,7 @@ export function pieceSink(contentRange: string | undefined, piece: BodyPiece, ru
   if (total > rules.maxBytes) throw rules.bad(`${total} bytes, over the limit of ${rules.maxBytes} bytes`);
   if (piece.blob !== undefined && piece.blob.byteLength !== total)
     throw rules.bad(`its size changed between requests (${piece.blob.byteLength} → ${total} bytes)`);
-  piece.blob ??= new Uint8Array(total);
+  piece.blob ??= memory(total);
   return { kind: 'into', target: piece.blob, cursor: piece, bad: rules.bad };
 }
 

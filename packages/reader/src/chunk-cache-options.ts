@@ -129,6 +129,11 @@ export interface ChunkCacheStats {
   peakBlobBytes: number;
   /** The blob budget (ChunkCacheOptions.blobBudgetBytes). */
   blobBudgetBytes: number;
+  /**
+   * Blobs fetched into memory an earlier blob used (the cache's blob pool: a source that
+   * takes FetchHints.blobMemory reads into it), rather than into fresh memory.
+   */
+  blobMemoryReused: number;
 }
 
 /** The cache's sizes from its options, with defaults; RangeError for values it cannot work with. */

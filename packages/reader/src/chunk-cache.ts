@@ -10,8 +10,10 @@
  * refilled, when a damaged blob is fetched again) in several files.
  */
 import { LiverestoreError } from '@liverestore/format';
+import type { BodyMemory } from '@liverestore/format/internal';
 import { AllocationQueue } from './allocation-queue.js';
 import { BlobBudget, blobChargeBytes } from './blob-budget.js';
+import { BlobPool } from './blob-pool.js';
 import {
   type ChunkCacheOptions,
   type ChunkCacheStats,
@@ -85,6 +87,8 @@ export class ChunkCache {
   readonly #allocations: AllocationQueue<ChunkLoad>;
   /** Bytes of blobs between fetch and decode: reserved after pages, before the fetch. */
   readonly #blobs: BlobBudget;
+  /** Memory of blobs, used again once decoded (as much as the budget, kept free at most). */
+  readonly #blobPool: BlobPool;
   readonly #closing = new AbortController();
   /**
    * Loads that have memory and whose blob is on its way (from the source or the spill
@@ -112,6 +116,7 @@ export class ChunkCache {
   constructor(options: ChunkCacheOptions = {}) {
     const { pageBytes, pageCount, workers, blobBudgetBytes } = checkCacheOptions(options);
     this.#blobs = new BlobBudget(blobBudgetBytes);
+    this.#blobPool = new BlobPool(blobBudgetBytes);
     const spillWriter = (): SpillWriter | undefined => this.#spill;
     this.#arena = new PageArena(pageCount, pageBytes, {
       mayEvict: (key, slot, save) => this.#spill?.mayEvict(key, slot, save) ?? true,
@@ -132,7 +137,10 @@ export class ChunkCache {
     this.#memory = this.#arena.memory;
     this.#spill = options.spill === undefined ? undefined : new SpillWriter(options.spill, this.#arena);
     this.#readahead = new ReadaheadBudget(this.#arena.capacityBytes * MAX_READAHEAD_CACHE_FRACTION);
-    this.#decoder = workers === 0 ? inlineDecoder(this.#table) : poolDecoder(this.#memory, workers);
+    this.#decoder =
+      workers === 0
+        ? inlineDecoder(this.#table, this.#blobPool)
+        : poolDecoder(this.#memory, workers, this.#blobPool);
     this.#decodes = new DecodeScheduler(this.#decoder, () => this.#urgentFetching());
     this.#onLoad = options.onLoad;
     // Before anything can allocate: every page is free.
@@ -318,7 +326,7 @@ export class ChunkCache {
     if (aborted()) throw abortError(signal);
     const hex = request.digestHex;
     this.#stats.misses++;
-    const hints: FetchHints = { urgent: false };
+    const hints: FetchHints = { urgent: false, blobMemory: this.#blobMemory(request.length) };
     try {
       const result = await this.#withDiscardRetry(request, async () => {
         const blob = await request.source.fetchChunk(
@@ -367,6 +375,7 @@ export class ChunkCache {
       blobBytes: this.#blobs.heldBytes,
       peakBlobBytes: this.#blobs.peakBytes,
       blobBudgetBytes: this.#blobs.capacityBytes,
+      blobMemoryReused: this.#blobPool.reused,
     };
   }
 
@@ -400,7 +409,7 @@ export class ChunkCache {
   }
 
   #newLoad(request: ChunkRequest, urgent: boolean): ChunkLoad {
-    const load = new ChunkLoad(request.length, urgent);
+    const load = new ChunkLoad(request.length, urgent, this.#blobMemory(request.length));
     this.#loads.set(request.digestHex, load);
     return load;
   }
@@ -479,6 +488,12 @@ export class ChunkCache {
       if (!result.ok) await source.discardBlob(digestHex);
     }
     return result;
+  }
+
+  /** Memory for the blob of a chunk of `length` bytes, from the pool (FetchHints.blobMemory). */
+  #blobMemory(length: number): BodyMemory {
+    const charge = blobChargeBytes(length);
+    return (bytes) => this.#blobPool.take(bytes, charge);
   }
 
   /**

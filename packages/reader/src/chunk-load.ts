@@ -1,4 +1,4 @@
-import { onAbort } from '@liverestore/format/internal';
+import { type BodyMemory, onAbort } from '@liverestore/format/internal';
 import type { FetchHints } from './chunk-source.js';
 import { abortError } from './errors.js';
 import { LoadTimeline } from './load-record.js';
@@ -28,6 +28,8 @@ export class ChunkLoad implements FetchHints {
     /** Plaintext length the index expects; every joiner must expect the same. */
     readonly length: number,
     urgent: boolean,
+    /** Memory for the chunk's blob (the cache's blob pool), handed to the source as a hint. */
+    readonly blobMemory?: BodyMemory,
   ) {
     this.#urgent = urgent;
     this.urgentAtStart = urgent;

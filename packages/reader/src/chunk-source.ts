@@ -5,6 +5,7 @@ import {
   type SnapshotRef,
   type SnapshotSpec,
 } from '@liverestore/datastore';
+import type { BodyMemory } from '@liverestore/format/internal';
 
 /**
  * Where raw chunk blobs and snapshot files come from: a local datastore
@@ -78,6 +79,13 @@ export interface FetchHints {
    * it the source looks at `urgent` when it can.
    */
   onUrgent?(listener: () => void): () => void;
+  /**
+   * Memory for the chunk's blob, of the size the source learns: a source that reads a
+   * blob into memory it allocates takes it here (the chunk cache reuses blob memory once
+   * the decode is done, so a fetch allocates and faults in no fresh pages). Optional on
+   * both sides: a source may allocate its own, and without it every source does.
+   */
+  readonly blobMemory?: BodyMemory | undefined;
 }
 
 /**

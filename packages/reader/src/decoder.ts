@@ -1,6 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { esmWorkerPool } from '@liverestore/datastore/internal';
 import { Piscina } from 'piscina';
+import type { BlobPool } from './blob-pool.js';
+import type { DecodeAnswer } from './decode-thread.js';
 import {
   type ChunkBlobTask,
   type DecodeResult,
@@ -28,12 +30,26 @@ export interface ChunkDecoder {
   close(): Promise<void>;
 }
 
-/** Decodes on the calling thread: for `workers: 0` (tests, tiny caches). */
-export function inlineDecoder(table: SlotTable): ChunkDecoder {
+/**
+ * Decodes on the calling thread: for `workers: 0` (tests, tiny caches). A blob from
+ * `blobs` that the caller gave up goes back to it once decoded.
+ */
+export function inlineDecoder(table: SlotTable, blobs?: BlobPool): ChunkDecoder {
+  const giveBack = (task: ChunkBlobTask, takeBlob: boolean | undefined) => {
+    if (takeBlob === true && blobs?.lent(task.blob) === true) blobs.give(task.blob.buffer as ArrayBuffer);
+  };
   return {
     threads: 0,
-    decode: async (task) => decodeInto(table, task),
-    decodeToFile: async (task) => decodeToFile(task),
+    decode: async (task, takeBlob) => {
+      const result = decodeInto(table, task);
+      giveBack(task, takeBlob);
+      return result;
+    },
+    decodeToFile: async (task, takeBlob) => {
+      const result = decodeToFile(task);
+      giveBack(task, takeBlob);
+      return result;
+    },
     close: async () => undefined,
   };
 }
@@ -41,11 +57,13 @@ export function inlineDecoder(table: SlotTable): ChunkDecoder {
 /**
  * A piscina pool that decodes into the shared arena, or straight into output files. A worker that dies (crash,
  * terminate, out of memory) is replaced by piscina; the task it held fails with
- * `ERR_LR_DECODE_WORKER_DIED` instead of hanging.
+ * `ERR_LR_DECODE_WORKER_DIED` instead of hanging. A blob from `blobs` that the caller gave
+ * up moves to the thread whole (its buffer may be larger than the blob) and back to `blobs`.
  */
 export function poolDecoder(
   memory: SharedCacheMemory,
   threads = availableParallelism(),
+  blobs?: BlobPool,
 ): ChunkDecoder & { readonly pool: Piscina } {
   if (!Number.isInteger(threads) || threads < 1)
     throw new RangeError('workers must be a positive integer (or 0 for inline)');
@@ -61,14 +79,20 @@ export function poolDecoder(
     // ArrayBuffer of its own, that is a copy (≈0.3 ms per 4 MiB): a source may keep its
     // blobs, and a view into a shared ArrayBuffer (Buffer pool) must never be transferred.
     const blob = task.blob;
+    const pooled = takeBlob && blobs?.lent(blob) === true;
     const whole =
-      takeBlob &&
-      blob.buffer instanceof ArrayBuffer &&
-      blob.byteOffset === 0 &&
-      blob.byteLength === blob.buffer.byteLength;
+      pooled ||
+      (takeBlob &&
+        blob.buffer instanceof ArrayBuffer &&
+        blob.byteOffset === 0 &&
+        blob.byteLength === blob.buffer.byteLength);
     const moved = { ...task, blob: whole ? blob : new Uint8Array(blob) };
     try {
-      return await pool.run(moved, { transferList: [moved.blob.buffer as ArrayBuffer] });
+      const answer = (await pool.run(moved, {
+        transferList: [moved.blob.buffer as ArrayBuffer],
+      })) as DecodeAnswer;
+      if (pooled && answer.blobMemory !== undefined) blobs!.give(answer.blobMemory);
+      return answer.result;
     } catch (cause) {
       throw new ReaderError(
         'ERR_LR_DECODE_WORKER_DIED',

@@ -1,4 +1,5 @@
 import {
+  type BodyMemory,
   type BodyPiece,
   type BodyRules,
   type BodySink,
@@ -48,20 +49,22 @@ export function answerBody(status: number, piece: BodyPiece | undefined): Answer
 }
 
 /**
- * Where the body of `head` goes: the rest of `piece` (its Content-Range checked), a fresh
- * array of the Content-Length (or collected up to the bound without one), or an error's text.
+ * Where the body of `head` goes: the rest of `piece` (its Content-Range checked), an array
+ * of the Content-Length from `memory` (or collected up to the bound without one), or an
+ * error's text.
  */
 export function answerSink(
   head: Http1Head,
   piece: BodyPiece | undefined,
   expected: ExpectedBody,
   url: string,
+  memory?: BodyMemory,
 ): BodySink {
   switch (answerBody(head.status, piece)) {
     case 'piece':
-      return pieceSink(head.headers['content-range'], piece!, httpRules(expected, url));
+      return pieceSink(head.headers['content-range'], piece!, httpRules(expected, url), memory);
     case 'whole':
-      return wholeBodySink(head.headers['content-length'], httpRules(expected, url));
+      return wholeBodySink(head.headers['content-length'], httpRules(expected, url), memory);
     default:
       return textSink(MAX_ERROR_BODY_BYTES);
   }

@@ -16,7 +16,7 @@ import {
   withSnapshotExtras,
 } from '@liverestore/datastore/internal';
 import { isHexDigest, LiverestoreError, MAX_BLOB_BYTES } from '@liverestore/format';
-import { checkNonNegativeInteger, checkPositiveInteger } from '@liverestore/format/internal';
+import { type BodyMemory, checkNonNegativeInteger, checkPositiveInteger } from '@liverestore/format/internal';
 import type { ChunkSource, FetchHints } from './chunk-source.js';
 import { ReaderError } from './errors.js';
 import {
@@ -159,9 +159,10 @@ export class HttpChunkSource implements ChunkSource {
       maxBytes: MAX_HTTP_CHUNK_BYTES,
       what: `chunk ${digestHex}`,
     };
-    if (hints === undefined || hints.urgent) return this.#whole(path, kind, signal);
+    const memory = hints?.blobMemory;
+    if (hints === undefined || hints.urgent) return this.#whole(path, kind, signal, memory);
     return this.#link.background(
-      (piece, yieldTo) => this.#transport.get(path, kind, { signal, piece, yieldTo }),
+      (piece, yieldTo) => this.#transport.get(path, kind, { signal, piece, yieldTo, memory }),
       hints,
       signal,
     );
@@ -249,7 +250,14 @@ export class HttpChunkSource implements ChunkSource {
   }
 
   /** A whole body, urgently (a reader waits for it). */
-  #whole(path: string, kind: RequestKind, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    return this.#link.urgent((piece, yieldTo) => this.#transport.get(path, kind, { signal, piece, yieldTo }));
+  #whole(
+    path: string,
+    kind: RequestKind,
+    signal: AbortSignal | undefined,
+    memory?: BodyMemory,
+  ): Promise<Uint8Array> {
+    return this.#link.urgent((piece, yieldTo) =>
+      this.#transport.get(path, kind, { signal, piece, yieldTo, memory }),
+    );
   }
 }

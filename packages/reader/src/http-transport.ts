@@ -1,5 +1,6 @@
 import { LiverestoreError } from '@liverestore/format';
 import {
+  type BodyMemory,
   type BodySink,
   type Clock,
   describeError,
@@ -101,6 +102,8 @@ export interface TransportRequestOptions {
   readonly piece?: BlobPiece | undefined;
   /** When it fires the request stops and rejects with its reason (see LinkScheduler). */
   readonly yieldTo?: AbortSignal | undefined;
+  /** Memory for a blob's body (a whole one, or a piece's once its size is known); default fresh. */
+  readonly memory?: BodyMemory | undefined;
 }
 
 /** True for a failure another attempt may not see (network, timeout, 5xx); false for a permanent one. */
@@ -158,7 +161,7 @@ export class HttpTransport {
     kind: RequestKind,
     request: TransportRequestOptions = {},
   ): Promise<Uint8Array | undefined> {
-    const { signal, piece, yieldTo } = request;
+    const { signal, piece, yieldTo, memory } = request;
     const url = `${this.name}${path}`;
     const attempts = this.#options.retries + 1;
     // One signal for the caller and for close(), so a wait, a sleep or a request stops on either.
@@ -173,7 +176,7 @@ export class HttpTransport {
           throw this.#stopError(signal, yieldTo);
         }
         try {
-          return await this.#attempt(this.#prefix + path, url, kind, stop.signal, piece);
+          return await this.#attempt(this.#prefix + path, url, kind, stop.signal, piece, memory);
         } catch (err) {
           if (stop.signal.aborted) throw this.#stopError(signal, yieldTo);
           if (err instanceof LiverestoreError && !isTransientError(err)) throw err;
@@ -247,6 +250,7 @@ export class HttpTransport {
     kind: RequestKind,
     stop: AbortSignal,
     piece: BlobPiece | undefined,
+    memory: BodyMemory | undefined,
   ): Promise<Uint8Array | undefined> {
     const { timeoutMs } = this.#options;
     const deadline = linkedController([stop]);
@@ -272,7 +276,7 @@ export class HttpTransport {
         signal: deadline.signal,
         headers: { ...headers, ...this.#options.requestHeaders?.({ path, headers }) },
         onHead: (head) => {
-          sink = answerSink(head, piece, kind, url);
+          sink = answerSink(head, piece, kind, url, memory);
           return sink;
         },
       });

@@ -43,11 +43,12 @@ export class S3ChunkSource extends StoreChunkSource<S3Datastore> {
   }
 
   fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array> {
+    const memory = hints?.blobMemory;
     const request: BlobRequest = async (piece, yieldTo) => {
-      if (piece === undefined) return this.store.readChunk(digestHex, signal);
+      if (piece === undefined) return this.store.readChunk(digestHex, signal, memory);
       const stop = linkedController([signal, yieldTo]);
       try {
-        await this.store.readChunkInto(digestHex, piece, stop.signal);
+        await this.store.readChunkInto(digestHex, piece, stop.signal, memory);
       } finally {
         stop.dispose();
       }

@@ -127,6 +127,11 @@ test('a restore over HTTP gives the exact image, with many fetches in flight, an
   const source = await f.open();
   t.deepEqual(await source.listSnapshots(), [f.ref]);
   const reader = await restoreAndCompare(t, f, source);
+  // The blobs were read into the cache's blob memory, used again once decoded.
+  t.true(
+    f.cache.stats().blobMemoryReused > 0,
+    `blob memory reused ${f.cache.stats().blobMemoryReused} times`,
+  );
   t.true(
     f.server.counters.maxActive > 1,
     `concurrent requests on the server: ${f.server.counters.maxActive}`,
@@ -150,6 +155,23 @@ test('a restore over HTTP gives the exact image, with many fetches in flight, an
   await source.close();
   t.true(await f.server.drained(), `sockets left after close: ${f.server.sockets.size}`);
   await t.throwsAsync(source.fetchChunk(hex!), { code: 'ERR_LR_SOURCE_CLOSED' });
+});
+
+test('chunks read one after another are fetched into blob memory the cache uses again', async (t) => {
+  const f = await setup(t);
+  const source = await f.open();
+  const snap = await openSnapshot({ source, snapshot: 'vm/100', cache: f.cache });
+  const reader = await snap.openArchive('drive-scsi0');
+  const buffer = Buffer.alloc(4096);
+  for (let at = 0; at < reader.size; at += CHUNK) {
+    await reader.readAt(buffer, at);
+    t.true(buffer.equals(imageBytes(f.spec, at, 4096)));
+  }
+  // Each fetch after the first of its size class found the memory of a decoded blob free.
+  t.true(
+    f.cache.stats().blobMemoryReused > 0,
+    `blob memory reused ${f.cache.stats().blobMemoryReused} times`,
+  );
 });
 
 test('resolveSnapshot, missing snapshots, files and chunks map to stable codes without retries', async (t) => {

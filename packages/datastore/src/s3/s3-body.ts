@@ -1,4 +1,5 @@
 import {
+  type BodyMemory,
   type BodyPiece,
   type BodyRules,
   type BodySink,
@@ -29,9 +30,9 @@ function s3Rules(what: string, maxBytes: number): BodyRules {
   };
 }
 
-/** A successful answer's body: at most `maxBytes`, into one fresh array (none for HEAD). */
-export function boundedSink(head: Http1Head, maxBytes: number, path: string): BodySink {
-  return wholeBodySink(head.headers['content-length'], s3Rules(path, maxBytes));
+/** A successful answer's body: at most `maxBytes`, into one array from `memory` (default fresh). */
+export function boundedSink(head: Http1Head, maxBytes: number, path: string, memory?: BodyMemory): BodySink {
+  return wholeBodySink(head.headers['content-length'], s3Rules(path, maxBytes), memory);
 }
 
 /** An error answer's body: its first bytes as text, the rest dropped. */
@@ -44,8 +45,14 @@ export function errorSink(): BodySink {
  * advances as bytes arrive. It must be a 206 whose `Content-Range: bytes START-LAST/TOTAL`
  * starts at `piece.start`, ends at the object's end and names the same TOTAL every time.
  */
-export function pieceBodySink(head: Http1Head, piece: BodyPiece, maxBytes: number, key: string): BodySink {
+export function pieceBodySink(
+  head: Http1Head,
+  piece: BodyPiece,
+  maxBytes: number,
+  key: string,
+  memory?: BodyMemory,
+): BodySink {
   const rules = s3Rules(`GET ${key} from byte ${piece.start}`, maxBytes);
   if (head.status !== 206) throw rules.bad(`expected 206 with a Content-Range, got ${head.status}`);
-  return pieceSink(head.headers['content-range'], piece, rules);
+  return pieceSink(head.headers['content-range'], piece, rules, memory);
 }

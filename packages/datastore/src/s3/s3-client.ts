@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LiverestoreError } from '@liverestore/format';
 import {
+  type BodyMemory,
   type BodySink,
   type Clock,
   Http1Client,
@@ -82,7 +83,13 @@ export class S3Client {
   /** An object's bytes (or a range of them); `ERR_LR_S3_NOT_FOUND` when there is no such key. */
   async getObject(
     key: string,
-    options: { range?: S3Range; maxBytes: number; signal?: AbortSignal | undefined },
+    options: {
+      range?: S3Range;
+      maxBytes: number;
+      signal?: AbortSignal | undefined;
+      /** Memory for the body (default a fresh array). */
+      memory?: BodyMemory | undefined;
+    },
   ): Promise<Uint8Array> {
     const { range } = options;
     const headers: Record<string, string> = {};
@@ -96,6 +103,7 @@ export class S3Client {
       headers,
       maxBytes: options.maxBytes,
       signal: options.signal,
+      memory: options.memory,
     });
     if (range !== undefined && response.status !== 206) {
       throw new S3Error(
@@ -117,7 +125,7 @@ export class S3Client {
   async readInto(
     key: string,
     piece: ObjectPiece,
-    options: { maxBytes: number; signal?: AbortSignal | undefined },
+    options: { maxBytes: number; signal?: AbortSignal | undefined; memory?: BodyMemory | undefined },
   ): Promise<void> {
     await this.#send({
       method: 'GET',
@@ -125,7 +133,7 @@ export class S3Client {
       headers: () => ({ range: `bytes=${piece.start}-` }),
       maxBytes: options.maxBytes,
       signal: options.signal,
-      sink: (head) => pieceBodySink(head, piece, options.maxBytes, key),
+      sink: (head) => pieceBodySink(head, piece, options.maxBytes, key, options.memory),
     });
   }
 
@@ -327,7 +335,7 @@ export class S3Client {
           // A HEAD answer names a length but has no body.
           if (request.method === 'HEAD') sink = textSink(0);
           else if (!succeeded(head.status)) sink = errorSink();
-          else sink = request.sink?.(head) ?? boundedSink(head, request.maxBytes, path);
+          else sink = request.sink?.(head) ?? boundedSink(head, request.maxBytes, path, request.memory);
           return sink;
         },
       });

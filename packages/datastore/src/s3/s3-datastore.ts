@@ -5,6 +5,7 @@ import {
   MANIFEST_BLOB_NAME,
   type Manifest,
 } from '@liverestore/format';
+import type { BodyMemory } from '@liverestore/format/internal';
 import type { BackupStore, BackupTarget } from '../backup-target.js';
 import { DatastoreError } from '../errors.js';
 import {
@@ -158,11 +159,12 @@ export class S3Datastore implements BackupStore {
   }
 
   /** The raw blob of a chunk; `ERR_LR_CHUNK_MISSING` when the store does not have it. */
-  async readChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
+  async readChunk(digestHex: string, signal?: AbortSignal, memory?: BodyMemory): Promise<Uint8Array> {
     try {
       return await this.client.getObject(this.chunkKey(digestHex), {
         maxBytes: MAX_CHUNK_FILE_BYTES,
         signal,
+        memory,
       });
     } catch (cause) {
       if (isNotFound(cause))
@@ -177,9 +179,18 @@ export class S3Datastore implements BackupStore {
    * The rest of a chunk's blob from `piece.start` into `piece.blob` (see
    * {@link S3Client.readInto}); `ERR_LR_CHUNK_MISSING` when the store does not have it.
    */
-  async readChunkInto(digestHex: string, piece: ObjectPiece, signal?: AbortSignal): Promise<void> {
+  async readChunkInto(
+    digestHex: string,
+    piece: ObjectPiece,
+    signal?: AbortSignal,
+    memory?: BodyMemory,
+  ): Promise<void> {
     try {
-      await this.client.readInto(this.chunkKey(digestHex), piece, { maxBytes: MAX_CHUNK_FILE_BYTES, signal });
+      await this.client.readInto(this.chunkKey(digestHex), piece, {
+        maxBytes: MAX_CHUNK_FILE_BYTES,
+        signal,
+        memory,
+      });
     } catch (cause) {
       if (isNotFound(cause))
         throw new DatastoreError('ERR_LR_CHUNK_MISSING', `chunk ${digestHex} is missing from ${this.name}`, {

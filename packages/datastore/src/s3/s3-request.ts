@@ -1,4 +1,4 @@
-import type { BodySink, Http1Head } from '@liverestore/format/internal';
+import type { BodyMemory, BodySink, Http1Head } from '@liverestore/format/internal';
 import aws4 from 'aws4';
 import { S3Error } from './s3-error.js';
 import { encodeRfc3986, TRANSIENT_S3_CODES } from './s3-retry.js';
@@ -26,8 +26,10 @@ export interface S3Request {
   /** Statuses that are answers rather than failures (412 of If-None-Match, 404 of HEAD). */
   readonly accept?: readonly number[];
   readonly signal?: AbortSignal | undefined;
-  /** Where a successful answer's body goes, in place of one fresh array of at most `maxBytes`. */
+  /** Where a successful answer's body goes, in place of one array of at most `maxBytes`. */
   readonly sink?: (head: Http1Head) => BodySink;
+  /** Memory for a successful answer's body of known length (default a fresh array). */
+  readonly memory?: BodyMemory | undefined;
 }
 
 /** What came back. */
