@@ -128,11 +128,18 @@ export class Datastore implements BackupStore {
     return true;
   }
 
-  /** The raw blob of a chunk; `ERR_LR_CHUNK_MISSING` when the store does not have it. */
-  async readChunk(digest: Uint8Array | string, signal?: AbortSignal): Promise<Buffer> {
+  /**
+   * The raw blob of a chunk; `ERR_LR_CHUNK_MISSING` when the store does not have it. Read
+   * into `memory` when given (an array of exactly the file's size), else a fresh Buffer.
+   */
+  async readChunk(
+    digest: Uint8Array | string,
+    signal?: AbortSignal,
+    memory?: (bytes: number) => Uint8Array,
+  ): Promise<Buffer> {
     const path = this.chunkPath(digest);
     try {
-      return await readRegularFile(path, MAX_CHUNK_FILE_BYTES, signal);
+      return await readRegularFile(path, MAX_CHUNK_FILE_BYTES, signal, memory);
     } catch (err) {
       if (isNotFound(err)) {
         throw new DatastoreError(

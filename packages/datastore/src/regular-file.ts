@@ -71,16 +71,22 @@ export async function openRegularFile(
 /**
  * Reads a whole store file through {@link openRegularFile}: never more than the size
  * fstat gave (a file that grows meanwhile is cut there, and a later check of its content
- * fails), so a hostile file costs at most `maxBytes` of memory.
+ * fails), so a hostile file costs at most `maxBytes` of memory. With `memory`, the bytes
+ * go into the array it gives for the file's size (a chunk cache's blob memory).
  */
 export async function readRegularFile(
   path: string,
   maxBytes?: number,
   signal?: AbortSignal,
+  memory?: (bytes: number) => Uint8Array,
 ): Promise<Buffer> {
   const { handle, sizeBytes } = await openRegularFile(path, maxBytes);
   try {
-    const buffer = Buffer.allocUnsafe(sizeBytes);
+    const into = memory?.(sizeBytes);
+    const buffer =
+      into === undefined
+        ? Buffer.allocUnsafe(sizeBytes)
+        : Buffer.from(into.buffer, into.byteOffset, into.byteLength);
     let filled = 0;
     while (filled < sizeBytes) {
       signal?.throwIfAborted();

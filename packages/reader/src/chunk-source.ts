@@ -150,7 +150,7 @@ export class LocalChunkSource extends StoreChunkSource<Datastore> {
     return new LocalChunkSource(await Datastore.open(dir));
   }
 
-  fetchChunk(digestHex: string, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.store.readChunk(digestHex, signal);
+  fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array> {
+    return this.store.readChunk(digestHex, signal, hints?.blobMemory);
   }
 }

@@ -1,8 +1,16 @@
 /** BlobPool (blob-pool.ts): blob memory handed out, taken back and handed out again, within its bound. */
+import { imageBytes, vmImageSet } from '@liverestore/testkit';
 import test from 'ava';
 import { BlobPool, CLASS_BYTES, MIN_POOLED_BYTES } from '../src/blob-pool.js';
+import { ChunkCache, LocalChunkSource, openSnapshot } from '../src/index.js';
+import { fileSharedStore, MiB } from './helpers.js';
 
-const MiB = 1024 * 1024;
+const sharedStore = fileSharedStore(
+  test,
+  'lr-blob-pool-',
+  vmImageSet(11, { drives: 1, sizeBytes: 8 * MiB })[0]!.spec,
+  MiB,
+);
 
 test('take gives an array of exactly the blob size over a buffer of its capacity class', (t) => {
   const pool = new BlobPool(16 * MiB);
@@ -50,3 +58,24 @@ test('free memory is kept up to maxFreeBytes; sizes that are no class are not ke
   pool.give(new ArrayBuffer(MiB + 1));
   t.is(pool.freeBytes, 2 * classBytes);
 });
+
+for (const workers of [0, 1]) {
+  test(`a local store's chunks are read into blob memory the cache uses again (${workers} decode threads)`, async (t) => {
+    const { store, spec } = await sharedStore();
+    const cache = new ChunkCache({ cacheBytes: 16 * MiB, workers });
+    t.teardown(() => cache.close());
+    const snap = await openSnapshot({
+      source: await LocalChunkSource.open(store.dir),
+      snapshot: 'vm/100',
+      cache,
+    });
+    const reader = await snap.openArchive('drive-scsi0');
+    const buffer = Buffer.alloc(4096);
+    for (let at = 0; at < reader.size; at += MiB) {
+      await reader.readAt(buffer, at);
+      t.true(buffer.equals(imageBytes(spec, at, 4096)));
+    }
+    t.true(cache.stats().blobMemoryReused > 0, `reused ${cache.stats().blobMemoryReused} times`);
+    await snap.close();
+  });
+}
