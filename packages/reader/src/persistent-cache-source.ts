@@ -48,7 +48,7 @@ export class PersistentCacheSource implements ChunkSource {
   }
 
   async fetchChunk(digestHex: string, signal?: AbortSignal, hints?: FetchHints): Promise<Uint8Array> {
-    const cached = await this.cache.read(digestHex, signal);
+    const cached = await this.cache.read(digestHex, signal, hints?.blobMemory);
     if (cached !== undefined) return cached;
     const blob = await this.origin.fetchChunk(digestHex, signal, hints);
     // The caller may hand its blob to another thread while the cache writes the other one.

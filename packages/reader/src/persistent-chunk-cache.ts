@@ -3,7 +3,7 @@ import { mkdir, open, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { isNoSpace } from '@liverestore/datastore/internal';
 import { MAX_BLOB_BYTES } from '@liverestore/format';
-import { BLOB_HEADER_BYTES } from '@liverestore/format/internal';
+import { BLOB_HEADER_BYTES, type BodyMemory } from '@liverestore/format/internal';
 import {
   entryPath,
   isCacheableDigest,
@@ -127,9 +127,10 @@ export class PersistentChunkCache {
 
   /**
    * The cached blob of a chunk, or undefined (a miss: not here, deleted meanwhile, or too
-   * short to be a blob, which is then dropped). Never throws but for `signal`.
+   * short to be a blob, which is then dropped). Never throws but for `signal`. Read into
+   * `memory` when given (an array of exactly the entry's size: a chunk cache's blob memory).
    */
-  async read(digestHex: string, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+  async read(digestHex: string, signal?: AbortSignal, memory?: BodyMemory): Promise<Uint8Array | undefined> {
     if (this.#closed || !isCacheableDigest(digestHex)) return undefined;
     const path = entryPath(this.dir, digestHex);
     let blob: Buffer;
@@ -143,7 +144,11 @@ export class PersistentChunkCache {
         mtimeMs = stat.mtimeMs;
         if (stat.size < BLOB_HEADER_BYTES || stat.size > MAX_BLOB_BYTES) blob = Buffer.alloc(0);
         else {
-          blob = Buffer.allocUnsafeSlow(stat.size);
+          const into = memory?.(stat.size);
+          blob =
+            into === undefined
+              ? Buffer.allocUnsafeSlow(stat.size)
+              : Buffer.from(into.buffer, into.byteOffset, into.byteLength);
           const { bytesRead } = await handle.read(blob, 0, stat.size, 0);
           if (bytesRead !== stat.size) blob = blob.subarray(0, bytesRead);
         }

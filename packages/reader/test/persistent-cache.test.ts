@@ -98,6 +98,30 @@ test('a second restore through the cache fetches nothing from the origin', async
   await second.cache.close();
 });
 
+test("blobs the cache directory answers are read into the chunk cache's blob memory, used again", async (t) => {
+  const dir = join(await testDir(t), 'cache');
+  const origin = await countedOrigin(t);
+  const first = await PersistentCacheSource.open(origin, { dir });
+  await restoreThrough(t, first);
+  await first.cache.close();
+
+  const { spec, ref } = await sharedStore();
+  const warm = await PersistentCacheSource.open(origin, { dir });
+  const cache = new ChunkCache({ cacheBytes: 4 * MiB, workers: 1 });
+  t.teardown(() => cache.close());
+  const snapshot = await openSnapshot({ source: warm, snapshot: { ...ref }, cache });
+  const reader = await snapshot.openArchive('drive-scsi0');
+  const buffer = Buffer.alloc(4096);
+  for (let at = 0; at < reader.size; at += CHUNK) {
+    await reader.readAt(buffer, at);
+    t.true(buffer.equals(imageBytes(spec, at, 4096)));
+  }
+  t.true(warm.cache.stats().hits > 1);
+  t.true(cache.stats().blobMemoryReused > 0, `reused ${cache.stats().blobMemoryReused} times`);
+  await snapshot.close();
+  await warm.cache.close();
+});
+
 test('the cache stays within its byte bound: least recently used entries go first', async (t) => {
   const dir = join(await testDir(t), 'cache');
   const blobs = Array.from({ length: 6 }, (_, i) => blobOf(i + 1));
