@@ -127,11 +127,6 @@ test('a restore over HTTP gives the exact image, with many fetches in flight, an
   const source = await f.open();
   t.deepEqual(await source.listSnapshots(), [f.ref]);
   const reader = await restoreAndCompare(t, f, source);
-  // The blobs were read into the cache's blob memory, used again once decoded.
-  t.true(
-    f.cache.stats().blobMemoryReused > 0,
-    `blob memory reused ${f.cache.stats().blobMemoryReused} times`,
-  );
   t.true(
     f.server.counters.maxActive > 1,
     `concurrent requests on the server: ${f.server.counters.maxActive}`,
