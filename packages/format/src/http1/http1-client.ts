@@ -119,10 +119,9 @@ export class Http1Client {
       }
       if (this.#open.size + this.#opening < this.#options.connections) return await this.#connect(signal);
       if (fresh && this.#idle.length > 0) {
-        // A fresh connection is wanted and the pool is full: make room by closing an idle one.
-        const oldest = this.#idle.shift()!;
-        clearTimeout(oldest.timer);
-        oldest.connection.destroy();
+        // A fresh connection is wanted and the pool is full: make room by closing an idle one
+        // (its end takes it out of the idle list: #onEnd).
+        this.#idle[0]!.connection.destroy();
         continue;
       }
       const connection = await this.#wait(signal);
@@ -174,11 +173,8 @@ export class Http1Client {
       connection.destroy();
       return;
     }
-    const timer = setTimeout(() => {
-      const at = this.#idle.findIndex((entry) => entry.connection === connection);
-      if (at >= 0) this.#idle.splice(at, 1);
-      connection.destroy();
-    }, idleMs);
+    // Its end takes it out of the idle list (#onEnd).
+    const timer = setTimeout(() => connection.destroy(), idleMs);
     timer.unref();
     this.#idle.push({ connection, timer });
   }
@@ -205,7 +201,7 @@ export class Http1Client {
     return connection;
   }
 
-  /** A connection ended: one fewer open, so a waiter may open another. */
+  /** A connection ended: one fewer open (and out of the idle list), so a waiter may open another. */
   #onEnd(connection: Http1Connection): void {
     if (!this.#open.delete(connection)) return;
     const at = this.#idle.findIndex((entry) => entry.connection === connection);

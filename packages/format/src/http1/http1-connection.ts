@@ -22,6 +22,12 @@ import {
  *
  * Every byte is consumed as it arrives (the sink never waits for a reader), so the socket
  * is never paused and the scratch buffer holds at most one unfinished head or framing line.
+ *
+ * Over 400 lines with a reason: one connection's read state (scratch, direct target,
+ * current exchange) is touched by every step — choosing the next read buffer, parsing the
+ * head, delivering body bytes, finishing or failing — and split apart those steps would
+ * share that state through accessors. What stands alone lives beside it: head parsing and
+ * framing (http1-head.ts), the chunked coding (http1-chunked.ts), the pool (http1-client.ts).
  */
 
 /** Where an answer's body goes, chosen from its head by the request's `onHead`. */
@@ -123,8 +129,8 @@ interface Current {
 }
 
 /** A socket failure or an early end, in the network codes retries look for. */
-function connectionError(message: string, cause?: unknown): Error {
-  return Object.assign(new Error(message, cause === undefined ? {} : { cause }), { code: 'ECONNRESET' });
+function connectionError(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ECONNRESET' });
 }
 
 export class Http1Connection {
@@ -211,7 +217,7 @@ export class Http1Connection {
     if (this.#current !== undefined) throw new Error('Http1Connection: one request at a time');
     const request = requestText(exchange, this.#endpoint.host);
     return new Promise<Http1Answer>((resolve, reject) => {
-      const onAbort = () => this.#fail(signal!.reason);
+      const onAbort = () => this.#end(signal!.reason);
       const settle =
         <T>(then: (value: T) => void) =>
         (value: T) => {
@@ -335,7 +341,7 @@ export class Http1Connection {
       this.#tail += bytes;
       this.#consume(current);
     } catch (err) {
-      this.#fail(err);
+      this.#end(err);
     }
   }
 
@@ -436,7 +442,7 @@ export class Http1Connection {
     if (!reusable) this.#end(connectionError('the answer ended the connection'));
     current.resolve({
       head,
-      collected: sink.kind === 'collect' ? new Uint8Array(Buffer.concat(current.collected)) : undefined,
+      collected: sink.kind === 'collect' ? joined(current.collected, current.collectedBytes) : undefined,
     });
   }
 
@@ -447,16 +453,11 @@ export class Http1Connection {
       try {
         this.#finish(current);
       } catch (err) {
-        this.#fail(err);
+        this.#end(err);
       }
       return;
     }
     this.#end(connectionError('the server closed the connection before the answer ended'));
-  }
-
-  /** Fails the exchange in progress with `err` and ends the connection. */
-  #fail(err: unknown): void {
-    this.#end(err);
   }
 
   /** Ends the connection once: the exchange in progress (if any) fails with `reason` (an abort's, whatever it is). */
@@ -474,6 +475,17 @@ export class Http1Connection {
     this.#socket.destroy();
     this.#onEnd(this);
   }
+}
+
+/** `parts` (of `bytes` in all) in one fresh array: never a view of a pooled Buffer, so the caller may transfer it. */
+function joined(parts: readonly Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
 }
 
 /** The request's bytes; a header name or value that could split the request is refused. */
