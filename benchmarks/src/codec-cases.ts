@@ -5,6 +5,7 @@
  */
 
 import { createDecipheriv, createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
 import { decodeChunk, encodeBlob, zstdCodecInfo, zstdDecompress } from '@liverestore/format';
 import { deflateSync as fflateDeflate, inflateSync as fflateInflate } from 'fflate';
@@ -62,6 +63,94 @@ function zstdDecodeCases(candidates: readonly ZstdCandidate[]): CodecCase[] {
         check: (chunk) => chunk.plain.equals(decompress(chunk.zstd, CHUNK_BYTES)),
       };
     });
+}
+
+/** A streaming zstd decompression context of zstd-napi's binding (`ZSTD_decompressStream`). */
+interface ZstdStreamContext {
+  /** Returns [0 when the frame is done, plaintext bytes written to `dest`, bytes of `source` consumed]. */
+  decompressStream(dest: Uint8Array, source: Uint8Array): [number, number, number];
+  /** 1: ZSTD_reset_session_only, a new frame next. */
+  reset(directive: 1): void;
+}
+
+/** zstd-napi's streaming context (its optional native addon), or undefined where it is not installed. */
+function zstdStreamContext(): ZstdStreamContext | undefined {
+  try {
+    const binding = createRequire(import.meta.url)('zstd-napi/binding') as {
+      DCtx: new () => ZstdStreamContext;
+    };
+    return new binding.DCtx();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The plaintext of `frame` decoded the way a decode fed while the body arrives would run
+ * it: the frame given `pieceBytes` at a time (what a socket read brings), each piece
+ * decompressed into `out` at once and the plaintext it yields hashed then (SHA-256
+ * updated per piece). Returns the digest; `out` holds the plaintext.
+ */
+function decodeAsArriving(
+  dctx: ZstdStreamContext,
+  frame: Uint8Array,
+  pieceBytes: number,
+  out: Buffer,
+): Buffer {
+  dctx.reset(1);
+  const hash = createHash('sha256');
+  let written = 0;
+  let done = false;
+  for (let at = 0; at < frame.byteLength && !done; at += pieceBytes) {
+    let piece = frame.subarray(at, Math.min(frame.byteLength, at + pieceBytes));
+    while (piece.byteLength > 0 || !done) {
+      const [left, produced, consumed] = dctx.decompressStream(out.subarray(written), piece);
+      if (produced > 0) hash.update(out.subarray(written, written + produced));
+      written += produced;
+      piece = piece.subarray(consumed);
+      done = left === 0;
+      if (produced === 0 && consumed === 0) break; // needs the next piece
+    }
+  }
+  if (!done) throw new Error('zstd frame ended early');
+  return hash.digest();
+}
+
+/**
+ * What decoding a chunk while its body arrives would cost a decode thread, against what it
+ * runs now (one-shot decompression into the chunk's memory, then one SHA-256 of it): the
+ * same zstd-napi, fed 64 KiB or 256 KiB of the frame at a time.
+ */
+function arrivingDecodeCases(): CodecCase[] {
+  const dctx = zstdStreamContext();
+  const skip =
+    dctx === undefined
+      ? 'zstd-napi not installed or its addon did not build (optional dependency)'
+      : undefined;
+  const out = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  const whole = (frame: Uint8Array): Buffer => {
+    dctx!.reset(1);
+    const [left, produced] = dctx!.decompressStream(out, frame);
+    if (left !== 0) throw new Error('zstd frame did not end');
+    return createHash('sha256').update(out.subarray(0, produced)).digest();
+  };
+  const cases: [string, (frame: Uint8Array) => Buffer][] = [
+    ['zstd + SHA-256, whole chunk (as decode threads run)', whole],
+    [
+      'zstd + SHA-256, fed 256 KiB pieces (decode as it arrives)',
+      (f) => decodeAsArriving(dctx!, f, 256 * 1024, out),
+    ],
+    [
+      'zstd + SHA-256, fed 64 KiB pieces (decode as it arrives)',
+      (f) => decodeAsArriving(dctx!, f, 64 * 1024, out),
+    ],
+  ];
+  return cases.map(([what, decode]) => ({
+    name: `${what}: zstd-napi`,
+    ...(skip === undefined ? {} : { skip }),
+    run: (chunks) => chunks.reduce((n, c) => n + decode(c.zstd)[0]!, 0),
+    check: (c) => decode(c.zstd).equals(c.digest) && out.subarray(0, c.plain.byteLength).equals(c.plain),
+  }));
 }
 
 /** All cases; `candidates` from {@link loadZstdCandidates}. */
@@ -138,6 +227,7 @@ export function codecCases(candidates: readonly ZstdCandidate[]): CodecCase[] {
         chunks.reduce((n, c) => n + decodeChunk(c.zstdBlob, c.digest, { maxBytes: CHUNK_BYTES }).length, 0),
       check: (c) => c.plain.equals(decodeChunk(c.zstdBlob, c.digest, { maxBytes: CHUNK_BYTES })),
     },
+    ...arrivingDecodeCases(),
   ];
 }
 

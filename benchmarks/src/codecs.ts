@@ -266,8 +266,10 @@ mix). Cases: DEFLATE level-1 encode (fflate, node:zlib), zstd level-1 encode and
 decode of every candidate (node:zlib where Node has zstd, @toondepauw/node-zstd
 native, @foxglove/wasm-zstd and @bokuweb/zstd-wasm WebAssembly, fzstd decode only),
 encodeBlob with the default zstd, DEFLATE decode (node:zlib, fflate), SHA-256, CRC-32,
-AES-256-GCM decrypt, memcpy, and decodeChunk of @liverestore/format on a deflate and a
-zstd blob. Also prints compression ratios and which zstd implementation the product
+AES-256-GCM decrypt, memcpy, decodeChunk of @liverestore/format on a deflate and a
+zstd blob, and zstd + SHA-256 of a chunk whole (as decode threads run it) against fed
+in 256 KiB and 64 KiB pieces (a decode that runs while the body arrives; zstd-napi's
+streaming context, where the optional addon is installed). Also prints compression ratios and which zstd implementation the product
 uses here. Takes about 4 minutes with the defaults.`,
   defaultSamples: 10,
   options: [
