@@ -12,7 +12,7 @@ import { qemuFigures } from './qemu-figures.js';
 import { ROLE_LABELS, ROLES, type Role, SYSTEM_LABELS, type SystemName } from './qemu-systems.js';
 import { type BenchResult, type CaseResult, measuredCase, type PlainTable, type Section } from './result.js';
 import { summarize } from './stats.js';
-import { formatBytes, formatNumber } from './units.js';
+import { formatBitRate, formatBytes, formatNumber } from './units.js';
 
 const MiB = 1024 * 1024;
 
@@ -28,6 +28,8 @@ export interface QemuSettings {
   readonly systems: readonly SystemName[];
   readonly workloads: readonly WorkloadName[];
   readonly rttMs: number;
+  /** Bandwidth cap of the proxy per direction; 0 = none. */
+  readonly bitsPerSecond: number;
   readonly seed: number;
   readonly quick: boolean;
   readonly dir: string;
@@ -292,6 +294,7 @@ export function qemuResult(run: QemuRun): BenchResult {
       systems: s.systems.join(','),
       workloads: s.workloads.join(','),
       rttMs: s.rttMs,
+      bandwidth: formatBitRate(s.bitsPerSecond),
       seed: s.seed,
       quick: s.quick,
       distinctChunks: run.distinctChunks,

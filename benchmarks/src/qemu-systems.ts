@@ -64,8 +64,10 @@ export interface RestoreSource {
   /** File name of the raw image in {@link imageDir}. */
   readonly imageName: string;
   readonly cacheBytes: number;
-  /** Round trip added by a proxy in front of the HTTP server; 0 = no proxy. */
+  /** Round trip added by a proxy in front of the HTTP server. */
   readonly rttMs: number;
+  /** Bandwidth cap of that proxy per direction; 0 = none (no proxy when both are 0). */
+  readonly bitsPerSecond: number;
 }
 
 /** Requests the HTTP server answered for the disk's data, and their body bytes. */
@@ -93,14 +95,18 @@ export interface StartedSystem {
 
 const PROXY_CHILD = fileURLToPath(new URL('./net-proxy-child.js', import.meta.url));
 
-/** A proxy with `rttMs` in front of `host` (HOST:PORT), or nothing without an RTT. */
+/** A proxy with the source's round trip and bandwidth cap in front of `host` (HOST:PORT), or nothing without either. */
 async function proxied(
   scope: CleanupScope,
   host: string,
-  rttMs: number,
+  src: RestoreSource,
 ): Promise<{ host: string; pid?: number }> {
-  if (rttMs <= 0) return { host };
-  const proxy = await startNodeProcess(PROXY_CHILD, [host, String(rttMs), '0'], 'network proxy');
+  if (src.rttMs <= 0 && src.bitsPerSecond <= 0) return { host };
+  const proxy = await startNodeProcess(
+    PROXY_CHILD,
+    [host, String(src.rttMs), String(src.bitsPerSecond)],
+    'network proxy',
+  );
   scope.add(asStoppable(proxy));
   return { host: proxy.address, pid: proxy.pid };
 }
@@ -121,7 +127,7 @@ async function startLiverestore(
 /** `liverestore serve` of the store (and the proxy): the source URL and the pids. */
 async function startServe(scope: CleanupScope, src: RestoreSource) {
   const serve = await startLiverestore(scope, ['serve', '--store', src.storeDir, '--listen', '127.0.0.1:0']);
-  const proxy = await proxied(scope, new URL(serve.address).host, src.rttMs);
+  const proxy = await proxied(scope, new URL(serve.address).host, src);
   return {
     sourceUrl: `http://${proxy.host}`,
     pids: { http: serve.pid, ...(proxy.pid === undefined ? {} : { proxy: proxy.pid }) },
@@ -203,7 +209,7 @@ async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string)
 
 async function startNbdkitCurl(scope: CleanupScope, src: RestoreSource, dir: string): Promise<StartedSystem> {
   const http = await startStaticHttp(scope, src.imageDir, dir);
-  const proxy = await proxied(scope, http.host, src.rttMs);
+  const proxy = await proxied(scope, http.host, src);
   const kit = await startNbdkit(scope, {
     plugin: 'curl',
     filters: ['cache'],

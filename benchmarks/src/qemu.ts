@@ -36,6 +36,7 @@ import { requireTools } from './tools.js';
 import {
   formatBytes,
   formatNumber,
+  parseBitsPerSecond,
   parseBytes,
   parseList,
   parseMilliseconds,
@@ -76,6 +77,7 @@ function readSettings(context: BenchContext): QemuSettings {
     systems: pick('systems', SYSTEMS),
     workloads: pick('workload', WORKLOADS),
     rttMs: parseMilliseconds(rttText(str('rtt-ms') ?? '0'), '--rtt-ms'),
+    bitsPerSecond: parseBitsPerSecond(str('bandwidth') ?? 'unlimited', '--bandwidth'),
     seed: str('seed') === undefined ? 1 : parsePositiveInt(str('seed')!, '--seed'),
     quick,
     dir: str('dir') ?? tmpdir(),
@@ -130,6 +132,7 @@ async function prepareSource(
       imageName,
       cacheBytes: s.cacheBytes,
       rttMs: s.rttMs,
+      bitsPerSecond: s.bitsPerSecond,
     },
     distinctChunks: distinctDataChunks([archive!]),
     storedBytes: result.bytesWritten,
@@ -274,9 +277,10 @@ queue depth 1), boot (a seeded boot-like trace replayed from an fio iolog).
 
 Reports copy time, guest MiB/s and p50/p99/p99.9 latency, fetches (serve's chunk
 fetches, lighttpd's requests) against the distinct non-zero chunks, CPU seconds and
-peak RSS per process; --rtt-ms puts a proxy with that round trip in front of both HTTP
-servers. Needs fio, nbdkit, lighttpd, qemu-img and qemu-storage-daemon. The defaults
-take a few minutes on a 2-core machine; --quick (one iteration, 64 MiB) well under one.`,
+peak RSS per process; --rtt-ms and --bandwidth put a proxy with that round trip and
+that cap per direction in front of both HTTP servers. Needs fio, nbdkit, lighttpd,
+qemu-img and qemu-storage-daemon. The defaults take a few minutes on a 2-core machine;
+--quick (one iteration, 64 MiB) well under one.`,
   defaultSamples: DEFAULTS.iterations,
   options: [
     {
@@ -314,6 +318,13 @@ take a few minutes on a 2-core machine; --quick (one iteration, 64 MiB) well und
       valueName: 'MS',
       description: 'round trip added in front of serve and lighttpd (0 = no proxy)',
       defaultText: '0',
+    },
+    {
+      name: 'bandwidth',
+      type: 'string',
+      valueName: 'RATE',
+      description: 'bandwidth cap per direction in front of serve and lighttpd (1Gbit, 100Mbit, unlimited)',
+      defaultText: 'unlimited',
     },
     {
       name: 'seed',

@@ -153,7 +153,7 @@ test('liverestore bench qemu: one tiny iteration of every system writes a well-f
   t.deepEqual(await readdir(scratch.path), [], 'the scratch directory is left empty');
 });
 
-test('bench qemu --rtt-ms puts the proxy in front of serve and lighttpd; boot and rand4k run', async (t) => {
+test('bench qemu --rtt-ms and --bandwidth put the proxy in front of serve and lighttpd; boot and rand4k run', async (t) => {
   if (!(await haveTools(t))) return;
   const out = await tempDir('lr-bench-qemu-');
   t.teardown(() => out.cleanup());
@@ -170,12 +170,15 @@ test('bench qemu --rtt-ms puts the proxy in front of serve and lighttpd; boot an
     'rand4k,boot',
     '--rtt-ms',
     '1',
+    '--bandwidth',
+    '1Gbit',
     '--out',
     out.path,
   ]);
   t.is(r.code, 0, r.stderr);
   const json = JSON.parse(await readFile(`${out.path}/qemu.json`, 'utf8'));
   t.is(json.settings.rttMs, 1);
+  t.is(json.settings.bandwidth, '1 Gbit/s');
   const iterations = json.raw.iterations as Iteration[];
   t.deepEqual(
     iterations.map((i) => `${i.workload} ${i.system}`),
@@ -203,6 +206,7 @@ test('bench qemu rejects bad options with status 2', async (t) => {
     ['--workload', 'fortnite'],
     ['--size', '1MiB'],
     ['--rtt-ms', 'soon'],
+    ['--bandwidth', 'fast'],
   ]) {
     const r = await run([MAIN, 'qemu', ...bad]);
     t.is(r.code, 2, bad.join(' '));
