@@ -23,11 +23,33 @@ export interface BodyRules {
 
 /**
  * Memory for a body of `bytes`: an array of exactly that length the body is read into
- * (a fresh one by default; a chunk cache hands out reused blob memory).
+ * (a fresh one by default; a chunk cache hands out reused blob memory). With `arrived`,
+ * it hears how many bytes of that array hold the body so far, each time more came (a
+ * decode thread reads a blob while it arrives).
  */
-export type BodyMemory = (bytes: number) => Uint8Array;
+export interface BodyMemory {
+  (bytes: number): Uint8Array;
+  arrived?: ((bytes: number) => void) | undefined;
+}
+
+/** The cursor of a body read into memory from `cursor.start`: tells `arrived` where it got to. */
+function reportingCursor(cursor: { start: number }, arrived: (bytes: number) => void): { start: number } {
+  return {
+    get start() {
+      return cursor.start;
+    },
+    set start(bytes: number) {
+      cursor.start = bytes;
+      arrived(bytes);
+    },
+  };
+}
 
 const freshMemory: BodyMemory = (bytes) => new Uint8Array(bytes);
+
+function cursorOf(cursor: { start: number }, memory: BodyMemory): { start: number } {
+  return memory.arrived === undefined ? cursor : reportingCursor(cursor, memory.arrived);
+}
 
 /** Where the next byte of a blob goes: `start` advances as bytes arrive. */
 export interface BodyPiece {
@@ -50,7 +72,7 @@ export function wholeBodySink(
   const length = contentLength === undefined ? Number.NaN : Number(contentLength);
   if (Number.isFinite(length) && length > rules.maxBytes) throw rules.tooLarge(length);
   if (Number.isSafeInteger(length) && length >= 0)
-    return { kind: 'into', target: memory(length), cursor: { start: 0 }, bad: rules.bad };
+    return { kind: 'into', target: memory(length), cursor: cursorOf({ start: 0 }, memory), bad: rules.bad };
   return { kind: 'collect', maxBytes: rules.maxBytes, tooLarge: () => rules.tooLarge(undefined) };
 }
 
@@ -77,7 +99,7 @@ export function pieceSink(
   if (piece.blob !== undefined && piece.blob.byteLength !== total)
     throw rules.bad(`its size changed between requests (${piece.blob.byteLength} → ${total} bytes)`);
   piece.blob ??= memory(total);
-  return { kind: 'into', target: piece.blob, cursor: piece, bad: rules.bad };
+  return { kind: 'into', target: piece.blob, cursor: cursorOf(piece, memory), bad: rules.bad };
 }
 
 /** Where an error body goes: its first `maxBytes`, the rest dropped (with the connection). */

@@ -10,6 +10,7 @@ export * from './blob.js';
 export * from './body-reader.js';
 export * from './byte-size.js';
 export * from './chunk.js';
+export * from './chunk-arriving.js';
 export * from './chunk-index.js';
 export * from './chunker.js';
 export * from './crypt-config.js';

@@ -229,6 +229,51 @@ interface ZstdNapiBinding {
   versionString(): string;
 }
 
+/** A zstd stream decoder: frames fed piece by piece, plaintext written where it is told. */
+export interface ZstdStreamDecoder {
+  /** Starts a new payload whose frames may declare windows up to 2^`windowLog` bytes (larger ones fail). */
+  begin(windowLog: number): void;
+  /**
+   * Decodes what it can of `source` into `dest`: [0 once a frame ended (else a hint of the
+   * input it still wants), bytes written to `dest`, bytes of `source` consumed]. Throws on
+   * corrupt input.
+   */
+  decompress(dest: Uint8Array, source: Uint8Array): [number, number, number];
+}
+
+/** The part of zstd-napi's binding a stream decoder uses. */
+interface ZstdNapiStreamBinding {
+  readonly DCtx: new () => {
+    decompressStream(dest: Uint8Array, source: Uint8Array): [number, number, number];
+    reset(directive: number): void;
+    setParameter(param: number, value: number): void;
+  };
+  readonly DParameter: { readonly windowLogMax: number };
+  readonly ResetDirective: { readonly sessionAndParameters: number };
+}
+
+/**
+ * A zstd stream decoder of `zstd-napi` (`ZSTD_decompressStream`), or undefined where the
+ * optional addon is not installed: what decodes a blob as its body arrives. Its context
+ * belongs to the thread that made it.
+ */
+export function napiZstdStream(): ZstdStreamDecoder | undefined {
+  let binding: ZstdNapiStreamBinding;
+  try {
+    binding = require('zstd-napi/binding') as ZstdNapiStreamBinding;
+  } catch {
+    return undefined;
+  }
+  const dctx = new binding.DCtx();
+  return {
+    begin(windowLog) {
+      dctx.reset(binding.ResetDirective.sessionAndParameters);
+      dctx.setParameter(binding.DParameter.windowLogMax, windowLog);
+    },
+    decompress: (dest, source) => dctx.decompressStream(dest, source),
+  };
+}
+
 /**
  * Native libzstd through `zstd-napi`, an optional dependency whose addon node-gyp builds
  * at install; undefined where it is not installed or did not build (no compiler), so the

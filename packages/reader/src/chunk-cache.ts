@@ -12,6 +12,7 @@
 import { LiverestoreError } from '@liverestore/format';
 import type { BodyMemory } from '@liverestore/format/internal';
 import { AllocationQueue } from './allocation-queue.js';
+import { ArrivingBlob, SharedBlobMemory } from './arriving-blob.js';
 import { BlobBudget, blobChargeBytes } from './blob-budget.js';
 import { BlobPool } from './blob-pool.js';
 import {
@@ -89,6 +90,8 @@ export class ChunkCache {
   readonly #blobs: BlobBudget;
   /** Memory of blobs, used again once decoded (as much as the budget, kept free at most). */
   readonly #blobPool: BlobPool;
+  /** Memory of blobs decoded as they arrive (shared with the decode threads). */
+  readonly #sharedBlobs = new SharedBlobMemory();
   readonly #closing = new AbortController();
   /**
    * Loads that have memory and whose blob is on its way (from the source or the spill
@@ -503,36 +506,70 @@ export class ChunkCache {
    */
   async #fetchAndDecodeOnce(request: ChunkRequest, load: ChunkLoad, slot: SlotIndex): Promise<DecodeResult> {
     const hex = request.digestHex;
+    const pages = this.#arena.pages(slot);
+    const arriving = this.#arrivingBlob(request, load, pages);
     let releaseBlob: (() => void) | undefined;
     try {
-      let blob: Uint8Array;
+      let blob: Uint8Array | undefined;
       try {
         releaseBlob = await this.#blobs.reserve(blobChargeBytes(request.length), load, closedError);
         load.timeline.memory(); // its memory: cache pages, then blob bytes
-        blob = await request.source.fetchChunk(hex, this.#closing.signal, load);
+        blob = await request.source.fetchChunk(hex, this.#closing.signal, arriving?.hints ?? load);
         load.timeline.blob();
       } finally {
         // A blob that came is queued (urgent first) before anything held for it is started;
         // after a failed fetch, held decodes are looked at once the load has ended (#runLoad).
         this.#awaitingBlob.delete(load);
+        // A decode that read the blob as it arrived stops once the fetch failed (never
+        // reading memory a later fetch writes) or answers once the blob is whole.
+        if (blob === undefined) await arriving?.settle(undefined);
       }
       if (this.#closed) throw closedError();
-      const result = await this.#decodes.decode(
-        load,
-        {
-          blob,
-          digestHex: hex,
-          length: request.length,
-          pages: this.#arena.pages(slot),
-          ...(request.key === undefined ? {} : { key: request.key }),
-        },
-        request.source.blobsAreTransferable === true,
-      );
+      const result =
+        (await arriving?.settle(blob)) ??
+        (await this.#decodes.decode(
+          load,
+          {
+            blob,
+            digestHex: hex,
+            length: request.length,
+            pages,
+            ...(request.key === undefined ? {} : { key: request.key }),
+          },
+          request.source.blobsAreTransferable === true,
+        ));
       load.timeline.decodeEnded();
       return result;
     } finally {
+      arriving?.release(this.#decoder.threads);
       releaseBlob?.();
     }
+  }
+
+  /**
+   * The fetch of an urgent load offered to decode as its blob arrives (arriving-blob.ts),
+   * where a thread can: a decoder that does it, a source whose blobs arrive over time, an
+   * unencrypted chunk, pages in one run.
+   * Whether it does is decided when the answer's head comes (a thread idle then).
+   */
+  #arrivingBlob(request: ChunkRequest, load: ChunkLoad, pages: Int32Array): ArrivingBlob | undefined {
+    if (this.#decoder.decodeArriving === undefined || request.source.blobsArrive !== true) return undefined;
+    if (!load.urgent || request.key !== undefined) return undefined;
+    if (this.#table.loadingView(pages, request.length) === undefined) return undefined;
+    return new ArrivingBlob(
+      load,
+      this.#blobMemory(request.length),
+      blobChargeBytes(request.length),
+      this.#sharedBlobs,
+      (blob, progress) =>
+        this.#decodes.decodeArriving(load, {
+          blob,
+          progress,
+          digestHex: request.digestHex,
+          length: request.length,
+          pages,
+        }),
+    );
   }
 
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */

@@ -29,6 +29,12 @@ export interface ChunkSource {
    */
   readonly blobsAreTransferable?: boolean;
   /**
+   * True when a blob's bytes come over time (a network answer) into the memory the hints
+   * give, each arrival reported through `hints.blobMemory.arrived`: the cache may then
+   * decode the blob as it arrives. A source that reads a blob at once (a file) leaves it out.
+   */
+  readonly blobsArrive?: boolean;
+  /**
    * The cache calls this when a blob `fetchChunk` returned failed verification (CRC, digest,
    * length, decryption). A source that keeps copies of blobs (a persistent chunk cache)
    * drops its copy here, so that it is never served again, and resolves true when it had

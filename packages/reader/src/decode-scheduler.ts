@@ -1,4 +1,10 @@
-import type { DecodeResult, DecodeTask, FileDecodeResult, FileDecodeTask } from './decode-worker.js';
+import type {
+  ArrivingDecodeTask,
+  DecodeResult,
+  DecodeTask,
+  FileDecodeResult,
+  FileDecodeTask,
+} from './decode-worker.js';
 import type { ChunkDecoder } from './decoder.js';
 
 /** What the scheduler reads of a load: whether a reader outside any sequential stream waits for it (live). */
@@ -48,6 +54,30 @@ export class DecodeScheduler {
   /** {@link decode} of a chunk whose plaintext goes straight to a file (a restore). */
   decodeToFile(priority: DecodePriority, task: FileDecodeTask, takeBlob: boolean): Promise<FileDecodeResult> {
     return this.#enqueue(priority, (decoder) => decoder.decodeToFile(task, takeBlob));
+  }
+
+  /**
+   * Starts decoding a blob while it arrives, but only on a thread that is idle now with no
+   * decode waiting for one: such a decode holds its thread until the blob's last byte, so
+   * it must never make another wait. Undefined when it may not start (then the blob is
+   * decoded as usual once it is all there). The caller must call {@link pump} once it has
+   * handled the result, as after {@link decode}.
+   */
+  decodeArriving(
+    priority: DecodePriority,
+    task: ArrivingDecodeTask,
+  ): Promise<DecodeResult | 'given up'> | undefined {
+    const decodeArriving = this.#decoder.decodeArriving;
+    if (decodeArriving === undefined || this.#queue.length > 0) return undefined;
+    if (this.#running >= Math.max(1, this.#decoder.threads)) return undefined;
+    this.#running++;
+    priority.decodeStarted?.();
+    const done = decodeArriving.call(this.#decoder, task);
+    void done.then(
+      () => this.#threadFreed(),
+      () => this.#threadFreed(),
+    );
+    return done;
   }
 
   #enqueue<R>(priority: DecodePriority, start: (decoder: ChunkDecoder) => Promise<R>): Promise<R> {

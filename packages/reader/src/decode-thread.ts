@@ -1,5 +1,6 @@
 import { Piscina } from 'piscina';
 import {
+  type ArrivingDecodeTask,
   type DecodeResult,
   type DecodeTask,
   decode,
@@ -20,13 +21,13 @@ import {
 
 /** What a decode answers: its result, and the blob's memory when it moved back. */
 export interface DecodeAnswer {
-  readonly result: DecodeResult | FileDecodeResult;
+  readonly result: DecodeResult | FileDecodeResult | 'given up';
   readonly blobMemory?: ArrayBuffer;
 }
 
 /** Piscina entry point (named export, selected with `name: 'decodeReturningBlob'`). */
-export function decodeReturningBlob(task: DecodeTask | FileDecodeTask): unknown {
-  const result: DecodeResult | FileDecodeResult = decode(task);
+export function decodeReturningBlob(task: DecodeTask | ArrivingDecodeTask | FileDecodeTask): unknown {
+  const result = decode(task);
   const buffer = task.blob.buffer;
   // The thread owns a non-shared buffer whole (it came moved, or as a copy), whatever part
   // of it the blob is; a shared buffer is never moved.

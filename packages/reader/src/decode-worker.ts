@@ -1,5 +1,5 @@
 import { LiverestoreError } from '@liverestore/format';
-import { cryptConfigForKey, decodeChunkWith } from '@liverestore/format/internal';
+import { ArrivingChunk, cryptConfigForKey, decodeChunkWith } from '@liverestore/format/internal';
 import { workerData } from 'piscina';
 import { type FileTarget, writeToTarget } from './data-extents.js';
 import { type ErrorRecord, toErrorRecord } from './errors.js';
@@ -20,6 +20,22 @@ export interface ChunkBlobTask {
 export interface DecodeTask extends ChunkBlobTask {
   readonly pages: Int32Array;
 }
+
+/**
+ * A chunk to verify and decode into its slot's pages (which lie in one run) while its
+ * blob arrives: the cache's thread writes `blob` (shared memory, the whole blob's length)
+ * and counts the bytes in it in `progress` (see arriving-blob.ts).
+ */
+export interface ArrivingDecodeTask extends DecodeTask {
+  readonly progress: Int32Array;
+}
+
+/** {@link ArrivingDecodeTask}'s `progress`: bytes of the blob arrived so far. */
+export const ARRIVED = 0;
+/** {@link ArrivingDecodeTask}'s `progress`: 1 once the cache gave the blob up (a failed or restarted fetch). */
+export const GIVEN_UP = 1;
+/** Longest wait for the next bytes before looking again (the cache wakes the thread on each). */
+const ARRIVAL_WAIT_MS = 1000;
 
 /** A chunk to verify and decode straight into an output file (a restore). */
 export interface FileDecodeTask extends ChunkBlobTask {
@@ -100,6 +116,50 @@ export function decodeToFile(task: FileDecodeTask): FileDecodeResult {
   }
 }
 
+/**
+ * Decodes a chunk while its blob arrives (ArrivingChunk: CRC-32, zstd and SHA-256 fed each
+ * piece as the cache's thread reports it), into the slot's run of pages. A blob of a kind
+ * not decoded piece by piece (deflate, encrypted) or with a bad header is decoded whole
+ * once it is all there, as decodeInto would. Returns 'given up' when the cache gave the
+ * blob up before its end (it then decodes the blob it did get as usual); nothing is
+ * published either way before the caller has the result.
+ */
+export function decodeArriving(table: SlotTable, task: ArrivingDecodeTask): DecodeResult | 'given up' {
+  const { blob, progress } = task;
+  let seen = 0;
+  /** Bytes arrived once more than `seen` did; undefined once the cache gave up. */
+  const next = (): number | undefined => {
+    for (;;) {
+      if (Atomics.load(progress, GIVEN_UP) !== 0) return undefined;
+      const arrived = Atomics.load(progress, ARRIVED);
+      if (arrived > seen) return arrived;
+      Atomics.wait(progress, ARRIVED, arrived, ARRIVAL_WAIT_MS);
+    }
+  };
+  try {
+    const run = table.loadingView(task.pages, task.length);
+    const chunk = run === undefined ? undefined : new ArrivingChunk(Buffer.from(task.digestHex, 'hex'), run);
+    let whole = chunk === undefined;
+    while (seen < blob.byteLength) {
+      const arrived = next();
+      if (arrived === undefined) return 'given up';
+      if (!whole) {
+        try {
+          chunk!.push(blob.subarray(seen, arrived));
+        } catch {
+          whole = true; // its header says it is decoded whole (or is damaged: decodeInto says how)
+        }
+      }
+      seen = arrived;
+    }
+    if (whole) return decodeInto(table, task);
+    chunk!.finish();
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, error: toErrorRecord(err) };
+  }
+}
+
 /** True when `plain` is `run` itself (decoded in place), not bytes elsewhere. */
 function isSameBytes(plain: Uint8Array, run: Uint8Array | undefined): boolean {
   return (
@@ -113,9 +173,11 @@ function isSameBytes(plain: Uint8Array, run: Uint8Array | undefined): boolean {
 const memory = (workerData as { memory?: SharedCacheMemory } | undefined)?.memory;
 const table = memory === undefined ? undefined : new SlotTable(memory);
 
-/** Piscina entry point (named export, selected with `name: 'decode'`): a slot task or a file task. */
-export function decode(task: DecodeTask | FileDecodeTask): DecodeResult | FileDecodeResult {
+/** Piscina entry point (named export, selected with `name: 'decode'`): a slot task, an arriving one or a file task. */
+export function decode(
+  task: DecodeTask | ArrivingDecodeTask | FileDecodeTask,
+): DecodeResult | FileDecodeResult | 'given up' {
   if ('file' in task) return decodeToFile(task);
   if (table === undefined) throw new Error('decode worker started without shared cache memory');
-  return decodeInto(table, task);
+  return 'progress' in task ? decodeArriving(table, task) : decodeInto(table, task);
 }

@@ -1,9 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { esmWorkerPool } from '@liverestore/datastore/internal';
+import { canDecodeArriving } from '@liverestore/format/internal';
 import { Piscina } from 'piscina';
 import type { BlobPool } from './blob-pool.js';
 import type { DecodeAnswer } from './decode-thread.js';
 import {
+  type ArrivingDecodeTask,
   type ChunkBlobTask,
   type DecodeResult,
   type DecodeTask,
@@ -23,6 +25,12 @@ export interface ChunkDecoder {
    * pool may move its memory to a worker instead of copying it.
    */
   decode(task: DecodeTask, takeBlob?: boolean): Promise<DecodeResult>;
+  /**
+   * Decodes a blob while it arrives (see ArrivingDecodeTask), on a thread of its own until
+   * the blob's end: resolves like {@link decode}, or with 'given up' when the cache gave the
+   * blob up first. Only decoders whose threads can (zstd-napi's stream decoder loads).
+   */
+  decodeArriving?(task: ArrivingDecodeTask): Promise<DecodeResult | 'given up'>;
   /** Resolves when the plaintext is written at every offset of the task's file, or with the reason it is not. */
   decodeToFile(task: FileDecodeTask, takeBlob?: boolean): Promise<FileDecodeResult>;
   /** Decoding threads (0 for inline). */
@@ -103,9 +111,22 @@ export function poolDecoder(
       );
     }
   };
+  /** A task whose blob lies in shared memory the cache's thread still writes: nothing moves. */
+  const runShared = async (task: ArrivingDecodeTask): Promise<DecodeResult | 'given up'> => {
+    try {
+      return ((await pool.run(task)) as DecodeAnswer).result as DecodeResult | 'given up';
+    } catch (cause) {
+      throw new ReaderError(
+        'ERR_LR_DECODE_WORKER_DIED',
+        `decode worker failed while decoding chunk ${task.digestHex}`,
+        { cause },
+      );
+    }
+  };
   return {
     pool,
     threads,
+    ...(canDecodeArriving() ? { decodeArriving: runShared } : {}),
     decode: async (task, takeBlob = false) => (await run(task, takeBlob)) as DecodeResult,
     decodeToFile: async (task, takeBlob = false) => (await run(task, takeBlob)) as FileDecodeResult,
     close: () => pool.destroy(),

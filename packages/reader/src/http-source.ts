@@ -101,6 +101,8 @@ export class HttpChunkSource implements ChunkSource {
   readonly name: string;
   /** Every chunk body is read into a fresh array that only the caller holds. */
   readonly blobsAreTransferable = true;
+  /** Bodies arrive into the hinted blob memory, each read reported (decoded as they arrive). */
+  readonly blobsArrive = true;
   readonly #transport: HttpTransport;
   readonly #link: LinkScheduler;
   /** Owner, protection and group notes of each snapshot the last listings named (servers that list them). */

@@ -24,10 +24,15 @@ export interface ChunkLoadRecord {
   readonly pagesWaitMs: number;
   /** Milliseconds from memory to the blob in hand (or to the chunk read back from the spill file). */
   readonly blobMs: number;
-  /** Milliseconds the blob waited for a decode thread (0 from the spill file). */
+  /** Milliseconds the blob waited for a decode thread (0 from the spill file, or decoded as it arrived). */
   readonly decodeWaitMs: number;
-  /** Milliseconds of the decode on its thread, CRC-32 to SHA-256 (0 from the spill file). */
+  /**
+   * Milliseconds of the decode on its thread, CRC-32 to SHA-256 (0 from the spill file);
+   * of a blob decoded as it arrived, from its last byte to the decode's end.
+   */
   readonly decodeMs: number;
+  /** A decode thread read the blob as it arrived (the rest of its decode is `decodeMs`). */
+  readonly decodedArriving: boolean;
   /** Milliseconds from the first miss to the end. */
   readonly totalMs: number;
   /**
@@ -92,6 +97,8 @@ export class LoadTimeline {
     const end = performance.now();
     const span = (from: number | undefined, to: number | undefined): number =>
       from === undefined || to === undefined ? 0 : to - from;
+    const arriving =
+      this.#decodeStartMs !== undefined && this.#blobMs !== undefined && this.#decodeStartMs < this.#blobMs;
     return {
       digestHex,
       bytes,
@@ -103,8 +110,9 @@ export class LoadTimeline {
       memoryWaitMs: span(this.startedMs, this.#memoryMs),
       pagesWaitMs: span(this.startedMs, this.#pagesMs),
       blobMs: span(this.#memoryMs, this.#blobMs),
-      decodeWaitMs: span(this.#blobMs, this.#decodeStartMs),
-      decodeMs: span(this.#decodeStartMs, this.#decodeEndMs),
+      decodeWaitMs: arriving ? 0 : span(this.#blobMs, this.#decodeStartMs),
+      decodeMs: span(arriving ? this.#blobMs : this.#decodeStartMs, this.#decodeEndMs),
+      decodedArriving: arriving,
       totalMs: end - this.startedMs,
       urgentWaitMs: urgent ? span(urgentAtStart ? this.startedMs : this.#urgentMs, end) : 0,
     };

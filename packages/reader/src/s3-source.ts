@@ -23,6 +23,8 @@ export interface S3ChunkSourceOptions extends S3ConnectionOptions {
 export class S3ChunkSource extends StoreChunkSource<S3Datastore> {
   /** Every blob is read into a fresh array only the caller holds. */
   readonly blobsAreTransferable = true;
+  /** Bodies arrive into the hinted blob memory, each read reported (decoded as they arrive). */
+  readonly blobsArrive = true;
   readonly #link: LinkScheduler;
 
   private constructor(store: S3Datastore, backgroundFetches: number) {
