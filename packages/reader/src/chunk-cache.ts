@@ -550,7 +550,9 @@ export class ChunkCache {
    * The fetch of an urgent load offered to decode as its blob arrives (arriving-blob.ts),
    * where a thread can: a decoder that does it, a source whose blobs arrive over time, an
    * unencrypted chunk, pages in one run.
-   * Whether it does is decided when the answer's head comes (a thread idle then).
+   * Whether it does is decided when the answer's head comes: a thread idle then, and no
+   * other urgent load's blob on its way (in a burst of misses the cores are the limit,
+   * and a decode fed per arrival costs more CPU).
    */
   #arrivingBlob(request: ChunkRequest, load: ChunkLoad, pages: Int32Array): ArrivingBlob | undefined {
     if (this.#decoder.decodeArriving === undefined || request.source.blobsArrive !== true) return undefined;
@@ -562,14 +564,22 @@ export class ChunkCache {
       blobChargeBytes(request.length),
       this.#sharedBlobs,
       (blob, progress) =>
-        this.#decodes.decodeArriving(load, {
-          blob,
-          progress,
-          digestHex: request.digestHex,
-          length: request.length,
-          pages,
-        }),
+        this.#otherUrgentFetching(load)
+          ? undefined
+          : this.#decodes.decodeArriving(load, {
+              blob,
+              progress,
+              digestHex: request.digestHex,
+              length: request.length,
+              pages,
+            }),
     );
+  }
+
+  /** Another urgent load's blob is on its way: a burst of misses, where the cores are the limit. */
+  #otherUrgentFetching(load: ChunkLoad): boolean {
+    for (const other of this.#awaitingBlob) if (other !== load && other.urgent) return true;
+    return false;
   }
 
   /** A loaded slot becomes a cached chunk: every waiter gets a pinned lease. */
