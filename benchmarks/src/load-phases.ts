@@ -18,6 +18,8 @@ export interface SlowLoadPhases {
   /** Urgent loads in the trace, and how many of them are the slowest tenth. */
   readonly urgentLoads: number;
   readonly slowLoads: number;
+  /** Urgent loads a decode thread read as their blob arrived (--decode-as-arriving). */
+  readonly arrivingLoads: number;
   /** The mean wait of a guest for them (see ChunkLoadRecord.urgentWaitMs). */
   readonly urgentWaitMs: number;
   readonly totalMs: number;
@@ -41,6 +43,7 @@ interface TracedLoad {
   readonly blobMs: number;
   readonly decodeWaitMs: number;
   readonly decodeMs: number;
+  readonly decodedArriving?: boolean;
 }
 
 /** The summary of a trace's JSON lines; undefined when no urgent load ended well. */
@@ -55,13 +58,15 @@ export function slowLoadPhases(lines: string): SlowLoadPhases | undefined {
     .sort((a, b) => b.urgentWaitMs - a.urgentWaitMs);
   if (urgent.length === 0) return undefined;
   const slow = urgent.slice(0, Math.max(1, Math.ceil(urgent.length / 10)));
-  const mean = (phase: Exclude<keyof TracedLoad, 'digestHex' | 'from' | 'urgent' | 'ok'>): number =>
-    slow.reduce((sum, load) => sum + load[phase], 0) / slow.length;
+  const mean = (
+    phase: Exclude<keyof TracedLoad, 'digestHex' | 'from' | 'urgent' | 'ok' | 'decodedArriving'>,
+  ): number => slow.reduce((sum, load) => sum + load[phase], 0) / slow.length;
   return {
     sourceLoads: fromSource.length,
     distinctSourceChunks: new Set(fromSource.map((load) => load.digestHex)).size,
     urgentLoads: urgent.length,
     slowLoads: slow.length,
+    arrivingLoads: urgent.filter((load) => load.decodedArriving === true).length,
     urgentWaitMs: mean('urgentWaitMs'),
     totalMs: mean('totalMs'),
     memoryWaitMs: mean('memoryWaitMs'),

@@ -30,6 +30,8 @@ export interface QemuSettings {
   readonly rttMs: number;
   /** Bandwidth cap of the proxy per direction; 0 = none. */
   readonly bitsPerSecond: number;
+  /** liverestore's systems run with --decode-as-arriving. */
+  readonly decodeAsArriving: boolean;
   readonly seed: number;
   readonly quick: boolean;
   readonly dir: string;
@@ -270,10 +272,12 @@ function slowLoadNotes(run: QemuRun): string[] {
       if (traced.length === 0) continue;
       const m = (phase: keyof SlowLoadPhases): string => ms(median(traced.map((p) => p[phase])));
       const twice = median(traced.map((p) => p.sourceLoads - p.distinctSourceChunks));
+      const arriving = median(traced.map((p) => p.arrivingLoads));
       notes.push(
         `Where ${system}'s slowest misses wait (${job.workload}; --trace-loads, the tenth of ${Math.round(median(traced.map((p) => p.urgentLoads)))} urgent loads a guest waited longest for, means, median of ${traced.length} iterations): ` +
           `a guest waited ${m('urgentWaitMs')}; from the load's start ${m('totalMs')} = memory ${m('memoryWaitMs')} (cache pages ${m('pagesWaitMs')}, then blob-budget bytes) + blob ${m('blobMs')} + waiting for a decode thread ${m('decodeWaitMs')} + decode ${m('decodeMs')}. ` +
-          `Chunks fetched and decoded more than once (the trace's loads from the source less their distinct chunks): ${twice}.`,
+          `Chunks fetched and decoded more than once (the trace's loads from the source less their distinct chunks): ${twice}.` +
+          (run.settings.decodeAsArriving ? ` Urgent loads decoded as their blob arrived: ${arriving}.` : ''),
       );
     }
   return notes;
@@ -295,6 +299,7 @@ export function qemuResult(run: QemuRun): BenchResult {
       workloads: s.workloads.join(','),
       rttMs: s.rttMs,
       bandwidth: formatBitRate(s.bitsPerSecond),
+      decodeAsArriving: s.decodeAsArriving,
       seed: s.seed,
       quick: s.quick,
       distinctChunks: run.distinctChunks,

@@ -68,6 +68,8 @@ export interface RestoreSource {
   readonly rttMs: number;
   /** Bandwidth cap of that proxy per direction; 0 = none (no proxy when both are 0). */
   readonly bitsPerSecond: number;
+  /** `liverestore nbd` and `live-restore` get `--decode-as-arriving`. */
+  readonly decodeAsArriving: boolean;
 }
 
 /** Requests the HTTP server answered for the disk's data, and their body bytes. */
@@ -150,6 +152,7 @@ async function startLrNbd(scope: CleanupScope, src: RestoreSource, dir: string):
     socket,
     '--cache-size',
     String(src.cacheBytes),
+    ...(src.decodeAsArriving ? ['--decode-as-arriving'] : []),
   ]);
   const daemon = await startOverlayDaemon(scope, dir, `nbd+unix:///${src.archive}?socket=${socket}`);
   return {
@@ -186,6 +189,7 @@ async function startLrLive(scope: CleanupScope, src: RestoreSource, dir: string)
       '--trace-loads',
       loadTrace,
       '--json',
+      ...(src.decodeAsArriving ? ['--decode-as-arriving'] : []),
     ],
     (line) => {
       if (line.startsWith('{"event":"done"')) resolveDone((JSON.parse(line) as { seconds: number }).seconds);

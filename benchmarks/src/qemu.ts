@@ -78,6 +78,7 @@ function readSettings(context: BenchContext): QemuSettings {
     workloads: pick('workload', WORKLOADS),
     rttMs: parseMilliseconds(rttText(str('rtt-ms') ?? '0'), '--rtt-ms'),
     bitsPerSecond: parseBitsPerSecond(str('bandwidth') ?? 'unlimited', '--bandwidth'),
+    decodeAsArriving: context.options['decode-as-arriving'] === true,
     seed: str('seed') === undefined ? 1 : parsePositiveInt(str('seed')!, '--seed'),
     quick,
     dir: str('dir') ?? tmpdir(),
@@ -133,6 +134,7 @@ async function prepareSource(
       cacheBytes: s.cacheBytes,
       rttMs: s.rttMs,
       bitsPerSecond: s.bitsPerSecond,
+      decodeAsArriving: s.decodeAsArriving,
     },
     distinctChunks: distinctDataChunks([archive!]),
     storedBytes: result.bytesWritten,
@@ -325,6 +327,12 @@ qemu-img and qemu-storage-daemon. The defaults take a few minutes on a 2-core ma
       valueName: 'RATE',
       description: 'bandwidth cap per direction in front of serve and lighttpd (1Gbit, 100Mbit, unlimited)',
       defaultText: 'unlimited',
+    },
+    {
+      name: 'decode-as-arriving',
+      type: 'boolean',
+      description:
+        "liverestore's systems decode a guest's miss as its blob arrives (their --decode-as-arriving)",
     },
     {
       name: 'seed',

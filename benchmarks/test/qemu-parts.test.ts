@@ -19,7 +19,14 @@ const MiB = 1024 * 1024;
 
 test('slowLoadPhases: the mean phases of the tenth of the urgent loads that ended well a guest waited longest for', (t) => {
   let n = 0;
-  const load = (urgent: boolean, ok: boolean, totalMs: number, digestHex = `d${n++}`, joinedAtMs = 1) =>
+  const load = (
+    urgent: boolean,
+    ok: boolean,
+    totalMs: number,
+    digestHex = `d${n++}`,
+    joinedAtMs = 1,
+    decodedArriving = false,
+  ) =>
     JSON.stringify({
       digestHex,
       from: 'source',
@@ -32,9 +39,10 @@ test('slowLoadPhases: the mean phases of the tenth of the urgent loads that ende
       blobMs: totalMs / 2,
       decodeWaitMs: 2,
       decodeMs: 3,
+      decodedArriving,
     });
   const lines = [
-    ...Array.from({ length: 18 }, (_, i) => load(true, true, 10 + i)),
+    ...Array.from({ length: 18 }, (_, i) => load(true, true, 10 + i, undefined, 1, i < 4)),
     load(true, true, 100),
     load(true, true, 80),
     load(true, true, 300, 'late', 295), // readahead a guest joined 5 ms before its end
@@ -47,6 +55,7 @@ test('slowLoadPhases: the mean phases of the tenth of the urgent loads that ende
     distinctSourceChunks: 21,
     urgentLoads: 21,
     slowLoads: 3,
+    arrivingLoads: 4,
     // 100, 80 and 27 ms loads; not the 300 ms load a guest waited 5 ms for.
     urgentWaitMs: 68,
     totalMs: 69,

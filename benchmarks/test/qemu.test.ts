@@ -172,6 +172,7 @@ test('bench qemu --rtt-ms and --bandwidth put the proxy in front of serve and li
     '1',
     '--bandwidth',
     '1Gbit',
+    '--decode-as-arriving',
     '--out',
     out.path,
   ]);
@@ -179,6 +180,7 @@ test('bench qemu --rtt-ms and --bandwidth put the proxy in front of serve and li
   const json = JSON.parse(await readFile(`${out.path}/qemu.json`, 'utf8'));
   t.is(json.settings.rttMs, 1);
   t.is(json.settings.bandwidth, '1 Gbit/s');
+  t.is(json.settings.decodeAsArriving, true);
   const iterations = json.raw.iterations as Iteration[];
   t.deepEqual(
     iterations.map((i) => `${i.workload} ${i.system}`),

@@ -28,6 +28,8 @@ export interface LiveRestoreOptions {
   cache?: ChunkCache | undefined;
   cacheBytes?: number | undefined;
   workers?: number | undefined;
+  /** Its cache decodes a guest's miss as the blob arrives (see ChunkCacheOptions.decodeAsArriving); default false. */
+  decodeAsArriving?: boolean | undefined;
   /** Hears every chunk load of the cache it makes, with its phases (see ChunkCacheOptions.onLoad). */
   onLoad?: ((record: ChunkLoadRecord) => void) | undefined;
   /** Readahead of the guest readers, in chunks (default 8). */

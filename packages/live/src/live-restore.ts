@@ -360,6 +360,7 @@ export async function liveRestore(options: LiveRestoreOptions): Promise<LiveRest
       ...(options.workers === undefined ? {} : { workers: options.workers }),
       prefault: true, // the guest's first reads must not pay the arena's first-touch faults
       onLoad: options.onLoad,
+      decodeAsArriving: options.decodeAsArriving,
     });
   let snapshot: Snapshot | undefined;
   let lock: TargetLock | undefined;

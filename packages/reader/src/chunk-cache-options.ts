@@ -52,6 +52,16 @@ export interface ChunkCacheOptions {
    */
   prefault?: boolean | undefined;
   /**
+   * Decode an urgent load's blob while it arrives, from a source that reports arrivals
+   * (`ChunkSource.blobsArrive`: HTTP, S3), on a decode thread that is idle when the
+   * answer's head comes, and only while no other urgent blob is on its way (see
+   * architecture.md, "Decode as the blob arrives"). Default false: such a decode costs
+   * 6–10 % more CPU per chunk and holds its thread until the blob's last byte, which
+   * lengthened a queue-depth-16 guest's p99 by 4–19 % on a 2-core machine, while a
+   * queue-depth-1 guest behind a 1 ms / 1 Gbit/s link gained 7–14 % (docs/benchmarks.md).
+   */
+  decodeAsArriving?: boolean | undefined;
+  /**
    * Hears every load when it ends (ready or failed), with the time of each phase: memory,
    * blob, waiting for a decode thread, decode (see {@link ChunkLoadRecord}). For tracing
    * where misses wait; it runs on the cache's thread, so it must be quick.

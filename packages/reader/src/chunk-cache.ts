@@ -90,6 +90,8 @@ export class ChunkCache {
   readonly #blobs: BlobBudget;
   /** Memory of blobs, used again once decoded (as much as the budget, kept free at most). */
   readonly #blobPool: BlobPool;
+  /** ChunkCacheOptions.decodeAsArriving. */
+  readonly #decodeAsArriving: boolean;
   /** Memory of blobs decoded as they arrive (shared with the decode threads). */
   readonly #sharedBlobs = new SharedBlobMemory();
   readonly #closing = new AbortController();
@@ -148,6 +150,7 @@ export class ChunkCache {
     this.#onLoad = options.onLoad;
     // Before anything can allocate: every page is free.
     if (options.prefault === true) this.#arena.mapAllPages();
+    this.#decodeAsArriving = options.decodeAsArriving === true;
   }
 
   /** The decoder, for diagnostics and fault tests (its piscina pool when workers > 0). */
@@ -548,14 +551,15 @@ export class ChunkCache {
 
   /**
    * The fetch of an urgent load offered to decode as its blob arrives (arriving-blob.ts),
-   * where a thread can: a decoder that does it, a source whose blobs arrive over time, an
-   * unencrypted chunk, pages in one run.
+   * when the cache is told to (decodeAsArriving) and a thread can: a decoder that does it,
+   * a source whose blobs arrive over time, an unencrypted chunk, pages in one run.
    * Whether it does is decided when the answer's head comes: a thread idle then, and no
    * other urgent load's blob on its way (in a burst of misses the cores are the limit,
    * and a decode fed per arrival costs more CPU).
    */
   #arrivingBlob(request: ChunkRequest, load: ChunkLoad, pages: Int32Array): ArrivingBlob | undefined {
-    if (this.#decoder.decodeArriving === undefined || request.source.blobsArrive !== true) return undefined;
+    if (!this.#decodeAsArriving || this.#decoder.decodeArriving === undefined) return undefined;
+    if (request.source.blobsArrive !== true) return undefined;
     if (!load.urgent || request.key !== undefined) return undefined;
     if (this.#table.loadingView(pages, request.length) === undefined) return undefined;
     return new ArrivingBlob(

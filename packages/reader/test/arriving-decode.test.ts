@@ -34,13 +34,18 @@ interface Fixture {
   read(offset: number, bytes: number): Promise<Buffer>;
 }
 
-async function setup(t: ExecutionContext, workers = 2): Promise<Fixture> {
+async function setup(t: ExecutionContext, decodeAsArriving = true): Promise<Fixture> {
   const { store, spec, ref } = await sharedStore();
   const server = await TestServer.start(store);
   t.teardown(() => server.stop());
   server.behaviour.bodyPieceDelayMs = 3;
   const records: ChunkLoadRecord[] = [];
-  const cache = new ChunkCache({ cacheBytes: 32 * MiB, workers, onLoad: (r) => records.push(r) });
+  const cache = new ChunkCache({
+    cacheBytes: 32 * MiB,
+    workers: 2,
+    decodeAsArriving,
+    onLoad: (r) => records.push(r),
+  });
   t.teardown(() => cache.close());
   const source = await HttpChunkSource.open(server.url);
   t.teardown(() => source.close());
@@ -84,6 +89,16 @@ streamTest('a guest miss on a slow link is decoded as its blob arrives, to the r
   t.true(
     record!.decodeMs < record!.blobMs,
     `decode after the last byte ${record!.decodeMs} ms, blob ${record!.blobMs} ms`,
+  );
+});
+
+test('off by default: every blob is decoded whole once it is in', async (t) => {
+  const f = await setup(t, false);
+  const [big] = await f.bigBlobChunks();
+  t.true((await f.read(big!.i * CHUNK, 4096)).equals(imageBytes(f.spec, big!.i * CHUNK, 4096)));
+  t.like(
+    f.records.find((r) => r.digestHex === big!.hex),
+    { ok: true, urgent: true, decodedArriving: false },
   );
 });
 

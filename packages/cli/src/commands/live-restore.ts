@@ -3,6 +3,7 @@ import { type LiveRestore, type LiveRestoreProgress, liveRestore } from '@livere
 import { CHUNK_CACHE_OPTIONS, chunkCacheHelp, openCachedSource } from '../chunk-cache-options.js';
 import { COMMON_OPTIONS, type CommandIo, defineCommand, required, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
+import { DECODE_AS_ARRIVING_HELP, DECODE_AS_ARRIVING_OPTIONS } from '../decode-options.js';
 import { LOAD_TRACE_HELP, LOAD_TRACE_OPTIONS, openLoadTrace } from '../load-trace.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
 import { parseRateLimit } from '../option-values.js';
@@ -132,6 +133,7 @@ ${chunkCacheHelp(23)}
   --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential guest reader (default 8)
 ${LOAD_TRACE_HELP}
+${DECODE_AS_ARRIVING_HELP}
   --exit-when-done     exit once every drive is local and no NBD client is connected
                        (or, exit 1, once a full disk stopped the copy and none is)
   --json               progress and the end as JSON lines on stdout
@@ -161,6 +163,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
     readahead: { type: 'string' },
     'exit-when-done': { type: 'boolean' },
     ...LOAD_TRACE_OPTIONS,
+    ...DECODE_AS_ARRIVING_OPTIONS,
     ...SNAPSHOT_SOURCE_OPTIONS,
     ...CHUNK_CACHE_OPTIONS,
     ...NAMESPACE_OPTION,
@@ -199,6 +202,7 @@ SIGINT/SIGTERM (maps persisted; run again to resume).`,
       cacheBytes,
       workers,
       onLoad: trace?.onLoad,
+      decodeAsArriving: values['decode-as-arriving'] === true,
       readaheadChunks,
       rateLimitBytesPerSecond: rate,
       progressIntervalMs: json ? 1000 : io.stderr.isTTY === true ? 200 : 1000,

@@ -3,6 +3,7 @@ import { ChunkCache, openSnapshot } from '@liverestore/reader';
 import { CHUNK_CACHE_OPTIONS, chunkCacheHelp } from '../chunk-cache-options.js';
 import { COMMON_OPTIONS, defineCommand, stopSignal } from '../command.js';
 import { announceReady, checkPidFile, DAEMON_HELP, DAEMON_OPTIONS } from '../daemon.js';
+import { DECODE_AS_ARRIVING_HELP, DECODE_AS_ARRIVING_OPTIONS } from '../decode-options.js';
 import { LOAD_TRACE_HELP, LOAD_TRACE_OPTIONS, openLoadTrace } from '../load-trace.js';
 import { loggedExport } from '../logged-export.js';
 import { parseNbdServeArgs } from '../nbd-serve-args.js';
@@ -45,6 +46,7 @@ ${chunkCacheHelp(23)}
   --workers N          decode threads, 0 to 64 (default: CPU count)
   --readahead N        chunks to load ahead of a sequential reader (default 8, 0 = off)
 ${LOAD_TRACE_HELP}
+${DECODE_AS_ARRIVING_HELP}
   --keyfile FILE       PBS key file of an encrypted snapshot
   --token-file FILE    bearer token for an http(s) --from
 ${tlsTrustHelp(23)}
@@ -72,6 +74,7 @@ Prints the address and the exports, then serves until stopped.`,
     workers: { type: 'string' },
     readahead: { type: 'string' },
     ...LOAD_TRACE_OPTIONS,
+    ...DECODE_AS_ARRIVING_OPTIONS,
     ...SNAPSHOT_SOURCE_OPTIONS,
     ...NAMESPACE_OPTION,
   },
@@ -91,6 +94,7 @@ Prints the address and the exports, then serves until stopped.`,
       spill: spillFromOptions(values, 'nbd'),
       prefault: true, // a guest's first reads must not pay the arena's first-touch faults
       onLoad: trace?.onLoad,
+      decodeAsArriving: values['decode-as-arriving'] === true,
     });
     try {
       const snapshot = await openSnapshot({ source: from, snapshot: spec, cache, ...settings });
