@@ -3,8 +3,9 @@
  * decode, close), which one thread owns. Memory is in page-arena.ts, memory waits in
  * allocation-queue.ts, a load and its waiters in chunk-load.ts, decode order in
  * decode-scheduler.ts, blob memory between fetch and decode in blob-budget.ts, readahead
- * in readahead-budget.ts, spilling in spill-writer.ts, lending in lent-chunks.ts. About
- * 570 lines on purpose: what is left is the public surface (each method a few lines of
+ * in readahead-budget.ts, spilling in spill-writer.ts, lending in lent-chunks.ts, a blob
+ * decoded as it arrives in arriving-blob.ts. About 630 lines on purpose: what is left is
+ * the public surface (each method a few lines of
  * delegation) and the one load lifecycle that ties those pieces together; splitting the
  * lifecycle would put its ordering rules (who gets memory, when a decode thread is
  * refilled, when a damaged blob is fetched again) in several files.
