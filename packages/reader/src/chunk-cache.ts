@@ -5,10 +5,10 @@
  * decode-scheduler.ts, blob memory between fetch and decode in blob-budget.ts, readahead
  * in readahead-budget.ts, spilling in spill-writer.ts, lending in lent-chunks.ts, a blob
  * decoded as it arrives in arriving-blob.ts. About 630 lines on purpose: what is left is
- * the public surface (each method a few lines of
- * delegation) and the one load lifecycle that ties those pieces together; splitting the
- * lifecycle would put its ordering rules (who gets memory, when a decode thread is
- * refilled, when a damaged blob is fetched again) in several files.
+ * the public surface (each method a few lines of delegation) and the one load lifecycle
+ * that ties those pieces together; splitting the lifecycle would put its ordering rules
+ * (who gets memory, when a decode thread is refilled, when a damaged blob is fetched
+ * again) in several files.
  */
 import { LiverestoreError } from '@liverestore/format';
 import type { BodyMemory } from '@liverestore/format/internal';
