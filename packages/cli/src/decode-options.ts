@@ -4,7 +4,8 @@ export const DECODE_AS_ARRIVING_OPTIONS = {
 } as const;
 
 /** The help lines of {@link DECODE_AS_ARRIVING_OPTIONS}, aligned like the other option lines. */
-export const DECODE_AS_ARRIVING_HELP = `  --decode-as-arriving decode a guest's miss while its blob arrives from --from (HTTP
+export const DECODE_AS_ARRIVING_HELP = `  --decode-as-arriving
+                       decode a guest's miss while its blob arrives from --from (HTTP
                        or S3), on an idle decode thread, outside bursts of misses: for
                        guests that read one block at a time behind a slow link; it costs
                        6-10 % more CPU per chunk, so it is off by default
