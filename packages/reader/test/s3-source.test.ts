@@ -113,14 +113,15 @@ test('the gateway stopped in the middle of a restore and started again: the rest
   const stats = source.store.client.stats;
   let fetches = 0;
   let restarted: Promise<void> | undefined;
-  // On the fourth chunk the gateway goes away; it comes back once a request has failed
-  // against it and been retried.
+  // On the fourth chunk the gateway goes away (killed: radosgw's graceful stop takes 5–10 s,
+  // which the retries below would have to outlast); it comes back once a request has
+  // failed against it and been retried.
   const faulty: ChunkSource = {
     name: source.name,
     blobsAreTransferable: true,
     fetchChunk: async (hex, signal, hints) => {
       if (++fetches === 4) {
-        await gateway.stop();
+        await gateway.stop('SIGKILL');
         const retriesBefore = stats.retries;
         restarted = until(() => stats.retries > retriesBefore).then(() => gateway.start());
       }

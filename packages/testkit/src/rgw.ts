@@ -143,14 +143,17 @@ export class ExtraGateway {
     }
   }
 
-  /** Stops the gateway (SIGTERM) and resolves once the process has exited. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the gateway and resolves once the process has exited: SIGTERM, a graceful
+   * shutdown that takes radosgw 5–10 s, or SIGKILL, a crash that takes none.
+   */
+  async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const child = this.#child;
     if (child === undefined) return;
     this.#child = undefined;
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
+    child.kill(signal);
     await exited;
   }
 }
