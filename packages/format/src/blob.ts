@@ -143,17 +143,26 @@ export function encodeBlob(data: Uint8Array, options: EncodeBlobOptions = {}): B
   return out;
 }
 
+/** The CRC-32 a blob's header stores (after its magic). */
+export function storedBlobCrc(header: Uint8Array): number {
+  return Buffer.from(header.buffer, header.byteOffset, header.byteLength).readUInt32LE(8);
+}
+
+/** `ERR_LR_BLOB_CRC_MISMATCH`: a blob's payload does not have the CRC-32 its header stores. */
+export function blobCrcMismatch(stored: number, actual: number): IntegrityError {
+  const hex = (crc: number): string => (crc >>> 0).toString(16).padStart(8, '0');
+  return new IntegrityError(
+    'ERR_LR_BLOB_CRC_MISMATCH',
+    `blob CRC-32 mismatch: stored ${hex(stored)}, computed ${hex(actual)}`,
+  );
+}
+
 /** Checks the stored CRC-32 of a blob of `kind` against its payload (see {@link verifyBlobCrc}). */
 function checkCrc(buf: Buffer, kind: BlobKind): void {
   const start = kind.encrypted ? ENCRYPTED_BLOB_HEADER_BYTES : BLOB_HEADER_BYTES;
-  const stored = buf.readUInt32LE(8);
+  const stored = storedBlobCrc(buf);
   const actual = zlib.crc32(buf.subarray(start));
-  if (stored !== actual) {
-    throw new IntegrityError(
-      'ERR_LR_BLOB_CRC_MISMATCH',
-      `blob CRC-32 mismatch: stored ${stored.toString(16).padStart(8, '0')}, computed ${actual.toString(16).padStart(8, '0')}`,
-    );
-  }
+  if (stored !== actual) throw blobCrcMismatch(stored, actual);
 }
 
 /** Checks the CRC-32 of a blob, whatever its kind: what verify and every blob read without a digest run. */

@@ -10,13 +10,19 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as zlib from 'node:zlib';
-import { BLOB_HEADER_BYTES, type BlobKind, blobKind, crcCoveredByDigest } from './blob.js';
+import {
+  BLOB_HEADER_BYTES,
+  type BlobKind,
+  blobCrcMismatch,
+  blobKind,
+  crcCoveredByDigest,
+  storedBlobCrc,
+} from './blob.js';
+import { aboutChunk, checkChunkDigest, chunkLengthMismatch } from './chunk.js';
 import { blobTooLarge, FormatError, IntegrityError, LiverestoreError } from './errors.js';
 import { toHex } from './hex.js';
 import { napiZstdStream, type ZstdStreamDecoder } from './zstd-backends.js';
-
-/** Frames may declare windows up to twice the chunk, at least this (zstd-codec's floor). */
-const MIN_WINDOW_LOG = 23;
+import { zstdWindowLimitBytes } from './zstd-codec.js';
 
 let streamDecoder: ZstdStreamDecoder | null | undefined;
 
@@ -92,7 +98,7 @@ export class ArrivingChunk {
       const zstd = zstdStream();
       if (zstd === null)
         throw new LiverestoreError('ERR_LR_ZSTD_UNAVAILABLE', 'no zstd stream decoder could be loaded');
-      zstd.begin(Math.max(MIN_WINDOW_LOG, Math.ceil(Math.log2(2 * Math.max(this.#into.byteLength, 1)))));
+      zstd.begin(Math.ceil(Math.log2(zstdWindowLimitBytes(this.#into.byteLength))));
     }
   }
 
@@ -135,19 +141,11 @@ export class ArrivingChunk {
         `chunk ${hex}: blob is ${this.#headerBytes} bytes, shorter than its header`,
       );
     if (!crcCoveredByDigest(this.#kind)) {
-      const stored = Buffer.from(this.#header.buffer, this.#header.byteOffset + 8, 4).readUInt32LE(0);
-      if (stored !== this.#crc >>> 0) {
-        throw new IntegrityError(
-          'ERR_LR_BLOB_CRC_MISMATCH',
-          `chunk ${hex}: blob CRC-32 mismatch: stored ${stored.toString(16).padStart(8, '0')}, computed ${(this.#crc >>> 0).toString(16).padStart(8, '0')}`,
-        );
-      }
+      const stored = storedBlobCrc(this.#header);
+      if (stored !== this.#crc >>> 0)
+        throw aboutChunk(blobCrcMismatch(stored, this.#crc), this.#expectedDigest);
     }
-    if (this.#decodeError !== undefined) {
-      if (this.#decodeError instanceof Error)
-        this.#decodeError.message = `chunk ${hex}: ${this.#decodeError.message}`;
-      throw this.#decodeError;
-    }
+    if (this.#decodeError !== undefined) throw aboutChunk(this.#decodeError, this.#expectedDigest);
     if (this.#kind.compression === 'zstd' && this.#frameLeft !== 0) {
       // Output still pending with no room for it is a payload larger than the chunk.
       const [, pending] = zstdStream()!.decompress(new Uint8Array(1), new Uint8Array(0));
@@ -157,18 +155,8 @@ export class ArrivingChunk {
         `chunk ${hex}: zstd payload is truncated or corrupt`,
       );
     }
-    if (this.#written !== this.#into.byteLength) {
-      throw new LiverestoreError(
-        'ERR_LR_CHUNK_LENGTH_MISMATCH',
-        `chunk ${hex} holds ${this.#written} bytes, the index expects ${this.#into.byteLength}`,
-      );
-    }
-    const actual = this.#hash.digest();
-    if (!actual.equals(this.#expectedDigest)) {
-      throw new IntegrityError(
-        'ERR_LR_DIGEST_MISMATCH',
-        `chunk ${hex}: decoded data has digest ${toHex(actual)}`,
-      );
-    }
+    if (this.#written !== this.#into.byteLength)
+      throw chunkLengthMismatch(hex, this.#written, this.#into.byteLength);
+    checkChunkDigest(this.#hash.digest(), this.#expectedDigest);
   }
 }

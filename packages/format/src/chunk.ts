@@ -1,6 +1,6 @@
 import { type Compression, decodeBlobWith, decodePayload, encodeBlob, MAX_BLOB_BYTES } from './blob.js';
 import type { CryptConfig } from './crypt-config.js';
-import { IntegrityError } from './errors.js';
+import { IntegrityError, LiverestoreError } from './errors.js';
 import { sha256, toHex } from './hex.js';
 
 /** A chunk as the writer stores it: its identity and its encoded bytes. */
@@ -33,19 +33,31 @@ export interface DecodeChunkOptions {
 }
 
 /** Prefixes a decode error with the chunk it is about. */
-function aboutChunk(err: unknown, expectedDigest: Uint8Array): unknown {
+export function aboutChunk(err: unknown, expectedDigest: Uint8Array): unknown {
   if (err instanceof Error) err.message = `chunk ${toHex(expectedDigest)}: ${err.message}`;
   return err;
 }
 
-function checkDigest(plain: Uint8Array, expectedDigest: Uint8Array, crypt: CryptConfig | undefined): void {
-  const actual = chunkDigest(plain, crypt);
+/** Throws `ERR_LR_DIGEST_MISMATCH` unless `actual`, the digest of a decoded chunk, is the index's. */
+export function checkChunkDigest(actual: Buffer, expectedDigest: Uint8Array): void {
   if (!actual.equals(expectedDigest)) {
     throw new IntegrityError(
       'ERR_LR_DIGEST_MISMATCH',
       `chunk ${toHex(expectedDigest)}: decoded data has digest ${toHex(actual)}`,
     );
   }
+}
+
+/** `ERR_LR_CHUNK_LENGTH_MISMATCH`: a chunk decoded to `bytes`, not the `expected` its index says. */
+export function chunkLengthMismatch(digestHex: string, bytes: number, expected: number): LiverestoreError {
+  return new LiverestoreError(
+    'ERR_LR_CHUNK_LENGTH_MISMATCH',
+    `chunk ${digestHex} holds ${bytes} bytes, the index expects ${expected}`,
+  );
+}
+
+function checkDigest(plain: Uint8Array, expectedDigest: Uint8Array, crypt: CryptConfig | undefined): void {
+  checkChunkDigest(chunkDigest(plain, crypt), expectedDigest);
 }
 
 /**

@@ -221,12 +221,31 @@ export function wasmZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDecoderB
   };
 }
 
-/** The part of zstd-napi's binding used here: one-shot contexts, so output is bounded by the buffer given. */
+/**
+ * The part of zstd-napi's binding used here: one-shot contexts, so output is bounded by
+ * the buffer given, and the stream decoder of {@link napiZstdStream}.
+ */
 interface ZstdNapiBinding {
   readonly CCtx: new () => { compress(dest: Uint8Array, source: Uint8Array, level: number): number };
-  readonly DCtx: new () => { decompress(dest: Uint8Array, source: Uint8Array): number };
+  readonly DCtx: new () => {
+    decompress(dest: Uint8Array, source: Uint8Array): number;
+    decompressStream(dest: Uint8Array, source: Uint8Array): [number, number, number];
+    reset(directive: number): void;
+    setParameter(param: number, value: number): void;
+  };
+  readonly DParameter: { readonly windowLogMax: number };
+  readonly ResetDirective: { readonly sessionAndParameters: number };
   compressBound(sourceBytes: number): number;
   versionString(): string;
+}
+
+/** zstd-napi's binding, or undefined where the optional addon is not installed or did not build. */
+function napiBinding(): ZstdNapiBinding | undefined {
+  try {
+    return require('zstd-napi/binding') as ZstdNapiBinding;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A zstd stream decoder: frames fed piece by piece, plaintext written where it is told. */
@@ -241,29 +260,14 @@ export interface ZstdStreamDecoder {
   decompress(dest: Uint8Array, source: Uint8Array): [number, number, number];
 }
 
-/** The part of zstd-napi's binding a stream decoder uses. */
-interface ZstdNapiStreamBinding {
-  readonly DCtx: new () => {
-    decompressStream(dest: Uint8Array, source: Uint8Array): [number, number, number];
-    reset(directive: number): void;
-    setParameter(param: number, value: number): void;
-  };
-  readonly DParameter: { readonly windowLogMax: number };
-  readonly ResetDirective: { readonly sessionAndParameters: number };
-}
-
 /**
  * A zstd stream decoder of `zstd-napi` (`ZSTD_decompressStream`), or undefined where the
  * optional addon is not installed: what decodes a blob as its body arrives. Its context
  * belongs to the thread that made it.
  */
 export function napiZstdStream(): ZstdStreamDecoder | undefined {
-  let binding: ZstdNapiStreamBinding;
-  try {
-    binding = require('zstd-napi/binding') as ZstdNapiStreamBinding;
-  } catch {
-    return undefined;
-  }
+  const binding = napiBinding();
+  if (binding === undefined) return undefined;
   const dctx = new binding.DCtx();
   return {
     begin(windowLog) {
@@ -280,16 +284,13 @@ export function napiZstdStream(): ZstdStreamDecoder | undefined {
  * caller falls back. Its one-shot `ZSTD_decompressDCtx` writes into the buffer it is given
  * and fails beyond it (bounded output, like the WebAssembly build), and one output region
  * per thread is reused from chunk to chunk (`decompressView`), so a decode touches no
- * fresh memory; or it writes into the caller's memory (`decompressView`'s `into`). Both contexts belong to the thread that loaded this module.
+ * fresh memory; or it writes into the caller's memory (`decompressView`'s `into`). Both
+ * contexts belong to the thread that loaded this module.
  */
 export function napiZstd(): { encoder: ZstdEncoderBackend; decoder: ZstdDecoderBackend } | undefined {
   const name = 'zstd-napi';
-  let binding: ZstdNapiBinding;
-  try {
-    binding = require(`${name}/binding`) as ZstdNapiBinding;
-  } catch {
-    return undefined;
-  }
+  const binding = napiBinding();
+  if (binding === undefined) return undefined;
   const version = `${packageVersion(name)} (libzstd ${binding.versionString()})`;
   const cctx = new binding.CCtx();
   const dctx = new binding.DCtx();

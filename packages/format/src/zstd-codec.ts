@@ -150,6 +150,15 @@ export function zstdCompress(data: Uint8Array, level: number, codec: ZstdCodec =
 const ZSTD_WINDOW_FLOOR_BYTES = 8 * 1024 * 1024;
 
 /**
+ * The largest window a frame of a payload that decodes to at most `maxBytes` may declare:
+ * encoders declare windows of a few MiB whatever the content size (the zstd CLI on stdin
+ * says 512 KiB at level 1), so the window gets a ceiling, not the output's bound.
+ */
+export function zstdWindowLimitBytes(maxBytes: number): number {
+  return Math.max(2 * maxBytes, ZSTD_WINDOW_FLOOR_BYTES);
+}
+
+/**
  * Decodes a zstd payload to at most `maxBytes`, allocating no more than its headers
  * promise: a frame that declares more than `maxBytes`, or whose raw and RLE blocks alone
  * exceed it, is refused before decoding (`ERR_LR_BLOB_TOO_LARGE`); otherwise the decoder
@@ -196,10 +205,8 @@ function decodeChecked<T extends Uint8Array>(
     throw tooLarge(maxBytes, `its frames declare ${bounds.declaredBytes}`);
   if (bounds.minBytes > maxBytes) throw tooLarge(maxBytes, `its blocks hold at least ${bounds.minBytes}`);
   // A streaming decoder (node:zlib) allocates the declared window first; the one-shot
-  // decoders (zstd-napi, WebAssembly) do not, but all refuse the same payloads. Encoders declare
-  // windows of a few MiB whatever the content size (the zstd CLI on stdin says 512 KiB
-  // at level 1), so the window gets a ceiling, not the output's bound.
-  if (bounds.maxWindowBytes > Math.max(2 * maxBytes, ZSTD_WINDOW_FLOOR_BYTES))
+  // decoders (zstd-napi, WebAssembly) do not, but all refuse the same payloads.
+  if (bounds.maxWindowBytes > zstdWindowLimitBytes(maxBytes))
     throw tooLarge(maxBytes, `a frame declares a ${bounds.maxWindowBytes}-byte window`);
   // node:zlib decodes a truncated frame to what it holds, without an error: refuse it first.
   if (!bounds.complete)

@@ -1,5 +1,9 @@
-import { LiverestoreError } from '@liverestore/format';
-import { ArrivingChunk, cryptConfigForKey, decodeChunkWith } from '@liverestore/format/internal';
+import {
+  ArrivingChunk,
+  chunkLengthMismatch,
+  cryptConfigForKey,
+  decodeChunkWith,
+} from '@liverestore/format/internal';
 import { workerData } from 'piscina';
 import { type FileTarget, writeToTarget } from './data-extents.js';
 import { type ErrorRecord, toErrorRecord } from './errors.js';
@@ -63,12 +67,8 @@ function withVerifiedPlaintext<T>(task: ChunkBlobTask, use: (plain: Buffer) => T
     into,
   };
   return decodeChunkWith(task.blob, Buffer.from(task.digestHex, 'hex'), options, (plain) => {
-    if (plain.byteLength !== task.length) {
-      throw new LiverestoreError(
-        'ERR_LR_CHUNK_LENGTH_MISMATCH',
-        `chunk ${task.digestHex} holds ${plain.byteLength} bytes, the index expects ${task.length}`,
-      );
-    }
+    if (plain.byteLength !== task.length)
+      throw chunkLengthMismatch(task.digestHex, plain.byteLength, task.length);
     return use(Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength));
   });
 }
