@@ -1,6 +1,7 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type ChunkIndex, type CryptConfig, isHexDigest, type Manifest, toHex } from '@liverestore/format';
+import type { BodyMemory } from '@liverestore/format/internal';
 import { isSnapshotFileName } from './archive-name.js';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.js';
 import { type BackupStore, type BackupTarget, LocalBackupTarget } from './backup-target.js';
@@ -132,11 +133,7 @@ export class Datastore implements BackupStore {
    * The raw blob of a chunk; `ERR_LR_CHUNK_MISSING` when the store does not have it. Read
    * into `memory` when given (an array of exactly the file's size), else a fresh Buffer.
    */
-  async readChunk(
-    digest: Uint8Array | string,
-    signal?: AbortSignal,
-    memory?: (bytes: number) => Uint8Array,
-  ): Promise<Buffer> {
+  async readChunk(digest: Uint8Array | string, signal?: AbortSignal, memory?: BodyMemory): Promise<Buffer> {
     const path = this.chunkPath(digest);
     try {
       return await readRegularFile(path, MAX_CHUNK_FILE_BYTES, signal, memory);

@@ -1,6 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { MAX_BLOB_BYTES } from '@liverestore/format';
+import type { BodyMemory } from '@liverestore/format/internal';
 import { DatastoreError } from './errors.js';
 
 /**
@@ -69,6 +70,17 @@ export async function openRegularFile(
 }
 
 /**
+ * A Buffer of `bytes` to read a file into: over the array `memory` gives (a chunk cache's
+ * blob memory), else fresh and not from Node's small-buffer pool.
+ */
+export function fileBuffer(bytes: number, memory?: BodyMemory): Buffer {
+  const into = memory?.(bytes);
+  return into === undefined
+    ? Buffer.allocUnsafeSlow(bytes)
+    : Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+}
+
+/**
  * Reads a whole store file through {@link openRegularFile}: never more than the size
  * fstat gave (a file that grows meanwhile is cut there, and a later check of its content
  * fails), so a hostile file costs at most `maxBytes` of memory. With `memory`, the bytes
@@ -78,15 +90,11 @@ export async function readRegularFile(
   path: string,
   maxBytes?: number,
   signal?: AbortSignal,
-  memory?: (bytes: number) => Uint8Array,
+  memory?: BodyMemory,
 ): Promise<Buffer> {
   const { handle, sizeBytes } = await openRegularFile(path, maxBytes);
   try {
-    const into = memory?.(sizeBytes);
-    const buffer =
-      into === undefined
-        ? Buffer.allocUnsafe(sizeBytes)
-        : Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+    const buffer = fileBuffer(sizeBytes, memory);
     let filled = 0;
     while (filled < sizeBytes) {
       signal?.throwIfAborted();

@@ -9,6 +9,7 @@
  * otherwise wait: an urgent load, an idle thread, nobody queued behind it.
  */
 import type { BodyMemory } from '@liverestore/format/internal';
+import { sameView } from './byte-views.js';
 import type { FetchHints } from './chunk-source.js';
 import { ARRIVED, type DecodeResult, GIVEN_UP } from './decode-worker.js';
 
@@ -45,40 +46,38 @@ export type StartArriving = (
 export class ArrivingBlob {
   readonly progress = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
   readonly hints: FetchHints;
-  #buffer: SharedArrayBuffer | undefined;
+  readonly #memory: SharedBlobMemory;
+  /** The blob's shared memory while a thread may read it (until {@link release}). */
   #view: Uint8Array | undefined;
   #decode: Promise<DecodeResult | 'given up'> | undefined;
   #memoryCalls = 0;
 
   constructor(
+    /** The load's hints; its blob memory (the blob pool's) is what a blob not decoded as it arrives takes. */
     load: FetchHints & { onUrgent(listener: () => void): () => void },
-    /** The memory the blob takes when it is not decoded as it arrives (the blob pool's). */
-    fallback: BodyMemory,
     /** The largest blob of the chunk (blobChargeBytes). */
     chargeBytes: number,
-    readonly memory: SharedBlobMemory,
+    memory: SharedBlobMemory,
     start: StartArriving,
   ) {
+    this.#memory = memory;
     const blobMemory: BodyMemory = (bytes) => {
       this.#memoryCalls++;
       if (this.#memoryCalls > 1) this.giveUp(); // the source started over with a new answer
       if (this.#memoryCalls === 1 && bytes >= MIN_ARRIVING_BLOB_BYTES && bytes <= chargeBytes) {
-        const buffer = this.memory.take(chargeBytes);
+        const buffer = memory.take(chargeBytes);
         const view = new Uint8Array(buffer, 0, bytes);
         this.#decode = start(view, this.progress);
         if (this.#decode !== undefined) {
-          this.#buffer = buffer;
           this.#view = view;
           return view;
         }
-        this.memory.give(buffer, Number.POSITIVE_INFINITY);
+        memory.give(buffer, Number.POSITIVE_INFINITY);
       }
-      return fallback(bytes);
+      return load.blobMemory?.(bytes) ?? new Uint8Array(bytes);
     };
     blobMemory.arrived = (bytes) => {
-      if (this.#view === undefined || Atomics.load(this.progress, GIVEN_UP) !== 0) return;
-      Atomics.store(this.progress, ARRIVED, bytes);
-      Atomics.notify(this.progress, ARRIVED);
+      if (this.#view !== undefined && Atomics.load(this.progress, GIVEN_UP) === 0) this.#arrived(bytes);
     };
     this.hints = {
       get urgent() {
@@ -89,9 +88,10 @@ export class ArrivingBlob {
     };
   }
 
-  /** True once a thread decodes this blob as it arrives. */
-  get started(): boolean {
-    return this.#decode !== undefined;
+  /** `bytes` of the blob are in its memory: the thread reads on. */
+  #arrived(bytes: number): void {
+    Atomics.store(this.progress, ARRIVED, bytes);
+    Atomics.notify(this.progress, ARRIVED);
   }
 
   /** The decode thread stops at its next look (a failed or restarted fetch). */
@@ -108,23 +108,16 @@ export class ArrivingBlob {
   async settle(blob: Uint8Array | undefined): Promise<DecodeResult | undefined> {
     if (this.#decode === undefined) return undefined;
     const view = this.#view!;
-    const same =
-      blob !== undefined &&
-      blob.buffer === view.buffer &&
-      blob.byteOffset === view.byteOffset &&
-      blob.byteLength === view.byteLength;
-    if (same) {
-      // Every byte is there, whether or not the source reported the last of them.
-      Atomics.store(this.progress, ARRIVED, view.byteLength);
-      Atomics.notify(this.progress, ARRIVED);
-    } else this.giveUp();
+    // Every byte is there, whether or not the source reported the last of them.
+    if (blob !== undefined && sameView(blob, view)) this.#arrived(view.byteLength);
+    else this.giveUp();
     const result = await this.#decode;
     return result === 'given up' ? undefined : result;
   }
 
   /** Once settled and the blob no longer needed: its shared memory may hold the next one. */
   release(keep: number): void {
-    if (this.#buffer !== undefined) this.memory.give(this.#buffer, keep);
-    this.#buffer = undefined;
+    if (this.#view !== undefined) this.#memory.give(this.#view.buffer as SharedArrayBuffer, keep);
+    this.#view = undefined;
   }
 }

@@ -3,6 +3,11 @@
  * trailing part of them as views again, without a copy.
  */
 
+/** True when `a` and `b` are views of the same bytes (one buffer, one offset, one length). */
+export function sameView(a: Uint8Array, b: Uint8Array): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset && a.byteLength === b.byteLength;
+}
+
 /** The first `length` bytes of `views` (all of them when they hold fewer), the last view cut. */
 export function viewsUpTo(views: readonly Uint8Array[], length: number): Uint8Array[] {
   const out: Uint8Array[] = [];

@@ -28,7 +28,7 @@ import { ChunkLoad } from './chunk-load.js';
 import type { FetchHints } from './chunk-source.js';
 import type { FileTarget } from './data-extents.js';
 import { DecodeScheduler } from './decode-scheduler.js';
-import type { DecodeResult } from './decode-worker.js';
+import type { ChunkBlobTask, DecodeResult } from './decode-worker.js';
 import { type ChunkDecoder, inlineDecoder, poolDecoder } from './decoder.js';
 import { abortError, fromErrorRecord, ReaderError } from './errors.js';
 import { LentChunks } from './lent-chunks.js';
@@ -345,13 +345,7 @@ export class ChunkCache {
         if (aborted()) throw abortError(signal);
         return this.#decodes.decodeToFile(
           hints,
-          {
-            blob,
-            digestHex: hex,
-            length: request.length,
-            file,
-            ...(request.key === undefined ? {} : { key: request.key }),
-          },
+          { ...blobTask(request, blob), file },
           request.source.blobsAreTransferable === true,
         );
       });
@@ -533,13 +527,7 @@ export class ChunkCache {
         (await arriving?.settle(blob)) ??
         (await this.#decodes.decode(
           load,
-          {
-            blob,
-            digestHex: hex,
-            length: request.length,
-            pages,
-            ...(request.key === undefined ? {} : { key: request.key }),
-          },
+          { ...blobTask(request, blob), pages },
           request.source.blobsAreTransferable === true,
         ));
       load.timeline.decodeEnded();
@@ -563,21 +551,10 @@ export class ChunkCache {
     if (request.source.blobsArrive !== true) return undefined;
     if (!load.urgent || request.key !== undefined) return undefined;
     if (this.#table.loadingView(pages, request.length) === undefined) return undefined;
-    return new ArrivingBlob(
-      load,
-      this.#blobMemory(request.length),
-      blobChargeBytes(request.length),
-      this.#sharedBlobs,
-      (blob, progress) =>
-        this.#otherUrgentFetching(load)
-          ? undefined
-          : this.#decodes.decodeArriving(load, {
-              blob,
-              progress,
-              digestHex: request.digestHex,
-              length: request.length,
-              pages,
-            }),
+    return new ArrivingBlob(load, blobChargeBytes(request.length), this.#sharedBlobs, (blob, progress) =>
+      this.#otherUrgentFetching(load)
+        ? undefined
+        : this.#decodes.decodeArriving(load, { ...blobTask(request, blob), pages, progress }),
     );
   }
 
@@ -607,6 +584,16 @@ export class ChunkCache {
     for (const load of this.#awaitingBlob) if (load.urgent && !this.#blobs.isWaiting(load)) return true;
     return false;
   }
+}
+
+/** What every decode task of `request` holds: its blob, its digest, its length, its key. */
+function blobTask(request: ChunkRequest, blob: Uint8Array): ChunkBlobTask {
+  return {
+    blob,
+    digestHex: request.digestHex,
+    length: request.length,
+    ...(request.key === undefined ? {} : { key: request.key }),
+  };
 }
 
 /** The cache's shared memory and its slot table, for the reader's own modules and tests. */

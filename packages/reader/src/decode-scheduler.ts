@@ -70,9 +70,14 @@ export class DecodeScheduler {
     const decodeArriving = this.#decoder.decodeArriving;
     if (decodeArriving === undefined || this.#queue.length > 0) return undefined;
     if (this.#running >= Math.max(1, this.#decoder.threads)) return undefined;
+    return this.#start(priority, (decoder) => decodeArriving.call(decoder, task));
+  }
+
+  /** Runs a decode on a thread now: counted while it runs, the thread freed once it settles. */
+  #start<R>(priority: DecodePriority, start: (decoder: ChunkDecoder) => Promise<R>): Promise<R> {
     this.#running++;
     priority.decodeStarted?.();
-    const done = decodeArriving.call(this.#decoder, task);
+    const done = start(this.#decoder);
     void done.then(
       () => this.#threadFreed(),
       () => this.#threadFreed(),
@@ -95,18 +100,7 @@ export class DecodeScheduler {
       if (urgent < 0 && this.#urgentFetching()) return;
       // The first urgent job, else the oldest (findIndex gives -1 when none is urgent).
       const job = this.#queue.splice(Math.max(urgent, 0), 1)[0]!;
-      this.#running++;
-      job.priority.decodeStarted?.();
-      job.start(this.#decoder).then(
-        (result) => {
-          this.#threadFreed();
-          job.resolve(result);
-        },
-        (err: unknown) => {
-          this.#threadFreed();
-          job.reject(err);
-        },
-      );
+      this.#start(job.priority, job.start).then(job.resolve, job.reject);
     }
   }
 

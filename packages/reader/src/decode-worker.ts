@@ -5,6 +5,7 @@ import {
   decodeChunkWith,
 } from '@liverestore/format/internal';
 import { workerData } from 'piscina';
+import { sameView } from './byte-views.js';
 import { type FileTarget, writeToTarget } from './data-extents.js';
 import { type ErrorRecord, toErrorRecord } from './errors.js';
 import { type SharedCacheMemory, SlotTable } from './slot-table.js';
@@ -86,7 +87,7 @@ export function decodeInto(table: SlotTable, task: DecodeTask): DecodeResult {
     withVerifiedPlaintext(
       task,
       (plain) => {
-        if (!isSameBytes(plain, run)) table.copyIn(task.pages, plain);
+        if (run === undefined || !sameView(plain, run)) table.copyIn(task.pages, plain); // not decoded in place
       },
       run,
     );
@@ -158,16 +159,6 @@ export function decodeArriving(table: SlotTable, task: ArrivingDecodeTask): Deco
   } catch (err) {
     return { ok: false, error: toErrorRecord(err) };
   }
-}
-
-/** True when `plain` is `run` itself (decoded in place), not bytes elsewhere. */
-function isSameBytes(plain: Uint8Array, run: Uint8Array | undefined): boolean {
-  return (
-    run !== undefined &&
-    plain.buffer === run.buffer &&
-    plain.byteOffset === run.byteOffset &&
-    plain.byteLength === run.byteLength
-  );
 }
 
 const memory = (workerData as { memory?: SharedCacheMemory } | undefined)?.memory;

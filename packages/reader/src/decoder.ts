@@ -81,6 +81,18 @@ export function poolDecoder(
     maxThreads: threads,
     idleTimeout: 30_000,
   });
+  /** The thread's answer to `task`; a thread that dies is ERR_LR_DECODE_WORKER_DIED. */
+  const answerOf = async (task: ChunkBlobTask, transferList: ArrayBuffer[] = []): Promise<DecodeAnswer> => {
+    try {
+      return (await pool.run(task, { transferList })) as DecodeAnswer;
+    } catch (cause) {
+      throw new ReaderError(
+        'ERR_LR_DECODE_WORKER_DIED',
+        `decode worker failed while decoding chunk ${task.digestHex}`,
+        { cause },
+      );
+    }
+  };
   /** Runs a task on a thread, moving the blob's memory there (see ChunkDecoder.decode). */
   const run = async (task: ChunkBlobTask, takeBlob: boolean): Promise<unknown> => {
     // The worker gets the blob's memory. Unless the caller gave it up and it is a whole
@@ -95,34 +107,13 @@ export function poolDecoder(
         blob.byteOffset === 0 &&
         blob.byteLength === blob.buffer.byteLength);
     const moved = { ...task, blob: whole ? blob : new Uint8Array(blob) };
-    try {
-      const answer = (await pool.run(moved, {
-        transferList: [moved.blob.buffer as ArrayBuffer],
-      })) as DecodeAnswer;
-      if (pooled && answer.blobMemory !== undefined) blobs!.give(answer.blobMemory);
-      return answer.result;
-    } catch (cause) {
-      throw new ReaderError(
-        'ERR_LR_DECODE_WORKER_DIED',
-        `decode worker failed while decoding chunk ${task.digestHex}`,
-        {
-          cause,
-        },
-      );
-    }
+    const answer = await answerOf(moved, [moved.blob.buffer as ArrayBuffer]);
+    if (pooled && answer.blobMemory !== undefined) blobs!.give(answer.blobMemory);
+    return answer.result;
   };
   /** A task whose blob lies in shared memory the cache's thread still writes: nothing moves. */
-  const runShared = async (task: ArrivingDecodeTask): Promise<DecodeResult | 'given up'> => {
-    try {
-      return ((await pool.run(task)) as DecodeAnswer).result as DecodeResult | 'given up';
-    } catch (cause) {
-      throw new ReaderError(
-        'ERR_LR_DECODE_WORKER_DIED',
-        `decode worker failed while decoding chunk ${task.digestHex}`,
-        { cause },
-      );
-    }
-  };
+  const runShared = async (task: ArrivingDecodeTask): Promise<DecodeResult | 'given up'> =>
+    (await answerOf(task)).result as DecodeResult | 'given up';
   return {
     pool,
     threads,

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { mkdir, open, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { isNoSpace } from '@liverestore/datastore/internal';
+import { fileBuffer, isNoSpace } from '@liverestore/datastore/internal';
 import { MAX_BLOB_BYTES } from '@liverestore/format';
 import { BLOB_HEADER_BYTES, type BodyMemory } from '@liverestore/format/internal';
 import {
@@ -144,11 +144,7 @@ export class PersistentChunkCache {
         mtimeMs = stat.mtimeMs;
         if (stat.size < BLOB_HEADER_BYTES || stat.size > MAX_BLOB_BYTES) blob = Buffer.alloc(0);
         else {
-          const into = memory?.(stat.size);
-          blob =
-            into === undefined
-              ? Buffer.allocUnsafeSlow(stat.size)
-              : Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+          blob = fileBuffer(stat.size, memory);
           const { bytesRead } = await handle.read(blob, 0, stat.size, 0);
           if (bytesRead !== stat.size) blob = blob.subarray(0, bytesRead);
         }
