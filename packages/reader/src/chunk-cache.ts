@@ -520,11 +520,14 @@ export class ChunkCache {
         this.#awaitingBlob.delete(load);
         // A decode that read the blob as it arrived stops once the fetch failed (never
         // reading memory a later fetch writes) or answers once the blob is whole.
-        if (blob === undefined) await arriving?.settle(undefined);
+        if (blob === undefined && arriving !== undefined) await arriving.settle(undefined);
       }
+      const decodedArriving = arriving === undefined ? undefined : await arriving.settle(blob);
+      // Checked after the last wait and right before the decode is queued: close() waits
+      // for the decodes on a thread, so one started after it looked would outlive the pool.
       if (this.#closed) throw closedError();
       const result =
-        (await arriving?.settle(blob)) ??
+        decodedArriving ??
         (await this.#decodes.decode(
           load,
           { ...blobTask(request, blob), pages },
